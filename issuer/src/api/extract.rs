@@ -1,0 +1,151 @@
+//! Request extractors that turn every kind of bad input into a JSON 4xx.
+
+use std::net::SocketAddr;
+
+use auth_types::jws;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::db::{Session, User};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// `Json<T>` whose rejections name the problem in our error format.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+pub fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => ApiError::bad_request("invalid_request", e.body_text()),
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::bad_request("malformed_json", "request body is not valid JSON")
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body is too large",
+            )
+        }
+        other => ApiError::bad_request("invalid_request", other.body_text()),
+    }
+}
+
+/// Who is calling, for sessions and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let forwarded = if state.settings.trust_forwarded_for {
+            parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(|v| v.trim().to_string())
+        } else {
+            None
+        };
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect());
+        Ok(Client {
+            ip: forwarded.or(peer),
+            user_agent,
+        })
+    }
+}
+
+/// A caller with a valid access token whose session is still live.
+/// The issuer checks its own database, so a revoked session is refused here
+/// at once, without waiting for any feed.
+pub struct Authenticated {
+    pub claims: auth_types::AccessClaims,
+    pub user: User,
+    pub session: Session,
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(parts)?;
+        let now = state.now();
+        let keys = state.keys.snapshot();
+        let verified = jws::verify(token, &keys.verifying)
+            .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
+        verified
+            .claims
+            .validate(&state.expectations(), now.secs())
+            .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
+        let claims = verified.claims;
+        let session = state
+            .store
+            .session(&claims.sid)
+            .await
+            .map_err(ApiError::internal)?
+            .filter(|s| s.user_id == claims.sub && s.is_live(now.secs()))
+            .ok_or_else(|| ApiError::unauthorized("invalid_token", "session has ended"))?;
+        let user = state
+            .store
+            .user_by_id(&claims.sub)
+            .await
+            .map_err(ApiError::internal)?
+            .filter(|u| u.disabled_at.is_none() && claims.iat >= u.password_changed_at)
+            .ok_or_else(|| ApiError::unauthorized("invalid_token", "token is no longer valid"))?;
+        Ok(Authenticated {
+            claims,
+            user,
+            session,
+        })
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing_token", "no bearer token"))?
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("invalid_token", "malformed Authorization header"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthorized("invalid_token", "expected Bearer token"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            "expected Bearer token",
+        ));
+    }
+    Ok(token.trim())
+}

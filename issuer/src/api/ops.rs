@@ -1,0 +1,82 @@
+//! Well-known documents and operational endpoints.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let keys = state.keys.snapshot();
+    let mut response = keys.jwks_json.clone().into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    // Short, so a rotation is seen soon even through caches.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    response
+}
+
+pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let base = &state.settings.issuer_url;
+    Json(json!({
+        "issuer": base,
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "token_endpoint": format!("{base}/auth/refresh"),
+        "revocation_endpoint": format!("{base}/auth/logout"),
+        "userinfo_endpoint": format!("{base}/auth/me"),
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
+        "access_token_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "client_id", "roles", "amr", "email"],
+    }))
+}
+
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.store.ping().await.map_err(ApiError::unavailable)?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let now_secs = state.now().secs();
+    let snapshot = state.keys.snapshot();
+    state
+        .metrics
+        .signing_key_age_seconds
+        .set((now_secs - snapshot.signing_created_at) as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+}

@@ -1,0 +1,271 @@
+//! Command line and environment configuration.
+//!
+//! Precedence: command-line flag > environment variable > `--config` file >
+//! built-in default. A bad value exits with status 64 and one line naming the
+//! setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use auth_types::SigningAlg;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "issuer", version, about = "DevMentor Auth issuer")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate(DbArgs),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user (the first admin, typically). The password is read from
+    /// ISSUER_NEW_USER_PASSWORD, or generated and printed.
+    Create(CreateUserArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateUserArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[arg(long)]
+    pub email: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Give the user the `admin` role.
+    #[arg(long)]
+    pub admin: bool,
+    #[arg(long, env = "ISSUER_NEW_USER_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// sqlite://PATH (embedded default) or postgres://…
+    #[arg(long, env = "ISSUER_DATABASE_URL", default_value = "sqlite://data/issuer.db", value_parser = parse_database_url)]
+    pub database_url: String,
+    /// Maximum pooled database connections.
+    #[arg(long, env = "ISSUER_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[arg(long, env = "ISSUER_LISTEN", default_value = "0.0.0.0:3002")]
+    pub listen: SocketAddr,
+    /// The `iss` claim; also the base of the published JWKS URL.
+    #[arg(long, env = "ISSUER_URL", default_value = "http://localhost:3002", value_parser = parse_http_url)]
+    pub issuer_url: String,
+    /// The `aud` claim of access tokens.
+    #[arg(long, env = "ISSUER_AUDIENCE", default_value = "devmentor")]
+    pub audience: String,
+    /// The `client_id` claim (RFC 9068).
+    #[arg(long, env = "ISSUER_CLIENT_ID", default_value = "devmentor-auth")]
+    pub client_id: String,
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "ISSUER_ACCESS_TOKEN_TTL", default_value_t = 900, value_parser = clap::value_parser!(i64).range(10..=86_400))]
+    pub access_token_ttl: i64,
+    /// A session ends after this many seconds without a refresh.
+    #[arg(long, env = "ISSUER_SESSION_IDLE_TIMEOUT", default_value_t = 7 * 86_400, value_parser = clap::value_parser!(i64).range(60..=365 * 86_400))]
+    pub session_idle_timeout: i64,
+    /// A session ends this many seconds after login, however active.
+    #[arg(long, env = "ISSUER_SESSION_MAX_LIFETIME", default_value_t = 30 * 86_400, value_parser = clap::value_parser!(i64).range(60..=365 * 86_400))]
+    pub session_max_lifetime: i64,
+    /// Algorithm of newly generated signing keys.
+    #[arg(long, env = "ISSUER_SIGNING_ALG", default_value = "ES256", value_parser = parse_alg)]
+    pub signing_alg: SigningAlg,
+    /// File holding the key-encryption key (32 random bytes, base64). Generated
+    /// on first start with the embedded SQLite default; required with PostgreSQL.
+    #[arg(long, env = "ISSUER_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+    /// argon2id memory cost in KiB (OWASP: 19456).
+    #[arg(long, env = "ISSUER_ARGON2_MEMORY_KIB", default_value_t = 19_456, value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations (OWASP: 2).
+    #[arg(long, env = "ISSUER_ARGON2_ITERATIONS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub argon2_iterations: u32,
+    /// argon2id parallelism (OWASP: 1).
+    #[arg(long, env = "ISSUER_ARGON2_PARALLELISM", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once; more wait, so hashing cannot starve
+    /// the rest of the service. 0 means the number of CPUs.
+    #[arg(long, env = "ISSUER_HASH_CONCURRENCY", default_value_t = 0)]
+    pub hash_concurrency: usize,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "ISSUER_MAX_BODY_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
+    pub max_body_bytes: u64,
+    /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
+    #[arg(long, env = "ISSUER_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+    /// Redis URL for fanning revocations out between issuer replicas.
+    #[arg(long, env = "ISSUER_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Shared secret followers of the revocation feed must present as a
+    /// bearer token. Without it the feed is open to anyone who can reach it.
+    #[arg(long, env = "ISSUER_FEED_TOKEN", hide_env_values = true)]
+    pub feed_token: Option<String>,
+    /// How often the feed re-reads the database for records committed by
+    /// other replicas, in milliseconds (Redis makes this a fallback).
+    #[arg(long, env = "ISSUER_FEED_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub feed_poll_ms: u64,
+    /// How often signing keys are re-read from the database, in seconds.
+    #[arg(long, env = "ISSUER_KEY_RELOAD_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub key_reload_secs: u64,
+    /// text or json
+    #[arg(long, env = "ISSUER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl ServeArgs {
+    /// Settings a test server starts from: everything default but the database.
+    pub fn with_database(database_url: &str) -> Self {
+        let mut args = match ServeOnly::try_parse_from(["serve"]) {
+            Ok(only) => only.args,
+            Err(e) => panic!("built-in defaults must parse: {e}"),
+        };
+        args.db.database_url = database_url.to_string();
+        args
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.db.database_url.starts_with("sqlite:")
+    }
+}
+
+// Lets `ServeArgs::with_database` parse the serve settings alone.
+#[derive(Parser)]
+struct ServeOnly {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+fn parse_database_url(s: &str) -> Result<String, String> {
+    if s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Ok(s.to_string())
+    } else {
+        Err("expected sqlite://PATH or postgres://…".into())
+    }
+}
+
+fn parse_http_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or("expected an http:// or https:// URL")?;
+    if rest.is_empty() || s.ends_with('/') {
+        return Err("expected a URL with a host and no trailing slash".into());
+    }
+    Ok(s.to_string())
+}
+
+fn parse_alg(s: &str) -> Result<SigningAlg, String> {
+    SigningAlg::parse(s).ok_or_else(|| "expected ES256, EdDSA or RS256".into())
+}
+
+/// Parses the command line, first folding in `--config FILE` (YAML map of
+/// setting name → value) for settings neither the command line nor the
+/// environment gave. Exits 64 with one line on a bad setting.
+pub fn parse_cli() -> Cli {
+    let args: Vec<String> = std::env::args().collect();
+    let args = match fold_config_file(args) {
+        Ok(a) => a,
+        Err(e) => exit_usage(&e),
+    };
+    match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp
+            | clap::error::ErrorKind::DisplayVersion
+            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => {
+                let rendered = e.to_string();
+                let first = rendered.lines().next().unwrap_or("invalid arguments");
+                exit_usage(first.trim_start_matches("error: "))
+            }
+        },
+    }
+}
+
+pub fn exit_usage(message: &str) -> ! {
+    eprintln!("issuer: {message}");
+    std::process::exit(64)
+}
+
+fn fold_config_file(mut args: Vec<String>) -> Result<Vec<String>, String> {
+    let Some(pos) = args
+        .iter()
+        .position(|a| a == "--config" || a.starts_with("--config="))
+    else {
+        return Ok(args);
+    };
+    let path = if let Some(p) = args[pos].strip_prefix("--config=") {
+        let p = p.to_string();
+        args.remove(pos);
+        p
+    } else {
+        let p = args.get(pos + 1).cloned().ok_or("--config needs a file")?;
+        args.drain(pos..=pos + 1);
+        p
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("--config {path}: {e}"))?;
+    let map: std::collections::BTreeMap<String, serde_yaml::Value> =
+        serde_yaml::from_str(&text).map_err(|e| format!("--config {path}: {e}"))?;
+    // Insert right after the subcommand so clap attributes them to it.
+    let insert_at = 2.min(args.len());
+    let mut extra = Vec::new();
+    for (name, value) in map {
+        let flag = format!("--{name}");
+        let env = format!("ISSUER_{}", name.replace('-', "_").to_uppercase());
+        let on_command_line = args
+            .iter()
+            .any(|a| a == &flag || a.starts_with(&format!("{flag}=")));
+        if on_command_line || std::env::var_os(&env).is_some() {
+            continue;
+        }
+        let value = match value {
+            serde_yaml::Value::String(s) => s,
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            _ => return Err(format!("--config {path}: {name} must be a scalar")),
+        };
+        extra.push(format!("{flag}={value}"));
+    }
+    args.splice(insert_at..insert_at, extra);
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_bad_values_name_the_setting() {
+        let args = ServeArgs::with_database("sqlite::memory:");
+        assert_eq!(args.access_token_ttl, 900);
+        assert_eq!(args.argon2_memory_kib, 19_456);
+        assert_eq!(args.signing_alg, SigningAlg::ES256);
+
+        let err = Cli::try_parse_from(["issuer", "serve", "--access-token-ttl", "abc"])
+            .expect_err("bad ttl");
+        assert!(err.to_string().contains("--access-token-ttl"), "{err}");
+        let err = Cli::try_parse_from(["issuer", "serve", "--signing-alg", "HS256"])
+            .expect_err("bad alg");
+        assert!(err.to_string().contains("--signing-alg"), "{err}");
+        let err = Cli::try_parse_from(["issuer", "serve", "--database-url", "mysql://x"])
+            .expect_err("bad url");
+        assert!(err.to_string().contains("--database-url"), "{err}");
+    }
+}

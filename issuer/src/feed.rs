@@ -1,0 +1,149 @@
+//! The revocation feed's hub: reads new revocation records from the database
+//! (the source of truth) in sequence order and broadcasts them to every
+//! follower connected to this replica.
+//!
+//! The hub wakes when this replica commits a revocation, when Redis says
+//! another replica did (if `--redis-url` is set), and on a poll interval
+//! (which alone suffices without Redis, at the cost of lag).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_types::RevocationEvent;
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use tokio::sync::{broadcast, Mutex, Notify};
+
+use crate::clock::Clock;
+use crate::db::Store;
+
+pub const REDIS_CHANNEL: &str = "devmentor-auth:events";
+const MSG_REVOKED: &str = "revoked";
+const MSG_KEYS: &str = "keys";
+/// Followers further behind than this many events are dropped and must
+/// reconnect (resuming from their last sequence number).
+const BROADCAST_CAPACITY: usize = 16_384;
+
+pub struct FeedHub {
+    events: broadcast::Sender<RevocationEvent>,
+    wake: Notify,
+    redis: Option<redis::Client>,
+    publisher: Mutex<Option<redis::aio::MultiplexedConnection>>,
+}
+
+impl FeedHub {
+    pub fn new(redis_url: Option<&str>) -> anyhow::Result<Self> {
+        let redis = redis_url.map(redis::Client::open).transpose()?;
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Ok(FeedHub {
+            events,
+            wake: Notify::new(),
+            redis,
+            publisher: Mutex::new(None),
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn follower_count(&self) -> usize {
+        self.events.receiver_count()
+    }
+
+    /// This replica committed revocations: push them to local followers now
+    /// and tell the other replicas.
+    pub async fn revocations_committed(&self) {
+        self.wake.notify_one();
+        self.tell_replicas(MSG_REVOKED).await;
+    }
+
+    /// The signing key set changed.
+    pub async fn keys_changed(&self, tell_replicas: bool) {
+        let _ = self.events.send(RevocationEvent::KeysChanged);
+        if tell_replicas {
+            self.tell_replicas(MSG_KEYS).await;
+        }
+    }
+
+    async fn tell_replicas(&self, message: &str) {
+        let Some(client) = &self.redis else { return };
+        let mut guard = self.publisher.lock().await;
+        if guard.is_none() {
+            match client.get_multiplexed_async_connection().await {
+                Ok(conn) => *guard = Some(conn),
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis unavailable; replicas will catch up by polling");
+                    return;
+                }
+            }
+        }
+        if let Some(conn) = guard.as_mut() {
+            if let Err(e) = conn.publish::<_, _, i64>(REDIS_CHANNEL, message).await {
+                tracing::warn!(error = %e, "redis publish failed; replicas will catch up by polling");
+                *guard = None;
+            }
+        }
+    }
+}
+
+/// Broadcasts every record committed after start-up, in order, forever.
+pub async fn run_hub(hub: Arc<FeedHub>, store: Store, clock: Arc<dyn Clock>, poll_every: Duration) {
+    let mut last_seq = loop {
+        match store.last_revocation_seq().await {
+            Ok(seq) => break seq,
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation hub cannot read the database; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hub.wake.notified() => {}
+            _ = tokio::time::sleep(poll_every) => {}
+        }
+        let now = clock.now_ms().div_euclid(1000);
+        match store.revocations_after(last_seq, now, 10_000).await {
+            Ok(records) => {
+                for record in records {
+                    last_seq = record.seq;
+                    let _ = hub.events.send(RevocationEvent::Revoked { record });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "revocation hub query failed"),
+        }
+    }
+}
+
+/// Listens for other replicas' news on Redis, reconnecting with backoff.
+pub async fn run_redis_listener(hub: Arc<FeedHub>, on_keys_changed: Arc<Notify>) {
+    let Some(client) = hub.redis.clone() else {
+        return;
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(REDIS_CHANNEL).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(200);
+                    // Anything missed while disconnected is in the database.
+                    hub.wake.notify_one();
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        match msg.get_payload::<String>().as_deref() {
+                            Ok(MSG_REVOKED) => hub.wake.notify_one(),
+                            Ok(MSG_KEYS) => on_keys_changed.notify_one(),
+                            _ => {}
+                        }
+                    }
+                    tracing::warn!("redis subscription ended; reconnecting");
+                }
+                Err(e) => tracing::warn!(error = %e, "redis subscribe failed"),
+            },
+            Err(e) => tracing::warn!(error = %e, "redis connect failed"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

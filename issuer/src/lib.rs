@@ -1,0 +1,254 @@
+//! DevMentor Auth issuer.
+//!
+//! `build` opens the database, runs migrations and loads the signing keys;
+//! `Issuer::serve` runs the HTTP service on a listener until `shutdown`
+//! resolves, so tests start the real server on port 0.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod feed;
+pub mod keys;
+pub mod metrics;
+pub mod password;
+pub mod tokens;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_types::{Expectations, RevocationRecord};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, Now};
+use crate::config::ServeArgs;
+use crate::db::{AuditEntry, Store, User};
+use crate::feed::FeedHub;
+use crate::keys::{Kek, Keyring};
+use crate::metrics::Metrics;
+use crate::password::PasswordHasher;
+
+/// Tokens a revocation covers may have been issued up to this long before it,
+/// and verifiers allow this much clock skew past `exp`.
+pub const REVOCATION_LEEWAY_SECS: i64 = 60;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<ServeArgs>,
+    pub keys: Arc<Keyring>,
+    pub hasher: Arc<PasswordHasher>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub feed: Arc<FeedHub>,
+}
+
+impl AppState {
+    /// The one clock read of a request.
+    pub fn now(&self) -> Now {
+        Now {
+            ms: self.clock.now_ms(),
+        }
+    }
+
+    pub fn expectations(&self) -> Expectations {
+        Expectations {
+            issuer: self.settings.issuer_url.clone(),
+            audience: self.settings.audience.clone(),
+            leeway_secs: 0,
+        }
+    }
+
+    /// A revocation made now can be forgotten once every access token it
+    /// could cover has expired.
+    pub fn revocation_expiry(&self, now: Now) -> i64 {
+        now.secs() + self.settings.access_token_ttl + REVOCATION_LEEWAY_SECS
+    }
+
+    /// Called after revocation records commit.
+    pub async fn published(&self, records: Vec<RevocationRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        self.metrics.revocations.inc_by(records.len() as u64);
+        self.feed.revocations_committed().await;
+    }
+
+    /// Audit failures are logged, not returned: the action itself succeeded.
+    pub async fn audit(
+        &self,
+        at: i64,
+        event: &str,
+        user: Option<&User>,
+        client: &api::extract::Client,
+        detail: Option<&str>,
+    ) {
+        let entry = AuditEntry {
+            at,
+            event,
+            user_id: user.map(|u| u.id.as_str()),
+            email: user.map(|u| u.email.as_str()),
+            ip: client.ip.as_deref(),
+            detail,
+        };
+        if let Err(e) = self.store.audit(&entry).await {
+            tracing::error!(error = %e, event, "audit write failed");
+        }
+    }
+}
+
+/// The KEK file: as configured, or beside the SQLite database by default.
+fn kek_path(settings: &ServeArgs) -> anyhow::Result<(PathBuf, bool)> {
+    if let Some(path) = &settings.kek_file {
+        return Ok((path.clone(), false));
+    }
+    if !settings.is_embedded() {
+        anyhow::bail!("--kek-file (ISSUER_KEK_FILE) is required with PostgreSQL");
+    }
+    let db_path = settings
+        .db
+        .database_url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let db_file = db_path.split('?').next().unwrap_or_default();
+    let dir = std::path::Path::new(db_file)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    Ok((dir.join("issuer.kek"), true))
+}
+
+pub struct Issuer {
+    pub state: AppState,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Opens storage, migrates, loads keys and starts background work.
+pub async fn build(settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Issuer> {
+    let store = Store::connect(
+        &settings.db.database_url,
+        settings.db.database_max_connections,
+    )
+    .await?;
+    store.migrate().await?;
+    let (kek_file, create) = kek_path(&settings)?;
+    let kek = Kek::load_or_create(&kek_file, create)?;
+    let now = clock.now_ms().div_euclid(1000);
+    let keys = Arc::new(Keyring::open(&store, kek, settings.signing_alg, now).await?);
+    let hasher = Arc::new(PasswordHasher::new(
+        settings.argon2_memory_kib,
+        settings.argon2_iterations,
+        settings.argon2_parallelism,
+        settings.hash_concurrency,
+    )?);
+    let feed = Arc::new(FeedHub::new(settings.redis_url.as_deref())?);
+    let state = AppState {
+        store: store.clone(),
+        settings: Arc::new(settings),
+        keys,
+        hasher,
+        metrics: Arc::new(Metrics::default()),
+        clock: clock.clone(),
+        feed: feed.clone(),
+    };
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(feed::run_hub(
+        feed.clone(),
+        store.clone(),
+        clock.clone(),
+        Duration::from_millis(state.settings.feed_poll_ms),
+    )));
+    let keys_changed = Arc::new(Notify::new());
+    tasks.push(tokio::spawn(feed::run_redis_listener(
+        feed.clone(),
+        keys_changed.clone(),
+    )));
+    tasks.push(tokio::spawn(reload_keys(
+        state.clone(),
+        keys_changed,
+        Duration::from_secs(state.settings.key_reload_secs),
+    )));
+    tasks.push(tokio::spawn(prune(state.clone())));
+    Ok(Issuer { state, tasks })
+}
+
+/// Picks up key changes made by other replicas or the CLI.
+async fn reload_keys(state: AppState, pushed: Arc<Notify>, every: Duration) {
+    loop {
+        tokio::select! {
+            _ = pushed.notified() => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+        match state.keys.reload(&state.store).await {
+            Ok(true) => state.feed.keys_changed(false).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "signing key reload failed"),
+        }
+    }
+}
+
+/// Deletes revocations whose tokens have all expired, and long-dead sessions.
+async fn prune(state: AppState) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let now = state.now().secs();
+        match state.store.prune(now, 7 * 86_400).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "pruned expired revocations"),
+            Err(e) => tracing::warn!(error = %e, "prune failed"),
+        }
+    }
+}
+
+impl Issuer {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app =
+            api::router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.state.store.close().await;
+        result
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

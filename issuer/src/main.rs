@@ -1,0 +1,45 @@
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use issuer::clock::{Clock, SystemClock};
+use issuer::config::{parse_cli, Command, UsersCommand};
+
+#[tokio::main]
+async fn main() {
+    let cli = parse_cli();
+    let log_json = matches!(&cli.command, Command::Serve(a) if a.log_format == "json");
+    init_logging(log_json);
+    let result = match cli.command {
+        Command::Serve(args) => serve(*args).await,
+        Command::Migrate(db) => issuer::cli::migrate(&db).await,
+        Command::Users(UsersCommand::Create(args)) => issuer::cli::create_user(&args).await,
+    };
+    if let Err(e) = result {
+        eprintln!("issuer: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(args: issuer::config::ServeArgs) -> anyhow::Result<()> {
+    let listen = args.listen;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let issuer = issuer::build(args, clock).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "issuer listening");
+    issuer.serve(listener, issuer::shutdown_signal()).await?;
+    Ok(())
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

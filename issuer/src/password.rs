@@ -1,0 +1,234 @@
+//! Password hashing (argon2id), legacy bcrypt verification, and the password
+//! policy (NIST 800-63B: length and a blocklist, no composition rules).
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Long enough for any passphrase; bounded so hashing cost stays bounded.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+static COMMON: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    include_str!("common_passwords.txt")
+        .lines()
+        .map(|l| l.trim().to_lowercase())
+        .filter(|l| !l.is_empty())
+        .collect()
+});
+
+/// Why a password is refused, or `None` if acceptable.
+pub fn weakness(password: &str, email: &str) -> Option<String> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Some(format!(
+            "password must be at least {MIN_PASSWORD_CHARS} characters"
+        ));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Some(format!(
+            "password must be at most {MAX_PASSWORD_CHARS} characters"
+        ));
+    }
+    let lower = password.to_lowercase();
+    if COMMON.contains(&lower) {
+        return Some("password is too common".into());
+    }
+    if !email.is_empty() && lower == email.to_lowercase() {
+        return Some("password must not be the email address".into());
+    }
+    None
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub ok: bool,
+    /// The stored hash is legacy or weaker than today's parameters.
+    pub needs_rehash: bool,
+}
+
+/// Hashes and verifies off the async runtime, a bounded number at a time, so
+/// a login storm queues here instead of starving refresh and JWKS requests.
+pub struct PasswordHasher {
+    params: Params,
+    permits: Arc<Semaphore>,
+    /// Verified against when the account does not exist, so an unknown email
+    /// costs the same time as a wrong password.
+    dummy_hash: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error("hashing task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("hasher closed")]
+    Closed,
+}
+
+impl PasswordHasher {
+    pub fn new(
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+        concurrency: usize,
+    ) -> Result<Self, HashError> {
+        let params = Params::new(memory_kib, iterations, parallelism, None)
+            .map_err(|e| HashError::Hash(e.to_string()))?;
+        let concurrency = if concurrency == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            concurrency
+        };
+        let dummy_hash = hash_blocking(&params, "dummy password for timing")?;
+        Ok(PasswordHasher {
+            params,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            dummy_hash,
+        })
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| HashError::Closed)?;
+        let params = self.params.clone();
+        tokio::task::spawn_blocking(move || hash_blocking(&params, &password)).await?
+    }
+
+    /// Verifies against `stored`, or against the dummy hash when `None`
+    /// (which then always fails, after the same work).
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<Verified, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| HashError::Closed)?;
+        let exists = stored.is_some();
+        let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
+        let params = self.params.clone();
+        let verified =
+            tokio::task::spawn_blocking(move || verify_blocking(&params, &password, &stored))
+                .await??;
+        Ok(Verified {
+            ok: verified.ok && exists,
+            needs_rehash: verified.needs_rehash,
+        })
+    }
+}
+
+fn argon2(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+fn hash_blocking(params: &Params, password: &str) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    argon2(params)
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError::Hash(e.to_string()))
+}
+
+fn verify_blocking(params: &Params, password: &str, stored: &str) -> Result<Verified, HashError> {
+    if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
+        // Legacy hashes imported from an older system: verify, then upgrade.
+        let ok = bcrypt::verify(password, stored).unwrap_or(false);
+        return Ok(Verified {
+            ok,
+            needs_rehash: true,
+        });
+    }
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return Ok(Verified {
+            ok: false,
+            needs_rehash: false,
+        });
+    };
+    let ok = argon2(params)
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    let current = parsed.algorithm.as_str() == "argon2id"
+        && Params::try_from(&parsed).is_ok_and(|p| {
+            p.m_cost() >= params.m_cost()
+                && p.t_cost() >= params.t_cost()
+                && p.p_cost() >= params.p_cost()
+        });
+    Ok(Verified {
+        ok,
+        needs_rehash: !current,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_refuses_short_common_and_overlong_passwords() {
+        assert!(weakness("short", "a@b.c").is_some());
+        assert!(weakness("Password123", "a@b.c").is_some());
+        assert!(weakness("a@b.example", "a@b.example").is_some());
+        assert!(weakness(&"x".repeat(MAX_PASSWORD_CHARS + 1), "a@b.c").is_some());
+        assert_eq!(weakness("correct horse battery", "a@b.c"), None);
+        assert_eq!(weakness(&"long passphrase ".repeat(8), "a@b.c"), None);
+    }
+
+    #[tokio::test]
+    async fn argon2_and_legacy_bcrypt_verify_and_report_rehash() {
+        let hasher = PasswordHasher::new(1024, 1, 1, 2).expect("hasher");
+        let hash = hasher.hash("s3cret-pass".into()).await.expect("hash");
+        assert!(hash.starts_with("$argon2id$"));
+        let ok = hasher
+            .verify("s3cret-pass".into(), Some(hash.clone()))
+            .await
+            .expect("verify");
+        assert_eq!(
+            ok,
+            Verified {
+                ok: true,
+                needs_rehash: false
+            }
+        );
+        let bad = hasher
+            .verify("wrong".into(), Some(hash))
+            .await
+            .expect("verify");
+        assert!(!bad.ok);
+
+        let legacy = bcrypt::hash("old-password", 4).expect("bcrypt");
+        let v = hasher
+            .verify("old-password".into(), Some(legacy.clone()))
+            .await
+            .expect("verify");
+        assert!(v.ok && v.needs_rehash);
+        let v = hasher
+            .verify("not-it".into(), Some(legacy))
+            .await
+            .expect("verify");
+        assert!(!v.ok);
+
+        let weaker = PasswordHasher::new(512, 1, 1, 1).expect("hasher");
+        let old = weaker.hash("s3cret-pass".into()).await.expect("hash");
+        let v = hasher
+            .verify("s3cret-pass".into(), Some(old))
+            .await
+            .expect("verify");
+        assert!(v.ok && v.needs_rehash);
+
+        let unknown = hasher
+            .verify("anything".into(), None)
+            .await
+            .expect("verify");
+        assert!(!unknown.ok);
+    }
+}
