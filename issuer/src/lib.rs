@@ -15,6 +15,7 @@ pub mod feed;
 pub mod keys;
 pub mod metrics;
 pub mod password;
+pub mod testing;
 pub mod tokens;
 
 use std::future::Future;

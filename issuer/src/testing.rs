@@ -1,0 +1,100 @@
+//! Helpers for tests (this crate's and the sidecar's) that run the real
+//! issuer on a loopback port against a real database.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use sqlx::Connection;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::ServeArgs;
+use crate::AppState;
+
+pub const TEST_ISSUER_URL: &str = "https://issuer.test";
+pub const TEST_AUDIENCE: &str = "devmentor";
+
+pub struct RunningIssuer {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningIssuer {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.handle).await;
+    }
+}
+
+/// Settings for a test issuer: cheap argon2 (tests check behaviour, not
+/// cost), a KEK file in `dir`, a fixed issuer URL.
+pub fn test_args(database_url: &str, dir: &Path) -> ServeArgs {
+    let mut args = ServeArgs::with_database(database_url);
+    args.issuer_url = TEST_ISSUER_URL.into();
+    args.audience = TEST_AUDIENCE.into();
+    args.argon2_memory_kib = 1024;
+    args.argon2_iterations = 1;
+    args.feed_poll_ms = 200;
+    let kek = dir.join("test.kek");
+    if !kek.exists() {
+        // Same KEK for every replica of a test, as in production.
+        let _ = std::fs::write(&kek, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
+    }
+    args.kek_file = Some(kek);
+    args
+}
+
+pub async fn start(args: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<RunningIssuer> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let issuer = crate::build(args, clock).await?;
+    let state = issuer.state.clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(issuer.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Ok(RunningIssuer {
+        addr,
+        base_url: format!("http://{addr}"),
+        state,
+        stop: Some(stop),
+        handle,
+    })
+}
+
+/// `DM_TEST_POSTGRES_URL`, or `None` (with a printed reason) when it is not
+/// set and the run does not require services. Under `scripts/test.sh`
+/// (`DM_REQUIRE_SERVICES=1`) a missing service is a failure.
+pub fn required_service(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("DM_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("{what} is required ({var} is not set); run ./scripts/test.sh")
+        }
+        _ => {
+            eprintln!(
+                "skipping: {what} not available ({var} not set; ./scripts/test.sh provides it)"
+            );
+            None
+        }
+    }
+}
+
+/// A new empty database on the test PostgreSQL server.
+pub async fn fresh_postgres_database(admin_url: &str) -> anyhow::Result<String> {
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+    Ok(format!("{base}/{name}"))
+}

@@ -1,0 +1,8 @@
+//! Issuer integration tests: the real server on a loopback port, on SQLite
+//! and on PostgreSQL (the latter provided by ./scripts/test.sh).
+
+mod cli;
+mod http;
+mod interop;
+mod store;
+mod support;

