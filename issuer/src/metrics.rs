@@ -51,8 +51,7 @@ impl Default for Metrics {
             Histogram::new(
                 [
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ]
-                .into_iter(),
+                ],
             )
         });
         let logins = Family::<OutcomeLabels, Counter>::default();
