@@ -1,1 +1,114 @@
+//! DevMentor Auth sidecar: Envoy ext_authz decisions from in-memory keys,
+//! revocations and route policy.
+//!
+//! `start` loads the policy, fetches keys and the revocation snapshot (or a
+//! last-known key set from disk), starts background followers; `serve` runs
+//! the gRPC and admin listeners until `shutdown` resolves.
+#![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod authz;
+pub mod config;
+pub mod decision;
+pub mod follower;
+pub mod grpc;
+pub mod metrics;
+pub mod policy;
+pub mod revocations;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::authz::Authorizer;
+use crate::config::Settings;
+use crate::policy::Policy;
+
+pub struct Sidecar {
+    pub authz: Arc<Authorizer>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Fails only on a bad policy or bad settings; an unreachable issuer is
+/// retried in the background (the sidecar is not ready until it has keys).
+pub async fn start(settings: Settings) -> anyhow::Result<Sidecar> {
+    let policy = Policy::load(&settings.policy)?;
+    let authz = Arc::new(Authorizer::new(
+        settings,
+        policy,
+        Arc::new(metrics::Metrics::default()),
+    )?);
+    if let Err(e) = authz.fetch_jwks().await {
+        tracing::warn!(error = %e, "issuer unreachable at start");
+        authz.load_cache_file();
+    }
+    let mut tasks = vec![
+        tokio::spawn(follower::follow_revocations(authz.clone())),
+        tokio::spawn(follower::reconcile(authz.clone())),
+        tokio::spawn(follower::refresh_jwks(authz.clone())),
+        tokio::spawn(follower::watch_policy(authz.clone())),
+        tokio::spawn(follower::prune(authz.clone())),
+    ];
+    if authz.fetch_jwks_needed() {
+        tasks.push(tokio::spawn(retry_initial_jwks(authz.clone())));
+    }
+    Ok(Sidecar { authz, tasks })
+}
+
+async fn retry_initial_jwks(authz: Arc<Authorizer>) {
+    let mut wait = Duration::from_millis(200);
+    while authz.fetch_jwks_needed() {
+        tokio::time::sleep(wait).await;
+        let _ = authz.fetch_jwks().await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+impl Sidecar {
+    pub async fn serve(
+        self,
+        grpc: TcpListener,
+        admin: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let grpc_stop = {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.changed().await;
+            }
+        };
+        let admin_stop = {
+            let mut rx = stop_rx;
+            async move {
+                let _ = rx.changed().await;
+            }
+        };
+        let service = AuthorizationServer::new(grpc::AuthzService {
+            authz: self.authz.clone(),
+        });
+        let grpc_server = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                grpc_stop,
+            );
+        let admin_server = axum::serve(admin, admin::router(self.authz.clone()))
+            .with_graceful_shutdown(admin_stop);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let (grpc_result, admin_result) = tokio::join!(grpc_server, admin_server);
+        for t in &self.tasks {
+            t.abort();
+        }
+        grpc_result?;
+        admin_result?;
+        Ok(())
+    }
+}

@@ -1,1 +1,55 @@
-fn main() {}
+#![forbid(unsafe_code)]
+
+use sidecar::config::{exit_usage, parse_cli, Command};
+
+#[tokio::main]
+async fn main() {
+    let cli = parse_cli();
+    let Command::Serve(settings) = cli.command;
+    init_logging(settings.log_format == "json");
+    if let Err(e) = run(*settings).await {
+        eprintln!("sidecar: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(settings: sidecar::config::Settings) -> anyhow::Result<()> {
+    let grpc = tokio::net::TcpListener::bind(settings.listen).await?;
+    let admin = tokio::net::TcpListener::bind(settings.admin_listen).await?;
+    let sidecar = match sidecar::start(settings).await {
+        Ok(s) => s,
+        // A bad policy is a configuration error like a bad flag.
+        Err(e) if e.downcast_ref::<sidecar::policy::PolicyError>().is_some() => {
+            exit_usage(&format!("--policy: {e}"))
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!(grpc = %grpc.local_addr()?, admin = %admin.local_addr()?, "sidecar listening");
+    sidecar.serve(grpc, admin, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,350 @@
+//! The sidecar's state (keys, revocations, policy, verified-token cache) and
+//! the per-request path that feeds the pure decision.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use auth_types::jws::{self, JwsError};
+use auth_types::{AccessClaims, Expectations, JwkSet, VerifyingKeySet};
+use moka::sync::Cache;
+use ring::digest::{digest, SHA256};
+
+use crate::config::Settings;
+use crate::decision::{decide, Decision, DenyReason, RequestAttrs, TokenInput};
+use crate::metrics::{DecisionLabels, Metrics, OutcomeLabels};
+use crate::policy::Policy;
+use crate::revocations::RevocationSet;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct KeyState {
+    set: VerifyingKeySet,
+    /// When the issuer last answered a JWKS fetch (0: never).
+    fetched_at_ms: i64,
+}
+
+/// A token that passed signature and header checks, until it expires.
+#[derive(Clone)]
+struct CachedToken {
+    claims: Arc<AccessClaims>,
+    kid: String,
+}
+
+struct UntilTokenExpiry;
+
+impl moka::Expiry<[u8; 32], CachedToken> for UntilTokenExpiry {
+    fn expire_after_create(&self, _: &[u8; 32], value: &CachedToken, _: Instant) -> Option<Duration> {
+        let remaining_ms = value.claims.exp * 1000 - now_ms();
+        Some(Duration::from_millis(remaining_ms.max(0) as u64))
+    }
+}
+
+pub struct Authorizer {
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    http: reqwest::Client,
+    expect: Expectations,
+    keys: ArcSwap<KeyState>,
+    /// Serialises JWKS fetches; holds when the last fetch started (ms).
+    fetch_gate: tokio::sync::Mutex<i64>,
+    pub revocations: RwLock<RevocationSet>,
+    /// When the revocation feed last said anything (0: never).
+    pub feed_contact_ms: AtomicI64,
+    /// A full snapshot of revocations has been applied.
+    pub revocations_synced: AtomicBool,
+    policy: ArcSwap<Policy>,
+    tokens: Cache<[u8; 32], CachedToken>,
+}
+
+pub struct Checked {
+    pub decision: Decision,
+}
+
+impl Authorizer {
+    pub fn new(settings: Settings, policy: Policy, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .connect_timeout(Duration::from_secs(2))
+            .build()?;
+        let expect = Expectations {
+            issuer: settings.expected_issuer(),
+            audience: settings.audience.clone(),
+            leeway_secs: settings.leeway_secs,
+        };
+        let tokens = Cache::builder()
+            .max_capacity(settings.token_cache_capacity)
+            .expire_after(UntilTokenExpiry)
+            .build();
+        Ok(Authorizer {
+            settings,
+            metrics,
+            http,
+            expect,
+            keys: ArcSwap::from_pointee(KeyState {
+                set: VerifyingKeySet::default(),
+                fetched_at_ms: 0,
+            }),
+            fetch_gate: tokio::sync::Mutex::new(0),
+            revocations: RwLock::new(RevocationSet::default()),
+            feed_contact_ms: AtomicI64::new(0),
+            revocations_synced: AtomicBool::new(false),
+            policy: ArcSwap::from_pointee(policy),
+            tokens,
+        })
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    // ---- the request path ----
+
+    /// Decides one request. `now_ms` is read once by the caller.
+    pub async fn check(&self, request: RequestAttrs<'_>, token: Option<&str>, now_ms: i64) -> Decision {
+        let started = Instant::now();
+        let decision = if self.is_stale(now_ms) {
+            Decision::Deny {
+                rule: None,
+                reason: DenyReason::StaleState,
+            }
+        } else {
+            let policy = self.policy.load();
+            // Only verify when the matched rule needs a token; verification
+            // may await a JWKS refetch, so it happens before the pure decision.
+            let needs_token = policy
+                .find(request.host, request.method, request.path)
+                .is_some_and(|m| m.rule.requirement != crate::policy::Requirement::Public);
+            let input = if !needs_token {
+                TokenInput::Missing
+            } else {
+                match token {
+                    None => TokenInput::Missing,
+                    Some(t) => self.verify(t, now_ms).await,
+                }
+            };
+            let revocations = self.read_revocations();
+            decide(&policy, request, || input, &revocations, &self.expect, now_ms.div_euclid(1000))
+        };
+        self.metrics
+            .check_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let labels = match &decision {
+            Decision::Allow { .. } => DecisionLabels { decision: "allow", reason: "ok" },
+            Decision::Deny { reason, .. } => DecisionLabels { decision: "deny", reason: reason.code() },
+        };
+        self.metrics.checks.get_or_create(&labels).inc();
+        decision
+    }
+
+    fn read_revocations(&self) -> std::sync::RwLockReadGuard<'_, RevocationSet> {
+        // A panic while holding the lock cannot leave the set half-updated in
+        // a way that allows more than before, so a poisoned lock is still usable.
+        self.revocations.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write_revocations(&self) -> std::sync::RwLockWriteGuard<'_, RevocationSet> {
+        self.revocations.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Signature and header checks, through the verified-token cache.
+    async fn verify(&self, token: &str, now_ms: i64) -> TokenInput {
+        if token.len() > jws::MAX_TOKEN_LEN {
+            return TokenInput::Invalid(DenyReason::MalformedToken);
+        }
+        let key: [u8; 32] = match digest(&SHA256, token.as_bytes()).as_ref().try_into() {
+            Ok(k) => k,
+            Err(_) => return TokenInput::Invalid(DenyReason::MalformedToken),
+        };
+        if let Some(hit) = self.tokens.get(&key) {
+            // A key removed from the set (emergency revoke) invalidates its tokens.
+            if self.keys.load().set.get(&hit.kid).is_some() {
+                self.metrics.token_cache.get_or_create(&OutcomeLabels { outcome: "hit" }).inc();
+                return TokenInput::Verified(hit.claims);
+            }
+            self.tokens.invalidate(&key);
+        }
+        self.metrics.token_cache.get_or_create(&OutcomeLabels { outcome: "miss" }).inc();
+        let mut result = jws::verify(token, &self.keys.load().set);
+        if let Err(JwsError::UnknownKid(kid)) = &result {
+            if self.refetch_for_unknown_kid(kid, now_ms).await {
+                result = jws::verify(token, &self.keys.load().set);
+            }
+        }
+        match result {
+            Ok(verified) => {
+                let claims = Arc::new(verified.claims);
+                self.tokens.insert(
+                    key,
+                    CachedToken {
+                        claims: claims.clone(),
+                        kid: verified.kid,
+                    },
+                );
+                TokenInput::Verified(claims)
+            }
+            Err(e) => TokenInput::Invalid(DenyReason::from_jws(&e)),
+        }
+    }
+
+    // ---- state freshness ----
+
+    /// Past the max staleness without hearing from the issuer: fail closed.
+    pub fn is_stale(&self, now_ms: i64) -> bool {
+        let limit = self.settings.max_staleness_secs as i64 * 1000;
+        let keys_at = self.keys.load().fetched_at_ms;
+        let feed_at = self.feed_contact_ms.load(Ordering::Relaxed);
+        now_ms - keys_at > limit || now_ms - feed_at > limit
+    }
+
+    pub fn is_ready(&self, now_ms: i64) -> bool {
+        !self.keys.load().set.is_empty()
+            && self.revocations_synced.load(Ordering::Relaxed)
+            && !self.is_stale(now_ms)
+    }
+
+    pub fn update_age_metrics(&self, now_ms: i64) {
+        let keys = self.keys.load();
+        self.metrics
+            .jwks_age_seconds
+            .set((now_ms - keys.fetched_at_ms) as f64 / 1000.0);
+        self.metrics.jwks_keys.set(keys.set.len() as i64);
+        let feed = self.feed_contact_ms.load(Ordering::Relaxed);
+        self.metrics
+            .revocation_feed_age_seconds
+            .set((now_ms - feed) as f64 / 1000.0);
+        let revocations = self.read_revocations();
+        self.metrics.revocations.set(revocations.len() as i64);
+        self.metrics.revocation_seq.set(revocations.last_seq);
+    }
+
+    // ---- JWKS ----
+
+    fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.settings.issuer_url)
+    }
+
+    /// Fetches the key set now. Returns whether the set of kids changed.
+    pub async fn fetch_jwks(&self) -> anyhow::Result<bool> {
+        let mut last_start = self.fetch_gate.lock().await;
+        *last_start = now_ms();
+        self.fetch_jwks_locked().await
+    }
+
+    async fn fetch_jwks_locked(&self) -> anyhow::Result<bool> {
+        let result: anyhow::Result<JwkSet> = async {
+            let response = self.http.get(self.jwks_url()).send().await?.error_for_status()?;
+            Ok(response.json::<JwkSet>().await?)
+        }
+        .await;
+        let jwks = match result {
+            Ok(j) => j,
+            Err(e) => {
+                self.metrics.jwks_fetches.get_or_create(&OutcomeLabels { outcome: "error" }).inc();
+                return Err(e);
+            }
+        };
+        self.metrics.jwks_fetches.get_or_create(&OutcomeLabels { outcome: "ok" }).inc();
+        if let Some(path) = &self.settings.jwks_cache_file {
+            if let Err(e) = write_cache_file(path, &jwks) {
+                tracing::warn!(error = %e, path = %path.display(), "cannot write JWKS cache file");
+            }
+        }
+        Ok(self.install_jwks(&jwks, now_ms()))
+    }
+
+    fn install_jwks(&self, jwks: &JwkSet, fetched_at_ms: i64) -> bool {
+        let (set, skipped) = VerifyingKeySet::from_jwks(jwks);
+        for e in skipped {
+            tracing::warn!(error = %e, "ignoring unusable JWK");
+        }
+        let old = self.keys.load();
+        let mut old_kids: Vec<&str> = old.set.kids().collect();
+        let mut new_kids: Vec<&str> = set.kids().collect();
+        old_kids.sort_unstable();
+        new_kids.sort_unstable();
+        let changed = old_kids != new_kids;
+        if changed {
+            tracing::info!(kids = ?new_kids, "key set changed");
+        }
+        self.keys.store(Arc::new(KeyState { set, fetched_at_ms }));
+        changed
+    }
+
+    /// Loads the last-known key set written by an earlier run. Its age counts
+    /// from when it was written, so staleness still bounds its use.
+    pub fn load_cache_file(&self) -> bool {
+        let Some(path) = &self.settings.jwks_cache_file else { return false };
+        let written_ms = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64);
+        let Ok(text) = std::fs::read_to_string(path) else { return false };
+        match serde_json::from_str::<JwkSet>(&text) {
+            Ok(jwks) if !jwks.keys.is_empty() => {
+                self.install_jwks(&jwks, written_ms);
+                tracing::warn!(path = %path.display(), "using last-known JWKS from disk");
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// One fetch in flight however many requests miss, and at most one per
+    /// cooldown, so junk `kid`s cannot hammer the issuer.
+    async fn refetch_for_unknown_kid(&self, kid: &str, now_ms: i64) -> bool {
+        let mut last_start = self.fetch_gate.lock().await;
+        if self.keys.load().set.get(kid).is_some() {
+            return true; // another request's fetch brought it
+        }
+        if now_ms - *last_start < self.settings.unknown_kid_cooldown_ms as i64 {
+            return false;
+        }
+        *last_start = now_ms;
+        if let Err(e) = self.fetch_jwks_locked().await {
+            tracing::warn!(error = %e, "JWKS refetch for unknown kid failed");
+        }
+        self.keys.load().set.get(kid).is_some()
+    }
+
+    /// Called when the issuer says the key set changed.
+    pub async fn keys_changed(&self) {
+        match self.fetch_jwks().await {
+            // Tokens of removed keys must not be served from the cache.
+            Ok(true) => self.tokens.invalidate_all(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "JWKS fetch after key change failed"),
+        }
+    }
+
+    // ---- policy ----
+
+    pub fn replace_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    pub fn policy_path(&self) -> PathBuf {
+        self.settings.policy.clone()
+    }
+}
+
+fn write_cache_file(path: &std::path::Path, jwks: &JwkSet) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(jwks)?)?;
+    std::fs::rename(tmp, path)
+}
+
+impl Authorizer {
+    /// No key set has ever been fetched or loaded.
+    pub fn fetch_jwks_needed(&self) -> bool {
+        self.keys.load().set.is_empty()
+    }
+}

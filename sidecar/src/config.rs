@@ -1,0 +1,136 @@
+//! Sidecar settings: flags with environment fallbacks. A bad value exits 64
+//! with one line naming the setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sidecar", version, about = "DevMentor Auth ext_authz sidecar")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Serve Envoy's ext_authz gRPC API.
+    Serve(Box<Settings>),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// gRPC listener for envoy.service.auth.v3.Authorization.
+    #[arg(long, env = "SIDECAR_LISTEN", default_value = "0.0.0.0:9001")]
+    pub listen: SocketAddr,
+    /// /health, /ready and /metrics.
+    #[arg(long, env = "SIDECAR_ADMIN_LISTEN", default_value = "0.0.0.0:9002")]
+    pub admin_listen: SocketAddr,
+    /// Where to reach the issuer (JWKS and revocation feed).
+    #[arg(long, env = "SIDECAR_ISSUER_URL", default_value = "http://127.0.0.1:3002", value_parser = parse_http_url)]
+    pub issuer_url: String,
+    /// Required `iss` claim; defaults to --issuer-url.
+    #[arg(long, env = "SIDECAR_EXPECTED_ISSUER")]
+    pub expected_issuer: Option<String>,
+    /// Required `aud` member.
+    #[arg(long, env = "SIDECAR_AUDIENCE", default_value = "devmentor")]
+    pub audience: String,
+    /// Route policy YAML; reloaded when it changes.
+    #[arg(long, env = "SIDECAR_POLICY")]
+    pub policy: PathBuf,
+    #[arg(long, env = "SIDECAR_POLICY_RELOAD_SECS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub policy_reload_secs: u64,
+    /// JWKS refresh interval in seconds.
+    #[arg(long, env = "SIDECAR_JWKS_REFRESH_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub jwks_refresh_secs: u64,
+    /// Minimum time between JWKS fetches triggered by unknown `kid`s, in ms.
+    #[arg(long, env = "SIDECAR_UNKNOWN_KID_COOLDOWN_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub unknown_kid_cooldown_ms: u64,
+    /// Keep deciding from last-known keys and revocations for this long
+    /// without contact with the issuer; after that, deny everything (503).
+    #[arg(long, env = "SIDECAR_MAX_STALENESS_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub max_staleness_secs: u64,
+    /// Full revocation re-read interval, in seconds (the stream is resumable;
+    /// this guards against anything a reconnect could miss).
+    #[arg(long, env = "SIDECAR_RECONCILE_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub reconcile_secs: u64,
+    /// Clock skew tolerated on exp/nbf/iat, in seconds.
+    #[arg(long, env = "SIDECAR_LEEWAY_SECS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=300))]
+    pub leeway_secs: i64,
+    /// Also accept the token from this cookie.
+    #[arg(long, env = "SIDECAR_TOKEN_COOKIE")]
+    pub token_cookie: Option<String>,
+    #[arg(long, env = "SIDECAR_USER_ID_HEADER", default_value = "x-user-id")]
+    pub user_id_header: String,
+    #[arg(long, env = "SIDECAR_ROLES_HEADER", default_value = "x-user-roles")]
+    pub roles_header: String,
+    #[arg(long, env = "SIDECAR_SESSION_HEADER", default_value = "x-session-id")]
+    pub session_header: String,
+    /// Remove the Authorization header before the request reaches the upstream.
+    #[arg(long, env = "SIDECAR_STRIP_AUTHORIZATION", default_value_t = false)]
+    pub strip_authorization: bool,
+    /// Bearer token for the issuer's revocation feed.
+    #[arg(long, env = "SIDECAR_FEED_TOKEN", hide_env_values = true)]
+    pub feed_token: Option<String>,
+    /// Last-known JWKS is written here and read at start if the issuer is down.
+    #[arg(long, env = "SIDECAR_JWKS_CACHE_FILE")]
+    pub jwks_cache_file: Option<PathBuf>,
+    /// Verified tokens kept in memory.
+    #[arg(long, env = "SIDECAR_TOKEN_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub token_cache_capacity: u64,
+    /// text or json
+    #[arg(long, env = "SIDECAR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl Settings {
+    pub fn expected_issuer(&self) -> String {
+        self.expected_issuer
+            .clone()
+            .unwrap_or_else(|| self.issuer_url.clone())
+    }
+
+    /// Defaults plus the given policy file and issuer (for tests).
+    pub fn for_tests(issuer_url: &str, policy: PathBuf) -> Settings {
+        let mut s = match Cli::try_parse_from(["sidecar", "serve", "--policy", "p"]) {
+            Ok(Cli { command: Command::Serve(s) }) => *s,
+            Err(e) => panic!("built-in defaults must parse: {e}"),
+        };
+        s.issuer_url = issuer_url.to_string();
+        s.policy = policy;
+        s.listen = ([127, 0, 0, 1], 0).into();
+        s.admin_listen = ([127, 0, 0, 1], 0).into();
+        s
+    }
+}
+
+fn parse_http_url(s: &str) -> Result<String, String> {
+    let ok = (s.starts_with("http://") || s.starts_with("https://")) && !s.ends_with('/');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("expected an http(s):// URL without a trailing slash".into())
+    }
+}
+
+pub fn parse_cli() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp
+            | clap::error::ErrorKind::DisplayVersion
+            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => {
+                let rendered = e.to_string();
+                let first = rendered.lines().next().unwrap_or("invalid arguments");
+                exit_usage(first.trim_start_matches("error: "))
+            }
+        },
+    }
+}
+
+pub fn exit_usage(message: &str) -> ! {
+    eprintln!("sidecar: {message}");
+    std::process::exit(64)
+}

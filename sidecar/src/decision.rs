@@ -1,0 +1,316 @@
+//! The pure core of the sidecar: given the request, the route policy, the
+//! token (already signature-checked), the revocation set and `now`, decide.
+//! No I/O, no gRPC types, no clock reads.
+
+use std::sync::Arc;
+
+use auth_types::{AccessClaims, ClaimError, Expectations, JwsError};
+
+use crate::policy::{substitute, Policy, Requirement};
+use crate::revocations::RevocationSet;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RequestAttrs<'a> {
+    pub method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+}
+
+/// What became of the token by the time the decision is made.
+#[derive(Debug, Clone)]
+pub enum TokenInput {
+    Missing,
+    Invalid(DenyReason),
+    Verified(Arc<AccessClaims>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    MissingToken,
+    MalformedToken,
+    BadSignature,
+    UnknownKey,
+    UnsupportedToken,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    Revoked,
+    NoMatchingRule,
+    MissingRole,
+    MissingPermission,
+    /// Keys or revocations are older than the configured maximum: fail closed.
+    StaleState,
+}
+
+impl DenyReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            DenyReason::MissingToken => "missing_token",
+            DenyReason::MalformedToken => "malformed_token",
+            DenyReason::BadSignature => "bad_signature",
+            DenyReason::UnknownKey => "unknown_key",
+            DenyReason::UnsupportedToken => "unsupported_token",
+            DenyReason::Expired => "token_expired",
+            DenyReason::NotYetValid => "token_not_yet_valid",
+            DenyReason::WrongIssuer => "wrong_issuer",
+            DenyReason::WrongAudience => "wrong_audience",
+            DenyReason::Revoked => "token_revoked",
+            DenyReason::NoMatchingRule => "no_matching_rule",
+            DenyReason::MissingRole => "missing_role",
+            DenyReason::MissingPermission => "missing_permission",
+            DenyReason::StaleState => "authorization_state_stale",
+        }
+    }
+
+    /// 401 for anything wrong with the credential, 403 for policy, 503 when
+    /// the sidecar cannot vouch for its own state.
+    pub fn http_status(self) -> u16 {
+        match self {
+            DenyReason::NoMatchingRule | DenyReason::MissingRole | DenyReason::MissingPermission => 403,
+            DenyReason::StaleState => 503,
+            _ => 401,
+        }
+    }
+
+    pub fn from_jws(e: &JwsError) -> Self {
+        match e {
+            JwsError::TooLarge | JwsError::Malformed | JwsError::BadClaims | JwsError::MissingKid => {
+                DenyReason::MalformedToken
+            }
+            JwsError::UnsupportedAlg | JwsError::UnsupportedCritical | JwsError::WrongType => {
+                DenyReason::UnsupportedToken
+            }
+            JwsError::UnknownKid(_) => DenyReason::UnknownKey,
+            JwsError::AlgMismatch | JwsError::BadSignature => DenyReason::BadSignature,
+        }
+    }
+
+    fn from_claims(e: ClaimError) -> Self {
+        match e {
+            ClaimError::Expired => DenyReason::Expired,
+            ClaimError::NotYetValid | ClaimError::IssuedInFuture => DenyReason::NotYetValid,
+            ClaimError::WrongIssuer => DenyReason::WrongIssuer,
+            ClaimError::WrongAudience => DenyReason::WrongAudience,
+            ClaimError::MissingSubject => DenyReason::MalformedToken,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Allow {
+        rule: String,
+        /// `None` on public routes.
+        identity: Option<Arc<AccessClaims>>,
+    },
+    Deny {
+        rule: Option<String>,
+        reason: DenyReason,
+    },
+}
+
+/// `token` is only called when the matched rule needs a token.
+pub fn decide(
+    policy: &Policy,
+    request: RequestAttrs<'_>,
+    token: impl FnOnce() -> TokenInput,
+    revocations: &RevocationSet,
+    expect: &Expectations,
+    now: i64,
+) -> Decision {
+    let Some(matched) = policy.find(request.host, request.method, request.path) else {
+        return Decision::Deny {
+            rule: None,
+            reason: DenyReason::NoMatchingRule,
+        };
+    };
+    let rule = &matched.rule.name;
+    let deny = |reason| Decision::Deny {
+        rule: Some(rule.clone()),
+        reason,
+    };
+    if matched.rule.requirement == Requirement::Public {
+        return Decision::Allow {
+            rule: rule.clone(),
+            identity: None,
+        };
+    }
+    let claims = match token() {
+        TokenInput::Missing => return deny(DenyReason::MissingToken),
+        TokenInput::Invalid(reason) => return deny(reason),
+        TokenInput::Verified(claims) => claims,
+    };
+    if let Err(e) = claims.validate(expect, now) {
+        return deny(DenyReason::from_claims(e));
+    }
+    if revocations.is_revoked(&claims) {
+        return deny(DenyReason::Revoked);
+    }
+    let allowed = match &matched.rule.requirement {
+        Requirement::Public | Requirement::Authenticated => true,
+        Requirement::AnyRole(roles) => roles
+            .iter()
+            .map(|r| substitute(r, &matched.captures))
+            .any(|r| claims.roles.contains(&r)),
+        Requirement::AllPermissions(perms) => perms
+            .iter()
+            .map(|p| substitute(p, &matched.captures))
+            .all(|p| claims.permissions.contains(&p)),
+    };
+    if !allowed {
+        return deny(match matched.rule.requirement {
+            Requirement::AllPermissions(_) => DenyReason::MissingPermission,
+            _ => DenyReason::MissingRole,
+        });
+    }
+    Decision::Allow {
+        rule: rule.clone(),
+        identity: Some(claims),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auth_types::{Audience, RevocationKind, RevocationRecord};
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn policy() -> Policy {
+        Policy::parse(
+            r#"
+rules:
+  - { name: public, prefix: /auth/, allow: public }
+  - { name: teams, pattern: "/teams/{team}/**", roles: ["team:{team}", admin] }
+  - { name: keys, prefix: /admin/keys, permissions: [keys.read, keys.write] }
+  - { name: app, prefix: /ai/, allow: authenticated }
+"#,
+            "test",
+        )
+        .expect("policy")
+    }
+
+    fn expect() -> Expectations {
+        Expectations {
+            issuer: "https://issuer".into(),
+            audience: "mesh".into(),
+            leeway_secs: 30,
+        }
+    }
+
+    fn claims() -> AccessClaims {
+        AccessClaims {
+            iss: "https://issuer".into(),
+            sub: "u1".into(),
+            aud: Audience::One("mesh".into()),
+            exp: NOW + 600,
+            iat: NOW - 10,
+            nbf: Some(NOW - 10),
+            jti: "j1".into(),
+            sid: "s1".into(),
+            client_id: "c".into(),
+            roles: vec!["team:blue".into()],
+            permissions: vec!["keys.read".into()],
+            amr: vec!["pwd".into()],
+            email: None,
+        }
+    }
+
+    fn run(path: &str, token: TokenInput, revocations: &RevocationSet) -> Decision {
+        let req = RequestAttrs {
+            method: "GET",
+            host: "mesh.local",
+            path,
+        };
+        decide(&policy(), req, || token, revocations, &expect(), NOW)
+    }
+
+    fn denied(d: &Decision) -> Option<DenyReason> {
+        match d {
+            Decision::Deny { reason, .. } => Some(*reason),
+            Decision::Allow { .. } => None,
+        }
+    }
+
+    fn verified(c: AccessClaims) -> TokenInput {
+        TokenInput::Verified(Arc::new(c))
+    }
+
+    #[test]
+    fn public_routes_never_look_at_the_token() {
+        let none = RevocationSet::default();
+        let d = decide(
+            &policy(),
+            RequestAttrs { method: "POST", host: "h", path: "/auth/login" },
+            || panic!("token must not be evaluated"),
+            &none,
+            &expect(),
+            NOW,
+        );
+        assert!(matches!(d, Decision::Allow { identity: None, .. }));
+    }
+
+    #[test]
+    fn credentials_problems_are_401_and_policy_problems_403() {
+        let none = RevocationSet::default();
+        assert_eq!(denied(&run("/ai/x", TokenInput::Missing, &none)), Some(DenyReason::MissingToken));
+        assert_eq!(
+            denied(&run("/ai/x", TokenInput::Invalid(DenyReason::BadSignature), &none)),
+            Some(DenyReason::BadSignature)
+        );
+        let mut expired = claims();
+        expired.exp = NOW - 31;
+        assert_eq!(denied(&run("/ai/x", verified(expired), &none)), Some(DenyReason::Expired));
+        let mut within_leeway = claims();
+        within_leeway.exp = NOW - 29;
+        assert_eq!(denied(&run("/ai/x", verified(within_leeway), &none)), None);
+        let mut future = claims();
+        future.nbf = Some(NOW + 120);
+        assert_eq!(denied(&run("/ai/x", verified(future), &none)), Some(DenyReason::NotYetValid));
+        let mut foreign = claims();
+        foreign.aud = Audience::One("elsewhere".into());
+        assert_eq!(denied(&run("/ai/x", verified(foreign), &none)), Some(DenyReason::WrongAudience));
+
+        assert_eq!(denied(&run("/nowhere", verified(claims()), &none)), Some(DenyReason::NoMatchingRule));
+        assert_eq!(DenyReason::NoMatchingRule.http_status(), 403);
+        assert_eq!(DenyReason::Expired.http_status(), 401);
+    }
+
+    #[test]
+    fn roles_come_from_path_captures_and_permissions_are_all_of() {
+        let none = RevocationSet::default();
+        assert_eq!(denied(&run("/teams/blue/docs", verified(claims()), &none)), None);
+        assert_eq!(
+            denied(&run("/teams/red/docs", verified(claims()), &none)),
+            Some(DenyReason::MissingRole)
+        );
+        let mut admin = claims();
+        admin.roles = vec!["admin".into()];
+        assert_eq!(denied(&run("/teams/red/docs", verified(admin), &none)), None);
+        assert_eq!(
+            denied(&run("/admin/keys", verified(claims()), &none)),
+            Some(DenyReason::MissingPermission)
+        );
+        let mut both = claims();
+        both.permissions.push("keys.write".into());
+        assert_eq!(denied(&run("/admin/keys", verified(both), &none)), None);
+    }
+
+    #[test]
+    fn revoked_tokens_are_denied_even_when_otherwise_valid() {
+        let mut set = RevocationSet::default();
+        set.apply(&RevocationRecord {
+            seq: 1,
+            kind: RevocationKind::Session,
+            subject: "s1".into(),
+            issued_before: 0,
+            created_at_ms: 0,
+            expires_at: NOW + 900,
+        });
+        assert_eq!(denied(&run("/ai/x", verified(claims()), &set)), Some(DenyReason::Revoked));
+        let mut other = claims();
+        other.sid = "s2".into();
+        assert_eq!(denied(&run("/ai/x", verified(other), &set)), None);
+    }
+}

@@ -1,0 +1,186 @@
+//! Background work: following the issuer's revocation feed (server-sent
+//! events, resumed from the last sequence number seen), periodic full
+//! reconciliation, JWKS refresh, policy reload and pruning.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use auth_types::RevocationEvent;
+use futures_util::StreamExt;
+
+use crate::authz::{now_ms, Authorizer};
+use crate::metrics::OutcomeLabels;
+use crate::policy::Policy;
+
+/// Follows `/internal/revocations/stream` forever, reconnecting with backoff.
+pub async fn follow_revocations(authz: Arc<Authorizer>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match stream_once(&authz).await {
+            Ok(()) => tracing::info!("revocation feed ended; reconnecting"),
+            Err(e) => tracing::warn!(error = %e, "revocation feed failed; reconnecting"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        if authz.feed_contact_ms.load(Ordering::Relaxed) > now_ms() - 10_000 {
+            backoff = Duration::from_millis(100);
+        }
+    }
+}
+
+async fn stream_once(authz: &Authorizer) -> anyhow::Result<()> {
+    let after = authz.write_revocations().last_seq;
+    let url = format!(
+        "{}/internal/revocations/stream?after={after}",
+        authz.settings.issuer_url
+    );
+    let mut request = authz
+        .http()
+        .get(url)
+        .timeout(Duration::from_secs(365 * 86_400));
+    if let Some(token) = &authz.settings.feed_token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await?.error_for_status()?;
+    let mut body = response.bytes_stream();
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut event = String::new();
+    let mut data = String::new();
+    // The issuer sends a keep-alive at least every 10 s; silence for longer
+    // means the connection is dead even if TCP has not noticed.
+    while let Ok(next) = tokio::time::timeout(Duration::from_secs(30), body.next()).await {
+        let Some(chunk) = next else { return Ok(()) };
+        buffer.extend_from_slice(&chunk?);
+        authz.feed_contact_ms.store(now_ms(), Ordering::Relaxed);
+        while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !data.is_empty() {
+                    handle_event(authz, &event, &data).await;
+                }
+                event.clear();
+                data.clear();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+    }
+    anyhow::bail!("revocation feed silent for 30 s")
+}
+
+async fn handle_event(authz: &Authorizer, name: &str, data: &str) {
+    let event: RevocationEvent = match serde_json::from_str(data) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(event = name, error = %e, "unreadable feed event");
+            return;
+        }
+    };
+    apply_event(authz, event).await;
+}
+
+pub async fn apply_event(authz: &Authorizer, event: RevocationEvent) {
+    match event {
+        RevocationEvent::Snapshot { records, last_seq } => {
+            let mut set = authz.write_revocations();
+            for r in &records {
+                set.apply(r);
+            }
+            set.last_seq = set.last_seq.max(last_seq);
+            drop(set);
+            authz.revocations_synced.store(true, Ordering::Relaxed);
+        }
+        RevocationEvent::Revoked { record } => {
+            authz.write_revocations().apply(&record);
+            let lag_ms = (now_ms() - record.created_at_ms).max(0);
+            authz
+                .metrics
+                .revocation_lag_seconds
+                .observe(lag_ms as f64 / 1000.0);
+        }
+        RevocationEvent::KeysChanged => authz.keys_changed().await,
+    }
+}
+
+/// Re-reads every live revocation now and then: records only ever add, so a
+/// union with what we hold repairs anything a reconnect might have missed.
+pub async fn reconcile(authz: Arc<Authorizer>) {
+    let every = Duration::from_secs(authz.settings.reconcile_secs);
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = reconcile_once(&authz).await {
+            tracing::warn!(error = %e, "revocation reconciliation failed");
+        }
+    }
+}
+
+pub async fn reconcile_once(authz: &Authorizer) -> anyhow::Result<()> {
+    let url = format!("{}/internal/revocations?after=0", authz.settings.issuer_url);
+    let mut request = authz.http().get(url).timeout(Duration::from_secs(30));
+    if let Some(token) = &authz.settings.feed_token {
+        request = request.bearer_auth(token);
+    }
+    let event: RevocationEvent = request.send().await?.error_for_status()?.json().await?;
+    authz.feed_contact_ms.store(now_ms(), Ordering::Relaxed);
+    apply_event(authz, event).await;
+    Ok(())
+}
+
+pub async fn refresh_jwks(authz: Arc<Authorizer>) {
+    let every = Duration::from_secs(authz.settings.jwks_refresh_secs);
+    loop {
+        tokio::time::sleep(every).await;
+        match authz.fetch_jwks().await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "JWKS refresh failed; serving last-known keys"),
+        }
+    }
+}
+
+/// Reloads the policy when its file changes; an invalid new version keeps
+/// the old policy in force.
+pub async fn watch_policy(authz: Arc<Authorizer>) {
+    let path = authz.policy_path();
+    let modified = |p: &std::path::Path| -> Option<(SystemTime, u64)> {
+        let m = std::fs::metadata(p).ok()?;
+        Some((m.modified().ok()?, m.len()))
+    };
+    let mut seen = modified(&path);
+    let every = Duration::from_secs(authz.settings.policy_reload_secs);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = modified(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match Policy::load(&path) {
+            Ok(policy) => {
+                tracing::info!(path = %path.display(), rules = policy.rules.len(), "policy reloaded");
+                authz.replace_policy(policy);
+                authz.metrics.policy_reloads.get_or_create(&OutcomeLabels { outcome: "ok" }).inc();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "new policy is invalid; keeping the previous one");
+                authz.metrics.policy_reloads.get_or_create(&OutcomeLabels { outcome: "invalid" }).inc();
+            }
+        }
+    }
+}
+
+pub async fn prune(authz: Arc<Authorizer>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let now = now_ms();
+        authz.write_revocations().prune(now.div_euclid(1000));
+        authz.update_age_metrics(now);
+    }
+}

@@ -1,0 +1,173 @@
+//! The gRPC edge: converts Envoy's CheckRequest into domain types, asks the
+//! authorizer, and converts the decision into a CheckResponse. A deny is an
+//! `Ok(CheckResponse)`; `Err(Status)` only when no decision could be made.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+};
+use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+use envoy_types::pb::google::rpc;
+use serde_json::json;
+use tonic::{Request, Response, Status};
+
+use crate::authz::{now_ms, Authorizer};
+use crate::decision::{Decision, DenyReason, RequestAttrs};
+
+pub struct AuthzService {
+    pub authz: Arc<Authorizer>,
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthzService {
+    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let now = now_ms();
+        let check = request.into_inner();
+        let http = check
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+            .ok_or_else(|| Status::invalid_argument("CheckRequest has no HTTP attributes"))?;
+        let attrs = RequestAttrs {
+            method: &http.method,
+            host: &http.host,
+            path: &http.path,
+        };
+        let token = bearer_token(&http.headers, self.authz.settings.token_cookie.as_deref());
+        let decision = self.authz.check(attrs, token, now).await;
+        Ok(Response::new(self.to_response(decision)))
+    }
+}
+
+/// Envoy lower-cases header names in CheckRequest.
+fn bearer_token<'a>(headers: &'a HashMap<String, String>, cookie: Option<&str>) -> Option<&'a str> {
+    if let Some(value) = headers.get("authorization") {
+        let (scheme, token) = value.split_once(' ')?;
+        return (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+            .then(|| token.trim());
+    }
+    let name = cookie?;
+    headers
+        .get("cookie")?
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn header(key: &str, value: &str, action: HeaderAppendAction) -> HeaderValueOption {
+    #[allow(deprecated)]
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            raw_value: Vec::new(),
+        }),
+        append: None,
+        append_action: action.into(),
+        keep_empty_value: false,
+    }
+}
+
+fn string_value(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.to_string())),
+    }
+}
+
+fn metadata(fields: &[(&str, &str)]) -> Struct {
+    Struct {
+        fields: fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), string_value(v)))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect(),
+    }
+}
+
+impl AuthzService {
+    fn to_response(&self, decision: Decision) -> CheckResponse {
+        let s = &self.authz.settings;
+        let identity_headers = [&s.user_id_header, &s.roles_header, &s.session_header];
+        match decision {
+            Decision::Allow { rule, identity } => {
+                let mut ok = OkHttpResponse::default();
+                let mut meta = vec![("decision", "allow"), ("rule", rule.as_str())];
+                match &identity {
+                    Some(claims) => {
+                        // Overwrite replaces every client-sent copy of these headers.
+                        let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd;
+                        ok.headers.push(header(&s.user_id_header, &claims.sub, overwrite));
+                        ok.headers.push(header(&s.roles_header, &claims.roles.join(","), overwrite));
+                        ok.headers.push(header(&s.session_header, &claims.sid, overwrite));
+                        if claims.roles.is_empty() {
+                            // An empty value would not be set; make sure no client copy survives.
+                            ok.headers_to_remove.push(s.roles_header.clone());
+                        }
+                        meta.push(("user_id", &claims.sub));
+                    }
+                    None => ok.headers_to_remove.extend(identity_headers.iter().map(|h| h.to_string())),
+                }
+                if s.strip_authorization {
+                    ok.headers_to_remove.push("authorization".into());
+                }
+                CheckResponse {
+                    status: Some(rpc::Status { code: tonic::Code::Ok as i32, ..Default::default() }),
+                    dynamic_metadata: Some(metadata(&meta)),
+                    http_response: Some(HttpResponse::OkResponse(ok)),
+                }
+            }
+            Decision::Deny { rule, reason } => self.deny(rule.as_deref(), reason),
+        }
+    }
+
+    fn deny(&self, rule: Option<&str>, reason: DenyReason) -> CheckResponse {
+        let status = reason.http_status();
+        let mut headers = vec![header(
+            "content-type",
+            "application/json",
+            HeaderAppendAction::OverwriteIfExistsOrAdd,
+        )];
+        let challenge = match status {
+            401 if reason == DenyReason::MissingToken => Some("Bearer".to_string()),
+            401 => Some(format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                reason.code()
+            )),
+            403 => Some("Bearer error=\"insufficient_scope\"".to_string()),
+            _ => None,
+        };
+        if let Some(c) = challenge {
+            headers.push(header("www-authenticate", &c, HeaderAppendAction::OverwriteIfExistsOrAdd));
+        }
+        let message = match status {
+            401 => "authentication required",
+            403 => "not allowed",
+            _ => "authorization temporarily unavailable",
+        };
+        let body = json!({"error": reason.code(), "message": message}).to_string();
+        let code = match status {
+            401 => tonic::Code::Unauthenticated,
+            503 => tonic::Code::Unavailable,
+            _ => tonic::Code::PermissionDenied,
+        };
+        let mut meta = vec![("decision", "deny"), ("reason", reason.code())];
+        if let Some(rule) = rule {
+            meta.push(("rule", rule));
+        }
+        CheckResponse {
+            status: Some(rpc::Status { code: code as i32, message: reason.code().into(), details: Vec::new() }),
+            dynamic_metadata: Some(metadata(&meta)),
+            http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+                status: Some(HttpStatus { code: i32::from(status) }),
+                headers,
+                body,
+            })),
+        }
+    }
+}
