@@ -12,7 +12,7 @@ use std::time::Duration;
 use auth_types::RevocationEvent;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
-use tokio::sync::{broadcast, Mutex, Notify};
+use tokio::sync::{broadcast, watch, Mutex, Notify};
 
 use crate::clock::Clock;
 use crate::db::Store;
@@ -29,6 +29,8 @@ pub struct FeedHub {
     wake: Notify,
     redis: Option<redis::Client>,
     publisher: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// Set at shutdown so open feed streams end and the server can drain.
+    closing: watch::Sender<bool>,
 }
 
 impl FeedHub {
@@ -40,11 +42,24 @@ impl FeedHub {
             wake: Notify::new(),
             redis,
             publisher: Mutex::new(None),
+            closing: watch::channel(false).0,
         })
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
         self.events.subscribe()
+    }
+
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once the service is shutting down.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
     }
 
     pub fn follower_count(&self) -> usize {

@@ -41,6 +41,9 @@ use crate::password::PasswordHasher;
 /// and verifiers allow this much clock skew past `exp`.
 pub const REVOCATION_LEEWAY_SECS: i64 = 60;
 
+/// How long in-flight requests may take to finish after shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
@@ -218,9 +221,22 @@ impl Issuer {
     ) -> std::io::Result<()> {
         let app =
             api::router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let feed = self.state.feed.clone();
+        let stopping = async move {
+            shutdown.await;
+            // Long-lived feed streams would otherwise hold the drain open.
+            feed.close();
+        };
+        let drained = self.state.feed.closed();
+        let server = axum::serve(listener, app).with_graceful_shutdown(stopping);
+        let result = tokio::select! {
+            r = server => r,
+            // Connections still open this long after shutdown began are cut.
+            _ = async { drained.await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
+                tracing::warn!("drain timeout; closing remaining connections");
+                Ok(())
+            }
+        };
         for task in &self.tasks {
             task.abort();
         }

@@ -25,7 +25,9 @@ async fn ready(State(authz): State<Arc<Authorizer>>) -> impl IntoResponse {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "not_ready", "message": "no keys, no revocation snapshot, or state too stale"})),
+            Json(
+                json!({"error": "not_ready", "message": "no keys, no revocation snapshot, or state too stale"}),
+            ),
         )
     }
 }
@@ -33,7 +35,10 @@ async fn ready(State(authz): State<Arc<Authorizer>>) -> impl IntoResponse {
 async fn metrics(State(authz): State<Arc<Authorizer>>) -> impl IntoResponse {
     authz.update_age_metrics(now_ms());
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         authz.metrics.render(),
     )
 }

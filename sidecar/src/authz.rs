@@ -41,7 +41,12 @@ struct CachedToken {
 struct UntilTokenExpiry;
 
 impl moka::Expiry<[u8; 32], CachedToken> for UntilTokenExpiry {
-    fn expire_after_create(&self, _: &[u8; 32], value: &CachedToken, _: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        value: &CachedToken,
+        _: Instant,
+    ) -> Option<Duration> {
         let remaining_ms = value.claims.exp * 1000 - now_ms();
         Some(Duration::from_millis(remaining_ms.max(0) as u64))
     }
@@ -108,7 +113,12 @@ impl Authorizer {
     // ---- the request path ----
 
     /// Decides one request. `now_ms` is read once by the caller.
-    pub async fn check(&self, request: RequestAttrs<'_>, token: Option<&str>, now_ms: i64) -> Decision {
+    pub async fn check(
+        &self,
+        request: RequestAttrs<'_>,
+        token: Option<&str>,
+        now_ms: i64,
+    ) -> Decision {
         let started = Instant::now();
         let decision = if self.is_stale(now_ms) {
             Decision::Deny {
@@ -131,14 +141,27 @@ impl Authorizer {
                 }
             };
             let revocations = self.read_revocations();
-            decide(&policy, request, || input, &revocations, &self.expect, now_ms.div_euclid(1000))
+            decide(
+                &policy,
+                request,
+                || input,
+                &revocations,
+                &self.expect,
+                now_ms.div_euclid(1000),
+            )
         };
         self.metrics
             .check_seconds
             .observe(started.elapsed().as_secs_f64());
         let labels = match &decision {
-            Decision::Allow { .. } => DecisionLabels { decision: "allow", reason: "ok" },
-            Decision::Deny { reason, .. } => DecisionLabels { decision: "deny", reason: reason.code() },
+            Decision::Allow { .. } => DecisionLabels {
+                decision: "allow",
+                reason: "ok",
+            },
+            Decision::Deny { reason, .. } => DecisionLabels {
+                decision: "deny",
+                reason: reason.code(),
+            },
         };
         self.metrics.checks.get_or_create(&labels).inc();
         decision
@@ -166,12 +189,18 @@ impl Authorizer {
         if let Some(hit) = self.tokens.get(&key) {
             // A key removed from the set (emergency revoke) invalidates its tokens.
             if self.keys.load().set.get(&hit.kid).is_some() {
-                self.metrics.token_cache.get_or_create(&OutcomeLabels { outcome: "hit" }).inc();
+                self.metrics
+                    .token_cache
+                    .get_or_create(&OutcomeLabels { outcome: "hit" })
+                    .inc();
                 return TokenInput::Verified(hit.claims);
             }
             self.tokens.invalidate(&key);
         }
-        self.metrics.token_cache.get_or_create(&OutcomeLabels { outcome: "miss" }).inc();
+        self.metrics
+            .token_cache
+            .get_or_create(&OutcomeLabels { outcome: "miss" })
+            .inc();
         let mut result = jws::verify(token, &self.keys.load().set);
         if let Err(JwsError::UnknownKid(kid)) = &result {
             if self.refetch_for_unknown_kid(kid, now_ms).await {
@@ -240,18 +269,29 @@ impl Authorizer {
 
     async fn fetch_jwks_locked(&self) -> anyhow::Result<bool> {
         let result: anyhow::Result<JwkSet> = async {
-            let response = self.http.get(self.jwks_url()).send().await?.error_for_status()?;
+            let response = self
+                .http
+                .get(self.jwks_url())
+                .send()
+                .await?
+                .error_for_status()?;
             Ok(response.json::<JwkSet>().await?)
         }
         .await;
         let jwks = match result {
             Ok(j) => j,
             Err(e) => {
-                self.metrics.jwks_fetches.get_or_create(&OutcomeLabels { outcome: "error" }).inc();
+                self.metrics
+                    .jwks_fetches
+                    .get_or_create(&OutcomeLabels { outcome: "error" })
+                    .inc();
                 return Err(e);
             }
         };
-        self.metrics.jwks_fetches.get_or_create(&OutcomeLabels { outcome: "ok" }).inc();
+        self.metrics
+            .jwks_fetches
+            .get_or_create(&OutcomeLabels { outcome: "ok" })
+            .inc();
         if let Some(path) = &self.settings.jwks_cache_file {
             if let Err(e) = write_cache_file(path, &jwks) {
                 tracing::warn!(error = %e, path = %path.display(), "cannot write JWKS cache file");
@@ -281,13 +321,17 @@ impl Authorizer {
     /// Loads the last-known key set written by an earlier run. Its age counts
     /// from when it was written, so staleness still bounds its use.
     pub fn load_cache_file(&self) -> bool {
-        let Some(path) = &self.settings.jwks_cache_file else { return false };
+        let Some(path) = &self.settings.jwks_cache_file else {
+            return false;
+        };
         let written_ms = std::fs::metadata(path)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_millis() as i64);
-        let Ok(text) = std::fs::read_to_string(path) else { return false };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return false;
+        };
         match serde_json::from_str::<JwkSet>(&text) {
             Ok(jwks) if !jwks.keys.is_empty() => {
                 self.install_jwks(&jwks, written_ms);

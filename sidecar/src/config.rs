@@ -91,10 +91,20 @@ impl Settings {
             .unwrap_or_else(|| self.issuer_url.clone())
     }
 
+    /// Cross-setting rules clap cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_staleness_secs <= self.jwks_refresh_secs {
+            return Err("--max-staleness-secs must exceed --jwks-refresh-secs, or keys go stale between refreshes".into());
+        }
+        Ok(())
+    }
+
     /// Defaults plus the given policy file and issuer (for tests).
     pub fn for_tests(issuer_url: &str, policy: PathBuf) -> Settings {
         let mut s = match Cli::try_parse_from(["sidecar", "serve", "--policy", "p"]) {
-            Ok(Cli { command: Command::Serve(s) }) => *s,
+            Ok(Cli {
+                command: Command::Serve(s),
+            }) => *s,
             Err(e) => panic!("built-in defaults must parse: {e}"),
         };
         s.issuer_url = issuer_url.to_string();

@@ -67,7 +67,9 @@ impl DenyReason {
     /// the sidecar cannot vouch for its own state.
     pub fn http_status(self) -> u16 {
         match self {
-            DenyReason::NoMatchingRule | DenyReason::MissingRole | DenyReason::MissingPermission => 403,
+            DenyReason::NoMatchingRule
+            | DenyReason::MissingRole
+            | DenyReason::MissingPermission => 403,
             DenyReason::StaleState => 503,
             _ => 401,
         }
@@ -75,9 +77,10 @@ impl DenyReason {
 
     pub fn from_jws(e: &JwsError) -> Self {
         match e {
-            JwsError::TooLarge | JwsError::Malformed | JwsError::BadClaims | JwsError::MissingKid => {
-                DenyReason::MalformedToken
-            }
+            JwsError::TooLarge
+            | JwsError::Malformed
+            | JwsError::BadClaims
+            | JwsError::MissingKid => DenyReason::MalformedToken,
             JwsError::UnsupportedAlg | JwsError::UnsupportedCritical | JwsError::WrongType => {
                 DenyReason::UnsupportedToken
             }
@@ -242,7 +245,11 @@ rules:
         let none = RevocationSet::default();
         let d = decide(
             &policy(),
-            RequestAttrs { method: "POST", host: "h", path: "/auth/login" },
+            RequestAttrs {
+                method: "POST",
+                host: "h",
+                path: "/auth/login",
+            },
             || panic!("token must not be evaluated"),
             &none,
             &expect(),
@@ -254,25 +261,44 @@ rules:
     #[test]
     fn credentials_problems_are_401_and_policy_problems_403() {
         let none = RevocationSet::default();
-        assert_eq!(denied(&run("/ai/x", TokenInput::Missing, &none)), Some(DenyReason::MissingToken));
         assert_eq!(
-            denied(&run("/ai/x", TokenInput::Invalid(DenyReason::BadSignature), &none)),
+            denied(&run("/ai/x", TokenInput::Missing, &none)),
+            Some(DenyReason::MissingToken)
+        );
+        assert_eq!(
+            denied(&run(
+                "/ai/x",
+                TokenInput::Invalid(DenyReason::BadSignature),
+                &none
+            )),
             Some(DenyReason::BadSignature)
         );
         let mut expired = claims();
         expired.exp = NOW - 31;
-        assert_eq!(denied(&run("/ai/x", verified(expired), &none)), Some(DenyReason::Expired));
+        assert_eq!(
+            denied(&run("/ai/x", verified(expired), &none)),
+            Some(DenyReason::Expired)
+        );
         let mut within_leeway = claims();
         within_leeway.exp = NOW - 29;
         assert_eq!(denied(&run("/ai/x", verified(within_leeway), &none)), None);
         let mut future = claims();
         future.nbf = Some(NOW + 120);
-        assert_eq!(denied(&run("/ai/x", verified(future), &none)), Some(DenyReason::NotYetValid));
+        assert_eq!(
+            denied(&run("/ai/x", verified(future), &none)),
+            Some(DenyReason::NotYetValid)
+        );
         let mut foreign = claims();
         foreign.aud = Audience::One("elsewhere".into());
-        assert_eq!(denied(&run("/ai/x", verified(foreign), &none)), Some(DenyReason::WrongAudience));
+        assert_eq!(
+            denied(&run("/ai/x", verified(foreign), &none)),
+            Some(DenyReason::WrongAudience)
+        );
 
-        assert_eq!(denied(&run("/nowhere", verified(claims()), &none)), Some(DenyReason::NoMatchingRule));
+        assert_eq!(
+            denied(&run("/nowhere", verified(claims()), &none)),
+            Some(DenyReason::NoMatchingRule)
+        );
         assert_eq!(DenyReason::NoMatchingRule.http_status(), 403);
         assert_eq!(DenyReason::Expired.http_status(), 401);
     }
@@ -280,14 +306,20 @@ rules:
     #[test]
     fn roles_come_from_path_captures_and_permissions_are_all_of() {
         let none = RevocationSet::default();
-        assert_eq!(denied(&run("/teams/blue/docs", verified(claims()), &none)), None);
+        assert_eq!(
+            denied(&run("/teams/blue/docs", verified(claims()), &none)),
+            None
+        );
         assert_eq!(
             denied(&run("/teams/red/docs", verified(claims()), &none)),
             Some(DenyReason::MissingRole)
         );
         let mut admin = claims();
         admin.roles = vec!["admin".into()];
-        assert_eq!(denied(&run("/teams/red/docs", verified(admin), &none)), None);
+        assert_eq!(
+            denied(&run("/teams/red/docs", verified(admin), &none)),
+            None
+        );
         assert_eq!(
             denied(&run("/admin/keys", verified(claims()), &none)),
             Some(DenyReason::MissingPermission)
@@ -308,7 +340,10 @@ rules:
             created_at_ms: 0,
             expires_at: NOW + 900,
         });
-        assert_eq!(denied(&run("/ai/x", verified(claims()), &set)), Some(DenyReason::Revoked));
+        assert_eq!(
+            denied(&run("/ai/x", verified(claims()), &set)),
+            Some(DenyReason::Revoked)
+        );
         let mut other = claims();
         other.sid = "s2".into();
         assert_eq!(denied(&run("/ai/x", verified(other), &set)), None);

@@ -166,11 +166,19 @@ pub async fn watch_policy(authz: Arc<Authorizer>) {
             Ok(policy) => {
                 tracing::info!(path = %path.display(), rules = policy.rules.len(), "policy reloaded");
                 authz.replace_policy(policy);
-                authz.metrics.policy_reloads.get_or_create(&OutcomeLabels { outcome: "ok" }).inc();
+                authz
+                    .metrics
+                    .policy_reloads
+                    .get_or_create(&OutcomeLabels { outcome: "ok" })
+                    .inc();
             }
             Err(e) => {
                 tracing::error!(error = %e, "new policy is invalid; keeping the previous one");
-                authz.metrics.policy_reloads.get_or_create(&OutcomeLabels { outcome: "invalid" }).inc();
+                authz
+                    .metrics
+                    .policy_reloads
+                    .get_or_create(&OutcomeLabels { outcome: "invalid" })
+                    .inc();
             }
         }
     }

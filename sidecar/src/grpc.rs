@@ -23,7 +23,10 @@ pub struct AuthzService {
 
 #[tonic::async_trait]
 impl Authorization for AuthzService {
-    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
         let now = now_ms();
         let check = request.into_inner();
         let http = check
@@ -102,22 +105,33 @@ impl AuthzService {
                     Some(claims) => {
                         // Overwrite replaces every client-sent copy of these headers.
                         let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd;
-                        ok.headers.push(header(&s.user_id_header, &claims.sub, overwrite));
-                        ok.headers.push(header(&s.roles_header, &claims.roles.join(","), overwrite));
-                        ok.headers.push(header(&s.session_header, &claims.sid, overwrite));
+                        ok.headers
+                            .push(header(&s.user_id_header, &claims.sub, overwrite));
+                        ok.headers.push(header(
+                            &s.roles_header,
+                            &claims.roles.join(","),
+                            overwrite,
+                        ));
+                        ok.headers
+                            .push(header(&s.session_header, &claims.sid, overwrite));
                         if claims.roles.is_empty() {
                             // An empty value would not be set; make sure no client copy survives.
                             ok.headers_to_remove.push(s.roles_header.clone());
                         }
                         meta.push(("user_id", &claims.sub));
                     }
-                    None => ok.headers_to_remove.extend(identity_headers.iter().map(|h| h.to_string())),
+                    None => ok
+                        .headers_to_remove
+                        .extend(identity_headers.iter().map(|h| h.to_string())),
                 }
                 if s.strip_authorization {
                     ok.headers_to_remove.push("authorization".into());
                 }
                 CheckResponse {
-                    status: Some(rpc::Status { code: tonic::Code::Ok as i32, ..Default::default() }),
+                    status: Some(rpc::Status {
+                        code: tonic::Code::Ok as i32,
+                        ..Default::default()
+                    }),
                     dynamic_metadata: Some(metadata(&meta)),
                     http_response: Some(HttpResponse::OkResponse(ok)),
                 }
@@ -143,7 +157,11 @@ impl AuthzService {
             _ => None,
         };
         if let Some(c) = challenge {
-            headers.push(header("www-authenticate", &c, HeaderAppendAction::OverwriteIfExistsOrAdd));
+            headers.push(header(
+                "www-authenticate",
+                &c,
+                HeaderAppendAction::OverwriteIfExistsOrAdd,
+            ));
         }
         let message = match status {
             401 => "authentication required",
@@ -161,10 +179,16 @@ impl AuthzService {
             meta.push(("rule", rule));
         }
         CheckResponse {
-            status: Some(rpc::Status { code: code as i32, message: reason.code().into(), details: Vec::new() }),
+            status: Some(rpc::Status {
+                code: code as i32,
+                message: reason.code().into(),
+                details: Vec::new(),
+            }),
             dynamic_metadata: Some(metadata(&meta)),
             http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-                status: Some(HttpStatus { code: i32::from(status) }),
+                status: Some(HttpStatus {
+                    code: i32::from(status),
+                }),
                 headers,
                 body,
             })),

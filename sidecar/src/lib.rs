@@ -36,6 +36,7 @@ pub struct Sidecar {
 /// Fails only on a bad policy or bad settings; an unreachable issuer is
 /// retried in the background (the sidecar is not ready until it has keys).
 pub async fn start(settings: Settings) -> anyhow::Result<Sidecar> {
+    settings.validate().map_err(anyhow::Error::msg)?;
     let policy = Policy::load(&settings.policy)?;
     let authz = Arc::new(Authorizer::new(
         settings,
@@ -99,11 +100,20 @@ impl Sidecar {
             );
         let admin_server = axum::serve(admin, admin::router(self.authz.clone()))
             .with_graceful_shutdown(admin_stop);
+        let mut stopping = stop_tx.subscribe();
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let (grpc_result, admin_result) = tokio::join!(grpc_server, admin_server);
+        let servers = async { tokio::join!(grpc_server, admin_server) };
+        let (grpc_result, admin_result) = tokio::select! {
+            results = servers => results,
+            // Envoy may hold idle HTTP/2 connections open: cut them after a grace period.
+            _ = async {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            } => (Ok(()), Ok(())),
+        };
         for t in &self.tasks {
             t.abort();
         }

@@ -6,6 +6,9 @@ use sidecar::config::{exit_usage, parse_cli, Command};
 async fn main() {
     let cli = parse_cli();
     let Command::Serve(settings) = cli.command;
+    if let Err(e) = settings.validate() {
+        exit_usage(&e);
+    }
     init_logging(settings.log_format == "json");
     if let Err(e) = run(*settings).await {
         eprintln!("sidecar: {e:#}");
@@ -46,7 +49,9 @@ async fn shutdown_signal() {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

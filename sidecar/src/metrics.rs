@@ -57,14 +57,46 @@ impl Default for Metrics {
             policy_reloads: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("checks", "Check decisions by outcome and reason", m.checks.clone());
-        registry.register("check_duration_seconds", "Time to decide one Check", m.check_seconds.clone());
-        registry.register("token_cache", "Verified-token cache lookups", m.token_cache.clone());
-        registry.register("jwks_fetches", "JWKS fetches by outcome", m.jwks_fetches.clone());
-        registry.register("jwks_age_seconds", "Time since the key set was last fetched", m.jwks_age_seconds.clone());
-        registry.register("jwks_keys", "Keys in the cached key set", m.jwks_keys.clone());
-        registry.register("revocations", "Live revocation entries held", m.revocations.clone());
-        registry.register("revocation_seq", "Last revocation sequence number applied", m.revocation_seq.clone());
+        registry.register(
+            "checks",
+            "Check decisions by outcome and reason",
+            m.checks.clone(),
+        );
+        registry.register(
+            "check_duration_seconds",
+            "Time to decide one Check",
+            m.check_seconds.clone(),
+        );
+        registry.register(
+            "token_cache",
+            "Verified-token cache lookups",
+            m.token_cache.clone(),
+        );
+        registry.register(
+            "jwks_fetches",
+            "JWKS fetches by outcome",
+            m.jwks_fetches.clone(),
+        );
+        registry.register(
+            "jwks_age_seconds",
+            "Time since the key set was last fetched",
+            m.jwks_age_seconds.clone(),
+        );
+        registry.register(
+            "jwks_keys",
+            "Keys in the cached key set",
+            m.jwks_keys.clone(),
+        );
+        registry.register(
+            "revocations",
+            "Live revocation entries held",
+            m.revocations.clone(),
+        );
+        registry.register(
+            "revocation_seq",
+            "Last revocation sequence number applied",
+            m.revocation_seq.clone(),
+        );
         registry.register(
             "revocation_lag_seconds",
             "Time from the issuer recording a revocation to this sidecar applying it",
@@ -75,7 +107,11 @@ impl Default for Metrics {
             "Time since the last message from the revocation feed",
             m.revocation_feed_age_seconds.clone(),
         );
-        registry.register("policy_reloads", "Policy file reloads by outcome", m.policy_reloads.clone());
+        registry.register(
+            "policy_reloads",
+            "Policy file reloads by outcome",
+            m.policy_reloads.clone(),
+        );
         Metrics { registry, ..m }
     }
 }

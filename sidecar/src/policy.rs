@@ -132,7 +132,8 @@ impl Policy {
         let mut rules = Vec::with_capacity(raw.rules.len());
         for (i, r) in raw.rules.into_iter().enumerate() {
             let line = lines.get(i).copied().unwrap_or(0);
-            let rule = build_rule(i, r).map_err(|reason| fail(line, format!("rule {}: {reason}", i + 1)))?;
+            let rule = build_rule(i, r)
+                .map_err(|reason| fail(line, format!("rule {}: {reason}", i + 1)))?;
             rules.push(rule);
         }
         Ok(Policy { rules })
@@ -143,10 +144,18 @@ impl Policy {
         // Query strings and fragments are not part of the route.
         let path = path.split(['?', '#']).next().unwrap_or_default();
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) { h } else { host }
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
         });
         self.rules.iter().find_map(|rule| {
-            if rule.host.as_deref().is_some_and(|h| !h.eq_ignore_ascii_case(host)) {
+            if rule
+                .host
+                .as_deref()
+                .is_some_and(|h| !h.eq_ignore_ascii_case(host))
+            {
                 return None;
             }
             if !rule.methods.is_empty() && !rule.methods.iter().any(|m| m == method) {
@@ -169,11 +178,17 @@ fn build_rule(index: usize, r: RawRule) -> Result<Rule, String> {
         (Some("public"), None, None) => Requirement::Public,
         (Some("authenticated"), None, None) => Requirement::Authenticated,
         (Some(other), None, None) => {
-            return Err(format!("allow must be public or authenticated, not {other:?}"))
+            return Err(format!(
+                "allow must be public or authenticated, not {other:?}"
+            ))
         }
         (None, Some(roles), None) if !roles.is_empty() => Requirement::AnyRole(roles),
         (None, None, Some(perms)) if !perms.is_empty() => Requirement::AllPermissions(perms),
-        _ => return Err("give exactly one of allow, roles (non-empty), permissions (non-empty)".into()),
+        _ => {
+            return Err(
+                "give exactly one of allow, roles (non-empty), permissions (non-empty)".into(),
+            )
+        }
     };
     let mut methods = Vec::new();
     for m in r.methods {
@@ -198,7 +213,9 @@ fn build_rule(index: usize, r: RawRule) -> Result<Rule, String> {
         for value in wanted {
             for name in placeholders(value) {
                 if !names.contains(&name) {
-                    return Err(format!("{value:?} uses {{{name}}}, which the pattern does not capture"));
+                    return Err(format!(
+                        "{value:?} uses {{{name}}}, which the pattern does not capture"
+                    ));
                 }
             }
         }
@@ -284,7 +301,9 @@ fn placeholders(value: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = value;
     while let Some(start) = rest.find('{') {
-        let Some(len) = rest[start..].find('}') else { break };
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
         out.push(&rest[start + 1..start + len]);
         rest = &rest[start + len + 1..];
     }
@@ -349,23 +368,42 @@ rules:
     #[test]
     fn first_matching_rule_wins_and_captures_segments() {
         let p = Policy::parse(POLICY, "p.yaml").expect("valid");
-        assert_eq!(p.find("x", "POST", "/auth/login").expect("m").rule.name, "login");
+        assert_eq!(
+            p.find("x", "POST", "/auth/login").expect("m").rule.name,
+            "login"
+        );
         let m = p.find("x", "GET", "/teams/blue/docs/1?x=y").expect("m");
         assert_eq!(m.rule.name, "rule-2");
         assert_eq!(m.captures.get("team"), Some(&"blue"));
-        assert_eq!(substitute("team:{team}:member", &m.captures), "team:blue:member");
-        assert!(p.find("x", "GET", "/teams/blue").is_some(), "** matches zero segments");
-        assert!(p.find("x", "GET", "/teams//x").is_none(), "named segments are non-empty");
+        assert_eq!(
+            substitute("team:{team}:member", &m.captures),
+            "team:blue:member"
+        );
+        assert!(
+            p.find("x", "GET", "/teams/blue").is_some(),
+            "** matches zero segments"
+        );
+        assert!(
+            p.find("x", "GET", "/teams//x").is_none(),
+            "named segments are non-empty"
+        );
         assert!(p.find("x", "DELETE", "/teams/blue/x").is_none());
         assert!(p.find("x", "GET", "/admin/keys").is_some());
-        assert!(p.find("x", "GET", "/admin/keys/1").is_none(), "exact means exact");
+        assert!(
+            p.find("x", "GET", "/admin/keys/1").is_none(),
+            "exact means exact"
+        );
         assert!(p.find("api.example.com:443", "GET", "/other").is_some());
-        assert!(p.find("other.example.com", "GET", "/other").is_none(), "default deny");
+        assert!(
+            p.find("other.example.com", "GET", "/other").is_none(),
+            "default deny"
+        );
     }
 
     #[test]
     fn invalid_policies_name_file_line_and_reason() {
-        let bad_rule = "rules:\n  - prefix: /a\n    allow: public\n  - prefix: b\n    allow: public\n";
+        let bad_rule =
+            "rules:\n  - prefix: /a\n    allow: public\n  - prefix: b\n    allow: public\n";
         let e = Policy::parse(bad_rule, "p.yaml").expect_err("bad path");
         assert_eq!(e.line, 4, "{e}");
         assert!(e.to_string().starts_with("p.yaml:4: rule 2:"), "{e}");
@@ -373,12 +411,18 @@ rules:
         let e = Policy::parse("rules:\n  - prefix: /a\n", "p.yaml").expect_err("no access");
         assert!(e.to_string().contains("exactly one of allow"), "{e}");
 
-        let e = Policy::parse("rules:\n  - pattern: /t/{x}\n    roles: ['{y}']\n", "p.yaml")
-            .expect_err("unknown capture");
+        let e = Policy::parse(
+            "rules:\n  - pattern: /t/{x}\n    roles: ['{y}']\n",
+            "p.yaml",
+        )
+        .expect_err("unknown capture");
         assert!(e.to_string().contains("{y}"), "{e}");
 
-        let e = Policy::parse("rules:\n  - prefix: /a\n    allow: public\n    colour: red\n", "p.yaml")
-            .expect_err("unknown field");
+        let e = Policy::parse(
+            "rules:\n  - prefix: /a\n    allow: public\n    colour: red\n",
+            "p.yaml",
+        )
+        .expect_err("unknown field");
         assert!(e.line >= 2 && e.to_string().contains("colour"), "{e}");
 
         let e = Policy::parse("rules: [\n", "p.yaml").expect_err("syntax");

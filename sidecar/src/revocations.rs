@@ -24,7 +24,10 @@ impl RevocationSet {
                 *e = (*e).max(r.expires_at);
             }
             RevocationKind::Session => {
-                let e = self.sessions.entry(r.subject.clone()).or_insert(r.expires_at);
+                let e = self
+                    .sessions
+                    .entry(r.subject.clone())
+                    .or_insert(r.expires_at);
                 *e = (*e).max(r.expires_at);
             }
             RevocationKind::UserBefore => {
@@ -88,7 +91,13 @@ mod tests {
         }
     }
 
-    fn record(seq: i64, kind: RevocationKind, subject: &str, issued_before: i64, expires_at: i64) -> RevocationRecord {
+    fn record(
+        seq: i64,
+        kind: RevocationKind,
+        subject: &str,
+        issued_before: i64,
+        expires_at: i64,
+    ) -> RevocationRecord {
         RevocationRecord {
             seq,
             kind,
@@ -109,7 +118,10 @@ mod tests {
         assert!(set.is_revoked(&claims("j1", "sx", "ux", 0)));
         assert!(set.is_revoked(&claims("jx", "s1", "ux", 0)));
         assert!(set.is_revoked(&claims("jx", "sx", "u1", 49)));
-        assert!(!set.is_revoked(&claims("jx", "sx", "u1", 50)), "issued after the cut-off");
+        assert!(
+            !set.is_revoked(&claims("jx", "sx", "u1", 50)),
+            "issued after the cut-off"
+        );
         assert!(!set.is_revoked(&claims("jx", "sx", "ux", 0)));
         assert_eq!(set.prune(150), 1);
         assert!(!set.is_revoked(&claims("j1", "sx", "ux", 0)));

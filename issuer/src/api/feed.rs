@@ -111,18 +111,21 @@ pub async fn stream(
             }
         }
     });
-    let events = stream::iter(chunks).chain(live).map(|event| {
-        let name = match &event {
-            RevocationEvent::Snapshot { .. } => "snapshot",
-            RevocationEvent::Revoked { .. } => "revoked",
-            RevocationEvent::KeysChanged => "keys_changed",
-        };
-        Ok(Event::default()
-            .event(name)
-            .json_data(&event)
-            .unwrap_or_else(|_| Event::default().comment("unencodable event")))
-    });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
+    let events = stream::iter(chunks)
+        .chain(live)
+        .take_until(state.feed.closed())
+        .map(|event| {
+            let name = match &event {
+                RevocationEvent::Snapshot { .. } => "snapshot",
+                RevocationEvent::Revoked { .. } => "revoked",
+                RevocationEvent::KeysChanged => "keys_changed",
+            };
+            Ok(Event::default()
+                .event(name)
+                .json_data(&event)
+                .unwrap_or_else(|_| Event::default().comment("unencodable event")))
+        });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(2))))
 }
 
 struct SubscriberGuard(std::sync::Arc<crate::metrics::Metrics>);

@@ -1,0 +1,296 @@
+//! A whole stack on loopback: the real issuer, the real sidecar, echo
+//! upstreams and a real Envoy (the PyPI build provided by ./scripts/test.sh).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::Json;
+use issuer::clock::SystemClock;
+use issuer::config::ServeArgs;
+use issuer::testing::{self, RunningIssuer};
+use serde_json::{json, Value};
+use sidecar::config::Settings;
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub fn envoy_bin() -> Option<String> {
+    testing::required_service("DM_TEST_ENVOY", "Envoy")
+}
+
+pub fn template() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../envoy/front-proxy.yaml.tmpl"
+    ))
+    .expect("envoy template")
+}
+
+pub fn policy_file() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/policy.yaml"))
+}
+
+pub fn render(ports: &[(&str, u16)]) -> String {
+    let mut text = template();
+    for (name, port) in ports {
+        text = text.replace(&format!("{{{{{name}}}}}"), &port.to_string());
+    }
+    assert!(!text.contains("{{"), "unrendered placeholder");
+    text
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// An upstream that answers with what it received.
+pub async fn echo_upstream(name: &'static str) -> SocketAddr {
+    let app = axum::Router::new().fallback(move |req: Request| async move {
+        let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in req.headers() {
+            headers
+                .entry(k.as_str().to_string())
+                .or_default()
+                .push(v.to_str().unwrap_or("").to_string());
+        }
+        Json(json!({"upstream": name, "path": req.uri().path(), "headers": headers}))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+pub struct RunningSidecar {
+    pub grpc: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningSidecar {
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.handle).await;
+    }
+}
+
+pub fn sidecar_settings(issuer_url: &str) -> Settings {
+    let mut s = Settings::for_tests(issuer_url, policy_file());
+    s.expected_issuer = Some(testing::TEST_ISSUER_URL.into());
+    s.audience = testing::TEST_AUDIENCE.into();
+    s.jwks_refresh_secs = 1;
+    s.max_staleness_secs = 30;
+    s
+}
+
+pub async fn start_sidecar(settings: Settings, grpc_port: u16) -> RunningSidecar {
+    let grpc = tokio::net::TcpListener::bind(("127.0.0.1", grpc_port))
+        .await
+        .expect("bind grpc");
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind admin");
+    let (grpc_addr, admin_addr) = (
+        grpc.local_addr().expect("addr"),
+        admin.local_addr().expect("addr"),
+    );
+    let sidecar = sidecar::start(settings).await.expect("sidecar starts");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(sidecar.serve(grpc, admin, async {
+        let _ = stopped.await;
+    }));
+    let running = RunningSidecar {
+        grpc: grpc_addr,
+        stop: Some(stop),
+        handle,
+    };
+    // Ready means keys and a revocation snapshot are in memory.
+    let url = format!("http://{admin_addr}/ready");
+    wait_until(Duration::from_secs(10), || async {
+        reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await
+    .expect("sidecar ready");
+    running
+}
+
+pub struct Envoy {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn start_envoy(envoy: &str, issuer: u16, sidecar: u16, ai: u16, memory: u16) -> Envoy {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, admin) = (free_port(), free_port());
+    let config = render(&[
+        ("ENVOY_PORT", port),
+        ("ENVOY_ADMIN_PORT", admin),
+        ("SIDECAR_PORT", sidecar),
+        ("ISSUER_PORT", issuer),
+        ("AI_GATEWAY_PORT", ai),
+        ("MEMORY_PORT", memory),
+    ]);
+    let config_path = dir.path().join("envoy.yaml");
+    std::fs::write(&config_path, config).expect("write config");
+    let log = std::fs::File::create(dir.path().join("envoy.log")).expect("log");
+    let child = Command::new(envoy)
+        .arg("-c")
+        .arg(&config_path)
+        .args([
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "-l",
+            "warning",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn envoy");
+    let envoy = Envoy {
+        child,
+        port,
+        _dir: dir,
+    };
+    let ready = format!("http://127.0.0.1:{admin}/ready");
+    let ok = wait_until(Duration::from_secs(20), || async {
+        reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    if ok.is_err() {
+        let log = std::fs::read_to_string(envoy._dir.path().join("envoy.log")).unwrap_or_default();
+        panic!("envoy did not become ready:\n{log}");
+    }
+    envoy
+}
+
+pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> Result<Duration, ()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err(())
+}
+
+/// Issuer + sidecar + upstreams + Envoy.
+pub struct Stack {
+    pub issuer: Option<RunningIssuer>,
+    pub sidecar: Option<RunningSidecar>,
+    pub envoy: Envoy,
+    pub http: reqwest::Client,
+    _db: tempfile::TempDir,
+}
+
+impl Stack {
+    pub async fn start(tweak_sidecar: impl FnOnce(&mut Settings)) -> Option<Stack> {
+        let envoy_bin = envoy_bin()?;
+        let db = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/issuer.db", db.path().display());
+        let issuer = start_issuer(testing::test_args(&url, db.path())).await;
+        let mut settings = sidecar_settings(&issuer.base_url);
+        tweak_sidecar(&mut settings);
+        let sidecar = start_sidecar(settings, 0).await;
+        let ai = echo_upstream("ai-gateway").await;
+        let memory = echo_upstream("memory-service").await;
+        let envoy = start_envoy(
+            &envoy_bin,
+            issuer.addr.port(),
+            sidecar.grpc.port(),
+            ai.port(),
+            memory.port(),
+        )
+        .await;
+        Some(Stack {
+            issuer: Some(issuer),
+            sidecar: Some(sidecar),
+            envoy,
+            http: reqwest::Client::new(),
+            _db: db,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.envoy.port)
+    }
+
+    pub fn issuer(&self) -> &RunningIssuer {
+        self.issuer.as_ref().expect("issuer running")
+    }
+
+    /// Registers and logs in through Envoy (public routes).
+    pub async fn login(&self, email: &str) -> Value {
+        let r = self
+            .http
+            .post(self.url("/auth/register"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status(), 201, "register through envoy");
+        self.login_again(email).await
+    }
+
+    pub async fn login_again(&self, email: &str) -> Value {
+        let r = self
+            .http
+            .post(self.url("/auth/login"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 200, "login through envoy");
+        r.json().await.expect("json")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request through envoy")
+    }
+}
+
+pub async fn start_issuer(args: ServeArgs) -> RunningIssuer {
+    testing::start(args, Arc::new(SystemClock))
+        .await
+        .expect("issuer starts")
+}
+
+pub fn token(v: &Value) -> String {
+    v["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
+pub fn unique_email(tag: &str) -> String {
+    format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
+}
