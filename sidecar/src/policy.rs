@@ -334,7 +334,7 @@ fn rule_start_lines(text: &str) -> Vec<usize> {
             in_rules = trimmed.starts_with("rules:");
             continue;
         }
-        if in_rules && trimmed.starts_with("- ") || in_rules && trimmed == "-" {
+        if in_rules && (trimmed.starts_with("- ") || trimmed == "-") {
             if indent.is_none() {
                 indent = Some(depth);
             }
