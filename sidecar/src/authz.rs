@@ -292,9 +292,10 @@ impl Authorizer {
             .jwks_fetches
             .get_or_create(&OutcomeLabels { outcome: "ok" })
             .inc();
-        if let Some(path) = &self.settings.jwks_cache_file {
-            if let Err(e) = write_cache_file(path, &jwks) {
-                tracing::warn!(error = %e, path = %path.display(), "cannot write JWKS cache file");
+        if let Some(dir) = &self.settings.state_dir {
+            let path = dir.join(JWKS_FILE);
+            if let Err(e) = write_atomically(&path, &serde_json::to_vec(&jwks)?) {
+                tracing::warn!(error = %e, path = %path.display(), "cannot save the key set");
             }
         }
         Ok(self.install_jwks(&jwks, now_ms()))
@@ -318,27 +319,56 @@ impl Authorizer {
         changed
     }
 
-    /// Loads the last-known key set written by an earlier run. Its age counts
-    /// from when it was written, so staleness still bounds its use.
-    pub fn load_cache_file(&self) -> bool {
-        let Some(path) = &self.settings.jwks_cache_file else {
+    /// Loads the last-known keys and revocations an earlier run saved. Their
+    /// age counts from when they were saved, so staleness still bounds them.
+    pub fn load_saved_state(&self) -> bool {
+        let Some(dir) = &self.settings.state_dir else {
             return false;
         };
-        let written_ms = std::fs::metadata(path)
-            .and_then(|m| m.modified())
+        let (jwks_path, revocations_path) = (dir.join(JWKS_FILE), dir.join(REVOCATIONS_FILE));
+        let jwks = std::fs::read(&jwks_path)
             .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as i64);
-        let Ok(text) = std::fs::read_to_string(path) else {
+            .and_then(|b| serde_json::from_slice::<JwkSet>(&b).ok())
+            .filter(|j| !j.keys.is_empty());
+        let revocations = std::fs::read(&revocations_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RevocationSet>(&b).ok());
+        // Keys without revocations would let revoked tokens through: both or neither.
+        let (Some(jwks), Some(revocations)) = (jwks, revocations) else {
             return false;
         };
-        match serde_json::from_str::<JwkSet>(&text) {
-            Ok(jwks) if !jwks.keys.is_empty() => {
-                self.install_jwks(&jwks, written_ms);
-                tracing::warn!(path = %path.display(), "using last-known JWKS from disk");
-                true
+        self.install_jwks(&jwks, modified_ms(&jwks_path));
+        *self.write_revocations() = revocations;
+        self.feed_contact_ms
+            .store(modified_ms(&revocations_path), Ordering::Relaxed);
+        self.revocations_synced.store(true, Ordering::Relaxed);
+        tracing::warn!(dir = %dir.display(), "issuer unreachable: serving last-known keys and revocations");
+        true
+    }
+
+    /// Saves the revocation set if it changed since `saved_seq`; returns the
+    /// sequence number saved.
+    pub fn save_revocations(&self, saved_seq: i64) -> i64 {
+        let Some(dir) = &self.settings.state_dir else {
+            return saved_seq;
+        };
+        let snapshot = {
+            let set = self.read_revocations();
+            if set.last_seq == saved_seq {
+                return saved_seq;
             }
-            _ => false,
+            set.clone()
+        };
+        let path = dir.join(REVOCATIONS_FILE);
+        let written = serde_json::to_vec(&snapshot)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| write_atomically(&path, &bytes));
+        match written {
+            Ok(()) => snapshot.last_seq,
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "cannot save revocations");
+                saved_seq
+            }
         }
     }
 
@@ -380,10 +410,24 @@ impl Authorizer {
     }
 }
 
-fn write_cache_file(path: &std::path::Path, jwks: &JwkSet) -> std::io::Result<()> {
+const JWKS_FILE: &str = "jwks.json";
+const REVOCATIONS_FILE: &str = "revocations.json";
+
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(jwks)?)?;
+    std::fs::write(&tmp, bytes)?;
     std::fs::rename(tmp, path)
+}
+
+fn modified_ms(path: &std::path::Path) -> i64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Authorizer {

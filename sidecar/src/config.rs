@@ -73,9 +73,10 @@ pub struct Settings {
     /// Bearer token for the issuer's revocation feed.
     #[arg(long, env = "SIDECAR_FEED_TOKEN", hide_env_values = true)]
     pub feed_token: Option<String>,
-    /// Last-known JWKS is written here and read at start if the issuer is down.
-    #[arg(long, env = "SIDECAR_JWKS_CACHE_FILE")]
-    pub jwks_cache_file: Option<PathBuf>,
+    /// Last-known keys and revocations are kept here and used at start when
+    /// the issuer is unreachable (still bounded by --max-staleness-secs).
+    #[arg(long, env = "SIDECAR_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Verified tokens kept in memory.
     #[arg(long, env = "SIDECAR_TOKEN_CACHE_CAPACITY", default_value_t = 100_000)]
     pub token_cache_capacity: u64,

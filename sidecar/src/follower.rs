@@ -184,11 +184,19 @@ pub async fn watch_policy(authz: Arc<Authorizer>) {
     }
 }
 
-pub async fn prune(authz: Arc<Authorizer>) {
+/// Prunes expired revocations and saves the set for a restart without the
+/// issuer; refreshes the age gauges.
+pub async fn housekeeping(authz: Arc<Authorizer>) {
+    let mut saved_seq = 0;
+    let mut ticks: u64 = 0;
     loop {
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        ticks += 1;
         let now = now_ms();
-        authz.write_revocations().prune(now.div_euclid(1000));
+        if ticks % 6 == 0 {
+            authz.write_revocations().prune(now.div_euclid(1000));
+        }
+        saved_seq = authz.save_revocations(saved_seq);
         authz.update_age_metrics(now);
     }
 }

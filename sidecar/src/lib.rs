@@ -45,14 +45,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Sidecar> {
     )?);
     if let Err(e) = authz.fetch_jwks().await {
         tracing::warn!(error = %e, "issuer unreachable at start");
-        authz.load_cache_file();
+        authz.load_saved_state();
     }
     let mut tasks = vec![
         tokio::spawn(follower::follow_revocations(authz.clone())),
         tokio::spawn(follower::reconcile(authz.clone())),
         tokio::spawn(follower::refresh_jwks(authz.clone())),
         tokio::spawn(follower::watch_policy(authz.clone())),
-        tokio::spawn(follower::prune(authz.clone())),
+        tokio::spawn(follower::housekeeping(authz.clone())),
     ];
     if authz.fetch_jwks_needed() {
         tasks.push(tokio::spawn(retry_initial_jwks(authz.clone())));
@@ -117,6 +117,7 @@ impl Sidecar {
         for t in &self.tasks {
             t.abort();
         }
+        self.authz.save_revocations(-1);
         grpc_result?;
         admin_result?;
         Ok(())

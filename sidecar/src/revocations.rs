@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 
 use auth_types::{AccessClaims, RevocationKind, RevocationRecord};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationSet {
     /// `jti` → record expiry.
     tokens: HashMap<String, i64>,

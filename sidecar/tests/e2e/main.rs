@@ -1,6 +1,7 @@
 //! End-to-end: requests through a real Envoy, authorised by the real sidecar
 //! against the real issuer.
 
+mod direct;
 mod support;
 
 use std::process::Command;

@@ -73,6 +73,7 @@ pub async fn echo_upstream(name: &'static str) -> SocketAddr {
 
 pub struct RunningSidecar {
     pub grpc: SocketAddr,
+    pub admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -113,6 +114,7 @@ pub async fn start_sidecar(settings: Settings, grpc_port: u16) -> RunningSidecar
     }));
     let running = RunningSidecar {
         grpc: grpc_addr,
+        admin: admin_addr,
         stop: Some(stop),
         handle,
     };
@@ -293,4 +295,8 @@ pub fn token(v: &Value) -> String {
 
 pub fn unique_email(tag: &str) -> String {
     format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+pub fn sidecar_admin(s: &RunningSidecar) -> SocketAddr {
+    s.admin
 }

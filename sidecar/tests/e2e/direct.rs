@@ -1,0 +1,330 @@
+//! The sidecar's gRPC API driven directly (no Envoy): restarts, policy
+//! reloads, the verified-token cache and the command line.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+    HttpRequest, Request as AttrRequest,
+};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use issuer::testing;
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+use crate::support::*;
+
+pub async fn client(addr: std::net::SocketAddr) -> AuthorizationClient<Channel> {
+    AuthorizationClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect to sidecar")
+}
+
+pub fn check_request(method: &str, path: &str, token: Option<&str>) -> CheckRequest {
+    let mut headers = HashMap::new();
+    if let Some(t) = token {
+        headers.insert("authorization".to_string(), format!("Bearer {t}"));
+    }
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(AttrRequest {
+                http: Some(HttpRequest {
+                    method: method.into(),
+                    path: path.into(),
+                    host: "mesh.local".into(),
+                    headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// HTTP status the response tells Envoy to use (200 for allow), and the deny reason.
+pub fn outcome(r: &CheckResponse) -> (u16, String) {
+    match &r.http_response {
+        Some(HttpResponse::OkResponse(_)) => (200, String::new()),
+        Some(HttpResponse::DeniedResponse(d)) => {
+            let body: Value = serde_json::from_str(&d.body).expect("deny body is JSON");
+            (
+                d.status.as_ref().map_or(0, |s| s.code as u16),
+                body["error"].as_str().unwrap_or_default().to_string(),
+            )
+        }
+        _ => panic!("no http_response"),
+    }
+}
+
+async fn login(issuer: &testing::RunningIssuer, email: &str) -> Value {
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/auth/register", issuer.base_url))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), 201);
+    http.post(format!("{}/auth/login", issuer.base_url))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn sqlite_issuer(dir: &Path) -> testing::RunningIssuer {
+    let url = format!("sqlite://{}/issuer.db", dir.display());
+    start_issuer(testing::test_args(&url, dir)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_http_attributes_gets_an_error_status_not_a_decision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let issuer = sqlite_issuer(dir.path()).await;
+    let sidecar = start_sidecar(sidecar_settings(&issuer.base_url), 0).await;
+    let mut c = client(sidecar.grpc).await;
+    let status = c
+        .check(CheckRequest { attributes: None })
+        .await
+        .expect_err("no decision possible");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    // A well-formed request without a token is a decision: a deny.
+    let r = c
+        .check(check_request("GET", "/ai/x", None))
+        .await
+        .expect("decision")
+        .into_inner();
+    assert_eq!(outcome(&r), (401, "missing_token".into()));
+    let meta = r.dynamic_metadata.expect("metadata for the access log");
+    assert!(meta.fields.contains_key("reason"));
+    sidecar.stop().await;
+    issuer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_from_saved_keys_and_revocations_while_the_issuer_is_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("state dir");
+    let issuer = sqlite_issuer(dir.path()).await;
+    let mut settings = sidecar_settings(&issuer.base_url);
+    settings.state_dir = Some(state.path().to_path_buf());
+    let first = start_sidecar(settings.clone(), 0).await;
+    let mut c = client(first.grpc).await;
+
+    let keep = token(&login(&issuer, &unique_email("keep")).await);
+    let gone = token(&login(&issuer, &unique_email("gone")).await);
+    let r = reqwest::Client::new()
+        .post(format!("{}/auth/logout", issuer.base_url))
+        .bearer_auth(&gone)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(r.status(), 204);
+    let mut denied = false;
+    for _ in 0..100 {
+        let r = c
+            .check(check_request("GET", "/ai/x", Some(&gone)))
+            .await
+            .expect("check");
+        if outcome(&r.into_inner()).0 == 401 {
+            denied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(denied, "revocation reached the first sidecar");
+    first.stop().await;
+    issuer.stop().await;
+
+    // Issuer down; a new sidecar starts from what the first one saved.
+    let second = start_sidecar(settings.clone(), 0).await;
+    let mut c = client(second.grpc).await;
+    let r = c
+        .check(check_request("GET", "/ai/x", Some(&keep)))
+        .await
+        .expect("check");
+    assert_eq!(outcome(&r.into_inner()).0, 200);
+    let r = c
+        .check(check_request("GET", "/ai/x", Some(&gone)))
+        .await
+        .expect("check");
+    assert_eq!(outcome(&r.into_inner()), (401, "token_revoked".into()));
+    second.stop().await;
+
+    // Without saved state and without the issuer it has nothing to vouch with: fail closed.
+    let mut bare = settings;
+    bare.state_dir = None;
+    let sidecar = sidecar::start(bare).await.expect("starts, not ready");
+    let decision = sidecar
+        .authz
+        .check(
+            sidecar::decision::RequestAttrs {
+                method: "GET",
+                host: "h",
+                path: "/ai/x",
+            },
+            Some(&keep),
+            sidecar::authz::now_ms(),
+        )
+        .await;
+    assert!(
+        matches!(
+            decision,
+            sidecar::decision::Decision::Deny {
+                reason: sidecar::decision::DenyReason::StaleState,
+                ..
+            }
+        ),
+        "{decision:?}"
+    );
+    assert!(!sidecar.authz.is_ready(sidecar::authz::now_ms()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_changes_apply_and_an_invalid_file_keeps_the_old_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let issuer = sqlite_issuer(dir.path()).await;
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "rules:\n  - prefix: /ai/\n    allow: authenticated\n",
+    )
+    .expect("write");
+    let mut settings = sidecar_settings(&issuer.base_url);
+    settings.policy = policy.clone();
+    settings.policy_reload_secs = 1;
+    let sidecar = start_sidecar(settings, 0).await;
+    let mut c = client(sidecar.grpc).await;
+    let access = token(&login(&issuer, &unique_email("policy")).await);
+    let check = |c: &mut AuthorizationClient<Channel>| {
+        let mut c = c.clone();
+        let access = access.clone();
+        async move {
+            outcome(
+                &c.check(check_request("GET", "/ai/x", Some(&access)))
+                    .await
+                    .expect("check")
+                    .into_inner(),
+            )
+        }
+    };
+    assert_eq!(check(&mut c).await.0, 200);
+    // Second check of the same token comes from the verified-token cache.
+    assert_eq!(check(&mut c).await.0, 200);
+
+    std::fs::write(&policy, "rules:\n  - prefix: /ai/\n    roles: [admin]\n").expect("write");
+    let mut applied = false;
+    for _ in 0..60 {
+        if check(&mut c).await == (403, "missing_role".to_string()) {
+            applied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(applied, "new policy applied");
+
+    std::fs::write(&policy, "rules:\n  - prefix: ai\n    allow: public\n").expect("write");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        check(&mut c).await,
+        (403, "missing_role".to_string()),
+        "old policy kept"
+    );
+
+    let admin = format!("http://{}/metrics", sidecar_admin(&sidecar));
+    let metrics = reqwest::get(admin)
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"sidecar_policy_reloads_total{outcome="invalid"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"sidecar_token_cache_total{outcome="hit"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"sidecar_checks_total{decision="deny",reason="missing_role"}"#),
+        "{metrics}"
+    );
+    sidecar.stop().await;
+    issuer.stop().await;
+}
+
+#[test]
+fn bad_settings_and_invalid_policies_exit_64_naming_the_problem() {
+    let bin = env!("CARGO_BIN_EXE_sidecar");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "rules:\n  - prefix: /ok\n    allow: public\n  - prefix: nope\n    allow: public\n",
+    )
+    .expect("write");
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            vec![
+                "serve".into(),
+                "--policy".into(),
+                "p".into(),
+                "--leeway-secs=-5".into(),
+            ],
+            "--leeway-secs".into(),
+        ),
+        (
+            vec![
+                "serve".into(),
+                "--policy".into(),
+                "p".into(),
+                "--issuer-url".into(),
+                "ftp://x".into(),
+            ],
+            "--issuer-url".into(),
+        ),
+        (
+            vec![
+                "serve".into(),
+                "--policy".into(),
+                "p".into(),
+                "--max-staleness-secs".into(),
+                "10".into(),
+                "--jwks-refresh-secs".into(),
+                "60".into(),
+            ],
+            "--max-staleness-secs".into(),
+        ),
+        (
+            vec![
+                "serve".into(),
+                "--policy".into(),
+                bad.display().to_string(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--admin-listen".into(),
+                "127.0.0.1:0".into(),
+            ],
+            format!("{}:4: rule 2", bad.display()),
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = std::process::Command::new(bin)
+            .args(&args)
+            .env_remove("SIDECAR_POLICY")
+            .output()
+            .expect("run sidecar");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}
