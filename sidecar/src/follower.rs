@@ -193,7 +193,7 @@ pub async fn housekeeping(authz: Arc<Authorizer>) {
         tokio::time::sleep(Duration::from_secs(5)).await;
         ticks += 1;
         let now = now_ms();
-        if ticks % 6 == 0 {
+        if ticks.is_multiple_of(6) {
             authz.write_revocations().prune(now.div_euclid(1000));
         }
         saved_seq = authz.save_revocations(saved_seq);
