@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The whole stack on this machine, on the embedded default (SQLite):
+# issuer :3002, sidecar :9001 (admin :9002), Envoy :8080, and echo upstreams
+# standing in for the AI gateway (:3001) and the memory service (:3003).
+# Runs a walk-through, then keeps serving until Ctrl-C.
+# DEMO_EXIT=1 exits after the walk-through (used to check the demo itself).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/services.sh
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for port in 8080 9901 9001 9002 3001 3002 3003; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use; stop what holds it first"; fi
+done
+
+command -v curl >/dev/null || apt_install curl
+log "building release binaries"
+cargo build --release --locked -p issuer -p sidecar
+ensure_tools_venv
+mkdir -p data/sidecar data/logs
+
+log "starting the issuer on :3002 (SQLite at data/issuer.db)"
+ISSUER_URL=http://localhost:3002 ./target/release/issuer serve --listen 127.0.0.1:3002 \
+  --database-url sqlite://data/issuer.db >data/logs/issuer.log 2>&1 &
+pids+=($!)
+wait_port 127.0.0.1 3002 30 || { cat data/logs/issuer.log; die "issuer did not start"; }
+
+log "starting the sidecar on :9001 (admin :9002)"
+./target/release/sidecar serve --listen 127.0.0.1:9001 --admin-listen 127.0.0.1:9002 \
+  --issuer-url http://127.0.0.1:3002 --expected-issuer http://localhost:3002 \
+  --policy envoy/policy.yaml --state-dir data/sidecar >data/logs/sidecar.log 2>&1 &
+pids+=($!)
+
+log "starting echo upstreams on :3001 (AI gateway) and :3003 (memory service)"
+python3 scripts/echo_upstream.py ai-gateway 3001 & pids+=($!)
+python3 scripts/echo_upstream.py memory-service 3003 & pids+=($!)
+
+log "starting Envoy on :8080"
+scripts/render-envoy.sh >data/envoy.yaml
+"$ENVOY_BIN" -c data/envoy.yaml --concurrency 1 --disable-hot-restart -l warning \
+  >data/logs/envoy-access.log 2>data/logs/envoy.log &
+pids+=($!)
+
+for _ in $(seq 100); do
+  curl -fsS http://127.0.0.1:9002/ready >/dev/null 2>&1 && curl -fsS http://127.0.0.1:9901/ready >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS http://127.0.0.1:9002/ready >/dev/null || { tail data/logs/sidecar.log; die "sidecar not ready"; }
+curl -fsS http://127.0.0.1:9901/ready >/dev/null || { tail data/logs/envoy.log; die "envoy not ready"; }
+
+token=""
+step() {
+  local line="$*"
+  [ -n "$token" ] && line=${line//$token/\$TOKEN}
+  printf '\n\033[1m$ %s\033[0m\n' "$line"
+}
+show() { step "$*"; "$@" -s -w '\n→ HTTP %{http_code}\n'; }
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
+email="demo-$(date +%s)@example.com"
+password="correct horse battery staple"
+show curl -X POST localhost:8080/auth/register -H 'content-type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"$password\"}"
+step "curl -X POST localhost:8080/auth/login … (keeping the tokens)"
+login=$(curl -s -X POST localhost:8080/auth/login -H 'content-type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"$password\"}")
+token=$(printf '%s' "$login" | json_field access_token)
+echo "access token: ${token:0:40}…"
+show curl localhost:8080/ai/chat -H "authorization: Bearer $token"
+show curl localhost:8080/ai/chat
+show curl localhost:8080/ai/admin/settings -H "authorization: Bearer $token"
+show curl localhost:8080/memory/notes -H "authorization: Bearer $token" -H 'x-user-id: someone-else'
+show curl -X POST localhost:8080/auth/logout -H "authorization: Bearer $token"
+sleep 0.2
+show curl localhost:8080/ai/chat -H "authorization: Bearer $token"
+
+cat <<TXT
+
+The stack is up:
+  Envoy          http://localhost:8080   (access log: data/logs/envoy-access.log)
+  issuer         http://localhost:3002   (/.well-known/jwks.json, /metrics)
+  sidecar admin  http://localhost:9002   (/ready, /metrics)
+Make an admin: ./target/release/issuer users create --email you@example.com --admin --database-url sqlite://data/issuer.db
+TXT
+if [ "${DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
+echo "Ctrl-C stops everything."
+wait
