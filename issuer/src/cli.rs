@@ -59,3 +59,97 @@ pub async fn create_user(args: &CreateUserArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+async fn key_context(args: &crate::config::KeysArgs) -> anyhow::Result<(Store, crate::keys::Kek)> {
+    let store = Store::connect(&args.db.database_url, 2).await?;
+    store.migrate().await?;
+    let (path, create) = crate::kek_path(&args.db, &args.keys)?;
+    Ok((store, crate::keys::Kek::load_or_create(&path, create)?))
+}
+
+/// Tells running replicas (through Redis) that keys changed; without Redis
+/// they notice on their next reload.
+async fn announce_key_change(redis_url: Option<&str>) {
+    let Some(url) = redis_url else {
+        println!("running issuers pick this up within --key-reload-secs");
+        return;
+    };
+    match crate::feed::FeedHub::new(Some(url)) {
+        Ok(hub) => hub.keys_changed(true).await,
+        Err(e) => eprintln!("issuer: cannot reach redis to announce the change: {e}"),
+    }
+}
+
+fn print_keys(keys: &[crate::db::StoredKey]) {
+    println!(
+        "{:<18} {:<6} {:<8} {:>12} {:>12} {:>12} {:>12}",
+        "KID", "ALG", "STATE", "CREATED", "ACTIVATES", "RETIRES", "REMOVES"
+    );
+    let opt = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |t| t.to_string());
+    for k in keys {
+        println!(
+            "{:<18} {:<6} {:<8} {:>12} {:>12} {:>12} {:>12}",
+            k.kid,
+            k.alg,
+            k.state,
+            k.created_at,
+            k.activates_at,
+            opt(k.retires_at),
+            opt(k.removes_at)
+        );
+    }
+}
+
+pub async fn keys(command: &crate::config::KeysCommand) -> anyhow::Result<()> {
+    use crate::config::KeysCommand;
+    use crate::rotation;
+    let now = SystemClock.now_ms().div_euclid(1000);
+    match command {
+        KeysCommand::List(args) => {
+            let store = Store::connect(&args.db.database_url, 1).await?;
+            store.migrate().await?;
+            print_keys(&store.keys().await?);
+        }
+        KeysCommand::Rotate(args) => {
+            let (store, kek) = key_context(&args.common).await?;
+            let mut life = args.common.keys.lifecycle();
+            if let Some(alg) = args.alg {
+                life.alg = alg;
+            }
+            let maker = rotation::KeyMaker {
+                kek: &kek,
+                alg: life.alg,
+                now,
+            };
+            let changes = store
+                .change_keys(|keys| {
+                    rotation::plan_rotate(keys, now, &life, args.now, &mut |st, at| {
+                        maker.make(st, at)
+                    })
+                })
+                .await?;
+            if let Some(kid) = crate::api::admin::created_kid(&changes) {
+                println!("new key {kid} ({})", life.alg);
+            }
+            announce_key_change(args.common.redis_url.as_deref()).await;
+            print_keys(&store.keys().await?);
+        }
+        KeysCommand::Revoke(args) => {
+            let (store, kek) = key_context(&args.common).await?;
+            let maker = rotation::KeyMaker {
+                kek: &kek,
+                alg: args.common.keys.signing_alg,
+                now,
+            };
+            store
+                .change_keys(|keys| {
+                    rotation::plan_revoke(keys, &args.kid, now, &mut |st, at| maker.make(st, at))
+                })
+                .await?;
+            println!("revoked {}", args.kid);
+            announce_key_change(args.common.redis_url.as_deref()).await;
+            print_keys(&store.keys().await?);
+        }
+    }
+    Ok(())
+}

@@ -26,6 +26,51 @@ pub enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage signing keys (works while servers run).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List keys with their state and lifecycle times.
+    List(KeysArgs),
+    /// Publish a new key that starts signing after the publish lead, or
+    /// with --now at once.
+    Rotate(RotateArgs),
+    /// Emergency: pull a compromised key from the JWKS now; if it was
+    /// signing, a fresh key takes over at once.
+    Revoke(RevokeKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Tell running replicas at once (otherwise they notice within --key-reload-secs).
+    #[arg(long, env = "ISSUER_REDIS_URL")]
+    pub redis_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub common: KeysArgs,
+    /// Algorithm of the new key (an algorithm change is a rotation).
+    #[arg(long, value_parser = parse_alg)]
+    pub alg: Option<SigningAlg>,
+    /// Sign with the new key immediately instead of after the publish lead.
+    #[arg(long)]
+    pub now: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeKeyArgs {
+    #[command(flatten)]
+    pub common: KeysArgs,
+    pub kid: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,10 +105,48 @@ pub struct DbArgs {
     pub database_max_connections: u32,
 }
 
+/// Signing keys and their lifecycle; shared by `serve` and `keys`.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// File holding the key-encryption key (32 random bytes, base64). Generated
+    /// on first start with the embedded SQLite default; required with PostgreSQL.
+    #[arg(long, env = "ISSUER_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+    /// Algorithm of newly generated signing keys.
+    #[arg(long, env = "ISSUER_SIGNING_ALG", default_value = "ES256", value_parser = parse_alg)]
+    pub signing_alg: SigningAlg,
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "ISSUER_ACCESS_TOKEN_TTL", default_value_t = 900, value_parser = clap::value_parser!(i64).range(10..=86_400))]
+    pub access_token_ttl: i64,
+    /// Rotate the signing key when it is this old, in seconds (0: only by hand).
+    #[arg(long, env = "ISSUER_KEY_ROTATION_SECS", default_value_t = 30 * 86_400, value_parser = clap::value_parser!(i64).range(0..=10 * 365 * 86_400))]
+    pub key_rotation_secs: i64,
+    /// A new key is published this long before it signs; keep it above the
+    /// sidecars' JWKS refresh interval (60 s by default).
+    #[arg(long, env = "ISSUER_KEY_PUBLISH_LEAD_SECS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..=30 * 86_400))]
+    pub key_publish_lead_secs: i64,
+    /// A retired key stays published for the access-token lifetime plus this.
+    #[arg(long, env = "ISSUER_KEY_REMOVAL_LEEWAY_SECS", default_value_t = 60, value_parser = clap::value_parser!(i64).range(0..=86_400))]
+    pub key_removal_leeway_secs: i64,
+}
+
+impl KeyArgs {
+    pub fn lifecycle(&self) -> crate::rotation::Lifecycle {
+        crate::rotation::Lifecycle {
+            rotation_period: self.key_rotation_secs,
+            publish_lead: self.key_publish_lead_secs,
+            retired_keep: self.access_token_ttl + self.key_removal_leeway_secs,
+            alg: self.signing_alg,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     #[arg(long, env = "ISSUER_LISTEN", default_value = "0.0.0.0:3002")]
     pub listen: SocketAddr,
     /// The `iss` claim; also the base of the published JWKS URL.
@@ -75,22 +158,12 @@ pub struct ServeArgs {
     /// The `client_id` claim (RFC 9068).
     #[arg(long, env = "ISSUER_CLIENT_ID", default_value = "devmentor-auth")]
     pub client_id: String,
-    /// Access-token lifetime in seconds.
-    #[arg(long, env = "ISSUER_ACCESS_TOKEN_TTL", default_value_t = 900, value_parser = clap::value_parser!(i64).range(10..=86_400))]
-    pub access_token_ttl: i64,
     /// A session ends after this many seconds without a refresh.
     #[arg(long, env = "ISSUER_SESSION_IDLE_TIMEOUT", default_value_t = 7 * 86_400, value_parser = clap::value_parser!(i64).range(60..=365 * 86_400))]
     pub session_idle_timeout: i64,
     /// A session ends this many seconds after login, however active.
     #[arg(long, env = "ISSUER_SESSION_MAX_LIFETIME", default_value_t = 30 * 86_400, value_parser = clap::value_parser!(i64).range(60..=365 * 86_400))]
     pub session_max_lifetime: i64,
-    /// Algorithm of newly generated signing keys.
-    #[arg(long, env = "ISSUER_SIGNING_ALG", default_value = "ES256", value_parser = parse_alg)]
-    pub signing_alg: SigningAlg,
-    /// File holding the key-encryption key (32 random bytes, base64). Generated
-    /// on first start with the embedded SQLite default; required with PostgreSQL.
-    #[arg(long, env = "ISSUER_KEK_FILE")]
-    pub kek_file: Option<PathBuf>,
     /// argon2id memory cost in KiB (OWASP: 19456).
     #[arg(long, env = "ISSUER_ARGON2_MEMORY_KIB", default_value_t = 19_456, value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
     pub argon2_memory_kib: u32,
@@ -121,6 +194,10 @@ pub struct ServeArgs {
     /// other replicas, in milliseconds (Redis makes this a fallback).
     #[arg(long, env = "ISSUER_FEED_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub feed_poll_ms: u64,
+    /// How often the key lifecycle (scheduled rotation, activation, removal)
+    /// is checked, in seconds.
+    #[arg(long, env = "ISSUER_KEY_TICK_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub key_tick_secs: u64,
     /// How often signing keys are re-read from the database, in seconds.
     #[arg(long, env = "ISSUER_KEY_RELOAD_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub key_reload_secs: u64,
@@ -254,9 +331,9 @@ mod tests {
     #[test]
     fn defaults_parse_and_bad_values_name_the_setting() {
         let args = ServeArgs::with_database("sqlite::memory:");
-        assert_eq!(args.access_token_ttl, 900);
+        assert_eq!(args.keys.access_token_ttl, 900);
         assert_eq!(args.argon2_memory_kib, 19_456);
-        assert_eq!(args.signing_alg, SigningAlg::ES256);
+        assert_eq!(args.keys.signing_alg, SigningAlg::ES256);
 
         let err = Cli::try_parse_from(["issuer", "serve", "--access-token-ttl", "abc"])
             .expect_err("bad ttl");

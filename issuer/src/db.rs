@@ -11,6 +11,8 @@ use auth_types::{RevocationKind, RevocationRecord};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+use crate::rotation::{KeyChange, RotationError};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -21,6 +23,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Serialises key changes within this process (SQLite's only writer);
+    /// PostgreSQL replicas also take an advisory lock.
+    key_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +146,11 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            key_lock: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -562,6 +571,74 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Reads the keys and applies the changes `plan` makes of them, in one
+    /// transaction no other replica can interleave with.
+    pub async fn change_keys<P>(&self, plan: P) -> Result<Vec<KeyChange>, RotationError>
+    where
+        P: FnOnce(&[StoredKey]) -> Result<Vec<KeyChange>, RotationError>,
+    {
+        let _local = self.key_lock.lock().await;
+        let db = |e: sqlx::Error| RotationError::Other(e.into());
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7283002)")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let sql = format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, kid");
+        let keys = sqlx::query(&sql)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(key_from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db)?;
+        let changes = plan(&keys)?;
+        for change in &changes {
+            let query = match change {
+                KeyChange::Create(key) => sqlx::query(
+                    "INSERT INTO signing_keys (kid, alg, state, public_jwk, private_key_enc, created_at, \
+                     activates_at, retires_at, removes_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(key.kid.clone())
+                .bind(key.alg.clone())
+                .bind(key.state.clone())
+                .bind(key.public_jwk.clone())
+                .bind(key.private_key_enc.clone())
+                .bind(key.created_at)
+                .bind(key.activates_at)
+                .bind(key.retires_at)
+                .bind(key.removes_at),
+                KeyChange::Activate { kid, at } => sqlx::query(
+                    "UPDATE signing_keys SET state = 'current', activates_at = $1 WHERE kid = $2 AND state = 'next'",
+                )
+                .bind(*at)
+                .bind(kid.clone()),
+                KeyChange::Retire { kid, at, removes_at } => sqlx::query(
+                    "UPDATE signing_keys SET state = 'retired', retires_at = $1, removes_at = $2 \
+                     WHERE kid = $3 AND state = 'current'",
+                )
+                .bind(*at)
+                .bind(*removes_at)
+                .bind(kid.clone()),
+                KeyChange::Remove { kid } => sqlx::query(
+                    "UPDATE signing_keys SET state = 'removed' WHERE kid = $1 AND state IN ('retired', 'next')",
+                )
+                .bind(kid.clone()),
+                KeyChange::Revoke { kid, at } => sqlx::query(
+                    "UPDATE signing_keys SET state = 'revoked', removes_at = $1 WHERE kid = $2",
+                )
+                .bind(*at)
+                .bind(kid.clone()),
+            };
+            query.execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(changes)
     }
 
     // ---- audit ----

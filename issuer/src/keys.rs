@@ -301,6 +301,17 @@ impl Keyring {
         })
     }
 
+    /// A new key sealed under this keyring's KEK.
+    pub fn make_key(
+        &self,
+        alg: SigningAlg,
+        state: &str,
+        now: i64,
+        activates_at: i64,
+    ) -> anyhow::Result<StoredKey> {
+        new_stored_key(&self.kek, alg, state, now, activates_at)
+    }
+
     pub fn snapshot(&self) -> Arc<KeySnapshot> {
         self.snapshot.load_full()
     }

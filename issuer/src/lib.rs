@@ -15,6 +15,7 @@ pub mod feed;
 pub mod keys;
 pub mod metrics;
 pub mod password;
+pub mod rotation;
 pub mod testing;
 pub mod tokens;
 
@@ -74,7 +75,7 @@ impl AppState {
     /// A revocation made now can be forgotten once every access token it
     /// could cover has expired.
     pub fn revocation_expiry(&self, now: Now) -> i64 {
-        now.secs() + self.settings.access_token_ttl + REVOCATION_LEEWAY_SECS
+        now.secs() + self.settings.keys.access_token_ttl + REVOCATION_LEEWAY_SECS
     }
 
     /// Called after revocation records commit.
@@ -84,6 +85,38 @@ impl AppState {
         }
         self.metrics.revocations.inc_by(records.len() as u64);
         self.feed.revocations_committed().await;
+    }
+
+    /// After a key change in the database: reload, push to this replica's
+    /// followers, and tell the other replicas.
+    pub async fn keys_changed(&self) -> anyhow::Result<()> {
+        self.keys.reload(&self.store).await?;
+        self.feed.keys_changed(true).await;
+        Ok(())
+    }
+
+    pub async fn update_key_metrics(&self) -> anyhow::Result<()> {
+        let keys = self.store.keys().await?;
+        let now = self.now().secs();
+        for state in [
+            rotation::NEXT,
+            rotation::CURRENT,
+            rotation::RETIRED,
+            rotation::REMOVED,
+            rotation::REVOKED,
+        ] {
+            let n = keys.iter().filter(|k| k.state == state).count();
+            self.metrics
+                .keys_by_state
+                .get_or_create(&metrics::StateLabels { state })
+                .set(n as i64);
+        }
+        if let Some(newest) = keys.iter().map(|k| k.created_at).max() {
+            self.metrics
+                .seconds_since_rotation
+                .set((now - newest) as f64);
+        }
+        Ok(())
     }
 
     /// Audit failures are logged, not returned: the action itself succeeded.
@@ -109,16 +142,16 @@ impl AppState {
     }
 }
 
-/// The KEK file: as configured, or beside the SQLite database by default.
-fn kek_path(settings: &ServeArgs) -> anyhow::Result<(PathBuf, bool)> {
-    if let Some(path) = &settings.kek_file {
+/// The KEK file: as configured, or beside the SQLite database by default
+/// (then created if missing).
+pub fn kek_path(db: &config::DbArgs, keys: &config::KeyArgs) -> anyhow::Result<(PathBuf, bool)> {
+    if let Some(path) = &keys.kek_file {
         return Ok((path.clone(), false));
     }
-    if !settings.is_embedded() {
+    if !db.database_url.starts_with("sqlite:") {
         anyhow::bail!("--kek-file (ISSUER_KEK_FILE) is required with PostgreSQL");
     }
-    let db_path = settings
-        .db
+    let db_path = db
         .database_url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
@@ -143,10 +176,17 @@ pub async fn build(settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result
     )
     .await?;
     store.migrate().await?;
-    let (kek_file, create) = kek_path(&settings)?;
-    let kek = Kek::load_or_create(&kek_file, create)?;
+    let (kek_file, create) = kek_path(&settings.db, &settings.keys)?;
     let now = clock.now_ms().div_euclid(1000);
-    let keys = Arc::new(Keyring::open(&store, kek, settings.signing_alg, now).await?);
+    let keys = Arc::new(
+        Keyring::open(
+            &store,
+            Kek::load_or_create(&kek_file, create)?,
+            settings.keys.signing_alg,
+            now,
+        )
+        .await?,
+    );
     let hasher = Arc::new(PasswordHasher::new(
         settings.argon2_memory_kib,
         settings.argon2_iterations,
@@ -182,6 +222,7 @@ pub async fn build(settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result
         Duration::from_secs(state.settings.key_reload_secs),
     )));
     tasks.push(tokio::spawn(prune(state.clone())));
+    tasks.push(tokio::spawn(key_lifecycle(state.clone())));
     Ok(Issuer { state, tasks })
 }
 
@@ -198,6 +239,36 @@ async fn reload_keys(state: AppState, pushed: Arc<Notify>, every: Duration) {
             Err(e) => tracing::warn!(error = %e, "signing key reload failed"),
         }
     }
+}
+
+/// Applies due key transitions (scheduled rotation, activation, removal).
+/// Replicas all tick; the key lock makes each transition happen once.
+async fn key_lifecycle(state: AppState) {
+    let every = Duration::from_secs(state.settings.key_tick_secs);
+    loop {
+        if let Err(e) = key_tick(&state).await {
+            tracing::warn!(error = %e, "key lifecycle step failed");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+pub async fn key_tick(state: &AppState) -> anyhow::Result<()> {
+    let now = state.now().secs();
+    let life = state.settings.keys.lifecycle();
+    let changes = state
+        .store
+        .change_keys(|keys| {
+            let mut make = |st: &str, at: i64| state.keys.make_key(life.alg, st, now, at);
+            Ok(rotation::plan_tick(keys, now, &life, &mut make)?)
+        })
+        .await?;
+    if !changes.is_empty() {
+        tracing::info!(?changes, "signing keys changed");
+        state.keys_changed().await?;
+    }
+    state.update_key_metrics().await?;
+    Ok(())
 }
 
 /// Deletes revocations whose tokens have all expired, and long-dead sessions.

@@ -14,6 +14,7 @@ async fn main() {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(db) => issuer::cli::migrate(&db).await,
         Command::Users(UsersCommand::Create(args)) => issuer::cli::create_user(&args).await,
+        Command::Keys(command) => issuer::cli::keys(&command).await,
     };
     if let Err(e) = result {
         eprintln!("issuer: {e:#}");

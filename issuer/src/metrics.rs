@@ -28,6 +28,11 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -41,6 +46,8 @@ pub struct Metrics {
     pub revocations: Counter,
     pub feed_subscribers: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub signing_key_age_seconds: Gauge<f64, AtomicU64>,
+    pub keys_by_state: Family<StateLabels, Gauge>,
+    pub seconds_since_rotation: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -57,6 +64,8 @@ impl Default for Metrics {
         let revocations = Counter::default();
         let feed_subscribers = Gauge::default();
         let signing_key_age_seconds = Gauge::default();
+        let keys_by_state = Family::<StateLabels, Gauge>::default();
+        let seconds_since_rotation = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -88,8 +97,20 @@ impl Default for Metrics {
             "Age of the current signing key",
             signing_key_age_seconds.clone(),
         );
+        registry.register(
+            "signing_keys",
+            "Signing keys by lifecycle state",
+            keys_by_state.clone(),
+        );
+        registry.register(
+            "seconds_since_key_rotation",
+            "Time since the newest signing key was created",
+            seconds_since_rotation.clone(),
+        );
         Metrics {
             registry,
+            keys_by_state,
+            seconds_since_rotation,
             requests,
             latency,
             logins,

@@ -47,7 +47,7 @@ pub fn test_args(database_url: &str, dir: &Path) -> ServeArgs {
         // Same KEK for every replica of a test, as in production.
         let _ = std::fs::write(&kek, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
     }
-    args.kek_file = Some(kek);
+    args.keys.kek_file = Some(kek);
     args
 }
 

@@ -58,7 +58,8 @@ pub struct Authorizer {
     http: reqwest::Client,
     expect: Expectations,
     keys: ArcSwap<KeyState>,
-    /// Serialises JWKS fetches; holds when the last fetch started (ms).
+    /// Serialises JWKS fetches; holds when the last fetch for an unknown
+    /// `kid` started (ms), for the cooldown.
     fetch_gate: tokio::sync::Mutex<i64>,
     pub revocations: RwLock<RevocationSet>,
     /// When the revocation feed last said anything (0: never).
@@ -262,8 +263,7 @@ impl Authorizer {
 
     /// Fetches the key set now. Returns whether the set of kids changed.
     pub async fn fetch_jwks(&self) -> anyhow::Result<bool> {
-        let mut last_start = self.fetch_gate.lock().await;
-        *last_start = now_ms();
+        let _gate = self.fetch_gate.lock().await;
         self.fetch_jwks_locked().await
     }
 
@@ -375,14 +375,14 @@ impl Authorizer {
     /// One fetch in flight however many requests miss, and at most one per
     /// cooldown, so junk `kid`s cannot hammer the issuer.
     async fn refetch_for_unknown_kid(&self, kid: &str, now_ms: i64) -> bool {
-        let mut last_start = self.fetch_gate.lock().await;
+        let mut last_unknown_kid_fetch = self.fetch_gate.lock().await;
         if self.keys.load().set.get(kid).is_some() {
             return true; // another request's fetch brought it
         }
-        if now_ms - *last_start < self.settings.unknown_kid_cooldown_ms as i64 {
+        if now_ms - *last_unknown_kid_fetch < self.settings.unknown_kid_cooldown_ms as i64 {
             return false;
         }
-        *last_start = now_ms;
+        *last_unknown_kid_fetch = now_ms;
         if let Err(e) = self.fetch_jwks_locked().await {
             tracing::warn!(error = %e, "JWKS refetch for unknown kid failed");
         }

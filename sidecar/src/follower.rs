@@ -43,6 +43,9 @@ async fn stream_once(authz: &Authorizer) -> anyhow::Result<()> {
         request = request.bearer_auth(token);
     }
     let response = request.send().await?.error_for_status()?;
+    // A key change pushed while we were disconnected would otherwise wait
+    // for the next interval refresh.
+    authz.keys_changed().await;
     let mut body = response.bytes_stream();
     let mut buffer: Vec<u8> = Vec::new();
     let mut event = String::new();

@@ -269,7 +269,7 @@ fn token_response(
         iss: settings.issuer_url.clone(),
         sub: user.id.clone(),
         aud: Audience::One(settings.audience.clone()),
-        exp: now.secs() + settings.access_token_ttl,
+        exp: now.secs() + settings.keys.access_token_ttl,
         iat: now.secs(),
         nbf: Some(now.secs()),
         jti: new_id(),
@@ -289,7 +289,7 @@ fn token_response(
     let body = TokenResponse {
         access_token,
         token_type: "Bearer",
-        expires_in: settings.access_token_ttl,
+        expires_in: settings.keys.access_token_ttl,
         refresh_token,
         session_id: session_id.to_string(),
     };

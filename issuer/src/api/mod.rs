@@ -1,5 +1,6 @@
 //! HTTP routes.
 
+pub mod admin;
 pub mod auth;
 pub mod extract;
 pub mod feed;
@@ -23,6 +24,9 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/password", post(auth::change_password))
         .route("/auth/sessions", get(auth::sessions))
         .route("/auth/sessions/{id}", delete(auth::delete_session))
+        .route("/admin/keys", get(admin::list))
+        .route("/admin/keys/rotate", post(admin::rotate))
+        .route("/admin/keys/{kid}/revoke", post(admin::revoke))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route(
             "/.well-known/openid-configuration",

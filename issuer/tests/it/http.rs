@@ -841,7 +841,7 @@ async fn ready_fails_without_database_and_hides_internals(backend: Backend) {
 async fn every_signing_algorithm_issues_verifiable_tokens() {
     for alg in [SigningAlg::EdDSA, SigningAlg::RS256] {
         let Some(t) = start_with(Backend::Sqlite, Arc::new(issuer::clock::SystemClock), |a| {
-            a.signing_alg = alg;
+            a.keys.signing_alg = alg;
         })
         .await
         else {

@@ -40,7 +40,7 @@ async fn pyjwt_verifies_our_tokens_for_every_algorithm() {
     };
     for alg in [SigningAlg::ES256, SigningAlg::EdDSA, SigningAlg::RS256] {
         let t = start_with(Backend::Sqlite, Arc::new(SystemClock), |a| {
-            a.signing_alg = alg
+            a.keys.signing_alg = alg
         })
         .await
         .expect("sqlite always available");

@@ -4,5 +4,6 @@
 mod cli;
 mod http;
 mod interop;
+mod keys;
 mod store;
 mod support;

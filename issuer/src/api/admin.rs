@@ -1,0 +1,161 @@
+//! `/admin/keys`: key rotation for operators holding the `admin` role.
+
+use auth_types::SigningAlg;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::extract::{Authenticated, Client};
+use crate::db::StoredKey;
+use crate::error::{ApiError, ApiResult};
+use crate::rotation::{self, KeyChange, RotationError};
+use crate::AppState;
+
+/// Public facts about a key; the private half never leaves the database.
+#[derive(Serialize)]
+pub struct KeyView {
+    kid: String,
+    alg: String,
+    state: String,
+    created_at: i64,
+    activates_at: i64,
+    retires_at: Option<i64>,
+    removes_at: Option<i64>,
+}
+
+impl From<&StoredKey> for KeyView {
+    fn from(k: &StoredKey) -> Self {
+        KeyView {
+            kid: k.kid.clone(),
+            alg: k.alg.clone(),
+            state: k.state.clone(),
+            created_at: k.created_at,
+            activates_at: k.activates_at,
+            retires_at: k.retires_at,
+            removes_at: k.removes_at,
+        }
+    }
+}
+
+fn require_admin(auth: &Authenticated) -> ApiResult<()> {
+    if auth.user.roles.iter().any(|r| r == "admin") {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("the admin role is required"))
+    }
+}
+
+fn rotation_error(e: RotationError) -> ApiError {
+    match e {
+        RotationError::AlreadyPending { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "rotation_pending", e.to_string())
+        }
+        RotationError::UnknownKey(_) => ApiError::not_found(e.to_string()),
+        RotationError::Other(e) => ApiError::internal(e),
+    }
+}
+
+async fn list_views(state: &AppState) -> ApiResult<Json<serde_json::Value>> {
+    let keys = state.store.keys().await.map_err(ApiError::internal)?;
+    let views: Vec<KeyView> = keys.iter().map(KeyView::from).collect();
+    Ok(Json(json!({ "keys": views })))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_admin(&auth)?;
+    list_views(&state).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    #[serde(default)]
+    alg: Option<String>,
+    #[serde(default)]
+    now: bool,
+}
+
+pub async fn rotate(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_admin(&auth)?;
+    let req: RotateRequest = if body.is_empty() {
+        RotateRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?
+    };
+    let alg = match req.alg.as_deref() {
+        None => state.settings.keys.signing_alg,
+        Some(a) => SigningAlg::parse(a).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_alg",
+                "alg must be ES256, EdDSA or RS256",
+            )
+        })?,
+    };
+    let now = state.now().secs();
+    let life = state.settings.keys.lifecycle();
+    let changes = state
+        .store
+        .change_keys(|keys| {
+            let mut make = |st: &str, at: i64| state.keys.make_key(alg, st, now, at);
+            rotation::plan_rotate(keys, now, &life, req.now, &mut make)
+        })
+        .await
+        .map_err(rotation_error)?;
+    state.keys_changed().await.map_err(ApiError::internal)?;
+    let new_kid = created_kid(&changes);
+    state
+        .audit(
+            now,
+            "key_rotated",
+            Some(&auth.user),
+            &client,
+            new_kid.as_deref(),
+        )
+        .await;
+    list_views(&state).await
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    Path(kid): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_admin(&auth)?;
+    let now = state.now().secs();
+    let alg = state.settings.keys.signing_alg;
+    state
+        .store
+        .change_keys(|keys| {
+            let mut make = |st: &str, at: i64| state.keys.make_key(alg, st, now, at);
+            rotation::plan_revoke(keys, &kid, now, &mut make)
+        })
+        .await
+        .map_err(rotation_error)?;
+    state.keys_changed().await.map_err(ApiError::internal)?;
+    tracing::warn!(kid, "signing key revoked");
+    state
+        .audit(now, "key_revoked", Some(&auth.user), &client, Some(&kid))
+        .await;
+    list_views(&state).await
+}
+
+pub fn created_kid(changes: &[KeyChange]) -> Option<String> {
+    changes.iter().find_map(|c| match c {
+        KeyChange::Create(k) => Some(k.kid.clone()),
+        _ => None,
+    })
+}
