@@ -238,7 +238,7 @@ async fn policy_changes_apply_and_an_invalid_file_keeps_the_old_policy() {
         "old policy kept"
     );
 
-    let admin = format!("http://{}/metrics", sidecar_admin(&sidecar));
+    let admin = format!("http://{}/metrics", sidecar.admin);
     let metrics = reqwest::get(admin)
         .await
         .expect("metrics")

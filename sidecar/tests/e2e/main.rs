@@ -2,6 +2,7 @@
 //! against the real issuer.
 
 mod direct;
+mod rotation;
 mod support;
 
 use std::process::Command;

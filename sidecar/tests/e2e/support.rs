@@ -212,10 +212,19 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(tweak_sidecar: impl FnOnce(&mut Settings)) -> Option<Stack> {
+        Self::start_with(|_| {}, tweak_sidecar).await
+    }
+
+    pub async fn start_with(
+        tweak_issuer: impl FnOnce(&mut ServeArgs),
+        tweak_sidecar: impl FnOnce(&mut Settings),
+    ) -> Option<Stack> {
         let envoy_bin = envoy_bin()?;
         let db = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}/issuer.db", db.path().display());
-        let issuer = start_issuer(testing::test_args(&url, db.path())).await;
+        let mut args = testing::test_args(&url, db.path());
+        tweak_issuer(&mut args);
+        let issuer = start_issuer(args).await;
         let mut settings = sidecar_settings(&issuer.base_url);
         tweak_sidecar(&mut settings);
         let sidecar = start_sidecar(settings, 0).await;
@@ -295,8 +304,4 @@ pub fn token(v: &Value) -> String {
 
 pub fn unique_email(tag: &str) -> String {
     format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
-}
-
-pub fn sidecar_admin(s: &RunningSidecar) -> SocketAddr {
-    s.admin
 }
