@@ -465,6 +465,20 @@ impl Store {
         Ok(record)
     }
 
+    /// Many records in one transaction (bulk imports, benchmarks).
+    pub async fn record_revocations(
+        &self,
+        revocations: &[NewRevocation<'_>],
+    ) -> sqlx::Result<Vec<RevocationRecord>> {
+        let mut tx = self.begin_revoking().await?;
+        let mut records = Vec::with_capacity(revocations.len());
+        for r in revocations {
+            records.push(insert_revocation(&mut tx, r).await?);
+        }
+        tx.commit().await?;
+        Ok(records)
+    }
+
     /// Live records (not yet expired) with a sequence number above `after`, in order.
     pub async fn revocations_after(
         &self,

@@ -301,7 +301,8 @@ impl Authorizer {
         Ok(self.install_jwks(&jwks, now_ms()))
     }
 
-    fn install_jwks(&self, jwks: &JwkSet, fetched_at_ms: i64) -> bool {
+    /// Replaces the key set (from a fetch, saved state, or a benchmark).
+    pub fn install_jwks(&self, jwks: &JwkSet, fetched_at_ms: i64) -> bool {
         let (set, skipped) = VerifyingKeySet::from_jwks(jwks);
         for e in skipped {
             tracing::warn!(error = %e, "ignoring unusable JWK");

@@ -1,0 +1,70 @@
+"""Turns a benchmark run's JSON lines into the markdown tables of the README.
+
+usage: report.py RESULTS.jsonl > table.md
+"""
+import json
+import sys
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+load = [r for r in rows if "label" in r]
+cases = []
+for r in load:
+    if r["label"] not in cases:
+        cases.append(r["label"])
+
+
+def find(label, rate):
+    for r in load:
+        if r["label"] == label and r.get("target_rps") == rate:
+            return r
+    return None
+
+
+def ms(us):
+    return f"{us / 1000:.2f}"
+
+
+floor = find(cases[0], None) if cases else None
+hop = find(cases[1], None) if len(cases) > 1 else None
+
+print("| case | max rps | × Envoy alone | × no-op ext_authz | p50 / p99 / p99.9 ms @1k | @2k | @5k | CPU µs/req Envoy, authz (closed loop) |")
+print("| --- | ---: | ---: | ---: | --- | --- | --- | --- |")
+for label in cases:
+    closed = find(label, None)
+    cells = [label]
+    if closed:
+        cells.append(f"{closed['achieved_rps']:.0f}")
+        cells.append(f"{closed['achieved_rps'] / floor['achieved_rps']:.2f}" if floor else "")
+        cells.append(f"{closed['achieved_rps'] / hop['achieved_rps']:.2f}" if hop else "")
+    else:
+        cells += ["", "", ""]
+    for rate in (1000, 2000, 5000):
+        r = find(label, rate)
+        if r is None:
+            cells.append("")
+            continue
+        bad = r["errors"] + r["non_2xx"]
+        note = f" ({bad} failed)" if bad else ""
+        cells.append(f"{ms(r['p50_us'])} / {ms(r['p99_us'])} / {ms(r['p999_us'])}{note}")
+    cpu = closed.get("cpu_us_per_request", []) if closed else []
+    cells.append(", ".join(f"{c:.1f}" for c in cpu))
+    print("| " + " | ".join(cells) + " |")
+
+other = [r for r in rows if "bench" in r]
+if other:
+    print()
+    print("| issuer benchmark | result |")
+    print("| --- | --- |")
+    for r in other:
+        b = r["bench"]
+        if b == "login-storm":
+            print(
+                f"| login storm ({r['concurrency']} concurrent, OWASP argon2id) | "
+                f"{r['logins_per_second']:.1f} logins/s, p50 {ms(r['login']['p50_us'])} ms, p99 {ms(r['login']['p99_us'])} ms; "
+                f"beside it at {r['side_rate']}/s: refresh p99 {ms(r['refresh_during_storm']['p99_us'])} ms, "
+                f"JWKS p99 {ms(r['jwks_during_storm']['p99_us'])} ms |"
+            )
+        elif "refreshes_per_second" in r:
+            print(f"| {b} ({r['concurrency']} sessions) | {r['refreshes_per_second']:.0f} refreshes/s, p50 {ms(r['latency']['p50_us'])} ms, p99 {ms(r['latency']['p99_us'])} ms |")
+        elif "revocations" in r:
+            print(f"| {b} | {r['revocations']} revocations: median {ms(r['lag']['p50_us'])} ms, p99 {ms(r['lag']['p99_us'])} ms, max {ms(r['lag']['max_us'])} ms |")

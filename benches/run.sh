@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# One benchmark run, everything side by side on this machine and on loopback:
+#   1. Envoy alone (direct response)            – the floor
+#   2. Envoy + a do-nothing ext_authz server    – the cost of the hop itself
+#   3. Envoy + jwt_authn, with / without its token cache
+#   4. Envoy + the sidecar, cached / uncached tokens
+#   5. Envoy + the sidecar with 100k live revocations
+#   and the sidecar's gRPC handler alone; then the issuer: login storm,
+#   refresh throughput (SQLite, PostgreSQL), revocation lag (one replica;
+#   two replicas with and without Redis). Ends with the micro-benchmarks.
+# Writes benches/results/<time>.jsonl and .md (the README's table).
+# BENCH_SECONDS (default 5) sets each load run's length.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/services.sh
+
+secs=${BENCH_SECONDS:-5}
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  stop_services
+}
+trap cleanup EXIT
+
+log "building release binaries"
+cargo build --release --locked -p issuer -p sidecar -p dm-benches
+ensure_tools_venv
+bin=target/release
+mkdir -p benches/results
+stamp=$(date +%Y%m%d-%H%M%S)
+results="benches/results/$stamp.jsonl"
+work=$(mktemp -d /tmp/dm-bench.XXXXXX)
+issuer_url=http://bench.issuer
+
+wait_http() { # url seconds
+  local deadline=$((SECONDS + $2))
+  until curl -fsS "$1" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "$1 not ready"
+    sleep 0.1
+  done
+}
+
+start_issuer() { # name database-url [extra args…]; sets ISSUER_PORT and ISSUER_PID
+  local name=$1 db=$2; shift 2
+  ISSUER_PORT=$(free_port)
+  ISSUER_URL=$issuer_url "$bin/issuer" serve --listen "127.0.0.1:$ISSUER_PORT" --database-url "$db" \
+    --kek-file "$work/kek" "$@" >"$work/$name.log" 2>&1 &
+  ISSUER_PID=$!
+  pids+=("$ISSUER_PID")
+  wait_http "http://127.0.0.1:$ISSUER_PORT/ready" 30
+}
+
+start_sidecar() { # name issuer-port [extra args…]; sets SIDECAR_PORT and SIDECAR_PID
+  local name=$1 port=$2; shift 2
+  SIDECAR_PORT=$(free_port)
+  local admin; admin=$(free_port)
+  "$bin/sidecar" serve --listen "127.0.0.1:$SIDECAR_PORT" --admin-listen "127.0.0.1:$admin" \
+    --issuer-url "http://127.0.0.1:$port" --expected-issuer "$issuer_url" \
+    --policy benches/policy.yaml "$@" >"$work/$name.log" 2>&1 &
+  SIDECAR_PID=$!
+  pids+=("$SIDECAR_PID")
+  wait_http "http://127.0.0.1:$admin/ready" 60
+}
+
+start_envoy() { # case authz-port; sets ENVOY_PORT and ENVOY_PID
+  ENVOY_PORT=$(free_port)
+  local admin; admin=$(free_port)
+  python3 benches/envoy/render.py "$1" "$ENVOY_PORT" "$admin" "$2" "$ISSUER_PORT" "$issuer_url" >"$work/envoy-$1.yaml"
+  "$ENVOY_BIN" -c "$work/envoy-$1.yaml" --concurrency 1 --disable-hot-restart -l error >"$work/envoy-$1.log" 2>&1 &
+  ENVOY_PID=$!
+  pids+=("$ENVOY_PID")
+  wait_http "http://127.0.0.1:$admin/ready" 30
+}
+
+load() { # label target tokens-file cpu-pids [loadgen args…]
+  local label=$1 target=$2 tokens=$3 cpu=$4; shift 4
+  local token_args=()
+  [ -n "$tokens" ] && token_args=(--tokens "$tokens")
+  log "$label: closed loop"
+  "$bin/loadgen" --label "$label" --target "$target" "${token_args[@]}" --cpu-pids "$cpu" \
+    --seconds "$secs" --connections 32 "$@" | tee -a "$results"
+  for rate in 1000 2000 5000; do
+    log "$label: $rate rps"
+    "$bin/loadgen" --label "$label" --target "$target" "${token_args[@]}" --cpu-pids "$cpu" \
+      --seconds "$secs" --connections 16 --rate "$rate" "$@" | tee -a "$results"
+  done
+}
+
+envoy_case() { # label envoy-case authz-port authz-pid tokens
+  start_envoy "$2" "$3"
+  local cpu=$ENVOY_PID
+  [ -n "$4" ] && cpu="$cpu,$4"
+  load "$1" "http://127.0.0.1:$ENVOY_PORT/ai/chat" "$5" "$cpu"
+  kill "$ENVOY_PID"; wait "$ENVOY_PID" 2>/dev/null || true
+}
+
+log "issuer (SQLite) and token fixtures"
+start_issuer issuer "sqlite://$work/issuer.db"
+"$bin/issuer-bench" mint --database-url "sqlite://$work/issuer.db" --kek-file "$work/kek" \
+  --issuer-url "$issuer_url" --count 100 --out "$work/tokens.txt"
+
+noop_port=$(free_port)
+"$bin/noop-authz" "127.0.0.1:$noop_port" & noop_pid=$!; pids+=("$noop_pid")
+start_sidecar sidecar "$ISSUER_PORT"
+cached_sidecar_port=$SIDECAR_PORT cached_sidecar_pid=$SIDECAR_PID
+start_sidecar sidecar-nocache "$ISSUER_PORT" --token-cache-capacity 0
+nocache_port=$SIDECAR_PORT nocache_pid=$SIDECAR_PID
+
+envoy_case "1. Envoy alone (direct response)" direct "$noop_port" "" ""
+envoy_case "2. Envoy + no-op ext_authz" ext_authz "$noop_port" "$noop_pid" ""
+envoy_case "3a. Envoy jwt_authn, token cache" jwt_cached "$noop_port" "" "$work/tokens.txt"
+envoy_case "3b. Envoy jwt_authn, no cache" jwt_uncached "$noop_port" "" "$work/tokens.txt"
+envoy_case "4a. Envoy + sidecar, cached tokens" ext_authz "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
+envoy_case "4b. Envoy + sidecar, uncached (every check verifies)" ext_authz "$nocache_port" "$nocache_pid" "$work/tokens.txt"
+load "sidecar gRPC handler alone (cached)" "127.0.0.1:$cached_sidecar_port" "$work/tokens.txt" "$cached_sidecar_pid" --grpc
+kill "$nocache_pid" "$cached_sidecar_pid" "$noop_pid" 2>/dev/null || true
+
+log "seeding 100k live revocations"
+"$bin/issuer-bench" seed-revocations --database-url "sqlite://$work/issuer.db" --count 100000 | tee -a "$results"
+start_sidecar sidecar-100k "$ISSUER_PORT"
+envoy_case "5. Envoy + sidecar, 100k live revocations" ext_authz "$SIDECAR_PORT" "$SIDECAR_PID" "$work/tokens.txt"
+kill "$SIDECAR_PID" 2>/dev/null || true
+
+log "issuer: login storm (OWASP argon2id) with refresh and JWKS beside it"
+"$bin/issuer-bench" login-storm --url "http://127.0.0.1:$ISSUER_PORT" --concurrency 8 --seconds $((secs * 2)) | tee -a "$results"
+"$bin/issuer-bench" refresh --url "http://127.0.0.1:$ISSUER_PORT" --label "refresh, SQLite" --seconds "$secs" | tee -a "$results"
+
+log "revocation lag, one replica"
+start_sidecar sidecar-lag "$ISSUER_PORT"
+"$bin/issuer-bench" revocation-lag --issuer-url "http://127.0.0.1:$ISSUER_PORT" --sidecar "127.0.0.1:$SIDECAR_PORT" \
+  --count 1000 --label "revocation lag, one replica (SQLite)" | tee -a "$results"
+kill "$SIDECAR_PID" "$ISSUER_PID" 2>/dev/null || true
+
+start_postgres
+start_redis
+pg_db=$POSTGRES_URL
+start_issuer issuer-pg-a "$pg_db" --redis-url "$REDIS_URL"
+a_port=$ISSUER_PORT
+"$bin/issuer-bench" refresh --url "http://127.0.0.1:$a_port" --label "refresh, PostgreSQL" --seconds "$secs" | tee -a "$results"
+start_issuer issuer-pg-b "$pg_db" --redis-url "$REDIS_URL" --feed-poll-ms 60000
+start_sidecar sidecar-b "$ISSUER_PORT"
+"$bin/issuer-bench" revocation-lag --issuer-url "http://127.0.0.1:$a_port" --sidecar "127.0.0.1:$SIDECAR_PORT" \
+  --count 1000 --label "revocation lag, two replicas + Redis (PostgreSQL)" | tee -a "$results"
+start_issuer issuer-pg-c "$pg_db"
+start_sidecar sidecar-c "$ISSUER_PORT"
+"$bin/issuer-bench" revocation-lag --issuer-url "http://127.0.0.1:$a_port" --sidecar "127.0.0.1:$SIDECAR_PORT" \
+  --count 1000 --concurrency 50 --label "revocation lag, two replicas, no Redis (1 s poll)" | tee -a "$results"
+
+python3 benches/report.py "$results" >"benches/results/$stamp.md"
+cp "benches/results/$stamp.md" benches/results/latest.md
+log "micro-benchmarks (criterion)"
+cargo bench --locked -p dm-benches --bench micro -- --warm-up-time 1 --measurement-time 3 2>&1 \
+  | grep -E '^[a-z].*|time:' | tee "benches/results/$stamp-micro.txt"
+cat benches/results/latest.md
+log "results: $results, benches/results/latest.md"

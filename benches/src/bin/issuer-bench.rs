@@ -1,0 +1,556 @@
+//! Issuer-side benchmarks and fixtures:
+//! - `mint`: access tokens signed with the issuer's current key (fixtures
+//!   for the sidecar load runs; minting by login would cost an argon2 hash each);
+//! - `seed-revocations`: live revocation records in bulk;
+//! - `login-storm`: logins/s at the argon2 limit, with refresh and JWKS
+//!   requests running beside it at a fixed rate;
+//! - `refresh`: refresh-token rotation throughput;
+//! - `revocation-lag`: logout on the issuer → denied at a sidecar.
+//!
+//! Each prints one JSON line.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auth_types::{AccessClaims, Audience, RevocationKind};
+use clap::{Parser, Subcommand};
+use dm_benches::new_histogram;
+use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+    HttpRequest, Request as AttrRequest,
+};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use hdrhistogram::Histogram;
+use issuer::db::{NewRevocation, Store};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Mint {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        kek_file: std::path::PathBuf,
+        #[arg(long)]
+        issuer_url: String,
+        #[arg(long, default_value = "devmentor")]
+        audience: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    SeedRevocations {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+    },
+    LoginStorm {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Refresh and JWKS requests per second each, beside the storm.
+        #[arg(long, default_value_t = 50)]
+        side_rate: u64,
+    },
+    Refresh {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value = "refresh")]
+        label: String,
+    },
+    RevocationLag {
+        /// Where users log in and out.
+        #[arg(long)]
+        issuer_url: String,
+        /// The sidecar's gRPC address.
+        #[arg(long)]
+        sidecar: String,
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
+        #[arg(long, default_value = "revocation-lag")]
+        label: String,
+    },
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn now_secs() -> i64 {
+    sidecar::authz::now_ms() / 1000
+}
+
+fn percentiles(h: &Histogram<u64>) -> Value {
+    json!({
+        "count": h.len(),
+        "p50_us": h.value_at_quantile(0.5),
+        "p99_us": h.value_at_quantile(0.99),
+        "p999_us": h.value_at_quantile(0.999),
+        "max_us": h.max(),
+    })
+}
+
+async fn register_and_login(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
+    let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
+    let r = http
+        .post(format!("{url}/auth/register"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 201, "register: {}", r.status());
+    login(http, url, &email).await
+}
+
+async fn login(http: &reqwest::Client, url: &str, email: &str) -> anyhow::Result<Value> {
+    let r = http
+        .post(format!("{url}/auth/login"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 200, "login: {}", r.status());
+    let mut v: Value = r.json().await?;
+    v["email"] = json!(email);
+    Ok(v)
+}
+
+async fn mint(
+    database_url: &str,
+    kek_file: &std::path::Path,
+    issuer_url: &str,
+    audience: &str,
+    count: usize,
+    ttl: i64,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let store = Store::connect(database_url, 2).await?;
+    let kek = issuer::keys::Kek::load_or_create(kek_file, false)?;
+    let keyring =
+        issuer::keys::Keyring::open(&store, kek, auth_types::SigningAlg::ES256, now_secs()).await?;
+    let signing = keyring.snapshot().signing.clone();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
+    let now = now_secs();
+    for _ in 0..count {
+        let claims = AccessClaims {
+            iss: issuer_url.into(),
+            sub: uuid::Uuid::new_v4().to_string(),
+            aud: Audience::One(audience.into()),
+            exp: now + ttl,
+            iat: now,
+            nbf: Some(now),
+            jti: uuid::Uuid::new_v4().to_string(),
+            sid: uuid::Uuid::new_v4().to_string(),
+            client_id: "devmentor-auth".into(),
+            roles: vec!["dev".into()],
+            permissions: vec![],
+            amr: vec!["pwd".into()],
+            email: None,
+        };
+        writeln!(
+            file,
+            "{}",
+            issuer::tokens::mint_access_token(&signing, &claims)?
+        )?;
+    }
+    file.flush()?;
+    println!("{}", json!({"minted": count, "kid": signing.kid}));
+    Ok(())
+}
+
+async fn seed_revocations(database_url: &str, count: usize, ttl: i64) -> anyhow::Result<()> {
+    let store = Store::connect(database_url, 2).await?;
+    let subjects: Vec<String> = (0..count)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let now = now_secs();
+    let started = Instant::now();
+    for chunk in subjects.chunks(10_000) {
+        let batch: Vec<NewRevocation<'_>> = chunk
+            .iter()
+            .map(|s| NewRevocation {
+                kind: RevocationKind::Token,
+                subject: s,
+                issued_before: 0,
+                created_at_ms: now * 1000,
+                expires_at: now + ttl,
+            })
+            .collect();
+        store.record_revocations(&batch).await?;
+    }
+    println!(
+        "{}",
+        json!({"seeded": count, "seconds": started.elapsed().as_secs_f64()})
+    );
+    Ok(())
+}
+
+/// Fixed-rate requests until `stop`, latency from the due time.
+async fn side_load<F, Fut>(rate: u64, stop: Arc<AtomicBool>, mut call: F) -> Histogram<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut hist = new_histogram();
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let mut due = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        if call().await {
+            let _ = hist.record(due.elapsed().as_micros().max(1) as u64);
+        }
+        due += interval;
+    }
+    hist
+}
+
+async fn login_storm(
+    url: &str,
+    concurrency: usize,
+    seconds: u64,
+    side_rate: u64,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let mut users = Vec::new();
+    for _ in 0..concurrency {
+        users.push(register_and_login(&http, url).await?);
+    }
+    let side_user = register_and_login(&http, url).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let logins = Arc::new(Mutex::new(new_histogram()));
+    let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+
+    let refresh_task = {
+        let (http, url, stop) = (http.clone(), url.to_string(), stop.clone());
+        let token = Arc::new(Mutex::new(
+            side_user["refresh_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ));
+        tokio::spawn(async move {
+            side_load(side_rate, stop, || {
+                let (http, url, token) = (http.clone(), url.clone(), token.clone());
+                async move {
+                    let current = token.lock().await.clone();
+                    let Ok(r) = http
+                        .post(format!("{url}/auth/refresh"))
+                        .json(&json!({"refresh_token": current}))
+                        .send()
+                        .await
+                    else {
+                        return false;
+                    };
+                    let Ok(v) = r.json::<Value>().await else {
+                        return false;
+                    };
+                    match v["refresh_token"].as_str() {
+                        Some(next) => {
+                            *token.lock().await = next.to_string();
+                            true
+                        }
+                        None => false,
+                    }
+                }
+            })
+            .await
+        })
+    };
+    let jwks_task = {
+        let (http, url, stop) = (http.clone(), url.to_string(), stop.clone());
+        tokio::spawn(async move {
+            side_load(side_rate, stop, || {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    match http
+                        .get(format!("{url}/.well-known/jwks.json"))
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    }
+                }
+            })
+            .await
+        })
+    };
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for user in users {
+        let (http, url, logins, failures) = (
+            http.clone(),
+            url.to_string(),
+            logins.clone(),
+            failures.clone(),
+        );
+        let email = user["email"].as_str().unwrap_or_default().to_string();
+        workers.push(tokio::spawn(async move {
+            let mut local = new_histogram();
+            while Instant::now() < end {
+                let t = Instant::now();
+                match login(&http, &url, &email).await {
+                    Ok(_) => {
+                        let _ = local.record(t.elapsed().as_micros().max(1) as u64);
+                    }
+                    Err(_) => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            logins.lock().await.add(&local).ok();
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let refresh = refresh_task.await?;
+    let jwks = jwks_task.await?;
+    let logins = logins.lock().await;
+    println!(
+        "{}",
+        json!({
+            "bench": "login-storm",
+            "concurrency": concurrency,
+            "logins_per_second": logins.len() as f64 / elapsed,
+            "login": percentiles(&logins),
+            "login_failures": failures.load(Ordering::Relaxed),
+            "side_rate": side_rate,
+            "refresh_during_storm": percentiles(&refresh),
+            "jwks_during_storm": percentiles(&jwks),
+        })
+    );
+    Ok(())
+}
+
+async fn refresh_bench(
+    url: &str,
+    concurrency: usize,
+    seconds: u64,
+    label: &str,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let hist = Arc::new(Mutex::new(new_histogram()));
+    let mut sessions = Vec::new();
+    let first = register_and_login(&http, url).await?;
+    let email = first["email"].as_str().unwrap_or_default().to_string();
+    sessions.push(first);
+    for _ in 1..concurrency {
+        sessions.push(login(&http, url, &email).await?);
+    }
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for session in sessions {
+        let (http, url, hist) = (http.clone(), url.to_string(), hist.clone());
+        let mut token = session["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        workers.push(tokio::spawn(async move {
+            let mut local = new_histogram();
+            while Instant::now() < end {
+                let t = Instant::now();
+                let Ok(r) = http
+                    .post(format!("{url}/auth/refresh"))
+                    .json(&json!({"refresh_token": token}))
+                    .send()
+                    .await
+                else {
+                    break;
+                };
+                let Ok(v) = r.json::<Value>().await else {
+                    break;
+                };
+                let Some(next) = v["refresh_token"].as_str() else {
+                    break;
+                };
+                token = next.to_string();
+                let _ = local.record(t.elapsed().as_micros().max(1) as u64);
+            }
+            hist.lock().await.add(&local).ok();
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let hist = hist.lock().await;
+    println!(
+        "{}",
+        json!({"bench": label, "concurrency": concurrency, "refreshes_per_second": hist.len() as f64 / elapsed, "latency": percentiles(&hist)})
+    );
+    Ok(())
+}
+
+fn check_request(token: &str) -> CheckRequest {
+    let mut headers = std::collections::HashMap::new();
+    headers.insert("authorization".to_string(), format!("Bearer {token}"));
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(AttrRequest {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    path: "/ai/chat".into(),
+                    host: "mesh.local".into(),
+                    headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn allowed(
+    client: &mut AuthorizationClient<tonic::transport::Channel>,
+    token: &str,
+) -> anyhow::Result<bool> {
+    let r = client.check(check_request(token)).await?.into_inner();
+    Ok(matches!(r.http_response, Some(HttpResponse::OkResponse(_))))
+}
+
+async fn revocation_lag(
+    issuer_url: &str,
+    sidecar: &str,
+    count: usize,
+    concurrency: usize,
+    label: &str,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let client = AuthorizationClient::connect(format!("http://{sidecar}")).await?;
+    let user = register_and_login(&http, issuer_url).await?;
+    let email = user["email"].as_str().unwrap_or_default().to_string();
+    let hist = Arc::new(Mutex::new(new_histogram()));
+    let per_worker = count.div_ceil(concurrency);
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (http, url, email, hist, mut client) = (
+            http.clone(),
+            issuer_url.to_string(),
+            email.clone(),
+            hist.clone(),
+            client.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut local = new_histogram();
+            for _ in 0..per_worker {
+                let session = login(&http, &url, &email).await?;
+                let token = session["access_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                anyhow::ensure!(
+                    allowed(&mut client, &token).await?,
+                    "fresh token not allowed"
+                );
+                let r = http
+                    .post(format!("{url}/auth/logout"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status() == 204, "logout: {}", r.status());
+                // The revocation is committed when the logout answers.
+                let committed = Instant::now();
+                let deadline = committed + Duration::from_secs(10);
+                loop {
+                    if !allowed(&mut client, &token).await? {
+                        let _ = local.record(committed.elapsed().as_micros().max(1) as u64);
+                        break;
+                    }
+                    anyhow::ensure!(Instant::now() < deadline, "not revoked within 10 s");
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            hist.lock().await.add(&local).ok();
+            Ok(())
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    let hist = hist.lock().await;
+    println!(
+        "{}",
+        json!({"bench": label, "revocations": hist.len(), "lag": percentiles(&hist)})
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Mint {
+            database_url,
+            kek_file,
+            issuer_url,
+            audience,
+            count,
+            ttl,
+            out,
+        } => {
+            mint(
+                &database_url,
+                &kek_file,
+                &issuer_url,
+                &audience,
+                count,
+                ttl,
+                &out,
+            )
+            .await
+        }
+        Command::SeedRevocations {
+            database_url,
+            count,
+            ttl,
+        } => seed_revocations(&database_url, count, ttl).await,
+        Command::LoginStorm {
+            url,
+            concurrency,
+            seconds,
+            side_rate,
+        } => login_storm(&url, concurrency, seconds, side_rate).await,
+        Command::Refresh {
+            url,
+            concurrency,
+            seconds,
+            label,
+        } => refresh_bench(&url, concurrency, seconds, &label).await,
+        Command::RevocationLag {
+            issuer_url,
+            sidecar,
+            count,
+            concurrency,
+            label,
+        } => revocation_lag(&issuer_url, &sidecar, count, concurrency, &label).await,
+    }
+}
