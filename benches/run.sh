@@ -32,6 +32,7 @@ stamp=$(date +%Y%m%d-%H%M%S)
 results="benches/results/$stamp.jsonl"
 work=$(mktemp -d /tmp/dm-bench.XXXXXX)
 issuer_url=http://bench.issuer
+head -c 32 /dev/urandom | base64 >"$work/kek"
 
 wait_http() { # url seconds
   local deadline=$((SECONDS + $2))

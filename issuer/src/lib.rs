@@ -170,13 +170,14 @@ pub struct Issuer {
 
 /// Opens storage, migrates, loads keys and starts background work.
 pub async fn build(settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Issuer> {
+    // Settings problems first, before any connection is attempted.
+    let (kek_file, create) = kek_path(&settings.db, &settings.keys)?;
     let store = Store::connect(
         &settings.db.database_url,
         settings.db.database_max_connections,
     )
     .await?;
     store.migrate().await?;
-    let (kek_file, create) = kek_path(&settings.db, &settings.keys)?;
     let now = clock.now_ms().div_euclid(1000);
     let keys = Arc::new(
         Keyring::open(

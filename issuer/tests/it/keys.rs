@@ -323,3 +323,31 @@ async fn keys_cli_lists_rotates_and_revokes() {
     assert_eq!(list.matches(" current ").count(), 1, "{list}");
     assert!(list.contains("revoked"), "{list}");
 }
+
+#[tokio::test]
+async fn embedded_default_generates_a_private_kek_and_postgres_requires_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/sub/issuer.db", dir.path().display());
+    let mut args = issuer::testing::test_args(&url, dir.path());
+    args.keys.kek_file = None;
+    let t = issuer::testing::start(args, Arc::new(SystemClock))
+        .await
+        .expect("issuer");
+    let kek = dir.path().join("sub/issuer.kek");
+    let mode = std::fs::metadata(&kek)
+        .expect("KEK generated")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    t.stop().await;
+
+    let mut pg = issuer::config::ServeArgs::with_database("postgres://127.0.0.1:1/none");
+    pg.keys.kek_file = None;
+    let err = issuer::build(pg, Arc::new(SystemClock))
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("--kek-file"), "{err}");
+}

@@ -328,3 +328,63 @@ fn bad_settings_and_invalid_policies_exit_64_naming_the_problem() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_tokens_identity_headers_and_authorization_stripping() {
+    use envoy_types::ext_authz::v3::pb::HeaderAppendAction;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let issuer = sqlite_issuer(dir.path()).await;
+    let mut settings = sidecar_settings(&issuer.base_url);
+    settings.token_cookie = Some("access_token".into());
+    settings.strip_authorization = true;
+    let sidecar = start_sidecar(settings, 0).await;
+    let mut c = client(sidecar.grpc).await;
+    let access = token(&login(&issuer, &unique_email("cookie")).await);
+
+    let mut request = check_request("GET", "/ai/x", None);
+    if let Some(http) = request
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    {
+        http.headers.insert(
+            "cookie".into(),
+            format!("theme=dark; access_token={access}"),
+        );
+    }
+    let r = c.check(request).await.expect("check").into_inner();
+    let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
+        panic!("cookie token allowed: {r:?}")
+    };
+    let set: Vec<(&str, i32)> = ok
+        .headers
+        .iter()
+        .filter_map(|h| h.header.as_ref().map(|v| (v.key.as_str(), h.append_action)))
+        .collect();
+    for name in ["x-user-id", "x-session-id"] {
+        assert!(
+            set.contains(&(name, HeaderAppendAction::OverwriteIfExistsOrAdd as i32)),
+            "{name} overwrites client copies: {set:?}"
+        );
+    }
+    assert!(ok.headers_to_remove.contains(&"authorization".to_string()));
+    // No roles: the roles header is removed rather than left to the client.
+    assert!(ok.headers_to_remove.contains(&"x-user-roles".to_string()));
+
+    // A public route carries no identity: every identity header is removed.
+    let r = c
+        .check(check_request("POST", "/auth/login", None))
+        .await
+        .expect("check")
+        .into_inner();
+    let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
+        panic!("public route allowed")
+    };
+    assert!(ok.headers.is_empty());
+    for name in ["x-user-id", "x-user-roles", "x-session-id"] {
+        assert!(ok.headers_to_remove.contains(&name.to_string()), "{name}");
+    }
+    sidecar.stop().await;
+    issuer.stop().await;
+}
