@@ -19,7 +19,7 @@ ext_authz = f"""
                 envoy_grpc: {{ cluster_name: authz }}
                 timeout: 1s"""
 
-jwt_cache = "\n                jwt_cache_config: { jwt_cache_size: 10000 }" if case == "jwt_cached" else ""
+jwt_cache = "\n                  jwt_cache_config: { jwt_cache_size: 10000 }" if case == "jwt_cached" else ""
 jwt = f"""
           - name: envoy.filters.http.jwt_authn
             typed_config:

@@ -1,8 +1,10 @@
 //! Load generator for HTTP (through Envoy) and ext_authz gRPC `Check`.
 //!
 //! - `--rate N`: open loop at N requests/s spread over the connections;
-//!   latency is measured from when each request was *due*, so a stalled
-//!   server cannot hide its queueing (coordinated-omission correction).
+//!   when the server falls behind, latency is measured from when each
+//!   request was *due*, so a stalled server cannot hide its queueing
+//!   (coordinated-omission correction); the generator's own timer slack
+//!   (tokio timers tick in milliseconds) is not charged to the server.
 //! - no `--rate`: closed loop, every connection sends as fast as answered;
 //!   this finds the maximum throughput.
 //!
@@ -163,6 +165,7 @@ async fn worker(
         .rate
         .map(|r| Duration::from_secs_f64(args.connections as f64 / r.max(1) as f64));
     // Stagger the open-loop schedule across connections.
+    let mut last_done = start;
     let mut due = start
         + interval.map_or(Duration::ZERO, |i| {
             i.mul_f64(index as f64 / args.connections as f64)
@@ -182,8 +185,12 @@ async fn worker(
         let Some(token) = shared.token(args.once_per_token) else {
             break;
         };
+        // Count from the due time only when the server made us late (the
+        // previous answer came after it); a late timer is our own delay.
+        let measure_from = if last_done > due { due } else { Instant::now() };
         let result = conn.send(token).await;
-        let latency = Instant::now().saturating_duration_since(due);
+        last_done = Instant::now();
+        let latency = last_done.saturating_duration_since(measure_from);
         match result {
             Ok(ok) => {
                 if due >= record_from {
