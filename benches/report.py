@@ -58,8 +58,9 @@ if other:
     for r in other:
         b = r["bench"]
         if b == "login-storm":
+            how = f"{r['target_rate']}/s offered" if r.get("target_rate") else f"{r['concurrency']} back-to-back"
             print(
-                f"| login storm ({r['concurrency']} concurrent, OWASP argon2id) | "
+                f"| login storm ({how}, OWASP argon2id) | "
                 f"{r['logins_per_second']:.1f} logins/s, p50 {ms(r['login']['p50_us'])} ms, p99 {ms(r['login']['p99_us'])} ms; "
                 f"beside it at {r['side_rate']}/s: refresh p99 {ms(r['refresh_during_storm']['p99_us'])} ms, "
                 f"JWKS p99 {ms(r['jwks_during_storm']['p99_us'])} ms |"

@@ -125,6 +125,7 @@ kill "$SIDECAR_PID" 2>/dev/null || true
 
 log "issuer: login storm (OWASP argon2id) with refresh and JWKS beside it"
 "$bin/issuer-bench" login-storm --url "http://127.0.0.1:$ISSUER_PORT" --concurrency 8 --seconds $((secs * 2)) | tee -a "$results"
+"$bin/issuer-bench" login-storm --url "http://127.0.0.1:$ISSUER_PORT" --rate 60 --seconds $((secs * 2)) | tee -a "$results"
 "$bin/issuer-bench" refresh --url "http://127.0.0.1:$ISSUER_PORT" --label "refresh, SQLite" --seconds "$secs" | tee -a "$results"
 
 log "revocation lag, one replica"

@@ -173,8 +173,8 @@ pub struct ServeArgs {
     /// argon2id parallelism (OWASP: 1).
     #[arg(long, env = "ISSUER_ARGON2_PARALLELISM", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub argon2_parallelism: u32,
-    /// Password hashes computed at once; more wait, so hashing cannot starve
-    /// the rest of the service. 0 means the number of CPUs.
+    /// Password-hashing threads (they run at a lower OS priority, so hashing
+    /// yields to other requests). 0 means the number of CPUs.
     #[arg(long, env = "ISSUER_HASH_CONCURRENCY", default_value_t = 0)]
     pub hash_concurrency: usize,
     /// Largest accepted request body, in bytes.

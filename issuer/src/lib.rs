@@ -300,6 +300,10 @@ impl Issuer {
             feed.close();
         };
         let drained = self.state.feed.closed();
+        // Small writes (feed events, short responses) must not wait on Nagle.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = axum::serve(listener, app).with_graceful_shutdown(stopping);
         let result = tokio::select! {
             r = server => r,

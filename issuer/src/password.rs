@@ -6,7 +6,6 @@ use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Long enough for any passphrase; bounded so hashing cost stays bounded.
@@ -50,24 +49,60 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
-/// Hashes and verifies off the async runtime, a bounded number at a time, so
-/// a login storm queues here instead of starving refresh and JWKS requests.
+/// Hashes and verifies on a small pool of dedicated threads running at a
+/// lower OS priority: a login storm then queues here and yields the CPU to
+/// the async runtime, so refresh and JWKS requests are not starved.
 pub struct PasswordHasher {
     params: Params,
-    permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<Job>,
     /// Verified against when the account does not exist, so an unknown email
     /// costs the same time as a wrong password.
     dummy_hash: String,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// How much lower than the rest of the process hashing threads run (nice).
+const HASHING_NICENESS: i32 = 10;
+
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
     #[error("password hashing failed: {0}")]
     Hash(String),
-    #[error("hashing task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
-    #[error("hasher closed")]
+    #[error("hashing pool is gone")]
     Closed,
+    #[error("cannot start hashing threads: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+fn start_pool(threads: usize) -> Result<std::sync::mpsc::Sender<Job>, HashError> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..threads {
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("password-hash-{i}"))
+            .spawn(move || {
+                // Per-thread on Linux: only this thread gets the lower priority.
+                if let Err(e) = rustix::process::setpriority_process(
+                    Some(rustix::thread::gettid()),
+                    HASHING_NICENESS,
+                ) {
+                    tracing::warn!(error = %e, "cannot lower hashing thread priority");
+                }
+                loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return, // hasher dropped
+                    }
+                }
+            })?;
+    }
+    Ok(tx)
 }
 
 impl PasswordHasher {
@@ -75,31 +110,39 @@ impl PasswordHasher {
         memory_kib: u32,
         iterations: u32,
         parallelism: u32,
-        concurrency: usize,
+        threads: usize,
     ) -> Result<Self, HashError> {
         let params = Params::new(memory_kib, iterations, parallelism, None)
             .map_err(|e| HashError::Hash(e.to_string()))?;
-        let concurrency = if concurrency == 0 {
+        let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
-            concurrency
+            threads
         };
         let dummy_hash = hash_blocking(&params, "dummy password for timing")?;
         Ok(PasswordHasher {
             params,
-            permits: Arc::new(Semaphore::new(concurrency)),
+            jobs: start_pool(threads)?,
             dummy_hash,
         })
     }
 
-    pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
             .map_err(|_| HashError::Closed)?;
+        result.await.map_err(|_| HashError::Closed)
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
         let params = self.params.clone();
-        tokio::task::spawn_blocking(move || hash_blocking(&params, &password)).await?
+        self.run(move || hash_blocking(&params, &password)).await?
     }
 
     /// Verifies against `stored`, or against the dummy hash when `None`
@@ -109,17 +152,12 @@ impl PasswordHasher {
         password: String,
         stored: Option<String>,
     ) -> Result<Verified, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HashError::Closed)?;
         let exists = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
         let params = self.params.clone();
-        let verified =
-            tokio::task::spawn_blocking(move || verify_blocking(&params, &password, &stored))
-                .await??;
+        let verified = self
+            .run(move || verify_blocking(&params, &password, &stored))
+            .await??;
         Ok(Verified {
             ok: verified.ok && exists,
             needs_rehash: verified.needs_rehash,

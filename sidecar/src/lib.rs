@@ -94,10 +94,15 @@ impl Sidecar {
         });
         let grpc_server = tonic::transport::Server::builder()
             .add_service(service)
+            // Envoy's HTTP/2 stream to us is latency-bound: without
+            // TCP_NODELAY, Nagle holds small responses for the peer's ACK.
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                 grpc_stop,
             );
+        let admin = axum::serve::ListenerExt::tap_io(admin, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let admin_server = axum::serve(admin, admin::router(self.authz.clone()))
             .with_graceful_shutdown(admin_stop);
         let mut stopping = stop_tx.subscribe();

@@ -71,6 +71,10 @@ enum Command {
         /// Refresh and JWKS requests per second each, beside the storm.
         #[arg(long, default_value_t = 50)]
         side_rate: u64,
+        /// Logins per second (open loop); without it, `concurrency` workers
+        /// log in back to back (the maximum rate).
+        #[arg(long)]
+        rate: Option<u64>,
     },
     Refresh {
         #[arg(long)]
@@ -233,6 +237,7 @@ async fn login_storm(
     concurrency: usize,
     seconds: u64,
     side_rate: u64,
+    rate: Option<u64>,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let mut users = Vec::new();
@@ -301,30 +306,69 @@ async fn login_storm(
     };
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
+    let emails: Vec<String> = users
+        .iter()
+        .map(|u| u["email"].as_str().unwrap_or_default().to_string())
+        .collect();
     let mut workers = Vec::new();
-    for user in users {
-        let (http, url, logins, failures) = (
-            http.clone(),
-            url.to_string(),
-            logins.clone(),
-            failures.clone(),
-        );
-        let email = user["email"].as_str().unwrap_or_default().to_string();
-        workers.push(tokio::spawn(async move {
-            let mut local = new_histogram();
-            while Instant::now() < end {
-                let t = Instant::now();
-                match login(&http, &url, &email).await {
-                    Ok(_) => {
-                        let _ = local.record(t.elapsed().as_micros().max(1) as u64);
+    match rate {
+        // Open loop: a login is due every 1/rate s whatever the answers do;
+        // latency counts from the due time.
+        Some(rate) => {
+            let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+            let mut due = started;
+            let mut i = 0;
+            while due < end {
+                tokio::time::sleep_until(due.into()).await;
+                let (http, url, logins, failures) = (
+                    http.clone(),
+                    url.to_string(),
+                    logins.clone(),
+                    failures.clone(),
+                );
+                let email = emails[i % emails.len()].clone();
+                i += 1;
+                workers.push(tokio::spawn(async move {
+                    match login(&http, &url, &email).await {
+                        Ok(_) => {
+                            let _ = logins
+                                .lock()
+                                .await
+                                .record(due.elapsed().as_micros().max(1) as u64);
+                        }
+                        Err(_) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                    Err(_) => {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                }));
+                due += interval;
             }
-            logins.lock().await.add(&local).ok();
-        }));
+        }
+        None => {
+            for email in emails {
+                let (http, url, logins, failures) = (
+                    http.clone(),
+                    url.to_string(),
+                    logins.clone(),
+                    failures.clone(),
+                );
+                workers.push(tokio::spawn(async move {
+                    let mut local = new_histogram();
+                    while Instant::now() < end {
+                        let t = Instant::now();
+                        match login(&http, &url, &email).await {
+                            Ok(_) => {
+                                let _ = local.record(t.elapsed().as_micros().max(1) as u64);
+                            }
+                            Err(_) => {
+                                failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    logins.lock().await.add(&local).ok();
+                }));
+            }
+        }
     }
     for w in workers {
         w.await?;
@@ -339,6 +383,7 @@ async fn login_storm(
         json!({
             "bench": "login-storm",
             "concurrency": concurrency,
+            "target_rate": rate,
             "logins_per_second": logins.len() as f64 / elapsed,
             "login": percentiles(&logins),
             "login_failures": failures.load(Ordering::Relaxed),
@@ -538,7 +583,8 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             seconds,
             side_rate,
-        } => login_storm(&url, concurrency, seconds, side_rate).await,
+            rate,
+        } => login_storm(&url, concurrency, seconds, side_rate, rate).await,
         Command::Refresh {
             url,
             concurrency,
