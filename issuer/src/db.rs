@@ -22,6 +22,11 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Writes go here. SQLite has one writer at a time: a one-connection
+    /// pool queues writers fairly instead of letting them spin on
+    /// SQLITE_BUSY (which cost refreshes a p99 of ~80 ms at 8 concurrent).
+    /// With PostgreSQL it is the same pool.
+    writer: AnyPool,
     backend: Backend,
     /// Serialises key changes within this process (SQLite's only writer);
     /// PostgreSQL replicas also take an advisory lock.
@@ -140,14 +145,22 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .connect(&url)
             .await?;
-        if backend == Backend::Sqlite {
+        let writer = if backend == Backend::Sqlite {
             // WAL lets readers proceed while a writer commits; it persists in the file.
             sqlx::query("PRAGMA journal_mode=WAL")
                 .execute(&pool)
                 .await?;
-        }
+            AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(&url)
+                .await?
+        } else {
+            pool.clone()
+        };
         Ok(Store {
             pool,
+            writer,
             backend,
             key_lock: Default::default(),
         })
@@ -161,12 +174,12 @@ impl Store {
         match self.backend {
             Backend::Sqlite => {
                 sqlx::migrate!("../migrations/sqlite")
-                    .run(&self.pool)
+                    .run(&self.writer)
                     .await?
             }
             Backend::Postgres => {
                 sqlx::migrate!("../migrations/postgres")
-                    .run(&self.pool)
+                    .run(&self.writer)
                     .await?
             }
         }
@@ -182,6 +195,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     // ---- users ----
@@ -198,7 +212,7 @@ impl Store {
         .bind(user.roles.join(" "))
         .bind(user.created_at)
         .bind(user.password_changed_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match result {
             Ok(_) => Ok(()),
@@ -240,7 +254,7 @@ impl Store {
                 .bind(new_hash)
                 .bind(user_id)
                 .bind(old_hash)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -291,7 +305,7 @@ impl Store {
         let done = sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
             .bind(roles.join(" "))
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -299,7 +313,7 @@ impl Store {
     // ---- sessions and refresh tokens ----
 
     pub async fn create_session(&self, s: &NewSession<'_>) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, \
              absolute_expires_at, ip, user_agent, amr) VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
@@ -375,7 +389,7 @@ impl Store {
         now: i64,
         idle_expires_at: i64,
     ) -> sqlx::Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let won = sqlx::query(
             "UPDATE refresh_tokens SET rotated_at = $1 WHERE token_hash = $2 AND rotated_at IS NULL",
         )
@@ -444,7 +458,7 @@ impl Store {
     /// "after seq N" can then never miss a record that commits later with a
     /// smaller number. SQLite serialises writers anyway.
     async fn begin_revoking(&self) -> sqlx::Result<Transaction<'static, Any>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(7283001)")
                 .execute(&mut *tx)
@@ -510,7 +524,7 @@ impl Store {
     pub async fn prune(&self, now: i64, keep_rotated_secs: i64) -> sqlx::Result<u64> {
         let gone = sqlx::query("DELETE FROM revocations WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         sqlx::query(
@@ -518,7 +532,7 @@ impl Store {
              OR (revoked_at IS NOT NULL AND revoked_at <= $1)",
         )
         .bind(now - keep_rotated_secs)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(gone)
     }
@@ -539,7 +553,7 @@ impl Store {
         .bind(key.activates_at)
         .bind(key.retires_at)
         .bind(key.removes_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -553,7 +567,7 @@ impl Store {
     /// Inserts `key` as the current signing key unless one exists, atomically
     /// across replicas. Returns whether it was inserted.
     pub async fn insert_first_key(&self, key: &StoredKey) -> sqlx::Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(7283002)")
                 .execute(&mut *tx)
@@ -595,7 +609,7 @@ impl Store {
     {
         let _local = self.key_lock.lock().await;
         let db = |e: sqlx::Error| RotationError::Other(e.into());
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(7283002)")
                 .execute(&mut *tx)
@@ -667,7 +681,7 @@ impl Store {
         .bind(entry.email.map(str::to_string))
         .bind(entry.ip.map(str::to_string))
         .bind(entry.detail.map(str::to_string))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -70,6 +70,11 @@ pub struct Settings {
     /// Remove the Authorization header before the request reaches the upstream.
     #[arg(long, env = "SIDECAR_STRIP_AUTHORIZATION", default_value_t = false)]
     pub strip_authorization: bool,
+    /// Also attach dynamic metadata (decision, rule, user id) to allows, for
+    /// Envoy's access log; it costs Envoy CPU on every request. Denies always
+    /// carry their reason.
+    #[arg(long, env = "SIDECAR_ALLOW_METADATA", default_value_t = false)]
+    pub allow_metadata: bool,
     /// Bearer token for the issuer's revocation feed.
     #[arg(long, env = "SIDECAR_FEED_TOKEN", hide_env_values = true)]
     pub feed_token: Option<String>,

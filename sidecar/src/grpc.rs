@@ -2,7 +2,7 @@
 //! authorizer, and converts the decision into a CheckResponse. A deny is an
 //! `Ok(CheckResponse)`; `Err(Status)` only when no decision could be made.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::{
@@ -87,8 +87,6 @@ fn metadata(fields: &[(&str, &str)]) -> Struct {
         fields: fields
             .iter()
             .map(|(k, v)| (k.to_string(), string_value(v)))
-            .collect::<BTreeMap<_, _>>()
-            .into_iter()
             .collect(),
     }
 }
@@ -100,25 +98,28 @@ impl AuthzService {
         match decision {
             Decision::Allow { rule, identity } => {
                 let mut ok = OkHttpResponse::default();
-                let mut meta = vec![("decision", "allow"), ("rule", rule.as_str())];
+                let mut meta = Vec::new();
                 match &identity {
                     Some(claims) => {
                         // Overwrite replaces every client-sent copy of these headers.
                         let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd;
                         ok.headers
                             .push(header(&s.user_id_header, &claims.sub, overwrite));
-                        ok.headers.push(header(
-                            &s.roles_header,
-                            &claims.roles.join(","),
-                            overwrite,
-                        ));
                         ok.headers
                             .push(header(&s.session_header, &claims.sid, overwrite));
                         if claims.roles.is_empty() {
-                            // An empty value would not be set; make sure no client copy survives.
+                            // Envoy does not set empty values: remove client copies instead.
                             ok.headers_to_remove.push(s.roles_header.clone());
+                        } else {
+                            ok.headers.push(header(
+                                &s.roles_header,
+                                &claims.roles.join(","),
+                                overwrite,
+                            ));
                         }
-                        meta.push(("user_id", &claims.sub));
+                        if s.allow_metadata {
+                            meta.push(("user_id", claims.sub.as_str()));
+                        }
                     }
                     None => ok
                         .headers_to_remove
@@ -132,7 +133,12 @@ impl AuthzService {
                         code: tonic::Code::Ok as i32,
                         ..Default::default()
                     }),
-                    dynamic_metadata: Some(metadata(&meta)),
+                    // Envoy parses and stores metadata on every request: on
+                    // allows it is opt-in (denies always carry their reason).
+                    dynamic_metadata: s.allow_metadata.then(|| {
+                        meta.extend([("decision", "allow"), ("rule", rule.as_str())]);
+                        metadata(&meta)
+                    }),
                     http_response: Some(HttpResponse::OkResponse(ok)),
                 }
             }
