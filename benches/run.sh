@@ -74,13 +74,19 @@ start_envoy() { # case authz-port; sets ENVOY_PORT and ENVOY_PID
   wait_http "http://127.0.0.1:$admin/ready" 30
 }
 
-load() { # label target tokens-file cpu-pids [loadgen args…]
+closed_loop() { # label target tokens-file cpu-pids [loadgen args…]
   local label=$1 target=$2 tokens=$3 cpu=$4; shift 4
   local token_args=()
   [ -n "$tokens" ] && token_args=(--tokens "$tokens")
   log "$label: closed loop"
   "$bin/loadgen" --label "$label" --target "$target" "${token_args[@]}" --cpu-pids "$cpu" \
     --seconds "$secs" --connections 32 "$@" | tee -a "$results"
+}
+
+fixed_rates() { # label target tokens-file cpu-pids [loadgen args…]
+  local label=$1 target=$2 tokens=$3 cpu=$4; shift 4
+  local token_args=()
+  [ -n "$tokens" ] && token_args=(--tokens "$tokens")
   for rate in 1000 2000 5000; do
     log "$label: $rate rps"
     "$bin/loadgen" --label "$label" --target "$target" "${token_args[@]}" --cpu-pids "$cpu" \
@@ -88,12 +94,33 @@ load() { # label target tokens-file cpu-pids [loadgen args…]
   done
 }
 
-envoy_case() { # label envoy-case authz-port authz-pid tokens
+# Cases run side by side: every Envoy is up at once, and the closed-loop
+# (maximum throughput) runs are interleaved over $rounds rounds, so a noisy
+# moment on this machine hits every case alike; the report takes medians.
+rounds=${BENCH_ROUNDS:-3}
+case_labels=() case_targets=() case_tokens=() case_cpus=() case_extra=()
+add_envoy_case() { # label envoy-case authz-port authz-pid tokens
   start_envoy "$2" "$3"
   local cpu=$ENVOY_PID
   [ -n "$4" ] && cpu="$cpu,$4"
-  load "$1" "http://127.0.0.1:$ENVOY_PORT/ai/chat" "$5" "$cpu"
-  kill "$ENVOY_PID"; wait "$ENVOY_PID" 2>/dev/null || true
+  case_labels+=("$1") case_targets+=("http://127.0.0.1:$ENVOY_PORT/ai/chat") case_tokens+=("$5") case_cpus+=("$cpu") case_extra+=("")
+}
+add_grpc_case() { # label sidecar-port sidecar-pid tokens
+  case_labels+=("$1") case_targets+=("127.0.0.1:$2") case_tokens+=("$4") case_cpus+=("$3") case_extra+=("--grpc")
+}
+run_cases() {
+  local r i
+  for ((r = 1; r <= rounds; r++)); do
+    for i in "${!case_labels[@]}"; do
+      # shellcheck disable=SC2086
+      closed_loop "${case_labels[$i]}" "${case_targets[$i]}" "${case_tokens[$i]}" "${case_cpus[$i]}" ${case_extra[$i]}
+    done
+  done
+  for i in "${!case_labels[@]}"; do
+    # shellcheck disable=SC2086
+    fixed_rates "${case_labels[$i]}" "${case_targets[$i]}" "${case_tokens[$i]}" "${case_cpus[$i]}" ${case_extra[$i]}
+  done
+  case_labels=() case_targets=() case_tokens=() case_cpus=() case_extra=()
 }
 
 log "issuer (SQLite) and token fixtures"
@@ -108,20 +135,27 @@ cached_sidecar_port=$SIDECAR_PORT cached_sidecar_pid=$SIDECAR_PID
 start_sidecar sidecar-nocache "$ISSUER_PORT" --token-cache-capacity 0
 nocache_port=$SIDECAR_PORT nocache_pid=$SIDECAR_PID
 
-envoy_case "1. Envoy alone (direct response)" direct "$noop_port" "" ""
-envoy_case "2. Envoy + no-op ext_authz" ext_authz "$noop_port" "$noop_pid" ""
-envoy_case "3a. Envoy jwt_authn, token cache" jwt_cached "$noop_port" "" "$work/tokens.txt"
-envoy_case "3b. Envoy jwt_authn, no cache" jwt_uncached "$noop_port" "" "$work/tokens.txt"
-envoy_case "4a. Envoy + sidecar, cached tokens" ext_authz "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
-envoy_case "4b. Envoy + sidecar, uncached (every check verifies)" ext_authz "$nocache_port" "$nocache_pid" "$work/tokens.txt"
-load "sidecar gRPC handler alone (cached)" "127.0.0.1:$cached_sidecar_port" "$work/tokens.txt" "$cached_sidecar_pid" --grpc
-kill "$nocache_pid" "$cached_sidecar_pid" "$noop_pid" 2>/dev/null || true
-
-log "seeding 100k live revocations"
-"$bin/issuer-bench" seed-revocations --database-url "sqlite://$work/issuer.db" --count 100000 | tee -a "$results"
+log "seeding 100k live revocations (in a copy of the database, for case 5)"
+python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).backup(sqlite3.connect(sys.argv[2]))' \
+  "$work/issuer.db" "$work/issuer-100k.db"
+"$bin/issuer-bench" seed-revocations --database-url "sqlite://$work/issuer-100k.db" --count 100000 | tee -a "$results"
+main_issuer_port=$ISSUER_PORT main_issuer_pid=$ISSUER_PID
+start_issuer issuer-100k "sqlite://$work/issuer-100k.db"
 start_sidecar sidecar-100k "$ISSUER_PORT"
-envoy_case "5. Envoy + sidecar, 100k live revocations" ext_authz "$SIDECAR_PORT" "$SIDECAR_PID" "$work/tokens.txt"
-kill "$SIDECAR_PID" 2>/dev/null || true
+revoked_port=$SIDECAR_PORT revoked_pid=$SIDECAR_PID
+ISSUER_PORT=$main_issuer_port ISSUER_PID=$main_issuer_pid
+
+add_envoy_case "1. Envoy alone (direct response)" direct "$noop_port" "" ""
+add_envoy_case "2. Envoy + no-op ext_authz" ext_authz "$noop_port" "$noop_pid" ""
+add_envoy_case "3a. Envoy jwt_authn, token cache" jwt_cached "$noop_port" "" "$work/tokens.txt"
+add_envoy_case "3b. Envoy jwt_authn, no cache" jwt_uncached "$noop_port" "" "$work/tokens.txt"
+add_envoy_case "4a. Envoy + sidecar, cached tokens" ext_authz "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
+add_envoy_case "4b. Envoy + sidecar, uncached (every check verifies)" ext_authz "$nocache_port" "$nocache_pid" "$work/tokens.txt"
+add_envoy_case "5. Envoy + sidecar, 100k live revocations" ext_authz "$revoked_port" "$revoked_pid" "$work/tokens.txt"
+add_grpc_case "sidecar gRPC handler alone (cached)" "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
+run_cases
+pkill -P $$ envoy 2>/dev/null || true
+kill "$nocache_pid" "$cached_sidecar_pid" "$noop_pid" "$revoked_pid" 2>/dev/null || true
 
 log "issuer: login storm (OWASP argon2id) with refresh and JWKS beside it"
 "$bin/issuer-bench" login-storm --url "http://127.0.0.1:$ISSUER_PORT" --concurrency 8 --seconds $((secs * 2)) | tee -a "$results"
