@@ -9,6 +9,10 @@ use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
     HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+    HttpRequest, Request as AttributeRequest,
+};
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use envoy_types::pb::google::rpc;
 use serde_json::json;
@@ -43,6 +47,35 @@ impl Authorization for AuthzService {
         let token = bearer_token(&http.headers, self.authz.settings.token_cookie.as_deref());
         let decision = self.authz.check(attrs, token, now).await;
         Ok(Response::new(self.to_response(decision)))
+    }
+}
+
+/// A CheckRequest as Envoy sends it for an HTTP request, with an optional
+/// bearer token (for clients of this API: tests, benchmarks, tools).
+pub fn http_check_request(
+    method: &str,
+    host: &str,
+    path: &str,
+    token: Option<&str>,
+) -> CheckRequest {
+    let mut headers = HashMap::new();
+    if let Some(t) = token {
+        headers.insert("authorization".to_string(), format!("Bearer {t}"));
+    }
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(AttributeRequest {
+                http: Some(HttpRequest {
+                    method: method.into(),
+                    host: host.into(),
+                    path: path.into(),
+                    headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
     }
 }
 

@@ -18,12 +18,8 @@ use std::time::{Duration, Instant};
 use auth_types::{AccessClaims, Audience, RevocationKind};
 use clap::{Parser, Subcommand};
 use dm_benches::new_histogram;
-use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
-    HttpRequest, Request as AttrRequest,
-};
+use envoy_types::ext_authz::v3::pb::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use hdrhistogram::Histogram;
 use issuer::db::{NewRevocation, Store};
 use serde_json::{json, Value};
@@ -455,31 +451,19 @@ async fn refresh_bench(
     Ok(())
 }
 
-fn check_request(token: &str) -> CheckRequest {
-    let mut headers = std::collections::HashMap::new();
-    headers.insert("authorization".to_string(), format!("Bearer {token}"));
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(AttrRequest {
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    path: "/ai/chat".into(),
-                    host: "mesh.local".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
-}
-
 async fn allowed(
     client: &mut AuthorizationClient<tonic::transport::Channel>,
     token: &str,
 ) -> anyhow::Result<bool> {
-    let r = client.check(check_request(token)).await?.into_inner();
+    let r = client
+        .check(sidecar::grpc::http_check_request(
+            "GET",
+            "mesh.local",
+            "/ai/chat",
+            Some(token),
+        ))
+        .await?
+        .into_inner();
     Ok(matches!(r.http_response, Some(HttpResponse::OkResponse(_))))
 }
 

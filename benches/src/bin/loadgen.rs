@@ -18,12 +18,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use dm_benches::{cpu_seconds, new_histogram, Summary};
-use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
-    HttpRequest, Request as AttrRequest,
-};
+use envoy_types::ext_authz::v3::pb::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
 use tokio::sync::Mutex;
@@ -122,25 +118,9 @@ impl Conn {
                 Ok(ok)
             }
             Conn::Grpc(client) => {
-                let mut headers = std::collections::HashMap::new();
-                if !token.is_empty() {
-                    headers.insert("authorization".to_string(), format!("Bearer {token}"));
-                }
-                let request = CheckRequest {
-                    attributes: Some(AttributeContext {
-                        request: Some(AttrRequest {
-                            http: Some(HttpRequest {
-                                method: "GET".into(),
-                                path: "/ai/chat".into(),
-                                host: "mesh.local".into(),
-                                headers,
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                };
+                let token = (!token.is_empty()).then_some(token);
+                let request =
+                    sidecar::grpc::http_check_request("GET", "mesh.local", "/ai/chat", token);
                 let response = client.check(request).await?.into_inner();
                 Ok(matches!(
                     response.http_response,

@@ -1,16 +1,11 @@
 //! The sidecar's gRPC API driven directly (no Envoy): restarts, policy
 //! reloads, the verified-token cache and the command line.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
-    HttpRequest, Request as AttrRequest,
-};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use issuer::testing;
 use serde_json::{json, Value};
 use tonic::transport::Channel;
@@ -24,25 +19,7 @@ pub async fn client(addr: std::net::SocketAddr) -> AuthorizationClient<Channel> 
 }
 
 pub fn check_request(method: &str, path: &str, token: Option<&str>) -> CheckRequest {
-    let mut headers = HashMap::new();
-    if let Some(t) = token {
-        headers.insert("authorization".to_string(), format!("Bearer {t}"));
-    }
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(AttrRequest {
-                http: Some(HttpRequest {
-                    method: method.into(),
-                    path: path.into(),
-                    host: "mesh.local".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
+    sidecar::grpc::http_check_request(method, "mesh.local", path, token)
 }
 
 /// HTTP status the response tells Envoy to use (200 for allow), and the deny reason.
