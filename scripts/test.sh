@@ -29,10 +29,15 @@ export DM_TEST_ENVOY="$ENVOY_BIN"
 export DM_TEST_PYTHON="$TOOLS_PYTHON"
 
 log "cargo test"
-cargo test --workspace --locked -- --test-threads 4
+test_log=$(mktemp)
+cargo test --workspace --locked -- --test-threads 4 2>&1 | tee "$test_log"
+passed=$(grep -Eo '^test result: [a-z]+\. [0-9]+ passed' "$test_log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$test_log" | awk '{s += $1} END {print s + 0}')
+rm -f "$test_log"
 
 # Benchmarks must keep compiling; the dev profile reuses the test build.
 log "benches build"
 cargo build --workspace --benches --locked
 
 log "all checks passed in $((SECONDS - started))s"
+echo "tests: $passed passed, $failed failed"
