@@ -195,6 +195,12 @@ pub async fn build(settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result
         settings.hash_concurrency,
     )?);
     let feed = Arc::new(FeedHub::new(settings.redis_url.as_deref())?);
+    if settings.feed_token.is_none() && !settings.is_embedded() {
+        tracing::warn!(
+            "the revocation feed (/internal/revocations) is open: set ISSUER_FEED_TOKEN, \
+             and keep /internal/* off public routes"
+        );
+    }
     let state = AppState {
         store: store.clone(),
         settings: Arc::new(settings),
