@@ -290,11 +290,17 @@ const PUBLISHED: [&str; 3] = ["next", "current", "retired"];
 impl Keyring {
     /// Loads keys, creating the first signing key if there is none.
     pub async fn open(store: &Store, kek: Kek, alg: SigningAlg, now: i64) -> anyhow::Result<Self> {
-        let first = new_stored_key(&kek, alg, "current", now, now)?;
-        if store.insert_first_key(&first).await? {
-            tracing::info!(kid = %first.kid, alg = %alg, "created the first signing key");
+        let mut keys = store.keys().await?;
+        // Generate only when needed (an RSA key takes a while); the insert
+        // itself re-checks under the key lock, so racing replicas make one.
+        if !keys.iter().any(|k| k.state == "current") {
+            let first = new_stored_key(&kek, alg, "current", now, now)?;
+            if store.insert_first_key(&first).await? {
+                tracing::info!(kid = %first.kid, alg = %alg, "created the first signing key");
+            }
+            keys = store.keys().await?;
         }
-        let snapshot = build_snapshot(&kek, &store.keys().await?)?;
+        let snapshot = build_snapshot(&kek, &keys)?;
         Ok(Keyring {
             kek,
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -320,8 +326,8 @@ impl Keyring {
     /// Returns whether the published set changed.
     pub async fn reload(&self, store: &Store) -> anyhow::Result<bool> {
         let next = build_snapshot(&self.kek, &store.keys().await?)?;
-        let changed = next.jwks != self.snapshot.load().jwks
-            || next.signing.kid != self.snapshot.load().signing.kid;
+        let current = self.snapshot.load();
+        let changed = next.jwks != current.jwks || next.signing.kid != current.signing.kid;
         if changed {
             self.snapshot.store(Arc::new(next));
         }

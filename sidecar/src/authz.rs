@@ -13,7 +13,7 @@ use moka::sync::Cache;
 use ring::digest::{digest, SHA256};
 
 use crate::config::Settings;
-use crate::decision::{decide, Decision, DenyReason, RequestAttrs, TokenInput};
+use crate::decision::{decide_matched, Decision, DenyReason, RequestAttrs, TokenInput};
 use crate::metrics::{DecisionLabels, Metrics, OutcomeLabels};
 use crate::policy::Policy;
 use crate::revocations::RevocationSet;
@@ -128,23 +128,19 @@ impl Authorizer {
             }
         } else {
             let policy = self.policy.load();
-            // Only verify when the matched rule needs a token; verification
+            // Match once. Only verify when the rule needs a token; verification
             // may await a JWKS refetch, so it happens before the pure decision.
-            let needs_token = policy
-                .find(request.host, request.method, request.path)
+            let matched = policy.find(request.host, request.method, request.path);
+            let needs_token = matched
+                .as_ref()
                 .is_some_and(|m| m.rule.requirement != crate::policy::Requirement::Public);
-            let input = if !needs_token {
-                TokenInput::Missing
-            } else {
-                match token {
-                    None => TokenInput::Missing,
-                    Some(t) => self.verify(t, now_ms).await,
-                }
+            let input = match token {
+                Some(t) if needs_token => self.verify(t, now_ms).await,
+                _ => TokenInput::Missing,
             };
             let revocations = self.read_revocations();
-            decide(
-                &policy,
-                request,
+            decide_matched(
+                matched,
                 || input,
                 &revocations,
                 &self.expect,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use auth_types::{AccessClaims, ClaimError, Expectations, JwsError};
 
-use crate::policy::{substitute, Policy, Requirement};
+use crate::policy::{substitute, Matched, Policy, Requirement};
 use crate::revocations::RevocationSet;
 
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +122,19 @@ pub fn decide(
     expect: &Expectations,
     now: i64,
 ) -> Decision {
-    let Some(matched) = policy.find(request.host, request.method, request.path) else {
+    let matched = policy.find(request.host, request.method, request.path);
+    decide_matched(matched, token, revocations, expect, now)
+}
+
+/// `decide` for a caller that has already matched the request to a rule.
+pub fn decide_matched(
+    matched: Option<Matched<'_>>,
+    token: impl FnOnce() -> TokenInput,
+    revocations: &RevocationSet,
+    expect: &Expectations,
+    now: i64,
+) -> Decision {
+    let Some(matched) = matched else {
         return Decision::Deny {
             rule: None,
             reason: DenyReason::NoMatchingRule,
