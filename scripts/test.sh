@@ -2,22 +2,44 @@
 # Runs every check and test against real PostgreSQL, Redis and Envoy, which it
 # installs if missing and starts as throwaway instances. A test that needs a
 # service it cannot reach fails here; it never skips.
-set -euo pipefail
+#
+# Every step runs even after an earlier one failed (and every test binary runs
+# even after a failing one), so one run shows everything that is wrong. The
+# last line is always `tests: N passed, N failed`; a failed step (fmt, clippy,
+# the benches build, a test binary that crashed or did not build) counts as a
+# failure there. The exit status is non-zero on any failure.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
 trap stop_services EXIT
 
 started=$SECONDS
+failed_steps=()
+# A service that cannot be installed or started ends the run as a failure,
+# still with the summary line.
+die() {
+  printf 'error: %s\n' "$*" >&2
+  echo "tests: 0 passed, 1 failed"
+  exit 1
+}
+step() { # name command...
+  local name=$1
+  shift
+  log "$name"
+  "$@" || failed_steps+=("$name")
+}
+
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   log "rustup component add rustfmt clippy"
-  rustup component add rustfmt clippy
+  rustup component add rustfmt clippy || die "cannot install rustfmt and clippy"
 fi
 
-log "cargo fmt --check"
-cargo fmt --all -- --check
-log "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+# Benchmarks must keep compiling; the dev profile shares the test build.
+step "benches build" cargo build --workspace --benches --locked
 
+# A missing service is fatal (die), never a skip.
 ensure_tools_venv
 start_postgres
 start_redis
@@ -30,14 +52,32 @@ export DM_TEST_PYTHON="$TOOLS_PYTHON"
 
 log "cargo test"
 test_log=$(mktemp)
-cargo test --workspace --locked -- --test-threads 4 2>&1 | tee "$test_log"
-passed=$(grep -Eo '^test result: [a-z]+\. [0-9]+ passed' "$test_log" | awk '{s += $4} END {print s + 0}')
-failed=$(grep -Eo '[0-9]+ failed;' "$test_log" | awk '{s += $1} END {print s + 0}')
+cargo test --workspace --locked --no-fail-fast -- --test-threads 4 2>&1 | tee "$test_log"
+test_rc=${PIPESTATUS[0]}
+read -r passed failed < <(awk '
+  /^test result: / { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+  END { print p + 0, f + 0 }' "$test_log")
+# A binary that crashed or failed to build prints no result line of its own.
+broken=$(sed -nE 's/^error: ([0-9]+) targets? failed.*/\1/p' "$test_log" | tail -n 1)
+[ -n "$broken" ] || broken=$(grep -cE '^error: (test failed|could not compile)' "$test_log" || true)
+failed_binaries=$(grep -cE '^test result: FAILED' "$test_log" || true)
+if [ "$broken" -gt "$failed_binaries" ]; then
+  failed=$((failed + broken - failed_binaries))
+fi
+if [ "$test_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  failed=1
+  failed_steps+=("cargo test (exit $test_rc)")
+fi
 rm -f "$test_log"
 
-# Benchmarks must keep compiling; the dev profile reuses the test build.
-log "benches build"
-cargo build --workspace --benches --locked
-
-log "all checks passed in $((SECONDS - started))s"
+failed=$((failed + ${#failed_steps[@]}))
+if [ ${#failed_steps[@]} -gt 0 ]; then
+  log "failed steps: $(printf '%s; ' "${failed_steps[@]}")"
+fi
+if [ "$failed" -eq 0 ] && [ "$test_rc" -eq 0 ]; then
+  log "all checks passed in $((SECONDS - started))s"
+else
+  log "FAILED after $((SECONDS - started))s"
+fi
 echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$test_rc" -eq 0 ]

@@ -57,4 +57,13 @@ pub struct Jwk {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JwkSet {
     pub keys: Vec<Jwk>,
+    /// The issuer's key-set version (an extra member, which RFC 7517 §5 lets
+    /// other consumers ignore): followers never replace a set with an older
+    /// one. 0: unversioned.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub version: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }

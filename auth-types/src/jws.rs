@@ -308,7 +308,10 @@ mod tests {
     }
 
     fn set(jwks: Vec<Jwk>) -> VerifyingKeySet {
-        let (set, skipped) = VerifyingKeySet::from_jwks(&JwkSet { keys: jwks });
+        let (set, skipped) = VerifyingKeySet::from_jwks(&JwkSet {
+            keys: jwks,
+            version: 0,
+        });
         assert!(skipped.is_empty(), "{skipped:?}");
         set
     }

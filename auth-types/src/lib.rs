@@ -12,7 +12,7 @@ pub mod revocation;
 pub use claims::{AccessClaims, Audience, ClaimError, Expectations};
 pub use jwk::{Jwk, JwkSet, SigningAlg};
 pub use jws::{JwsError, VerifiedToken, VerifyingKey, VerifyingKeySet};
-pub use revocation::{RevocationEvent, RevocationKind, RevocationRecord};
+pub use revocation::{RevocationEvent, RevocationKind, RevocationRecord, MAX_LEEWAY_SECS};
 
 /// The `typ` header value RFC 9068 mandates for JWT access tokens.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";

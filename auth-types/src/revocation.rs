@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::claims::AccessClaims;
 
+/// The largest clock leeway a verifier may allow past `exp`. Revocation
+/// records outlive every token they cover by at least this much, so a revoked
+/// token can never come back when its record is pruned.
+pub const MAX_LEEWAY_SECS: i64 = 300;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RevocationKind {
@@ -67,14 +72,32 @@ impl RevocationRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RevocationEvent {
-    /// Every live record after the requested sequence, then `last_seq`.
+    /// Live records after the requested sequence, up to `last_seq`. A large
+    /// snapshot comes in pages; only the page with `complete` ends it, and a
+    /// follower is not in sync before that.
     Snapshot {
         records: Vec<RevocationRecord>,
         last_seq: i64,
+        #[serde(default = "complete_by_default")]
+        complete: bool,
     },
     Revoked {
         record: RevocationRecord,
     },
-    /// The signing key set changed: refetch the JWKS now.
-    KeysChanged,
+    /// The signing key set changed: refetch the JWKS until it is at least
+    /// this version (0: any).
+    KeysChanged {
+        #[serde(default)]
+        version: i64,
+    },
+    /// Sent only while the issuer can read its database: proof of progress,
+    /// unlike transport keep-alives, which an issuer without its database
+    /// still sends.
+    Heartbeat {
+        last_seq: i64,
+    },
+}
+
+fn complete_by_default() -> bool {
+    true
 }

@@ -136,7 +136,7 @@ fn benches(c: &mut Criterion) {
         })
     });
     c.bench_function("policy/match-last-of-200", |b| {
-        b.iter(|| black_box(policy.find("mesh.local", "GET", black_box("/api/v1/items/42"))))
+        b.iter(|| black_box(policy.route("mesh.local", "GET", black_box("/api/v1/items/42"))))
     });
     let revoked_probe = {
         let mut c = claims();
@@ -152,6 +152,7 @@ fn benches(c: &mut Criterion) {
         let token = mint_access_token(&signer, &claims()).expect("mint");
         let (keys, _) = VerifyingKeySet::from_jwks(&JwkSet {
             keys: vec![signer.public_jwk()],
+            version: 0,
         });
         c.bench_function(&format!("uncached-check/{alg}"), |b| {
             b.iter(|| {
@@ -197,6 +198,7 @@ fn benches(c: &mut Criterion) {
     authz.install_jwks(
         &JwkSet {
             keys: vec![signer.public_jwk()],
+            version: 0,
         },
         now_ms,
     );

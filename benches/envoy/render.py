@@ -50,6 +50,12 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: bench
+          # As in envoy/front-proxy.yaml.tmpl: the judged path is the forwarded path.
+          normalize_path: true
+          merge_slashes: true
+          path_with_escaped_slashes_action: REJECT_REQUEST
+          common_http_protocol_options:
+            headers_with_underscores_action: REJECT_REQUEST
           route_config:
             virtual_hosts:
             - name: all

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CreateUserArgs, DbArgs};
-use crate::db::{CreateUserError, Store, User};
 use crate::password::{weakness, PasswordHasher};
+use crate::store::{CreateUserError, Store, User};
 use crate::tokens::{new_id, random_b64};
 
 pub async fn migrate(db: &DbArgs) -> anyhow::Result<()> {
@@ -43,6 +43,7 @@ pub async fn create_user(args: &CreateUserArgs) -> anyhow::Result<()> {
         created_at: now,
         password_changed_at: now,
         disabled_at: None,
+        tokens_not_before: 0,
     };
     match store.create_user(&user).await {
         Ok(()) => {}
@@ -63,24 +64,24 @@ pub async fn create_user(args: &CreateUserArgs) -> anyhow::Result<()> {
 async fn key_context(args: &crate::config::KeysArgs) -> anyhow::Result<(Store, crate::keys::Kek)> {
     let store = Store::connect(&args.db.database_url, 2).await?;
     store.migrate().await?;
-    let (path, create) = crate::kek_path(&args.db, &args.keys)?;
-    Ok((store, crate::keys::Kek::load_or_create(&path, create)?))
+    let kek = crate::open_kek(&store, &args.db, &args.keys).await?;
+    Ok((store, kek))
 }
 
 /// Tells running replicas (through Redis) that keys changed; without Redis
-/// they notice on their next reload.
-async fn announce_key_change(redis_url: Option<&str>) {
+/// they notice within a feed heartbeat (about a second).
+async fn announce_key_change(redis_url: Option<&str>, version: i64) {
     let Some(url) = redis_url else {
-        println!("running issuers pick this up within --key-reload-secs");
+        println!("running issuers pick this up within about a second");
         return;
     };
-    match crate::feed::FeedHub::new(Some(url)) {
-        Ok(hub) => hub.keys_changed(true).await,
+    match crate::feed::FeedHub::new(Some(url), 1) {
+        Ok(hub) => hub.keys_changed(version, true).await,
         Err(e) => eprintln!("issuer: cannot reach redis to announce the change: {e}"),
     }
 }
 
-fn print_keys(keys: &[crate::db::StoredKey]) {
+fn print_keys(keys: &[crate::store::StoredKey]) {
     println!(
         "{:<18} {:<6} {:<8} {:>12} {:>12} {:>12} {:>12}",
         "KID", "ALG", "STATE", "CREATED", "ACTIVATES", "RETIRES", "REMOVES"
@@ -131,7 +132,11 @@ pub async fn keys(command: &crate::config::KeysCommand) -> anyhow::Result<()> {
             if let Some(kid) = crate::api::admin::created_kid(&changes) {
                 println!("new key {kid} ({})", life.alg);
             }
-            announce_key_change(args.common.redis_url.as_deref()).await;
+            announce_key_change(
+                args.common.redis_url.as_deref(),
+                store.key_set_version().await?,
+            )
+            .await;
             print_keys(&store.keys().await?);
         }
         KeysCommand::Revoke(args) => {
@@ -147,7 +152,11 @@ pub async fn keys(command: &crate::config::KeysCommand) -> anyhow::Result<()> {
                 })
                 .await?;
             println!("revoked {}", args.kid);
-            announce_key_change(args.common.redis_url.as_deref()).await;
+            announce_key_change(
+                args.common.redis_url.as_deref(),
+                store.key_set_version().await?,
+            )
+            .await;
             print_keys(&store.keys().await?);
         }
     }

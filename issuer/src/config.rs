@@ -70,6 +70,8 @@ pub struct RotateArgs {
 pub struct RevokeKeyArgs {
     #[command(flatten)]
     pub common: KeysArgs,
+    /// Key ids made before ids began with a letter may start with `-`.
+    #[arg(allow_hyphen_values = true)]
     pub kid: String,
 }
 
@@ -187,9 +189,16 @@ pub struct ServeArgs {
     #[arg(long, env = "ISSUER_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Shared secret followers of the revocation feed must present as a
-    /// bearer token. Without it the feed is open to anyone who can reach it.
+    /// bearer token. Required unless the issuer listens on loopback only.
     #[arg(long, env = "ISSUER_FEED_TOKEN", hide_env_values = true)]
     pub feed_token: Option<String>,
+    /// The feed token, read from a file (e.g. a mounted secret).
+    #[arg(long, env = "ISSUER_FEED_TOKEN_FILE", conflicts_with = "feed_token")]
+    pub feed_token_file: Option<PathBuf>,
+    /// Revocation-feed followers (sidecars) one replica serves at once; more
+    /// are refused with 503 and retry.
+    #[arg(long, env = "ISSUER_MAX_FEED_FOLLOWERS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_feed_followers: u64,
     /// How often the feed re-reads the database for records committed by
     /// other replicas, in milliseconds (Redis makes this a fallback).
     #[arg(long, env = "ISSUER_FEED_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
@@ -201,6 +210,16 @@ pub struct ServeArgs {
     /// How often signing keys are re-read from the database, in seconds.
     #[arg(long, env = "ISSUER_KEY_RELOAD_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub key_reload_secs: u64,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key-file).
+    /// Without it, terminate TLS in front of the issuer (Envoy, a load balancer).
+    #[arg(long, env = "ISSUER_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key for --tls-cert-file.
+    #[arg(long, env = "ISSUER_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Open connections at most; more are closed on accept.
+    #[arg(long, env = "ISSUER_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
     /// text or json
     #[arg(long, env = "ISSUER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -300,8 +319,9 @@ fn fold_config_file(mut args: Vec<String>) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(&path).map_err(|e| format!("--config {path}: {e}"))?;
     let map: std::collections::BTreeMap<String, serde_yaml::Value> =
         serde_yaml::from_str(&text).map_err(|e| format!("--config {path}: {e}"))?;
-    // Insert right after the subcommand so clap attributes them to it.
-    let insert_at = 2.min(args.len());
+    // Insert where --config stood (after the innermost subcommand, as
+    // `issuer keys rotate --config F` reads), so clap gives them to it.
+    let insert_at = pos.min(args.len());
     let mut extra = Vec::new();
     for (name, value) in map {
         let flag = format!("--{name}");
@@ -315,7 +335,12 @@ fn fold_config_file(mut args: Vec<String>) -> Result<Vec<String>, String> {
         let value = match value {
             serde_yaml::Value::String(s) => s,
             serde_yaml::Value::Number(n) => n.to_string(),
-            serde_yaml::Value::Bool(b) => b.to_string(),
+            // Switches take no value: `true` is the bare flag, `false` its absence.
+            serde_yaml::Value::Bool(true) => {
+                extra.push(flag);
+                continue;
+            }
+            serde_yaml::Value::Bool(false) => continue,
             _ => return Err(format!("--config {path}: {name} must be a scalar")),
         };
         extra.push(format!("{flag}={value}"));

@@ -12,10 +12,11 @@ use std::time::Duration;
 use auth_types::RevocationEvent;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
-use tokio::sync::{broadcast, watch, Mutex, Notify};
+use tokio::sync::{broadcast, watch, Mutex, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::Clock;
-use crate::db::Store;
+use crate::keys::Keyring;
+use crate::store::Store;
 
 pub const REDIS_CHANNEL: &str = "devmentor-auth:events";
 const MSG_REVOKED: &str = "revoked";
@@ -24,8 +25,13 @@ const MSG_KEYS: &str = "keys";
 /// reconnect (resuming from their last sequence number).
 const BROADCAST_CAPACITY: usize = 16_384;
 
+/// How often followers hear a heartbeat while the database answers.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
 pub struct FeedHub {
     events: broadcast::Sender<RevocationEvent>,
+    /// One permit per connected follower: bounds connections and their buffers.
+    followers: Arc<Semaphore>,
     wake: Notify,
     redis: Option<redis::Client>,
     publisher: Mutex<Option<redis::aio::MultiplexedConnection>>,
@@ -34,16 +40,22 @@ pub struct FeedHub {
 }
 
 impl FeedHub {
-    pub fn new(redis_url: Option<&str>) -> anyhow::Result<Self> {
+    pub fn new(redis_url: Option<&str>, max_followers: usize) -> anyhow::Result<Self> {
         let redis = redis_url.map(redis::Client::open).transpose()?;
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         Ok(FeedHub {
             events,
+            followers: Arc::new(Semaphore::new(max_followers)),
             wake: Notify::new(),
             redis,
             publisher: Mutex::new(None),
             closing: watch::channel(false).0,
         })
+    }
+
+    /// A place for one more follower, if there is room.
+    pub fn admit_follower(&self) -> Option<OwnedSemaphorePermit> {
+        self.followers.clone().try_acquire_owned().ok()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RevocationEvent> {
@@ -73,9 +85,9 @@ impl FeedHub {
         self.tell_replicas(MSG_REVOKED).await;
     }
 
-    /// The signing key set changed.
-    pub async fn keys_changed(&self, tell_replicas: bool) {
-        let _ = self.events.send(RevocationEvent::KeysChanged);
+    /// The signing key set changed (now at `version`).
+    pub async fn keys_changed(&self, version: i64, tell_replicas: bool) {
+        let _ = self.events.send(RevocationEvent::KeysChanged { version });
         if tell_replicas {
             self.tell_replicas(MSG_KEYS).await;
         }
@@ -103,7 +115,17 @@ impl FeedHub {
 }
 
 /// Broadcasts every record committed after start-up, in order, forever.
-pub async fn run_hub(hub: Arc<FeedHub>, store: Store, clock: Arc<dyn Clock>, poll_every: Duration) {
+/// Each heartbeat tick also proves the database answers (followers count
+/// only events, never keep-alives, as fresh) and notices key-set changes
+/// made by other replicas or the CLI, so they spread without Redis too.
+pub async fn run_hub(
+    hub: Arc<FeedHub>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    poll_every: Duration,
+    keys: Arc<Keyring>,
+    keys_stale: Arc<Notify>,
+) {
     let mut last_seq = loop {
         match store.last_revocation_seq().await {
             Ok(seq) => break seq,
@@ -113,10 +135,27 @@ pub async fn run_hub(hub: Arc<FeedHub>, store: Store, clock: Arc<dyn Clock>, pol
             }
         }
     };
+    let mut poll = tokio::time::interval(poll_every);
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    for timer in [&mut poll, &mut heartbeat] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
     loop {
         tokio::select! {
             _ = hub.wake.notified() => {}
-            _ = tokio::time::sleep(poll_every) => {}
+            _ = poll.tick() => {}
+            _ = heartbeat.tick() => {
+                match store.key_set_version().await {
+                    Ok(version) => {
+                        if version > keys.version() {
+                            keys_stale.notify_one();
+                        }
+                        let _ = hub.events.send(RevocationEvent::Heartbeat { last_seq });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "database unreachable; feed heartbeats paused"),
+                }
+                continue;
+            }
         }
         let now = clock.now_ms().div_euclid(1000);
         match store.revocations_after(last_seq, now, 10_000).await {

@@ -17,7 +17,7 @@ use ring::signature::{
     RSA_PKCS1_SHA256,
 };
 
-use crate::db::{Store, StoredKey};
+use crate::store::{Store, StoredKey};
 
 /// Format tag of encrypted private keys: AES-256-GCM, random 96-bit nonce,
 /// the kid as associated data (a ciphertext cannot be moved to another kid).
@@ -233,6 +233,8 @@ pub fn generate_pkcs8(alg: SigningAlg) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// `k` + 96 random bits: the letter keeps ids from starting with `-`
+/// (base64url may), which command lines would read as an option.
 pub fn new_kid() -> String {
     let mut bytes = [0u8; 12];
     // Falls back to a time-based id only if the OS has no randomness, which
@@ -240,7 +242,7 @@ pub fn new_kid() -> String {
     if SystemRandom::new().fill(&mut bytes).is_err() {
         return format!("k{}", std::process::id());
     }
-    b64url_encode(&bytes)
+    format!("k{}", b64url_encode(&bytes))
 }
 
 /// A generated key, sealed for storage.
@@ -298,9 +300,10 @@ impl Keyring {
             if store.insert_first_key(&first).await? {
                 tracing::info!(kid = %first.kid, alg = %alg, "created the first signing key");
             }
-            keys = store.keys().await?;
         }
-        let snapshot = build_snapshot(&kek, &keys)?;
+        let version = store.key_set_version().await?;
+        keys = store.keys().await?;
+        let snapshot = build_snapshot(&kek, &keys, version)?;
         Ok(Keyring {
             kek,
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -325,17 +328,26 @@ impl Keyring {
     /// Re-reads keys from the database (another replica may have rotated).
     /// Returns whether the published set changed.
     pub async fn reload(&self, store: &Store) -> anyhow::Result<bool> {
-        let next = build_snapshot(&self.kek, &store.keys().await?)?;
+        let version = store.key_set_version().await?;
+        let next = build_snapshot(&self.kek, &store.keys().await?, version)?;
         let current = self.snapshot.load();
+        // Never step back to an older set (a slower concurrent reload).
+        if next.jwks.version < current.jwks.version {
+            return Ok(false);
+        }
         let changed = next.jwks != current.jwks || next.signing.kid != current.signing.kid;
         if changed {
             self.snapshot.store(Arc::new(next));
         }
         Ok(changed)
     }
+
+    pub fn version(&self) -> i64 {
+        self.snapshot.load().jwks.version
+    }
 }
 
-fn build_snapshot(kek: &Kek, keys: &[StoredKey]) -> anyhow::Result<KeySnapshot> {
+fn build_snapshot(kek: &Kek, keys: &[StoredKey], version: i64) -> anyhow::Result<KeySnapshot> {
     let current = keys
         .iter()
         .filter(|k| k.state == "current")
@@ -345,7 +357,10 @@ fn build_snapshot(kek: &Kek, keys: &[StoredKey]) -> anyhow::Result<KeySnapshot> 
         .ok_or_else(|| anyhow!("key {}: unknown alg {}", current.kid, current.alg))?;
     let pkcs8 = kek.open(&current.kid, &current.private_key_enc)?;
     let signing = Arc::new(SigningKey::from_pkcs8(&current.kid, alg, &pkcs8)?);
-    let mut jwks = JwkSet::default();
+    let mut jwks = JwkSet {
+        keys: Vec::new(),
+        version,
+    };
     for key in keys
         .iter()
         .filter(|k| PUBLISHED.contains(&k.state.as_str()))

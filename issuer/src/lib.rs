@@ -9,18 +9,17 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod db;
 pub mod error;
 pub mod feed;
 pub mod keys;
 pub mod metrics;
 pub mod password;
 pub mod rotation;
+pub mod store;
 pub mod testing;
 pub mod tokens;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,15 +31,16 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, Now};
 use crate::config::ServeArgs;
-use crate::db::{AuditEntry, Store, User};
 use crate::feed::FeedHub;
 use crate::keys::{Kek, Keyring};
 use crate::metrics::Metrics;
 use crate::password::PasswordHasher;
+use crate::store::{AuditEntry, Store, User};
 
-/// Tokens a revocation covers may have been issued up to this long before it,
-/// and verifiers allow this much clock skew past `exp`.
-pub const REVOCATION_LEEWAY_SECS: i64 = 60;
+/// Verifiers may allow up to this much clock skew past `exp` (sidecars cannot
+/// be configured with more), so revocation records live this much longer
+/// than any token they cover: a revoked token never comes back.
+pub const REVOCATION_LEEWAY_SECS: i64 = auth_types::MAX_LEEWAY_SECS;
 
 /// How long in-flight requests may take to finish after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,7 +75,9 @@ impl AppState {
     /// A revocation made now can be forgotten once every access token it
     /// could cover has expired.
     pub fn revocation_expiry(&self, now: Now) -> i64 {
-        now.secs() + self.settings.keys.access_token_ttl + REVOCATION_LEEWAY_SECS
+        // +1: a token may carry an `iat` up to a second ahead (the user's
+        // tokens_not_before cut-off).
+        now.secs() + self.settings.keys.access_token_ttl + REVOCATION_LEEWAY_SECS + 1
     }
 
     /// Called after revocation records commit.
@@ -91,7 +93,7 @@ impl AppState {
     /// followers, and tell the other replicas.
     pub async fn keys_changed(&self) -> anyhow::Result<()> {
         self.keys.reload(&self.store).await?;
-        self.feed.keys_changed(true).await;
+        self.feed.keys_changed(self.keys.version(), true).await;
         Ok(())
     }
 
@@ -163,15 +165,48 @@ pub fn kek_path(db: &config::DbArgs, keys: &config::KeyArgs) -> anyhow::Result<(
     Ok((dir.join("issuer.kek"), true))
 }
 
+/// The KEK for an open store. A missing default KEK is generated only for a
+/// database without keys: beside existing keys a new KEK could open none of
+/// them, so that is refused rather than papered over.
+pub async fn open_kek(
+    store: &Store,
+    db: &config::DbArgs,
+    keys: &config::KeyArgs,
+) -> anyhow::Result<Kek> {
+    let (path, create) = kek_path(db, keys)?;
+    if create && !path.exists() && !store.keys().await?.is_empty() {
+        anyhow::bail!(
+            "KEK file {} is missing but the database holds signing keys sealed under it: \
+             restore that file (or pass --kek-file); a new KEK could not open them",
+            path.display()
+        );
+    }
+    Kek::load_or_create(&path, create)
+}
+
 pub struct Issuer {
     pub state: AppState,
+    tls: Option<Arc<http_server::TlsConfig>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 /// Opens storage, migrates, loads keys and starts background work.
-pub async fn build(settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Issuer> {
+pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Issuer> {
     // Settings problems first, before any connection is attempted.
-    let (kek_file, create) = kek_path(&settings.db, &settings.keys)?;
+    kek_path(&settings.db, &settings.keys)?;
+    let tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
+        (Some(cert), Some(key)) => Some(http_server::tls_config(cert, key)?),
+        _ => None,
+    };
+    if let Some(path) = &settings.feed_token_file {
+        let token = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--feed-token-file {}: {e}", path.display()))?;
+        let token = token.trim();
+        if token.is_empty() {
+            anyhow::bail!("--feed-token-file {}: empty", path.display());
+        }
+        settings.feed_token = Some(token.to_string());
+    }
     let store = Store::connect(
         &settings.db.database_url,
         settings.db.database_max_connections,
@@ -182,7 +217,7 @@ pub async fn build(settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result
     let keys = Arc::new(
         Keyring::open(
             &store,
-            Kek::load_or_create(&kek_file, create)?,
+            open_kek(&store, &settings.db, &settings.keys).await?,
             settings.keys.signing_alg,
             now,
         )
@@ -194,13 +229,10 @@ pub async fn build(settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result
         settings.argon2_parallelism,
         settings.hash_concurrency,
     )?);
-    let feed = Arc::new(FeedHub::new(settings.redis_url.as_deref())?);
-    if settings.feed_token.is_none() && !settings.is_embedded() {
-        tracing::warn!(
-            "the revocation feed (/internal/revocations) is open: set ISSUER_FEED_TOKEN, \
-             and keep /internal/* off public routes"
-        );
-    }
+    let feed = Arc::new(FeedHub::new(
+        settings.redis_url.as_deref(),
+        usize::try_from(settings.max_feed_followers).unwrap_or(usize::MAX),
+    )?);
     let state = AppState {
         store: store.clone(),
         settings: Arc::new(settings),
@@ -212,13 +244,15 @@ pub async fn build(settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result
     };
 
     let mut tasks = Vec::new();
+    let keys_changed = Arc::new(Notify::new());
     tasks.push(tokio::spawn(feed::run_hub(
         feed.clone(),
         store.clone(),
         clock.clone(),
         Duration::from_millis(state.settings.feed_poll_ms),
+        state.keys.clone(),
+        keys_changed.clone(),
     )));
-    let keys_changed = Arc::new(Notify::new());
     tasks.push(tokio::spawn(feed::run_redis_listener(
         feed.clone(),
         keys_changed.clone(),
@@ -230,7 +264,7 @@ pub async fn build(settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result
     )));
     tasks.push(tokio::spawn(prune(state.clone())));
     tasks.push(tokio::spawn(key_lifecycle(state.clone())));
-    Ok(Issuer { state, tasks })
+    Ok(Issuer { state, tasks, tls })
 }
 
 /// Picks up key changes made by other replicas or the CLI.
@@ -241,7 +275,7 @@ async fn reload_keys(state: AppState, pushed: Arc<Notify>, every: Duration) {
             _ = tokio::time::sleep(every) => {}
         }
         match state.keys.reload(&state.store).await {
-            Ok(true) => state.feed.keys_changed(false).await,
+            Ok(true) => state.feed.keys_changed(state.keys.version(), false).await,
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "signing key reload failed"),
         }
@@ -297,28 +331,30 @@ impl Issuer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app =
-            api::router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        // The feed tells whoever asks which sessions ended and when keys
+        // change: open only where nobody but this host can reach it.
+        let addr = listener.local_addr()?;
+        if self.state.settings.feed_token.is_none() && !addr.ip().is_loopback() {
+            return Err(std::io::Error::other(format!(
+                "listening on {addr} needs a revocation-feed token: set ISSUER_FEED_TOKEN \
+                 or ISSUER_FEED_TOKEN_FILE (e.g. openssl rand -hex 32), and the same on every sidecar"
+            )));
+        }
+        let app = api::router(self.state.clone());
         let feed = self.state.feed.clone();
         let stopping = async move {
             shutdown.await;
             // Long-lived feed streams would otherwise hold the drain open.
             feed.close();
         };
-        let drained = self.state.feed.closed();
-        // Small writes (feed events, short responses) must not wait on Nagle.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(listener, app).with_graceful_shutdown(stopping);
-        let result = tokio::select! {
-            r = server => r,
-            // Connections still open this long after shutdown began are cut.
-            _ = async { drained.await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
-                tracing::warn!("drain timeout; closing remaining connections");
-                Ok(())
-            }
+        let settings = &self.state.settings;
+        let options = http_server::Options {
+            tls: self.tls.clone(),
+            max_connections: usize::try_from(settings.max_connections).unwrap_or(usize::MAX),
+            drain_timeout: DRAIN_TIMEOUT,
+            ..http_server::Options::default()
         };
+        let result = http_server::serve(listener, app, options, stopping).await;
         for task in &self.tasks {
             task.abort();
         }

@@ -24,6 +24,12 @@ async fn main() {
 
 async fn serve(args: issuer::config::ServeArgs) -> anyhow::Result<()> {
     let listen = args.listen;
+    if args.feed_token.is_none() && args.feed_token_file.is_none() && !listen.ip().is_loopback() {
+        issuer::config::exit_usage(&format!(
+            "--listen {listen} is not loopback-only, so the revocation feed needs a token: \
+             set ISSUER_FEED_TOKEN or ISSUER_FEED_TOKEN_FILE (e.g. openssl rand -hex 32) here and on every sidecar"
+        ));
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let issuer = issuer::build(args, clock).await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;

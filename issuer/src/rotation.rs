@@ -14,8 +14,8 @@
 
 use auth_types::SigningAlg;
 
-use crate::db::StoredKey;
 use crate::keys::{new_stored_key, Kek};
+use crate::store::StoredKey;
 
 pub const NEXT: &str = "next";
 pub const CURRENT: &str = "current";

@@ -13,7 +13,7 @@ use moka::sync::Cache;
 use ring::digest::{digest, SHA256};
 
 use crate::config::Settings;
-use crate::decision::{decide_matched, Decision, DenyReason, RequestAttrs, TokenInput};
+use crate::decision::{decide_routed, Decision, DenyReason, RequestAttrs, TokenInput};
 use crate::metrics::{DecisionLabels, Metrics, OutcomeLabels};
 use crate::policy::Policy;
 use crate::revocations::RevocationSet;
@@ -27,6 +27,8 @@ pub fn now_ms() -> i64 {
 
 struct KeyState {
     set: VerifyingKeySet,
+    /// The issuer's key-set version (0: unversioned).
+    version: i64,
     /// When the issuer last answered a JWKS fetch (0: never).
     fetched_at_ms: i64,
 }
@@ -76,10 +78,25 @@ pub struct Checked {
 
 impl Authorizer {
     pub fn new(settings: Settings, policy: Policy, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .connect_timeout(Duration::from_secs(2))
-            .build()?;
+            // rustls with the system's roots (plus --issuer-ca-file below).
+            .use_rustls_tls()
+            .https_only(settings.issuer_url.starts_with("https://"));
+        if let Some(path) = &settings.issuer_ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("--issuer-ca-file {}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| anyhow::anyhow!("--issuer-ca-file {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                anyhow::bail!("--issuer-ca-file {}: no certificates", path.display());
+            }
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build()?;
         let expect = Expectations {
             issuer: settings.expected_issuer(),
             audience: settings.audience.clone(),
@@ -96,6 +113,7 @@ impl Authorizer {
             expect,
             keys: ArcSwap::from_pointee(KeyState {
                 set: VerifyingKeySet::default(),
+                version: 0,
                 fetched_at_ms: 0,
             }),
             fetch_gate: tokio::sync::Mutex::new(0),
@@ -122,25 +140,21 @@ impl Authorizer {
     ) -> Decision {
         let started = Instant::now();
         let decision = if self.is_stale(now_ms) {
-            Decision::Deny {
-                rule: None,
-                reason: DenyReason::StaleState,
-            }
+            Decision::deny(None, DenyReason::StaleState)
         } else {
             let policy = self.policy.load();
-            // Match once. Only verify when the rule needs a token; verification
+            // Route once. Only verify when the rule needs a token; verification
             // may await a JWKS refetch, so it happens before the pure decision.
-            let matched = policy.find(request.host, request.method, request.path);
-            let needs_token = matched
-                .as_ref()
-                .is_some_and(|m| m.rule.requirement != crate::policy::Requirement::Public);
+            let route = policy.route(request.host, request.method, request.path);
+            let needs_token = matches!(&route, crate::policy::Route::Matched(m)
+                if m.rule.requirement != crate::policy::Requirement::Public);
             let input = match token {
                 Some(t) if needs_token => self.verify(t, now_ms).await,
                 _ => TokenInput::Missing,
             };
             let revocations = self.read_revocations();
-            decide_matched(
-                matched,
+            decide_routed(
+                route,
                 || input,
                 &revocations,
                 &self.expect,
@@ -297,13 +311,27 @@ impl Authorizer {
         Ok(self.install_jwks(&jwks, now_ms()))
     }
 
-    /// Replaces the key set (from a fetch, saved state, or a benchmark).
+    /// Replaces the key set (from a fetch, saved state, or a benchmark),
+    /// unless it is older than the one held: a replica that has not caught
+    /// up must not bring back a key that was revoked.
     pub fn install_jwks(&self, jwks: &JwkSet, fetched_at_ms: i64) -> bool {
+        let old = self.keys.load();
+        if jwks.version < old.version {
+            tracing::info!(
+                offered = jwks.version,
+                held = old.version,
+                "ignoring an older key set"
+            );
+            self.metrics
+                .jwks_fetches
+                .get_or_create(&OutcomeLabels { outcome: "older" })
+                .inc();
+            return false;
+        }
         let (set, skipped) = VerifyingKeySet::from_jwks(jwks);
         for e in skipped {
             tracing::warn!(error = %e, "ignoring unusable JWK");
         }
-        let old = self.keys.load();
         let mut old_kids: Vec<&str> = old.set.kids().collect();
         let mut new_kids: Vec<&str> = set.kids().collect();
         old_kids.sort_unstable();
@@ -312,8 +340,16 @@ impl Authorizer {
         if changed {
             tracing::info!(kids = ?new_kids, "key set changed");
         }
-        self.keys.store(Arc::new(KeyState { set, fetched_at_ms }));
+        self.keys.store(Arc::new(KeyState {
+            set,
+            version: jwks.version,
+            fetched_at_ms,
+        }));
         changed
+    }
+
+    pub fn key_set_version(&self) -> i64 {
+        self.keys.load().version
     }
 
     /// Loads the last-known keys and revocations an earlier run saved. Their
@@ -386,14 +422,28 @@ impl Authorizer {
         self.keys.load().set.get(kid).is_some()
     }
 
-    /// Called when the issuer says the key set changed.
-    pub async fn keys_changed(&self) {
-        match self.fetch_jwks().await {
-            // Tokens of removed keys must not be served from the cache.
-            Ok(true) => self.tokens.invalidate_all(),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "JWKS fetch after key change failed"),
+    /// Called when the issuer says the key set changed (to `version`, or
+    /// 0 if unknown). Behind a load balancer the fetch may reach a replica
+    /// that has not caught up yet: retry briefly until the version arrives.
+    pub async fn keys_changed(&self, version: i64) {
+        let mut wait = Duration::from_millis(50);
+        for attempt in 0..8 {
+            match self.fetch_jwks().await {
+                // Tokens of removed keys must not be served from the cache.
+                Ok(true) => self.tokens.invalidate_all(),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, attempt, "JWKS fetch after key change failed"),
+            }
+            if self.key_set_version() >= version {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
         }
+        tracing::warn!(
+            version,
+            "key change announced but not yet served; the interval refresh will pick it up"
+        );
     }
 
     // ---- policy ----

@@ -55,8 +55,9 @@ pub struct Settings {
     /// this guards against anything a reconnect could miss).
     #[arg(long, env = "SIDECAR_RECONCILE_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub reconcile_secs: u64,
-    /// Clock skew tolerated on exp/nbf/iat, in seconds.
-    #[arg(long, env = "SIDECAR_LEEWAY_SECS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=300))]
+    /// Clock skew tolerated on exp/nbf/iat, in seconds. At most the leeway
+    /// the issuer keeps revocation records for (auth_types::MAX_LEEWAY_SECS).
+    #[arg(long, env = "SIDECAR_LEEWAY_SECS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(0..=auth_types::MAX_LEEWAY_SECS))]
     pub leeway_secs: i64,
     /// Also accept the token from this cookie.
     #[arg(long, env = "SIDECAR_TOKEN_COOKIE")]
@@ -75,9 +76,17 @@ pub struct Settings {
     /// carry their reason.
     #[arg(long, env = "SIDECAR_ALLOW_METADATA", default_value_t = false)]
     pub allow_metadata: bool,
-    /// Bearer token for the issuer's revocation feed.
+    /// Bearer token for the issuer's revocation feed; required unless the
+    /// issuer is on loopback.
     #[arg(long, env = "SIDECAR_FEED_TOKEN", hide_env_values = true)]
     pub feed_token: Option<String>,
+    /// The feed token, read from a file (e.g. a mounted secret).
+    #[arg(long, env = "SIDECAR_FEED_TOKEN_FILE", conflicts_with = "feed_token")]
+    pub feed_token_file: Option<PathBuf>,
+    /// PEM file of CA certificates trusted for an https:// issuer, in
+    /// addition to the system's roots.
+    #[arg(long, env = "SIDECAR_ISSUER_CA_FILE")]
+    pub issuer_ca_file: Option<PathBuf>,
     /// Last-known keys and revocations are kept here and used at start when
     /// the issuer is unreachable (still bounded by --max-staleness-secs).
     #[arg(long, env = "SIDECAR_STATE_DIR")]
@@ -97,10 +106,38 @@ impl Settings {
             .unwrap_or_else(|| self.issuer_url.clone())
     }
 
-    /// Cross-setting rules clap cannot express.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Cross-setting rules clap cannot express; reads the feed-token file.
+    pub fn validate(&mut self) -> Result<(), String> {
         if self.max_staleness_secs <= self.jwks_refresh_secs {
             return Err("--max-staleness-secs must exceed --jwks-refresh-secs, or keys go stale between refreshes".into());
+        }
+        if let Some(path) = &self.feed_token_file {
+            let token = std::fs::read_to_string(path)
+                .map_err(|e| format!("--feed-token-file {}: {e}", path.display()))?;
+            let token = token.trim();
+            if token.is_empty() {
+                return Err(format!("--feed-token-file {}: empty", path.display()));
+            }
+            self.feed_token = Some(token.to_string());
+        }
+        let url = reqwest::Url::parse(&self.issuer_url)
+            .map_err(|e| format!("--issuer-url {}: {e}", self.issuer_url))?;
+        let host = url.host_str().unwrap_or_default();
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback && self.feed_token.is_none() {
+            return Err(format!(
+                "--issuer-url {} is not on loopback, so the revocation feed needs its token: \
+                 set SIDECAR_FEED_TOKEN or SIDECAR_FEED_TOKEN_FILE to the issuer's ISSUER_FEED_TOKEN",
+                self.issuer_url
+            ));
+        }
+        if self.issuer_ca_file.is_some() && url.scheme() != "https" {
+            return Err("--issuer-ca-file needs an https:// --issuer-url".into());
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use auth_types::{AccessClaims, ClaimError, Expectations, JwsError};
 
-use crate::policy::{substitute, Matched, Policy, Requirement};
+use crate::policy::{substitute, Policy, Requirement, Route};
 use crate::revocations::RevocationSet;
 
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +41,10 @@ pub enum DenyReason {
     MissingPermission,
     /// Keys or revocations are older than the configured maximum: fail closed.
     StaleState,
+    /// A path an upstream could rewrite into another route (`crate::path`).
+    NonCanonicalPath,
+    /// The route exists but no rule for it allows the method.
+    MethodNotAllowed,
 }
 
 impl DenyReason {
@@ -60,13 +64,18 @@ impl DenyReason {
             DenyReason::MissingRole => "missing_role",
             DenyReason::MissingPermission => "missing_permission",
             DenyReason::StaleState => "authorization_state_stale",
+            DenyReason::NonCanonicalPath => "non_canonical_path",
+            DenyReason::MethodNotAllowed => "method_not_allowed",
         }
     }
 
     /// 401 for anything wrong with the credential, 403 for policy, 503 when
-    /// the sidecar cannot vouch for its own state.
+    /// the sidecar cannot vouch for its own state; 400 and 405 for requests
+    /// that are refused before any credential is looked at.
     pub fn http_status(self) -> u16 {
         match self {
+            DenyReason::NonCanonicalPath => 400,
+            DenyReason::MethodNotAllowed => 405,
             DenyReason::NoMatchingRule
             | DenyReason::MissingRole
             | DenyReason::MissingPermission => 403,
@@ -110,7 +119,19 @@ pub enum Decision {
     Deny {
         rule: Option<String>,
         reason: DenyReason,
+        /// The route's methods, for the `Allow` header of a 405.
+        allow: Option<String>,
     },
+}
+
+impl Decision {
+    pub fn deny(rule: Option<String>, reason: DenyReason) -> Decision {
+        Decision::Deny {
+            rule,
+            reason,
+            allow: None,
+        }
+    }
 }
 
 /// `token` is only called when the matched rule needs a token.
@@ -122,29 +143,32 @@ pub fn decide(
     expect: &Expectations,
     now: i64,
 ) -> Decision {
-    let matched = policy.find(request.host, request.method, request.path);
-    decide_matched(matched, token, revocations, expect, now)
+    let route = policy.route(request.host, request.method, request.path);
+    decide_routed(route, token, revocations, expect, now)
 }
 
-/// `decide` for a caller that has already matched the request to a rule.
-pub fn decide_matched(
-    matched: Option<Matched<'_>>,
+/// `decide` for a caller that has already routed the request.
+pub fn decide_routed(
+    route: Route<'_>,
     token: impl FnOnce() -> TokenInput,
     revocations: &RevocationSet,
     expect: &Expectations,
     now: i64,
 ) -> Decision {
-    let Some(matched) = matched else {
-        return Decision::Deny {
-            rule: None,
-            reason: DenyReason::NoMatchingRule,
-        };
+    let matched = match route {
+        Route::Matched(m) => m,
+        Route::NoRule => return Decision::deny(None, DenyReason::NoMatchingRule),
+        Route::BadPath(_) => return Decision::deny(None, DenyReason::NonCanonicalPath),
+        Route::MethodNotAllowed { rule, allowed } => {
+            return Decision::Deny {
+                rule: Some(rule.name.clone()),
+                reason: DenyReason::MethodNotAllowed,
+                allow: Some(allowed),
+            }
+        }
     };
     let rule = &matched.rule.name;
-    let deny = |reason| Decision::Deny {
-        rule: Some(rule.clone()),
-        reason,
-    };
+    let deny = |reason| Decision::deny(Some(rule.clone()), reason);
     if matched.rule.requirement == Requirement::Public {
         return Decision::Allow {
             rule: rule.clone(),
@@ -339,6 +363,54 @@ rules:
         let mut both = claims();
         both.permissions.push("keys.write".into());
         assert_eq!(denied(&run("/admin/keys", verified(both), &none)), None);
+    }
+
+    #[test]
+    fn bad_paths_and_methods_are_refused_before_the_token_is_read() {
+        let none = RevocationSet::default();
+        let mut admin = claims();
+        admin.roles = vec!["admin".into()];
+        for path in ["/ai/../teams/red/x", "/teams/blue/%2e%2e/red", "/ai;x"] {
+            let d = decide(
+                &policy(),
+                RequestAttrs {
+                    method: "GET",
+                    host: "h",
+                    path,
+                },
+                || panic!("token must not be evaluated"),
+                &none,
+                &expect(),
+                NOW,
+            );
+            assert_eq!(denied(&d), Some(DenyReason::NonCanonicalPath), "{path}");
+        }
+        assert_eq!(DenyReason::NonCanonicalPath.http_status(), 400);
+        let p = Policy::parse(
+            "rules:\n  - {prefix: /a/, methods: [GET], allow: public}\n  - {prefix: /, allow: authenticated}\n",
+            "t",
+        )
+        .expect("policy");
+        let d = decide(
+            &p,
+            RequestAttrs {
+                method: "POST",
+                host: "h",
+                path: "/a/b",
+            },
+            || verified(admin),
+            &none,
+            &expect(),
+            NOW,
+        );
+        match d {
+            Decision::Deny { reason, allow, .. } => {
+                assert_eq!(reason, DenyReason::MethodNotAllowed);
+                assert_eq!(allow.as_deref(), Some("GET"));
+                assert_eq!(reason.http_status(), 405);
+            }
+            Decision::Allow { .. } => panic!("POST must not fall through to the broader rule"),
+        }
     }
 
     #[test]

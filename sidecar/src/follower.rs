@@ -13,6 +13,9 @@ use crate::authz::{now_ms, Authorizer};
 use crate::metrics::OutcomeLabels;
 use crate::policy::Policy;
 
+/// A snapshot page of 5,000 records is well under this.
+const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
 /// Follows `/internal/revocations/stream` forever, reconnecting with backoff.
 pub async fn follow_revocations(authz: Arc<Authorizer>) {
     let mut backoff = Duration::from_millis(100);
@@ -29,7 +32,7 @@ pub async fn follow_revocations(authz: Arc<Authorizer>) {
     }
 }
 
-async fn stream_once(authz: &Authorizer) -> anyhow::Result<()> {
+async fn stream_once(authz: &Arc<Authorizer>) -> anyhow::Result<()> {
     let after = authz.write_revocations().last_seq;
     let url = format!(
         "{}/internal/revocations/stream?after={after}",
@@ -45,17 +48,22 @@ async fn stream_once(authz: &Authorizer) -> anyhow::Result<()> {
     let response = request.send().await?.error_for_status()?;
     // A key change pushed while we were disconnected would otherwise wait
     // for the next interval refresh.
-    authz.keys_changed().await;
+    if let Err(e) = authz.fetch_jwks().await {
+        tracing::warn!(error = %e, "JWKS fetch on feed reconnect failed");
+    }
     let mut body = response.bytes_stream();
     let mut buffer: Vec<u8> = Vec::new();
     let mut event = String::new();
     let mut data = String::new();
-    // The issuer sends a keep-alive at least every 10 s; silence for longer
-    // means the connection is dead even if TCP has not noticed.
+    // The issuer sends a keep-alive every 2 s; silence for longer means the
+    // connection is dead even if TCP has not noticed. Keep-alives only keep
+    // the connection: freshness comes from events (see `apply_event`).
     while let Ok(next) = tokio::time::timeout(Duration::from_secs(30), body.next()).await {
         let Some(chunk) = next else { return Ok(()) };
         buffer.extend_from_slice(&chunk?);
-        authz.feed_contact_ms.store(now_ms(), Ordering::Relaxed);
+        if buffer.len() > MAX_EVENT_BYTES {
+            anyhow::bail!("feed event larger than {MAX_EVENT_BYTES} bytes");
+        }
         while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buffer.drain(..=pos).collect();
             let line = String::from_utf8_lossy(&line);
@@ -79,7 +87,7 @@ async fn stream_once(authz: &Authorizer) -> anyhow::Result<()> {
     anyhow::bail!("revocation feed silent for 30 s")
 }
 
-async fn handle_event(authz: &Authorizer, name: &str, data: &str) {
+async fn handle_event(authz: &Arc<Authorizer>, name: &str, data: &str) {
     let event: RevocationEvent = match serde_json::from_str(data) {
         Ok(e) => e,
         Err(e) => {
@@ -90,16 +98,26 @@ async fn handle_event(authz: &Authorizer, name: &str, data: &str) {
     apply_event(authz, event).await;
 }
 
-pub async fn apply_event(authz: &Authorizer, event: RevocationEvent) {
+/// Applies one feed event. Every event is proof that the issuer could read
+/// its database when it sent it, so each one (and nothing else) renews the
+/// feed's freshness.
+pub async fn apply_event(authz: &Arc<Authorizer>, event: RevocationEvent) {
     match event {
-        RevocationEvent::Snapshot { records, last_seq } => {
+        RevocationEvent::Snapshot {
+            records,
+            last_seq,
+            complete,
+        } => {
             let mut set = authz.write_revocations();
             for r in &records {
                 set.apply(r);
             }
             set.last_seq = set.last_seq.max(last_seq);
             drop(set);
-            authz.revocations_synced.store(true, Ordering::Relaxed);
+            // Ready only once the whole snapshot is in, not after its first page.
+            if complete {
+                authz.revocations_synced.store(true, Ordering::Relaxed);
+            }
         }
         RevocationEvent::Revoked { record } => {
             authz.write_revocations().apply(&record);
@@ -109,8 +127,14 @@ pub async fn apply_event(authz: &Authorizer, event: RevocationEvent) {
                 .revocation_lag_seconds
                 .observe(lag_ms as f64 / 1000.0);
         }
-        RevocationEvent::KeysChanged => authz.keys_changed().await,
+        // Its own task: fetching (and retrying) must not hold up revocations.
+        RevocationEvent::KeysChanged { version } => {
+            let authz = authz.clone();
+            tokio::spawn(async move { authz.keys_changed(version).await });
+        }
+        RevocationEvent::Heartbeat { .. } => {}
     }
+    authz.feed_contact_ms.store(now_ms(), Ordering::Relaxed);
 }
 
 /// Re-reads every live revocation now and then: records only ever add, so a
@@ -125,16 +149,34 @@ pub async fn reconcile(authz: Arc<Authorizer>) {
     }
 }
 
-pub async fn reconcile_once(authz: &Authorizer) -> anyhow::Result<()> {
-    let url = format!("{}/internal/revocations?after=0", authz.settings.issuer_url);
-    let mut request = authz.http().get(url).timeout(Duration::from_secs(30));
-    if let Some(token) = &authz.settings.feed_token {
-        request = request.bearer_auth(token);
+pub async fn reconcile_once(authz: &Arc<Authorizer>) -> anyhow::Result<()> {
+    let mut after = 0;
+    // Page by page; each page is bounded by the issuer.
+    loop {
+        let url = format!(
+            "{}/internal/revocations?after={after}",
+            authz.settings.issuer_url
+        );
+        let mut request = authz.http().get(url).timeout(Duration::from_secs(30));
+        if let Some(token) = &authz.settings.feed_token {
+            request = request.bearer_auth(token);
+        }
+        let event: RevocationEvent = request.send().await?.error_for_status()?.json().await?;
+        let next = match &event {
+            RevocationEvent::Snapshot {
+                complete: false,
+                last_seq,
+                ..
+            } if *last_seq > after => Some(*last_seq),
+            RevocationEvent::Snapshot { .. } => None,
+            _ => anyhow::bail!("unexpected reconciliation answer"),
+        };
+        apply_event(authz, event).await;
+        match next {
+            Some(seq) => after = seq,
+            None => return Ok(()),
+        }
     }
-    let event: RevocationEvent = request.send().await?.error_for_status()?.json().await?;
-    authz.feed_contact_ms.store(now_ms(), Ordering::Relaxed);
-    apply_event(authz, event).await;
-    Ok(())
 }
 
 pub async fn refresh_jwks(authz: Arc<Authorizer>) {
@@ -201,5 +243,102 @@ pub async fn housekeeping(authz: Arc<Authorizer>) {
         }
         saved_seq = authz.save_revocations(saved_seq);
         authz.update_age_metrics(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auth_types::{JwkSet, RevocationKind, RevocationRecord};
+
+    fn authorizer() -> Arc<Authorizer> {
+        let settings = crate::config::Settings::for_tests("http://127.0.0.1:1", "p".into());
+        Arc::new(
+            Authorizer::new(
+                settings,
+                Policy::default(),
+                Arc::new(crate::metrics::Metrics::default()),
+            )
+            .expect("authorizer"),
+        )
+    }
+
+    fn record(seq: i64) -> RevocationRecord {
+        RevocationRecord {
+            seq,
+            kind: RevocationKind::Session,
+            subject: format!("s{seq}"),
+            issued_before: 0,
+            created_at_ms: 0,
+            expires_at: i64::MAX,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_last_snapshot_page_makes_a_follower_ready() {
+        let authz = authorizer();
+        apply_event(
+            &authz,
+            RevocationEvent::Snapshot {
+                records: (1..=3).map(record).collect(),
+                last_seq: 3,
+                complete: false,
+            },
+        )
+        .await;
+        assert!(!authz.revocations_synced.load(Ordering::Relaxed));
+        assert_eq!(authz.write_revocations().len(), 3);
+        apply_event(
+            &authz,
+            RevocationEvent::Snapshot {
+                records: vec![record(4)],
+                last_seq: 9,
+                complete: true,
+            },
+        )
+        .await;
+        assert!(authz.revocations_synced.load(Ordering::Relaxed));
+        assert_eq!(authz.write_revocations().last_seq, 9);
+    }
+
+    #[tokio::test]
+    async fn events_renew_freshness_and_nothing_else_does() {
+        let authz = authorizer();
+        assert_eq!(authz.feed_contact_ms.load(Ordering::Relaxed), 0);
+        apply_event(&authz, RevocationEvent::Heartbeat { last_seq: 0 }).await;
+        assert!(authz.feed_contact_ms.load(Ordering::Relaxed) > now_ms() - 5_000);
+    }
+
+    #[test]
+    fn an_older_key_set_never_replaces_a_newer_one() {
+        let authz = authorizer();
+        let key = |kid: &str| auth_types::Jwk {
+            kty: "OKP".into(),
+            kid: kid.into(),
+            alg: Some("EdDSA".into()),
+            use_: Some("sig".into()),
+            crv: Some("Ed25519".into()),
+            x: Some(auth_types::jws::b64url_encode(&[7u8; 32])),
+            y: None,
+            n: None,
+            e: None,
+        };
+        let newer = JwkSet {
+            keys: vec![key("k-new")],
+            version: 5,
+        };
+        let older = JwkSet {
+            keys: vec![key("k-old"), key("k-new")],
+            version: 4,
+        };
+        authz.install_jwks(&newer, 1);
+        assert!(!authz.install_jwks(&older, 2), "older set refused");
+        assert_eq!(authz.key_set_version(), 5);
+        let same = JwkSet {
+            keys: vec![key("k-new"), key("k-next")],
+            version: 6,
+        };
+        assert!(authz.install_jwks(&same, 3));
+        assert_eq!(authz.key_set_version(), 6);
     }
 }

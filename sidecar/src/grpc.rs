@@ -175,11 +175,15 @@ impl AuthzService {
                     http_response: Some(HttpResponse::OkResponse(ok)),
                 }
             }
-            Decision::Deny { rule, reason } => self.deny(rule.as_deref(), reason),
+            Decision::Deny {
+                rule,
+                reason,
+                allow,
+            } => self.deny(rule.as_deref(), reason, allow.as_deref()),
         }
     }
 
-    fn deny(&self, rule: Option<&str>, reason: DenyReason) -> CheckResponse {
+    fn deny(&self, rule: Option<&str>, reason: DenyReason, allow: Option<&str>) -> CheckResponse {
         let status = reason.http_status();
         let mut headers = vec![header(
             "content-type",
@@ -202,13 +206,23 @@ impl AuthzService {
                 HeaderAppendAction::OverwriteIfExistsOrAdd,
             ));
         }
+        if let Some(methods) = allow {
+            headers.push(header(
+                "allow",
+                methods,
+                HeaderAppendAction::OverwriteIfExistsOrAdd,
+            ));
+        }
         let message = match status {
+            400 => "request path is not in canonical form",
             401 => "authentication required",
             403 => "not allowed",
+            405 => "method not allowed on this route",
             _ => "authorization temporarily unavailable",
         };
         let body = json!({"error": reason.code(), "message": message}).to_string();
         let code = match status {
+            400 => tonic::Code::InvalidArgument,
             401 => tonic::Code::Unauthenticated,
             503 => tonic::Code::Unavailable,
             _ => tonic::Code::PermissionDenied,

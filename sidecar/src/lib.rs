@@ -13,6 +13,7 @@ pub mod decision;
 pub mod follower;
 pub mod grpc;
 pub mod metrics;
+pub mod path;
 pub mod policy;
 pub mod revocations;
 
@@ -35,7 +36,7 @@ pub struct Sidecar {
 
 /// Fails only on a bad policy or bad settings; an unreachable issuer is
 /// retried in the background (the sidecar is not ready until it has keys).
-pub async fn start(settings: Settings) -> anyhow::Result<Sidecar> {
+pub async fn start(mut settings: Settings) -> anyhow::Result<Sidecar> {
     settings.validate().map_err(anyhow::Error::msg)?;
     let policy = Policy::load(&settings.policy)?;
     let authz = Arc::new(Authorizer::new(
@@ -100,11 +101,16 @@ impl Sidecar {
                 tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                 grpc_stop,
             );
-        let admin = axum::serve::ListenerExt::tap_io(admin, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let admin_server = axum::serve(admin, admin::router(self.authz.clone()))
-            .with_graceful_shutdown(admin_stop);
+        let admin_server = http_server::serve(
+            admin,
+            admin::router(self.authz.clone()),
+            http_server::Options {
+                drain_timeout: Duration::from_secs(5),
+                max_connections: 1_024,
+                ..http_server::Options::default()
+            },
+            admin_stop,
+        );
         let mut stopping = stop_tx.subscribe();
         tokio::spawn(async move {
             shutdown.await;

@@ -5,7 +5,7 @@ use sidecar::config::{exit_usage, parse_cli, Command};
 #[tokio::main]
 async fn main() {
     let cli = parse_cli();
-    let Command::Serve(settings) = cli.command;
+    let Command::Serve(mut settings) = cli.command;
     if let Err(e) = settings.validate() {
         exit_usage(&e);
     }

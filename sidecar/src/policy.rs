@@ -1,6 +1,16 @@
 //! Route policy: ordered rules from a YAML file; the first rule that matches a
 //! request decides what it requires. No matching rule: deny.
 //!
+//! Semantics (README "Route policy"):
+//! - Paths are judged only when canonical (`crate::path`); otherwise 400.
+//!   The query string never takes part.
+//! - `prefix` matches whole segments: `/ai/admin/` covers `/ai/admin` and
+//!   everything below it, not `/ai/administrator`.
+//! - `host` ignores case, port and a trailing dot.
+//! - The first rule whose host and path match claims the request. If it does
+//!   not list the method, a later rule with the same host and path may take
+//!   it; otherwise 405. Broader rules below are never consulted.
+//!
 //! ```yaml
 //! rules:
 //!   - name: login
@@ -24,6 +34,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
     Exact(String),
+    /// Whole segments: `/ai/admin` (stored without a trailing slash) matches
+    /// `/ai/admin` and `/ai/admin/...`, never `/ai/administrator`.
     Prefix(String),
     Pattern(Vec<Segment>),
 }
@@ -48,6 +60,7 @@ pub enum Requirement {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
+    /// Lower case, without a trailing dot; compared without the port.
     pub host: Option<String>,
     /// Upper-case; empty means any method.
     pub methods: Vec<String>,
@@ -58,6 +71,21 @@ pub struct Rule {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub rules: Vec<Rule>,
+}
+
+/// Where a request lands in the policy.
+#[derive(Debug)]
+pub enum Route<'a> {
+    Matched(Matched<'a>),
+    /// No rule's host and path match: default deny.
+    NoRule,
+    /// A rule claims the path but no rule for it allows the method.
+    MethodNotAllowed {
+        rule: &'a Rule,
+        allowed: String,
+    },
+    /// Not a canonical path (see `crate::path`): refused, never judged.
+    BadPath(crate::path::PathError),
 }
 
 /// The rule a request matched, with the path segments it captured.
@@ -139,38 +167,71 @@ impl Policy {
         Ok(Policy { rules })
     }
 
-    /// First matching rule, if any.
-    pub fn find<'a>(&'a self, host: &str, method: &str, path: &'a str) -> Option<Matched<'a>> {
-        // Query strings and fragments are not part of the route.
-        let path = path.split(['?', '#']).next().unwrap_or_default();
-        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        });
-        self.rules.iter().find_map(|rule| {
-            if rule
-                .host
-                .as_deref()
-                .is_some_and(|h| !h.eq_ignore_ascii_case(host))
-            {
+    /// Routes a request. The first rule whose host and path match claims
+    /// it; if that rule does not list the method, only later rules with the
+    /// same host and path may take it (method-split routes), never a broader
+    /// rule further down, so a method restriction cannot be walked around.
+    pub fn route<'a>(&'a self, authority: &str, method: &str, target: &'a str) -> Route<'a> {
+        let path = match crate::path::canonical(target) {
+            Ok(p) => p,
+            Err(e) => return Route::BadPath(e),
+        };
+        let host = crate::path::host(authority);
+        let Some((index, rule, captures)) = self.rules.iter().enumerate().find_map(|(i, rule)| {
+            if !rule.host_matches(&host) {
                 return None;
             }
-            if !rule.methods.is_empty() && !rule.methods.iter().any(|m| m == method) {
-                return None;
+            match_path(&rule.path, path).map(|c| (i, rule, c))
+        }) else {
+            return Route::NoRule;
+        };
+        if rule.allows(method) {
+            return Route::Matched(Matched { rule, captures });
+        }
+        let same_route = self.rules[index + 1..]
+            .iter()
+            .filter(|r| r.host == rule.host && r.path == rule.path);
+        let mut allowed = rule.methods.clone();
+        for other in same_route {
+            if other.allows(method) {
+                return Route::Matched(Matched {
+                    rule: other,
+                    captures,
+                });
             }
-            let captures = match_path(&rule.path, path)?;
-            Some(Matched { rule, captures })
-        })
+            allowed.extend(other.methods.iter().cloned());
+        }
+        allowed.sort_unstable();
+        allowed.dedup();
+        Route::MethodNotAllowed {
+            rule,
+            allowed: allowed.join(", "),
+        }
+    }
+}
+
+impl Rule {
+    fn host_matches(&self, host: &str) -> bool {
+        self.host.as_deref().is_none_or(|h| h == host)
+    }
+
+    fn allows(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
     }
 }
 
 fn build_rule(index: usize, r: RawRule) -> Result<Rule, String> {
     let path = match (r.path, r.prefix, r.pattern) {
         (Some(p), None, None) => PathMatch::Exact(check_path(p)?),
-        (None, Some(p), None) => PathMatch::Prefix(check_path(p)?),
+        (None, Some(p), None) => {
+            let p = check_path(p)?;
+            let trimmed = p.trim_end_matches('/');
+            PathMatch::Prefix(if trimmed.is_empty() {
+                "/".into()
+            } else {
+                trimmed.into()
+            })
+        }
         (None, None, Some(p)) => PathMatch::Pattern(parse_pattern(&check_path(p)?)?),
         _ => return Err("give exactly one of path, prefix, pattern".into()),
     };
@@ -222,18 +283,23 @@ fn build_rule(index: usize, r: RawRule) -> Result<Rule, String> {
     }
     Ok(Rule {
         name: r.name.unwrap_or_else(|| format!("rule-{}", index + 1)),
-        host: r.host,
+        host: r.host.map(|h| crate::path::host(&h)),
         methods,
         path,
         requirement,
     })
 }
 
+/// Rule paths must be canonical themselves, or they could never match.
 fn check_path(p: String) -> Result<String, String> {
-    if p.starts_with('/') {
-        Ok(p)
-    } else {
-        Err(format!("path {p:?} must start with /"))
+    // Pattern syntax (`{name}`, `*`, `**`) is checked by `parse_pattern`.
+    let plain: String = p
+        .chars()
+        .map(|c| if matches!(c, '{' | '}' | '*') { 'x' } else { c })
+        .collect();
+    match crate::path::check(&plain) {
+        Ok(()) => Ok(p),
+        Err(e) => Err(format!("path {p:?} is not canonical: {e}")),
     }
 }
 
@@ -266,7 +332,13 @@ fn parse_pattern(p: &str) -> Result<Vec<Segment>, String> {
 fn match_path<'a>(m: &'a PathMatch, path: &'a str) -> Option<HashMap<&'a str, &'a str>> {
     match m {
         PathMatch::Exact(p) => (p == path).then(HashMap::new),
-        PathMatch::Prefix(p) => path.starts_with(p.as_str()).then(HashMap::new),
+        PathMatch::Prefix(p) => {
+            let within = p == "/"
+                || path
+                    .strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            within.then(HashMap::new)
+        }
         PathMatch::Pattern(segments) => {
             let mut parts = path.trim_start_matches('/').split('/');
             let mut captures = HashMap::new();
@@ -365,14 +437,20 @@ rules:
     allow: authenticated
 "#;
 
+    fn name<'a>(route: Route<'a>) -> Option<&'a str> {
+        match route {
+            Route::Matched(m) => Some(m.rule.name.as_str()),
+            _ => None,
+        }
+    }
+
     #[test]
     fn first_matching_rule_wins_and_captures_segments() {
         let p = Policy::parse(POLICY, "p.yaml").expect("valid");
-        assert_eq!(
-            p.find("x", "POST", "/auth/login").expect("m").rule.name,
-            "login"
-        );
-        let m = p.find("x", "GET", "/teams/blue/docs/1?x=y").expect("m");
+        assert_eq!(name(p.route("x", "POST", "/auth/login")), Some("login"));
+        let Route::Matched(m) = p.route("x", "GET", "/teams/blue/docs/1?x=y") else {
+            panic!("matched")
+        };
         assert_eq!(m.rule.name, "rule-2");
         assert_eq!(m.captures.get("team"), Some(&"blue"));
         assert_eq!(
@@ -380,24 +458,108 @@ rules:
             "team:blue:member"
         );
         assert!(
-            p.find("x", "GET", "/teams/blue").is_some(),
+            name(p.route("x", "GET", "/teams/blue")).is_some(),
             "** matches zero segments"
         );
+        assert!(name(p.route("x", "GET", "/admin/keys")).is_some());
         assert!(
-            p.find("x", "GET", "/teams//x").is_none(),
-            "named segments are non-empty"
-        );
-        assert!(p.find("x", "DELETE", "/teams/blue/x").is_none());
-        assert!(p.find("x", "GET", "/admin/keys").is_some());
-        assert!(
-            p.find("x", "GET", "/admin/keys/1").is_none(),
+            name(p.route("x", "GET", "/admin/keys/1")).is_none(),
             "exact means exact"
         );
-        assert!(p.find("api.example.com:443", "GET", "/other").is_some());
-        assert!(
-            p.find("other.example.com", "GET", "/other").is_none(),
-            "default deny"
+        assert!(name(p.route("api.example.com:443", "GET", "/other")).is_some());
+        assert!(matches!(
+            p.route("other.example.com", "GET", "/other"),
+            Route::NoRule
+        ));
+    }
+
+    #[test]
+    fn prefixes_cover_whole_segments_only() {
+        let p = Policy::parse(
+            "rules:\n  - {name: admin, prefix: /ai/admin/, roles: [admin]}\n  - {name: keys, prefix: /keys, allow: public}\n  - {name: all, prefix: /, allow: authenticated}\n",
+            "p.yaml",
+        )
+        .expect("valid");
+        for path in ["/ai/admin", "/ai/admin/", "/ai/admin/x/y", "/ai/admin?x"] {
+            assert_eq!(name(p.route("h", "GET", path)), Some("admin"), "{path}");
+        }
+        assert_eq!(name(p.route("h", "GET", "/ai/administrator")), Some("all"));
+        assert_eq!(name(p.route("h", "GET", "/keys")), Some("keys"));
+        assert_eq!(name(p.route("h", "GET", "/keys/1")), Some("keys"));
+        assert_eq!(name(p.route("h", "GET", "/keysmith")), Some("all"));
+        assert_eq!(name(p.route("h", "GET", "/")), Some("all"));
+    }
+
+    #[test]
+    fn a_method_mismatch_never_falls_through_to_a_broader_rule() {
+        let p = Policy::parse(
+            r#"
+rules:
+  - {name: read, prefix: /ai/admin/, methods: [GET], roles: [admin, auditor]}
+  - {name: other-path, prefix: /ai/admin/x, methods: [POST], allow: public}
+  - {name: write, prefix: /ai/admin/, methods: [POST, DELETE], roles: [admin]}
+  - {name: app, prefix: /ai/, allow: authenticated}
+"#,
+            "p.yaml",
+        )
+        .expect("valid");
+        assert_eq!(name(p.route("h", "GET", "/ai/admin/x")), Some("read"));
+        assert_eq!(
+            name(p.route("h", "DELETE", "/ai/admin/x")),
+            Some("write"),
+            "a later rule for the same route may take other methods"
         );
+        assert_eq!(
+            name(p.route("h", "POST", "/ai/admin/x")),
+            Some("write"),
+            "a rule for another path below the claiming rule does not"
+        );
+        match p.route("h", "PUT", "/ai/admin/x") {
+            Route::MethodNotAllowed { rule, allowed } => {
+                assert_eq!(rule.name, "read");
+                assert_eq!(allowed, "DELETE, GET, POST");
+            }
+            other => panic!("expected 405, got {other:?}"),
+        }
+        assert_eq!(name(p.route("h", "PUT", "/ai/chat")), Some("app"));
+    }
+
+    #[test]
+    fn hosts_ignore_case_port_and_trailing_dot() {
+        let p = Policy::parse(
+            "rules:\n  - {name: api, host: API.example.com., prefix: /, allow: public}\n",
+            "p.yaml",
+        )
+        .expect("valid");
+        for host in [
+            "api.example.com",
+            "API.EXAMPLE.COM",
+            "api.example.com.",
+            "Api.Example.Com.:8443",
+        ] {
+            assert_eq!(name(p.route(host, "GET", "/")), Some("api"), "{host}");
+        }
+        assert!(matches!(
+            p.route("api.example.com.evil", "GET", "/"),
+            Route::NoRule
+        ));
+    }
+
+    #[test]
+    fn non_canonical_paths_are_refused_before_any_rule() {
+        let p = Policy::parse(POLICY, "p.yaml").expect("valid");
+        for path in [
+            "/auth/../teams/red/x",
+            "/teams/blue/../red/x",
+            "/teams//x",
+            "/teams/blue%2F..%2Fred/x",
+            "/auth/login;x",
+        ] {
+            assert!(
+                matches!(p.route("x", "GET", path), Route::BadPath(_)),
+                "{path}"
+            );
+        }
     }
 
     #[test]
@@ -428,9 +590,15 @@ rules:
         let e = Policy::parse("rules: [\n", "p.yaml").expect_err("syntax");
         assert!(e.line > 0, "{e}");
 
-        for bad in ["/a/**/b", "/a/{}", "/a/b*"] {
+        for bad in ["/a/**/b", "/a/{}", "/a/b*", "/a/../b", "/a//b", "/a;b"] {
             let text = format!("rules:\n  - pattern: {bad}\n    allow: public\n");
             assert!(Policy::parse(&text, "p.yaml").is_err(), "{bad}");
         }
+        let e = Policy::parse(
+            "rules:\n  - prefix: /a/%2e%2e/b\n    allow: public\n",
+            "p.yaml",
+        )
+        .expect_err("non-canonical prefix");
+        assert!(e.to_string().contains("not canonical"), "{e}");
     }
 }

@@ -21,7 +21,7 @@ use dm_benches::new_histogram;
 use envoy_types::ext_authz::v3::pb::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use hdrhistogram::Histogram;
-use issuer::db::{NewRevocation, Store};
+use issuer::store::{NewRevocation, Store};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 

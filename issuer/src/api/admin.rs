@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::extract::{Authenticated, Client};
-use crate::db::StoredKey;
 use crate::error::{ApiError, ApiResult};
 use crate::rotation::{self, KeyChange, RotationError};
+use crate::store::StoredKey;
 use crate::AppState;
 
 /// Public facts about a key; the private half never leaves the database.
@@ -40,7 +40,7 @@ impl From<&StoredKey> for KeyView {
     }
 }
 
-fn require_admin(auth: &Authenticated) -> ApiResult<()> {
+pub fn require_admin(auth: &Authenticated) -> ApiResult<()> {
     if auth.user.roles.iter().any(|r| r == "admin") {
         Ok(())
     } else {

@@ -11,9 +11,9 @@ use serde_json::json;
 
 use super::extract::{ApiJson, Authenticated, Client};
 use crate::clock::Now;
-use crate::db::{AuditEntry, CreateUserError, NewSession, Session, User};
 use crate::error::{ApiError, ApiResult};
 use crate::password;
+use crate::store::{AuditEntry, CreateUserError, NewSession, Session, User};
 use crate::tokens::{mint_access_token, new_id, new_refresh_token, refresh_token_hash};
 use crate::AppState;
 
@@ -114,6 +114,7 @@ pub async fn register(
         created_at: now,
         password_changed_at: now,
         disabled_at: None,
+        tokens_not_before: 0,
     };
     match state.store.create_user(&user).await {
         Ok(()) => {}
@@ -265,12 +266,16 @@ fn token_response(
     now: Now,
 ) -> ApiResult<Response> {
     let settings = &state.settings;
+    // Never before the user's cut-off: a revocation of everything issued
+    // before the next second (role change, disable) must not catch tokens
+    // minted after it within the same second.
+    let iat = now.secs().max(user.tokens_not_before);
     let claims = AccessClaims {
         iss: settings.issuer_url.clone(),
         sub: user.id.clone(),
         aud: Audience::One(settings.audience.clone()),
-        exp: now.secs() + settings.keys.access_token_ttl,
-        iat: now.secs(),
+        exp: iat + settings.keys.access_token_ttl,
+        iat,
         nbf: Some(now.secs()),
         jti: new_id(),
         sid: session_id.to_string(),

@@ -9,8 +9,8 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
-use crate::db::{Session, User};
 use crate::error::ApiError;
+use crate::store::{Session, User};
 use crate::AppState;
 
 /// `Json<T>` whose rejections name the problem in our error format.

@@ -7,9 +7,9 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use auth_types::{RevocationEvent, RevocationRecord};
+use auth_types::RevocationEvent;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures_util::stream::{self, Stream, StreamExt};
@@ -19,11 +19,12 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::error::ApiError;
 use crate::AppState;
 
-/// Snapshot records per event, so a large snapshot is not one huge line.
-const SNAPSHOT_CHUNK: usize = 5_000;
-const MAX_SNAPSHOT: i64 = 2_000_000;
+/// Records per snapshot page: a snapshot is read from the database page by
+/// page as the follower takes it, never held whole in memory.
+pub const SNAPSHOT_PAGE: i64 = 5_000;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FeedQuery {
     #[serde(default)]
     after: i64,
@@ -50,29 +51,43 @@ fn check_follower(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError>
     }
 }
 
-async fn snapshot(state: &AppState, after: i64) -> Result<(Vec<RevocationRecord>, i64), ApiError> {
-    let last = state
+/// One page of live records after `after`, up to `upto`.
+async fn page(state: &AppState, after: i64, upto: i64) -> sqlx::Result<RevocationEvent> {
+    let mut records = state
         .store
-        .last_revocation_seq()
-        .await
-        .map_err(ApiError::unavailable)?;
-    let records = state
-        .store
-        .revocations_after(after, state.now().secs(), MAX_SNAPSHOT)
-        .await
-        .map_err(ApiError::unavailable)?;
-    let last_seq = records.last().map_or(last, |r| r.seq.max(last)).max(after);
-    Ok((records, last_seq))
+        .revocations_after(after, state.now().secs(), SNAPSHOT_PAGE)
+        .await?;
+    let full = records.len() as i64 == SNAPSHOT_PAGE;
+    records.retain(|r| r.seq <= upto);
+    let complete = !full || records.last().is_none_or(|r| r.seq >= upto);
+    let last_seq = match records.last() {
+        Some(r) if !complete => r.seq,
+        _ => upto.max(after),
+    };
+    Ok(RevocationEvent::Snapshot {
+        records,
+        last_seq,
+        complete,
+    })
 }
 
+/// The first page of live records after `after`; `complete: false` means
+/// ask again from `last_seq`.
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<FeedQuery>,
 ) -> Result<Json<RevocationEvent>, ApiError> {
     check_follower(&state, &headers)?;
-    let (records, last_seq) = snapshot(&state, query.after).await?;
-    Ok(Json(RevocationEvent::Snapshot { records, last_seq }))
+    let upto = state
+        .store
+        .last_revocation_seq()
+        .await
+        .map_err(ApiError::unavailable)?;
+    let event = page(&state, query.after, upto)
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok(Json(event))
 }
 
 pub async fn stream(
@@ -81,54 +96,103 @@ pub async fn stream(
     Query(query): Query<FeedQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     check_follower(&state, &headers)?;
-    // Subscribe before reading the snapshot, so nothing committed in between is lost.
+    let Some(permit) = state.feed.admit_follower() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_followers",
+            "this replica has as many feed followers as it allows; retry another",
+        ));
+    };
+    // Subscribe before reading the snapshot's end, so nothing committed in
+    // between is lost: records up to `upto` come from the database, later
+    // ones from the live channel.
     let live = state.feed.subscribe();
-    let (records, snapshot_last) = snapshot(&state, query.after).await?;
-
-    let mut chunks: Vec<RevocationEvent> = records
-        .chunks(SNAPSHOT_CHUNK)
-        .map(|chunk| RevocationEvent::Snapshot {
-            last_seq: chunk.last().map_or(snapshot_last, |r| r.seq),
-            records: chunk.to_vec(),
-        })
-        .collect();
-    // The last snapshot event always carries the snapshot's position.
-    chunks.push(RevocationEvent::Snapshot {
-        records: Vec::new(),
-        last_seq: snapshot_last,
-    });
+    let upto = state
+        .store
+        .last_revocation_seq()
+        .await
+        .map_err(ApiError::unavailable)?;
+    let first = page(&state, query.after, upto)
+        .await
+        .map_err(ApiError::unavailable)?;
     let metrics = state.metrics.clone();
-    metrics.feed_subscribers.inc();
-    let guard = SubscriberGuard(metrics);
+    let closed = state.feed.closed();
 
-    let live = stream::unfold((live, guard), move |(mut rx, guard)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(RevocationEvent::Revoked { record }) if record.seq <= snapshot_last => continue,
-                Ok(event) => return Some((event, (rx, guard))),
-                // Too far behind: end the stream; the follower resumes from its last seq.
-                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
+    // Later pages are read as the follower takes them. A database error
+    // ends the stream (the follower resumes from its last sequence number)
+    // rather than skipping ahead to live events over a gap.
+    let pages = stream::unfold(Some(first), move |next| {
+        let state = state.clone();
+        async move {
+            let event = next?;
+            let following = match &event {
+                RevocationEvent::Snapshot {
+                    complete: false,
+                    last_seq,
+                    ..
+                } => match page(&state, *last_seq, upto).await {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "feed snapshot page failed; ending the stream");
+                        Some(RevocationEvent::Heartbeat { last_seq: -1 })
+                    }
+                },
+                _ => None,
+            };
+            Some((event, following))
+        }
+    });
+    let pages = pages.take_while(|e| {
+        std::future::ready(!matches!(e, RevocationEvent::Heartbeat { last_seq: -1 }))
+    });
+    let snapshot_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = snapshot_done.clone();
+    let pages = pages.inspect(move |e| {
+        if matches!(e, RevocationEvent::Snapshot { complete: true, .. }) {
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+
+    metrics.feed_subscribers.inc();
+    let guard = SubscriberGuard(metrics, permit);
+    let live = stream::unfold((live, guard), move |(mut rx, guard)| {
+        let snapshot_done = snapshot_done.clone();
+        async move {
+            if !snapshot_done.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(RevocationEvent::Revoked { record }) if record.seq <= upto => continue,
+                    Ok(event) => return Some((event, (rx, guard))),
+                    // Too far behind: end the stream; the follower resumes from its last seq.
+                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
+                }
             }
         }
     });
-    let events = stream::iter(chunks)
-        .chain(live)
-        .take_until(state.feed.closed())
-        .map(|event| {
-            let name = match &event {
-                RevocationEvent::Snapshot { .. } => "snapshot",
-                RevocationEvent::Revoked { .. } => "revoked",
-                RevocationEvent::KeysChanged => "keys_changed",
-            };
-            Ok(Event::default()
-                .event(name)
-                .json_data(&event)
-                .unwrap_or_else(|_| Event::default().comment("unencodable event")))
-        });
+    let events = pages.chain(live).take_until(closed).map(|event| {
+        let name = match &event {
+            RevocationEvent::Snapshot { .. } => "snapshot",
+            RevocationEvent::Revoked { .. } => "revoked",
+            RevocationEvent::KeysChanged { .. } => "keys_changed",
+            RevocationEvent::Heartbeat { .. } => "heartbeat",
+        };
+        Ok(Event::default()
+            .event(name)
+            .json_data(&event)
+            .unwrap_or_else(|_| Event::default().comment("unencodable event")))
+    });
+    // Keep-alive comments hold the connection open; only events (including
+    // heartbeats, sent while the database answers) prove freshness.
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(2))))
 }
 
-struct SubscriberGuard(std::sync::Arc<crate::metrics::Metrics>);
+/// Counts the follower and holds its place under the follower limit.
+struct SubscriberGuard(
+    std::sync::Arc<crate::metrics::Metrics>,
+    #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
+);
 
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod extract;
 pub mod feed;
 pub mod ops;
+pub mod users;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/keys", get(admin::list))
         .route("/admin/keys/rotate", post(admin::rotate))
         .route("/admin/keys/{kid}/revoke", post(admin::revoke))
+        .route("/admin/users/{id}", get(users::get).patch(users::change))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route(
             "/.well-known/openid-configuration",

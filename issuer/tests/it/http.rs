@@ -352,9 +352,15 @@ async fn refresh_rotates_and_reuse_revokes_the_session(backend: Backend) {
         .json()
         .await
         .expect("json");
-    let RevocationEvent::Snapshot { records, last_seq } = feed else {
+    let RevocationEvent::Snapshot {
+        records,
+        last_seq,
+        complete,
+    } = feed
+    else {
         panic!("expected a snapshot")
     };
+    assert!(complete, "a handful of records fit one page");
     assert!(records
         .iter()
         .any(|r| r.kind == RevocationKind::Session && r.subject == first.session_id));
@@ -665,7 +671,7 @@ async fn legacy_bcrypt_hash_verifies_and_is_upgraded(backend: Backend) {
     };
     let email = unique_email("legacy");
     let legacy = bcrypt::hash("imported password", 4).expect("bcrypt");
-    let user = issuer::db::User {
+    let user = issuer::store::User {
         id: uuid::Uuid::new_v4().to_string(),
         email: email.clone(),
         name: None,
@@ -674,6 +680,7 @@ async fn legacy_bcrypt_hash_verifies_and_is_upgraded(backend: Backend) {
         created_at: 0,
         password_changed_at: 0,
         disabled_at: None,
+        tokens_not_before: 0,
     };
     t.server
         .state

@@ -322,6 +322,22 @@ async fn keys_cli_lists_rotates_and_revokes() {
     let (_, list, _) = run(&["keys", "list"]);
     assert_eq!(list.matches(" current ").count(), 1, "{list}");
     assert!(list.contains("revoked"), "{list}");
+    // Ids from before they began with a letter can start with `-`: the
+    // CLI takes them as the kid, not as an option.
+    let (ok, _, err) = run(&["keys", "revoke", "-Abc_def"]);
+    assert!(!ok, "no such key");
+    assert!(
+        err.contains("-Abc_def") && !err.contains("unexpected argument"),
+        "{err}"
+    );
+}
+
+#[test]
+fn generated_key_ids_never_start_with_a_hyphen() {
+    for _ in 0..2_000 {
+        let kid = issuer::keys::new_kid();
+        assert!(kid.starts_with('k') && kid.len() == 17, "{kid}");
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The store's guarantees, on SQLite and PostgreSQL alike.
 
 use auth_types::RevocationKind;
-use issuer::db::{CreateUserError, NewRevocation, NewSession, Store, User};
+use issuer::store::{CreateUserError, NewRevocation, NewSession, Store, User};
 
 use crate::on_both_backends;
 use crate::support::{database, Backend};
@@ -31,6 +31,7 @@ fn user(email: &str) -> User {
         created_at: 10,
         password_changed_at: 10,
         disabled_at: None,
+        tokens_not_before: 0,
     }
 }
 

@@ -2,6 +2,7 @@
 //! against the real issuer.
 
 mod direct;
+mod edge;
 mod rotation;
 mod support;
 

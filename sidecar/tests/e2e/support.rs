@@ -51,7 +51,55 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// An upstream that answers with what it received.
+/// What a lenient upstream could make of a raw path: decode percent-escapes
+/// until nothing changes (double encoding), treat `\\` as `/`, drop `;`
+/// path parameters (servlet containers), merge slashes, resolve dot segments.
+pub fn lenient_normalise(raw: &str) -> String {
+    let mut path = raw.split('?').next().unwrap_or_default().to_string();
+    for _ in 0..4 {
+        let decoded = percent_decode(&path);
+        if decoded == path {
+            break;
+        }
+        path = decoded;
+    }
+    let path = path.replace('\\', "/");
+    let mut out: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        let segment = segment.split(';').next().unwrap_or_default();
+        match segment {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let trailing = path.ends_with('/') && !out.is_empty();
+    format!("/{}{}", out.join("/"), if trailing { "/" } else { "" })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An upstream that answers with what it received, and with what a lenient
+/// server would have made of the path.
 pub async fn echo_upstream(name: &'static str) -> SocketAddr {
     let app = axum::Router::new().fallback(move |req: Request| async move {
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -61,7 +109,13 @@ pub async fn echo_upstream(name: &'static str) -> SocketAddr {
                 .or_default()
                 .push(v.to_str().unwrap_or("").to_string());
         }
-        Json(json!({"upstream": name, "path": req.uri().path(), "headers": headers}))
+        let raw = req.uri().path();
+        Json(json!({
+            "upstream": name,
+            "path": raw,
+            "normalised": lenient_normalise(raw),
+            "headers": headers,
+        }))
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -1,0 +1,303 @@
+//! Sessions and their rotating refresh tokens.
+
+use auth_types::{RevocationKind, RevocationRecord};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::revocations::insert_revocation;
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub amr: String,
+}
+
+impl Session {
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && now < self.idle_expires_at && now < self.absolute_expires_at
+    }
+}
+
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub now: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub amr: &'a str,
+    pub refresh_hash: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshLookup {
+    pub session: Session,
+    pub rotated_at: Option<i64>,
+}
+
+pub(super) const SESSION_COLUMNS: &str =
+    "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, \
+     s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent, s.amr";
+
+impl Store {
+    // ---- sessions and refresh tokens ----
+
+    pub async fn create_session(&self, s: &NewSession<'_>) -> sqlx::Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, \
+             absolute_expires_at, ip, user_agent, amr) VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(s.id)
+        .bind(s.user_id)
+        .bind(s.now)
+        .bind(s.idle_expires_at)
+        .bind(s.absolute_expires_at)
+        .bind(s.ip.map(str::to_string))
+        .bind(s.user_agent.map(str::to_string))
+        .bind(s.amr)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
+        )
+        .bind(s.refresh_hash)
+        .bind(s.id)
+        .bind(s.now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    pub async fn session(&self, id: &str) -> sqlx::Result<Option<Session>> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    pub async fn live_sessions(&self, user_id: &str, now: i64) -> sqlx::Result<Vec<Session>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = $1 AND s.revoked_at IS NULL \
+             AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2 ORDER BY s.created_at DESC, s.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    pub async fn find_refresh(&self, token_hash: &str) -> sqlx::Result<Option<RefreshLookup>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS}, r.rotated_at FROM refresh_tokens r \
+             JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(RefreshLookup {
+            session: session_from_row(&row)?,
+            rotated_at: row.try_get("rotated_at")?,
+        }))
+    }
+
+    /// Marks `old_hash` rotated and stores `new_hash`, only if `old_hash` was
+    /// not rotated already: of two concurrent refreshes exactly one wins.
+    pub async fn rotate_refresh(
+        &self,
+        session_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        now: i64,
+        idle_expires_at: i64,
+    ) -> sqlx::Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let won = sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = $1 WHERE token_hash = $2 AND rotated_at IS NULL",
+        )
+        .bind(now)
+        .bind(old_hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !won {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
+        )
+        .bind(new_hash)
+        .bind(session_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE sessions SET last_used_at = $1, idle_expires_at = $2 \
+             WHERE id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(idle_expires_at)
+        .bind(session_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Ends a session and records its revocation; `None` if it had already ended.
+    pub async fn revoke_session(
+        &self,
+        session_id: &str,
+        reason: &str,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Option<RevocationRecord>> {
+        let mut tx = self.begin_revoking().await?;
+        let record =
+            revoke_one_session(&mut tx, session_id, reason, now_ms, revocation_expires_at).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    pub async fn revoke_all_sessions(
+        &self,
+        user_id: &str,
+        reason: &str,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Vec<RevocationRecord>> {
+        let mut tx = self.begin_revoking().await?;
+        let records =
+            revoke_user_sessions(&mut tx, user_id, reason, now_ms, revocation_expires_at).await?;
+        tx.commit().await?;
+        Ok(records)
+    }
+
+    /// A transaction that may write revocation records. On PostgreSQL it holds
+    /// an advisory lock so sequence numbers commit in order: a follower reading
+    /// "after seq N" can then never miss a record that commits later with a
+    /// smaller number. SQLite serialises writers anyway.
+    pub(super) async fn begin_revoking(&self) -> sqlx::Result<Transaction<'static, Any>> {
+        let mut tx = self.writer.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7283001)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+}
+
+pub(super) async fn revoke_one_session(
+    tx: &mut Transaction<'static, Any>,
+    session_id: &str,
+    reason: &str,
+    now_ms: i64,
+    revocation_expires_at: i64,
+) -> sqlx::Result<Option<RevocationRecord>> {
+    let ended = sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now_ms.div_euclid(1000))
+    .bind(reason)
+    .bind(session_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if ended == 0 {
+        return Ok(None);
+    }
+    let record = insert_revocation(
+        tx,
+        &NewRevocation {
+            kind: RevocationKind::Session,
+            subject: session_id,
+            issued_before: 0,
+            created_at_ms: now_ms,
+            expires_at: revocation_expires_at,
+        },
+    )
+    .await?;
+    Ok(Some(record))
+}
+
+/// Ends every live session of a user in two set-based statements (records
+/// first, then the sessions), not one round trip per session.
+pub(super) async fn revoke_user_sessions(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+    reason: &str,
+    now_ms: i64,
+    revocation_expires_at: i64,
+) -> sqlx::Result<Vec<RevocationRecord>> {
+    let rows = sqlx::query(
+        "INSERT INTO revocations (kind, subject, issued_before, created_at_ms, expires_at) \
+         SELECT 'session', id, 0, $1, $2 FROM sessions \
+         WHERE user_id = $3 AND revoked_at IS NULL ORDER BY id \
+         RETURNING seq, subject",
+    )
+    .bind(now_ms)
+    .bind(revocation_expires_at)
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+         WHERE user_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now_ms.div_euclid(1000))
+    .bind(reason)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    let mut records = rows
+        .iter()
+        .map(|row| {
+            Ok(RevocationRecord {
+                seq: row.try_get("seq")?,
+                kind: RevocationKind::Session,
+                subject: row.try_get("subject")?,
+                issued_before: 0,
+                created_at_ms: now_ms,
+                expires_at: revocation_expires_at,
+            })
+        })
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    records.sort_by_key(|r| r.seq);
+    Ok(records)
+}
+
+pub(super) fn session_from_row(row: &AnyRow) -> sqlx::Result<Session> {
+    Ok(Session {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        idle_expires_at: row.try_get("idle_expires_at")?,
+        absolute_expires_at: row.try_get("absolute_expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+        amr: row.try_get("amr")?,
+    })
+}

@@ -1,0 +1,238 @@
+//! User accounts.
+
+use auth_types::{RevocationKind, RevocationRecord};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::revocations::insert_revocation;
+use super::sessions::revoke_user_sessions;
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub created_at: i64,
+    pub password_changed_at: i64,
+    pub disabled_at: Option<i64>,
+    /// Access tokens are minted with `iat` no earlier than this.
+    pub tokens_not_before: i64,
+}
+
+/// An administrator's change to an account.
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    pub roles: Option<Vec<String>>,
+    pub disabled: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("email already registered")]
+    EmailTaken,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+pub(super) const USER_COLUMNS: &str =
+    "id, email, name, password_hash, roles, created_at, password_changed_at, disabled_at, \
+     tokens_not_before";
+
+impl Store {
+    // ---- users ----
+
+    pub async fn create_user(&self, user: &User) -> Result<(), CreateUserError> {
+        let result = sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, roles, created_at, password_changed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(user.name.clone())
+        .bind(&user.password_hash)
+        .bind(user.roles.join(" "))
+        .bind(user.created_at)
+        .bind(user.password_changed_at)
+        .execute(&self.writer)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(CreateUserError::EmailTaken)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> sqlx::Result<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+        let row = sqlx::query(&sql)
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> sqlx::Result<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Replaces a hash with a stronger one of the same password (legacy bcrypt,
+    /// old argon2 parameters); only if the hash is still the one verified.
+    pub async fn upgrade_password_hash(
+        &self,
+        user_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> sqlx::Result<bool> {
+        let done =
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                .bind(new_hash)
+                .bind(user_id)
+                .bind(old_hash)
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets a new password, ends every session of the user and records the
+    /// revocations, all in one transaction.
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        new_hash: &str,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Vec<RevocationRecord>> {
+        let now = now_ms.div_euclid(1000);
+        let mut tx = self.begin_revoking().await?;
+        sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
+            .bind(new_hash)
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let mut records = revoke_user_sessions(
+            &mut tx,
+            user_id,
+            "password_changed",
+            now_ms,
+            revocation_expires_at,
+        )
+        .await?;
+        records.push(
+            insert_revocation(
+                &mut tx,
+                &NewRevocation {
+                    kind: RevocationKind::UserBefore,
+                    subject: user_id,
+                    issued_before: now,
+                    created_at_ms: now_ms,
+                    expires_at: revocation_expires_at,
+                },
+            )
+            .await?,
+        );
+        tx.commit().await?;
+        Ok(records)
+    }
+
+    /// Changes roles and/or the disabled flag. Whatever a live token says
+    /// about the user may now be wrong, so in the same transaction every
+    /// token issued so far is revoked (a user-before record at the next
+    /// second, with new tokens minted from that second on); disabling also
+    /// ends every session. `None` if there is no such user.
+    pub async fn change_user(
+        &self,
+        user_id: &str,
+        change: &UserChange,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Option<(User, Vec<RevocationRecord>)>> {
+        let cutoff = now_ms.div_euclid(1000) + 1;
+        let mut tx = self.begin_revoking().await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let Some(row) = sqlx::query(&sql)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut user = user_from_row(&row)?;
+        if let Some(roles) = &change.roles {
+            user.roles = roles.clone();
+        }
+        match change.disabled {
+            Some(true) if user.disabled_at.is_none() => {
+                user.disabled_at = Some(now_ms.div_euclid(1000))
+            }
+            Some(false) => user.disabled_at = None,
+            _ => {}
+        }
+        user.tokens_not_before = user.tokens_not_before.max(cutoff);
+        sqlx::query(
+            "UPDATE users SET roles = $1, disabled_at = $2, tokens_not_before = $3 WHERE id = $4",
+        )
+        .bind(user.roles.join(" "))
+        .bind(user.disabled_at)
+        .bind(user.tokens_not_before)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        let mut records = if change.disabled == Some(true) {
+            revoke_user_sessions(&mut tx, user_id, "disabled", now_ms, revocation_expires_at)
+                .await?
+        } else {
+            Vec::new()
+        };
+        records.push(
+            insert_revocation(
+                &mut tx,
+                &NewRevocation {
+                    kind: RevocationKind::UserBefore,
+                    subject: user_id,
+                    issued_before: cutoff,
+                    created_at_ms: now_ms,
+                    expires_at: revocation_expires_at,
+                },
+            )
+            .await?,
+        );
+        tx.commit().await?;
+        Ok(Some((user, records)))
+    }
+
+    /// Sets roles (tests and tools); `change_user` also revokes live tokens.
+    pub async fn set_roles(&self, user_id: &str, roles: &[String]) -> sqlx::Result<bool> {
+        let done = sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
+            .bind(roles.join(" "))
+            .bind(user_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+pub(super) fn user_from_row(row: &AnyRow) -> sqlx::Result<User> {
+    let roles: String = row.try_get("roles")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        password_hash: row.try_get("password_hash")?,
+        roles: roles.split_whitespace().map(str::to_string).collect(),
+        created_at: row.try_get("created_at")?,
+        password_changed_at: row.try_get("password_changed_at")?,
+        disabled_at: row.try_get("disabled_at")?,
+        tokens_not_before: row.try_get("tokens_not_before")?,
+    })
+}

@@ -1,0 +1,312 @@
+//! The edge cannot be talked around: whatever shape a path or header takes
+//! on the wire, what the sidecar judged is what the upstream acts on.
+//! Requests go out as raw bytes, so no client library tidies them first.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Value,
+}
+
+/// One HTTP/1.1 request exactly as given (`Connection: close`).
+pub async fn raw_request(port: u16, request_line: &str, headers: &[(&str, &str)]) -> RawResponse {
+    let mut text = format!("{request_line}\r\nHost: mesh.local\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to envoy");
+    stream.write_all(text.as_bytes()).await.expect("write");
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
+        .await
+        .expect("envoy answers within 10 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    // Bodies may be chunked: the JSON object is what lies between the braces.
+    let body = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) if a < b => serde_json::from_str(&body[a..=b]).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    RawResponse {
+        status,
+        head: head.to_string(),
+        body,
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// Spellings of `/ai/admin/settings` (admin only) that lenient servers
+/// resolve to it, plus the bare prefix.
+const ADMIN_VARIANTS: &[&str] = &[
+    "/ai/admin/settings",
+    "/ai/admin",
+    "/ai/admin/",
+    "/ai/x/../admin/settings",
+    "/ai/./admin/settings",
+    "/ai//admin/settings",
+    "//ai/admin/settings",
+    "/ai/admin//settings",
+    "/ai/x/%2e%2e/admin/settings",
+    "/ai/x/%2E%2E/admin/settings",
+    "/ai/x/.%2e/admin/settings",
+    "/ai/%2e/admin/settings",
+    "/ai/x%2F..%2Fadmin/settings",
+    "/ai/x%2f..%2fadmin/settings",
+    "/ai/x/..%2Fadmin/settings",
+    "/ai/x/..%5Cadmin/settings",
+    "/ai/x%5C..%5Cadmin/settings",
+    "/ai/x/%252e%252e/admin/settings",
+    "/ai/x%252F..%252Fadmin/settings",
+    "/ai/%2561dmin/settings",
+    "/ai/%61dmin/settings",
+    "/ai/admin;x/settings",
+    "/ai/admin;/settings",
+    "/ai/x/..;/admin/settings",
+    "/ai/x;/../admin/settings",
+    "/ai/admin%3B/settings",
+    "/ai/x\\..\\admin\\settings",
+    "/ai\\admin\\settings",
+    "/ai/admin%00/settings",
+    "/ai/admin/settings?role=admin",
+    "/ai/chat/../admin/settings?x=../../chat",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_spelling_of_an_admin_path_reaches_the_upstream_for_a_plain_user() {
+    let Some(stack) = Stack::start(|_| {}).await else {
+        return;
+    };
+    let access = token(&stack.login(&unique_email("edge")).await);
+    let auth = bearer(&access);
+    let port = stack.envoy.port;
+    let mut refused_400 = 0;
+    for variant in ADMIN_VARIANTS {
+        let r = raw_request(
+            port,
+            &format!("GET {variant} HTTP/1.1"),
+            &[("authorization", &auth)],
+        )
+        .await;
+        eprintln!("{variant:<45} {} {}", r.status, r.body["error"]);
+        match r.status {
+            // Refused by Envoy or by the sidecar (non-canonical), or judged
+            // on the normalised path and denied for want of the admin role.
+            400 | 403 | 404 => {}
+            200 => {
+                let seen = r.body["normalised"].as_str().unwrap_or_default();
+                assert!(
+                    !(seen == "/ai/admin" || seen.starts_with("/ai/admin/")),
+                    "{variant:?} reached the upstream as {:?} (lenient: {seen:?})",
+                    r.body["path"]
+                );
+            }
+            other => panic!("{variant:?}: unexpected {other}\n{}", r.head),
+        }
+        if r.status == 403 {
+            assert_eq!(r.body["error"], "missing_role", "{variant:?}");
+        }
+        if r.status == 400 {
+            refused_400 += 1;
+        }
+    }
+    // Most spellings are refused outright, and the plain path is a 403.
+    assert!(refused_400 >= 10, "only {refused_400} refused with 400");
+
+    // An allowed path Envoy normalises is forwarded in exactly the form the
+    // sidecar allowed.
+    for (variant, forwarded) in [
+        ("/ai/x/../chat", "/ai/chat"),
+        ("/ai//chat", "/ai/chat"),
+        ("/ai/%63hat", "/ai/chat"),
+        ("/ai/./chat?q=1", "/ai/chat"),
+    ] {
+        let r = raw_request(
+            port,
+            &format!("GET {variant} HTTP/1.1"),
+            &[("authorization", &auth)],
+        )
+        .await;
+        if r.status == 200 {
+            assert_eq!(r.body["path"], forwarded, "{variant:?}");
+            assert_eq!(r.body["normalised"], forwarded, "{variant:?}");
+        } else {
+            assert_eq!(r.status, 400, "{variant:?} neither normalised nor refused");
+        }
+    }
+
+    // The sidecar itself refuses a non-canonical path even if Envoy let it
+    // through (`;` is left alone by Envoy's normalisation).
+    let r = raw_request(
+        port,
+        "GET /ai/admin;x/settings HTTP/1.1",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"], "non_canonical_path", "{}", r.head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_captures_cannot_be_steered_to_another_team() {
+    let Some(stack) = Stack::start(|_| {}).await else {
+        return;
+    };
+    let email = unique_email("team");
+    stack.login(&email).await;
+    let user = stack
+        .issuer()
+        .state
+        .store
+        .user_by_email(&email)
+        .await
+        .expect("db")
+        .expect("user");
+    assert!(stack
+        .issuer()
+        .state
+        .store
+        .set_roles(&user.id, &["team:blue".to_string()])
+        .await
+        .expect("set roles"));
+    let access = token(&stack.login_again(&email).await);
+    let auth = bearer(&access);
+    let port = stack.envoy.port;
+
+    let own = raw_request(
+        port,
+        "GET /memory/teams/blue/notes HTTP/1.1",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(own.status, 200, "{}", own.head);
+
+    for variant in [
+        "/memory/teams/red/notes",
+        "/memory/teams/blue/../red/notes",
+        "/memory/teams/blue/%2e%2e/red/notes",
+        "/memory/teams/blue%2F..%2Fred/notes",
+        "/memory/teams/blue/..;/red/notes",
+        "/memory/teams/blue;/../red/notes",
+        "/memory/teams/blue/..%252Fred/notes",
+        "/memory/teams//red/notes",
+        "/memory/teams/blue\\..\\red/notes",
+        "/memory/x/../teams/red/notes",
+    ] {
+        let r = raw_request(
+            port,
+            &format!("GET {variant} HTTP/1.1"),
+            &[("authorization", &auth)],
+        )
+        .await;
+        match r.status {
+            400 | 403 | 404 => {}
+            200 => {
+                let seen = r.body["normalised"].as_str().unwrap_or_default();
+                assert!(
+                    !seen.starts_with("/memory/teams/") || seen.starts_with("/memory/teams/blue"),
+                    "{variant:?} reached team data as {seen:?}"
+                );
+            }
+            other => panic!("{variant:?}: unexpected {other}\n{}", r.head),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_headers_arrive_once_whatever_the_client_sent() {
+    let Some(stack) = Stack::start(|_| {}).await else {
+        return;
+    };
+    let login = stack.login(&unique_email("hdr")).await;
+    let access = token(&login);
+    let auth = bearer(&access);
+    let sub = auth_types::jws::verify(&access, &stack.issuer().state.keys.snapshot().verifying)
+        .expect("valid")
+        .claims
+        .sub;
+    let port = stack.envoy.port;
+
+    let r = raw_request(
+        port,
+        "GET /memory/notes HTTP/1.1",
+        &[
+            ("authorization", &auth),
+            ("X-User-Id", "attacker-1"),
+            ("x-user-id", "attacker-2"),
+            ("X-USER-ID", "attacker-3"),
+            ("X-User-Roles", "admin"),
+            ("x-user-roles", "team:red"),
+            ("X-Session-Id", "forged"),
+            ("x-session-id", "forged-2"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    let headers = &r.body["headers"];
+    assert_eq!(headers["x-user-id"], serde_json::json!([sub]), "{headers}");
+    assert_eq!(
+        headers["x-session-id"],
+        serde_json::json!([login["session_id"]]),
+        "{headers}"
+    );
+    assert!(headers.get("x-user-roles").is_none(), "{headers}");
+
+    // Underscore spellings (x_user_id) would reach CGI-style upstreams as
+    // X-User-Id: Envoy refuses them.
+    for (name, value) in [("x_user_id", "attacker"), ("X_User_Roles", "admin")] {
+        let r = raw_request(
+            port,
+            "GET /memory/notes HTTP/1.1",
+            &[("authorization", &auth), (name, value)],
+        )
+        .await;
+        assert_eq!(r.status, 400, "{name}: {}", r.head);
+    }
+
+    // Two Authorization headers never pick the one the attacker prefers.
+    for pair in [
+        [auth.as_str(), "Bearer forged"],
+        ["Bearer forged", auth.as_str()],
+    ] {
+        let r = raw_request(
+            port,
+            "GET /ai/chat HTTP/1.1",
+            &[("authorization", pair[0]), ("Authorization", pair[1])],
+        )
+        .await;
+        assert_eq!(r.status, 401, "{pair:?}: {}", r.head);
+    }
+
+    // Repeated copies on another upstream are replaced the same way.
+    let r = raw_request(
+        port,
+        "GET /ai/chat HTTP/1.1",
+        &[
+            ("authorization", &auth),
+            ("x-user-id", "a"),
+            ("x-user-id", "b"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["headers"]["x-user-id"], serde_json::json!([sub]));
+}
