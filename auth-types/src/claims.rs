@@ -42,6 +42,10 @@ pub struct AccessClaims {
     pub amr: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// The user's token generation when minted; a `user_generation`
+    /// revocation refuses every older one (role change, disable).
+    #[serde(default)]
+    pub user_gen: i64,
 }
 
 /// What a verifier requires of every token.
@@ -114,6 +118,7 @@ mod tests {
             permissions: vec![],
             amr: vec!["pwd".into()],
             email: None,
+            user_gen: 0,
         }
     }
 

@@ -51,8 +51,13 @@ struct Header {
     kid: Option<String>,
     #[serde(default)]
     typ: Option<String>,
-    #[serde(default)]
+    /// Present at all (even `null`) means refused.
+    #[serde(default, deserialize_with = "present")]
     crit: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 pub fn b64url_encode(bytes: &[u8]) -> String {
@@ -371,6 +376,14 @@ mod tests {
             (r#"{"alg":"ES256","typ":"at+jwt"}"#, JwsError::MissingKid),
             (
                 r#"{"alg":"ES256","typ":"at+jwt","kid":"k1","crit":["exp"],"exp":1}"#,
+                JwsError::UnsupportedCritical,
+            ),
+            (
+                r#"{"alg":"ES256","typ":"at+jwt","kid":"k1","crit":null}"#,
+                JwsError::UnsupportedCritical,
+            ),
+            (
+                r#"{"alg":"ES256","typ":"at+jwt","kid":"k1","crit":[]}"#,
                 JwsError::UnsupportedCritical,
             ),
             (

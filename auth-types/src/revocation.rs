@@ -19,6 +19,9 @@ pub enum RevocationKind {
     Session,
     /// Every token of one user issued before `issued_before`.
     UserBefore,
+    /// Every token of one user with `user_gen` below `issued_before` (which
+    /// holds the first generation still valid for this kind).
+    UserGeneration,
 }
 
 impl RevocationKind {
@@ -27,6 +30,7 @@ impl RevocationKind {
             RevocationKind::Token => "token",
             RevocationKind::Session => "session",
             RevocationKind::UserBefore => "user_before",
+            RevocationKind::UserGeneration => "user_generation",
         }
     }
 
@@ -35,6 +39,7 @@ impl RevocationKind {
             "token" => Some(RevocationKind::Token),
             "session" => Some(RevocationKind::Session),
             "user_before" => Some(RevocationKind::UserBefore),
+            "user_generation" => Some(RevocationKind::UserGeneration),
             _ => None,
         }
     }
@@ -63,6 +68,9 @@ impl RevocationRecord {
             RevocationKind::Session => claims.sid == self.subject,
             RevocationKind::UserBefore => {
                 claims.sub == self.subject && claims.iat < self.issued_before
+            }
+            RevocationKind::UserGeneration => {
+                claims.sub == self.subject && claims.user_gen < self.issued_before
             }
         }
     }

@@ -38,6 +38,7 @@ fn claims() -> AccessClaims {
         permissions: vec![],
         amr: vec!["pwd".into()],
         email: Some("dev@example.com".into()),
+        user_gen: 0,
     }
 }
 

@@ -28,7 +28,7 @@ pub async fn create_user(args: &CreateUserArgs) -> anyhow::Result<()> {
     if let Some(reason) = weakness(&password, &email) {
         anyhow::bail!("password refused: {reason}");
     }
-    let hasher = PasswordHasher::new(19_456, 2, 1, 1)?;
+    let hasher = PasswordHasher::new(19_456, 2, 1, 1, 4)?;
     let now = Arc::new(SystemClock).now_ms().div_euclid(1000);
     let user = User {
         id: new_id(),
@@ -43,7 +43,7 @@ pub async fn create_user(args: &CreateUserArgs) -> anyhow::Result<()> {
         created_at: now,
         password_changed_at: now,
         disabled_at: None,
-        tokens_not_before: 0,
+        token_generation: 0,
     };
     match store.create_user(&user).await {
         Ok(()) => {}

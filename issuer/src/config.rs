@@ -179,12 +179,22 @@ pub struct ServeArgs {
     /// yields to other requests). 0 means the number of CPUs.
     #[arg(long, env = "ISSUER_HASH_CONCURRENCY", default_value_t = 0)]
     pub hash_concurrency: usize,
+    /// Password checks that may wait for a hashing thread; beyond this,
+    /// sign-ins get 503 with Retry-After instead of an ever longer wait.
+    #[arg(long, env = "ISSUER_HASH_QUEUE", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub hash_queue: u64,
+    /// Audit entries are kept this many days, then deleted.
+    #[arg(long, env = "ISSUER_AUDIT_RETENTION_DAYS", default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36_500))]
+    pub audit_retention_days: i64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "ISSUER_MAX_BODY_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
     pub max_body_bytes: u64,
-    /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
-    #[arg(long, env = "ISSUER_TRUST_FORWARDED_FOR", default_value_t = false)]
-    pub trust_forwarded_for: bool,
+    /// Proxies in front of the issuer that append to X-Forwarded-For (Envoy
+    /// with use_remote_address counts as one). The client address is taken
+    /// that many entries from the right; the left part is client-controlled.
+    /// 0: ignore the header and use the peer address.
+    #[arg(long, env = "ISSUER_TRUSTED_PROXY_HOPS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10))]
+    pub trusted_proxy_hops: u64,
     /// Redis URL for fanning revocations out between issuer replicas.
     #[arg(long, env = "ISSUER_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -217,6 +227,10 @@ pub struct ServeArgs {
     /// The PEM private key for --tls-cert-file.
     #[arg(long, env = "ISSUER_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
+    /// A client must send its request head, its body, and finish a TLS
+    /// handshake within this many seconds each (slow clients hold nothing).
+    #[arg(long, env = "ISSUER_CLIENT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub client_timeout_secs: u64,
     /// Open connections at most; more are closed on accept.
     #[arg(long, env = "ISSUER_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,

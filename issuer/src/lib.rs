@@ -75,9 +75,7 @@ impl AppState {
     /// A revocation made now can be forgotten once every access token it
     /// could cover has expired.
     pub fn revocation_expiry(&self, now: Now) -> i64 {
-        // +1: a token may carry an `iat` up to a second ahead (the user's
-        // tokens_not_before cut-off).
-        now.secs() + self.settings.keys.access_token_ttl + REVOCATION_LEEWAY_SECS + 1
+        now.secs() + self.settings.keys.access_token_ttl + REVOCATION_LEEWAY_SECS
     }
 
     /// Called after revocation records commit.
@@ -228,6 +226,7 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
         settings.argon2_iterations,
         settings.argon2_parallelism,
         settings.hash_concurrency,
+        usize::try_from(settings.hash_queue).unwrap_or(usize::MAX),
     )?);
     let feed = Arc::new(FeedHub::new(
         settings.redis_url.as_deref(),
@@ -322,6 +321,12 @@ async fn prune(state: AppState) {
             Ok(n) => tracing::debug!(deleted = n, "pruned expired revocations"),
             Err(e) => tracing::warn!(error = %e, "prune failed"),
         }
+        let keep = state.settings.audit_retention_days * 86_400;
+        match state.store.prune_audit(now - keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned audit entries past retention"),
+            Err(e) => tracing::warn!(error = %e, "audit prune failed"),
+        }
     }
 }
 
@@ -350,6 +355,8 @@ impl Issuer {
         let settings = &self.state.settings;
         let options = http_server::Options {
             tls: self.tls.clone(),
+            header_read_timeout: Duration::from_secs(settings.client_timeout_secs),
+            handshake_timeout: Duration::from_secs(settings.client_timeout_secs),
             max_connections: usize::try_from(settings.max_connections).unwrap_or(usize::MAX),
             drain_timeout: DRAIN_TIMEOUT,
             ..http_server::Options::default()

@@ -54,7 +54,9 @@ pub struct Verified {
 /// the async runtime, so refresh and JWKS requests are not starved.
 pub struct PasswordHasher {
     params: Params,
-    jobs: std::sync::mpsc::Sender<Job>,
+    /// Bounded: when this many requests already wait, the next is refused
+    /// (503 with Retry-After) instead of queueing without limit.
+    jobs: std::sync::mpsc::SyncSender<Job>,
     /// Verified against when the account does not exist, so an unknown email
     /// costs the same time as a wrong password.
     dummy_hash: String,
@@ -71,12 +73,14 @@ pub enum HashError {
     Hash(String),
     #[error("hashing pool is gone")]
     Closed,
+    #[error("too many password checks waiting")]
+    Busy,
     #[error("cannot start hashing threads: {0}")]
     Spawn(#[from] std::io::Error),
 }
 
-fn start_pool(threads: usize) -> Result<std::sync::mpsc::Sender<Job>, HashError> {
-    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+fn start_pool(threads: usize, queue: usize) -> Result<std::sync::mpsc::SyncSender<Job>, HashError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(queue);
     let rx = Arc::new(std::sync::Mutex::new(rx));
     for i in 0..threads {
         let rx = rx.clone();
@@ -111,6 +115,7 @@ impl PasswordHasher {
         iterations: u32,
         parallelism: u32,
         threads: usize,
+        queue: usize,
     ) -> Result<Self, HashError> {
         let params = Params::new(memory_kib, iterations, parallelism, None)
             .map_err(|e| HashError::Hash(e.to_string()))?;
@@ -122,7 +127,7 @@ impl PasswordHasher {
         let dummy_hash = hash_blocking(&params, "dummy password for timing")?;
         Ok(PasswordHasher {
             params,
-            jobs: start_pool(threads)?,
+            jobs: start_pool(threads, queue)?,
             dummy_hash,
         })
     }
@@ -133,10 +138,18 @@ impl PasswordHasher {
     ) -> Result<T, HashError> {
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(Box::new(move || {
+            .try_send(Box::new(move || {
+                // The request went away (client disconnected, timeout)
+                // while this waited: spend no CPU on it.
+                if done.is_closed() {
+                    return;
+                }
                 let _ = done.send(work());
             }))
-            .map_err(|_| HashError::Closed)?;
+            .map_err(|e| match e {
+                std::sync::mpsc::TrySendError::Full(_) => HashError::Busy,
+                std::sync::mpsc::TrySendError::Disconnected(_) => HashError::Closed,
+            })?;
         result.await.map_err(|_| HashError::Closed)
     }
 
@@ -223,7 +236,7 @@ mod tests {
 
     #[tokio::test]
     async fn argon2_and_legacy_bcrypt_verify_and_report_rehash() {
-        let hasher = PasswordHasher::new(1024, 1, 1, 2).expect("hasher");
+        let hasher = PasswordHasher::new(1024, 1, 1, 2, 16).expect("hasher");
         let hash = hasher.hash("s3cret-pass".into()).await.expect("hash");
         assert!(hash.starts_with("$argon2id$"));
         let ok = hasher
@@ -255,7 +268,7 @@ mod tests {
             .expect("verify");
         assert!(!v.ok);
 
-        let weaker = PasswordHasher::new(512, 1, 1, 1).expect("hasher");
+        let weaker = PasswordHasher::new(512, 1, 1, 1, 16).expect("hasher");
         let old = weaker.hash("s3cret-pass".into()).await.expect("hash");
         let v = hasher
             .verify("s3cret-pass".into(), Some(old))

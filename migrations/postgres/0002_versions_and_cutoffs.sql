@@ -7,7 +7,11 @@ CREATE TABLE key_set_version (
 );
 INSERT INTO key_set_version (id, version) VALUES (1, 1);
 
--- Tokens for a user are never minted with an `iat` before this (Unix
--- seconds): after a role change or disable writes a user-before revocation
--- at the next second, fresh tokens in the same second are not caught by it.
-ALTER TABLE users ADD COLUMN tokens_not_before BIGINT NOT NULL DEFAULT 0;
+-- Bumped by every change to what a token says about the user (roles) or
+-- whether the user may hold one (disable). Tokens carry the generation they
+-- were minted at (`user_gen`); a user_generation revocation refuses every
+-- token of an older generation, exactly, whatever the clock says.
+ALTER TABLE users ADD COLUMN token_generation BIGINT NOT NULL DEFAULT 0;
+
+-- Retention deletes by age.
+CREATE INDEX audit_log_at ON audit_log(at);

@@ -253,6 +253,7 @@ rules:
             permissions: vec!["keys.read".into()],
             amr: vec!["pwd".into()],
             email: None,
+            user_gen: 0,
         }
     }
 

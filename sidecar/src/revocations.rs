@@ -13,6 +13,9 @@ pub struct RevocationSet {
     sessions: HashMap<String, i64>,
     /// user id → (issued_before, record expiry).
     users: HashMap<String, (i64, i64)>,
+    /// user id → (first valid `user_gen`, record expiry).
+    #[serde(default)]
+    generations: HashMap<String, (i64, i64)>,
     /// Highest sequence number applied.
     pub last_seq: i64,
 }
@@ -38,6 +41,13 @@ impl RevocationSet {
                     .or_insert((r.issued_before, r.expires_at));
                 *e = (e.0.max(r.issued_before), e.1.max(r.expires_at));
             }
+            RevocationKind::UserGeneration => {
+                let e = self
+                    .generations
+                    .entry(r.subject.clone())
+                    .or_insert((r.issued_before, r.expires_at));
+                *e = (e.0.max(r.issued_before), e.1.max(r.expires_at));
+            }
         }
         self.last_seq = self.last_seq.max(r.seq);
     }
@@ -49,6 +59,10 @@ impl RevocationSet {
                 .users
                 .get(&claims.sub)
                 .is_some_and(|(before, _)| claims.iat < *before)
+            || self
+                .generations
+                .get(&claims.sub)
+                .is_some_and(|(first_valid, _)| claims.user_gen < *first_valid)
     }
 
     /// Drops entries once every token they cover has expired.
@@ -57,11 +71,12 @@ impl RevocationSet {
         self.tokens.retain(|_, exp| *exp > now);
         self.sessions.retain(|_, exp| *exp > now);
         self.users.retain(|_, (_, exp)| *exp > now);
+        self.generations.retain(|_, (_, exp)| *exp > now);
         before - self.len()
     }
 
     pub fn len(&self) -> usize {
-        self.tokens.len() + self.sessions.len() + self.users.len()
+        self.tokens.len() + self.sessions.len() + self.users.len() + self.generations.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -89,6 +104,7 @@ mod tests {
             permissions: vec![],
             amr: vec![],
             email: None,
+            user_gen: 0,
         }
     }
 
@@ -129,5 +145,15 @@ mod tests {
         assert!(set.is_revoked(&claims("jx", "s1", "ux", 0)));
         assert_eq!(set.prune(1_000), 2);
         assert!(set.is_empty());
+
+        // Generations: exact, whatever the clock says.
+        set.apply(&record(6, RevocationKind::UserGeneration, "u2", 3, 2_000));
+        let mut old = claims("jx", "sx", "u2", 1_500);
+        old.user_gen = 2;
+        assert!(set.is_revoked(&old));
+        let mut same_second = old.clone();
+        same_second.user_gen = 3;
+        assert!(!set.is_revoked(&same_second));
+        assert_eq!(set.prune(2_000), 1);
     }
 }

@@ -168,6 +168,7 @@ async fn mint(
             permissions: vec![],
             amr: vec!["pwd".into()],
             email: None,
+            user_gen: 0,
         };
         writeln!(
             file,

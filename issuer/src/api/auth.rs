@@ -103,7 +103,7 @@ pub async fn register(
         .hasher
         .hash(req.password)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     let now = state.now().secs();
     let user = User {
         id: new_id(),
@@ -114,7 +114,7 @@ pub async fn register(
         created_at: now,
         password_changed_at: now,
         disabled_at: None,
-        tokens_not_before: 0,
+        token_generation: 0,
     };
     match state.store.create_user(&user).await {
         Ok(()) => {}
@@ -170,7 +170,7 @@ pub async fn login(
             user.as_ref().map(|u| u.password_hash.clone()),
         )
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     let now = state.now();
     let Some(user) = user.filter(|_| verified.ok) else {
         state.metrics.login("failure");
@@ -266,17 +266,14 @@ fn token_response(
     now: Now,
 ) -> ApiResult<Response> {
     let settings = &state.settings;
-    // Never before the user's cut-off: a revocation of everything issued
-    // before the next second (role change, disable) must not catch tokens
-    // minted after it within the same second.
-    let iat = now.secs().max(user.tokens_not_before);
     let claims = AccessClaims {
         iss: settings.issuer_url.clone(),
         sub: user.id.clone(),
         aud: Audience::One(settings.audience.clone()),
-        exp: iat + settings.keys.access_token_ttl,
-        iat,
+        exp: now.secs() + settings.keys.access_token_ttl,
+        iat: now.secs(),
         nbf: Some(now.secs()),
+        user_gen: user.token_generation,
         jti: new_id(),
         sid: session_id.to_string(),
         client_id: settings.client_id.clone(),
@@ -613,7 +610,7 @@ pub async fn change_password(
         .hasher
         .verify(req.current_password, Some(auth.user.password_hash.clone()))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     if !verified.ok {
         return Err(ApiError::forbidden("current password is incorrect"));
     }
@@ -628,7 +625,7 @@ pub async fn change_password(
         .hasher
         .hash(req.new_password)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     let now = state.now();
     let records = state
         .store

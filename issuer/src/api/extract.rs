@@ -49,6 +49,24 @@ pub fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
+/// The address `hops` entries from the right of X-Forwarded-For (every
+/// copy of the header, in order), if that entry exists and is an IP address.
+pub fn forwarded_client(headers: &axum::http::HeaderMap, hops: u64) -> Option<String> {
+    let hops = usize::try_from(hops).ok().filter(|h| *h > 0)?;
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let entry = entries.len().checked_sub(hops).map(|i| entries[i])?;
+    entry
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| ip.to_string())
+}
+
 /// Who is calling, for sessions and the audit log.
 #[derive(Debug, Clone, Default)]
 pub struct Client {
@@ -60,16 +78,7 @@ impl FromRequestParts<AppState> for Client {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let forwarded = if state.settings.trust_forwarded_for {
-            parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(|v| v.trim().to_string())
-        } else {
-            None
-        };
+        let forwarded = forwarded_client(&parts.headers, state.settings.trusted_proxy_hops);
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -121,7 +130,11 @@ impl FromRequestParts<AppState> for Authenticated {
             .user_by_id(&claims.sub)
             .await
             .map_err(ApiError::internal)?
-            .filter(|u| u.disabled_at.is_none() && claims.iat >= u.password_changed_at)
+            .filter(|u| {
+                u.disabled_at.is_none()
+                    && claims.iat >= u.password_changed_at
+                    && claims.user_gen >= u.token_generation
+            })
             .ok_or_else(|| ApiError::unauthorized("invalid_token", "token is no longer valid"))?;
         Ok(Authenticated {
             claims,
@@ -148,4 +161,24 @@ fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
         ));
     }
     Ok(token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_read_from_the_right() {
+        let mut h = axum::http::HeaderMap::new();
+        h.append("x-forwarded-for", "6.6.6.6, 10.0.0.1".parse().expect("v"));
+        h.append("x-forwarded-for", "192.0.2.7".parse().expect("v"));
+        assert_eq!(forwarded_client(&h, 0), None);
+        assert_eq!(forwarded_client(&h, 1).as_deref(), Some("192.0.2.7"));
+        assert_eq!(forwarded_client(&h, 2).as_deref(), Some("10.0.0.1"));
+        assert_eq!(forwarded_client(&h, 3).as_deref(), Some("6.6.6.6"));
+        assert_eq!(forwarded_client(&h, 4), None, "fewer entries than hops");
+        let mut junk = axum::http::HeaderMap::new();
+        junk.append("x-forwarded-for", "<script>".parse().expect("v"));
+        assert_eq!(forwarded_client(&junk, 1), None, "only addresses");
+    }
 }

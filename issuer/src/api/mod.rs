@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod extract;
 pub mod feed;
+pub mod limits;
 pub mod ops;
 pub mod users;
 
@@ -41,10 +42,15 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::buffer_body,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
         ))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(limits::json_errors))
         .with_state(state)
 }

@@ -40,4 +40,13 @@ impl Store {
             .await?;
         rows.iter().map(|r| r.try_get("event")).collect()
     }
+
+    /// Deletes audit entries older than `before` (retention). Returns how many.
+    pub async fn prune_audit(&self, before: i64) -> sqlx::Result<u64> {
+        Ok(sqlx::query("DELETE FROM audit_log WHERE at < $1")
+            .bind(before)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
+    }
 }

@@ -7,7 +7,7 @@ use super::*;
 
 use crate::rotation::{KeyChange, RotationError};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoredKey {
     pub kid: String,
     pub alg: String,
@@ -18,6 +18,22 @@ pub struct StoredKey {
     pub activates_at: i64,
     pub retires_at: Option<i64>,
     pub removes_at: Option<i64>,
+}
+
+/// Key changes are logged: the sealed private key never is, not even encrypted.
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("state", &self.state)
+            .field("private_key_enc", &"<sealed, not shown>")
+            .field("created_at", &self.created_at)
+            .field("activates_at", &self.activates_at)
+            .field("retires_at", &self.retires_at)
+            .field("removes_at", &self.removes_at)
+            .finish()
+    }
 }
 
 pub(super) const KEY_COLUMNS: &str =

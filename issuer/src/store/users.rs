@@ -18,8 +18,9 @@ pub struct User {
     pub created_at: i64,
     pub password_changed_at: i64,
     pub disabled_at: Option<i64>,
-    /// Access tokens are minted with `iat` no earlier than this.
-    pub tokens_not_before: i64,
+    /// Carried by access tokens as `user_gen`; bumped when roles change or
+    /// the account is disabled, which revokes every older generation.
+    pub token_generation: i64,
 }
 
 /// An administrator's change to an account.
@@ -39,7 +40,7 @@ pub enum CreateUserError {
 
 pub(super) const USER_COLUMNS: &str =
     "id, email, name, password_hash, roles, created_at, password_changed_at, disabled_at, \
-     tokens_not_before";
+     token_generation";
 
 impl Store {
     // ---- users ----
@@ -146,10 +147,10 @@ impl Store {
     }
 
     /// Changes roles and/or the disabled flag. Whatever a live token says
-    /// about the user may now be wrong, so in the same transaction every
-    /// token issued so far is revoked (a user-before record at the next
-    /// second, with new tokens minted from that second on); disabling also
-    /// ends every session. `None` if there is no such user.
+    /// about the user may now be wrong, so in the same transaction the
+    /// user's token generation is bumped and every older generation revoked
+    /// (exact: no clock involved); disabling also ends every session.
+    /// `None` if there is no such user.
     pub async fn change_user(
         &self,
         user_id: &str,
@@ -157,7 +158,6 @@ impl Store {
         now_ms: i64,
         revocation_expires_at: i64,
     ) -> sqlx::Result<Option<(User, Vec<RevocationRecord>)>> {
-        let cutoff = now_ms.div_euclid(1000) + 1;
         let mut tx = self.begin_revoking().await?;
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         let Some(row) = sqlx::query(&sql)
@@ -178,13 +178,13 @@ impl Store {
             Some(false) => user.disabled_at = None,
             _ => {}
         }
-        user.tokens_not_before = user.tokens_not_before.max(cutoff);
+        user.token_generation += 1;
         sqlx::query(
-            "UPDATE users SET roles = $1, disabled_at = $2, tokens_not_before = $3 WHERE id = $4",
+            "UPDATE users SET roles = $1, disabled_at = $2, token_generation = $3 WHERE id = $4",
         )
         .bind(user.roles.join(" "))
         .bind(user.disabled_at)
-        .bind(user.tokens_not_before)
+        .bind(user.token_generation)
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
@@ -198,9 +198,9 @@ impl Store {
             insert_revocation(
                 &mut tx,
                 &NewRevocation {
-                    kind: RevocationKind::UserBefore,
+                    kind: RevocationKind::UserGeneration,
                     subject: user_id,
-                    issued_before: cutoff,
+                    issued_before: user.token_generation,
                     created_at_ms: now_ms,
                     expires_at: revocation_expires_at,
                 },
@@ -233,6 +233,6 @@ pub(super) fn user_from_row(row: &AnyRow) -> sqlx::Result<User> {
         created_at: row.try_get("created_at")?,
         password_changed_at: row.try_get("password_changed_at")?,
         disabled_at: row.try_get("disabled_at")?,
-        tokens_not_before: row.try_get("tokens_not_before")?,
+        token_generation: row.try_get("token_generation")?,
     })
 }

@@ -680,7 +680,7 @@ async fn legacy_bcrypt_hash_verifies_and_is_upgraded(backend: Backend) {
         created_at: 0,
         password_changed_at: 0,
         disabled_at: None,
-        tokens_not_before: 0,
+        token_generation: 0,
     };
     t.server
         .state

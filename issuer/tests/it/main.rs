@@ -2,8 +2,11 @@
 //! and on PostgreSQL (the latter provided by ./scripts/test.sh).
 
 mod cli;
+mod feed;
 mod http;
 mod interop;
 mod keys;
+mod limits;
 mod store;
 mod support;
+mod users;

@@ -31,7 +31,7 @@ fn user(email: &str) -> User {
         created_at: 10,
         password_changed_at: 10,
         disabled_at: None,
-        tokens_not_before: 0,
+        token_generation: 0,
     }
 }
 

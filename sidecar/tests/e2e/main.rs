@@ -141,6 +141,7 @@ async fn allow_deny_and_identity_headers_through_envoy() {
         permissions: vec![],
         amr: vec!["pwd".into()],
         email: None,
+        user_gen: 0,
     };
     let signing = stack.issuer().state.keys.snapshot().signing.clone();
     let expired_token = issuer::tokens::mint_access_token(&signing, &expired).expect("mint");

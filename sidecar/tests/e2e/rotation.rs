@@ -33,6 +33,7 @@ fn claims(sub: &str, ttl: i64) -> AccessClaims {
         permissions: vec![],
         amr: vec!["pwd".into()],
         email: None,
+        user_gen: 0,
     }
 }
 

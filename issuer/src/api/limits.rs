@@ -1,0 +1,124 @@
+//! Request-level limits that must hold for every route:
+//! - bodies are read in full (up to the limit) before any handler runs, so a
+//!   request refused early (401, 415, …) never leaves unread bytes behind,
+//!   and an oversized one is drained before its 413 so a client on a
+//!   keep-alive pool reads the answer instead of a connection reset;
+//! - a body must arrive within `--client-timeout-secs` (slow-body clients);
+//! - every error response is JSON, whichever layer produced it (axum's own
+//!   query/path rejections included), and 5xx bodies carry no internals.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// How much of an oversized body is read and discarded so the client can
+/// finish sending and read the 413; past this the connection is closed.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+pub async fn buffer_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = usize::try_from(state.settings.max_body_bytes).unwrap_or(16 * 1024);
+    let (parts, body) = request.into_parts();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(state.settings.client_timeout_secs);
+    let mut stream = body.into_data_stream();
+    let mut buffer: Vec<u8> = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(chunk))) => {
+                if buffer.len() + chunk.len() > limit {
+                    let mut seen = buffer.len() + chunk.len();
+                    let drained = loop {
+                        match tokio::time::timeout_at(deadline, stream.next()).await {
+                            Ok(None) => break true,
+                            Ok(Some(Ok(more))) => {
+                                seen += more.len();
+                                if seen > DRAIN_LIMIT {
+                                    break false;
+                                }
+                            }
+                            _ => break false,
+                        }
+                    };
+                    let refused = ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("request body is larger than {limit} bytes"),
+                    );
+                    return closing(refused.into_response(), !drained);
+                }
+                buffer.extend_from_slice(&chunk);
+            }
+            Ok(Some(Err(_))) => {
+                let bad =
+                    ApiError::bad_request("invalid_request", "request body could not be read");
+                return closing(bad.into_response(), true);
+            }
+            Err(_) => {
+                let slow = ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "request body did not arrive in time",
+                );
+                return closing(slow.into_response(), true);
+            }
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(Bytes::from(buffer))))
+        .await
+}
+
+fn closing(mut response: Response, close: bool) -> Response {
+    if close {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Rewrites any error response that is not already JSON into our format.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "invalid_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        s if s.is_server_error() => "internal_error",
+        _ => "invalid_request",
+    };
+    let message = if status.is_server_error() || text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        String::from_utf8_lossy(&text).chars().take(300).collect()
+    };
+    let mut rewritten = ApiError::new(status, code, message).into_response();
+    for name in [header::CONNECTION, header::ALLOW, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            rewritten.headers_mut().insert(name, v.clone());
+        }
+    }
+    rewritten
+}
