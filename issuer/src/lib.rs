@@ -359,7 +359,6 @@ impl Issuer {
             handshake_timeout: Duration::from_secs(settings.client_timeout_secs),
             max_connections: usize::try_from(settings.max_connections).unwrap_or(usize::MAX),
             drain_timeout: DRAIN_TIMEOUT,
-            ..http_server::Options::default()
         };
         let result = http_server::serve(listener, app, options, stopping).await;
         for task in &self.tasks {
