@@ -35,6 +35,7 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
 fi
 
 step "cargo fmt --check" cargo fmt --all -- --check
+step "rust-version" bash -c 'cargo metadata --format-version 1 --locked | python3 scripts/check-rust-version.py'
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # Benchmarks must keep compiling; the dev profile shares the test build.
 step "benches build" cargo build --workspace --benches --locked

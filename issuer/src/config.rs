@@ -240,9 +240,16 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// Settings a test server starts from: everything default but the database.
+    /// Settings a test server starts from: everything default but the
+    /// database. The environment is ignored, so a developer's `ISSUER_*`
+    /// variables cannot change what tests run against.
     pub fn with_database(database_url: &str) -> Self {
-        let mut args = match ServeOnly::try_parse_from(["serve"]) {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = ServeOnly::command().mut_args(|a| a.env(None::<&str>));
+        let parsed = command
+            .try_get_matches_from(["serve"])
+            .and_then(|m| ServeOnly::from_arg_matches(&m));
+        let mut args = match parsed {
             Ok(only) => only.args,
             Err(e) => panic!("built-in defaults must parse: {e}"),
         };
@@ -331,36 +338,75 @@ fn fold_config_file(mut args: Vec<String>) -> Result<Vec<String>, String> {
         p
     };
     let text = std::fs::read_to_string(&path).map_err(|e| format!("--config {path}: {e}"))?;
-    let map: std::collections::BTreeMap<String, serde_yaml::Value> =
-        serde_yaml::from_str(&text).map_err(|e| format!("--config {path}: {e}"))?;
+    let map: std::collections::BTreeMap<String, yaml_serde::Value> =
+        yaml_serde::from_str(&text).map_err(|e| format!("--config {path}: {e}"))?;
+    // The settings of the subcommand the command line names (however deep),
+    // so each file entry becomes the right kind of flag for it.
+    use clap::CommandFactory;
+    let root = Cli::command();
+    let mut command = &root;
+    for word in args.iter().skip(1).take_while(|a| !a.starts_with('-')) {
+        match command.find_subcommand(word) {
+            Some(sub) => command = sub,
+            None => break,
+        }
+    }
+    let mut everywhere = std::collections::BTreeSet::new();
+    collect_longs(&root, &mut everywhere);
     // Insert where --config stood (after the innermost subcommand, as
     // `issuer keys rotate --config F` reads), so clap gives them to it.
     let insert_at = pos.min(args.len());
     let mut extra = Vec::new();
     for (name, value) in map {
+        let Some(arg) = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(name.as_str()))
+        else {
+            // A setting of another subcommand (one file can serve them all);
+            // a name no subcommand knows is a typo.
+            if everywhere.contains(&name) {
+                continue;
+            }
+            return Err(format!("--config {path}: unknown setting {name}"));
+        };
         let flag = format!("--{name}");
-        let env = format!("ISSUER_{}", name.replace('-', "_").to_uppercase());
         let on_command_line = args
             .iter()
             .any(|a| a == &flag || a.starts_with(&format!("{flag}=")));
-        if on_command_line || std::env::var_os(&env).is_some() {
+        let in_env = arg.get_env().is_some_and(|e| std::env::var_os(e).is_some());
+        if on_command_line || in_env {
+            continue;
+        }
+        if !arg.get_action().takes_values() {
+            // A switch: `true` is the bare flag, `false` its absence.
+            match value {
+                yaml_serde::Value::Bool(true) => extra.push(flag),
+                yaml_serde::Value::Bool(false) => {}
+                _ => return Err(format!("--config {path}: {name} must be true or false")),
+            }
             continue;
         }
         let value = match value {
-            serde_yaml::Value::String(s) => s,
-            serde_yaml::Value::Number(n) => n.to_string(),
-            // Switches take no value: `true` is the bare flag, `false` its absence.
-            serde_yaml::Value::Bool(true) => {
-                extra.push(flag);
-                continue;
-            }
-            serde_yaml::Value::Bool(false) => continue,
+            yaml_serde::Value::String(s) => s,
+            yaml_serde::Value::Number(n) => n.to_string(),
+            yaml_serde::Value::Bool(b) => b.to_string(),
             _ => return Err(format!("--config {path}: {name} must be a scalar")),
         };
         extra.push(format!("{flag}={value}"));
     }
     args.splice(insert_at..insert_at, extra);
     Ok(args)
+}
+
+fn collect_longs(command: &clap::Command, into: &mut std::collections::BTreeSet<String>) {
+    for arg in command.get_arguments() {
+        if let Some(long) = arg.get_long() {
+            into.insert(long.to_string());
+        }
+    }
+    for sub in command.get_subcommands() {
+        collect_longs(sub, into);
+    }
 }
 
 #[cfg(test)]

@@ -51,21 +51,25 @@ start_postgres() {
     bin=$(pg_bin_dir)
   fi
   [ -x "$bin/initdb" ] || die "PostgreSQL server binaries not found"
-  local dir port as=()
+  local dir port as=() attempt
   dir=$(mktemp -d /tmp/dm-pg.XXXXXX)
-  port=$(free_port)
   if [ "$(id -u)" = 0 ]; then
     # PostgreSQL refuses to run as root.
     id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
     chown postgres "$dir"
     as=(runuser -u postgres --)
   fi
-  log "PostgreSQL on 127.0.0.1:$port ($dir)"
   "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
-  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
-    start >/dev/null || { cat "$dir/server.log" >&2; die "PostgreSQL did not start"; }
+  # A free port can be taken between our check and the server's bind: retry.
+  for attempt in 1 2 3 4 5; do
+    port=$(free_port)
+    log "PostgreSQL on 127.0.0.1:$port ($dir)"
+    "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+      start >/dev/null && break
+    [ "$attempt" -lt 5 ] || { cat "$dir/server.log" >&2; die "PostgreSQL did not start"; }
+  done
   STOP_CMDS+=("${as[*]} '$bin/pg_ctl' -D '$dir/data' -m immediate stop; rm -rf '$dir'")
   POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
   export POSTGRES_URL
@@ -74,14 +78,22 @@ start_postgres() {
 # Sets REDIS_URL.
 start_redis() {
   command -v redis-server >/dev/null || apt_install redis-server
-  local dir port
+  local dir port attempt
   dir=$(mktemp -d /tmp/dm-redis.XXXXXX)
-  port=$(free_port)
-  log "Redis on 127.0.0.1:$port"
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
-    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null \
-    || die "redis-server did not start"
-  wait_port 127.0.0.1 "$port" 20 || die "Redis did not open its port"
+  for attempt in 1 2 3 4 5; do
+    port=$(free_port)
+    log "Redis on 127.0.0.1:$port"
+    rm -f "$dir/redis.pid"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+      --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null \
+      || die "redis-server did not start"
+    # Ours only if our process is alive and answering on that port.
+    if wait_port 127.0.0.1 "$port" 20 && [ -s "$dir/redis.pid" ] \
+      && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; then
+      break
+    fi
+    [ "$attempt" -lt 5 ] || { cat "$dir/redis.log" >&2; die "Redis did not start"; }
+  done
   STOP_CMDS+=("kill \$(cat '$dir/redis.pid'); rm -rf '$dir'")
   REDIS_URL="redis://127.0.0.1:$port"
   export REDIS_URL

@@ -142,9 +142,17 @@ impl Settings {
         Ok(())
     }
 
-    /// Defaults plus the given policy file and issuer (for tests).
+    /// Defaults plus the given policy file and issuer (for tests). The
+    /// environment is ignored, so a developer's `SIDECAR_*` variables cannot
+    /// change what tests run against.
     pub fn for_tests(issuer_url: &str, policy: PathBuf) -> Settings {
-        let mut s = match Cli::try_parse_from(["sidecar", "serve", "--policy", "p"]) {
+        use clap::{CommandFactory, FromArgMatches};
+        let command =
+            Cli::command().mut_subcommand("serve", |c| c.mut_args(|a| a.env(None::<&str>)));
+        let parsed = command
+            .try_get_matches_from(["sidecar", "serve", "--policy", "p"])
+            .and_then(|m| Cli::from_arg_matches(&m));
+        let mut s = match parsed {
             Ok(Cli {
                 command: Command::Serve(s),
             }) => *s,

@@ -94,6 +94,11 @@ impl Sidecar {
             authz: self.authz.clone(),
         });
         let grpc_server = tonic::transport::Server::builder()
+            // A Check is answered from memory in microseconds: anything slower
+            // is stuck, and a dead peer's connection must not linger.
+            .timeout(Duration::from_secs(5))
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(service)
             // Envoy's HTTP/2 stream to us is latency-bound: without
             // TCP_NODELAY, Nagle holds small responses for the peer's ACK.

@@ -152,7 +152,7 @@ impl Policy {
             line,
             reason,
         };
-        let raw: RawPolicy = serde_yaml::from_str(text).map_err(|e| {
+        let raw: RawPolicy = yaml_serde::from_str(text).map_err(|e| {
             let line = e.location().map_or(0, |l| l.line());
             fail(line, e.to_string())
         })?;

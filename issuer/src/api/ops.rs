@@ -25,21 +25,17 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     response
 }
 
+/// Only what the API really offers. There is no OAuth authorization or
+/// token endpoint (sign-in is `/auth/login`, refresh is `/auth/refresh`, both
+/// JSON APIs of their own), no ID token and no RFC 7009 revocation endpoint,
+/// so none is advertised: a client that trusted the document would fail.
 pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
     let base = &state.settings.issuer_url;
     Json(json!({
         "issuer": base,
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "token_endpoint": format!("{base}/auth/refresh"),
-        "revocation_endpoint": format!("{base}/auth/logout"),
-        "userinfo_endpoint": format!("{base}/auth/me"),
-        "grant_types_supported": ["password", "refresh_token"],
-        "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
-        "access_token_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "client_id", "roles", "amr", "email"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "client_id", "roles", "permissions", "amr", "email", "user_gen"],
     }))
 }
 

@@ -112,3 +112,145 @@ fn migrate_and_users_create_work_on_a_fresh_database() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
 }
+
+#[test]
+fn a_public_listener_needs_a_feed_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/x.db", dir.path().display());
+    let out = issuer()
+        .args(["serve", "--listen", "0.0.0.0:0", "--database-url", &url])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("ISSUER_FEED_TOKEN"), "{stderr}");
+    assert!(
+        !dir.path().join("x.db").exists(),
+        "refused before touching the database"
+    );
+}
+
+#[test]
+fn config_files_reach_nested_subcommands_and_switches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/cfg.db", dir.path().display());
+    let config = dir.path().join("issuer.yaml");
+    // A switch (`admin: true`) and a setting of the innermost subcommand.
+    std::fs::write(
+        &config,
+        format!("database-url: {url}\nadmin: true\nname: Ada\n"),
+    )
+    .expect("write");
+    let out = issuer()
+        .args(["users", "create", "--email", "ada@example.com", "--config"])
+        .arg(&config)
+        .env("ISSUER_NEW_USER_PASSWORD", "a strong admin passphrase")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("role admin"), "{stdout}");
+    // Two levels down: `keys list` reads the same database from the file.
+    let out = issuer()
+        .args(["keys", "list", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A name no subcommand knows is a typo, refused with exit 64.
+    std::fs::write(&config, format!("database-url: {url}\ncolour: red\n")).expect("write");
+    let out = issuer()
+        .args(["keys", "list", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
+    // `false` leaves a switch off.
+    std::fs::write(&config, format!("database-url: {url}\nadmin: false\n")).expect("write");
+    let out = issuer()
+        .args(["users", "create", "--email", "bob@example.com", "--config"])
+        .arg(&config)
+        .env("ISSUER_NEW_USER_PASSWORD", "a strong admin passphrase")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("role admin"));
+}
+
+#[tokio::test]
+async fn a_lost_kek_is_never_silently_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/issuer.db", dir.path().display());
+    let mut args = issuer::testing::test_args(&url, dir.path());
+    args.keys.kek_file = None;
+    let t = issuer::testing::start(args, std::sync::Arc::new(issuer::clock::SystemClock))
+        .await
+        .expect("issuer");
+    t.stop().await;
+    let kek = dir.path().join("issuer.kek");
+    std::fs::remove_file(&kek).expect("KEK was generated beside the database");
+    // Listing needs no KEK and must not make one.
+    let out = issuer()
+        .args(["keys", "list", "--database-url", &url])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(!kek.exists(), "keys list generated a KEK");
+    for args in [vec!["keys", "rotate"], vec!["keys", "rotate", "--now"]] {
+        let out = issuer()
+            .args(&args)
+            .args(["--database-url", &url])
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("missing"), "{stderr}");
+        assert!(!kek.exists(), "{args:?} generated a second KEK");
+    }
+    let mut args = issuer::testing::test_args(&url, dir.path());
+    args.keys.kek_file = None;
+    let err = issuer::build(args, std::sync::Arc::new(issuer::clock::SystemClock))
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("missing"), "{err}");
+    assert!(!kek.exists());
+}
+
+/// Run by `test_settings_ignore_the_developers_environment` in a child
+/// process with ISSUER_* set; ignored on its own.
+#[test]
+#[ignore]
+fn probe_test_settings_under_a_polluted_environment() {
+    assert_eq!(std::env::var("ISSUER_AUDIENCE").as_deref(), Ok("polluted"));
+    let args = issuer::config::ServeArgs::with_database("sqlite::memory:");
+    assert_eq!(args.audience, "devmentor");
+    assert_eq!(args.keys.access_token_ttl, 900);
+}
+
+#[test]
+fn test_settings_ignore_the_developers_environment() {
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--ignored",
+            "--exact",
+            "cli::probe_test_settings_under_a_polluted_environment",
+        ])
+        .env("ISSUER_AUDIENCE", "polluted")
+        .env("ISSUER_ACCESS_TOKEN_TTL", "20")
+        .output()
+        .expect("run probe");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}

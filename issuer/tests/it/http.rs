@@ -755,6 +755,25 @@ async fn well_known_and_operational_endpoints(backend: Backend) {
         config["jwks_uri"],
         format!("{}/.well-known/jwks.json", issuer::testing::TEST_ISSUER_URL)
     );
+    // Nothing the API does not offer: no grant types, endpoints or ID tokens.
+    let advertised: Vec<&str> = config
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for key in &advertised {
+        assert!(
+            [
+                "issuer",
+                "jwks_uri",
+                "subject_types_supported",
+                "claims_supported"
+            ]
+            .contains(key),
+            "advertises {key}, which the API does not support"
+        );
+    }
     assert_eq!(
         t.http
             .get(t.url("/health"))

@@ -367,3 +367,16 @@ async fn embedded_default_generates_a_private_kek_and_postgres_requires_one() {
         .expect("refused");
     assert!(err.to_string().contains("--kek-file"), "{err}");
 }
+
+#[test]
+fn sealed_private_keys_never_reach_a_log_line() {
+    let kek = Kek::from_bytes(&[3u8; 32]).expect("kek");
+    let key = issuer::keys::new_stored_key(&kek, auth_types::SigningAlg::EdDSA, "next", 1, 2)
+        .expect("key");
+    // Key changes are logged with `?changes`, i.e. through Debug.
+    let logged = format!("{:?}", issuer::rotation::KeyChange::Create(key.clone()));
+    assert!(logged.contains(&key.kid), "{logged}");
+    let sealed_bytes = format!("{:?}", key.private_key_enc);
+    assert!(!logged.contains(&sealed_bytes[1..20]), "{logged}");
+    assert!(logged.contains("not shown"), "{logged}");
+}

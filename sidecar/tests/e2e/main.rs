@@ -5,6 +5,7 @@ mod direct;
 mod edge;
 mod rotation;
 mod support;
+mod trust;
 
 use std::process::Command;
 use std::time::Duration;

@@ -44,13 +44,6 @@ pub fn render(ports: &[(&str, u16)]) -> String {
     text
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// What a lenient upstream could make of a raw path: decode percent-escapes
 /// until nothing changes (double encoding), treat `\\` as `/`, drop `;`
 /// path parameters (servlet containers), merge slashes, resolve dot segments.
@@ -128,11 +121,16 @@ pub async fn echo_upstream(name: &'static str) -> SocketAddr {
 pub struct RunningSidecar {
     pub grpc: SocketAddr,
     pub admin: SocketAddr,
+    authz: Arc<sidecar::authz::Authorizer>,
     stop: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl RunningSidecar {
+    pub fn authz(&self) -> &sidecar::authz::Authorizer {
+        &self.authz
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -162,6 +160,7 @@ pub async fn start_sidecar(settings: Settings, grpc_port: u16) -> RunningSidecar
         admin.local_addr().expect("addr"),
     );
     let sidecar = sidecar::start(settings).await.expect("sidecar starts");
+    let authz = sidecar.authz.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(sidecar.serve(grpc, admin, async {
         let _ = stopped.await;
@@ -169,6 +168,7 @@ pub async fn start_sidecar(settings: Settings, grpc_port: u16) -> RunningSidecar
     let running = RunningSidecar {
         grpc: grpc_addr,
         admin: admin_addr,
+        authz,
         stop: Some(stop),
         handle,
     };
@@ -195,12 +195,13 @@ impl Drop for Envoy {
     }
 }
 
+/// Envoy binds its own ports (0: any free one) and reports them, so no port
+/// is ever picked, released and hoped to be free again.
 pub async fn start_envoy(envoy: &str, issuer: u16, sidecar: u16, ai: u16, memory: u16) -> Envoy {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (port, admin) = (free_port(), free_port());
     let config = render(&[
-        ("ENVOY_PORT", port),
-        ("ENVOY_ADMIN_PORT", admin),
+        ("ENVOY_PORT", 0),
+        ("ENVOY_ADMIN_PORT", 0),
         ("SIDECAR_PORT", sidecar),
         ("ISSUER_PORT", issuer),
         ("AI_GATEWAY_PORT", ai),
@@ -208,10 +209,13 @@ pub async fn start_envoy(envoy: &str, issuer: u16, sidecar: u16, ai: u16, memory
     ]);
     let config_path = dir.path().join("envoy.yaml");
     std::fs::write(&config_path, config).expect("write config");
+    let admin_path = dir.path().join("admin-address");
     let log = std::fs::File::create(dir.path().join("envoy.log")).expect("log");
     let child = Command::new(envoy)
         .arg("-c")
         .arg(&config_path)
+        .arg("--admin-address-path")
+        .arg(&admin_path)
         .args([
             "--concurrency",
             "1",
@@ -223,20 +227,49 @@ pub async fn start_envoy(envoy: &str, issuer: u16, sidecar: u16, ai: u16, memory
         .stderr(log)
         .spawn()
         .expect("spawn envoy");
-    let envoy = Envoy {
+    let mut envoy = Envoy {
         child,
-        port,
+        port: 0,
         _dir: dir,
     };
-    let ready = format!("http://127.0.0.1:{admin}/ready");
-    let ok = wait_until(Duration::from_secs(20), || async {
+    let fail = |envoy: &Envoy, what: &str| -> ! {
+        let log = std::fs::read_to_string(envoy._dir.path().join("envoy.log")).unwrap_or_default();
+        panic!("envoy {what}:\n{log}");
+    };
+    let reported = || {
+        std::fs::read_to_string(&admin_path)
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
+    };
+    if wait_until(Duration::from_secs(20), || {
+        let ok = !reported().is_empty();
+        async move { ok }
+    })
+    .await
+    .is_err()
+    {
+        fail(&envoy, "did not report its admin address");
+    }
+    let admin = reported();
+    let ready = format!("http://{admin}/ready");
+    if wait_until(Duration::from_secs(20), || async {
         reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200)
     })
-    .await;
-    if ok.is_err() {
-        let log = std::fs::read_to_string(envoy._dir.path().join("envoy.log")).unwrap_or_default();
-        panic!("envoy did not become ready:\n{log}");
+    .await
+    .is_err()
+    {
+        fail(&envoy, "did not become ready");
     }
+    let listeners: Value = reqwest::get(format!("http://{admin}/listeners?format=json"))
+        .await
+        .expect("listeners")
+        .json()
+        .await
+        .expect("json");
+    envoy.port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or_else(|| fail(&envoy, &format!("listener port unknown: {listeners}")));
     envoy
 }
 
