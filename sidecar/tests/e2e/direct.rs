@@ -208,7 +208,18 @@ async fn policy_changes_apply_and_an_invalid_file_keeps_the_old_policy() {
     assert!(applied, "new policy applied");
 
     std::fs::write(&policy, "rules:\n  - prefix: ai\n    allow: public\n").expect("write");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Wait until the sidecar has read (and refused) the invalid file.
+    let metrics_url = format!("http://{}/metrics", sidecar.admin);
+    wait_until(Duration::from_secs(10), || async {
+        reqwest::get(&metrics_url)
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .is_ok_and(|m| m.contains(r#"sidecar_policy_reloads_total{outcome="invalid"}"#))
+    })
+    .await
+    .expect("the invalid policy was read");
     assert_eq!(
         check(&mut c).await,
         (403, "missing_role".to_string()),
