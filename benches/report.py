@@ -30,17 +30,19 @@ def ms(us):
 floor = find(cases[0], None) if cases else None
 hop = find(cases[1], None) if len(cases) > 1 else None
 
-print("| case | max rps (median of rounds) | × Envoy alone | × no-op ext_authz | p50 / p99 / p99.9 ms @1k | @2k | @5k | CPU µs/req Envoy, authz (closed loop) |")
-print("| --- | ---: | ---: | ---: | --- | --- | --- | --- |")
+print("| case | max rps (median of rounds) | failed (closed loop) | × Envoy alone | × no-op ext_authz | p50 / p99 / p99.9 ms @1k | @2k | @5k | CPU µs/req Envoy, authz (closed loop) |")
+print("| --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |")
 for label in cases:
     closed = find(label, None)
     cells = [label]
     if closed:
         cells.append(f"{closed['achieved_rps']:.0f}")
+        # Throughput means nothing without what failed along the way.
+        cells.append(str(closed["errors"] + closed["non_2xx"]))
         cells.append(f"{closed['achieved_rps'] / floor['achieved_rps']:.2f}" if floor else "")
         cells.append(f"{closed['achieved_rps'] / hop['achieved_rps']:.2f}" if hop else "")
     else:
-        cells += ["", "", ""]
+        cells += ["", "", "", ""]
     for rate in (1000, 2000, 5000):
         r = find(label, rate)
         if r is None:
@@ -71,4 +73,9 @@ if other:
         elif "refreshes_per_second" in r:
             print(f"| {b} ({r['concurrency']} sessions) | {r['refreshes_per_second']:.0f} refreshes/s, p50 {ms(r['latency']['p50_us'])} ms, p99 {ms(r['latency']['p99_us'])} ms |")
         elif "revocations" in r:
-            print(f"| {b} | {r['revocations']} revocations: median {ms(r['lag']['p50_us'])} ms, p99 {ms(r['lag']['p99_us'])} ms, max {ms(r['lag']['max_us'])} ms |")
+            side = r.get("sidecar_lag") or {}
+            at_sidecar = (
+                f"; the sidecar's own histogram ({side['count']} applied): p50 ≤ {side['p50_le_ms']} ms, p99 ≤ {side['p99_le_ms']} ms"
+                if side else ""
+            )
+            print(f"| {b} | {r['revocations']} revocations, logout answered → denied: median {ms(r['lag']['p50_us'])} ms, p99 {ms(r['lag']['p99_us'])} ms, max {ms(r['lag']['max_us'])} ms{at_sidecar} |")

@@ -52,10 +52,11 @@ start_issuer() { # name database-url [extra args…]; sets ISSUER_PORT and ISSUE
   wait_http "http://127.0.0.1:$ISSUER_PORT/ready" 30
 }
 
-start_sidecar() { # name issuer-port [extra args…]; sets SIDECAR_PORT and SIDECAR_PID
+start_sidecar() { # name issuer-port [extra args…]; sets SIDECAR_PORT, SIDECAR_ADMIN and SIDECAR_PID
   local name=$1 port=$2; shift 2
   SIDECAR_PORT=$(free_port)
   local admin; admin=$(free_port)
+  SIDECAR_ADMIN="127.0.0.1:$admin"
   "$bin/sidecar" serve --listen "127.0.0.1:$SIDECAR_PORT" --admin-listen "127.0.0.1:$admin" \
     --issuer-url "http://127.0.0.1:$port" --expected-issuer "$issuer_url" \
     --policy benches/policy.yaml "$@" >"$work/$name.log" 2>&1 &
@@ -145,8 +146,10 @@ start_sidecar sidecar-100k "$ISSUER_PORT"
 revoked_port=$SIDECAR_PORT revoked_pid=$SIDECAR_PID
 ISSUER_PORT=$main_issuer_port ISSUER_PID=$main_issuer_pid
 
-add_envoy_case "1. Envoy alone (direct response)" direct "$noop_port" "" ""
-add_envoy_case "2. Envoy + no-op ext_authz" ext_authz "$noop_port" "$noop_pid" ""
+# Every case sends the same bearer tokens, so request sizes (and Envoy's
+# header work) are alike; only the authorisation differs.
+add_envoy_case "1. Envoy alone (direct response)" direct "$noop_port" "" "$work/tokens.txt"
+add_envoy_case "2. Envoy + no-op ext_authz" ext_authz "$noop_port" "$noop_pid" "$work/tokens.txt"
 add_envoy_case "3a. Envoy jwt_authn, token cache" jwt_cached "$noop_port" "" "$work/tokens.txt"
 add_envoy_case "3b. Envoy jwt_authn, no cache" jwt_uncached "$noop_port" "" "$work/tokens.txt"
 add_envoy_case "4a. Envoy + sidecar, cached tokens" ext_authz "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
@@ -164,7 +167,7 @@ log "issuer: login storm (OWASP argon2id) with refresh and JWKS beside it"
 
 log "revocation lag, one replica"
 start_sidecar sidecar-lag "$ISSUER_PORT"
-"$bin/issuer-bench" revocation-lag --issuer-url "http://127.0.0.1:$ISSUER_PORT" --sidecar "127.0.0.1:$SIDECAR_PORT" \
+"$bin/issuer-bench" revocation-lag --issuer-url "http://127.0.0.1:$ISSUER_PORT" --sidecar "127.0.0.1:$SIDECAR_PORT" --sidecar-admin "$SIDECAR_ADMIN" \
   --count 1000 --label "revocation lag, one replica (SQLite)" | tee -a "$results"
 kill "$SIDECAR_PID" "$ISSUER_PID" 2>/dev/null || true
 
@@ -176,11 +179,11 @@ a_port=$ISSUER_PORT
 "$bin/issuer-bench" refresh --url "http://127.0.0.1:$a_port" --label "refresh, PostgreSQL" --seconds "$secs" | tee -a "$results"
 start_issuer issuer-pg-b "$pg_db" --redis-url "$REDIS_URL" --feed-poll-ms 60000
 start_sidecar sidecar-b "$ISSUER_PORT"
-"$bin/issuer-bench" revocation-lag --issuer-url "http://127.0.0.1:$a_port" --sidecar "127.0.0.1:$SIDECAR_PORT" \
+"$bin/issuer-bench" revocation-lag --issuer-url "http://127.0.0.1:$a_port" --sidecar "127.0.0.1:$SIDECAR_PORT" --sidecar-admin "$SIDECAR_ADMIN" \
   --count 1000 --label "revocation lag, two replicas + Redis (PostgreSQL)" | tee -a "$results"
 start_issuer issuer-pg-c "$pg_db"
 start_sidecar sidecar-c "$ISSUER_PORT"
-"$bin/issuer-bench" revocation-lag --issuer-url "http://127.0.0.1:$a_port" --sidecar "127.0.0.1:$SIDECAR_PORT" \
+"$bin/issuer-bench" revocation-lag --issuer-url "http://127.0.0.1:$a_port" --sidecar "127.0.0.1:$SIDECAR_PORT" --sidecar-admin "$SIDECAR_ADMIN" \
   --count 1000 --concurrency 50 --label "revocation lag, two replicas, no Redis (1 s poll)" | tee -a "$results"
 
 python3 benches/report.py "$results" >"benches/results/$stamp.md"

@@ -86,6 +86,11 @@ enum Command {
         /// Where users log in and out.
         #[arg(long)]
         issuer_url: String,
+        /// The sidecar's admin address: its own lag histogram (from the
+        /// record's creation in the commit transaction to the sidecar
+        /// applying it) is read before and after and reported too.
+        #[arg(long)]
+        sidecar_admin: Option<String>,
         /// The sidecar's gRPC address.
         #[arg(long)]
         sidecar: String,
@@ -468,14 +473,71 @@ async fn allowed(
     Ok(matches!(r.http_response, Some(HttpResponse::OkResponse(_))))
 }
 
+/// Cumulative bucket counts of the sidecar's `revocation_lag_seconds`.
+async fn lag_buckets(http: &reqwest::Client, admin: &str) -> anyhow::Result<Vec<(f64, u64)>> {
+    let text = http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut buckets = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("sidecar_revocation_lag_seconds_bucket{le=\"") else {
+            continue;
+        };
+        let Some((le, count)) = rest.split_once("\"} ") else {
+            continue;
+        };
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse()?
+        };
+        buckets.push((le, count.trim().parse()?));
+    }
+    Ok(buckets)
+}
+
+/// Upper bucket bounds (ms) under which 50 % and 99 % of the new
+/// observations fall, and how many there were.
+fn bucket_quantiles(before: &[(f64, u64)], after: &[(f64, u64)]) -> serde_json::Value {
+    let delta: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before.iter().find(|(l, _)| l == le).map_or(0, |(_, c)| *c);
+            (*le, n.saturating_sub(was))
+        })
+        .collect();
+    let total = delta.last().map_or(0, |(_, n)| *n);
+    let le_ms = |q: f64| {
+        delta
+            .iter()
+            .find(|(_, n)| (*n as f64) >= q * total as f64)
+            .map(|(le, _)| {
+                if le.is_finite() {
+                    json!(le * 1000.0)
+                } else {
+                    json!("+Inf")
+                }
+            })
+    };
+    json!({"count": total, "p50_le_ms": le_ms(0.5), "p99_le_ms": le_ms(0.99)})
+}
+
 async fn revocation_lag(
     issuer_url: &str,
     sidecar: &str,
+    sidecar_admin: Option<&str>,
     count: usize,
     concurrency: usize,
     label: &str,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
+    let before = match sidecar_admin {
+        Some(admin) => Some(lag_buckets(&http, admin).await?),
+        None => None,
+    };
     let client = AuthorizationClient::connect(format!("http://{sidecar}")).await?;
     let user = register_and_login(&http, issuer_url).await?;
     let email = user["email"].as_str().unwrap_or_default().to_string();
@@ -528,9 +590,13 @@ async fn revocation_lag(
         w.await??;
     }
     let hist = hist.lock().await;
+    let at_sidecar = match (sidecar_admin, before) {
+        (Some(admin), Some(before)) => bucket_quantiles(&before, &lag_buckets(&http, admin).await?),
+        _ => serde_json::Value::Null,
+    };
     println!(
         "{}",
-        json!({"bench": label, "revocations": hist.len(), "lag": percentiles(&hist)})
+        json!({"bench": label, "revocations": hist.len(), "lag": percentiles(&hist), "sidecar_lag": at_sidecar})
     );
     Ok(())
 }
@@ -579,9 +645,20 @@ async fn main() -> anyhow::Result<()> {
         Command::RevocationLag {
             issuer_url,
             sidecar,
+            sidecar_admin,
             count,
             concurrency,
             label,
-        } => revocation_lag(&issuer_url, &sidecar, count, concurrency, &label).await,
+        } => {
+            revocation_lag(
+                &issuer_url,
+                &sidecar,
+                sidecar_admin.as_deref(),
+                count,
+                concurrency,
+                &label,
+            )
+            .await
+        }
     }
 }
