@@ -76,6 +76,10 @@ echo "access token: ${token:0:40}…"
 show curl localhost:8080/ai/chat -H "authorization: Bearer $token"
 show curl localhost:8080/ai/chat
 show curl localhost:8080/ai/admin/settings -H "authorization: Bearer $token"
+# Other spellings of the admin path: Envoy normalises what it can (then the
+# same 403), and the sidecar refuses what an upstream could still rewrite (400).
+show curl --path-as-is 'localhost:8080/ai/chat/../admin/settings' -H "authorization: Bearer $token"
+show curl --path-as-is 'localhost:8080/ai/admin;x/settings' -H "authorization: Bearer $token"
 show curl localhost:8080/memory/notes -H "authorization: Bearer $token" -H 'x-user-id: someone-else'
 show curl -X POST localhost:8080/auth/logout -H "authorization: Bearer $token"
 sleep 0.2
