@@ -204,6 +204,7 @@ fn benches(c: &mut Criterion) {
         now_ms,
     );
     authz.feed_contact_ms.store(now_ms, Ordering::Relaxed);
+    authz.revocations_synced.store(true, Ordering::Relaxed);
     let req = RequestAttrs {
         path: "/ai/chat",
         ..request

@@ -56,6 +56,7 @@ static_resources:
           path_with_escaped_slashes_action: REJECT_REQUEST
           common_http_protocol_options:
             headers_with_underscores_action: REJECT_REQUEST
+          use_remote_address: true
           route_config:
             virtual_hosts:
             - name: all

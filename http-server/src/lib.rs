@@ -1,9 +1,12 @@
 //! The one HTTP listener loop the issuer and the sidecar's admin port use.
 //!
 //! `axum::serve` has no way to bound slow clients or to terminate TLS, so
-//! connections are served here with hyper-util directly:
-//! - a client must finish its request head within `header_read_timeout`
-//!   (slowloris), and a TLS handshake within `handshake_timeout`;
+//! connections are served here with hyper directly:
+//! - HTTP/1.1 only (the issuer and admin ports have no use for HTTP/2, whose
+//!   version sniffing and idle streams escape the header timeout);
+//! - a client must finish each request head within `header_read_timeout`
+//!   (slowloris, and silent or idle keep-alive connections), and a TLS
+//!   handshake within `handshake_timeout`;
 //! - at most `max_connections` connections are open; more are closed at once;
 //! - optional TLS (rustls, ring) from PEM files;
 //! - on shutdown the listener closes, open connections finish their current
@@ -18,8 +21,8 @@ use std::time::Duration;
 
 use axum::extract::connect_info::ConnectInfo;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1::Builder;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -69,7 +72,7 @@ pub fn tls_config(cert_file: &Path, key_file: &Path) -> anyhow::Result<Arc<rustl
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .map_err(|e| anyhow::anyhow!("TLS certificate and key: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -81,17 +84,10 @@ pub async fn serve(
     options: Options,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(20)))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .max_concurrent_streams(256);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(options.max_connections));
@@ -148,7 +144,7 @@ async fn connection<I>(
     io: I,
     peer: SocketAddr,
     app: Router,
-    builder: &Builder<TokioExecutor>,
+    builder: &Builder,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -161,8 +157,8 @@ async fn connection<I>(
         service
             .map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
     );
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -213,6 +213,11 @@ pub struct ServeArgs {
     /// other replicas, in milliseconds (Redis makes this a fallback).
     #[arg(long, env = "ISSUER_FEED_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub feed_poll_ms: u64,
+    /// How often followers get a heartbeat, sent only after this replica has
+    /// read the revocations table up to date (also a catch-up read), in ms.
+    /// Keep it well below the sidecars' --max-staleness-secs.
+    #[arg(long, env = "ISSUER_FEED_HEARTBEAT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub feed_heartbeat_ms: u64,
     /// How often the key lifecycle (scheduled rotation, activation, removal)
     /// is checked, in seconds.
     #[arg(long, env = "ISSUER_KEY_TICK_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]

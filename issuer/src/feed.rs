@@ -25,9 +25,6 @@ const MSG_KEYS: &str = "keys";
 /// reconnect (resuming from their last sequence number).
 const BROADCAST_CAPACITY: usize = 16_384;
 
-/// How often followers hear a heartbeat while the database answers.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-
 pub struct FeedHub {
     events: broadcast::Sender<RevocationEvent>,
     /// One permit per connected follower: bounds connections and their buffers.
@@ -115,14 +112,19 @@ impl FeedHub {
 }
 
 /// Broadcasts every record committed after start-up, in order, forever.
-/// Each heartbeat tick also proves the database answers (followers count
-/// only events, never keep-alives, as fresh) and notices key-set changes
-/// made by other replicas or the CLI, so they spread without Redis too.
+///
+/// A heartbeat is sent only after a successful catch-up read of the
+/// revocations table, carrying the sequence number broadcast so far: it
+/// proves this replica reads revocations (followers count only events, never
+/// keep-alives, as fresh), and a follower that holds less knows it missed
+/// something. The same tick notices key-set changes made by other replicas
+/// or the CLI, so they spread without Redis too.
 pub async fn run_hub(
     hub: Arc<FeedHub>,
     store: Store,
     clock: Arc<dyn Clock>,
     poll_every: Duration,
+    heartbeat_every: Duration,
     keys: Arc<Keyring>,
     keys_stale: Arc<Notify>,
 ) {
@@ -136,36 +138,43 @@ pub async fn run_hub(
         }
     };
     let mut poll = tokio::time::interval(poll_every);
-    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
     for timer in [&mut poll, &mut heartbeat] {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
-        tokio::select! {
-            _ = hub.wake.notified() => {}
-            _ = poll.tick() => {}
-            _ = heartbeat.tick() => {
-                match store.key_set_version().await {
-                    Ok(version) => {
-                        if version > keys.version() {
-                            keys_stale.notify_one();
-                        }
-                        let _ = hub.events.send(RevocationEvent::Heartbeat { last_seq });
-                    }
-                    Err(e) => tracing::warn!(error = %e, "database unreachable; feed heartbeats paused"),
-                }
-                continue;
-            }
-        }
+        let beat = tokio::select! {
+            _ = hub.wake.notified() => false,
+            _ = poll.tick() => false,
+            _ = heartbeat.tick() => true,
+        };
         let now = clock.now_ms().div_euclid(1000);
-        match store.revocations_after(last_seq, now, 10_000).await {
+        let caught_up = match store.revocations_after(last_seq, now, 10_000).await {
             Ok(records) => {
+                let full = records.len() == 10_000;
                 for record in records {
                     last_seq = record.seq;
                     let _ = hub.events.send(RevocationEvent::Revoked { record });
                 }
+                !full
             }
-            Err(e) => tracing::warn!(error = %e, "revocation hub query failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation hub query failed; feed heartbeats paused");
+                false
+            }
+        };
+        if !beat {
+            continue;
+        }
+        match store.key_set_version().await {
+            Ok(version) if caught_up => {
+                if version > keys.version() {
+                    keys_stale.notify_one();
+                }
+                let _ = hub.events.send(RevocationEvent::Heartbeat { last_seq });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "database unreachable; feed heartbeats paused"),
         }
     }
 }

@@ -249,6 +249,7 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
         store.clone(),
         clock.clone(),
         Duration::from_millis(state.settings.feed_poll_ms),
+        Duration::from_millis(state.settings.feed_heartbeat_ms),
         state.keys.clone(),
         keys_changed.clone(),
     )));

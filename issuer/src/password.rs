@@ -60,6 +60,8 @@ pub struct PasswordHasher {
     /// Verified against when the account does not exist, so an unknown email
     /// costs the same time as a wrong password.
     dummy_hash: String,
+    /// Queued checks dropped unhashed because nobody waited for them any more.
+    abandoned: Arc<std::sync::atomic::AtomicU64>,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -129,7 +131,13 @@ impl PasswordHasher {
             params,
             jobs: start_pool(threads, queue)?,
             dummy_hash,
+            abandoned: Arc::default(),
         })
+    }
+
+    /// How many queued checks were dropped because their request went away.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn run<T: Send + 'static>(
@@ -137,11 +145,13 @@ impl PasswordHasher {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let (done, result) = tokio::sync::oneshot::channel();
+        let abandoned = self.abandoned.clone();
         self.jobs
             .try_send(Box::new(move || {
                 // The request went away (client disconnected, timeout)
                 // while this waited: spend no CPU on it.
                 if done.is_closed() {
+                    abandoned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return;
                 }
                 let _ = done.send(work());
@@ -232,6 +242,44 @@ mod tests {
         assert!(weakness(&"x".repeat(MAX_PASSWORD_CHARS + 1), "a@b.c").is_some());
         assert_eq!(weakness("correct horse battery", "a@b.c"), None);
         assert_eq!(weakness(&"long passphrase ".repeat(8), "a@b.c"), None);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_abandoned_checks_cost_nothing() {
+        // One thread, one queue slot.
+        let hasher = PasswordHasher::new(1024, 1, 1, 1, 1).expect("hasher");
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        // Occupy the only thread until released.
+        use futures_util::FutureExt;
+        let mut blocker = Box::pin(hasher.run(move || {
+            let _ = started_tx.send(());
+            let _ = release_rx.recv();
+        }));
+        assert!(
+            (&mut blocker).now_or_never().is_none(),
+            "handed to the thread"
+        );
+        started_rx.recv().expect("blocker running");
+        // Fill the one slot with a check whose caller then goes away.
+        let mut gave_up = Box::pin(hasher.verify("pw".into(), None));
+        assert!((&mut gave_up).now_or_never().is_none(), "queued");
+        // The queue is full: the next is refused at once, not queued.
+        assert!(matches!(
+            hasher.verify("x".into(), None).now_or_never(),
+            Some(Err(HashError::Busy))
+        ));
+        drop(gave_up);
+        release_tx.send(()).expect("release");
+        blocker.await.expect("ran");
+        // The abandoned check is skipped, not hashed; later work proceeds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while hasher.abandoned() == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(hasher.abandoned(), 1);
+        hasher.hash("after".into()).await.expect("hash after");
+        assert_eq!(hasher.abandoned(), 1);
     }
 
     #[tokio::test]

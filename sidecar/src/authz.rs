@@ -236,8 +236,13 @@ impl Authorizer {
 
     // ---- state freshness ----
 
-    /// Past the max staleness without hearing from the issuer: fail closed.
+    /// Past the max staleness without hearing from the issuer, or before the
+    /// whole revocation snapshot is in: fail closed. (Envoy asks whether or
+    /// not the readiness probe passes, so readiness alone is not enough.)
     pub fn is_stale(&self, now_ms: i64) -> bool {
+        if !self.revocations_synced.load(Ordering::Relaxed) {
+            return true;
+        }
         let limit = self.settings.max_staleness_secs as i64 * 1000;
         let keys_at = self.keys.load().fetched_at_ms;
         let feed_at = self.feed_contact_ms.load(Ordering::Relaxed);

@@ -83,6 +83,11 @@ pub struct Settings {
     /// The feed token, read from a file (e.g. a mounted secret).
     #[arg(long, env = "SIDECAR_FEED_TOKEN_FILE", conflicts_with = "feed_token")]
     pub feed_token_file: Option<PathBuf>,
+    /// Allow plain http:// to an issuer that is not on loopback (only where
+    /// something else encrypts and authenticates the link, e.g. a mesh's
+    /// mTLS): over plain HTTP anyone on the path could serve their own keys.
+    #[arg(long, env = "SIDECAR_ALLOW_PLAINTEXT_ISSUER", default_value_t = false)]
+    pub allow_plaintext_issuer: bool,
     /// PEM file of CA certificates trusted for an https:// issuer, in
     /// addition to the system's roots.
     #[arg(long, env = "SIDECAR_ISSUER_CA_FILE")]
@@ -133,6 +138,13 @@ impl Settings {
             return Err(format!(
                 "--issuer-url {} is not on loopback, so the revocation feed needs its token: \
                  set SIDECAR_FEED_TOKEN or SIDECAR_FEED_TOKEN_FILE to the issuer's ISSUER_FEED_TOKEN",
+                self.issuer_url
+            ));
+        }
+        if !loopback && url.scheme() != "https" && !self.allow_plaintext_issuer {
+            return Err(format!(
+                "--issuer-url {} is plain http beyond loopback: anyone on the path could serve \
+                 their own keys; use https:// (or --allow-plaintext-issuer behind mTLS)",
                 self.issuer_url
             ));
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use auth_types::{AccessClaims, ClaimError, Expectations, JwsError};
 
+use crate::path::PathError;
 use crate::policy::{substitute, Policy, Requirement, Route};
 use crate::revocations::RevocationSet;
 
@@ -45,6 +46,8 @@ pub enum DenyReason {
     NonCanonicalPath,
     /// The route exists but no rule for it allows the method.
     MethodNotAllowed,
+    /// A host or method no rule could be safely judged against.
+    MalformedRequest,
 }
 
 impl DenyReason {
@@ -66,6 +69,7 @@ impl DenyReason {
             DenyReason::StaleState => "authorization_state_stale",
             DenyReason::NonCanonicalPath => "non_canonical_path",
             DenyReason::MethodNotAllowed => "method_not_allowed",
+            DenyReason::MalformedRequest => "malformed_request",
         }
     }
 
@@ -74,7 +78,7 @@ impl DenyReason {
     /// that are refused before any credential is looked at.
     pub fn http_status(self) -> u16 {
         match self {
-            DenyReason::NonCanonicalPath => 400,
+            DenyReason::NonCanonicalPath | DenyReason::MalformedRequest => 400,
             DenyReason::MethodNotAllowed => 405,
             DenyReason::NoMatchingRule
             | DenyReason::MissingRole
@@ -158,6 +162,9 @@ pub fn decide_routed(
     let matched = match route {
         Route::Matched(m) => m,
         Route::NoRule => return Decision::deny(None, DenyReason::NoMatchingRule),
+        Route::BadPath(PathError::BadHost | PathError::BadMethod) => {
+            return Decision::deny(None, DenyReason::MalformedRequest)
+        }
         Route::BadPath(_) => return Decision::deny(None, DenyReason::NonCanonicalPath),
         Route::MethodNotAllowed { rule, allowed } => {
             return Decision::Deny {

@@ -70,7 +70,7 @@ async fn stream_once(authz: &Arc<Authorizer>) -> anyhow::Result<()> {
             let line = line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
                 if !data.is_empty() {
-                    handle_event(authz, &event, &data).await;
+                    handle_event(authz, &event, &data).await?;
                 }
                 event.clear();
                 data.clear();
@@ -87,21 +87,32 @@ async fn stream_once(authz: &Arc<Authorizer>) -> anyhow::Result<()> {
     anyhow::bail!("revocation feed silent for 30 s")
 }
 
-async fn handle_event(authz: &Arc<Authorizer>, name: &str, data: &str) {
+async fn handle_event(authz: &Arc<Authorizer>, name: &str, data: &str) -> anyhow::Result<()> {
     let event: RevocationEvent = match serde_json::from_str(data) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(event = name, error = %e, "unreadable feed event");
-            return;
+            return Ok(());
         }
     };
+    // The issuer has sent everything up to a heartbeat's sequence number
+    // before the heartbeat: holding less means something was missed.
+    if let RevocationEvent::Heartbeat { last_seq } = &event {
+        let held = authz.write_revocations().last_seq;
+        if *last_seq > held {
+            anyhow::bail!("feed heartbeat at {last_seq} but only {held} applied; resuming");
+        }
+    }
     apply_event(authz, event).await;
+    Ok(())
 }
 
-/// Applies one feed event. Every event is proof that the issuer could read
-/// its database when it sent it, so each one (and nothing else) renews the
+/// Applies one feed event. Complete snapshots, revocations, key changes and
+/// heartbeats prove the issuer was reading its database, so they (and
+/// nothing else: not keep-alives, not a snapshot's earlier pages) renew the
 /// feed's freshness.
 pub async fn apply_event(authz: &Arc<Authorizer>, event: RevocationEvent) {
+    let mut progress = true;
     match event {
         RevocationEvent::Snapshot {
             records,
@@ -117,6 +128,8 @@ pub async fn apply_event(authz: &Arc<Authorizer>, event: RevocationEvent) {
             // Ready only once the whole snapshot is in, not after its first page.
             if complete {
                 authz.revocations_synced.store(true, Ordering::Relaxed);
+            } else {
+                progress = false;
             }
         }
         RevocationEvent::Revoked { record } => {
@@ -134,7 +147,9 @@ pub async fn apply_event(authz: &Arc<Authorizer>, event: RevocationEvent) {
         }
         RevocationEvent::Heartbeat { .. } => {}
     }
-    authz.feed_contact_ms.store(now_ms(), Ordering::Relaxed);
+    if progress {
+        authz.feed_contact_ms.store(now_ms(), Ordering::Relaxed);
+    }
 }
 
 /// Re-reads every live revocation now and then: records only ever add, so a
@@ -288,6 +303,39 @@ mod tests {
         .await;
         assert!(!authz.revocations_synced.load(Ordering::Relaxed));
         assert_eq!(authz.write_revocations().len(), 3);
+        assert_eq!(
+            authz.feed_contact_ms.load(Ordering::Relaxed),
+            0,
+            "an earlier page is not yet progress"
+        );
+        // Decisions wait for the whole snapshot, whatever the probe says:
+        // even with fresh keys and a fresh feed.
+        authz.install_jwks(
+            &JwkSet {
+                keys: vec![ed_key("k1")],
+                version: 1,
+            },
+            now_ms(),
+        );
+        authz.feed_contact_ms.store(now_ms(), Ordering::Relaxed);
+        let d = authz
+            .check(
+                crate::decision::RequestAttrs {
+                    method: "GET",
+                    host: "h",
+                    path: "/x",
+                },
+                None,
+                now_ms(),
+            )
+            .await;
+        assert!(matches!(
+            d,
+            crate::decision::Decision::Deny {
+                reason: crate::decision::DenyReason::StaleState,
+                ..
+            }
+        ));
         apply_event(
             &authz,
             RevocationEvent::Snapshot {
@@ -309,10 +357,8 @@ mod tests {
         assert!(authz.feed_contact_ms.load(Ordering::Relaxed) > now_ms() - 5_000);
     }
 
-    #[test]
-    fn an_older_key_set_never_replaces_a_newer_one() {
-        let authz = authorizer();
-        let key = |kid: &str| auth_types::Jwk {
+    fn ed_key(kid: &str) -> auth_types::Jwk {
+        auth_types::Jwk {
             kty: "OKP".into(),
             kid: kid.into(),
             alg: Some("EdDSA".into()),
@@ -322,7 +368,13 @@ mod tests {
             y: None,
             n: None,
             e: None,
-        };
+        }
+    }
+
+    #[test]
+    fn an_older_key_set_never_replaces_a_newer_one() {
+        let authz = authorizer();
+        let key = ed_key;
         let newer = JwkSet {
             keys: vec![key("k-new")],
             version: 5,

@@ -79,20 +79,42 @@ pub fn http_check_request(
     }
 }
 
-/// Envoy lower-cases header names in CheckRequest.
+/// Stands for a credential that is present but ambiguous: it fails
+/// verification like any malformed token (401).
+const AMBIGUOUS: &str = "";
+
+/// Envoy lower-cases header names in CheckRequest (and joins repeated
+/// headers with ','). Where the client offers more than one candidate — the
+/// cookie twice, or a cookie and a header that differ — no token is chosen:
+/// an upstream reading the other one would act on a credential never checked.
 fn bearer_token<'a>(headers: &'a HashMap<String, String>, cookie: Option<&str>) -> Option<&'a str> {
-    if let Some(value) = headers.get("authorization") {
-        let (scheme, token) = value.split_once(' ')?;
-        return (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
-            .then(|| token.trim());
+    let from_header = match headers.get("authorization") {
+        Some(value) => {
+            let (scheme, token) = value.split_once(' ')?;
+            let ok = scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty();
+            Some(if ok { token.trim() } else { AMBIGUOUS })
+        }
+        None => None,
+    };
+    let from_cookie = cookie.and_then(|name| {
+        let mut found = headers
+            .get("cookie")?
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim());
+        let first = found.next()?;
+        Some(if found.next().is_some() {
+            AMBIGUOUS
+        } else {
+            first
+        })
+    });
+    match (from_header, from_cookie) {
+        (Some(h), Some(c)) if h != c => Some(AMBIGUOUS),
+        (Some(h), _) => Some(h),
+        (None, c) => c,
     }
-    let name = cookie?;
-    headers
-        .get("cookie")?
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 fn header(key: &str, value: &str, action: HeaderAppendAction) -> HeaderValueOption {
@@ -214,6 +236,7 @@ impl AuthzService {
             ));
         }
         let message = match status {
+            400 if reason == DenyReason::MalformedRequest => "malformed host or method",
             400 => "request path is not in canonical form",
             401 => "authentication required",
             403 => "not allowed",
@@ -246,5 +269,54 @@ impl AuthzService {
                 body,
             })),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn one_credential_or_none() {
+        let c = Some("token");
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "Bearer a.b.c")]), c),
+            Some("a.b.c")
+        );
+        assert_eq!(
+            bearer_token(&headers(&[("cookie", "x=1; token=a.b.c")]), c),
+            Some("a.b.c")
+        );
+        assert_eq!(
+            bearer_token(
+                &headers(&[("authorization", "Bearer a.b.c"), ("cookie", "token=a.b.c")]),
+                c
+            ),
+            Some("a.b.c"),
+            "the same token twice is one credential"
+        );
+        for ambiguous in [
+            headers(&[("cookie", "token=a.b.c; token=d.e.f")]),
+            headers(&[("authorization", "Bearer a.b.c"), ("cookie", "token=d.e.f")]),
+            headers(&[("authorization", "Basic dXNlcjpwYXNz")]),
+        ] {
+            assert_eq!(
+                bearer_token(&ambiguous, c),
+                Some(AMBIGUOUS),
+                "{ambiguous:?}"
+            );
+        }
+        assert_eq!(
+            bearer_token(&headers(&[("cookie", "token=a.b.c")]), None),
+            None
+        );
+        assert_eq!(bearer_token(&headers(&[]), c), None);
     }
 }

@@ -13,7 +13,13 @@
 //!   servlet containers strip) and `\` (which some servers treat as `/`);
 //! - percent-encodes nothing that normalisation would decode (unreserved
 //!   characters such as `%2E` or `%61`) and nothing that changes the route
-//!   when decoded once more (`%2F`, `%5C`, `%25`, `%3B`, control bytes).
+//!   when decoded once more (`%2F`, `%5C`, `%25`, `%3B`, control bytes);
+//! - percent-encodes non-ASCII only as valid, shortest-form UTF-8 (no
+//!   overlong `%C0%AE`) and never as a character that Unicode compatibility
+//!   normalisation or Windows best-fit mapping turns into ASCII (fullwidth
+//!   and small forms, dot leaders, odd spaces);
+//! - has no segment ending in `.` or white space (`admin.`, `admin%20`),
+//!   which Windows-style path handling strips.
 //!
 //! The query string (after `?`) is never part of the route.
 
@@ -27,6 +33,14 @@ pub enum PathError {
     BadCharacter,
     #[error("percent-encoding that would change the route when decoded")]
     BadEscape,
+    #[error("segment ending in a dot or white space")]
+    TrailingDotOrSpace,
+    #[error("lower-case or extension-less spellings of the path reach another rule")]
+    Ambiguous,
+    #[error("not a valid host")]
+    BadHost,
+    #[error("not an upper-case HTTP method")]
+    BadMethod,
 }
 
 /// The route part of a request target (everything before `?`), if canonical.
@@ -52,13 +66,22 @@ pub fn check(path: &str) -> Result<(), PathError> {
             return Err(PathError::DotOrEmptySegment);
         }
         check_segment(segment.as_bytes())?;
+        if segment.ends_with('.') || segment.ends_with("%20") || segment.ends_with("%09") {
+            return Err(PathError::TrailingDotOrSpace);
+        }
     }
     Ok(())
 }
 
 fn check_segment(bytes: &[u8]) -> Result<(), PathError> {
     let mut i = 0;
+    // Escaped bytes >= 0x80 of the current run, checked as UTF-8 when it ends.
+    let mut high: Vec<u8> = Vec::new();
     while i < bytes.len() {
+        if bytes[i] != b'%' && !high.is_empty() {
+            check_non_ascii(&high)?;
+            high.clear();
+        }
         let b = bytes[i];
         if b == b'%' {
             let decoded = match (bytes.get(i + 1), bytes.get(i + 2)) {
@@ -75,6 +98,12 @@ fn check_segment(bytes: &[u8]) -> Result<(), PathError> {
             {
                 return Err(PathError::BadEscape);
             }
+            if decoded >= 0x80 {
+                high.push(decoded);
+            } else if !high.is_empty() {
+                check_non_ascii(&high)?;
+                high.clear();
+            }
             i += 3;
             continue;
         }
@@ -82,6 +111,26 @@ fn check_segment(bytes: &[u8]) -> Result<(), PathError> {
             return Err(PathError::BadCharacter);
         }
         i += 1;
+    }
+    if !high.is_empty() {
+        check_non_ascii(&high)?;
+    }
+    Ok(())
+}
+
+/// Valid shortest-form UTF-8 (Rust's decoder refuses overlong forms and
+/// surrogates), and no character that folds into ASCII under NFKC or
+/// Windows best-fit mapping.
+fn check_non_ascii(bytes: &[u8]) -> Result<(), PathError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| PathError::BadEscape)?;
+    let folds_to_ascii = |c: char| {
+        matches!(c as u32,
+            0x00A0 | 0x00AD | 0x2000..=0x200F | 0x2024..=0x2026 | 0x2028..=0x202F
+            | 0x2044 | 0x205F..=0x206F | 0x2215 | 0x2216 | 0x3000 | 0xFE50..=0xFE6F
+            | 0xFEFF | 0xFF00..=0xFFEF)
+    };
+    if text.chars().any(folds_to_ascii) {
+        return Err(PathError::BadEscape);
     }
     Ok(())
 }
@@ -95,20 +144,50 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// The authority as the policy compares it: without port, lower case, and
-/// without a trailing dot (`API.Example.com.:443` → `api.example.com`).
-pub fn host(authority: &str) -> String {
-    let without_port = if authority.starts_with('[') {
-        // IPv6 literal: the port, if any, follows the closing bracket.
-        authority
-            .find(']')
-            .map_or(authority, |end| &authority[..=end])
+/// without a trailing dot (`API.Example.com.:443` → `api.example.com`);
+/// `None` unless it is a plain host name or IP literal with an optional
+/// numeric port (no user info, commas, spaces, …).
+pub fn host(authority: &str) -> Option<String> {
+    let (name, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        if inside.is_empty()
+            || !inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        let port = match after {
+            "" => None,
+            more => Some(more.strip_prefix(':')?),
+        };
+        (&authority[..inside.len() + 2], port)
     } else {
-        authority
-            .rsplit_once(':')
-            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-            .map_or(authority, |(h, _)| h)
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    if let Some(port) = port {
+        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if !name.starts_with('[') {
+        let labels_ok = !name.is_empty()
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !labels_ok {
+            return None;
+        }
+    }
+    Some(name.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -174,10 +253,57 @@ mod tests {
 
     #[test]
     fn hosts_compare_without_port_case_or_trailing_dot() {
-        assert_eq!(host("API.Example.com.:443"), "api.example.com");
-        assert_eq!(host("api.example.com"), "api.example.com");
-        assert_eq!(host("[::1]:8080"), "[::1]");
-        assert_eq!(host("[::1]"), "[::1]");
-        assert_eq!(host("h:abc"), "h:abc");
+        assert_eq!(
+            host("API.Example.com.:443").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(host("api.example.com").as_deref(), Some("api.example.com"));
+        assert_eq!(host("[::1]:8080").as_deref(), Some("[::1]"));
+        assert_eq!(host("[::1]").as_deref(), Some("[::1]"));
+        assert_eq!(host("10.0.0.1:80").as_deref(), Some("10.0.0.1"));
+        for bad in [
+            "h:abc",
+            "x@admin.example.com",
+            "a.com,admin.example.com",
+            "a b",
+            "",
+            ".",
+            "a..b",
+            "h:",
+            "h:123456",
+            "[::1]x",
+            "[zz]",
+            "admin.example.com:80:80",
+        ] {
+            assert_eq!(host(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn spellings_that_windows_or_unicode_folding_rewrite_are_refused() {
+        for (path, want) in [
+            ("/ai/admin./settings", PathError::TrailingDotOrSpace),
+            ("/ai/admin.", PathError::TrailingDotOrSpace),
+            ("/ai/admin%20/settings", PathError::TrailingDotOrSpace),
+            ("/ai/admin%09", PathError::BadEscape),
+            ("/ai/x/%C0%AE%C0%AE/admin", PathError::BadEscape),
+            ("/ai/x%C0%AF..%C0%AFadmin", PathError::BadEscape),
+            ("/ai/x/%EF%BC%8E%EF%BC%8E/admin", PathError::BadEscape),
+            ("/ai/%EF%BD%81dmin", PathError::BadEscape),
+            ("/ai/%E2%80%A4%E2%80%A4/admin", PathError::BadEscape),
+            ("/ai/%C3", PathError::BadEscape),
+            ("/ai/%ED%A0%80", PathError::BadEscape),
+        ] {
+            assert_eq!(canonical(path), Err(want), "{path:?}");
+        }
+        // Real non-ASCII text and dotted names stay fine.
+        for ok in [
+            "/docs/%C3%A9t%C3%A9",
+            "/docs/%E6%97%A5%E6%9C%AC",
+            "/static/app.js",
+            "/v1.2/x",
+        ] {
+            assert_eq!(canonical(ok), Ok(ok), "{ok:?}");
+        }
     }
 }

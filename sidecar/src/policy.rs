@@ -65,6 +65,8 @@ pub struct Rule {
     /// Upper-case; empty means any method.
     pub methods: Vec<String>,
     pub path: PathMatch,
+    /// `path` in lower case, for the case-variant check in `route`.
+    folded: PathMatch,
     pub requirement: Requirement,
 }
 
@@ -176,13 +178,41 @@ impl Policy {
             Ok(p) => p,
             Err(e) => return Route::BadPath(e),
         };
-        let host = crate::path::host(authority);
-        let Some((index, rule, captures)) = self.rules.iter().enumerate().find_map(|(i, rule)| {
+        let Some(host) = crate::path::host(authority) else {
+            return Route::BadPath(crate::path::PathError::BadHost);
+        };
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            // `delete` would miss a `DELETE` rule here and run as DELETE
+            // upstream (many frameworks upper-case the method).
+            return Route::BadPath(crate::path::PathError::BadMethod);
+        }
+        let first = self.rules.iter().enumerate().find_map(|(i, rule)| {
             if !rule.host_matches(&host) {
                 return None;
             }
             match_path(&rule.path, path).map(|c| (i, rule, c))
-        }) else {
+        });
+        // Every spelling a lenient upstream could take for this path must be
+        // claimed by the same rule (or by none): `/ai/Admin` or
+        // `/ai/admin.json` must not slip past an admin rule to a broader one.
+        let index = first.as_ref().map(|(i, _, _)| *i);
+        // An exact `path:` rule names its resource, extension included.
+        let exact = first
+            .as_ref()
+            .is_some_and(|(_, r, _)| matches!(r.path, PathMatch::Exact(_)));
+        for (variant, folded, stem) in variants(path) {
+            if stem && exact {
+                continue;
+            }
+            let other = self.rules.iter().position(|rule| {
+                let m = if folded { &rule.folded } else { &rule.path };
+                rule.host_matches(&host) && match_path(m, &variant).is_some()
+            });
+            if other.is_some() && other != index {
+                return Route::BadPath(crate::path::PathError::Ambiguous);
+            }
+        }
+        let Some((index, rule, captures)) = first else {
             return Route::NoRule;
         };
         if rule.allows(method) {
@@ -283,8 +313,15 @@ fn build_rule(index: usize, r: RawRule) -> Result<Rule, String> {
     }
     Ok(Rule {
         name: r.name.unwrap_or_else(|| format!("rule-{}", index + 1)),
-        host: r.host.map(|h| crate::path::host(&h)),
+        host: match r.host {
+            Some(h) => Some(
+                crate::path::host(&h)
+                    .ok_or_else(|| format!("host {h:?} is not a valid host name"))?,
+            ),
+            None => None,
+        },
         methods,
+        folded: fold(&path),
         path,
         requirement,
     })
@@ -327,6 +364,46 @@ fn parse_pattern(p: &str) -> Result<Vec<Segment>, String> {
         segments.push(segment);
     }
     Ok(segments)
+}
+
+fn fold(path: &PathMatch) -> PathMatch {
+    match path {
+        PathMatch::Exact(p) => PathMatch::Exact(p.to_ascii_lowercase()),
+        PathMatch::Prefix(p) => PathMatch::Prefix(p.to_ascii_lowercase()),
+        PathMatch::Pattern(segments) => PathMatch::Pattern(
+            segments
+                .iter()
+                .map(|s| match s {
+                    Segment::Literal(l) => Segment::Literal(l.to_ascii_lowercase()),
+                    other => other.clone(),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Spellings a lenient upstream may treat as the same resource: the path in
+/// lower case (case-insensitive routers) and without a file extension on its
+/// last segment (suffix pattern matching), and both. Each with whether it is
+/// compared case-folded and whether it drops the extension.
+fn variants(path: &str) -> Vec<(String, bool, bool)> {
+    let mut out = Vec::new();
+    let lower = path.bytes().any(|b| b.is_ascii_uppercase());
+    let last = path.rsplit('/').next().unwrap_or_default();
+    let stem = last
+        .rfind('.')
+        .filter(|dot| *dot > 0)
+        .map(|dot| &path[..path.len() - last.len() + dot]);
+    if lower {
+        out.push((path.to_ascii_lowercase(), true, false));
+    }
+    if let Some(stem) = stem {
+        out.push((stem.to_string(), false, true));
+        if lower {
+            out.push((stem.to_ascii_lowercase(), true, true));
+        }
+    }
+    out
 }
 
 fn match_path<'a>(m: &'a PathMatch, path: &'a str) -> Option<HashMap<&'a str, &'a str>> {
@@ -522,6 +599,69 @@ rules:
             other => panic!("expected 405, got {other:?}"),
         }
         assert_eq!(name(p.route("h", "PUT", "/ai/chat")), Some("app"));
+    }
+
+    #[test]
+    fn case_and_suffix_spellings_must_land_on_the_same_rule() {
+        let p = Policy::parse(
+            r#"
+rules:
+  - {name: admin, prefix: /ai/admin/, roles: [admin]}
+  - {name: report, path: /files/report.pdf, allow: public}
+  - {name: app, prefix: /ai/, allow: authenticated}
+  - {name: files, prefix: /files/, allow: authenticated}
+"#,
+            "p.yaml",
+        )
+        .expect("valid");
+        for path in [
+            "/ai/Admin/x",
+            "/ai/ADMIN",
+            "/ai/admin.json",
+            "/ai/Admin.json",
+        ] {
+            assert!(
+                matches!(
+                    p.route("h", "GET", path),
+                    Route::BadPath(crate::path::PathError::Ambiguous)
+                ),
+                "{path}"
+            );
+        }
+        // Spellings that stay on their rule are judged as usual.
+        assert_eq!(name(p.route("h", "GET", "/ai/Chat")), Some("app"));
+        assert_eq!(name(p.route("h", "GET", "/ai/chat.json")), Some("app"));
+        assert_eq!(
+            name(p.route("h", "GET", "/files/report.pdf")),
+            Some("report")
+        );
+        assert_eq!(name(p.route("h", "GET", "/files/other.pdf")), Some("files"));
+    }
+
+    #[test]
+    fn methods_and_hosts_must_be_well_formed() {
+        let p = Policy::parse(POLICY, "p.yaml").expect("valid");
+        for method in ["get", "Post", "", "G ET"] {
+            assert!(
+                matches!(
+                    p.route("x", method, "/auth/login"),
+                    Route::BadPath(crate::path::PathError::BadMethod)
+                ),
+                "{method:?}"
+            );
+        }
+        for host in ["x@api.example.com", "a.com,api.example.com", "a b"] {
+            assert!(
+                matches!(
+                    p.route(host, "GET", "/auth/login"),
+                    Route::BadPath(crate::path::PathError::BadHost)
+                ),
+                "{host:?}"
+            );
+        }
+        assert!(
+            Policy::parse("rules:\n  - {host: 'a b', prefix: /, allow: public}\n", "p").is_err()
+        );
     }
 
     #[test]

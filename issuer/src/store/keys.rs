@@ -36,6 +36,18 @@ impl std::fmt::Debug for StoredKey {
     }
 }
 
+/// At least one more than before, and at least the wall clock in ms: after
+/// a database restore the next key change still outranks every version a
+/// sidecar has seen.
+const BUMP_KEY_SET_VERSION: &str = "UPDATE key_set_version SET version = \
+     CASE WHEN version + 1 > $1 THEN version + 1 ELSE $1 END WHERE id = 1";
+
+fn now_ms_for_version() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 pub(super) const KEY_COLUMNS: &str =
     "kid, alg, state, public_jwk, private_key_enc, created_at, activates_at, \
      retires_at, removes_at";
@@ -60,7 +72,8 @@ impl Store {
         .bind(key.removes_at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE key_set_version SET version = version + 1 WHERE id = 1")
+        sqlx::query(BUMP_KEY_SET_VERSION)
+            .bind(now_ms_for_version())
             .execute(&mut *tx)
             .await?;
         tx.commit().await
@@ -114,7 +127,8 @@ impl Store {
         .bind(key.removes_at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE key_set_version SET version = version + 1 WHERE id = 1")
+        sqlx::query(BUMP_KEY_SET_VERSION)
+            .bind(now_ms_for_version())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -186,7 +200,8 @@ impl Store {
             query.execute(&mut *tx).await.map_err(db)?;
         }
         if !changes.is_empty() {
-            sqlx::query("UPDATE key_set_version SET version = version + 1 WHERE id = 1")
+            sqlx::query(BUMP_KEY_SET_VERSION)
+                .bind(now_ms_for_version())
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;

@@ -18,6 +18,7 @@ on_both_backends!(
     revocation_records_outlive_every_token_they_cover,
     followers_are_bounded,
     heartbeats_flow_only_while_the_database_answers,
+    heartbeats_stop_when_only_revocations_cannot_be_read,
     the_jwks_version_grows_with_every_key_change,
 );
 
@@ -284,4 +285,54 @@ async fn the_jwks_version_grows_with_every_key_change(backend: Backend) {
     assert_eq!(r.status(), StatusCode::OK);
     let after = version(&jwks().await);
     assert!(after > before, "{after} > {before}");
+}
+
+/// Renames the revocations table behind the issuer's back: keys and users
+/// still read fine, revocations do not.
+async fn break_revocations(url: &str) {
+    use sqlx::Connection;
+    let sql = "ALTER TABLE revocations RENAME TO revocations_gone";
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
+        sqlx::query(sql).execute(&mut c).await.expect("rename");
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.expect("postgres");
+        sqlx::query(sql).execute(&mut c).await.expect("rename");
+    }
+}
+
+async fn heartbeats_stop_when_only_revocations_cannot_be_read(backend: Backend) {
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let r = t
+        .http
+        .get(t.url("/internal/revocations/stream?after=0"))
+        .send()
+        .await
+        .expect("stream");
+    let mut body = r.bytes_stream();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains("event: heartbeat") {
+        match tokio::time::timeout_at(deadline, body.next()).await {
+            Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => panic!("no heartbeat within 10 s: {seen}"),
+        }
+    }
+    break_revocations(&t._db.url).await;
+    // The key-set version (another table) still reads fine…
+    assert!(t.server.state.store.key_set_version().await.is_ok());
+    let settle = tokio::time::Instant::now() + Duration::from_millis(1_500);
+    while let Ok(Some(Ok(_))) = tokio::time::timeout_at(settle, body.next()).await {}
+    let mut after = String::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(until, body.next()).await {
+        after.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // …but without revocations there is no proof of progress.
+    assert!(
+        !after.contains("event: heartbeat"),
+        "heartbeat while revocations cannot be read: {after}"
+    );
 }

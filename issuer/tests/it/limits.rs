@@ -79,6 +79,44 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> O
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off() {
     let t = sqlite(|a| a.client_timeout_secs = 1).await;
+    // A connection that never says anything.
+    let mut silent = tokio::net::TcpStream::connect(t.server.addr)
+        .await
+        .expect("connect");
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "a silent connection is cut off"
+    );
+    // The start of an HTTP/2 preface, then nothing (no version sniffing hang).
+    let mut preface = tokio::net::TcpStream::connect(t.server.addr)
+        .await
+        .expect("connect");
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut preface, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "a partial HTTP/2 preface is cut off"
+    );
+    // A kept-alive connection idle after its first answer.
+    let mut idle = tokio::net::TcpStream::connect(t.server.addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let answered = closed_within(&mut idle, Duration::from_secs(10))
+        .await
+        .expect("an idle keep-alive connection is closed");
+    assert!(
+        String::from_utf8_lossy(&answered).starts_with("HTTP/1.1 200"),
+        "answered before closing"
+    );
     // Headers that never finish (slowloris).
     let mut slow = tokio::net::TcpStream::connect(t.server.addr)
         .await

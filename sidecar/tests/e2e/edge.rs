@@ -88,6 +88,19 @@ const ADMIN_VARIANTS: &[&str] = &[
     "/ai/admin%00/settings",
     "/ai/admin/settings?role=admin",
     "/ai/chat/../admin/settings?x=../../chat",
+    "/ai/Admin/settings",
+    "/ai/ADMIN",
+    "/ai/admin.json",
+    "/ai/Admin.json",
+    "/ai/admin./settings",
+    "/ai/admin%2e/settings",
+    "/ai/admin%20/settings",
+    "/ai/admin%09/settings",
+    "/ai/x/%C0%AE%C0%AE/admin/settings",
+    "/ai/x%C0%AF..%C0%AFadmin/settings",
+    "/ai/%EF%BD%81dmin/settings",
+    "/ai/x/%EF%BC%8E%EF%BC%8E/admin/settings",
+    "/ai/x/%E2%80%A4%E2%80%A4/admin/settings",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,6 +164,15 @@ async fn no_spelling_of_an_admin_path_reaches_the_upstream_for_a_plain_user() {
         } else {
             assert_eq!(r.status, 400, "{variant:?} neither normalised nor refused");
         }
+    }
+
+    // A lower-case method must not miss a method-restricted rule.
+    for line in [
+        "delete /ai/admin/settings HTTP/1.1",
+        "Get /ai/chat HTTP/1.1",
+    ] {
+        let r = raw_request(port, line, &[("authorization", &auth)]).await;
+        assert_eq!(r.status, 400, "{line}: {}", r.head);
     }
 
     // The sidecar itself refuses a non-canonical path even if Envoy let it
@@ -295,6 +317,31 @@ async fn identity_headers_arrive_once_whatever_the_client_sent() {
         .await;
         assert_eq!(r.status, 401, "{pair:?}: {}", r.head);
     }
+
+    // Headers that would make an upstream think of another host, or of
+    // another client address, never arrive as the client wrote them.
+    let r = raw_request(
+        port,
+        "GET /memory/notes HTTP/1.1",
+        &[
+            ("authorization", &auth),
+            ("x-forwarded-host", "admin.example.com"),
+            ("forwarded", "host=admin.example.com;for=6.6.6.6"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    let headers = &r.body["headers"];
+    assert!(headers.get("x-forwarded-host").is_none(), "{headers}");
+    assert!(headers.get("forwarded").is_none(), "{headers}");
+    let xff = headers["x-forwarded-for"][0].as_str().unwrap_or_default();
+    // Envoy appends the connection's peer: the right-most entry is Envoy's
+    // word, not the client's (what --trusted-proxy-hops 1 reads).
+    let entries: Vec<&str> = xff.split(',').map(str::trim).collect();
+    assert_eq!(entries.len(), 2, "{xff}");
+    assert_eq!(entries[0], "6.6.6.6");
+    assert_ne!(entries[1], "6.6.6.6", "{xff}");
 
     // Repeated copies on another upstream are replaced the same way.
     let r = raw_request(

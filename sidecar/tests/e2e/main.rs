@@ -271,8 +271,10 @@ async fn logout_on_one_replica_reaches_a_sidecar_following_another() {
     let replica = |_: u8| {
         let mut a = testing::test_args(&db_url, dir.path());
         a.redis_url = Some(redis.clone());
-        // Long poll: only Redis can make the revocation arrive quickly.
+        // Long poll and heartbeat (also a catch-up read): only Redis can
+        // make the revocation arrive quickly.
         a.feed_poll_ms = 60_000;
+        a.feed_heartbeat_ms = 20_000;
         a
     };
     let a = start_issuer(replica(0)).await;

@@ -44,9 +44,13 @@ pub fn render(ports: &[(&str, u16)]) -> String {
     text
 }
 
-/// What a lenient upstream could make of a raw path: decode percent-escapes
-/// until nothing changes (double encoding), treat `\\` as `/`, drop `;`
-/// path parameters (servlet containers), merge slashes, resolve dot segments.
+/// What the most lenient of upstreams could make of a raw path: decode
+/// percent-escapes until nothing changes (double encoding) with overlong
+/// UTF-8 accepted, fold fullwidth forms to ASCII (NFKC, Windows best-fit),
+/// treat `\\` as `/`, drop `;` path parameters (servlet containers), strip
+/// trailing dots and spaces from segments (Windows), merge slashes, resolve
+/// dot segments, ignore case, and drop the last segment's extension (suffix
+/// pattern matching).
 pub fn lenient_normalise(raw: &str) -> String {
     let mut path = raw.split('?').next().unwrap_or_default().to_string();
     for _ in 0..4 {
@@ -56,16 +60,35 @@ pub fn lenient_normalise(raw: &str) -> String {
         }
         path = decoded;
     }
-    let path = path.replace('\\', "/");
-    let mut out: Vec<&str> = Vec::new();
+    let path: String = path
+        .chars()
+        .map(|c| match c as u32 {
+            0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            0x2024 => '.',
+            _ => c,
+        })
+        .collect::<String>()
+        .replace('\\', "/")
+        .to_ascii_lowercase();
+    let mut out: Vec<String> = Vec::new();
     for segment in path.split('/') {
         let segment = segment.split(';').next().unwrap_or_default();
+        let segment = if segment == "." || segment == ".." {
+            segment
+        } else {
+            segment.trim_end_matches(['.', ' ', '\t'])
+        };
         match segment {
             "" | "." => {}
             ".." => {
                 out.pop();
             }
-            s => out.push(s),
+            s => out.push(s.to_string()),
+        }
+    }
+    if let Some(last) = out.last_mut() {
+        if let Some(dot) = last.rfind('.').filter(|d| *d > 0) {
+            last.truncate(dot);
         }
     }
     let trailing = path.ends_with('/') && !out.is_empty();
@@ -88,7 +111,31 @@ fn percent_decode(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    decode_lenient_utf8(&out)
+}
+
+/// UTF-8 as a careless decoder reads it: overlong two-byte forms accepted.
+fn decode_lenient_utf8(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if (0xC0..=0xC1).contains(&b) && i + 1 < bytes.len() {
+            out.push(char::from(((b & 0x1F) << 6) | (bytes[i + 1] & 0x3F)));
+            i += 2;
+            continue;
+        }
+        let len = match b {
+            0xF0..=0xF7 => 4,
+            0xE0..=0xEF => 3,
+            0xC2..=0xDF => 2,
+            _ => 1,
+        };
+        let end = (i + len).min(bytes.len());
+        out.push_str(&String::from_utf8_lossy(&bytes[i..end]));
+        i = end;
+    }
+    out
 }
 
 /// An upstream that answers with what it received, and with what a lenient

@@ -348,10 +348,20 @@ fn settings_that_cannot_work_are_refused_at_start() {
         "--policy",
         policy,
         "--issuer-url",
-        "http://issuer.mesh:3002",
+        "https://issuer.mesh:3002",
     ]);
     assert_eq!(code, Some(64), "{err}");
     assert!(err.contains("SIDECAR_FEED_TOKEN"), "{err}");
+    let (code, err) = run(&[
+        "--policy",
+        policy,
+        "--issuer-url",
+        "http://issuer.mesh:3002",
+        "--feed-token",
+        "t",
+    ]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("plain http"), "{err}");
     let (code, err) = run(&[
         "--policy",
         policy,
