@@ -1,7 +1,7 @@
 //! Signing keys (sealed) and the key-set version.
 
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use super::*;
 
@@ -57,25 +57,7 @@ impl Store {
 
     pub async fn insert_key(&self, key: &StoredKey) -> sqlx::Result<()> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, state, public_jwk, private_key_enc, created_at, \
-             activates_at, retires_at, removes_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.state)
-        .bind(&key.public_jwk)
-        .bind(key.private_key_enc.clone())
-        .bind(key.created_at)
-        .bind(key.activates_at)
-        .bind(key.retires_at)
-        .bind(key.removes_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(BUMP_KEY_SET_VERSION)
-            .bind(now_ms_for_version())
-            .execute(&mut *tx)
-            .await?;
+        insert_key_row(&mut tx, key).await?;
         tx.commit().await
     }
 
@@ -112,25 +94,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, state, public_jwk, private_key_enc, created_at, \
-             activates_at, retires_at, removes_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.state)
-        .bind(&key.public_jwk)
-        .bind(key.private_key_enc.clone())
-        .bind(key.created_at)
-        .bind(key.activates_at)
-        .bind(key.retires_at)
-        .bind(key.removes_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(BUMP_KEY_SET_VERSION)
-            .bind(now_ms_for_version())
-            .execute(&mut *tx)
-            .await?;
+        insert_key_row(&mut tx, key).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -223,4 +187,29 @@ pub(super) fn key_from_row(row: &AnyRow) -> sqlx::Result<StoredKey> {
         retires_at: row.try_get("retires_at")?,
         removes_at: row.try_get("removes_at")?,
     })
+}
+
+/// Inserts one key and bumps the key-set version, inside the caller's
+/// transaction.
+async fn insert_key_row(tx: &mut Transaction<'static, Any>, key: &StoredKey) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, state, public_jwk, private_key_enc, created_at, \
+         activates_at, retires_at, removes_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&key.kid)
+    .bind(&key.alg)
+    .bind(&key.state)
+    .bind(&key.public_jwk)
+    .bind(key.private_key_enc.clone())
+    .bind(key.created_at)
+    .bind(key.activates_at)
+    .bind(key.retires_at)
+    .bind(key.removes_at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(BUMP_KEY_SET_VERSION)
+        .bind(now_ms_for_version())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

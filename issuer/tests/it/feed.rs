@@ -8,7 +8,7 @@ use auth_types::{JwkSet, RevocationEvent, RevocationKind, MAX_LEEWAY_SECS};
 use futures_util::StreamExt;
 use issuer::store::NewRevocation;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::on_both_backends;
 use crate::support::*;
@@ -216,17 +216,18 @@ async fn followers_are_bounded(backend: Backend) {
     assert!(admitted, "a place frees up when a follower leaves");
 }
 
-async fn heartbeats_flow_only_while_the_database_answers(backend: Backend) {
-    let Some(t) = start(backend).await else {
-        return;
-    };
+type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+
+/// Follows the feed until its first heartbeat.
+async fn follow_until_heartbeat(t: &TestIssuer) -> ByteStream {
     let r = t
         .http
         .get(t.url("/internal/revocations/stream?after=0"))
         .send()
         .await
         .expect("stream");
-    let mut body = r.bytes_stream();
+    let mut body: ByteStream = Box::pin(r.bytes_stream());
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !seen.contains("event: heartbeat") {
@@ -235,17 +236,30 @@ async fn heartbeats_flow_only_while_the_database_answers(backend: Backend) {
             _ => panic!("no heartbeat within 10 s: {seen}"),
         }
     }
-    // The database goes away; the process (and its keep-alives) do not.
-    t.server.state.store.close().await;
-    // Discard what was already in flight, then listen for a while: absence
-    // can only be observed over a window.
+    body
+}
+
+/// What the feed says over a 4 s window, after discarding what was already
+/// in flight: absence can only be observed over a window.
+async fn next_four_seconds(body: &mut ByteStream) -> String {
     let settle = tokio::time::Instant::now() + Duration::from_millis(1_500);
     while let Ok(Some(Ok(_))) = tokio::time::timeout_at(settle, body.next()).await {}
-    let mut after = String::new();
+    let mut said = String::new();
     let until = tokio::time::Instant::now() + Duration::from_secs(4);
     while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(until, body.next()).await {
-        after.push_str(&String::from_utf8_lossy(&chunk));
+        said.push_str(&String::from_utf8_lossy(&chunk));
     }
+    said
+}
+
+async fn heartbeats_flow_only_while_the_database_answers(backend: Backend) {
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let mut body = follow_until_heartbeat(&t).await;
+    // The database goes away; the process (and its keep-alives) do not.
+    t.server.state.store.close().await;
+    let after = next_four_seconds(&mut body).await;
     assert!(
         !after.contains("event: heartbeat"),
         "heartbeat without a database: {after}"
@@ -270,15 +284,7 @@ async fn the_jwks_version_grows_with_every_key_change(backend: Backend) {
     };
     let before = version(&jwks().await);
     assert!(before >= 1, "the first key set is versioned");
-    let email = unique_email("kv");
-    let user: Value = t.register(&email, PASSWORD).await;
-    t.server
-        .state
-        .store
-        .set_roles(user["id"].as_str().expect("id"), &["admin".to_string()])
-        .await
-        .expect("roles");
-    let admin = t.login(&email, PASSWORD).await.access;
+    let admin = make_admin(&t).await;
     let r = t
         .post_auth("/admin/keys/rotate", &admin, Some(json!({"now": true})))
         .await;
@@ -305,31 +311,11 @@ async fn heartbeats_stop_when_only_revocations_cannot_be_read(backend: Backend) 
     let Some(t) = start(backend).await else {
         return;
     };
-    let r = t
-        .http
-        .get(t.url("/internal/revocations/stream?after=0"))
-        .send()
-        .await
-        .expect("stream");
-    let mut body = r.bytes_stream();
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !seen.contains("event: heartbeat") {
-        match tokio::time::timeout_at(deadline, body.next()).await {
-            Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
-            _ => panic!("no heartbeat within 10 s: {seen}"),
-        }
-    }
+    let mut body = follow_until_heartbeat(&t).await;
     break_revocations(&t._db.url).await;
     // The key-set version (another table) still reads fine…
     assert!(t.server.state.store.key_set_version().await.is_ok());
-    let settle = tokio::time::Instant::now() + Duration::from_millis(1_500);
-    while let Ok(Some(Ok(_))) = tokio::time::timeout_at(settle, body.next()).await {}
-    let mut after = String::new();
-    let until = tokio::time::Instant::now() + Duration::from_secs(4);
-    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(until, body.next()).await {
-        after.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let after = next_four_seconds(&mut body).await;
     // …but without revocations there is no proof of progress.
     assert!(
         !after.contains("event: heartbeat"),

@@ -165,6 +165,19 @@ pub async fn start_with(
     })
 }
 
+/// A fresh user with the `admin` role; returns its access token.
+pub async fn make_admin(t: &TestIssuer) -> String {
+    let email = unique_email("admin");
+    let user: Value = t.register(&email, PASSWORD).await;
+    t.server
+        .state
+        .store
+        .set_roles(user["id"].as_str().expect("id"), &["admin".to_string()])
+        .await
+        .expect("roles");
+    t.login(&email, PASSWORD).await.access
+}
+
 pub async fn start(backend: Backend) -> Option<TestIssuer> {
     start_with(backend, Arc::new(SystemClock), |_| {}).await
 }

@@ -14,18 +14,6 @@ on_both_backends!(
     user_changes_are_admin_only_and_validated,
 );
 
-async fn admin(t: &TestIssuer) -> String {
-    let email = unique_email("admin");
-    let user: Value = t.register(&email, PASSWORD).await;
-    t.server
-        .state
-        .store
-        .set_roles(user["id"].as_str().expect("id"), &["admin".to_string()])
-        .await
-        .expect("roles");
-    t.login(&email, PASSWORD).await.access
-}
-
 async fn patch(t: &TestIssuer, admin: &str, id: &str, body: Value) -> reqwest::Response {
     t.http
         .patch(t.url(&format!("/admin/users/{id}")))
@@ -59,7 +47,7 @@ async fn role_changes_revoke_live_tokens_and_new_tokens_carry_the_new_roles(back
     let Some(t) = start(backend).await else {
         return;
     };
-    let admin = admin(&t).await;
+    let admin = make_admin(&t).await;
     let email = unique_email("member");
     let user: Value = t.register(&email, PASSWORD).await;
     let id = user["id"].as_str().expect("id");
@@ -101,7 +89,7 @@ async fn disabling_ends_sessions_and_enabling_lets_the_user_back(backend: Backen
     let Some(t) = start(backend).await else {
         return;
     };
-    let admin = admin(&t).await;
+    let admin = make_admin(&t).await;
     let email = unique_email("leaver");
     let user: Value = t.register(&email, PASSWORD).await;
     let id = user["id"].as_str().expect("id");
@@ -140,7 +128,7 @@ async fn user_changes_are_admin_only_and_validated(backend: Backend) {
     let Some(t) = start(backend).await else {
         return;
     };
-    let admin = admin(&t).await;
+    let admin = make_admin(&t).await;
     let email = unique_email("plain");
     let user: Value = t.register(&email, PASSWORD).await;
     let id = user["id"].as_str().expect("id");
