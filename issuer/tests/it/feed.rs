@@ -152,18 +152,7 @@ async fn revocation_records_outlive_every_token_they_cover(backend: Backend) {
     let claims = t.verify(&tokens.access).await;
     let r = t.post_auth("/auth/logout", &tokens.access, None).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let feed: RevocationEvent = t
-        .http
-        .get(t.url("/internal/revocations?after=0"))
-        .send()
-        .await
-        .expect("feed")
-        .json()
-        .await
-        .expect("json");
-    let RevocationEvent::Snapshot { records, .. } = feed else {
-        panic!("snapshot")
-    };
+    let records = feed_records(&t).await;
     let record = records
         .iter()
         .find(|r| r.kind == RevocationKind::Session && r.subject == tokens.session_id)

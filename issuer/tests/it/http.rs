@@ -343,15 +343,7 @@ async fn refresh_rotates_and_reuse_revokes_the_session(backend: Backend) {
     );
 
     // The revocation is on the feed for sidecars.
-    let feed: RevocationEvent = t
-        .http
-        .get(t.url("/internal/revocations?after=0"))
-        .send()
-        .await
-        .expect("feed")
-        .json()
-        .await
-        .expect("json");
+    let feed = feed_page(&t).await;
     let RevocationEvent::Snapshot {
         records,
         last_seq,

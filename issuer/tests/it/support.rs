@@ -165,6 +165,26 @@ pub async fn start_with(
     })
 }
 
+/// The first page of the revocation feed, as a follower reads it.
+pub async fn feed_page(t: &TestIssuer) -> auth_types::RevocationEvent {
+    t.http
+        .get(t.url("/internal/revocations?after=0"))
+        .send()
+        .await
+        .expect("feed")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Live revocation records (the first page; tests hold fewer than a page).
+pub async fn feed_records(t: &TestIssuer) -> Vec<auth_types::RevocationRecord> {
+    match feed_page(t).await {
+        auth_types::RevocationEvent::Snapshot { records, .. } => records,
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+}
+
 /// A fresh user with the `admin` role; returns its access token.
 pub async fn make_admin(t: &TestIssuer) -> String {
     let email = unique_email("admin");

@@ -1,7 +1,7 @@
 //! Administrators change accounts; whatever a live token says about the
 //! user stops being honoured at once.
 
-use auth_types::{RevocationEvent, RevocationKind};
+use auth_types::RevocationKind;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -25,19 +25,8 @@ async fn patch(t: &TestIssuer, admin: &str, id: &str, body: Value) -> reqwest::R
 }
 
 async fn user_records(t: &TestIssuer, user_id: &str) -> Vec<auth_types::RevocationRecord> {
-    let feed: RevocationEvent = t
-        .http
-        .get(t.url("/internal/revocations?after=0"))
-        .send()
+    feed_records(t)
         .await
-        .expect("feed")
-        .json()
-        .await
-        .expect("json");
-    let RevocationEvent::Snapshot { records, .. } = feed else {
-        panic!("snapshot")
-    };
-    records
         .into_iter()
         .filter(|r| r.kind == RevocationKind::UserGeneration && r.subject == user_id)
         .collect()
