@@ -166,6 +166,12 @@ pub struct ServeArgs {
     /// A session ends this many seconds after login, however active.
     #[arg(long, env = "ISSUER_SESSION_MAX_LIFETIME", default_value_t = 30 * 86_400, value_parser = clap::value_parser!(i64).range(60..=365 * 86_400))]
     pub session_max_lifetime: i64,
+    /// Refresh grace window in seconds: presenting the refresh token that was
+    /// just rotated again within this time (two tabs racing, a retry after a
+    /// lost response) returns the same successor instead of ending the
+    /// session as token reuse. 0 is strict rotation.
+    #[arg(long, env = "ISSUER_REFRESH_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=60))]
+    pub refresh_grace_secs: i64,
     /// argon2id memory cost in KiB (OWASP: 19456).
     #[arg(long, env = "ISSUER_ARGON2_MEMORY_KIB", default_value_t = 19_456, value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
     pub argon2_memory_kib: u32,

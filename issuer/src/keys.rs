@@ -321,6 +321,17 @@ impl Keyring {
         new_stored_key(&self.kek, alg, state, now, activates_at)
     }
 
+    /// Seals other secrets at rest (the refresh grace window's successor,
+    /// sign-in state). Callers put their purpose in `aad`, so a sealed value
+    /// cannot be replayed where another kind is expected.
+    pub fn seal(&self, aad: &str, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.kek.seal(aad, plaintext)
+    }
+
+    pub fn open_sealed(&self, aad: &str, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.kek.open(aad, sealed)
+    }
+
     pub fn snapshot(&self) -> Arc<KeySnapshot> {
         self.snapshot.load_full()
     }

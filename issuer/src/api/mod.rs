@@ -4,8 +4,10 @@ pub mod admin;
 pub mod auth;
 pub mod extract;
 pub mod feed;
+pub mod grant;
 pub mod limits;
 pub mod ops;
+pub mod sessions;
 pub mod users;
 
 use axum::extract::DefaultBodyLimit;
@@ -19,13 +21,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/logout-all", post(auth::logout_all))
-        .route("/auth/me", get(auth::me))
+        .route("/auth/refresh", post(sessions::refresh))
+        .route("/auth/logout", post(sessions::logout))
+        .route("/auth/logout-all", post(sessions::logout_all))
+        .route("/auth/me", get(sessions::me))
         .route("/auth/password", post(auth::change_password))
-        .route("/auth/sessions", get(auth::sessions))
-        .route("/auth/sessions/{id}", delete(auth::delete_session))
+        .route("/auth/sessions", get(sessions::sessions))
+        .route("/auth/sessions/{id}", delete(sessions::delete_session))
         .route("/admin/keys", get(admin::list))
         .route("/admin/keys/rotate", post(admin::rotate))
         .route("/admin/keys/{kid}/revoke", post(admin::revoke))

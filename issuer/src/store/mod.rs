@@ -20,7 +20,7 @@ mod users;
 pub use audit::AuditEntry;
 pub use keys::StoredKey;
 pub use revocations::NewRevocation;
-pub use sessions::{NewSession, RefreshLookup, Session};
+pub use sessions::{NewSession, RefreshLookup, Rotation, Session, Successor};
 pub use users::{CreateUserError, User, UserChange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

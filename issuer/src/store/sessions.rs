@@ -43,6 +43,31 @@ pub struct NewSession<'a> {
 pub struct RefreshLookup {
     pub session: Session,
     pub rotated_at: Option<i64>,
+    /// Set when this token was rotated: what it was rotated into.
+    pub successor: Option<Successor>,
+}
+
+/// The token a rotated refresh token was replaced by, for the grace window.
+#[derive(Debug, Clone)]
+pub struct Successor {
+    pub rotated_at_ms: i64,
+    /// The successor token sealed with the KEK; cleared once the session
+    /// rotates again, so only the newest rotation can be replayed into.
+    pub sealed: Option<Vec<u8>>,
+    /// Whether the successor has itself been rotated (this token is then
+    /// two generations old).
+    pub successor_rotated: bool,
+}
+
+/// What a rotation writes.
+pub struct Rotation<'a> {
+    pub session_id: &'a str,
+    pub old_hash: &'a str,
+    pub new_hash: &'a str,
+    /// `None` when the grace window is off.
+    pub new_sealed: Option<&'a [u8]>,
+    pub now_ms: i64,
+    pub idle_expires_at: i64,
 }
 
 pub(super) const SESSION_COLUMNS: &str =
@@ -103,8 +128,11 @@ impl Store {
 
     pub async fn find_refresh(&self, token_hash: &str) -> sqlx::Result<Option<RefreshLookup>> {
         let sql = format!(
-            "SELECT {SESSION_COLUMNS}, r.rotated_at FROM refresh_tokens r \
-             JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1"
+            "SELECT {SESSION_COLUMNS}, r.rotated_at, r.rotated_at_ms, r.successor_sealed, \
+             n.token_hash AS successor_hash, n.rotated_at AS successor_rotated_at \
+             FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id \
+             LEFT JOIN refresh_tokens n ON n.token_hash = r.successor_hash \
+             WHERE r.token_hash = $1"
         );
         let Some(row) = sqlx::query(&sql)
             .bind(token_hash)
@@ -113,28 +141,40 @@ impl Store {
         else {
             return Ok(None);
         };
+        let rotated_at_ms: Option<i64> = row.try_get("rotated_at_ms")?;
+        let successor_hash: Option<String> = row.try_get("successor_hash")?;
+        let successor = match (rotated_at_ms, successor_hash) {
+            (Some(rotated_at_ms), Some(_)) => Some(Successor {
+                rotated_at_ms,
+                sealed: row.try_get("successor_sealed")?,
+                successor_rotated: row
+                    .try_get::<Option<i64>, _>("successor_rotated_at")?
+                    .is_some(),
+            }),
+            _ => None,
+        };
         Ok(Some(RefreshLookup {
             session: session_from_row(&row)?,
             rotated_at: row.try_get("rotated_at")?,
+            successor,
         }))
     }
 
-    /// Marks `old_hash` rotated and stores `new_hash`, only if `old_hash` was
-    /// not rotated already: of two concurrent refreshes exactly one wins.
-    pub async fn rotate_refresh(
-        &self,
-        session_id: &str,
-        old_hash: &str,
-        new_hash: &str,
-        now: i64,
-        idle_expires_at: i64,
-    ) -> sqlx::Result<bool> {
+    /// Marks `old_hash` rotated into `new_hash`, only if `old_hash` was not
+    /// rotated already: of two concurrent refreshes exactly one wins, and the
+    /// loser reads the winner's successor (decided once, here, for every
+    /// replica).
+    pub async fn rotate_refresh(&self, r: &Rotation<'_>) -> sqlx::Result<bool> {
         let mut tx = self.writer.begin().await?;
         let won = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = $1 WHERE token_hash = $2 AND rotated_at IS NULL",
+            "UPDATE refresh_tokens SET rotated_at = $1, rotated_at_ms = $2, successor_hash = $3, \
+             successor_sealed = $4 WHERE token_hash = $5 AND rotated_at IS NULL",
         )
-        .bind(now)
-        .bind(old_hash)
+        .bind(r.now_ms.div_euclid(1000))
+        .bind(r.now_ms)
+        .bind(r.new_hash)
+        .bind(r.new_sealed.map(<[u8]>::to_vec))
+        .bind(r.old_hash)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -143,21 +183,30 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
+        // Only the newest rotation keeps its sealed successor.
+        sqlx::query(
+            "UPDATE refresh_tokens SET successor_sealed = NULL \
+             WHERE session_id = $1 AND token_hash <> $2 AND successor_sealed IS NOT NULL",
+        )
+        .bind(r.session_id)
+        .bind(r.old_hash)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
         )
-        .bind(new_hash)
-        .bind(session_id)
-        .bind(now)
+        .bind(r.new_hash)
+        .bind(r.session_id)
+        .bind(r.now_ms.div_euclid(1000))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE sessions SET last_used_at = $1, idle_expires_at = $2 \
              WHERE id = $3 AND revoked_at IS NULL",
         )
-        .bind(now)
-        .bind(idle_expires_at)
-        .bind(session_id)
+        .bind(r.now_ms.div_euclid(1000))
+        .bind(r.idle_expires_at)
+        .bind(r.session_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

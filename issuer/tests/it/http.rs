@@ -18,6 +18,8 @@ on_both_backends!(
     refresh_rotates_and_reuse_revokes_the_session,
     refresh_accepts_the_cookie,
     concurrent_refreshes_exactly_one_wins,
+    concurrent_refreshes_in_the_grace_window_agree,
+    grace_window_replays_only_the_newest_rotation,
     sessions_expire_by_idle_timeout_and_absolute_lifetime,
     logout_and_logout_all_end_sessions,
     sessions_list_and_delete_only_own,
@@ -295,7 +297,8 @@ async fn wrong_password_and_unknown_email_look_the_same(backend: Backend) {
 }
 
 async fn refresh_rotates_and_reuse_revokes_the_session(backend: Backend) {
-    let Some(t) = start(backend).await else {
+    let clock = manual_clock();
+    let Some(t) = start_with(backend, clock.clone(), |_| {}).await else {
         return;
     };
     let email = unique_email("rot");
@@ -313,7 +316,9 @@ async fn refresh_rotates_and_reuse_revokes_the_session(backend: Backend) {
         StatusCode::OK
     );
 
-    // Replaying RT1 after RT2 exists: refused, and RT2 dies with the session.
+    // Replaying RT1 after RT2 exists, past the grace window: refused, and
+    // RT2 dies with the session.
+    clock.advance_secs(t.server.state.settings.refresh_grace_secs + 1);
     let (status, code, message) = error_code(t.refresh(&first.refresh).await).await;
     assert_eq!(
         (status, code.as_str()),
@@ -383,37 +388,201 @@ async fn refresh_accepts_the_cookie(backend: Backend) {
         .contains("__Host-refresh_token=rt_"));
 }
 
+/// Eight requests race with one refresh token: `n_ok` of them succeed, and
+/// every successful answer carries the same successor.
+async fn race_refreshes(base_urls: &[&str], refresh_token: &str) -> (usize, Vec<String>) {
+    let http = reqwest::Client::new();
+    let attempts = (0..8).map(|i| {
+        let http = http.clone();
+        let url = format!("{}/auth/refresh", base_urls[i % base_urls.len()]);
+        let rt = refresh_token.to_string();
+        tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .json(&json!({"refresh_token": rt}))
+                .send()
+                .await
+                .expect("send");
+            let status = r.status();
+            let body: Value = r.json().await.expect("json");
+            (status, body)
+        })
+    });
+    let mut successors = Vec::new();
+    for a in attempts.collect::<Vec<_>>() {
+        let (status, body) = a.await.expect("join");
+        match status {
+            StatusCode::OK => {
+                successors.push(body["refresh_token"].as_str().expect("rt").to_string())
+            }
+            StatusCode::UNAUTHORIZED => assert_eq!(body["error"], "invalid_grant"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    (successors.len(), successors)
+}
+
 async fn concurrent_refreshes_exactly_one_wins(backend: Backend) {
-    let Some(t) = start(backend).await else {
+    let Some(t) = start_with(backend, Arc::new(issuer::clock::SystemClock), |a| {
+        a.refresh_grace_secs = 0;
+    })
+    .await
+    else {
         return;
     };
     let email = unique_email("race");
     t.register(&email, PASSWORD).await;
     for _round in 0..3 {
         let tokens = t.login(&email, PASSWORD).await;
-        let attempts = (0..8).map(|_| {
-            let http = t.http.clone();
-            let url = t.url("/auth/refresh");
-            let rt = tokens.refresh.clone();
-            tokio::spawn(async move {
-                http.post(url)
-                    .json(&json!({"refresh_token": rt}))
-                    .send()
-                    .await
-                    .expect("send")
-                    .status()
-            })
-        });
-        let mut statuses = Vec::new();
-        for a in attempts.collect::<Vec<_>>() {
-            statuses.push(a.await.expect("join"));
-        }
-        let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
-        assert_eq!(ok, 1, "{statuses:?}");
-        assert!(statuses
-            .iter()
-            .all(|s| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED));
+        let (ok, _) = race_refreshes(&[&t.server.base_url], &tokens.refresh).await;
+        assert_eq!(ok, 1, "strict rotation: one winner");
     }
+}
+
+async fn concurrent_refreshes_in_the_grace_window_agree(backend: Backend) {
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let email = unique_email("tabs");
+    t.register(&email, PASSWORD).await;
+    for _round in 0..3 {
+        let tokens = t.login(&email, PASSWORD).await;
+        let (ok, successors) = race_refreshes(&[&t.server.base_url], &tokens.refresh).await;
+        assert_eq!(ok, 8, "every racer succeeds");
+        assert!(
+            successors.iter().all(|s| *s == successors[0]),
+            "one successor, not branches: {successors:?}"
+        );
+        // The successor works, and the session goes on.
+        let r = t.refresh(&successors[0]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let next = Tokens::from(r.json::<Value>().await.expect("json"));
+        assert_eq!(
+            t.get_auth("/auth/me", &next.access).await.status(),
+            StatusCode::OK
+        );
+    }
+}
+
+/// The successor is decided once, in the database: racers spread over two
+/// replicas of one PostgreSQL get the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_agree_on_the_successor() {
+    let Some(a) = start(Backend::Postgres).await else {
+        return;
+    };
+    let b = issuer::testing::start(
+        issuer::testing::test_args(&a._db.url, a._db.dir.path()),
+        Arc::new(issuer::clock::SystemClock),
+    )
+    .await
+    .expect("replica b");
+    let email = unique_email("replicas");
+    a.register(&email, PASSWORD).await;
+    for _round in 0..3 {
+        let tokens = a.login(&email, PASSWORD).await;
+        let (ok, successors) =
+            race_refreshes(&[&a.server.base_url, &b.base_url], &tokens.refresh).await;
+        assert_eq!(ok, 8, "every racer succeeds on either replica");
+        assert!(
+            successors.iter().all(|s| *s == successors[0]),
+            "{successors:?}"
+        );
+    }
+    // Past the successor, replaying on the other replica is reuse there too.
+    let tokens = a.login(&email, PASSWORD).await;
+    let r = a.refresh(&tokens.refresh).await;
+    let second = Tokens::from(r.json::<Value>().await.expect("json"));
+    assert_eq!(a.refresh(&second.refresh).await.status(), StatusCode::OK);
+    let r = reqwest::Client::new()
+        .post(format!("{}/auth/refresh", b.base_url))
+        .json(&json!({"refresh_token": tokens.refresh}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    b.stop().await;
+}
+
+/// Only the newest rotation can be replayed, only within the window, and
+/// only while the session lives; anything else is reuse and ends the session.
+async fn grace_window_replays_only_the_newest_rotation(backend: Backend) {
+    let clock = manual_clock();
+    let Some(t) = start_with(backend, clock.clone(), |a| a.refresh_grace_secs = 5).await else {
+        return;
+    };
+    let email = unique_email("grace");
+    t.register(&email, PASSWORD).await;
+
+    // A retry after a lost response gets the same successor, with a fresh,
+    // valid access token for the same session.
+    let rt1 = t.login(&email, PASSWORD).await;
+    let r = t.refresh(&rt1.refresh).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rt2 = Tokens::from(r.json::<Value>().await.expect("json"));
+    clock.advance_secs(4);
+    let r = t.refresh(&rt1.refresh).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .contains(&rt2.refresh));
+    let retried = Tokens::from(r.json::<Value>().await.expect("json"));
+    assert_eq!(retried.refresh, rt2.refresh);
+    assert_eq!(retried.session_id, rt1.session_id);
+    assert_eq!(
+        t.get_auth("/auth/me", &retried.access).await.status(),
+        StatusCode::OK
+    );
+
+    // Two generations old, even inside the window: reuse.
+    let r = t.refresh(&rt2.refresh).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rt3 = Tokens::from(r.json::<Value>().await.expect("json"));
+    let (status, code, message) = error_code(t.refresh(&rt1.refresh).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "invalid_grant")
+    );
+    assert!(message.contains("revoked"), "{message}");
+    assert_eq!(
+        t.refresh(&rt3.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        t.get_auth("/auth/me", &rt3.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(feed_records(&t)
+        .await
+        .iter()
+        .any(|r| r.kind == RevocationKind::Session && r.subject == rt1.session_id));
+
+    // After the window, the just-rotated token is reuse too.
+    let a1 = t.login(&email, PASSWORD).await;
+    let r = t.refresh(&a1.refresh).await;
+    let a2 = Tokens::from(r.json::<Value>().await.expect("json"));
+    clock.advance_secs(6);
+    assert_eq!(
+        t.refresh(&a1.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        t.refresh(&a2.refresh).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the session was ended"
+    );
+
+    // A session ended by logout gives nothing back, even inside the window.
+    let b1 = t.login(&email, PASSWORD).await;
+    let r = t.refresh(&b1.refresh).await;
+    let b2 = Tokens::from(r.json::<Value>().await.expect("json"));
+    let r = t.post_auth("/auth/logout", &b2.access, None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        t.refresh(&b1.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 async fn sessions_expire_by_idle_timeout_and_absolute_lifetime(backend: Backend) {

@@ -1,7 +1,7 @@
 //! The store's guarantees, on SQLite and PostgreSQL alike.
 
 use auth_types::RevocationKind;
-use issuer::store::{CreateUserError, NewRevocation, NewSession, Store, User};
+use issuer::store::{CreateUserError, NewRevocation, NewSession, Rotation, Store, User};
 
 use crate::on_both_backends;
 use crate::support::{database, Backend};
@@ -91,24 +91,56 @@ async fn refresh_rotation_is_compare_and_swap(backend: Backend) {
     let u = user("rot@example.com");
     store.create_user(&u).await.expect("create");
     session(&store, &u.id, "s1", "h1").await;
+    let rotation = |old, new, sealed, now_ms: i64| Rotation {
+        session_id: "s1",
+        old_hash: old,
+        new_hash: new,
+        new_sealed: sealed,
+        now_ms,
+        idle_expires_at: now_ms / 1000 + 1_000,
+    };
     assert!(store
-        .rotate_refresh("s1", "h1", "h2", 200, 1_200)
+        .rotate_refresh(&rotation("h1", "h2", Some(b"sealed-2"), 200_000))
         .await
         .expect("db"));
     assert!(
         !store
-            .rotate_refresh("s1", "h1", "h3", 201, 1_201)
+            .rotate_refresh(&rotation("h1", "h3", Some(b"sealed-3"), 201_000))
             .await
             .expect("db"),
         "h1 already rotated"
     );
     let old = store.find_refresh("h1").await.expect("db").expect("found");
     assert_eq!(old.rotated_at, Some(200));
+    let successor = old.successor.expect("h1 knows its successor");
+    assert_eq!(successor.rotated_at_ms, 200_000);
+    assert_eq!(
+        successor.sealed.as_deref(),
+        Some(&b"sealed-2"[..]),
+        "the winner's, not the loser's"
+    );
+    assert!(!successor.successor_rotated);
     let new = store.find_refresh("h2").await.expect("db").expect("found");
     assert_eq!(new.rotated_at, None);
+    assert!(new.successor.is_none());
     assert_eq!(new.session.last_used_at, 200);
     assert_eq!(new.session.idle_expires_at, 1_200);
     assert!(store.find_refresh("h3").await.expect("db").is_none());
+
+    // The next rotation: h1 is now two generations old and loses its sealed copy.
+    assert!(store
+        .rotate_refresh(&rotation("h2", "h4", Some(b"sealed-4"), 202_000))
+        .await
+        .expect("db"));
+    let old = store.find_refresh("h1").await.expect("db").expect("found");
+    let successor = old.successor.expect("still linked");
+    assert!(successor.successor_rotated);
+    assert_eq!(successor.sealed, None);
+    let mid = store.find_refresh("h2").await.expect("db").expect("found");
+    assert_eq!(
+        mid.successor.and_then(|s| s.sealed).as_deref(),
+        Some(&b"sealed-4"[..])
+    );
 }
 
 async fn session_revocation_is_recorded_once_and_in_order(backend: Backend) {

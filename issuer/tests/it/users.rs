@@ -101,7 +101,11 @@ async fn disabling_ends_sessions_and_enabling_lets_the_user_back(backend: Backen
     let r = t
         .post("/auth/login", json!({"email": email, "password": PASSWORD}))
         .await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (status, code, _) = error_code(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "account_disabled")
+    );
     assert!(!user_records(&t, id).await.is_empty());
 
     let r = patch(&t, &admin, id, json!({"disabled": false})).await;

@@ -1,0 +1,191 @@
+//! The one path that hands out tokens. Every way of signing in (password,
+//! and later GitHub, passkeys, MFA completion) ends in [`start_session`];
+//! every refresh ends in [`continue_session`]. Both go through [`grant`], so
+//! rules such as "disabled users get no tokens", and the metrics and audit
+//! of a sign-in, live in one place.
+
+use auth_types::{AccessClaims, Audience};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use super::extract::Client;
+use crate::clock::Now;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{NewSession, Session, User};
+use crate::tokens::{mint_access_token, new_id, new_refresh_token, refresh_token_hash};
+use crate::AppState;
+
+pub const REFRESH_COOKIE: &str = "__Host-refresh_token";
+
+#[derive(Serialize)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_token: String,
+    session_id: String,
+}
+
+enum Grant<'a> {
+    Start {
+        amr: &'a str,
+    },
+    Continue {
+        session: &'a Session,
+        refresh_token: String,
+        /// Metrics outcome: `success`, or `grace` for a replay in the window.
+        outcome: &'static str,
+    },
+}
+
+/// A new session for a user who has just proved who they are. `amr` lists
+/// how (RFC 8176 values, space-separated).
+pub async fn start_session(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    amr: &str,
+    now: Now,
+) -> ApiResult<Response> {
+    grant(state, client, user, Grant::Start { amr }, now).await
+}
+
+/// Tokens for a session that goes on, with the refresh token that now
+/// stands for it.
+pub async fn continue_session(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    session: &Session,
+    refresh_token: String,
+    outcome: &'static str,
+    now: Now,
+) -> ApiResult<Response> {
+    let grant_kind = Grant::Continue {
+        session,
+        refresh_token,
+        outcome,
+    };
+    grant(state, client, user, grant_kind, now).await
+}
+
+async fn grant(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    grant: Grant<'_>,
+    now: Now,
+) -> ApiResult<Response> {
+    if user.disabled_at.is_some() {
+        return Err(match grant {
+            Grant::Start { .. } => {
+                state.metrics.login("disabled");
+                state
+                    .audit(now.secs(), "login_disabled", Some(user), client, None)
+                    .await;
+                ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "account_disabled",
+                    "account is disabled",
+                )
+            }
+            Grant::Continue { .. } => {
+                state.metrics.refresh("disabled");
+                ApiError::unauthorized("invalid_grant", "refresh token is invalid")
+            }
+        });
+    }
+    match grant {
+        Grant::Start { amr } => {
+            let session_id = new_id();
+            let refresh_token = new_refresh_token().map_err(ApiError::internal)?;
+            let settings = &state.settings;
+            let absolute_expires_at = now.secs() + settings.session_max_lifetime;
+            state
+                .store
+                .create_session(&NewSession {
+                    id: &session_id,
+                    user_id: &user.id,
+                    now: now.secs(),
+                    idle_expires_at: (now.secs() + settings.session_idle_timeout)
+                        .min(absolute_expires_at),
+                    absolute_expires_at,
+                    ip: client.ip.as_deref(),
+                    user_agent: client.user_agent.as_deref(),
+                    amr,
+                    refresh_hash: &refresh_token_hash(&refresh_token),
+                })
+                .await
+                .map_err(ApiError::internal)?;
+            state.metrics.login("success");
+            state
+                .audit(
+                    now.secs(),
+                    "login_success",
+                    Some(user),
+                    client,
+                    Some(&format!("session={session_id} amr={amr}")),
+                )
+                .await;
+            token_response(state, user, &session_id, amr, refresh_token, now)
+        }
+        Grant::Continue {
+            session,
+            refresh_token,
+            outcome,
+        } => {
+            state.metrics.refresh(outcome);
+            token_response(state, user, &session.id, &session.amr, refresh_token, now)
+        }
+    }
+}
+
+fn token_response(
+    state: &AppState,
+    user: &User,
+    session_id: &str,
+    amr: &str,
+    refresh_token: String,
+    now: Now,
+) -> ApiResult<Response> {
+    let settings = &state.settings;
+    let claims = AccessClaims {
+        iss: settings.issuer_url.clone(),
+        sub: user.id.clone(),
+        aud: Audience::One(settings.audience.clone()),
+        exp: now.secs() + settings.keys.access_token_ttl,
+        iat: now.secs(),
+        nbf: Some(now.secs()),
+        user_gen: user.token_generation,
+        jti: new_id(),
+        sid: session_id.to_string(),
+        client_id: settings.client_id.clone(),
+        roles: user.roles.clone(),
+        permissions: Vec::new(),
+        amr: amr.split_whitespace().map(str::to_string).collect(),
+        email: Some(user.email.clone()),
+    };
+    let keys = state.keys.snapshot();
+    let access_token = mint_access_token(&keys.signing, &claims).map_err(ApiError::internal)?;
+    let cookie = format!(
+        "{REFRESH_COOKIE}={refresh_token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        settings.session_idle_timeout
+    );
+    let body = TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: settings.keys.access_token_ttl,
+        refresh_token,
+        session_id: session_id.to_string(),
+    };
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+    );
+    Ok(response)
+}
