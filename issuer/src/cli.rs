@@ -44,6 +44,7 @@ pub async fn create_user(args: &CreateUserArgs) -> anyhow::Result<()> {
         password_changed_at: now,
         disabled_at: None,
         token_generation: 0,
+        email_verified_at: None,
     };
     match store.create_user(&user).await {
         Ok(()) => {}

@@ -245,6 +245,12 @@ pub struct ServeArgs {
     /// Open connections at most; more are closed on accept.
     #[arg(long, env = "ISSUER_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// Origins (`https://app.example.com`) that sign-in may send the browser
+    /// back to with `return_to`; anything else is refused (no open redirect).
+    #[arg(long, env = "ISSUER_ALLOWED_RETURN_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub allowed_return_origins: Vec<String>,
+    #[command(flatten)]
+    pub github: GithubArgs,
     /// text or json
     #[arg(long, env = "ISSUER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -270,6 +276,73 @@ impl ServeArgs {
 
     pub fn is_embedded(&self) -> bool {
         self.db.database_url.starts_with("sqlite:")
+    }
+}
+
+/// Sign in with GitHub (an OAuth app). Off unless a client id is given.
+#[derive(Debug, Clone, Args)]
+pub struct GithubArgs {
+    /// The OAuth app's client id; enables GitHub sign-in.
+    #[arg(long, env = "ISSUER_GITHUB_CLIENT_ID")]
+    pub github_client_id: Option<String>,
+    /// The OAuth app's client secret, read from this file (preferred).
+    #[arg(long, env = "ISSUER_GITHUB_CLIENT_SECRET_FILE")]
+    pub github_client_secret_file: Option<PathBuf>,
+    /// The client secret itself (environment only in practice; never logged).
+    #[arg(long, env = "ISSUER_GITHUB_CLIENT_SECRET", hide_env_values = true)]
+    pub github_client_secret: Option<Secret>,
+    /// GitHub's web address (GitHub Enterprise: your server; tests: the fake).
+    #[arg(long, env = "ISSUER_GITHUB_WEB_URL", default_value = "https://github.com", value_parser = parse_http_url)]
+    pub github_web_url: String,
+    /// GitHub's REST API address.
+    #[arg(long, env = "ISSUER_GITHUB_API_URL", default_value = "https://api.github.com", value_parser = parse_http_url)]
+    pub github_api_url: String,
+    /// Only members of these organisations may sign in (adds `read:org`).
+    #[arg(long, env = "ISSUER_GITHUB_ALLOWED_ORGS", value_delimiter = ',')]
+    pub github_allowed_orgs: Vec<String>,
+    /// Only members of these teams (`org/team-slug`) may sign in (adds `read:org`).
+    #[arg(long, env = "ISSUER_GITHUB_ALLOWED_TEAMS", value_delimiter = ',', value_parser = parse_team)]
+    pub github_allowed_teams: Vec<String>,
+    /// Each call to GitHub must answer within this many milliseconds.
+    #[arg(long, env = "ISSUER_GITHUB_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub github_timeout_ms: u64,
+}
+
+/// A secret setting: printed as `[redacted]`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(Secret(s.trim().to_string()))
+    }
+}
+
+fn parse_origin(s: &str) -> Result<String, String> {
+    let url = parse_http_url(s)?;
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    if rest.contains(['/', '?', '#', '@']) {
+        return Err("expected an origin: scheme://host[:port], no path".into());
+    }
+    Ok(url.to_ascii_lowercase())
+}
+
+fn parse_team(s: &str) -> Result<String, String> {
+    match s.split_once('/') {
+        Some((org, team)) if !org.is_empty() && !team.is_empty() && !team.contains('/') => {
+            Ok(s.to_string())
+        }
+        _ => Err("expected org/team-slug".into()),
     }
 }
 

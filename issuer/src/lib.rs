@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod feed;
+pub mod github;
 pub mod keys;
 pub mod metrics;
 pub mod password;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub feed: Arc<FeedHub>,
+    /// `None` when GitHub sign-in is not configured.
+    pub github: Option<Arc<github::GitHub>>,
 }
 
 impl AppState {
@@ -232,7 +235,10 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
         settings.redis_url.as_deref(),
         usize::try_from(settings.max_feed_followers).unwrap_or(usize::MAX),
     )?);
+    let github =
+        github::GitHub::from_settings(&settings.github, &settings.issuer_url)?.map(Arc::new);
     let state = AppState {
+        github,
         store: store.clone(),
         settings: Arc::new(settings),
         keys,
@@ -323,6 +329,9 @@ async fn prune(state: AppState) {
             Err(e) => tracing::warn!(error = %e, "prune failed"),
         }
         let keep = state.settings.audit_retention_days * 86_400;
+        if let Err(e) = state.store.prune_oauth_states(now).await {
+            tracing::warn!(error = %e, "oauth state prune failed");
+        }
         match state.store.prune_audit(now - keep).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned audit entries past retention"),

@@ -111,6 +111,7 @@ pub async fn register(
         password_changed_at: now,
         disabled_at: None,
         token_generation: 0,
+        email_verified_at: None,
     };
     match state.store.create_user(&user).await {
         Ok(()) => {}
@@ -154,7 +155,11 @@ pub async fn login(
         .hasher
         .verify(
             req.password.clone(),
-            user.as_ref().map(|u| u.password_hash.clone()),
+            // An account without a password (made through GitHub) costs the
+            // same dummy hash as an unknown one, so neither shows.
+            user.as_ref()
+                .filter(|u| u.has_password())
+                .map(|u| u.password_hash.clone()),
         )
         .await
         .map_err(ApiError::from)?;

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod extract;
 pub mod feed;
+pub mod github;
 pub mod grant;
 pub mod limits;
 pub mod ops;
@@ -28,6 +29,11 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/password", post(auth::change_password))
         .route("/auth/sessions", get(sessions::sessions))
         .route("/auth/sessions/{id}", delete(sessions::delete_session))
+        .route("/auth/github/login", get(github::login))
+        .route("/auth/github/callback", get(github::callback))
+        .route("/auth/github/link", post(github::link))
+        .route("/auth/identities", get(github::identities))
+        .route("/auth/identities/{provider}", delete(github::unlink))
         .route("/admin/keys", get(admin::list))
         .route("/admin/keys/rotate", post(admin::rotate))
         .route("/admin/keys/{kid}/revoke", post(admin::revoke))

@@ -44,7 +44,7 @@ fn presented_refresh_token(headers: &HeaderMap, body: &Bytes) -> ApiResult<Strin
     })
 }
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

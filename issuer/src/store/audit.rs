@@ -41,6 +41,15 @@ impl Store {
         rows.iter().map(|r| r.try_get("event")).collect()
     }
 
+    /// The newest `limit` event names of everyone, newest first.
+    pub async fn recent_audit_events(&self, limit: i64) -> sqlx::Result<Vec<String>> {
+        let rows = sqlx::query("SELECT event FROM audit_log ORDER BY id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get("event")).collect()
+    }
+
     /// Deletes audit entries older than `before` (retention). Returns how many.
     pub async fn prune_audit(&self, before: i64) -> sqlx::Result<u64> {
         Ok(sqlx::query("DELETE FROM audit_log WHERE at < $1")

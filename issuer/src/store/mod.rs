@@ -12,12 +12,14 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
 mod audit;
+mod identities;
 mod keys;
 mod revocations;
 mod sessions;
 mod users;
 
 pub use audit::AuditEntry;
+pub use identities::{Identity, LinkError, Unlink};
 pub use keys::StoredKey;
 pub use revocations::NewRevocation;
 pub use sessions::{NewSession, RefreshLookup, Rotation, Session, Successor};

@@ -21,6 +21,14 @@ pub struct User {
     /// Carried by access tokens as `user_gen`; bumped when roles change or
     /// the account is disabled, which revokes every older generation.
     pub token_generation: i64,
+    pub email_verified_at: Option<i64>,
+}
+
+impl User {
+    /// Accounts made through GitHub have no password until one is set.
+    pub fn has_password(&self) -> bool {
+        !self.password_hash.is_empty()
+    }
 }
 
 /// An administrator's change to an account.
@@ -40,27 +48,14 @@ pub enum CreateUserError {
 
 pub(super) const USER_COLUMNS: &str =
     "id, email, name, password_hash, roles, created_at, password_changed_at, disabled_at, \
-     token_generation";
+     token_generation, email_verified_at";
 
 impl Store {
     // ---- users ----
 
     pub async fn create_user(&self, user: &User) -> Result<(), CreateUserError> {
-        let result = sqlx::query(
-            "INSERT INTO users (id, email, name, password_hash, roles, created_at, password_changed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&user.id)
-        .bind(&user.email)
-        .bind(user.name.clone())
-        .bind(&user.password_hash)
-        .bind(user.roles.join(" "))
-        .bind(user.created_at)
-        .bind(user.password_changed_at)
-        .execute(&self.writer)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
+        match insert_user(&self.writer, user).await {
+            Ok(()) => Ok(()),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(CreateUserError::EmailTaken)
             }
@@ -222,6 +217,27 @@ impl Store {
     }
 }
 
+pub(super) async fn insert_user<'c, E>(db: E, user: &User) -> sqlx::Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, roles, created_at, \
+         password_changed_at, email_verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&user.id)
+    .bind(&user.email)
+    .bind(user.name.clone())
+    .bind(&user.password_hash)
+    .bind(user.roles.join(" "))
+    .bind(user.created_at)
+    .bind(user.password_changed_at)
+    .bind(user.email_verified_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 pub(super) fn user_from_row(row: &AnyRow) -> sqlx::Result<User> {
     let roles: String = row.try_get("roles")?;
     Ok(User {
@@ -234,5 +250,6 @@ pub(super) fn user_from_row(row: &AnyRow) -> sqlx::Result<User> {
         password_changed_at: row.try_get("password_changed_at")?,
         disabled_at: row.try_get("disabled_at")?,
         token_generation: row.try_get("token_generation")?,
+        email_verified_at: row.try_get("email_verified_at")?,
     })
 }

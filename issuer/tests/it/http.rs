@@ -842,6 +842,7 @@ async fn legacy_bcrypt_hash_verifies_and_is_upgraded(backend: Backend) {
         password_changed_at: 0,
         disabled_at: None,
         token_generation: 0,
+        email_verified_at: None,
     };
     t.server
         .state

@@ -3,6 +3,7 @@
 
 mod cli;
 mod feed;
+mod github;
 mod http;
 mod interop;
 mod keys;

@@ -32,6 +32,7 @@ fn user(email: &str) -> User {
         password_changed_at: 10,
         disabled_at: None,
         token_generation: 0,
+        email_verified_at: None,
     }
 }
 

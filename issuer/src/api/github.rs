@@ -1,0 +1,704 @@
+//! Sign in with GitHub: `/auth/github/login` → GitHub → `/auth/github/callback`,
+//! explicit linking of an existing account, and the user's linked identities.
+//!
+//! The state, PKCE verifier and `return_to` travel in a sealed, `HttpOnly`
+//! `__Host-` cookie bound to the browser, and each state is spent once in the
+//! database (any replica may serve the callback). Sign-in ends in the one
+//! session-issuing path (`grant::start_session`) with `amr: ["fed"]`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use oauth2::url::Url;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::extract::{ApiJson, Authenticated, Client};
+use super::grant;
+use crate::clock::Now;
+use crate::error::{ApiError, ApiResult};
+use crate::github::{GitHub, GitHubError, Profile};
+use crate::store::{AuditEntry, Identity, LinkError, Unlink, User};
+use crate::tokens::{new_id, refresh_token_hash};
+use crate::AppState;
+
+pub const GITHUB_COOKIE: &str = "__Host-github_oauth";
+pub const PROVIDER: &str = "github";
+/// RFC 8176 has no value for "an external identity provider vouched"; `fed`
+/// (federated) is the value Microsoft Entra ID and others use.
+pub const AMR_FEDERATED: &str = "fed";
+/// A sign-in must come back from GitHub within this time.
+const PENDING_TTL_SECS: i64 = 600;
+const SEAL_PURPOSE: &str = "github-oauth-state";
+
+/// What the browser carries between `/login` and `/callback`.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    state: String,
+    verifier: String,
+    return_to: Option<String>,
+    expires_at: i64,
+    /// Set when an authenticated user is linking GitHub to their account.
+    link_user: Option<String>,
+}
+
+fn github(state: &AppState) -> ApiResult<&GitHub> {
+    state.github.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "github_disabled",
+            "GitHub sign-in is not configured on this issuer",
+        )
+    })
+}
+
+/// `return_to` must be an absolute http(s) URL on an allow-listed origin.
+/// What is checked is the parsed form, and that is what the redirect uses.
+pub fn allowed_return_to(state: &AppState, raw: &str) -> ApiResult<String> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_return_to",
+            "return_to must be a URL on an allowed origin (--allowed-return-origins)",
+        )
+    };
+    let url = Url::parse(raw).map_err(|_| invalid())?;
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(invalid());
+    }
+    let origin = url.origin().ascii_serialization();
+    let allowed = state.settings.allowed_return_origins.iter().any(|o| {
+        Url::parse(o).is_ok_and(|allowed| allowed.origin().ascii_serialization() == origin)
+    });
+    if !allowed {
+        return Err(invalid());
+    }
+    Ok(url.to_string())
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/json") && !v.contains("text/html"))
+}
+
+fn pending_cookie(value: &str, max_age: i64) -> ApiResult<HeaderValue> {
+    // Lax, not Strict: the callback is a top-level navigation from GitHub,
+    // and a Strict cookie would not come with it.
+    HeaderValue::from_str(&format!(
+        "{GITHUB_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+    ))
+    .map_err(ApiError::internal)
+}
+
+/// Starts a sign-in (or a link): 302 to GitHub, or `{authorize_url}` as
+/// JSON for clients that asked for JSON.
+fn begin(
+    state: &AppState,
+    gh: &GitHub,
+    return_to: Option<String>,
+    link_user: Option<String>,
+    json_answer: bool,
+    now: Now,
+) -> ApiResult<Response> {
+    let authorize = gh.authorize().map_err(ApiError::internal)?;
+    let pending = Pending {
+        state: authorize.state,
+        verifier: authorize.pkce_verifier,
+        return_to,
+        expires_at: now.secs() + PENDING_TTL_SECS,
+        link_user,
+    };
+    let plain = serde_json::to_vec(&pending).map_err(ApiError::internal)?;
+    let sealed = state
+        .keys
+        .seal(SEAL_PURPOSE, &plain)
+        .map_err(ApiError::internal)?;
+    let cookie = pending_cookie(&URL_SAFE_NO_PAD.encode(sealed), PENDING_TTL_SECS)?;
+    let mut response = if json_answer {
+        Json(json!({"authorize_url": authorize.url})).into_response()
+    } else {
+        let mut r = StatusCode::FOUND.into_response();
+        r.headers_mut().insert(
+            header::LOCATION,
+            HeaderValue::from_str(&authorize.url).map_err(ApiError::internal)?,
+        );
+        r
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::SET_COOKIE, cookie);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    return_to: Option<String>,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> ApiResult<Response> {
+    let gh = github(&state)?;
+    let return_to = q
+        .return_to
+        .as_deref()
+        .map(|r| allowed_return_to(&state, r))
+        .transpose()?;
+    begin(
+        &state,
+        gh,
+        return_to,
+        None,
+        wants_json(&headers),
+        state.now(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRequest {
+    /// The account's password, proving it is the owner asking (a stolen
+    /// access token alone must not attach a stranger's GitHub).
+    password: String,
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+/// Starts linking GitHub to the signed-in account. Answers
+/// `{authorize_url}` and the state cookie; the browser goes on to GitHub.
+pub async fn link(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    ApiJson(req): ApiJson<LinkRequest>,
+) -> ApiResult<Response> {
+    let gh = github(&state)?;
+    let return_to = req
+        .return_to
+        .as_deref()
+        .map(|r| allowed_return_to(&state, r))
+        .transpose()?;
+    let stored = Some(auth.user.password_hash.clone()).filter(|h| !h.is_empty());
+    let verified = state
+        .hasher
+        .verify(req.password, stored)
+        .await
+        .map_err(ApiError::from)?;
+    let now = state.now();
+    if !verified.ok {
+        state
+            .audit(
+                now.secs(),
+                "github_link_refused",
+                Some(&auth.user),
+                &client,
+                Some("password"),
+            )
+            .await;
+        return Err(ApiError::forbidden("password is incorrect"));
+    }
+    begin(&state, gh, return_to, Some(auth.user.id.clone()), true, now)
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// Why a callback failed: the answer, and the audit event naming it.
+struct Failure {
+    error: ApiError,
+    event: &'static str,
+    /// Who it concerned, when known (GitHub id and login).
+    github: Option<String>,
+}
+
+impl Failure {
+    fn new(event: &'static str, error: ApiError) -> Self {
+        Failure {
+            error,
+            event,
+            github: None,
+        }
+    }
+
+    fn about(mut self, profile: &Profile) -> Self {
+        self.github = Some(format!("github:{} {}", profile.id, profile.login));
+        self
+    }
+}
+
+fn invalid_state(message: &str) -> Failure {
+    Failure::new(
+        "github_invalid_state",
+        ApiError::bad_request("invalid_state", message.to_string()),
+    )
+}
+
+impl From<GitHubError> for Failure {
+    fn from(e: GitHubError) -> Self {
+        match e {
+            GitHubError::Rejected(code) => {
+                tracing::info!(code, "GitHub refused an authorization code");
+                Failure::new(
+                    "github_code_rejected",
+                    ApiError::bad_request(
+                        "github_code_rejected",
+                        "GitHub did not accept the sign-in; start again",
+                    ),
+                )
+            }
+            GitHubError::Unavailable(cause) => {
+                tracing::warn!(cause, "GitHub unavailable");
+                Failure::new(
+                    "github_unavailable",
+                    ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_unavailable",
+                        "GitHub is not answering; try again later",
+                    ),
+                )
+            }
+        }
+    }
+}
+
+enum Success {
+    SignedIn(Response),
+    Linked,
+}
+
+pub async fn callback(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> ApiResult<Response> {
+    let gh = github(&state)?;
+    let now = state.now();
+    let pending = open_pending(&state, &headers);
+    let return_to = pending.as_ref().ok().and_then(|p| p.return_to.clone());
+    let json_answer = wants_json(&headers) || return_to.is_none();
+    let outcome = match pending {
+        Ok(pending) => complete(&state, gh, &client, pending, &q, now).await,
+        Err(f) => Err(f),
+    };
+    let mut response = match outcome {
+        Ok(Success::SignedIn(tokens)) => match (&return_to, json_answer) {
+            (Some(to), false) => redirect_carrying_cookies(to, &tokens)?,
+            _ => tokens,
+        },
+        Ok(Success::Linked) => match (&return_to, json_answer) {
+            (Some(to), false) => redirect(&with_param(to, "linked", PROVIDER))?,
+            _ => Json(json!({"linked": PROVIDER})).into_response(),
+        },
+        Err(failure) => {
+            state
+                .store
+                .audit(&AuditEntry {
+                    at: now.secs(),
+                    event: failure.event,
+                    user_id: None,
+                    email: None,
+                    ip: client.ip.as_deref(),
+                    detail: failure.github.as_deref(),
+                })
+                .await
+                .map_err(ApiError::internal)?;
+            match (&return_to, json_answer) {
+                // Only the error code goes into the URL.
+                (Some(to), false) => redirect(&with_param(to, "error", failure.error.code))?,
+                _ => failure.error.into_response(),
+            }
+        }
+    };
+    // The state is spent whatever happened: the cookie goes.
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, pending_cookie("", 0)?);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+fn open_pending(state: &AppState, headers: &HeaderMap) -> Result<Pending, Failure> {
+    let missing =
+        || invalid_state("the sign-in expired or was started in another browser; start again");
+    let value = super::sessions::cookie_value(headers, GITHUB_COOKIE).ok_or_else(missing)?;
+    let sealed = URL_SAFE_NO_PAD.decode(value).map_err(|_| missing())?;
+    let plain = state
+        .keys
+        .open_sealed(SEAL_PURPOSE, &sealed)
+        .map_err(|_| missing())?;
+    serde_json::from_slice(&plain).map_err(|_| missing())
+}
+
+async fn complete(
+    state: &AppState,
+    gh: &GitHub,
+    client: &Client,
+    pending: Pending,
+    q: &CallbackQuery,
+    now: Now,
+) -> Result<Success, Failure> {
+    if pending.expires_at <= now.secs() {
+        return Err(invalid_state("the sign-in took too long; start again"));
+    }
+    // Compared as hashes, so the comparison's timing says nothing.
+    let presented = q.state.as_deref().unwrap_or("");
+    if refresh_token_hash(presented) != refresh_token_hash(&pending.state) {
+        return Err(invalid_state(
+            "state does not match this browser's sign-in; start again",
+        ));
+    }
+    let spent = state
+        .store
+        .spend_oauth_state(&refresh_token_hash(&pending.state), pending.expires_at)
+        .await
+        .map_err(|e| Failure::new("github_error", ApiError::internal(e)))?;
+    if !spent {
+        return Err(invalid_state("this sign-in was already completed"));
+    }
+    if let Some(error) = &q.error {
+        return Err(if error == "access_denied" {
+            Failure::new(
+                "github_access_denied",
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "access_denied",
+                    "GitHub sign-in was cancelled",
+                ),
+            )
+        } else {
+            Failure::new(
+                "github_error",
+                ApiError::bad_request("github_error", "GitHub reported an error"),
+            )
+        });
+    }
+    let code = q.code.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| {
+        Failure::new(
+            "github_error",
+            ApiError::bad_request("invalid_request", "missing `code`"),
+        )
+    })?;
+    let token = gh.exchange(code, &pending.verifier).await?;
+    let profile = gh.profile(&token).await?;
+    if !gh.allowed(&token).await? {
+        return Err(Failure::new(
+            "github_org_refused",
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "org_not_allowed",
+                "your GitHub account is not a member of an organisation or team allowed here",
+            ),
+        )
+        .about(&profile));
+    }
+    // GitHub's token is not kept: nothing here needs it again.
+    drop(token);
+    if let Some(user_id) = &pending.link_user {
+        link_to(state, client, user_id, &profile, now).await?;
+        return Ok(Success::Linked);
+    }
+    let user = resolve(state, client, &profile, now).await?;
+    grant::start_session(state, client, &user, AMR_FEDERATED, now)
+        .await
+        .map(Success::SignedIn)
+        .map_err(|e| Failure::new("github_sign_in_refused", e).about(&profile))
+}
+
+fn identity_for(user_id: &str, profile: &Profile, now: Now) -> Identity {
+    Identity {
+        provider: PROVIDER.into(),
+        subject: profile.id.to_string(),
+        user_id: user_id.to_string(),
+        login: profile.login.clone(),
+        email: profile.verified_email.clone(),
+        linked_at: now.secs(),
+        last_used_at: now.secs(),
+    }
+}
+
+/// The account a GitHub identity signs in: its linked account, or a new one
+/// when its verified email is nobody's. An email that belongs to an existing
+/// account is never linked here (that would hand the account to whoever
+/// controls the GitHub side): the owner links explicitly.
+async fn resolve(
+    state: &AppState,
+    client: &Client,
+    profile: &Profile,
+    now: Now,
+) -> Result<User, Failure> {
+    let db = |e: sqlx::Error| Failure::new("github_error", ApiError::internal(e));
+    let subject = profile.id.to_string();
+    // Twice at most: a concurrent first sign-in may create the account
+    // between our lookup and our insert.
+    for _ in 0..2 {
+        if let Some((user, _)) = state
+            .store
+            .user_by_identity(PROVIDER, &subject)
+            .await
+            .map_err(db)?
+        {
+            state
+                .store
+                .touch_identity(
+                    PROVIDER,
+                    &subject,
+                    &profile.login,
+                    profile.verified_email.as_deref(),
+                    now.secs(),
+                )
+                .await
+                .map_err(db)?;
+            return Ok(user);
+        }
+        let Some(email) = profile.verified_email.clone() else {
+            return Err(Failure::new(
+                "github_no_verified_email",
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "no_verified_email",
+                    "your GitHub account has no verified primary email address",
+                ),
+            )
+            .about(profile));
+        };
+        let email = email.trim().to_lowercase();
+        let link_required = || {
+            Failure::new(
+                "github_link_required",
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "link_required",
+                    "an account with this email exists: sign in to it and link GitHub \
+                     (POST /auth/github/link)",
+                ),
+            )
+            .about(profile)
+        };
+        if state
+            .store
+            .user_by_email(&email)
+            .await
+            .map_err(db)?
+            .is_some()
+        {
+            return Err(link_required());
+        }
+        let user = User {
+            id: new_id(),
+            email,
+            name: profile.name.clone().filter(|n| !n.trim().is_empty()),
+            password_hash: String::new(),
+            roles: Vec::new(),
+            created_at: now.secs(),
+            password_changed_at: now.secs(),
+            disabled_at: None,
+            token_generation: 0,
+            email_verified_at: Some(now.secs()),
+        };
+        match state
+            .store
+            .create_user_with_identity(&user, &identity_for(&user.id, profile, now))
+            .await
+        {
+            Ok(()) => {
+                state
+                    .audit(
+                        now.secs(),
+                        "github_account_created",
+                        Some(&user),
+                        client,
+                        Some(&format!("github:{} {}", profile.id, profile.login)),
+                    )
+                    .await;
+                return Ok(user);
+            }
+            Err(LinkError::EmailTaken) => return Err(link_required()),
+            Err(LinkError::IdentityTaken) => continue,
+            Err(LinkError::ProviderTaken) => continue,
+            Err(LinkError::Db(e)) => return Err(db(e)),
+        }
+    }
+    Err(Failure::new(
+        "github_error",
+        ApiError::internal("identity resolution did not settle"),
+    ))
+}
+
+async fn link_to(
+    state: &AppState,
+    client: &Client,
+    user_id: &str,
+    profile: &Profile,
+    now: Now,
+) -> Result<(), Failure> {
+    let db = |e: sqlx::Error| Failure::new("github_error", ApiError::internal(e));
+    let user = state
+        .store
+        .user_by_id(user_id)
+        .await
+        .map_err(db)?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(|| {
+            Failure::new(
+                "github_link_refused",
+                ApiError::forbidden("the account to link is gone or disabled"),
+            )
+        })?;
+    match state
+        .store
+        .link_identity(&identity_for(user_id, profile, now))
+        .await
+    {
+        Ok(()) => {
+            state
+                .audit(
+                    now.secs(),
+                    "github_linked",
+                    Some(&user),
+                    client,
+                    Some(&format!("github:{} {}", profile.id, profile.login)),
+                )
+                .await;
+            Ok(())
+        }
+        Err(LinkError::IdentityTaken) => Err(Failure::new(
+            "github_link_refused",
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "identity_in_use",
+                "this GitHub account is already linked to an account",
+            ),
+        )
+        .about(profile)),
+        Err(LinkError::ProviderTaken) => Err(Failure::new(
+            "github_link_refused",
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "already_linked",
+                "this account already has a GitHub account linked; unlink it first",
+            ),
+        )
+        .about(profile)),
+        Err(LinkError::EmailTaken) => Err(Failure::new(
+            "github_error",
+            ApiError::internal("email conflict while linking"),
+        )),
+        Err(LinkError::Db(e)) => Err(db(e)),
+    }
+}
+
+fn with_param(url: &str, key: &str, value: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) => {
+            u.query_pairs_mut().append_pair(key, value);
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+fn redirect(to: &str) -> ApiResult<Response> {
+    let mut r = StatusCode::FOUND.into_response();
+    r.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(to).map_err(ApiError::internal)?,
+    );
+    Ok(r)
+}
+
+/// A browser sign-in ends on `return_to` with the refresh cookie set; the
+/// tokens themselves never go into a URL (the page asks `/auth/refresh`).
+fn redirect_carrying_cookies(to: &str, tokens: &Response) -> ApiResult<Response> {
+    let mut r = redirect(to)?;
+    for cookie in tokens.headers().get_all(header::SET_COOKIE) {
+        r.headers_mut().append(header::SET_COOKIE, cookie.clone());
+    }
+    Ok(r)
+}
+
+#[derive(Serialize)]
+struct IdentityView {
+    provider: String,
+    subject: String,
+    login: String,
+    email: Option<String>,
+    linked_at: i64,
+    last_used_at: i64,
+}
+
+pub async fn identities(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> ApiResult<Json<serde_json::Value>> {
+    let list = state
+        .store
+        .identities_of(&auth.user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    let views: Vec<IdentityView> = list
+        .into_iter()
+        .map(|i| IdentityView {
+            provider: i.provider,
+            subject: i.subject,
+            login: i.login,
+            email: i.email,
+            linked_at: i.linked_at,
+            last_used_at: i.last_used_at,
+        })
+        .collect();
+    Ok(Json(json!({
+        "identities": views,
+        "has_password": auth.user.has_password(),
+    })))
+}
+
+pub async fn unlink(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    Path(provider): Path<String>,
+) -> ApiResult<Response> {
+    let now = state.now();
+    match state
+        .store
+        .unlink_identity(&auth.user.id, &provider)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Unlink::Done => {
+            state
+                .audit(
+                    now.secs(),
+                    "identity_unlinked",
+                    Some(&auth.user),
+                    &client,
+                    Some(&provider),
+                )
+                .await;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Unlink::NotLinked => Err(ApiError::not_found("no such linked identity")),
+        Unlink::LastMethod => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_sign_in_method",
+            "this is the account's only way to sign in; set a password first",
+        )),
+    }
+}
