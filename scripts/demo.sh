@@ -16,25 +16,47 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for port in 8080 9901 9001 9002 3001 3002 3003; do
+for port in 8080 9901 9001 9002 3001 3002 3003 3999; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use; stop what holds it first"; fi
 done
 
 command -v curl >/dev/null || apt_install curl
 log "building release binaries"
-cargo build --release --locked -p issuer -p sidecar
+cargo build --release --locked -p issuer -p sidecar -p fake-github
 ensure_tools_venv
 mkdir -p data/sidecar data/logs
 
-log "starting the issuer on :3002 (SQLite at data/issuer.db)"
-ISSUER_URL=http://localhost:3002 ./target/release/issuer serve --listen 127.0.0.1:3002 \
-  --database-url sqlite://data/issuer.db >data/logs/issuer.log 2>&1 &
+log "starting a FAKE GitHub on :3999 (not GitHub: it stands in for it, offline)"
+cat >data/fake-github.yaml <<'YAML'
+client_id: demo-client
+client_secret: demo-secret
+redirect_uri: http://localhost:8080/auth/github/callback
+users:
+  - id: 583231
+    login: octocat
+    name: The Octocat (fake)
+    emails:
+      - { email: octocat@example.com, primary: true, verified: true }
+YAML
+printf 'demo-secret' >data/github-client-secret
+./target/release/fake-github --config data/fake-github.yaml --port 3999 --signed-in octocat \
+  >data/logs/fake-github.log 2>&1 &
+pids+=($!)
+
+# The issuer's public URL is Envoy's: browsers and tokens see one origin.
+log "starting the issuer on :3002 (SQLite at data/issuer.db), public at http://localhost:8080"
+ISSUER_URL=http://localhost:8080 ./target/release/issuer serve --listen 127.0.0.1:3002 \
+  --database-url sqlite://data/issuer.db \
+  --allowed-return-origins http://localhost:8080 \
+  --github-client-id demo-client --github-client-secret-file data/github-client-secret \
+  --github-web-url http://127.0.0.1:3999 --github-api-url http://127.0.0.1:3999 \
+  >data/logs/issuer.log 2>&1 &
 pids+=($!)
 wait_port 127.0.0.1 3002 30 || { cat data/logs/issuer.log; die "issuer did not start"; }
 
 log "starting the sidecar on :9001 (admin :9002)"
 ./target/release/sidecar serve --listen 127.0.0.1:9001 --admin-listen 127.0.0.1:9002 \
-  --issuer-url http://127.0.0.1:3002 --expected-issuer http://localhost:3002 \
+  --issuer-url http://127.0.0.1:3002 --expected-issuer http://localhost:8080 \
   --policy envoy/policy.yaml --state-dir data/sidecar >data/logs/sidecar.log 2>&1 &
 pids+=($!)
 
@@ -85,11 +107,26 @@ show curl -X POST localhost:8080/auth/logout -H "authorization: Bearer $token"
 sleep 0.2
 show curl localhost:8080/ai/chat -H "authorization: Bearer $token"
 
+printf '\n\033[1m--- Sign in with GitHub (against the FAKE GitHub on :3999) ---\033[0m\n'
+jar=$(mktemp); token=""
+show curl -i -c "$jar" 'localhost:8080/auth/github/login?return_to=http://localhost:8080/memory/notes'
+step "curl -L -b jar -c jar <that Location> (GitHub approves, the callback sets the refresh cookie, back to return_to)"
+where=$(curl -sL -b "$jar" -c "$jar" -o /dev/null -w '%{url_effective} → HTTP %{http_code}' \
+  "$(curl -s -o /dev/null -w '%{redirect_url}' -c "$jar" 'localhost:8080/auth/github/login?return_to=http://localhost:8080/memory/notes')")
+echo "ended at $where (the page has no access token yet)"
+step "curl -X POST -b jar localhost:8080/auth/refresh (the page trades its cookie for tokens)"
+token=$(curl -s -X POST -b "$jar" localhost:8080/auth/refresh | json_field access_token)
+echo "access token: ${token:0:40}…"
+show curl localhost:8080/auth/me -H "authorization: Bearer $token"
+show curl localhost:8080/memory/notes -H "authorization: Bearer $token"
+rm -f "$jar"
+
 cat <<TXT
 
 The stack is up:
   Envoy          http://localhost:8080   (access log: data/logs/envoy-access.log)
-  issuer         http://localhost:3002   (/.well-known/jwks.json, /metrics)
+  issuer         http://localhost:3002   (/.well-known/jwks.json, /metrics; public via Envoy)
+  fake GitHub    http://localhost:3999   (NOT GitHub; sign in: http://localhost:8080/auth/github/login)
   sidecar admin  http://localhost:9002   (/ready, /metrics)
 Make an admin: ./target/release/issuer users create --email you@example.com --admin --database-url sqlite://data/issuer.db
 TXT

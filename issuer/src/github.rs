@@ -265,7 +265,7 @@ impl GitHub {
             })?;
             all.extend(page);
             match next {
-                Some(next) if same_origin(&next, &self.api_url) => url = next,
+                Some(next) if within(&next, &self.api_url) => url = next,
                 Some(_) => {
                     return Err(GitHubError::Unavailable(format!(
                         "GET {path}: next page points outside the API"
@@ -317,9 +317,12 @@ fn path_of(url: &str) -> String {
     Url::parse(url).map_or_else(|_| "GitHub".into(), |u| u.path().to_string())
 }
 
-fn same_origin(a: &str, b: &str) -> bool {
-    match (Url::parse(a), Url::parse(b)) {
-        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+/// Whether `url` lies under the API base: same origin and path prefix, so
+/// on GitHub Enterprise (`https://ghe/api/v3`) the token never goes to
+/// another path of the same host.
+fn within(url: &str, base: &str) -> bool {
+    match (Url::parse(url), Url::parse(&format!("{base}/"))) {
+        (Ok(u), Ok(b)) => u.origin() == b.origin() && u.path().starts_with(b.path()),
         _ => false,
     }
 }
@@ -388,18 +391,27 @@ mod tests {
     }
 
     #[test]
-    fn pages_are_followed_only_on_the_api_origin() {
-        assert!(same_origin(
+    fn pages_are_followed_only_within_the_api() {
+        assert!(within(
             "https://api.github.com/user/emails?page=2",
             "https://api.github.com"
         ));
-        assert!(!same_origin(
+        assert!(!within(
             "https://evil.example/user/emails?page=2",
             "https://api.github.com"
         ));
-        assert!(!same_origin(
-            "http://api.github.com/x",
-            "https://api.github.com"
+        assert!(!within("http://api.github.com/x", "https://api.github.com"));
+        assert!(within(
+            "https://ghe.example/api/v3/user/emails?page=2",
+            "https://ghe.example/api/v3"
+        ));
+        assert!(!within(
+            "https://ghe.example/login/x?page=2",
+            "https://ghe.example/api/v3"
+        ));
+        assert!(!within(
+            "https://ghe.example/api/v30/x",
+            "https://ghe.example/api/v3"
         ));
     }
 }

@@ -42,7 +42,16 @@ struct Pending {
     return_to: Option<String>,
     expires_at: i64,
     /// Set when an authenticated user is linking GitHub to their account.
-    link_user: Option<String>,
+    link: Option<PendingLink>,
+}
+
+/// A link is only as good as what proved it: it completes only while that
+/// session lives and the password is the one that was checked.
+#[derive(Serialize, Deserialize)]
+struct PendingLink {
+    user_id: String,
+    session_id: String,
+    password_changed_at: i64,
 }
 
 fn github(state: &AppState) -> ApiResult<&GitHub> {
@@ -104,7 +113,7 @@ fn begin(
     state: &AppState,
     gh: &GitHub,
     return_to: Option<String>,
-    link_user: Option<String>,
+    link: Option<PendingLink>,
     json_answer: bool,
     now: Now,
 ) -> ApiResult<Response> {
@@ -114,7 +123,7 @@ fn begin(
         verifier: authorize.pkce_verifier,
         return_to,
         expires_at: now.secs() + PENDING_TTL_SECS,
-        link_user,
+        link,
     };
     let plain = serde_json::to_vec(&pending).map_err(ApiError::internal)?;
     let sealed = state
@@ -207,7 +216,21 @@ pub async fn link(
             .await;
         return Err(ApiError::forbidden("password is incorrect"));
     }
-    begin(&state, gh, return_to, Some(auth.user.id.clone()), true, now)
+    state
+        .audit(
+            now.secs(),
+            "github_link_started",
+            Some(&auth.user),
+            &client,
+            Some(&format!("session={}", auth.session.id)),
+        )
+        .await;
+    let link = PendingLink {
+        user_id: auth.user.id.clone(),
+        session_id: auth.session.id.clone(),
+        password_changed_at: auth.user.password_changed_at,
+    };
+    begin(&state, gh, return_to, Some(link), true, now)
 }
 
 #[derive(Deserialize)]
@@ -223,6 +246,8 @@ struct Failure {
     event: &'static str,
     /// Who it concerned, when known (GitHub id and login).
     github: Option<String>,
+    /// The account it concerned, when known (a link).
+    user_id: Option<String>,
 }
 
 impl Failure {
@@ -231,7 +256,13 @@ impl Failure {
             error,
             event,
             github: None,
+            user_id: None,
         }
+    }
+
+    fn for_user(mut self, user_id: &str) -> Self {
+        self.user_id = Some(user_id.to_string());
+        self
     }
 
     fn about(mut self, profile: &Profile) -> Self {
@@ -305,18 +336,18 @@ pub async fn callback(
             _ => Json(json!({"linked": PROVIDER})).into_response(),
         },
         Err(failure) => {
-            state
-                .store
-                .audit(&AuditEntry {
-                    at: now.secs(),
-                    event: failure.event,
-                    user_id: None,
-                    email: None,
-                    ip: client.ip.as_deref(),
-                    detail: failure.github.as_deref(),
-                })
-                .await
-                .map_err(ApiError::internal)?;
+            let entry = AuditEntry {
+                at: now.secs(),
+                event: failure.event,
+                user_id: failure.user_id.as_deref(),
+                email: None,
+                ip: client.ip.as_deref(),
+                detail: failure.github.as_deref(),
+            };
+            // The answer matters more than its record: log and go on.
+            if let Err(e) = state.store.audit(&entry).await {
+                tracing::error!(error = %e, event = failure.event, "audit write failed");
+            }
             match (&return_to, json_answer) {
                 // Only the error code goes into the URL.
                 (Some(to), false) => redirect(&with_param(to, "error", failure.error.code))?,
@@ -395,9 +426,20 @@ async fn complete(
             ApiError::bad_request("invalid_request", "missing `code`"),
         )
     })?;
-    let token = gh.exchange(code, &pending.verifier).await?;
-    let profile = gh.profile(&token).await?;
-    if !gh.allowed(&token).await? {
+    // Each call has its own timeout; this bounds the whole conversation
+    // (a slow GitHub answering just in time, page after page).
+    let deadline = std::time::Duration::from_millis(state.settings.github.github_timeout_ms * 3);
+    let talk = async {
+        let token = gh.exchange(code, &pending.verifier).await?;
+        let profile = gh.profile(&token).await?;
+        let allowed = gh.allowed(&token).await?;
+        // GitHub's token is not kept: nothing here needs it again.
+        Ok::<_, GitHubError>((profile, allowed))
+    };
+    let (profile, allowed) = tokio::time::timeout(deadline, talk)
+        .await
+        .map_err(|_| GitHubError::Unavailable("sign-in took longer than the deadline".into()))??;
+    if !allowed {
         return Err(Failure::new(
             "github_org_refused",
             ApiError::new(
@@ -408,10 +450,10 @@ async fn complete(
         )
         .about(&profile));
     }
-    // GitHub's token is not kept: nothing here needs it again.
-    drop(token);
-    if let Some(user_id) = &pending.link_user {
-        link_to(state, client, user_id, &profile, now).await?;
+    if let Some(link) = &pending.link {
+        link_to(state, client, link, &profile, now)
+            .await
+            .map_err(|f| f.for_user(&link.user_id))?;
         return Ok(Success::Linked);
     }
     let user = resolve(state, client, &profile, now).await?;
@@ -447,7 +489,7 @@ async fn resolve(
     let subject = profile.id.to_string();
     // Twice at most: a concurrent first sign-in may create the account
     // between our lookup and our insert.
-    for _ in 0..2 {
+    for round in 0..2 {
         if let Some((user, _)) = state
             .store
             .user_by_identity(PROVIDER, &subject)
@@ -467,7 +509,16 @@ async fn resolve(
                 .map_err(db)?;
             return Ok(user);
         }
-        let Some(email) = profile.verified_email.clone() else {
+        // Normalised as registration does, so the same address is the same
+        // account whichever way it arrived.
+        // Only ASCII: lower-casing Unicode can fold a different address onto
+        // this one (K, U+212A, becomes `k`), which GitHub never verified.
+        let email = profile
+            .verified_email
+            .as_deref()
+            .filter(|e| e.is_ascii())
+            .and_then(|e| super::auth::normalize_email(e).ok());
+        let Some(email) = email else {
             return Err(Failure::new(
                 "github_no_verified_email",
                 ApiError::new(
@@ -478,7 +529,6 @@ async fn resolve(
             )
             .about(profile));
         };
-        let email = email.trim().to_lowercase();
         let link_required = || {
             Failure::new(
                 "github_link_required",
@@ -498,6 +548,11 @@ async fn resolve(
             .map_err(db)?
             .is_some()
         {
+            // The account may be this identity's, made a moment ago by a
+            // concurrent first sign-in: look once more before refusing.
+            if round == 0 {
+                continue;
+            }
             return Err(link_required());
         }
         let user = User {
@@ -529,38 +584,60 @@ async fn resolve(
                     .await;
                 return Ok(user);
             }
-            Err(LinkError::EmailTaken) => return Err(link_required()),
+            // Maybe a concurrent first sign-in of this same identity: the
+            // next round finds it, or answers link_required.
+            Err(LinkError::EmailTaken) => continue,
             Err(LinkError::IdentityTaken) => continue,
             Err(LinkError::ProviderTaken) => continue,
             Err(LinkError::Db(e)) => return Err(db(e)),
         }
     }
     Err(Failure::new(
-        "github_error",
-        ApiError::internal("identity resolution did not settle"),
-    ))
+        "github_link_required",
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "link_required",
+            "an account with this email exists: sign in to it and link GitHub \
+             (POST /auth/github/link)",
+        ),
+    )
+    .about(profile))
 }
 
 async fn link_to(
     state: &AppState,
     client: &Client,
-    user_id: &str,
+    link: &PendingLink,
     profile: &Profile,
     now: Now,
 ) -> Result<(), Failure> {
     let db = |e: sqlx::Error| Failure::new("github_error", ApiError::internal(e));
+    let refused = || {
+        Failure::new(
+            "github_link_refused",
+            ApiError::forbidden(
+                "the session that started this link has ended or the password changed; start again",
+            ),
+        )
+        .about(profile)
+    };
+    let user_id = link.user_id.as_str();
     let user = state
         .store
         .user_by_id(user_id)
         .await
         .map_err(db)?
-        .filter(|u| u.disabled_at.is_none())
-        .ok_or_else(|| {
-            Failure::new(
-                "github_link_refused",
-                ApiError::forbidden("the account to link is gone or disabled"),
-            )
-        })?;
+        .filter(|u| u.disabled_at.is_none() && u.password_changed_at == link.password_changed_at)
+        .ok_or_else(refused)?;
+    let session_live = state
+        .store
+        .session(&link.session_id)
+        .await
+        .map_err(db)?
+        .is_some_and(|s| s.user_id == user_id && s.is_live(now.secs()));
+    if !session_live {
+        return Err(refused());
+    }
     match state
         .store
         .link_identity(&identity_for(user_id, profile, now))
@@ -678,18 +755,29 @@ pub async fn unlink(
     let now = state.now();
     match state
         .store
-        .unlink_identity(&auth.user.id, &provider)
+        .unlink_identity(
+            &auth.user.id,
+            &provider,
+            AMR_FEDERATED,
+            now.ms,
+            state.revocation_expiry(now),
+        )
         .await
         .map_err(ApiError::internal)?
     {
-        Unlink::Done => {
+        Unlink::Done(identity, records) => {
+            let ended = records.len();
+            state.published(records).await;
             state
                 .audit(
                     now.secs(),
                     "identity_unlinked",
                     Some(&auth.user),
                     &client,
-                    Some(&provider),
+                    Some(&format!(
+                        "{}:{} {} sessions_ended={ended}",
+                        identity.provider, identity.subject, identity.login
+                    )),
                 )
                 .await;
             Ok(StatusCode::NO_CONTENT.into_response())
@@ -698,7 +786,7 @@ pub async fn unlink(
         Unlink::LastMethod => Err(ApiError::new(
             StatusCode::CONFLICT,
             "last_sign_in_method",
-            "this is the account's only way to sign in; set a password first",
+            "this is the account's only way to sign in",
         )),
     }
 }

@@ -158,7 +158,9 @@ async fn replayed(
         .as_ref()
         .filter(|s| {
             grace_ms > 0
-                && now.ms.saturating_sub(s.rotated_at_ms) <= grace_ms
+                // Either side of the rotation: racers on two replicas may
+                // read clocks a few milliseconds apart.
+                && now.ms.saturating_sub(s.rotated_at_ms).saturating_abs() <= grace_ms
                 && !s.successor_rotated
                 && session.is_live(now.secs())
         })
@@ -172,6 +174,16 @@ async fn replayed(
         .map_err(ApiError::internal)?;
     let successor = String::from_utf8(successor).map_err(ApiError::internal)?;
     let user = session_user(state, session).await?;
+    // Recorded, so a replay by someone else within the window leaves a trace.
+    state
+        .audit(
+            now.secs(),
+            "refresh_grace_replay",
+            Some(&user),
+            client,
+            Some(&session.id),
+        )
+        .await;
     grant::continue_session(state, client, &user, session, successor, "grace", now).await
 }
 

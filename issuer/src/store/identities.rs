@@ -35,7 +35,8 @@ pub enum LinkError {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Unlink {
-    Done,
+    /// Removed; the sessions it had started are revoked (these records).
+    Done(Identity, Vec<auth_types::RevocationRecord>),
     NotLinked,
     /// It is the account's only way to sign in.
     LastMethod,
@@ -134,23 +135,44 @@ impl Store {
         Ok(())
     }
 
-    /// Removes an identity unless it is the account's last way to sign in;
-    /// the rule is checked in the same statement, so two concurrent unlinks
-    /// cannot both pass it.
-    pub async fn unlink_identity(&self, user_id: &str, provider: &str) -> sqlx::Result<Unlink> {
-        let removed = sqlx::query(
+    /// Removes an identity unless it is the account's last way to sign in
+    /// (checked in the same statement, so two concurrent unlinks cannot both
+    /// pass), and ends the sessions it started (`amr`), in one transaction:
+    /// unlinking a compromised GitHub account also throws its sessions out.
+    pub async fn unlink_identity(
+        &self,
+        user_id: &str,
+        provider: &str,
+        amr: &str,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Unlink> {
+        let mut tx = self.begin_revoking().await?;
+        let removed = sqlx::query(&format!(
             "DELETE FROM identities WHERE user_id = $1 AND provider = $2 AND ( \
                EXISTS (SELECT 1 FROM users WHERE id = $1 AND password_hash <> '') \
-               OR (SELECT COUNT(*) FROM identities WHERE user_id = $1) > 1)",
-        )
+               OR (SELECT COUNT(*) FROM identities WHERE user_id = $1) > 1) \
+             RETURNING {IDENTITY_COLUMNS}"
+        ))
         .bind(user_id)
         .bind(provider)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        if removed > 0 {
-            return Ok(Unlink::Done);
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = removed {
+            let identity = identity_from_row(&row)?;
+            let records = super::sessions::revoke_sessions_where(
+                &mut tx,
+                user_id,
+                Some(amr),
+                "identity_unlinked",
+                now_ms,
+                revocation_expires_at,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Unlink::Done(identity, records));
         }
+        tx.rollback().await?;
         let exists = sqlx::query("SELECT 1 FROM identities WHERE user_id = $1 AND provider = $2")
             .bind(user_id)
             .bind(provider)

@@ -299,26 +299,46 @@ pub(super) async fn revoke_user_sessions(
     now_ms: i64,
     revocation_expires_at: i64,
 ) -> sqlx::Result<Vec<RevocationRecord>> {
-    let rows = sqlx::query(
+    revoke_sessions_where(tx, user_id, None, reason, now_ms, revocation_expires_at).await
+}
+
+/// Like [`revoke_user_sessions`], limited to sessions whose `amr` is `amr`
+/// when given (the sessions a sign-in method started).
+pub(super) async fn revoke_sessions_where(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+    amr: Option<&str>,
+    reason: &str,
+    now_ms: i64,
+    revocation_expires_at: i64,
+) -> sqlx::Result<Vec<RevocationRecord>> {
+    let only = if amr.is_some() { " AND amr = $4" } else { "" };
+    let insert = format!(
         "INSERT INTO revocations (kind, subject, issued_before, created_at_ms, expires_at) \
          SELECT 'session', id, 0, $1, $2 FROM sessions \
-         WHERE user_id = $3 AND revoked_at IS NULL ORDER BY id \
-         RETURNING seq, subject",
-    )
-    .bind(now_ms)
-    .bind(revocation_expires_at)
-    .bind(user_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    sqlx::query(
+         WHERE user_id = $3 AND revoked_at IS NULL{only} ORDER BY id \
+         RETURNING seq, subject"
+    );
+    let mut q = sqlx::query(&insert)
+        .bind(now_ms)
+        .bind(revocation_expires_at)
+        .bind(user_id);
+    if let Some(amr) = amr {
+        q = q.bind(amr);
+    }
+    let rows = q.fetch_all(&mut **tx).await?;
+    let update = format!(
         "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-         WHERE user_id = $3 AND revoked_at IS NULL",
-    )
-    .bind(now_ms.div_euclid(1000))
-    .bind(reason)
-    .bind(user_id)
-    .execute(&mut **tx)
-    .await?;
+         WHERE user_id = $3 AND revoked_at IS NULL{only}"
+    );
+    let mut q = sqlx::query(&update)
+        .bind(now_ms.div_euclid(1000))
+        .bind(reason)
+        .bind(user_id);
+    if let Some(amr) = amr {
+        q = q.bind(amr);
+    }
+    q.execute(&mut **tx).await?;
     let mut records = rows
         .iter()
         .map(|row| {

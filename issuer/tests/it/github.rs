@@ -23,6 +23,7 @@ on_both_backends!(
     existing_email_needs_an_explicit_link_with_the_password,
     unlinking_keeps_a_way_to_sign_in,
     org_gating_refuses_outsiders,
+    concurrent_first_sign_ins_make_one_account,
     return_to_must_be_allow_listed,
 );
 
@@ -633,6 +634,24 @@ async fn existing_email_needs_an_explicit_link_with_the_password(backend: Backen
         "linking signs nobody in"
     );
 
+    // A link started by a session that has since ended does not complete.
+    let second = g.t.login(&email, PASSWORD).await;
+    let mut b = g.browser();
+    let v = b
+        .request(
+            Method::POST,
+            &link_url,
+            Some(json!({"password": PASSWORD})),
+            Some(&second.access),
+        )
+        .await;
+    let url = v.json()["authorize_url"].as_str().expect("url").to_string();
+    let r = g.t.post_auth("/auth/logout", &second.access, None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let callback = b.get(&url).await.location.expect("callback");
+    let v = b.get(&callback).await;
+    assert_eq!(v.status, StatusCode::FORBIDDEN, "{}", v.body);
+
     // From now on GitHub signs in to the existing account.
     let mut b = g.browser();
     g.sign_in(&mut b).await;
@@ -706,6 +725,15 @@ async fn unlinking_keeps_a_way_to_sign_in(backend: Backend) {
     let url = v.json()["authorize_url"].as_str().expect("url").to_string();
     let callback = b.get(&url).await.location.expect("callback");
     assert_eq!(b.get(&callback).await.status, StatusCode::OK);
+    // A session started through GitHub, then the unlink: it ends with the
+    // link (at the edge too); the password session goes on.
+    let mut b = g.browser();
+    g.sign_in(&mut b).await;
+    let via_github = tokens_from_cookie(&g, &mut b).await;
+    assert_eq!(
+        g.t.get_auth("/auth/me", &via_github.access).await.status(),
+        StatusCode::OK
+    );
     let unlink = || {
         g.t.http
             .delete(g.t.url("/auth/identities/github"))
@@ -719,6 +747,18 @@ async fn unlinking_keeps_a_way_to_sign_in(backend: Backend) {
     assert_eq!(
         unlink().await.expect("send").status(),
         StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        g.t.get_auth("/auth/me", &via_github.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(feed_records(&g.t)
+        .await
+        .iter()
+        .any(|r| r.subject == via_github.session_id));
+    assert_eq!(
+        g.t.get_auth("/auth/me", &owner.access).await.status(),
+        StatusCode::OK
     );
     assert!(g.events().await.contains(&"identity_unlinked".to_string()));
 }
@@ -824,4 +864,37 @@ async fn return_to_must_be_allow_listed(backend: Backend) {
         (status, code.as_str()),
         (StatusCode::NOT_FOUND, "github_disabled")
     );
+}
+
+async fn concurrent_first_sign_ins_make_one_account(backend: Backend) {
+    let Some(g) = Gh::start(backend).await else {
+        return;
+    };
+    for _round in 0..3 {
+        let u = g.github_user("twice");
+        // Two browsers get as far as the callback, then finish together.
+        let mut callbacks = Vec::new();
+        for _ in 0..2 {
+            let mut b = g.browser();
+            b.accept_json = true;
+            let start = b.get(&format!("{TEST_ISSUER_URL}/auth/github/login")).await;
+            let url = start.json()["authorize_url"]
+                .as_str()
+                .expect("url")
+                .to_string();
+            let callback = b.get(&url).await.location.expect("callback");
+            callbacks.push((b, callback));
+        }
+        let finishing = callbacks
+            .into_iter()
+            .map(|(mut b, callback)| tokio::spawn(async move { b.get(&callback).await }));
+        let mut subs = Vec::new();
+        for f in finishing.collect::<Vec<_>>() {
+            let v = f.await.expect("join");
+            assert_eq!(v.status, StatusCode::OK, "{}", v.body);
+            subs.push(g.t.verify(&Tokens::from(v.json()).access).await.sub);
+        }
+        assert_eq!(subs[0], subs[1], "one account for one GitHub identity");
+        assert!(g.user_count(&u.emails[0].email).await);
+    }
 }

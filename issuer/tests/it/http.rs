@@ -534,6 +534,18 @@ async fn grace_window_replays_only_the_newest_rotation(backend: Backend) {
         t.get_auth("/auth/me", &retried.access).await.status(),
         StatusCode::OK
     );
+    let user_id = t.verify(&retried.access).await.sub;
+    let events = t
+        .server
+        .state
+        .store
+        .audit_events(&user_id)
+        .await
+        .expect("audit");
+    assert!(
+        events.contains(&"refresh_grace_replay".to_string()),
+        "{events:?}"
+    );
 
     // Two generations old, even inside the window: reuse.
     let r = t.refresh(&rt2.refresh).await;

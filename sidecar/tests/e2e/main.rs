@@ -3,6 +3,7 @@
 
 mod direct;
 mod edge;
+mod github;
 mod rotation;
 mod support;
 mod trust;

@@ -353,9 +353,25 @@ impl Stack {
         tweak_issuer: impl FnOnce(&mut ServeArgs),
         tweak_sidecar: impl FnOnce(&mut Settings),
     ) -> Option<Stack> {
+        Self::start_on(false, tweak_issuer, tweak_sidecar).await
+    }
+
+    /// With `postgres`, the issuer uses a fresh database on the test server.
+    pub async fn start_on(
+        postgres: bool,
+        tweak_issuer: impl FnOnce(&mut ServeArgs),
+        tweak_sidecar: impl FnOnce(&mut Settings),
+    ) -> Option<Stack> {
         let envoy_bin = envoy_bin()?;
         let db = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}/issuer.db", db.path().display());
+        let url = if postgres {
+            let admin = testing::required_service("DM_TEST_POSTGRES_URL", "PostgreSQL")?;
+            testing::fresh_postgres_database(&admin)
+                .await
+                .expect("create test database")
+        } else {
+            format!("sqlite://{}/issuer.db", db.path().display())
+        };
         let mut args = testing::test_args(&url, db.path());
         tweak_issuer(&mut args);
         let issuer = start_issuer(args).await;
