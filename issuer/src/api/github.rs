@@ -242,7 +242,8 @@ pub struct CallbackQuery {
 
 /// Why a callback failed: the answer, and the audit event naming it.
 struct Failure {
-    error: ApiError,
+    /// Boxed: failures travel through `Result`s and should stay small.
+    error: Box<ApiError>,
     event: &'static str,
     /// Who it concerned, when known (GitHub id and login).
     github: Option<String>,
@@ -253,7 +254,7 @@ struct Failure {
 impl Failure {
     fn new(event: &'static str, error: ApiError) -> Self {
         Failure {
-            error,
+            error: Box::new(error),
             event,
             github: None,
             user_id: None,
@@ -351,7 +352,7 @@ pub async fn callback(
             match (&return_to, json_answer) {
                 // Only the error code goes into the URL.
                 (Some(to), false) => redirect(&with_param(to, "error", failure.error.code))?,
-                _ => failure.error.into_response(),
+                _ => (*failure.error).into_response(),
             }
         }
     };

@@ -210,6 +210,20 @@ async fn logout_and_refresh_reuse_are_enforced_within_a_second() {
         .await
         .expect("refresh");
     assert_eq!(r.status(), 200);
+    let rt2 = r.json::<Value>().await.expect("json")["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_string();
+    // Rotate once more, so RT1 is two generations old: reuse even inside
+    // the refresh grace window.
+    let r = stack
+        .http
+        .post(stack.url("/auth/refresh"))
+        .json(&json!({"refresh_token": rt2}))
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(r.status(), 200);
     let live = token(&r.json::<Value>().await.expect("json"));
     assert_eq!(stack.get("/ai/chat", Some(&live)).await.status(), 200);
     let r = stack
