@@ -224,7 +224,8 @@ fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
     url
 }
 
-fn encode(v: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn encode(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {

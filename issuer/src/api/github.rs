@@ -90,6 +90,10 @@ pub fn allowed_return_to(state: &AppState, raw: &str) -> ApiResult<String> {
     Ok(url.to_string())
 }
 
+fn checked_return_to(state: &AppState, raw: Option<&str>) -> ApiResult<Option<String>> {
+    raw.map(|r| allowed_return_to(state, r)).transpose()
+}
+
 fn wants_json(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
@@ -158,11 +162,7 @@ pub async fn login(
     Query(q): Query<LoginQuery>,
 ) -> ApiResult<Response> {
     let gh = github(&state)?;
-    let return_to = q
-        .return_to
-        .as_deref()
-        .map(|r| allowed_return_to(&state, r))
-        .transpose()?;
+    let return_to = checked_return_to(&state, q.return_to.as_deref())?;
     begin(
         &state,
         gh,
@@ -192,11 +192,7 @@ pub async fn link(
     ApiJson(req): ApiJson<LinkRequest>,
 ) -> ApiResult<Response> {
     let gh = github(&state)?;
-    let return_to = req
-        .return_to
-        .as_deref()
-        .map(|r| allowed_return_to(&state, r))
-        .transpose()?;
+    let return_to = checked_return_to(&state, req.return_to.as_deref())?;
     let stored = Some(auth.user.password_hash.clone()).filter(|h| !h.is_empty());
     let verified = state
         .hasher

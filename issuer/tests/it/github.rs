@@ -102,6 +102,14 @@ impl Gh {
             .is_some()
     }
 
+    /// Every one of `wanted` is among the recent audit events.
+    async fn expect_events(&self, wanted: &[&str]) {
+        let events = self.events().await;
+        for e in wanted {
+            assert!(events.iter().any(|x| x == e), "{e} in {events:?}");
+        }
+    }
+
     async fn events(&self) -> Vec<String> {
         self.t
             .server
@@ -121,18 +129,7 @@ fn next_github_id() -> u64 {
 }
 
 fn enc(s: &str) -> String {
-    url_escape(s)
-}
-
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    fake_github::encode(s)
 }
 
 fn query(url: &str, key: &str) -> Option<String> {
@@ -141,6 +138,34 @@ fn query(url: &str, key: &str) -> Option<String> {
         .query_pairs()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
+}
+
+/// Starts a link as the holder of `access` (with `password`); returns the
+/// answer, whose `authorize_url` the browser follows.
+async fn start_link(
+    b: &mut Browser,
+    access: Option<&str>,
+    password: &str,
+    return_to: Option<String>,
+) -> fake_github::browser::Visit {
+    let mut body = json!({ "password": password });
+    if let Some(r) = return_to {
+        body["return_to"] = json!(r);
+    }
+    b.request(
+        Method::POST,
+        &format!("{TEST_ISSUER_URL}/auth/github/link"),
+        Some(body),
+        access,
+    )
+    .await
+}
+
+fn authorize_url(v: &fake_github::browser::Visit) -> String {
+    v.json()["authorize_url"]
+        .as_str()
+        .expect("authorize_url")
+        .to_string()
 }
 
 /// Tokens from the refresh cookie the browser holds for the issuer.
@@ -283,10 +308,8 @@ async fn sign_in_creates_an_account_then_signs_it_in(backend: Backend) {
         .iter()
         .any(|r| r.subject == again.session_id));
 
-    let events = g.events().await;
-    for e in ["github_account_created", "login_success"] {
-        assert!(events.contains(&e.to_string()), "{e} in {events:?}");
-    }
+    g.expect_events(&["github_account_created", "login_success"])
+        .await;
 
     // A disabled account gets no tokens through GitHub either.
     let admin = make_admin(&g.t).await;
@@ -317,10 +340,7 @@ async fn api_clients_get_json_instead_of_redirects(backend: Backend) {
     b.accept_json = true;
     let start = b.get(&format!("{TEST_ISSUER_URL}/auth/github/login")).await;
     assert_eq!(start.status, StatusCode::OK);
-    let url = start.json()["authorize_url"]
-        .as_str()
-        .expect("authorize_url")
-        .to_string();
+    let url = authorize_url(&start);
     // GitHub's pages are a browser's business; the JSON client follows.
     let at_github = b.get(&url).await;
     let callback = at_github.location.expect("back to the issuer");
@@ -407,8 +427,7 @@ async fn state_is_bound_to_the_browser_and_single_use(backend: Backend) {
     assert_eq!(v.status, StatusCode::BAD_REQUEST);
     assert!(v.json()["error"].is_string(), "{}", v.body);
 
-    let events = g.events().await;
-    assert!(events.contains(&"github_invalid_state".to_string()));
+    g.expect_events(&["github_invalid_state"]).await;
 }
 
 async fn github_refusals_create_nothing(backend: Backend) {
@@ -513,14 +532,12 @@ async fn github_refusals_create_nothing(backend: Backend) {
     );
     assert!(g.user_count(&wanted).await);
 
-    let events = g.events().await;
-    for e in [
+    g.expect_events(&[
         "github_access_denied",
         "github_code_rejected",
         "github_no_verified_email",
-    ] {
-        assert!(events.contains(&e.to_string()), "{e} in {events:?}");
-    }
+    ])
+    .await;
 }
 
 async fn github_down_or_slow_is_a_502_and_creates_nothing(backend: Backend) {
@@ -549,10 +566,7 @@ async fn github_down_or_slow_is_a_502_and_creates_nothing(backend: Backend) {
         let mut b = g.browser();
         b.accept_json = true;
         let start = b.get(&format!("{TEST_ISSUER_URL}/auth/github/login")).await;
-        let url = start.json()["authorize_url"]
-            .as_str()
-            .expect("url")
-            .to_string();
+        let url = authorize_url(&start);
         let callback = b.get(&url).await.location.expect("callback");
         let v = b.get(&callback).await;
         assert_eq!(v.status, StatusCode::BAD_GATEWAY, "{}", v.body);
@@ -564,7 +578,7 @@ async fn github_down_or_slow_is_a_502_and_creates_nothing(backend: Backend) {
         );
         assert!(!g.user_count(&u.emails[0].email).await);
     }
-    assert!(g.events().await.contains(&"github_unavailable".to_string()));
+    g.expect_events(&["github_unavailable"]).await;
 }
 
 async fn existing_email_needs_an_explicit_link_with_the_password(backend: Backend) {
@@ -595,35 +609,19 @@ async fn existing_email_needs_an_explicit_link_with_the_password(backend: Backen
     // The owner signs in with the password and links, proving it again.
     let tokens = g.t.login(&email, PASSWORD).await;
     let mut b = g.browser();
-    let link_url = format!("{TEST_ISSUER_URL}/auth/github/link");
-    let v = b
-        .request(
-            Method::POST,
-            &link_url,
-            Some(json!({"password": "not the password"})),
-            Some(&tokens.access),
-        )
-        .await;
+    let v = start_link(&mut b, Some(&tokens.access), "not the password", None).await;
     assert_eq!(v.status, StatusCode::FORBIDDEN);
-    let v = b
-        .request(
-            Method::POST,
-            &link_url,
-            Some(json!({"password": PASSWORD, "return_to": format!("{APP}/settings")})),
-            None,
-        )
-        .await;
+    let v = start_link(&mut b, None, PASSWORD, Some(format!("{APP}/settings"))).await;
     assert_eq!(v.status, StatusCode::UNAUTHORIZED, "a session is required");
-    let v = b
-        .request(
-            Method::POST,
-            &link_url,
-            Some(json!({"password": PASSWORD, "return_to": format!("{APP}/settings")})),
-            Some(&tokens.access),
-        )
-        .await;
+    let v = start_link(
+        &mut b,
+        Some(&tokens.access),
+        PASSWORD,
+        Some(format!("{APP}/settings")),
+    )
+    .await;
     assert_eq!(v.status, StatusCode::OK, "{}", v.body);
-    let url = v.json()["authorize_url"].as_str().expect("url").to_string();
+    let url = authorize_url(&v);
     let last = b.follow(&url).await;
     assert_eq!(
         last.location.as_deref(),
@@ -637,15 +635,8 @@ async fn existing_email_needs_an_explicit_link_with_the_password(backend: Backen
     // A link started by a session that has since ended does not complete.
     let second = g.t.login(&email, PASSWORD).await;
     let mut b = g.browser();
-    let v = b
-        .request(
-            Method::POST,
-            &link_url,
-            Some(json!({"password": PASSWORD})),
-            Some(&second.access),
-        )
-        .await;
-    let url = v.json()["authorize_url"].as_str().expect("url").to_string();
+    let v = start_link(&mut b, Some(&second.access), PASSWORD, None).await;
+    let url = authorize_url(&v);
     let r = g.t.post_auth("/auth/logout", &second.access, None).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let callback = b.get(&url).await.location.expect("callback");
@@ -663,27 +654,18 @@ async fn existing_email_needs_an_explicit_link_with_the_password(backend: Backen
     g.t.register(&other_email, PASSWORD).await;
     let other = g.t.login(&other_email, PASSWORD).await;
     let mut b = g.browser();
-    let v = b
-        .request(
-            Method::POST,
-            &link_url,
-            Some(json!({"password": PASSWORD})),
-            Some(&other.access),
-        )
-        .await;
-    let url = v.json()["authorize_url"].as_str().expect("url").to_string();
+    let v = start_link(&mut b, Some(&other.access), PASSWORD, None).await;
+    let url = authorize_url(&v);
     let callback = b.get(&url).await.location.expect("callback");
     let v = b.get(&callback).await;
     assert_eq!(v.status, StatusCode::CONFLICT);
     assert_eq!(v.json()["error"], "identity_in_use");
-    let events = g.events().await;
-    for e in [
+    g.expect_events(&[
         "github_link_required",
         "github_linked",
         "github_link_refused",
-    ] {
-        assert!(events.contains(&e.to_string()), "{e} in {events:?}");
-    }
+    ])
+    .await;
 }
 
 async fn unlinking_keeps_a_way_to_sign_in(backend: Backend) {
@@ -714,15 +696,8 @@ async fn unlinking_keeps_a_way_to_sign_in(backend: Backend) {
     g.t.register(&email, PASSWORD).await;
     let owner = g.t.login(&email, PASSWORD).await;
     let mut b = g.browser();
-    let v = b
-        .request(
-            Method::POST,
-            &format!("{TEST_ISSUER_URL}/auth/github/link"),
-            Some(json!({"password": PASSWORD})),
-            Some(&owner.access),
-        )
-        .await;
-    let url = v.json()["authorize_url"].as_str().expect("url").to_string();
+    let v = start_link(&mut b, Some(&owner.access), PASSWORD, None).await;
+    let url = authorize_url(&v);
     let callback = b.get(&url).await.location.expect("callback");
     assert_eq!(b.get(&callback).await.status, StatusCode::OK);
     // A session started through GitHub, then the unlink: it ends with the
@@ -760,7 +735,7 @@ async fn unlinking_keeps_a_way_to_sign_in(backend: Backend) {
         g.t.get_auth("/auth/me", &owner.access).await.status(),
         StatusCode::OK
     );
-    assert!(g.events().await.contains(&"identity_unlinked".to_string()));
+    g.expect_events(&["identity_unlinked"]).await;
 }
 
 async fn org_gating_refuses_outsiders(backend: Backend) {
@@ -811,7 +786,7 @@ async fn org_gating_refuses_outsiders(backend: Backend) {
         last.location.as_deref(),
         Some(&*format!("{APP}/home?tab=1"))
     );
-    assert!(g.events().await.contains(&"github_org_refused".to_string()));
+    g.expect_events(&["github_org_refused"]).await;
 }
 
 async fn return_to_must_be_allow_listed(backend: Backend) {
@@ -878,10 +853,7 @@ async fn concurrent_first_sign_ins_make_one_account(backend: Backend) {
             let mut b = g.browser();
             b.accept_json = true;
             let start = b.get(&format!("{TEST_ISSUER_URL}/auth/github/login")).await;
-            let url = start.json()["authorize_url"]
-                .as_str()
-                .expect("url")
-                .to_string();
+            let url = authorize_url(&start);
             let callback = b.get(&url).await.location.expect("callback");
             callbacks.push((b, callback));
         }
