@@ -70,6 +70,14 @@ if other:
                 f"beside it at {r['side_rate']}/s: refresh p99 {ms(r['refresh_during_storm']['p99_us'])} ms, "
                 f"JWKS p99 {ms(r['jwks_during_storm']['p99_us'])} ms |"
             )
+        elif b == "github-sign-in":
+            cb, pw = r["github_callback"], r["password_login"]
+            print(
+                f"| GitHub sign-in against the fake ({cb['count']}, alternating with password logins) | "
+                f"callback p50 {ms(cb['p50_us'])} ms, p99 {ms(cb['p99_us'])} ms; whole dance p50 {ms(r['github_whole_dance']['p50_us'])} ms; "
+                f"password login p50 {ms(pw['p50_us'])} ms, p99 {ms(pw['p99_us'])} ms "
+                f"(callback/password p50 {r['callback_to_password_p50']:.2f}×) |"
+            )
         elif "refreshes_per_second" in r:
             print(f"| {b} ({r['concurrency']} sessions) | {r['refreshes_per_second']:.0f} refreshes/s, p50 {ms(r['latency']['p50_us'])} ms, p99 {ms(r['latency']['p99_us'])} ms |")
         elif "revocations" in r:

@@ -5,7 +5,9 @@
 //! - `login-storm`: logins/s at the argon2 limit, with refresh and JWKS
 //!   requests running beside it at a fixed rate;
 //! - `refresh`: refresh-token rotation throughput;
-//! - `revocation-lag`: logout on the issuer → denied at a sidecar.
+//! - `revocation-lag`: logout on the issuer → denied at a sidecar;
+//! - `github-sign-in`: the GitHub callback's latency against the fake
+//!   GitHub, interleaved with password logins (the baseline) on one issuer.
 //!
 //! Each prints one JSON line.
 #![forbid(unsafe_code)]
@@ -100,6 +102,11 @@ enum Command {
         concurrency: usize,
         #[arg(long, default_value = "revocation-lag")]
         label: String,
+    },
+    GithubSignIn {
+        /// Sign-ins of each kind, one at a time, alternating.
+        #[arg(long, default_value_t = 200)]
+        count: usize,
     },
 }
 
@@ -601,6 +608,103 @@ async fn revocation_lag(
     Ok(())
 }
 
+/// An issuer (SQLite, production argon2 settings) and the fake GitHub in
+/// this process; GitHub callbacks and password logins alternate, so both
+/// see the same machine state. Reports each one's latency and the whole
+/// GitHub dance (login → fake authorize → callback).
+async fn github_sign_in(count: usize) -> anyhow::Result<()> {
+    use fake_github::browser::Browser;
+    let dir = tempfile::tempdir()?;
+    let fake = fake_github::FakeGitHub::start(fake_github::Config {
+        client_id: "bench".into(),
+        client_secret: "bench-secret".into(),
+        redirect_uri: format!("{}/auth/github/callback", issuer::testing::TEST_ISSUER_URL),
+        users: Vec::new(),
+    })
+    .await?;
+    let db = format!("sqlite://{}/issuer.db", dir.path().display());
+    let mut args = issuer::testing::test_args(&db, dir.path());
+    // Production hashing cost: the baseline is a real password login.
+    let defaults = issuer::config::ServeArgs::with_database(&db);
+    args.argon2_memory_kib = defaults.argon2_memory_kib;
+    args.argon2_iterations = defaults.argon2_iterations;
+    args.github.github_client_id = Some("bench".into());
+    args.github.github_client_secret = Some(issuer::config::Secret("bench-secret".into()));
+    args.github.github_web_url = fake.url();
+    args.github.github_api_url = fake.url();
+    let server =
+        issuer::testing::start(args, std::sync::Arc::new(issuer::clock::SystemClock)).await?;
+    let http = reqwest::Client::new();
+    let base = server.base_url.clone();
+    let password_user = register_and_login(&http, &base).await?;
+    let email = password_user["email"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (mut callback, mut dance, mut password) =
+        (new_histogram(), new_histogram(), new_histogram());
+    for i in 0..count {
+        // Half the GitHub sign-ins are first sign-ins (an account is made).
+        let login = if i % 2 == 0 {
+            "returning".to_string()
+        } else {
+            format!("new-{i}")
+        };
+        fake.add_user(fake_github::FakeUser::new(
+            if i % 2 == 0 { 1 } else { 10 + i as u64 },
+            &login,
+            &format!("{login}@bench.example"),
+        ));
+        fake.sign_in_as(&login);
+        let mut b = Browser::new();
+        b.alias(issuer::testing::TEST_ISSUER_URL, &base);
+        b.accept_json = true;
+        let started = Instant::now();
+        let start = b
+            .get(&format!(
+                "{}/auth/github/login",
+                issuer::testing::TEST_ISSUER_URL
+            ))
+            .await;
+        let url = start.json()["authorize_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let back = b.get(&url).await.location.unwrap_or_default();
+        let at_callback = Instant::now();
+        let done = b.get(&back).await;
+        anyhow::ensure!(
+            done.status == 200,
+            "callback: {} {}",
+            done.status,
+            done.body
+        );
+        callback.record(at_callback.elapsed().as_micros() as u64)?;
+        dance.record(started.elapsed().as_micros() as u64)?;
+
+        let t = Instant::now();
+        login_once(&http, &base, &email).await?;
+        password.record(t.elapsed().as_micros() as u64)?;
+    }
+    println!(
+        "{}",
+        json!({
+            "bench": "github-sign-in",
+            "github_callback": percentiles(&callback),
+            "github_whole_dance": percentiles(&dance),
+            "password_login": percentiles(&password),
+            "callback_to_password_p50": callback.value_at_quantile(0.5) as f64
+                / password.value_at_quantile(0.5).max(1) as f64,
+        })
+    );
+    server.stop().await;
+    Ok(())
+}
+
+async fn login_once(http: &reqwest::Client, url: &str, email: &str) -> anyhow::Result<()> {
+    login(http, url, email).await.map(|_| ())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -642,6 +746,7 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             label,
         } => refresh_bench(&url, concurrency, seconds, &label).await,
+        Command::GithubSignIn { count } => github_sign_in(count).await,
         Command::RevocationLag {
             issuer_url,
             sidecar,
