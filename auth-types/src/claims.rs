@@ -1,5 +1,7 @@
 //! Access-token claims (RFC 9068 profile) and their time/issuer/audience checks.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// `aud` may be one string or an array (RFC 7519 §4.1.3).
@@ -46,6 +48,26 @@ pub struct AccessClaims {
     /// revocation refuses every older one (role change, disable).
     #[serde(default)]
     pub user_gen: i64,
+    /// Team memberships, team slug → role there (owner, maintainer,
+    /// member). Bounded by the issuer: see `teams_overflow`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub teams: BTreeMap<String, String>,
+    /// The user is in more teams than a token may carry: `teams` is then
+    /// empty, and a verifier must not read absence from it as "not a member".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub teams_overflow: bool,
+}
+
+/// Roles inside a team (the `teams` claim's values), highest first; each
+/// includes those after it.
+pub const TEAM_ROLES: [&str; 3] = ["owner", "maintainer", "member"];
+
+/// Higher is more; `None` for an unknown role (which then satisfies nothing).
+pub fn team_role_rank(role: &str) -> Option<usize> {
+    TEAM_ROLES
+        .iter()
+        .position(|r| *r == role)
+        .map(|i| TEAM_ROLES.len() - i)
 }
 
 /// What a verifier requires of every token.
@@ -119,6 +141,8 @@ mod tests {
             amr: vec!["pwd".into()],
             email: None,
             user_gen: 0,
+            teams: Default::default(),
+            teams_overflow: false,
         }
     }
 

@@ -9,10 +9,12 @@ pub mod jwk;
 pub mod jws;
 pub mod revocation;
 
-pub use claims::{AccessClaims, Audience, ClaimError, Expectations};
+pub use claims::{team_role_rank, AccessClaims, Audience, ClaimError, Expectations, TEAM_ROLES};
 pub use jwk::{Jwk, JwkSet, SigningAlg};
 pub use jws::{JwsError, VerifiedToken, VerifyingKey, VerifyingKeySet};
-pub use revocation::{RevocationEvent, RevocationKind, RevocationRecord, MAX_LEEWAY_SECS};
+pub use revocation::{
+    PermissionMap, RevocationEvent, RevocationKind, RevocationRecord, MAX_LEEWAY_SECS,
+};
 
 /// The `typ` header value RFC 9068 mandates for JWT access tokens.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";

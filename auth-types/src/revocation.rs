@@ -98,6 +98,11 @@ pub enum RevocationEvent {
         #[serde(default)]
         version: i64,
     },
+    /// The role → permission map changed: refetch it until it is at least
+    /// this version.
+    PermissionsChanged {
+        version: i64,
+    },
     /// Sent only while the issuer can read its database: proof of progress,
     /// unlike transport keep-alives, which an issuer without its database
     /// still sends.
@@ -108,4 +113,25 @@ pub enum RevocationEvent {
 
 fn complete_by_default() -> bool {
     true
+}
+
+/// The role → permission map sidecars expand roles with
+/// (`GET /internal/permissions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionMap {
+    pub version: i64,
+    /// Role → the permissions it grants.
+    pub roles: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl PermissionMap {
+    /// Whether `roles` (and the token's own `permissions`) grant `wanted`.
+    pub fn grants(&self, roles: &[String], own: &[String], wanted: &str) -> bool {
+        own.iter().any(|p| p == wanted)
+            || roles.iter().any(|r| {
+                self.roles
+                    .get(r)
+                    .is_some_and(|perms| perms.iter().any(|p| p == wanted))
+            })
+    }
 }

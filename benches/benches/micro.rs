@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use auth_types::{
-    AccessClaims, Audience, Expectations, JwkSet, RevocationKind, RevocationRecord, SigningAlg,
-    VerifyingKeySet,
+    AccessClaims, Audience, Expectations, JwkSet, PermissionMap, RevocationKind, RevocationRecord,
+    SigningAlg, VerifyingKeySet,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 use issuer::keys::{generate_pkcs8, SigningKey};
@@ -39,6 +39,8 @@ fn claims() -> AccessClaims {
         amr: vec!["pwd".into()],
         email: Some("dev@example.com".into()),
         user_gen: 0,
+        teams: Default::default(),
+        teams_overflow: false,
     }
 }
 
@@ -119,6 +121,7 @@ fn benches(c: &mut Criterion) {
                 black_box(req),
                 || TokenInput::Verified(verified.clone()),
                 &empty,
+                &PermissionMap::default(),
                 &expect,
                 NOW,
             ))
@@ -131,6 +134,7 @@ fn benches(c: &mut Criterion) {
                 black_box(request),
                 || TokenInput::Verified(verified.clone()),
                 &many,
+                &PermissionMap::default(),
                 &expect,
                 NOW,
             ))

@@ -172,6 +172,11 @@ pub struct ServeArgs {
     /// session as token reuse. 0 is strict rotation.
     #[arg(long, env = "ISSUER_REFRESH_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=60))]
     pub refresh_grace_secs: i64,
+    /// Team memberships an access token carries at most. A user in more
+    /// teams gets `teams_overflow: true` and no list (never a silently cut
+    /// one); sidecars then refuse team-scoped routes to that token.
+    #[arg(long, env = "ISSUER_MAX_TOKEN_TEAMS", default_value_t = 32, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub max_token_teams: u64,
     /// argon2id memory cost in KiB (OWASP: 19456).
     #[arg(long, env = "ISSUER_ARGON2_MEMORY_KIB", default_value_t = 19_456, value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
     pub argon2_memory_kib: u32,

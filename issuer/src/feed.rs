@@ -21,6 +21,7 @@ use crate::store::Store;
 pub const REDIS_CHANNEL: &str = "devmentor-auth:events";
 const MSG_REVOKED: &str = "revoked";
 const MSG_KEYS: &str = "keys";
+const MSG_PERMISSIONS: &str = "permissions";
 /// Followers further behind than this many events are dropped and must
 /// reconnect (resuming from their last sequence number).
 const BROADCAST_CAPACITY: usize = 16_384;
@@ -90,6 +91,14 @@ impl FeedHub {
         }
     }
 
+    /// The role → permission map changed on this replica: announce it to
+    /// local followers now (the hub reads the new version) and tell the
+    /// other replicas.
+    pub async fn permissions_changed(&self) {
+        self.wake.notify_one();
+        self.tell_replicas(MSG_PERMISSIONS).await;
+    }
+
     async fn tell_replicas(&self, message: &str) {
         let Some(client) = &self.redis else { return };
         let mut guard = self.publisher.lock().await;
@@ -137,6 +146,8 @@ pub async fn run_hub(
             }
         }
     };
+    // Announced when it grows; followers fetch the map themselves.
+    let mut permissions_version = store.permissions_version().await.unwrap_or(0);
     let mut poll = tokio::time::interval(poll_every);
     let mut heartbeat = tokio::time::interval(heartbeat_every);
     for timer in [&mut poll, &mut heartbeat] {
@@ -163,6 +174,16 @@ pub async fn run_hub(
                 false
             }
         };
+        match store.permissions_version().await {
+            Ok(version) if version > permissions_version => {
+                permissions_version = version;
+                let _ = hub
+                    .events
+                    .send(RevocationEvent::PermissionsChanged { version });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "permissions version read failed"),
+        }
         if !beat {
             continue;
         }
@@ -197,6 +218,7 @@ pub async fn run_redis_listener(hub: Arc<FeedHub>, on_keys_changed: Arc<Notify>)
                         match msg.get_payload::<String>().as_deref() {
                             Ok(MSG_REVOKED) => hub.wake.notify_one(),
                             Ok(MSG_KEYS) => on_keys_changed.notify_one(),
+                            Ok(MSG_PERMISSIONS) => hub.wake.notify_one(),
                             _ => {}
                         }
                     }

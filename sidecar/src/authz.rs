@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use auth_types::jws::{self, JwsError};
-use auth_types::{AccessClaims, Expectations, JwkSet, VerifyingKeySet};
+use auth_types::{AccessClaims, Expectations, JwkSet, PermissionMap, VerifyingKeySet};
 use moka::sync::Cache;
 use ring::digest::{digest, SHA256};
 
@@ -69,6 +69,8 @@ pub struct Authorizer {
     /// A full snapshot of revocations has been applied.
     pub revocations_synced: AtomicBool,
     policy: ArcSwap<Policy>,
+    /// The issuer's role → permission map (version 0: not fetched yet).
+    permissions: ArcSwap<PermissionMap>,
     tokens: Cache<[u8; 32], CachedToken>,
 }
 
@@ -121,6 +123,7 @@ impl Authorizer {
             feed_contact_ms: AtomicI64::new(0),
             revocations_synced: AtomicBool::new(false),
             policy: ArcSwap::from_pointee(policy),
+            permissions: ArcSwap::from_pointee(PermissionMap::default()),
             tokens,
         })
     }
@@ -153,10 +156,12 @@ impl Authorizer {
                 _ => TokenInput::Missing,
             };
             let revocations = self.read_revocations();
+            let permissions = self.permissions.load();
             decide_routed(
                 route,
                 || input,
                 &revocations,
+                &permissions,
                 &self.expect,
                 now_ms.div_euclid(1000),
             )
@@ -376,6 +381,13 @@ impl Authorizer {
             return false;
         };
         self.install_jwks(&jwks, modified_ms(&jwks_path));
+        // Optional: without it, permission rules deny until the issuer answers.
+        if let Some(map) = std::fs::read(dir.join(PERMISSIONS_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<PermissionMap>(&b).ok())
+        {
+            self.install_permissions(map);
+        }
         *self.write_revocations() = revocations;
         self.feed_contact_ms
             .store(modified_ms(&revocations_path), Ordering::Relaxed);
@@ -451,6 +463,61 @@ impl Authorizer {
         );
     }
 
+    // ---- the role → permission map ----
+
+    pub fn permissions_version(&self) -> i64 {
+        self.permissions.load().version
+    }
+
+    /// Fetches the map; installs it unless older than the one held.
+    pub async fn fetch_permissions(&self) -> anyhow::Result<()> {
+        let mut request = self
+            .http
+            .get(format!("{}/internal/permissions", self.settings.issuer_url));
+        if let Some(token) = &self.settings.feed_token {
+            request = request.bearer_auth(token);
+        }
+        let map: PermissionMap = request.send().await?.error_for_status()?.json().await?;
+        self.install_permissions(map);
+        Ok(())
+    }
+
+    pub fn install_permissions(&self, map: PermissionMap) {
+        if map.version < self.permissions_version() {
+            return;
+        }
+        if let Some(dir) = &self.settings.state_dir {
+            let path = dir.join(PERMISSIONS_FILE);
+            let saved = serde_json::to_vec(&map)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| write_atomically(&path, &bytes));
+            if let Err(e) = saved {
+                tracing::warn!(error = %e, "cannot save the permission map");
+            }
+        }
+        self.metrics.permissions_version.set(map.version);
+        self.permissions.store(Arc::new(map));
+    }
+
+    /// The issuer announced map `version` (0: refetch whatever it is). A
+    /// replica behind a load balancer may lag: retry briefly.
+    pub async fn permissions_changed(&self, version: i64) {
+        let mut wait = Duration::from_millis(50);
+        for attempt in 0..8 {
+            if let Err(e) = self.fetch_permissions().await {
+                tracing::warn!(error = %e, attempt, "permission map fetch failed");
+            } else if self.permissions_version() >= version {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+        tracing::warn!(
+            version,
+            "permission map change announced but not yet served"
+        );
+    }
+
     // ---- policy ----
 
     pub fn replace_policy(&self, policy: Policy) {
@@ -463,6 +530,7 @@ impl Authorizer {
 }
 
 const JWKS_FILE: &str = "jwks.json";
+const PERMISSIONS_FILE: &str = "permissions.json";
 const REVOCATIONS_FILE: &str = "revocations.json";
 
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use auth_types::{AccessClaims, ClaimError, Expectations, JwsError};
+use auth_types::{AccessClaims, ClaimError, Expectations, JwsError, PermissionMap};
 
 use crate::path::PathError;
-use crate::policy::{substitute, Policy, Requirement, Route};
+use crate::policy::{substitute, team_role_rank, Policy, Requirement, Route};
 use crate::revocations::RevocationSet;
 
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +40,11 @@ pub enum DenyReason {
     NoMatchingRule,
     MissingRole,
     MissingPermission,
+    /// Not a member of the route's team, or below the role it needs.
+    NotTeamMember,
+    /// The token says its user is in more teams than it could list, and
+    /// this team is not listed: refused rather than guessed.
+    TeamClaimsOverflow,
     /// Keys or revocations are older than the configured maximum: fail closed.
     StaleState,
     /// A path an upstream could rewrite into another route (`crate::path`).
@@ -66,6 +71,8 @@ impl DenyReason {
             DenyReason::NoMatchingRule => "no_matching_rule",
             DenyReason::MissingRole => "missing_role",
             DenyReason::MissingPermission => "missing_permission",
+            DenyReason::NotTeamMember => "not_team_member",
+            DenyReason::TeamClaimsOverflow => "team_claims_overflow",
             DenyReason::StaleState => "authorization_state_stale",
             DenyReason::NonCanonicalPath => "non_canonical_path",
             DenyReason::MethodNotAllowed => "method_not_allowed",
@@ -82,7 +89,9 @@ impl DenyReason {
             DenyReason::MethodNotAllowed => 405,
             DenyReason::NoMatchingRule
             | DenyReason::MissingRole
-            | DenyReason::MissingPermission => 403,
+            | DenyReason::MissingPermission
+            | DenyReason::NotTeamMember
+            | DenyReason::TeamClaimsOverflow => 403,
             DenyReason::StaleState => 503,
             _ => 401,
         }
@@ -144,11 +153,12 @@ pub fn decide(
     request: RequestAttrs<'_>,
     token: impl FnOnce() -> TokenInput,
     revocations: &RevocationSet,
+    permissions: &PermissionMap,
     expect: &Expectations,
     now: i64,
 ) -> Decision {
     let route = policy.route(request.host, request.method, request.path);
-    decide_routed(route, token, revocations, expect, now)
+    decide_routed(route, token, revocations, permissions, expect, now)
 }
 
 /// `decide` for a caller that has already routed the request.
@@ -156,6 +166,7 @@ pub fn decide_routed(
     route: Route<'_>,
     token: impl FnOnce() -> TokenInput,
     revocations: &RevocationSet,
+    permissions: &PermissionMap,
     expect: &Expectations,
     now: i64,
 ) -> Decision {
@@ -193,22 +204,41 @@ pub fn decide_routed(
     if revocations.is_revoked(&claims) {
         return deny(DenyReason::Revoked);
     }
-    let allowed = match &matched.rule.requirement {
-        Requirement::Public | Requirement::Authenticated => true,
-        Requirement::AnyRole(roles) => roles
+    let any_role = |roles: &[String]| {
+        roles
             .iter()
             .map(|r| substitute(r, &matched.captures))
-            .any(|r| claims.roles.contains(&r)),
-        Requirement::AllPermissions(perms) => perms
-            .iter()
-            .map(|p| substitute(p, &matched.captures))
-            .all(|p| claims.permissions.contains(&p)),
+            .any(|r| claims.roles.contains(&r))
     };
-    if !allowed {
-        return deny(match matched.rule.requirement {
-            Requirement::AllPermissions(_) => DenyReason::MissingPermission,
-            _ => DenyReason::MissingRole,
-        });
+    let refusal = match &matched.rule.requirement {
+        Requirement::Public | Requirement::Authenticated => None,
+        Requirement::AnyRole(roles) => (!any_role(roles)).then_some(DenyReason::MissingRole),
+        Requirement::AllPermissions(perms) => {
+            let all = perms
+                .iter()
+                .map(|p| substitute(p, &matched.captures))
+                .all(|p| permissions.grants(&claims.roles, &claims.permissions, &p));
+            (!all).then_some(DenyReason::MissingPermission)
+        }
+        Requirement::Team {
+            team,
+            min_role,
+            or_roles,
+        } => {
+            let team = substitute(team, &matched.captures);
+            let needed = team_role_rank(min_role);
+            let held = claims.teams.get(&team).and_then(|r| team_role_rank(r));
+            if any_role(or_roles) || matches!((held, needed), (Some(h), Some(n)) if h >= n) {
+                None
+            } else if held.is_none() && claims.teams_overflow {
+                Some(DenyReason::TeamClaimsOverflow)
+            } else {
+                Some(DenyReason::NotTeamMember)
+            }
+        }
+    };
+    if let Some(reason) = refusal {
+        return deny(reason);
     }
     Decision::Allow {
         rule: rule.clone(),
@@ -230,6 +260,9 @@ rules:
   - { name: public, prefix: /auth/, allow: public }
   - { name: teams, pattern: "/teams/{team}/**", roles: ["team:{team}", admin] }
   - { name: keys, prefix: /admin/keys, permissions: [keys.read, keys.write] }
+  - { name: team-settings, pattern: "/org/{team}/settings/**", team: "{team}", team_role: maintainer, roles: [admin] }
+  - { name: team-any, pattern: "/org/{team}/**", team: "{team}" }
+  - { name: models, prefix: /models/, permissions: [models.manage] }
   - { name: app, prefix: /ai/, allow: authenticated }
 "#,
             "test",
@@ -261,6 +294,8 @@ rules:
             amr: vec!["pwd".into()],
             email: None,
             user_gen: 0,
+            teams: Default::default(),
+            teams_overflow: false,
         }
     }
 
@@ -270,7 +305,15 @@ rules:
             host: "mesh.local",
             path,
         };
-        decide(&policy(), req, || token, revocations, &expect(), NOW)
+        decide(
+            &policy(),
+            req,
+            || token,
+            revocations,
+            &PermissionMap::default(),
+            &expect(),
+            NOW,
+        )
     }
 
     fn denied(d: &Decision) -> Option<DenyReason> {
@@ -296,6 +339,7 @@ rules:
             },
             || panic!("token must not be evaluated"),
             &none,
+            &PermissionMap::default(),
             &expect(),
             NOW,
         );
@@ -388,6 +432,7 @@ rules:
                 },
                 || panic!("token must not be evaluated"),
                 &none,
+                &PermissionMap::default(),
                 &expect(),
                 NOW,
             );
@@ -408,6 +453,7 @@ rules:
             },
             || verified(admin),
             &none,
+            &PermissionMap::default(),
             &expect(),
             NOW,
         );
@@ -439,5 +485,91 @@ rules:
         let mut other = claims();
         other.sid = "s2".into();
         assert_eq!(denied(&run("/ai/x", verified(other), &set)), None);
+    }
+
+    fn decide_with(path: &str, c: AccessClaims, map: &PermissionMap) -> Option<DenyReason> {
+        let d = decide(
+            &policy(),
+            RequestAttrs {
+                method: "GET",
+                host: "h",
+                path,
+            },
+            || verified(c),
+            &RevocationSet::default(),
+            map,
+            &expect(),
+            NOW,
+        );
+        denied(&d)
+    }
+
+    #[test]
+    fn team_routes_need_membership_at_the_route_role() {
+        let none = PermissionMap::default();
+        let mut member = claims();
+        member.teams.insert("blue".into(), "member".into());
+        assert_eq!(decide_with("/org/blue/docs", member.clone(), &none), None);
+        assert_eq!(
+            decide_with("/org/red/docs", member.clone(), &none),
+            Some(DenyReason::NotTeamMember)
+        );
+        // Settings need maintainer or above.
+        assert_eq!(
+            decide_with("/org/blue/settings/x", member.clone(), &none),
+            Some(DenyReason::NotTeamMember)
+        );
+        for role in ["maintainer", "owner"] {
+            let mut c = claims();
+            c.teams.insert("blue".into(), role.into());
+            assert_eq!(
+                decide_with("/org/blue/settings/x", c, &none),
+                None,
+                "{role}"
+            );
+        }
+        // An unknown team role grants nothing.
+        let mut odd = claims();
+        odd.teams.insert("blue".into(), "superuser".into());
+        assert_eq!(
+            decide_with("/org/blue/docs", odd, &none),
+            Some(DenyReason::NotTeamMember)
+        );
+        // The global alternative.
+        let mut admin = claims();
+        admin.roles = vec!["admin".into()];
+        assert_eq!(decide_with("/org/red/settings/x", admin, &none), None);
+        // Too many teams to list: refused, with its own reason, unless listed.
+        let mut overflow = claims();
+        overflow.teams_overflow = true;
+        assert_eq!(
+            decide_with("/org/blue/docs", overflow, &none),
+            Some(DenyReason::TeamClaimsOverflow)
+        );
+        assert_eq!(DenyReason::TeamClaimsOverflow.http_status(), 403);
+    }
+
+    #[test]
+    fn permissions_expand_from_roles_through_the_map() {
+        let mut c = claims();
+        c.roles = vec!["model-admin".into()];
+        let empty = PermissionMap::default();
+        assert_eq!(
+            decide_with("/models/x", c.clone(), &empty),
+            Some(DenyReason::MissingPermission)
+        );
+        let mut map = PermissionMap {
+            version: 2,
+            ..Default::default()
+        };
+        map.roles
+            .insert("model-admin".into(), vec!["models.manage".into()]);
+        assert_eq!(decide_with("/models/x", c.clone(), &map), None);
+        // Another role's grant is not this role's.
+        c.roles = vec!["viewer".into()];
+        assert_eq!(
+            decide_with("/models/x", c, &map),
+            Some(DenyReason::MissingPermission)
+        );
     }
 }

@@ -51,6 +51,10 @@ async fn stream_once(authz: &Arc<Authorizer>) -> anyhow::Result<()> {
     if let Err(e) = authz.fetch_jwks().await {
         tracing::warn!(error = %e, "JWKS fetch on feed reconnect failed");
     }
+    // Likewise a permission map change.
+    if let Err(e) = authz.fetch_permissions().await {
+        tracing::warn!(error = %e, "permission map fetch on feed reconnect failed");
+    }
     let mut body = response.bytes_stream();
     let mut buffer: Vec<u8> = Vec::new();
     let mut event = String::new();
@@ -144,6 +148,10 @@ pub async fn apply_event(authz: &Arc<Authorizer>, event: RevocationEvent) {
         RevocationEvent::KeysChanged { version } => {
             let authz = authz.clone();
             tokio::spawn(async move { authz.keys_changed(version).await });
+        }
+        RevocationEvent::PermissionsChanged { version } => {
+            let authz = authz.clone();
+            tokio::spawn(async move { authz.permissions_changed(version).await });
         }
         RevocationEvent::Heartbeat { .. } => {}
     }

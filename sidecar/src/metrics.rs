@@ -33,6 +33,7 @@ pub struct Metrics {
     pub revocation_lag_seconds: Histogram,
     pub revocation_feed_age_seconds: Gauge<f64, AtomicU64>,
     pub policy_reloads: Family<OutcomeLabels, Counter>,
+    pub permissions_version: Gauge<i64, AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -55,6 +56,7 @@ impl Default for Metrics {
             ]),
             revocation_feed_age_seconds: Gauge::default(),
             policy_reloads: Family::default(),
+            permissions_version: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -86,6 +88,11 @@ impl Default for Metrics {
             "jwks_keys",
             "Keys in the cached key set",
             m.jwks_keys.clone(),
+        );
+        registry.register(
+            "permissions_version",
+            "Version of the role → permission map held (0: none yet)",
+            m.permissions_version.clone(),
         );
         registry.register(
             "revocations",

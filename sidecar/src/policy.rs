@@ -16,9 +16,13 @@
 //!   - name: login
 //!     prefix: /auth/
 //!     allow: public
-//!   - pattern: /teams/{team}/**
+//!   - pattern: /teams/{team}/settings/**
+//!     team: "{team}"          # a member of the team named by the path…
+//!     team_role: owner        # …at least this role there (default member)
+//!     roles: [admin]          # …or any of these global roles
+//!   - pattern: /docs/{team}/**
 //!     methods: [GET]
-//!     roles: ["team:{team}:member", admin]   # any of; {team} from the path
+//!     roles: ["reader:{team}", admin]   # any of; {team} from the path
 //!   - prefix: /admin/
 //!     permissions: [admin.read, admin.write]  # all of
 //!   - prefix: /
@@ -54,8 +58,18 @@ pub enum Requirement {
     Public,
     Authenticated,
     AnyRole(Vec<String>),
+    /// Expanded through the issuer's role → permission map at decision time.
     AllPermissions(Vec<String>),
+    /// A member of `team` (a `{capture}` or a slug) with at least
+    /// `min_role` there, or any of the global `or_roles`.
+    Team {
+        team: String,
+        min_role: String,
+        or_roles: Vec<String>,
+    },
 }
+
+pub use auth_types::{team_role_rank, TEAM_ROLES};
 
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -132,6 +146,10 @@ struct RawRule {
     roles: Option<Vec<String>>,
     #[serde(default)]
     permissions: Option<Vec<String>>,
+    #[serde(default)]
+    team: Option<String>,
+    #[serde(default)]
+    team_role: Option<String>,
 }
 
 const METHODS: [&str; 9] = [
@@ -250,7 +268,7 @@ impl Rule {
     }
 }
 
-fn build_rule(index: usize, r: RawRule) -> Result<Rule, String> {
+fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
     let path = match (r.path, r.prefix, r.pattern) {
         (Some(p), None, None) => PathMatch::Exact(check_path(p)?),
         (None, Some(p), None) => {
@@ -265,7 +283,36 @@ fn build_rule(index: usize, r: RawRule) -> Result<Rule, String> {
         (None, None, Some(p)) => PathMatch::Pattern(parse_pattern(&check_path(p)?)?),
         _ => return Err("give exactly one of path, prefix, pattern".into()),
     };
+    if r.team_role.is_some() && r.team.is_none() {
+        return Err("team_role needs team".into());
+    }
+    if let Some(team) = r.team {
+        if r.allow.is_some() || r.permissions.is_some() {
+            return Err(
+                "team combines only with roles (an alternative), not allow or permissions".into(),
+            );
+        }
+        let min_role = r.team_role.unwrap_or_else(|| "member".into());
+        if team_role_rank(&min_role).is_none() {
+            return Err(format!(
+                "team_role must be owner, maintainer or member, not {min_role:?}"
+            ));
+        }
+        if team.is_empty() {
+            return Err("team must name a team or a {capture}".into());
+        }
+        r.allow = Some("team".into());
+        r.roles = Some(r.roles.unwrap_or_default());
+        r.permissions = None;
+        r.team = Some(team);
+        r.team_role = Some(min_role);
+    }
     let requirement = match (r.allow.as_deref(), r.roles, r.permissions) {
+        (Some("team"), Some(or_roles), None) => Requirement::Team {
+            team: r.team.unwrap_or_default(),
+            min_role: r.team_role.unwrap_or_default(),
+            or_roles,
+        },
         (Some("public"), None, None) => Requirement::Public,
         (Some("authenticated"), None, None) => Requirement::Authenticated,
         (Some(other), None, None) => {
@@ -299,6 +346,9 @@ fn build_rule(index: usize, r: RawRule) -> Result<Rule, String> {
             .collect();
         let wanted: Vec<&String> = match &requirement {
             Requirement::AnyRole(v) | Requirement::AllPermissions(v) => v.iter().collect(),
+            Requirement::Team { team, or_roles, .. } => {
+                std::iter::once(team).chain(or_roles.iter()).collect()
+            }
             _ => Vec::new(),
         };
         for value in wanted {
@@ -740,5 +790,46 @@ rules:
         )
         .expect_err("non-canonical prefix");
         assert!(e.to_string().contains("not canonical"), "{e}");
+    }
+
+    #[test]
+    fn team_rules_parse_and_check_their_keys() {
+        let p = Policy::parse(
+            "rules:\n  - {pattern: '/t/{team}/**', team: '{team}', team_role: owner, roles: [admin]}\n",
+            "t",
+        )
+        .expect("policy");
+        assert_eq!(
+            p.rules[0].requirement,
+            Requirement::Team {
+                team: "{team}".into(),
+                min_role: "owner".into(),
+                or_roles: vec!["admin".into()],
+            }
+        );
+        for (bad, why) in [
+            (
+                "{pattern: '/t/{team}/**', team: '{team}', team_role: boss}",
+                "team_role must be",
+            ),
+            (
+                "{pattern: '/t/{team}/**', team_role: owner, allow: authenticated}",
+                "team_role needs team",
+            ),
+            (
+                "{pattern: '/t/{team}/**', team: '{team}', allow: public}",
+                "combines only with roles",
+            ),
+            (
+                "{pattern: '/t/{team}/**', team: '{team}', permissions: [x]}",
+                "combines only with roles",
+            ),
+            ("{pattern: '/t/{x}/**', team: '{team}'}", "does not capture"),
+            ("{pattern: '/t/{team}/**', team: ''}", "must name a team"),
+        ] {
+            let text = format!("rules:\n  - {bad}\n");
+            let e = Policy::parse(&text, "t").expect_err(bad);
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
     }
 }

@@ -105,6 +105,8 @@ mod tests {
             amr: vec![],
             email: None,
             user_gen: 0,
+            teams: Default::default(),
+            teams_overflow: false,
         }
     }
 

@@ -181,6 +181,8 @@ async fn mint(
             amr: vec!["pwd".into()],
             email: None,
             user_gen: 0,
+            teams: Default::default(),
+            teams_overflow: false,
         };
         writeln!(
             file,

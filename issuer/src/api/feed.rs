@@ -30,7 +30,7 @@ pub struct FeedQuery {
     after: i64,
 }
 
-fn check_follower(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_follower(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.settings.feed_token.as_deref() else {
         return Ok(());
     };
@@ -176,6 +176,7 @@ pub async fn stream(
             RevocationEvent::Snapshot { .. } => "snapshot",
             RevocationEvent::Revoked { .. } => "revoked",
             RevocationEvent::KeysChanged { .. } => "keys_changed",
+            RevocationEvent::PermissionsChanged { .. } => "permissions_changed",
             RevocationEvent::Heartbeat { .. } => "heartbeat",
         };
         Ok(Event::default()

@@ -129,7 +129,7 @@ async fn grant(
                     Some(&format!("session={session_id} amr={amr}")),
                 )
                 .await;
-            token_response(state, user, &session_id, amr, refresh_token, now)
+            token_response(state, user, &session_id, amr, refresh_token, now).await
         }
         Grant::Continue {
             session,
@@ -137,12 +137,12 @@ async fn grant(
             outcome,
         } => {
             state.metrics.refresh(outcome);
-            token_response(state, user, &session.id, &session.amr, refresh_token, now)
+            token_response(state, user, &session.id, &session.amr, refresh_token, now).await
         }
     }
 }
 
-fn token_response(
+async fn token_response(
     state: &AppState,
     user: &User,
     session_id: &str,
@@ -151,6 +151,19 @@ fn token_response(
     now: Now,
 ) -> ApiResult<Response> {
     let settings = &state.settings;
+    let memberships = state
+        .store
+        .teams_of(&user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    // Bounded, and explicit when over the bound: a cut list would read as
+    // "not a member" of the teams left out.
+    let teams_overflow = memberships.len() as u64 > settings.max_token_teams;
+    let teams = if teams_overflow {
+        Default::default()
+    } else {
+        memberships.into_iter().collect()
+    };
     let claims = AccessClaims {
         iss: settings.issuer_url.clone(),
         sub: user.id.clone(),
@@ -159,6 +172,8 @@ fn token_response(
         iat: now.secs(),
         nbf: Some(now.secs()),
         user_gen: user.token_generation,
+        teams,
+        teams_overflow,
         jti: new_id(),
         sid: session_id.to_string(),
         client_id: settings.client_id.clone(),

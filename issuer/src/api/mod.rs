@@ -8,11 +8,13 @@ pub mod github;
 pub mod grant;
 pub mod limits;
 pub mod ops;
+pub mod roles;
 pub mod sessions;
+pub mod teams;
 pub mod users;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::AppState;
@@ -38,6 +40,17 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/keys/rotate", post(admin::rotate))
         .route("/admin/keys/{kid}/revoke", post(admin::revoke))
         .route("/admin/users/{id}", get(users::get).patch(users::change))
+        .route("/admin/roles", get(roles::list))
+        .route("/admin/roles/{role}", put(roles::set).delete(roles::delete))
+        .route("/admin/teams", get(teams::list).post(teams::create))
+        .route("/admin/teams/{slug}", delete(teams::delete))
+        .route("/auth/teams", get(teams::mine))
+        .route("/auth/teams/{slug}/members", get(teams::members))
+        .route(
+            "/auth/teams/{slug}/members/{user_id}",
+            put(teams::put_member).delete(teams::delete_member),
+        )
+        .route("/internal/permissions", get(roles::internal_map))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route(
             "/.well-known/openid-configuration",

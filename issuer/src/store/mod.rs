@@ -16,6 +16,7 @@ mod identities;
 mod keys;
 mod revocations;
 mod sessions;
+mod teams;
 mod users;
 
 pub use audit::AuditEntry;
@@ -23,6 +24,7 @@ pub use identities::{Identity, LinkError, Unlink};
 pub use keys::StoredKey;
 pub use revocations::NewRevocation;
 pub use sessions::{NewSession, RefreshLookup, Rotation, Session, Successor};
+pub use teams::{CreateTeam, Membership, MembershipChange, PermissionMap, Team, TEAM_ROLES};
 pub use users::{CreateUserError, User, UserChange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -190,15 +190,12 @@ impl Store {
             Vec::new()
         };
         records.push(
-            insert_revocation(
+            generation_revocation(
                 &mut tx,
-                &NewRevocation {
-                    kind: RevocationKind::UserGeneration,
-                    subject: user_id,
-                    issued_before: user.token_generation,
-                    created_at_ms: now_ms,
-                    expires_at: revocation_expires_at,
-                },
+                user_id,
+                user.token_generation,
+                now_ms,
+                revocation_expires_at,
             )
             .await?,
         );
@@ -215,6 +212,52 @@ impl Store {
             .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Refuses every token of `user_id` older than `generation`.
+async fn generation_revocation(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    generation: i64,
+    now_ms: i64,
+    revocation_expires_at: i64,
+) -> sqlx::Result<RevocationRecord> {
+    insert_revocation(
+        tx,
+        &NewRevocation {
+            kind: RevocationKind::UserGeneration,
+            subject: user_id,
+            issued_before: generation,
+            created_at_ms: now_ms,
+            expires_at: revocation_expires_at,
+        },
+    )
+    .await
+}
+
+/// What a token says about `user_id` changed (teams, roles): bump the
+/// generation and refuse every older token, in the caller's transaction.
+/// `None` if there is no such user.
+pub(super) async fn bump_generation(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    now_ms: i64,
+    revocation_expires_at: i64,
+) -> sqlx::Result<Option<RevocationRecord>> {
+    let row = sqlx::query(
+        "UPDATE users SET token_generation = token_generation + 1 WHERE id = $1 \
+         RETURNING token_generation",
+    )
+    .bind(user_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let generation: i64 = row.try_get("token_generation")?;
+    generation_revocation(tx, user_id, generation, now_ms, revocation_expires_at)
+        .await
+        .map(Some)
 }
 
 pub(super) async fn insert_user<'c, E>(db: E, user: &User) -> sqlx::Result<()>

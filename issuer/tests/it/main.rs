@@ -10,4 +10,5 @@ mod keys;
 mod limits;
 mod store;
 mod support;
+mod teams;
 mod users;

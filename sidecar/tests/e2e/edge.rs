@@ -202,13 +202,12 @@ async fn team_captures_cannot_be_steered_to_another_team() {
         .await
         .expect("db")
         .expect("user");
-    assert!(stack
-        .issuer()
-        .state
-        .store
-        .set_roles(&user.id, &["team:blue".to_string()])
+    let store = &stack.issuer().state.store;
+    let created = store
+        .create_team("blue", "Blue", Some(&user.id), 0, i64::MAX / 2)
         .await
-        .expect("set roles"));
+        .expect("team");
+    assert!(matches!(created, issuer::store::CreateTeam::Created(_)));
     let access = token(&stack.login_again(&email).await);
     let auth = bearer(&access);
     let port = stack.envoy.port;

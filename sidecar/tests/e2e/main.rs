@@ -6,6 +6,7 @@ mod edge;
 mod github;
 mod rotation;
 mod support;
+mod teams;
 mod trust;
 
 use std::process::Command;
@@ -144,6 +145,8 @@ async fn allow_deny_and_identity_headers_through_envoy() {
         amr: vec!["pwd".into()],
         email: None,
         user_gen: 0,
+        teams: Default::default(),
+        teams_overflow: false,
     };
     let signing = stack.issuer().state.keys.snapshot().signing.clone();
     let expired_token = issuer::tokens::mint_access_token(&signing, &expired).expect("mint");

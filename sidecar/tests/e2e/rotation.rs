@@ -34,6 +34,8 @@ fn claims(sub: &str, ttl: i64) -> AccessClaims {
         amr: vec!["pwd".into()],
         email: None,
         user_gen: 0,
+        teams: Default::default(),
+        teams_overflow: false,
     }
 }
 

@@ -1,0 +1,315 @@
+//! Teams and their members. Admins create and delete teams; a team's owners
+//! (and admins) manage its members; members see each other. A membership
+//! change revokes the member's live tokens at once, so the next refresh
+//! carries it, and the edge sees the change within the revocation lag.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::admin::require_admin;
+use super::extract::{ApiJson, Authenticated, Client};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{CreateTeam, MembershipChange, TEAM_ROLES};
+use crate::AppState;
+
+const MAX_TEAM_NAME_CHARS: usize = 200;
+
+/// Slugs name teams in paths and policies: lower-case letters, digits and
+/// inner hyphens, at most 63.
+pub fn valid_slug(slug: &str) -> bool {
+    let b = slug.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.first() != Some(&b'-')
+        && b.last() != Some(&b'-')
+}
+
+fn is_admin(auth: &Authenticated) -> bool {
+    auth.user.roles.iter().any(|r| r == "admin")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeamRequest {
+    slug: String,
+    name: String,
+    /// A user to make the first owner.
+    #[serde(default)]
+    owner: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    ApiJson(req): ApiJson<CreateTeamRequest>,
+) -> ApiResult<Response> {
+    require_admin(&auth)?;
+    let unprocessable = |m: &str| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_team",
+            m.to_string(),
+        )
+    };
+    if !valid_slug(&req.slug) {
+        return Err(unprocessable("slug: 1 to 63 of a-z 0-9 and inner hyphens"));
+    }
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_TEAM_NAME_CHARS {
+        return Err(unprocessable("name: 1 to 200 characters"));
+    }
+    let now = state.now();
+    match state
+        .store
+        .create_team(
+            &req.slug,
+            name,
+            req.owner.as_deref(),
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await
+        .map_err(ApiError::internal)?
+    {
+        CreateTeam::Created(records) => state.published(records).await,
+        CreateTeam::SlugTaken => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "team_exists",
+                "a team with this slug exists",
+            ))
+        }
+        CreateTeam::NoSuchOwner => return Err(ApiError::not_found("no such user (owner)")),
+    }
+    let detail = json!({"team": req.slug, "name": name, "owner": req.owner});
+    state
+        .audit(
+            now.secs(),
+            "team_created",
+            Some(&auth.user),
+            &client,
+            Some(&detail.to_string()),
+        )
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"slug": req.slug, "name": name})),
+    )
+        .into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_admin(&auth)?;
+    let teams = state.store.teams().await.map_err(ApiError::internal)?;
+    let teams: Vec<_> = teams
+        .iter()
+        .map(|t| json!({"slug": t.slug, "name": t.name, "created_at": t.created_at}))
+        .collect();
+    Ok(Json(json!({ "teams": teams })))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    Path(slug): Path<String>,
+) -> ApiResult<Response> {
+    require_admin(&auth)?;
+    let now = state.now();
+    let records = state
+        .store
+        .delete_team(&slug, now.ms, state.revocation_expiry(now))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("no such team"))?;
+    let members = records.len();
+    state.published(records).await;
+    let detail = json!({"team": slug, "members": members});
+    state
+        .audit(
+            now.secs(),
+            "team_deleted",
+            Some(&auth.user),
+            &client,
+            Some(&detail.to_string()),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The caller's teams and roles.
+pub async fn mine(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> ApiResult<Json<serde_json::Value>> {
+    let teams = state
+        .store
+        .teams_of(&auth.user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    let teams: Vec<_> = teams
+        .into_iter()
+        .map(|(slug, role)| json!({"slug": slug, "role": role}))
+        .collect();
+    Ok(Json(json!({ "teams": teams })))
+}
+
+/// Whether the caller may see (`manage == false`) or change the team's
+/// members. Outsiders learn nothing: a team they cannot see is a 404.
+async fn check_access(
+    state: &AppState,
+    auth: &Authenticated,
+    slug: &str,
+    manage: bool,
+) -> ApiResult<()> {
+    if is_admin(auth) {
+        return Ok(());
+    }
+    let role = state
+        .store
+        .team_role(slug, &auth.user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    match role.as_deref() {
+        None => Err(ApiError::not_found("no such team")),
+        Some("owner") => Ok(()),
+        Some(_) if !manage => Ok(()),
+        Some(_) => Err(ApiError::forbidden(
+            "only the team's owners manage its members",
+        )),
+    }
+}
+
+pub async fn members(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(slug): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check_access(&state, &auth, &slug, false).await?;
+    if !state
+        .store
+        .team_exists(&slug)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::not_found("no such team"));
+    }
+    let members = state
+        .store
+        .team_members(&slug)
+        .await
+        .map_err(ApiError::internal)?;
+    let members: Vec<_> = members
+        .iter()
+        .map(|m| json!({"user_id": m.user_id, "email": m.email, "role": m.role, "added_at": m.added_at}))
+        .collect();
+    Ok(Json(json!({ "team": slug, "members": members })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRequest {
+    role: String,
+}
+
+pub async fn put_member(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    Path((slug, user_id)): Path<(String, String)>,
+    ApiJson(req): ApiJson<MemberRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    if !TEAM_ROLES.contains(&req.role.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_role",
+            "role: owner, maintainer or member",
+        ));
+    }
+    check_access(&state, &auth, &slug, true).await?;
+    let now = state.now();
+    apply(&state, &slug, &user_id, Some(&req.role), now).await?;
+    let detail = json!({"team": slug, "user": user_id, "role": req.role});
+    state
+        .audit(
+            now.secs(),
+            "team_member_set",
+            Some(&auth.user),
+            &client,
+            Some(&detail.to_string()),
+        )
+        .await;
+    Ok(Json(
+        json!({"team": slug, "user_id": user_id, "role": req.role}),
+    ))
+}
+
+/// Owners and admins remove anyone; every member may leave.
+pub async fn delete_member(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    Path((slug, user_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    if user_id != auth.user.id {
+        check_access(&state, &auth, &slug, true).await?;
+    }
+    let now = state.now();
+    apply(&state, &slug, &user_id, None, now).await?;
+    let detail = json!({"team": slug, "user": user_id});
+    state
+        .audit(
+            now.secs(),
+            "team_member_removed",
+            Some(&auth.user),
+            &client,
+            Some(&detail.to_string()),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn apply(
+    state: &AppState,
+    slug: &str,
+    user_id: &str,
+    role: Option<&str>,
+    now: crate::clock::Now,
+) -> ApiResult<()> {
+    let change = state
+        .store
+        .set_membership(
+            slug,
+            user_id,
+            role,
+            now.secs(),
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    match change {
+        MembershipChange::Done(records) => {
+            state.published(records).await;
+            Ok(())
+        }
+        MembershipChange::NoSuchTeam => Err(ApiError::not_found("no such team")),
+        MembershipChange::NoSuchUser => Err(ApiError::not_found("no such user")),
+        MembershipChange::NotAMember => Err(ApiError::not_found("not a member of this team")),
+        MembershipChange::LastOwner => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_owner",
+            "a team keeps at least one owner; make another owner first",
+        )),
+    }
+}
