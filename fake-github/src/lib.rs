@@ -465,6 +465,7 @@ async fn user(State(shared): State<Shared>, headers: HeaderMap) -> Response {
             Json(json!({
                 "id": u.id, "login": u.login, "name": u.name, "email": public_email,
                 "type": "User", "node_id": format!("U_fake{}", u.id),
+                "avatar_url": format!("https://avatars.example/u/{}", u.id),
             }))
             .into_response()
         }

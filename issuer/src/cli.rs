@@ -45,6 +45,9 @@ pub async fn create_user(args: &CreateUserArgs) -> anyhow::Result<()> {
         disabled_at: None,
         token_generation: 0,
         email_verified_at: None,
+        avatar_url: None,
+        metadata: "{}".into(),
+        admin_metadata: "{}".into(),
     };
     match store.create_user(&user).await {
         Ok(()) => {}

@@ -52,6 +52,7 @@ pub struct Profile {
     pub name: Option<String>,
     /// The primary address, if GitHub has verified it.
     pub verified_email: Option<String>,
+    pub avatar_url: Option<String>,
 }
 
 /// The start of a sign-in: where to send the browser, and what to remember.
@@ -210,6 +211,10 @@ impl GitHub {
             login: user.login,
             name: user.name,
             verified_email,
+            // Only an https address is kept (it is shown to other users).
+            avatar_url: user
+                .avatar_url
+                .filter(|u| u.starts_with("https://") && u.len() <= 2048),
         })
     }
 
@@ -349,6 +354,8 @@ struct GhUser {
     id: u64,
     login: String,
     name: Option<String>,
+    #[serde(default)]
+    avatar_url: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -33,6 +33,8 @@ pub struct UserView {
     name: Option<String>,
     roles: Vec<String>,
     created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    avatar_url: Option<String>,
 }
 
 impl From<&User> for UserView {
@@ -43,6 +45,7 @@ impl From<&User> for UserView {
             name: u.name.clone(),
             roles: u.roles.clone(),
             created_at: u.created_at,
+            avatar_url: u.avatar_url.clone(),
         }
     }
 }
@@ -112,6 +115,9 @@ pub async fn register(
         disabled_at: None,
         token_generation: 0,
         email_verified_at: None,
+        avatar_url: None,
+        metadata: "{}".into(),
+        admin_metadata: "{}".into(),
     };
     match state.store.create_user(&user).await {
         Ok(()) => {}

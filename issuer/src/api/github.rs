@@ -563,6 +563,9 @@ async fn resolve(
             disabled_at: None,
             token_generation: 0,
             email_verified_at: Some(now.secs()),
+            avatar_url: profile.avatar_url.clone(),
+            metadata: "{}".into(),
+            admin_metadata: "{}".into(),
         };
         match state
             .store
@@ -641,6 +644,16 @@ async fn link_to(
         .await
     {
         Ok(()) => {
+            if user.avatar_url.is_none() && profile.avatar_url.is_some() {
+                let avatar = crate::store::ProfileChange {
+                    avatar_url: Some(profile.avatar_url.clone()),
+                    ..Default::default()
+                };
+                // Cosmetic: a failure here must not undo the link.
+                if let Err(e) = state.store.update_profile(user_id, &avatar).await {
+                    tracing::warn!(error = %e, "could not take the avatar from GitHub");
+                }
+            }
             state
                 .audit(
                     now.secs(),

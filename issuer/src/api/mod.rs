@@ -8,6 +8,7 @@ pub mod github;
 pub mod grant;
 pub mod limits;
 pub mod ops;
+pub mod profile;
 pub mod roles;
 pub mod sessions;
 pub mod teams;
@@ -39,7 +40,13 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/keys", get(admin::list))
         .route("/admin/keys/rotate", post(admin::rotate))
         .route("/admin/keys/{kid}/revoke", post(admin::revoke))
-        .route("/admin/users/{id}", get(users::get).patch(users::change))
+        .route("/admin/users", get(users::list))
+        .route(
+            "/admin/users/{id}",
+            get(users::get).patch(users::change).delete(users::delete),
+        )
+        .route("/admin/users/{id}/logout-all", post(users::logout_all))
+        .route("/auth/profile", get(profile::get).patch(profile::update))
         .route("/admin/roles", get(roles::list))
         .route("/admin/roles/{role}", put(roles::set).delete(roles::delete))
         .route("/admin/teams", get(teams::list).post(teams::create))

@@ -12,7 +12,7 @@ use super::admin::require_admin;
 use super::auth::UserView;
 use super::extract::{ApiJson, Authenticated, Client};
 use crate::error::{ApiError, ApiResult};
-use crate::store::UserChange;
+use crate::store::{ProfileChange, UserChange};
 use crate::AppState;
 
 const MAX_ROLES: usize = 64;
@@ -25,6 +25,9 @@ pub struct ChangeUserRequest {
     roles: Option<Vec<String>>,
     #[serde(default)]
     disabled: Option<bool>,
+    /// Replaces the admin-only metadata object.
+    #[serde(default)]
+    admin_metadata: Option<serde_json::Value>,
 }
 
 /// Roles travel space-separated in the database and comma-separated in the
@@ -73,12 +76,17 @@ pub async fn change(
     ApiJson(req): ApiJson<ChangeUserRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
     require_admin(&auth)?;
-    if req.roles.is_none() && req.disabled.is_none() {
+    if req.roles.is_none() && req.disabled.is_none() && req.admin_metadata.is_none() {
         return Err(ApiError::bad_request(
             "invalid_request",
-            "give roles and/or disabled",
+            "give roles, disabled and/or admin_metadata",
         ));
     }
+    let admin_metadata = req
+        .admin_metadata
+        .as_ref()
+        .map(super::profile::checked_metadata)
+        .transpose()?;
     if let Some(roles) = &req.roles {
         check_roles(roles)?;
     }
@@ -91,14 +99,37 @@ pub async fn change(
         disabled: req.disabled,
     };
     let now = state.now();
-    let (user, records) = state
-        .store
-        .change_user(&id, &change, now.ms, state.revocation_expiry(now))
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("no such user"))?;
-    state.published(records).await;
-    let detail = json!({"user": user.id, "roles": change.roles, "disabled": change.disabled});
+    let mut user = if change.roles.is_some() || change.disabled.is_some() {
+        let (user, records) = state
+            .store
+            .change_user(&id, &change, now.ms, state.revocation_expiry(now))
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found("no such user"))?;
+        state.published(records).await;
+        user
+    } else {
+        state
+            .store
+            .user_by_id(&id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found("no such user"))?
+    };
+    if let Some(m) = &admin_metadata {
+        let profile = ProfileChange {
+            admin_metadata: Some(m.clone()),
+            ..Default::default()
+        };
+        user = state
+            .store
+            .update_profile(&id, &profile)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found("no such user"))?;
+    }
+    let detail = json!({"user": user.id, "roles": change.roles, "disabled": change.disabled,
+        "admin_metadata": admin_metadata.is_some()});
     state
         .audit(
             now.secs(),
@@ -112,5 +143,143 @@ pub async fn change(
 }
 
 fn view(user: &crate::store::User) -> serde_json::Value {
-    json!({"user": UserView::from(user), "disabled": user.disabled_at.is_some()})
+    json!({
+        "user": UserView::from(user),
+        "disabled": user.disabled_at.is_some(),
+        "profile": super::profile::view(user),
+    })
+}
+
+const MAX_PAGE: i64 = 200;
+const MAX_QUERY_CHARS: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Substring of the email, name or a linked login.
+    #[serde(default)]
+    q: Option<String>,
+    /// The `next` of the previous page.
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// `GET /admin/users?q=&after=&limit=`: search and cursor pagination, by email.
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_admin(&auth)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("limit: 1 to {MAX_PAGE}"),
+        ));
+    }
+    let query = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if query.is_some_and(|s| s.chars().count() > MAX_QUERY_CHARS || s.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("q: at most {MAX_QUERY_CHARS} characters"),
+        ));
+    }
+    // The cursor is the last email seen, opaque to clients.
+    let after = match q.after.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ApiError::bad_request("invalid_request", "after: not a cursor"))?,
+        ),
+    };
+    let mut users = state
+        .store
+        .search_users(query, after.as_deref(), limit + 1)
+        .await
+        .map_err(ApiError::internal)?;
+    let more = users.len() as i64 > limit;
+    users.truncate(limit as usize);
+    let next = more.then(|| users.last()).flatten().map(|u| {
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &u.email)
+    });
+    let views: Vec<_> = users
+        .iter()
+        .map(|u| json!({"user": UserView::from(u), "disabled": u.disabled_at.is_some()}))
+        .collect();
+    Ok(Json(json!({"users": views, "next": next})))
+}
+
+/// Deletes the account and everything it had; its tokens die at the edge.
+pub async fn delete(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    require_admin(&auth)?;
+    let now = state.now();
+    let records = state
+        .store
+        .delete_user(&id, now.ms, state.revocation_expiry(now))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    state.published(records).await;
+    let detail = json!({"user": id});
+    state
+        .audit(
+            now.secs(),
+            "user_deleted",
+            Some(&auth.user),
+            &client,
+            Some(&detail.to_string()),
+        )
+        .await;
+    Ok(axum::response::IntoResponse::into_response(
+        StatusCode::NO_CONTENT,
+    ))
+}
+
+/// Ends every session of the user (at the edge too).
+pub async fn logout_all(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_admin(&auth)?;
+    let now = state.now();
+    if state
+        .store
+        .user_by_id(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .is_none()
+    {
+        return Err(ApiError::not_found("no such user"));
+    }
+    let records = state
+        .store
+        .revoke_all_sessions(&id, "ended_by_admin", now.ms, state.revocation_expiry(now))
+        .await
+        .map_err(ApiError::internal)?;
+    let ended = records.len();
+    state.published(records).await;
+    let detail = json!({"user": id, "sessions_ended": ended});
+    state
+        .audit(
+            now.secs(),
+            "user_sessions_ended",
+            Some(&auth.user),
+            &client,
+            Some(&detail.to_string()),
+        )
+        .await;
+    Ok(Json(json!({"sessions_ended": ended})))
 }

@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::users::{insert_user, user_from_row, USER_COLUMNS};
+use super::users::{insert_user, refresh_search_text, user_from_row, USER_COLUMNS};
 use super::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +100,7 @@ impl Store {
             });
         }
         insert_identity(&mut tx, identity).await?;
+        refresh_search_text(&mut *tx, self.backend, &user.id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -108,6 +109,7 @@ impl Store {
     pub async fn link_identity(&self, identity: &Identity) -> Result<(), LinkError> {
         let mut tx = self.writer.begin().await?;
         insert_identity(&mut tx, identity).await?;
+        refresh_search_text(&mut *tx, self.backend, &identity.user_id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -132,6 +134,18 @@ impl Store {
         .bind(subject)
         .execute(&self.writer)
         .await?;
+        // The login may have been renamed.
+        let owner =
+            sqlx::query("SELECT user_id FROM identities WHERE provider = $1 AND subject = $2")
+                .bind(provider)
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get::<String, _>("user_id"))
+                .transpose()?;
+        if let Some(user_id) = owner {
+            refresh_search_text(&self.writer, self.backend, &user_id).await?;
+        }
         Ok(())
     }
 
@@ -160,6 +174,7 @@ impl Store {
         .await?;
         if let Some(row) = removed {
             let identity = identity_from_row(&row)?;
+            refresh_search_text(&mut *tx, self.backend, user_id).await?;
             let records = super::sessions::revoke_sessions_where(
                 &mut tx,
                 user_id,

@@ -25,7 +25,7 @@ pub use keys::StoredKey;
 pub use revocations::NewRevocation;
 pub use sessions::{NewSession, RefreshLookup, Rotation, Session, Successor};
 pub use teams::{CreateTeam, Membership, MembershipChange, PermissionMap, Team, TEAM_ROLES};
-pub use users::{CreateUserError, User, UserChange};
+pub use users::{CreateUserError, ProfileChange, User, UserChange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -90,7 +90,11 @@ impl Store {
             Backend::Sqlite => {
                 sqlx::migrate!("../migrations/sqlite")
                     .run(&self.writer)
-                    .await?
+                    .await?;
+                // The search index keys on rowids, which VACUUM may renumber.
+                sqlx::query("INSERT INTO users_search(users_search) VALUES ('rebuild')")
+                    .execute(&self.writer)
+                    .await?;
             }
             Backend::Postgres => {
                 sqlx::migrate!("../migrations/postgres")

@@ -22,6 +22,11 @@ pub struct User {
     /// the account is disabled, which revokes every older generation.
     pub token_generation: i64,
     pub email_verified_at: Option<i64>,
+    pub avatar_url: Option<String>,
+    /// JSON object the user may edit.
+    pub metadata: String,
+    /// JSON object only admins may set.
+    pub admin_metadata: String,
 }
 
 impl User {
@@ -29,6 +34,15 @@ impl User {
     pub fn has_password(&self) -> bool {
         !self.password_hash.is_empty()
     }
+}
+
+/// A change to a user's profile; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    pub name: Option<Option<String>>,
+    pub avatar_url: Option<Option<String>>,
+    pub metadata: Option<String>,
+    pub admin_metadata: Option<String>,
 }
 
 /// An administrator's change to an account.
@@ -48,7 +62,7 @@ pub enum CreateUserError {
 
 pub(super) const USER_COLUMNS: &str =
     "id, email, name, password_hash, roles, created_at, password_changed_at, disabled_at, \
-     token_generation, email_verified_at";
+     token_generation, email_verified_at, avatar_url, metadata, admin_metadata";
 
 impl Store {
     // ---- users ----
@@ -61,6 +75,44 @@ impl Store {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Users whose email, name or linked login contains `query` (case
+    /// insensitive), ordered by email, after the email `after`; at most
+    /// `limit`. Without a query: every user, the same way.
+    pub async fn search_users(
+        &self,
+        query: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> sqlx::Result<Vec<User>> {
+        let query = query.map(str::to_lowercase).filter(|q| !q.is_empty());
+        let filter = match (&query, self.backend) {
+            (None, _) => "TRUE",
+            // The trigram index answers queries of three characters or more.
+            (Some(q), Backend::Sqlite) if q.chars().count() >= 3 => {
+                "rowid IN (SELECT rowid FROM users_search WHERE users_search MATCH $3)"
+            }
+            (Some(_), _) => "search_text LIKE $3 ESCAPE '\\'",
+        };
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email > $1 AND {filter} \
+             ORDER BY email LIMIT $2"
+        );
+        let mut q = sqlx::query(&sql).bind(after.unwrap_or("")).bind(limit);
+        if let Some(text) = &query {
+            q = q.bind(match self.backend {
+                Backend::Sqlite if text.chars().count() >= 3 => {
+                    format!("\"{}\"", text.replace('"', "\"\""))
+                }
+                _ => contains_pattern(text),
+            });
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
     }
 
     pub async fn user_by_email(&self, email: &str) -> sqlx::Result<Option<User>> {
@@ -204,6 +256,94 @@ impl Store {
     }
 
     /// Sets roles (tests and tools); `change_user` also revokes live tokens.
+    /// Deletes an account and everything it had: its sessions end and every
+    /// token it holds is refused at the edge (records returned), then the
+    /// row goes with its identities and memberships. `None` if no such user.
+    pub async fn delete_user(
+        &self,
+        user_id: &str,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Option<Vec<RevocationRecord>>> {
+        let mut tx = self.begin_revoking().await?;
+        let mut records = revoke_user_sessions(
+            &mut tx,
+            user_id,
+            "user_deleted",
+            now_ms,
+            revocation_expires_at,
+        )
+        .await?;
+        let Some(record) = bump_generation(&mut tx, user_id, now_ms, revocation_expires_at).await?
+        else {
+            return Ok(None);
+        };
+        records.push(record);
+        // Children first: SQLite applies ON DELETE CASCADE only with its pragma.
+        for statement in [
+            "DELETE FROM refresh_tokens WHERE session_id IN \
+             (SELECT id FROM sessions WHERE user_id = $1)",
+            "DELETE FROM identities WHERE user_id = $1",
+            "DELETE FROM team_members WHERE user_id = $1",
+            "DELETE FROM sessions WHERE user_id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(records))
+    }
+
+    /// Applies a profile change; `None` if there is no such user.
+    pub async fn update_profile(
+        &self,
+        user_id: &str,
+        change: &ProfileChange,
+    ) -> sqlx::Result<Option<User>> {
+        let mut tx = self.writer.begin().await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let Some(row) = sqlx::query(&sql)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut user = user_from_row(&row)?;
+        if let Some(name) = &change.name {
+            user.name = name.clone();
+        }
+        if let Some(avatar) = &change.avatar_url {
+            user.avatar_url = avatar.clone();
+        }
+        if let Some(m) = &change.metadata {
+            user.metadata = m.clone();
+        }
+        if let Some(m) = &change.admin_metadata {
+            user.admin_metadata = m.clone();
+        }
+        sqlx::query(
+            "UPDATE users SET name = $1, avatar_url = $2, metadata = $3, admin_metadata = $4 \
+             WHERE id = $5",
+        )
+        .bind(user.name.clone())
+        .bind(user.avatar_url.clone())
+        .bind(&user.metadata)
+        .bind(&user.admin_metadata)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        refresh_search_text(&mut *tx, self.backend, user_id).await?;
+        tx.commit().await?;
+        Ok(Some(user))
+    }
+
     pub async fn set_roles(&self, user_id: &str, roles: &[String]) -> sqlx::Result<bool> {
         let done = sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
             .bind(roles.join(" "))
@@ -266,7 +406,8 @@ where
 {
     sqlx::query(
         "INSERT INTO users (id, email, name, password_hash, roles, created_at, \
-         password_changed_at, email_verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         password_changed_at, email_verified_at, avatar_url, metadata, admin_metadata, \
+         search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&user.id)
     .bind(&user.email)
@@ -276,9 +417,49 @@ where
     .bind(user.created_at)
     .bind(user.password_changed_at)
     .bind(user.email_verified_at)
+    .bind(user.avatar_url.clone())
+    .bind(&user.metadata)
+    .bind(&user.admin_metadata)
+    .bind(format!("{} {}", user.email, user.name.as_deref().unwrap_or("")).to_lowercase())
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Recomputes a user's search text from the email, name and linked logins.
+pub(super) async fn refresh_search_text<'c, E>(
+    db: E,
+    backend: Backend,
+    user_id: &str,
+) -> sqlx::Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let logins = match backend {
+        Backend::Sqlite => "group_concat(lower(login), ' ')",
+        Backend::Postgres => "string_agg(lower(login), ' ')",
+    };
+    sqlx::query(&format!(
+        "UPDATE users SET search_text = lower(email || ' ' || coalesce(name, '') || coalesce(\
+         (SELECT ' ' || {logins} FROM identities WHERE user_id = $1), '')) WHERE id = $1"
+    ))
+    .bind(user_id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A `LIKE` pattern matching `text` anywhere, with `\` escaping wildcards.
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 pub(super) fn user_from_row(row: &AnyRow) -> sqlx::Result<User> {
@@ -294,5 +475,8 @@ pub(super) fn user_from_row(row: &AnyRow) -> sqlx::Result<User> {
         disabled_at: row.try_get("disabled_at")?,
         token_generation: row.try_get("token_generation")?,
         email_verified_at: row.try_get("email_verified_at")?,
+        avatar_url: row.try_get("avatar_url")?,
+        metadata: row.try_get("metadata")?,
+        admin_metadata: row.try_get("admin_metadata")?,
     })
 }

@@ -855,6 +855,9 @@ async fn legacy_bcrypt_hash_verifies_and_is_upgraded(backend: Backend) {
         disabled_at: None,
         token_generation: 0,
         email_verified_at: None,
+        avatar_url: None,
+        metadata: "{}".into(),
+        admin_metadata: "{}".into(),
     };
     t.server
         .state

@@ -33,6 +33,9 @@ fn user(email: &str) -> User {
         disabled_at: None,
         token_generation: 0,
         email_verified_at: None,
+        avatar_url: None,
+        metadata: "{}".into(),
+        admin_metadata: "{}".into(),
     }
 }
 
