@@ -70,6 +70,14 @@ if other:
                 f"beside it at {r['side_rate']}/s: refresh p99 {ms(r['refresh_during_storm']['p99_us'])} ms, "
                 f"JWKS p99 {ms(r['jwks_during_storm']['p99_us'])} ms |"
             )
+        elif b == "user-search":
+            ix, sc = r["indexed"], r["scan"]
+            print(
+                f"| user search, {r['users']:,} users, PostgreSQL ({ix['count']} substring queries, ~{r['mean_hits']:.1f} hits) | "
+                f"trigram index p50 {ms(ix['p50_us'])} ms, p99 {ms(ix['p99_us'])} ms; "
+                f"without it (scan) p50 {ms(sc['p50_us'])} ms, p99 {ms(sc['p99_us'])} ms "
+                f"({r['scan_to_indexed_p50']:.0f}× at p50) |"
+            )
         elif b == "github-sign-in":
             cb, pw = r["github_callback"], r["password_login"]
             print(

@@ -178,6 +178,7 @@ pg_db=$POSTGRES_URL
 start_issuer issuer-pg-a "$pg_db" --redis-url "$REDIS_URL"
 a_port=$ISSUER_PORT
 "$bin/issuer-bench" refresh --url "http://127.0.0.1:$a_port" --label "refresh, PostgreSQL" --seconds "$secs" | tee -a "$results"
+"$bin/issuer-bench" user-search --postgres-url "$POSTGRES_URL" --users 1000000 | tee -a "$results"
 start_issuer issuer-pg-b "$pg_db" --redis-url "$REDIS_URL" --feed-poll-ms 60000 --feed-heartbeat-ms 20000
 start_sidecar sidecar-b "$ISSUER_PORT"
 "$bin/issuer-bench" revocation-lag --issuer-url "http://127.0.0.1:$a_port" --sidecar "127.0.0.1:$SIDECAR_PORT" --sidecar-admin "$SIDECAR_ADMIN" \

@@ -78,9 +78,11 @@ curl -fsS http://127.0.0.1:9002/ready >/dev/null || { tail data/logs/sidecar.log
 curl -fsS http://127.0.0.1:9901/ready >/dev/null || { tail data/logs/envoy.log; die "envoy not ready"; }
 
 token=""
+admin=""
 step() {
   local line="$*"
   [ -n "$token" ] && line=${line//$token/\$TOKEN}
+  [ -n "$admin" ] && line=${line//$admin/\$ADMIN}
   printf '\n\033[1m$ %s\033[0m\n' "$line"
 }
 show() { step "$*"; "$@" -s -w '\n→ HTTP %{http_code}\n'; }
@@ -115,10 +117,30 @@ where=$(curl -sL -b "$jar" -c "$jar" -o /dev/null -w '%{url_effective} → HTTP 
   "$(curl -s -o /dev/null -w '%{redirect_url}' -c "$jar" 'localhost:8080/auth/github/login?return_to=http://localhost:8080/memory/notes')")
 echo "ended at $where (the page has no access token yet)"
 step "curl -X POST -b jar localhost:8080/auth/refresh (the page trades its cookie for tokens)"
-token=$(curl -s -X POST -b "$jar" localhost:8080/auth/refresh | json_field access_token)
+token=$(curl -s -X POST -b "$jar" -c "$jar" localhost:8080/auth/refresh | json_field access_token)
 echo "access token: ${token:0:40}…"
 show curl localhost:8080/auth/me -H "authorization: Bearer $token"
 show curl localhost:8080/memory/notes -H "authorization: Bearer $token"
+
+printf '\n\033[1m--- Teams: a team-scoped route (/memory/teams/{team}/…) ---\033[0m\n'
+octo_id=$(curl -s localhost:8080/auth/me -H "authorization: Bearer $token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["user"]["id"])')
+team="blue-$(date +%s)"
+show curl localhost:8080/memory/teams/$team/notes -H "authorization: Bearer $token"
+step "issuer users create --email admin-…@example.com --admin (the CLI, beside the running server)"
+admin_email="admin-$(date +%s)@example.com"
+ISSUER_NEW_USER_PASSWORD="$password" ./target/release/issuer users create --email "$admin_email" --admin \
+  --database-url sqlite://data/issuer.db >/dev/null
+admin=$(curl -s -X POST localhost:8080/auth/login -H 'content-type: application/json' \
+  -d "{\"email\":\"$admin_email\",\"password\":\"$password\"}" | json_field access_token)
+# The admin API is the issuer's own port: Envoy routes only /auth/ and /.well-known/ to it.
+show curl -X POST localhost:3002/admin/teams -H "authorization: Bearer $admin" -H 'content-type: application/json' \
+  -d "{\"slug\":\"$team\",\"name\":\"Blue\",\"owner\":\"$octo_id\"}"
+sleep 0.2
+echo "(the membership changed what octocat's token should say: that token is now refused, and a refresh carries it)"
+show curl localhost:8080/memory/teams/$team/notes -H "authorization: Bearer $token"
+token=$(curl -s -X POST -b "$jar" -c "$jar" localhost:8080/auth/refresh | json_field access_token)
+show curl localhost:8080/memory/teams/$team/notes -H "authorization: Bearer $token"
+show curl localhost:8080/memory/teams/red/notes -H "authorization: Bearer $token"
 rm -f "$jar"
 
 cat <<TXT

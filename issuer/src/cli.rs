@@ -166,3 +166,322 @@ pub async fn keys(command: &crate::config::KeysCommand) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+// ---- users, roles and teams: the admin API's operations, from a shell ----
+
+fn now_ms() -> i64 {
+    SystemClock.now_ms()
+}
+
+/// Revocations written here reach sidecars through the running issuers,
+/// which read new records within a feed poll (about a second).
+fn revocation_expiry(now_ms: i64) -> i64 {
+    // The longest access-token lifetime a server may be configured with,
+    // plus verifier leeway: a CLI does not know the server's setting.
+    now_ms.div_euclid(1000) + 86_400 + crate::REVOCATION_LEEWAY_SECS
+}
+
+async fn admin_store(db: &DbArgs) -> anyhow::Result<Store> {
+    let store = Store::connect(&db.database_url, 2).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn find_user(store: &Store, who: &str) -> anyhow::Result<User> {
+    let found = if who.contains('@') {
+        store.user_by_email(&who.trim().to_lowercase()).await?
+    } else {
+        store.user_by_id(who).await?
+    };
+    found.ok_or_else(|| anyhow::anyhow!("no such user: {who}"))
+}
+
+fn describe(u: &User) -> String {
+    format!(
+        "{}  {}  roles=[{}]{}{}",
+        u.id,
+        u.email,
+        u.roles.join(","),
+        u.name
+            .as_deref()
+            .map(|n| format!("  name={n:?}"))
+            .unwrap_or_default(),
+        if u.disabled_at.is_some() {
+            "  DISABLED"
+        } else {
+            ""
+        }
+    )
+}
+
+fn api_error(e: crate::error::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.message)
+}
+
+pub async fn users(command: &crate::config::UsersCommand) -> anyhow::Result<()> {
+    use crate::config::UsersCommand as C;
+    use crate::store::UserChange;
+    match command {
+        C::Create(args) => create_user(args).await,
+        C::List(args) => {
+            let store = admin_store(&args.db).await?;
+            let users = store
+                .search_users(args.query.as_deref(), None, args.limit)
+                .await?;
+            for u in &users {
+                println!("{}", describe(u));
+            }
+            println!("{} user(s)", users.len());
+            Ok(())
+        }
+        C::Show(who) => {
+            let store = admin_store(&who.db).await?;
+            let u = find_user(&store, &who.user).await?;
+            println!("{}", describe(&u));
+            for (slug, role) in store.teams_of(&u.id).await? {
+                println!("  team {slug}: {role}");
+            }
+            for i in store.identities_of(&u.id).await? {
+                println!("  {} {} ({})", i.provider, i.login, i.subject);
+            }
+            Ok(())
+        }
+        C::Disable(who) | C::Enable(who) => {
+            let store = admin_store(&who.db).await?;
+            let u = find_user(&store, &who.user).await?;
+            let disabled = matches!(command, C::Disable(_));
+            let change = UserChange {
+                roles: None,
+                disabled: Some(disabled),
+            };
+            let now = now_ms();
+            store
+                .change_user(&u.id, &change, now, revocation_expiry(now))
+                .await?;
+            println!(
+                "{} {}",
+                u.email,
+                if disabled {
+                    "disabled; sessions ended"
+                } else {
+                    "enabled"
+                }
+            );
+            Ok(())
+        }
+        C::Delete(who) => {
+            let store = admin_store(&who.db).await?;
+            let u = find_user(&store, &who.user).await?;
+            let now = now_ms();
+            store
+                .delete_user(&u.id, now, revocation_expiry(now))
+                .await?;
+            println!("deleted {} ({})", u.email, u.id);
+            Ok(())
+        }
+        C::LogoutAll(who) => {
+            let store = admin_store(&who.db).await?;
+            let u = find_user(&store, &who.user).await?;
+            let now = now_ms();
+            let ended = store
+                .revoke_all_sessions(&u.id, "ended_by_admin", now, revocation_expiry(now))
+                .await?;
+            println!("{}: {} session(s) ended", u.email, ended.len());
+            Ok(())
+        }
+        C::SetRoles(args) => {
+            let store = admin_store(&args.user.db).await?;
+            let u = find_user(&store, &args.user.user).await?;
+            let mut roles: Vec<String> = args
+                .roles
+                .iter()
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty())
+                .collect();
+            crate::api::users::check_roles(&roles).map_err(api_error)?;
+            roles.sort();
+            roles.dedup();
+            let change = UserChange {
+                roles: Some(roles.clone()),
+                disabled: None,
+            };
+            let now = now_ms();
+            store
+                .change_user(&u.id, &change, now, revocation_expiry(now))
+                .await?;
+            println!("{}: roles=[{}]", u.email, roles.join(","));
+            Ok(())
+        }
+    }
+}
+
+pub async fn roles(command: &crate::config::RolesCommand) -> anyhow::Result<()> {
+    use crate::config::RolesCommand as C;
+    match command {
+        C::List(args) => {
+            let store = admin_store(&args.db).await?;
+            let map = store.permission_map().await?;
+            println!("version {}", map.version);
+            for (role, perms) in &map.roles {
+                println!("{role}: {}", perms.join(", "));
+            }
+            Ok(())
+        }
+        C::Set(args) => {
+            if !crate::api::roles::valid_name(&args.role) {
+                anyhow::bail!("role {:?}: 1 to 128 of A-Z a-z 0-9 - _ . :", args.role);
+            }
+            let mut perms: Vec<String> = args
+                .permissions
+                .iter()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect();
+            if let Some(p) = perms.iter().find(|p| !crate::api::roles::valid_name(p)) {
+                anyhow::bail!("permission {p:?}: 1 to 128 of A-Z a-z 0-9 - _ . :");
+            }
+            perms.sort();
+            perms.dedup();
+            let store = admin_store(&args.db).await?;
+            let version = store
+                .set_role(
+                    &args.role,
+                    args.description.as_deref(),
+                    &perms,
+                    now_ms().div_euclid(1000),
+                )
+                .await?;
+            println!(
+                "{}: {} (map version {version}; sidecars follow within about a second)",
+                args.role,
+                perms.join(", ")
+            );
+            Ok(())
+        }
+        C::Delete(args) => {
+            let store = admin_store(&args.db).await?;
+            match store.delete_role(&args.role).await? {
+                Some(version) => println!("deleted {} (map version {version})", args.role),
+                None => anyhow::bail!("no such role: {}", args.role),
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn teams(command: &crate::config::TeamsCommand) -> anyhow::Result<()> {
+    use crate::config::TeamsCommand as C;
+    use crate::store::{CreateTeam, MembershipChange};
+    let membership = |change: MembershipChange| match change {
+        MembershipChange::Done(_) => Ok(()),
+        MembershipChange::NoSuchTeam => Err(anyhow::anyhow!("no such team")),
+        MembershipChange::NoSuchUser => Err(anyhow::anyhow!("no such user")),
+        MembershipChange::NotAMember => Err(anyhow::anyhow!("not a member of this team")),
+        MembershipChange::LastOwner => Err(anyhow::anyhow!(
+            "a team keeps at least one owner; make another owner first"
+        )),
+    };
+    match command {
+        C::List(args) => {
+            let store = admin_store(&args.db).await?;
+            for t in store.teams().await? {
+                println!("{}  {}", t.slug, t.name);
+            }
+            Ok(())
+        }
+        C::Create(args) => {
+            if !crate::api::teams::valid_slug(&args.slug) {
+                anyhow::bail!("slug {:?}: 1 to 63 of a-z 0-9 and inner hyphens", args.slug);
+            }
+            let name = args.name.trim();
+            if name.is_empty() || name.chars().count() > 200 {
+                anyhow::bail!("--name: 1 to 200 characters");
+            }
+            let store = admin_store(&args.db).await?;
+            let owner = match &args.owner {
+                Some(who) => Some(find_user(&store, who).await?.id),
+                None => None,
+            };
+            let now = now_ms();
+            match store
+                .create_team(
+                    &args.slug,
+                    name,
+                    owner.as_deref(),
+                    now,
+                    revocation_expiry(now),
+                )
+                .await?
+            {
+                CreateTeam::Created(_) => println!("created team {}", args.slug),
+                CreateTeam::SlugTaken => anyhow::bail!("team {} exists", args.slug),
+                CreateTeam::NoSuchOwner => anyhow::bail!("no such user (owner)"),
+            }
+            Ok(())
+        }
+        C::Delete(args) => {
+            let store = admin_store(&args.db).await?;
+            let now = now_ms();
+            match store
+                .delete_team(&args.slug, now, revocation_expiry(now))
+                .await?
+            {
+                Some(records) => println!(
+                    "deleted team {} ({} member(s) affected)",
+                    args.slug,
+                    records.len()
+                ),
+                None => anyhow::bail!("no such team: {}", args.slug),
+            }
+            Ok(())
+        }
+        C::Members(args) => {
+            let store = admin_store(&args.db).await?;
+            if !store.team_exists(&args.slug).await? {
+                anyhow::bail!("no such team: {}", args.slug);
+            }
+            for m in store.team_members(&args.slug).await? {
+                println!("{}  {}  {}", m.user_id, m.email, m.role);
+            }
+            Ok(())
+        }
+        C::SetMember(args) => {
+            let store = admin_store(&args.user.db).await?;
+            let u = find_user(&store, &args.user.user).await?;
+            let now = now_ms();
+            membership(
+                store
+                    .set_membership(
+                        &args.slug,
+                        &u.id,
+                        Some(&args.role),
+                        now.div_euclid(1000),
+                        now,
+                        revocation_expiry(now),
+                    )
+                    .await?,
+            )?;
+            println!("{}: {} of {}", u.email, args.role, args.slug);
+            Ok(())
+        }
+        C::RemoveMember(args) => {
+            let store = admin_store(&args.user.db).await?;
+            let u = find_user(&store, &args.user.user).await?;
+            let now = now_ms();
+            membership(
+                store
+                    .set_membership(
+                        &args.slug,
+                        &u.id,
+                        None,
+                        now.div_euclid(1000),
+                        now,
+                        revocation_expiry(now),
+                    )
+                    .await?,
+            )?;
+            println!("{} removed from {}", u.email, args.slug);
+            Ok(())
+        }
+    }
+}

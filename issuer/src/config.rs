@@ -29,6 +29,126 @@ pub enum Command {
     /// Manage signing keys (works while servers run).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage roles and the permissions they grant (works while servers run).
+    #[command(subcommand)]
+    Roles(RolesCommand),
+    /// Manage teams and memberships (works while servers run).
+    #[command(subcommand)]
+    Teams(TeamsCommand),
+}
+
+/// Who a command is about: a user id, or an email address.
+#[derive(Debug, Args)]
+pub struct UserRef {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// User id, or email address.
+    #[arg(long, allow_hyphen_values = true)]
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListUsersArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Substring of the email, name or a linked GitHub login.
+    #[arg(long)]
+    pub query: Option<String>,
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub limit: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct SetRolesArgs {
+    #[command(flatten)]
+    pub user: UserRef,
+    /// Comma-separated; empty for none.
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolesCommand {
+    /// Every defined role with its permissions, and the map's version.
+    List(DbOnly),
+    /// Define a role, or replace its permissions.
+    Set(SetRoleArgs),
+    /// Remove a role's definition and grants.
+    Delete(NamedRole),
+}
+
+#[derive(Debug, Args)]
+pub struct DbOnly {
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SetRoleArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    pub role: String,
+    /// Comma-separated; empty for none.
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    pub permissions: Vec<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NamedRole {
+    #[command(flatten)]
+    pub db: DbArgs,
+    pub role: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamsCommand {
+    List(DbOnly),
+    /// Create a team, with its first owner if given.
+    Create(CreateTeamArgs),
+    /// Delete a team; its members' tokens are refused from now on.
+    Delete(NamedTeam),
+    /// The team's members and their roles.
+    Members(NamedTeam),
+    /// Add a member or change their role (owner, maintainer, member).
+    SetMember(SetMemberArgs),
+    RemoveMember(RemoveMemberArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateTeamArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    pub slug: String,
+    #[arg(long)]
+    pub name: String,
+    /// User id or email of the first owner.
+    #[arg(long, allow_hyphen_values = true)]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NamedTeam {
+    #[command(flatten)]
+    pub db: DbArgs,
+    pub slug: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetMemberArgs {
+    #[command(flatten)]
+    pub user: UserRef,
+    pub slug: String,
+    #[arg(long, value_parser = ["owner", "maintainer", "member"])]
+    pub role: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveMemberArgs {
+    #[command(flatten)]
+    pub user: UserRef,
+    pub slug: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +200,19 @@ pub enum UsersCommand {
     /// Create a user (the first admin, typically). The password is read from
     /// ISSUER_NEW_USER_PASSWORD, or generated and printed.
     Create(CreateUserArgs),
+    /// List users, optionally matching --query.
+    List(ListUsersArgs),
+    /// Show one user.
+    Show(UserRef),
+    /// Disable: every session ends and every token is refused.
+    Disable(UserRef),
+    Enable(UserRef),
+    /// Delete the account and everything it had.
+    Delete(UserRef),
+    /// End every session of the user.
+    LogoutAll(UserRef),
+    /// Replace the user's global roles (their tokens are refused at once).
+    SetRoles(SetRolesArgs),
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use issuer::clock::{Clock, SystemClock};
-use issuer::config::{parse_cli, Command, UsersCommand};
+use issuer::config::{parse_cli, Command};
 
 #[tokio::main]
 async fn main() {
@@ -13,8 +13,10 @@ async fn main() {
     let result = match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(db) => issuer::cli::migrate(&db).await,
-        Command::Users(UsersCommand::Create(args)) => issuer::cli::create_user(&args).await,
+        Command::Users(command) => issuer::cli::users(&command).await,
         Command::Keys(command) => issuer::cli::keys(&command).await,
+        Command::Roles(command) => issuer::cli::roles(&command).await,
+        Command::Teams(command) => issuer::cli::teams(&command).await,
     };
     if let Err(e) = result {
         eprintln!("issuer: {e:#}");

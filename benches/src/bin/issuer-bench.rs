@@ -6,6 +6,8 @@
 //!   requests running beside it at a fixed rate;
 //! - `refresh`: refresh-token rotation throughput;
 //! - `revocation-lag`: logout on the issuer → denied at a sidecar;
+//! - `user-search`: admin user search at a million users on PostgreSQL,
+//!   with its trigram index and with the planner kept off it (a scan);
 //! - `github-sign-in`: the GitHub callback's latency against the fake
 //!   GitHub, interleaved with password logins (the baseline) on one issuer.
 //!
@@ -102,6 +104,15 @@ enum Command {
         concurrency: usize,
         #[arg(long, default_value = "revocation-lag")]
         label: String,
+    },
+    UserSearch {
+        /// A PostgreSQL server URL; a fresh database is made on it.
+        #[arg(long)]
+        postgres_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        users: i64,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
     },
     GithubSignIn {
         /// Sign-ins of each kind, one at a time, alternating.
@@ -610,6 +621,75 @@ async fn revocation_lag(
     Ok(())
 }
 
+/// Seeds `users` accounts with generate_series (names carry random hex, so
+/// a 6-character substring of one names about one user), then times the
+/// store's search for substrings of real names: with the trigram index, and
+/// the same SQL with index scans disabled for the baseline, alternating.
+async fn user_search(postgres_url: &str, users: i64, queries: usize) -> anyhow::Result<()> {
+    let url = issuer::testing::fresh_postgres_database(postgres_url).await?;
+    let store = Store::connect(&url, 4).await?;
+    store.migrate().await?;
+    let pool = sqlx::PgPool::connect(&url).await?;
+    let seeding = Instant::now();
+    sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, roles, created_at, \
+         password_changed_at, search_text) \
+         SELECT 'u' || g, 'user' || g || '@example.com', 'User ' || substr(md5(g::text), 1, 12), \
+                '', '', 0, 0, lower('user' || g || '@example.com User ' || substr(md5(g::text), 1, 12)) \
+         FROM generate_series(1, $1) g",
+    )
+    .bind(users)
+    .execute(&pool)
+    .await?;
+    sqlx::query("ANALYZE users").execute(&pool).await?;
+    let seeded_s = seeding.elapsed().as_secs_f64();
+    let (mut indexed, mut scan) = (new_histogram(), new_histogram());
+    let mut hits = 0usize;
+    for i in 0..queries {
+        // A substring of some user's name, found with md5 like the seed.
+        let g = 1 + (i as i64 * 7919) % users;
+        let row: (String,) = sqlx::query_as("SELECT substr(md5($1::text), 3, 6)")
+            .bind(g.to_string())
+            .fetch_one(&pool)
+            .await?;
+        let q = row.0;
+        let t = Instant::now();
+        hits += store.search_users(Some(&q), None, 50).await?.len();
+        indexed.record(t.elapsed().as_micros() as u64)?;
+        let t = Instant::now();
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET LOCAL enable_bitmapscan = off")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SET LOCAL enable_indexscan = off")
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT id FROM users WHERE email > '' AND search_text LIKE $1 ORDER BY email LIMIT 50",
+        )
+        .bind(format!("%{q}%"))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        anyhow::ensure!(!rows.is_empty(), "the scan found nothing for {q}");
+        scan.record(t.elapsed().as_micros() as u64)?;
+    }
+    println!(
+        "{}",
+        json!({
+            "bench": "user-search",
+            "users": users,
+            "seed_seconds": seeded_s,
+            "mean_hits": hits as f64 / queries as f64,
+            "indexed": percentiles(&indexed),
+            "scan": percentiles(&scan),
+            "scan_to_indexed_p50": scan.value_at_quantile(0.5) as f64
+                / indexed.value_at_quantile(0.5).max(1) as f64,
+        })
+    );
+    Ok(())
+}
+
 /// An issuer (SQLite, production argon2 settings) and the fake GitHub in
 /// this process; GitHub callbacks and password logins alternate, so both
 /// see the same machine state. Reports each one's latency and the whole
@@ -749,6 +829,11 @@ async fn main() -> anyhow::Result<()> {
             label,
         } => refresh_bench(&url, concurrency, seconds, &label).await,
         Command::GithubSignIn { count } => github_sign_in(count).await,
+        Command::UserSearch {
+            postgres_url,
+            users,
+            queries,
+        } => user_search(&postgres_url, users, queries).await,
         Command::RevocationLag {
             issuer_url,
             sidecar,

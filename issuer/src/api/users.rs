@@ -32,7 +32,7 @@ pub struct ChangeUserRequest {
 
 /// Roles travel space-separated in the database and comma-separated in the
 /// identity header, and are matched literally by the sidecar's policy.
-fn check_roles(roles: &[String]) -> ApiResult<()> {
+pub fn check_roles(roles: &[String]) -> ApiResult<()> {
     let unprocessable =
         |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_roles", m);
     if roles.len() > MAX_ROLES {

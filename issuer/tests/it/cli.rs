@@ -254,3 +254,146 @@ fn test_settings_ignore_the_developers_environment() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("1 passed"), "{stdout}");
 }
+
+/// The admin operations from a shell, on SQLite (the store's behaviour on
+/// both backends is covered by the HTTP tests): each prints what it did and
+/// exits 1 with one line when refused.
+#[test]
+fn users_roles_and_teams_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}/cli.db", dir.path().display());
+    let run = |args: &[&str]| {
+        let out = issuer()
+            .args(args)
+            .args(["--database-url", &db])
+            .env("ISSUER_NEW_USER_PASSWORD", "correct horse battery staple")
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        stdout
+    };
+    ok(&[
+        "users",
+        "create",
+        "--email",
+        "Ada@Example.com",
+        "--name",
+        "Ada Lovelace",
+    ]);
+    ok(&["users", "create", "--email", "grace@example.com"]);
+    let listed = ok(&["users", "list", "--query", "lovelace"]);
+    assert!(
+        listed.contains("ada@example.com") && listed.contains("1 user(s)"),
+        "{listed}"
+    );
+    assert!(!listed.contains("grace@"));
+
+    let set = ok(&[
+        "users",
+        "set-roles",
+        "--user",
+        "ada@example.com",
+        "--roles",
+        "editor,admin",
+    ]);
+    assert!(set.contains("roles=[admin,editor]"), "{set}");
+    let roles = ok(&[
+        "roles",
+        "set",
+        "editor",
+        "--permissions",
+        "docs.write,docs.read",
+    ]);
+    assert!(roles.contains("docs.read, docs.write"), "{roles}");
+    let listed = ok(&["roles", "list"]);
+    assert!(listed.contains("editor: docs.read, docs.write"), "{listed}");
+
+    ok(&[
+        "teams",
+        "create",
+        "blue",
+        "--name",
+        "Blue",
+        "--owner",
+        "ada@example.com",
+    ]);
+    ok(&[
+        "teams",
+        "set-member",
+        "blue",
+        "--user",
+        "grace@example.com",
+        "--role",
+        "member",
+    ]);
+    let members = ok(&["teams", "members", "blue"]);
+    assert!(
+        members.contains("ada@example.com  owner") && members.contains("grace@example.com  member"),
+        "{members}"
+    );
+    let shown = ok(&["users", "show", "--user", "grace@example.com"]);
+    assert!(shown.contains("team blue: member"), "{shown}");
+
+    // Refusals: one line, exit 1, nothing changed.
+    for (args, why) in [
+        (
+            &[
+                "teams",
+                "remove-member",
+                "blue",
+                "--user",
+                "ada@example.com",
+            ][..],
+            "at least one owner",
+        ),
+        (&["teams", "create", "Bad Slug", "--name", "x"][..], "slug"),
+        (
+            &["teams", "create", "blue", "--name", "again"][..],
+            "exists",
+        ),
+        (
+            &["roles", "set", "bad role", "--permissions", "x"][..],
+            "role",
+        ),
+        (
+            &["users", "show", "--user", "-no-such-id"][..],
+            "no such user",
+        ),
+        (
+            &[
+                "users",
+                "set-roles",
+                "--user",
+                "grace@example.com",
+                "--roles",
+                "has space",
+            ][..],
+            "role",
+        ),
+    ] {
+        let (code, _, stderr) = run(args);
+        assert_eq!(code, Some(1), "{args:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+
+    ok(&["users", "disable", "--user", "grace@example.com"]);
+    assert!(ok(&["users", "show", "--user", "grace@example.com"]).contains("DISABLED"));
+    ok(&["users", "enable", "--user", "grace@example.com"]);
+    assert!(
+        ok(&["users", "logout-all", "--user", "grace@example.com"]).contains("0 session(s) ended")
+    );
+    ok(&["users", "delete", "--user", "grace@example.com"]);
+    assert!(!ok(&["teams", "members", "blue"]).contains("grace@"));
+    ok(&["teams", "delete", "blue"]);
+    ok(&["roles", "delete", "editor"]);
+    assert!(!ok(&["roles", "list"]).contains("editor"));
+}

@@ -314,13 +314,12 @@ async fn sign_in_creates_an_account_then_signs_it_in(backend: Backend) {
     // A disabled account gets no tokens through GitHub either.
     let admin = make_admin(&g.t).await;
     // Admins find the account by its current GitHub login.
-    let found: Value = g
-        .t
-        .get_auth(&format!("/admin/users?q={}", renamed.login), &admin)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let found: Value =
+        g.t.get_auth(&format!("/admin/users?q={}", renamed.login), &admin)
+            .await
+            .json()
+            .await
+            .expect("json");
     assert_eq!(found["users"][0]["user"]["id"], user_id.as_str());
     assert_eq!(
         found["users"][0]["user"]["avatar_url"],
