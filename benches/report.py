@@ -70,6 +70,13 @@ if other:
                 f"beside it at {r['side_rate']}/s: refresh p99 {ms(r['refresh_during_storm']['p99_us'])} ms, "
                 f"JWKS p99 {ms(r['jwks_during_storm']['p99_us'])} ms |"
             )
+        elif b == "admin-change-lag":
+            m, g = r["membership_change"], r["role_grant_change"]
+            print(
+                f"| admin change → sidecar decision (issuer + sidecar in one process, SQLite) | "
+                f"membership change ({m['count']}): p50 {ms(m['p50_us'])} ms, p99 {ms(m['p99_us'])} ms; "
+                f"role grant added/withdrawn ({g['count']}, same token): p50 {ms(g['p50_us'])} ms, p99 {ms(g['p99_us'])} ms |"
+            )
         elif b == "user-search":
             ix, sc = r["indexed"], r["scan"]
             print(

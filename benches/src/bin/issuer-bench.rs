@@ -6,6 +6,8 @@
 //!   requests running beside it at a fixed rate;
 //! - `refresh`: refresh-token rotation throughput;
 //! - `revocation-lag`: logout on the issuer → denied at a sidecar;
+//! - `admin-change-lag`: an admin's membership change or role grant,
+//!   answered → the sidecar's decision for a live token changes;
 //! - `user-search`: admin user search at a million users on PostgreSQL,
 //!   with its trigram index and with the planner kept off it (a scan);
 //! - `github-sign-in`: the GitHub callback's latency against the fake
@@ -104,6 +106,11 @@ enum Command {
         concurrency: usize,
         #[arg(long, default_value = "revocation-lag")]
         label: String,
+    },
+    AdminChangeLag {
+        /// Changes of each kind.
+        #[arg(long, default_value_t = 100)]
+        count: usize,
     },
     UserSearch {
         /// A PostgreSQL server URL; a fresh database is made on it.
@@ -621,6 +628,161 @@ async fn revocation_lag(
     Ok(())
 }
 
+/// An issuer (SQLite) and a sidecar in this process, the sidecar following
+/// the issuer's feed as in production. Times, from the admin API's answer,
+/// until the sidecar decides differently for a token: (a) a membership
+/// change (the token is refused: user-generation revocation), (b) a grant
+/// added to or withdrawn from a role (the same token flips between allowed
+/// and refused: the permission map, no new token).
+async fn admin_change_lag(count: usize) -> anyhow::Result<()> {
+    use issuer::testing::{TEST_AUDIENCE, TEST_ISSUER_URL};
+    use sidecar::decision::{Decision, RequestAttrs};
+    let dir = tempfile::tempdir()?;
+    let db = format!("sqlite://{}/issuer.db", dir.path().display());
+    let mut args = issuer::testing::test_args(&db, dir.path());
+    args.feed_poll_ms = issuer::config::ServeArgs::with_database(&db).feed_poll_ms;
+    let server =
+        issuer::testing::start(args, std::sync::Arc::new(issuer::clock::SystemClock)).await?;
+    let base = server.base_url.clone();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "rules:\n  - {pattern: '/t/{team}/**', team: '{team}'}\n  - {prefix: /p/, permissions: [bench.manage]}\n  - {prefix: /a/, allow: authenticated}\n",
+    )?;
+    let mut settings = sidecar::config::Settings::for_tests(&base, policy);
+    settings.expected_issuer = Some(TEST_ISSUER_URL.into());
+    settings.audience = TEST_AUDIENCE.into();
+    let sidecar = sidecar::start(settings).await?;
+    let authz = sidecar.authz.clone();
+    let ready_by = Instant::now() + Duration::from_secs(10);
+    while !authz.is_ready(sidecar::authz::now_ms()) {
+        anyhow::ensure!(Instant::now() < ready_by, "sidecar not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let http = reqwest::Client::new();
+    let store = &server.state.store;
+    let admin_user = register_and_login(&http, &base).await?;
+    let admin_email = admin_user["email"].as_str().unwrap_or_default().to_string();
+    let find = |email: String| async move {
+        store
+            .user_by_email(&email)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no user {email}"))
+    };
+    let admin_id = find(admin_email.clone()).await?.id;
+    store.set_roles(&admin_id, &["admin".into()]).await?;
+    let admin = login(&http, &base, &admin_email).await?["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let member = register_and_login(&http, &base).await?;
+    let member_email = member["email"].as_str().unwrap_or_default().to_string();
+    let member_id = find(member_email.clone()).await?.id;
+    store.set_roles(&member_id, &["bench-role".into()]).await?;
+    let r = http
+        .post(format!("{base}/admin/teams"))
+        .bearer_auth(&admin)
+        .json(&json!({"slug": "t", "name": "T", "owner": admin_id}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 201, "team: {}", r.status());
+    // Owning the team changed what the admin's token says: a fresh one.
+    let admin = login(&http, &base, &admin_email).await?["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let decides = |path: &'static str, token: String| {
+        let authz = authz.clone();
+        async move {
+            let request = RequestAttrs {
+                method: "GET",
+                host: "mesh.local",
+                path,
+            };
+            matches!(
+                authz
+                    .check(request, Some(&token), sidecar::authz::now_ms())
+                    .await,
+                Decision::Allow { .. }
+            )
+        }
+    };
+    // Polls until the decision is `want`; the time since `from`.
+    let until = |path: &'static str, token: String, want: bool, from: Instant| {
+        let decides = &decides;
+        async move {
+            let deadline = from + Duration::from_secs(10);
+            loop {
+                if decides(path, token.clone()).await == want {
+                    return Ok::<_, anyhow::Error>(from.elapsed().as_micros().max(1) as u64);
+                }
+                anyhow::ensure!(Instant::now() < deadline, "no change within 10 s");
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
+    };
+    let (mut membership, mut grant) = (new_histogram(), new_histogram());
+    for i in 0..count {
+        // (a) Membership: add, then remove, alternating; each revokes.
+        let token = login(&http, &base, &member_email).await?["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        anyhow::ensure!(decides("/a/x", token.clone()).await, "fresh token allowed");
+        let adding = i % 2 == 0;
+        let url = format!("{base}/auth/teams/t/members/{member_id}");
+        let answered = if adding {
+            let r = http
+                .put(&url)
+                .bearer_auth(&admin)
+                .json(&json!({"role": "member"}))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status() == 200, "add: {}", r.status());
+            Instant::now()
+        } else {
+            anyhow::ensure!(decides("/t/t/x", token.clone()).await, "member allowed");
+            let r = http.delete(&url).bearer_auth(&admin).send().await?;
+            anyhow::ensure!(r.status() == 204, "remove: {}", r.status());
+            Instant::now()
+        };
+        // The token's claims are stale now: refused everywhere.
+        membership.record(until("/a/x", token.clone(), false, answered).await?)?;
+
+        // (b) Grants: the same token, flipped by the role's permissions.
+        let token = login(&http, &base, &member_email).await?["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for give in [true, false] {
+            let permissions = if give {
+                json!(["bench.manage"])
+            } else {
+                json!([])
+            };
+            let r = http
+                .put(format!("{base}/admin/roles/bench-role"))
+                .bearer_auth(&admin)
+                .json(&json!({ "permissions": permissions }))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status() == 200, "grant: {}", r.status());
+            let answered = Instant::now();
+            grant.record(until("/p/x", token.clone(), give, answered).await?)?;
+        }
+    }
+    println!(
+        "{}",
+        json!({
+            "bench": "admin-change-lag",
+            "membership_change": percentiles(&membership),
+            "role_grant_change": percentiles(&grant),
+        })
+    );
+    server.stop().await;
+    Ok(())
+}
+
 /// Seeds `users` accounts with generate_series (names carry random hex, so
 /// a 6-character substring of one names about one user), then times the
 /// store's search for substrings of real names: with the trigram index, and
@@ -829,6 +991,7 @@ async fn main() -> anyhow::Result<()> {
             label,
         } => refresh_bench(&url, concurrency, seconds, &label).await,
         Command::GithubSignIn { count } => github_sign_in(count).await,
+        Command::AdminChangeLag { count } => admin_change_lag(count).await,
         Command::UserSearch {
             postgres_url,
             users,
