@@ -125,13 +125,14 @@ pub struct PermissionMap {
 }
 
 impl PermissionMap {
-    /// Whether `roles` (and the token's own `permissions`) grant `wanted`.
-    pub fn grants(&self, roles: &[String], own: &[String], wanted: &str) -> bool {
-        own.iter().any(|p| p == wanted)
-            || roles.iter().any(|r| {
-                self.roles
-                    .get(r)
-                    .is_some_and(|perms| perms.iter().any(|p| p == wanted))
-            })
+    /// Whether any of `roles` grants `wanted`. Only the map decides: a
+    /// `permissions` claim in a token is not honoured, since the map could
+    /// never take it back.
+    pub fn grants(&self, roles: &[String], wanted: &str) -> bool {
+        roles.iter().any(|r| {
+            self.roles
+                .get(r)
+                .is_some_and(|perms| perms.iter().any(|p| p == wanted))
+        })
     }
 }

@@ -214,6 +214,23 @@ fn describe(u: &User) -> String {
     )
 }
 
+/// Admin actions from the shell are audited like the API's, with the CLI
+/// as the actor. A failed audit write is reported, not fatal: the change
+/// itself is done.
+async fn audit(store: &Store, event: &str, detail: serde_json::Value) {
+    let entry = crate::store::AuditEntry {
+        at: now_ms().div_euclid(1000),
+        event,
+        user_id: None,
+        email: None,
+        ip: None,
+        detail: Some(&format!("actor=cli {detail}")),
+    };
+    if let Err(e) = store.audit(&entry).await {
+        eprintln!("warning: audit write failed: {e}");
+    }
+}
+
 fn api_error(e: crate::error::ApiError) -> anyhow::Error {
     anyhow::anyhow!("{}", e.message)
 }
@@ -267,16 +284,33 @@ pub async fn users(command: &crate::config::UsersCommand) -> anyhow::Result<()> 
                     "enabled"
                 }
             );
+            audit(
+                &store,
+                "user_changed",
+                serde_json::json!({"user": u.id, "disabled": disabled}),
+            )
+            .await;
             Ok(())
         }
         C::Delete(who) => {
             let store = admin_store(&who.db).await?;
             let u = find_user(&store, &who.user).await?;
             let now = now_ms();
-            store
+            match store
                 .delete_user(&u.id, now, revocation_expiry(now))
-                .await?;
-            println!("deleted {} ({})", u.email, u.id);
+                .await?
+            {
+                crate::store::DeleteUser::Done(_) => {
+                    println!("deleted {} ({})", u.email, u.id);
+                    audit(&store, "user_deleted", serde_json::json!({"user": u.id})).await
+                }
+                crate::store::DeleteUser::NoSuchUser => anyhow::bail!("no such user"),
+                crate::store::DeleteUser::SoleOwner(teams) => anyhow::bail!(
+                    "{} is the only owner of {}; make another owner first",
+                    u.email,
+                    teams.join(", ")
+                ),
+            }
             Ok(())
         }
         C::LogoutAll(who) => {
@@ -287,6 +321,12 @@ pub async fn users(command: &crate::config::UsersCommand) -> anyhow::Result<()> 
                 .revoke_all_sessions(&u.id, "ended_by_admin", now, revocation_expiry(now))
                 .await?;
             println!("{}: {} session(s) ended", u.email, ended.len());
+            audit(
+                &store,
+                "user_sessions_ended",
+                serde_json::json!({"user": u.id, "sessions_ended": ended.len()}),
+            )
+            .await;
             Ok(())
         }
         C::SetRoles(args) => {
@@ -310,6 +350,12 @@ pub async fn users(command: &crate::config::UsersCommand) -> anyhow::Result<()> 
                 .change_user(&u.id, &change, now, revocation_expiry(now))
                 .await?;
             println!("{}: roles=[{}]", u.email, roles.join(","));
+            audit(
+                &store,
+                "user_changed",
+                serde_json::json!({"user": u.id, "roles": roles}),
+            )
+            .await;
             Ok(())
         }
     }
@@ -356,12 +402,26 @@ pub async fn roles(command: &crate::config::RolesCommand) -> anyhow::Result<()> 
                 args.role,
                 perms.join(", ")
             );
+            audit(
+                &store,
+                "role_set",
+                serde_json::json!({"role": args.role, "permissions": perms, "version": version}),
+            )
+            .await;
             Ok(())
         }
         C::Delete(args) => {
             let store = admin_store(&args.db).await?;
             match store.delete_role(&args.role).await? {
-                Some(version) => println!("deleted {} (map version {version})", args.role),
+                Some(version) => {
+                    println!("deleted {} (map version {version})", args.role);
+                    audit(
+                        &store,
+                        "role_deleted",
+                        serde_json::json!({"role": args.role, "version": version}),
+                    )
+                    .await;
+                }
                 None => anyhow::bail!("no such role: {}", args.role),
             }
             Ok(())
@@ -413,7 +473,15 @@ pub async fn teams(command: &crate::config::TeamsCommand) -> anyhow::Result<()> 
                 )
                 .await?
             {
-                CreateTeam::Created(_) => println!("created team {}", args.slug),
+                CreateTeam::Created(_) => {
+                    println!("created team {}", args.slug);
+                    audit(
+                        &store,
+                        "team_created",
+                        serde_json::json!({"team": args.slug, "name": name, "owner": owner}),
+                    )
+                    .await;
+                }
                 CreateTeam::SlugTaken => anyhow::bail!("team {} exists", args.slug),
                 CreateTeam::NoSuchOwner => anyhow::bail!("no such user (owner)"),
             }
@@ -426,11 +494,19 @@ pub async fn teams(command: &crate::config::TeamsCommand) -> anyhow::Result<()> 
                 .delete_team(&args.slug, now, revocation_expiry(now))
                 .await?
             {
-                Some(records) => println!(
-                    "deleted team {} ({} member(s) affected)",
-                    args.slug,
-                    records.len()
-                ),
+                Some(records) => {
+                    println!(
+                        "deleted team {} ({} member(s) affected)",
+                        args.slug,
+                        records.len()
+                    );
+                    audit(
+                        &store,
+                        "team_deleted",
+                        serde_json::json!({"team": args.slug}),
+                    )
+                    .await;
+                }
                 None => anyhow::bail!("no such team: {}", args.slug),
             }
             Ok(())
@@ -462,6 +538,12 @@ pub async fn teams(command: &crate::config::TeamsCommand) -> anyhow::Result<()> 
                     .await?,
             )?;
             println!("{}: {} of {}", u.email, args.role, args.slug);
+            audit(
+                &store,
+                "team_member_set",
+                serde_json::json!({"team": args.slug, "user": u.id, "role": args.role}),
+            )
+            .await;
             Ok(())
         }
         C::RemoveMember(args) => {
@@ -481,6 +563,12 @@ pub async fn teams(command: &crate::config::TeamsCommand) -> anyhow::Result<()> 
                     .await?,
             )?;
             println!("{} removed from {}", u.email, args.slug);
+            audit(
+                &store,
+                "team_member_removed",
+                serde_json::json!({"team": args.slug, "user": u.id}),
+            )
+            .await;
             Ok(())
         }
     }

@@ -193,6 +193,11 @@ pub async fn run_hub(
                     keys_stale.notify_one();
                 }
                 let _ = hub.events.send(RevocationEvent::Heartbeat { last_seq });
+                // Repeated every beat, so a follower whose fetch failed (or
+                // who restarted from an old saved map) catches up.
+                let _ = hub.events.send(RevocationEvent::PermissionsChanged {
+                    version: permissions_version,
+                });
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "database unreachable; feed heartbeats paused"),

@@ -214,6 +214,7 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
     )
     .await?;
     store.migrate().await?;
+    store.rebuild_search_index().await?;
     let now = clock.now_ms().div_euclid(1000);
     let keys = Arc::new(
         Keyring::open(

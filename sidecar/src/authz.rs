@@ -71,6 +71,11 @@ pub struct Authorizer {
     policy: ArcSwap<Policy>,
     /// The issuer's role → permission map (version 0: not fetched yet).
     permissions: ArcSwap<PermissionMap>,
+    /// Serialises installing maps, so an older one can never replace a
+    /// newer one between the version check and the store.
+    permissions_gate: std::sync::Mutex<()>,
+    /// A fetch is under way (announcements arrive every heartbeat).
+    permissions_fetching: AtomicBool,
     tokens: Cache<[u8; 32], CachedToken>,
 }
 
@@ -124,6 +129,8 @@ impl Authorizer {
             revocations_synced: AtomicBool::new(false),
             policy: ArcSwap::from_pointee(policy),
             permissions: ArcSwap::from_pointee(PermissionMap::default()),
+            permissions_gate: std::sync::Mutex::new(()),
+            permissions_fetching: AtomicBool::new(false),
             tokens,
         })
     }
@@ -256,6 +263,7 @@ impl Authorizer {
 
     pub fn is_ready(&self, now_ms: i64) -> bool {
         !self.keys.load().set.is_empty()
+            && self.permissions_version() > 0
             && self.revocations_synced.load(Ordering::Relaxed)
             && !self.is_stale(now_ms)
     }
@@ -483,39 +491,48 @@ impl Authorizer {
     }
 
     pub fn install_permissions(&self, map: PermissionMap) {
+        let _gate = self
+            .permissions_gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if map.version < self.permissions_version() {
             return;
         }
+        self.metrics.permissions_version.set(map.version);
+        let map = Arc::new(map);
+        self.permissions.store(map.clone());
         if let Some(dir) = &self.settings.state_dir {
             let path = dir.join(PERMISSIONS_FILE);
-            let saved = serde_json::to_vec(&map)
+            let saved = serde_json::to_vec(&*map)
                 .map_err(std::io::Error::other)
                 .and_then(|bytes| write_atomically(&path, &bytes));
             if let Err(e) = saved {
                 tracing::warn!(error = %e, "cannot save the permission map");
             }
         }
-        self.metrics.permissions_version.set(map.version);
-        self.permissions.store(Arc::new(map));
     }
 
-    /// The issuer announced map `version` (0: refetch whatever it is). A
-    /// replica behind a load balancer may lag: retry briefly.
+    /// The issuer holds map `version` (announced at every change and with
+    /// every heartbeat): fetch until we hold it too. One fetch at a time;
+    /// a failed one is retried briefly here, and again at the next
+    /// heartbeat, so a sidecar never stays behind.
     pub async fn permissions_changed(&self, version: i64) {
+        if self.permissions_version() >= version
+            || self.permissions_fetching.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
         let mut wait = Duration::from_millis(50);
-        for attempt in 0..8 {
+        for attempt in 0..5 {
             if let Err(e) = self.fetch_permissions().await {
                 tracing::warn!(error = %e, attempt, "permission map fetch failed");
             } else if self.permissions_version() >= version {
-                return;
+                break;
             }
             tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(2));
+            wait = (wait * 2).min(Duration::from_secs(1));
         }
-        tracing::warn!(
-            version,
-            "permission map change announced but not yet served"
-        );
+        self.permissions_fetching.store(false, Ordering::Release);
     }
 
     // ---- policy ----
@@ -537,7 +554,13 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp");
+    // Unique per writer: two saves at once must not share a temp file.
+    static SEQ: AtomicI64 = AtomicI64::new(0);
+    let tmp = path.with_extension(format!(
+        "tmp.{}.{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(tmp, path)
 }

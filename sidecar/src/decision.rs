@@ -217,7 +217,7 @@ pub fn decide_routed(
             let all = perms
                 .iter()
                 .map(|p| substitute(p, &matched.captures))
-                .all(|p| permissions.grants(&claims.roles, &claims.permissions, &p));
+                .all(|p| permissions.grants(&claims.roles, &p));
             (!all).then_some(DenyReason::MissingPermission)
         }
         Requirement::Team {
@@ -412,9 +412,30 @@ rules:
             denied(&run("/admin/keys", verified(claims()), &none)),
             Some(DenyReason::MissingPermission)
         );
-        let mut both = claims();
-        both.permissions.push("keys.write".into());
-        assert_eq!(denied(&run("/admin/keys", verified(both), &none)), None);
+        // A token's own `permissions` claim grants nothing: only the map.
+        let mut claimed = claims();
+        claimed.permissions = vec!["keys.read".into(), "keys.write".into()];
+        assert_eq!(
+            denied(&run("/admin/keys", verified(claimed), &none)),
+            Some(DenyReason::MissingPermission)
+        );
+        // All of: one of the two is not enough.
+        let mut map = PermissionMap {
+            version: 3,
+            ..Default::default()
+        };
+        map.roles.insert("keeper".into(), vec!["keys.read".into()]);
+        let mut keeper = claims();
+        keeper.roles = vec!["keeper".into()];
+        assert_eq!(
+            decide_with("/admin/keys", keeper.clone(), &map),
+            Some(DenyReason::MissingPermission)
+        );
+        map.roles.insert(
+            "keeper".into(),
+            vec!["keys.read".into(), "keys.write".into()],
+        );
+        assert_eq!(decide_with("/admin/keys", keeper, &map), None);
     }
 
     #[test]

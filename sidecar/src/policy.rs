@@ -336,28 +336,31 @@ fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
         }
         methods.push(upper);
     }
-    if let PathMatch::Pattern(segments) = &path {
-        let names: Vec<&str> = segments
+    let names: Vec<&str> = match &path {
+        PathMatch::Pattern(segments) => segments
             .iter()
             .filter_map(|s| match s {
                 Segment::Named(n) => Some(n.as_str()),
                 _ => None,
             })
-            .collect();
-        let wanted: Vec<&String> = match &requirement {
-            Requirement::AnyRole(v) | Requirement::AllPermissions(v) => v.iter().collect(),
-            Requirement::Team { team, or_roles, .. } => {
-                std::iter::once(team).chain(or_roles.iter()).collect()
-            }
-            _ => Vec::new(),
-        };
-        for value in wanted {
-            for name in placeholders(value) {
-                if !names.contains(&name) {
-                    return Err(format!(
-                        "{value:?} uses {{{name}}}, which the pattern does not capture"
-                    ));
-                }
+            .collect(),
+        _ => Vec::new(),
+    };
+    let wanted: Vec<&String> = match &requirement {
+        Requirement::AnyRole(v) | Requirement::AllPermissions(v) => v.iter().collect(),
+        Requirement::Team { team, or_roles, .. } => {
+            std::iter::once(team).chain(or_roles.iter()).collect()
+        }
+        _ => Vec::new(),
+    };
+    // Every {name} must be captured by this rule's pattern; on other rules
+    // it would silently stay literal and match nothing.
+    for value in wanted {
+        for name in placeholders(value) {
+            if !names.contains(&name) {
+                return Err(format!(
+                    "{value:?} uses {{{name}}}, which the pattern does not capture"
+                ));
             }
         }
     }
@@ -404,6 +407,13 @@ fn parse_pattern(p: &str) -> Result<Vec<Segment>, String> {
         } else if let Some(name) = part.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("pattern {p:?}: bad segment name {part:?}"));
+            }
+            // Two captures of one name: which one a role names would be a guess.
+            if segments
+                .iter()
+                .any(|s| matches!(s, Segment::Named(n) if n == name))
+            {
+                return Err(format!("pattern {p:?}: {{{name}}} appears twice"));
             }
             Segment::Named(name.to_string())
         } else if part.contains(['{', '}', '*']) {
@@ -826,6 +836,12 @@ rules:
             ),
             ("{pattern: '/t/{x}/**', team: '{team}'}", "does not capture"),
             ("{pattern: '/t/{team}/**', team: ''}", "must name a team"),
+            ("{prefix: /t/, team: '{team}'}", "does not capture"),
+            (
+                "{prefix: /t/, roles: ['reader:{team}']}",
+                "does not capture",
+            ),
+            ("{pattern: '/t/{a}/x/{a}', allow: public}", "appears twice"),
         ] {
             let text = format!("rules:\n  - {bad}\n");
             let e = Policy::parse(&text, "t").expect_err(bad);

@@ -18,6 +18,8 @@ use crate::tokens::{mint_access_token, new_id, new_refresh_token, refresh_token_
 use crate::AppState;
 
 pub const REFRESH_COOKIE: &str = "__Host-refresh_token";
+/// The `teams` claim's JSON at most, whatever `--max-token-teams` says.
+const MAX_TEAMS_CLAIM_BYTES: usize = 3 * 1024;
 
 #[derive(Serialize)]
 pub struct TokenResponse {
@@ -158,7 +160,10 @@ async fn token_response(
         .map_err(ApiError::internal)?;
     // Bounded, and explicit when over the bound: a cut list would read as
     // "not a member" of the teams left out.
-    let teams_overflow = memberships.len() as u64 > settings.max_token_teams;
+    // Also bounded in bytes: sidecars refuse tokens over 8 KiB.
+    let bytes: usize = memberships.iter().map(|(t, r)| t.len() + r.len() + 6).sum();
+    let teams_overflow =
+        memberships.len() as u64 > settings.max_token_teams || bytes > MAX_TEAMS_CLAIM_BYTES;
     let teams = if teams_overflow {
         Default::default()
     } else {

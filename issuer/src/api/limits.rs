@@ -85,6 +85,46 @@ fn closing(mut response: Response, close: bool) -> Response {
     response
 }
 
+/// Refuses control characters, raw or percent-encoded, anywhere in the path
+/// or query: no identifier here may hold one, and some would reach the
+/// database as bytes it refuses (PostgreSQL and NUL), turning bad input
+/// into a 5xx.
+pub async fn no_control_characters(request: Request, next: Next) -> Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("");
+    if has_control(target) {
+        return ApiError::bad_request(
+            "invalid_request",
+            "the path or query holds a control character",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+fn has_control(target: &str) -> bool {
+    let bytes = target.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz");
+                i += 2;
+                u8::from_str_radix(hex, 16).unwrap_or(b'%')
+            }
+            other => other,
+        };
+        if b < 0x20 || b == 0x7f {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Rewrites any error response that is not already JSON into our format.
 pub async fn json_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
@@ -121,4 +161,23 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         }
     }
     rewritten
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_control;
+
+    #[test]
+    fn control_characters_are_found_raw_or_encoded() {
+        for bad in [
+            "/a%00b", "/a?x=%0A", "/a%1f", "/a%7F", "/a?q=%7f", "/a\u{1}",
+        ] {
+            assert!(has_control(bad), "{bad}");
+        }
+        for good in [
+            "/a/b?x=1", "/a%20b", "/a%2Fb", "/a%", "/a%0", "/a%zz", "/%C3%A9",
+        ] {
+            assert!(!has_control(good), "{good}");
+        }
+    }
 }

@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::metrics::track,
         ))
+        .layer(axum::middleware::from_fn(limits::no_control_characters))
         .layer(axum::middleware::from_fn(limits::json_errors))
         .with_state(state)
 }

@@ -111,6 +111,15 @@ pub async fn update(
         }
     }
     let metadata = req.metadata.as_ref().map(checked_metadata).transpose()?;
+    let changed: Vec<&str> = [
+        ("name", name.is_some()),
+        ("avatar_url", req.avatar_url.is_some()),
+        ("metadata", metadata.is_some()),
+    ]
+    .iter()
+    .filter(|(_, c)| *c)
+    .map(|(f, _)| *f)
+    .collect();
     let change = ProfileChange {
         name,
         avatar_url: req.avatar_url,
@@ -129,7 +138,7 @@ pub async fn update(
             "profile_updated",
             Some(&user),
             &client,
-            None,
+            Some(&format!("changed={}", changed.join(","))),
         )
         .await;
     Ok(Json(view(&user)))

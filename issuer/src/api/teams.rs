@@ -62,8 +62,13 @@ pub async fn create(
         return Err(unprocessable("slug: 1 to 63 of a-z 0-9 and inner hyphens"));
     }
     let name = req.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_TEAM_NAME_CHARS {
-        return Err(unprocessable("name: 1 to 200 characters"));
+    if name.is_empty()
+        || name.chars().count() > MAX_TEAM_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(unprocessable(
+            "name: 1 to 200 characters, no control characters",
+        ));
     }
     let now = state.now();
     match state
@@ -263,6 +268,17 @@ pub async fn delete_member(
 ) -> ApiResult<Response> {
     if user_id != auth.user.id {
         check_access(&state, &auth, &slug, true).await?;
+    } else if !is_admin(&auth)
+        && state
+            .store
+            .team_role(&slug, &user_id)
+            .await
+            .map_err(ApiError::internal)?
+            .is_none()
+    {
+        // Leaving a team one is not in: the same answer whether or not the
+        // team exists, so outsiders cannot probe for slugs.
+        return Err(ApiError::not_found("no such team"));
     }
     let now = state.now();
     apply(&state, &slug, &user_id, None, now).await?;

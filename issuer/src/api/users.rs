@@ -12,7 +12,7 @@ use super::admin::require_admin;
 use super::auth::UserView;
 use super::extract::{ApiJson, Authenticated, Client};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{ProfileChange, UserChange};
+use crate::store::{DeleteUser, ProfileChange, UserChange};
 use crate::AppState;
 
 const MAX_ROLES: usize = 64;
@@ -224,12 +224,25 @@ pub async fn delete(
 ) -> ApiResult<axum::response::Response> {
     require_admin(&auth)?;
     let now = state.now();
-    let records = state
+    let records = match state
         .store
         .delete_user(&id, now.ms, state.revocation_expiry(now))
         .await
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    {
+        DeleteUser::Done(records) => records,
+        DeleteUser::NoSuchUser => return Err(ApiError::not_found("no such user")),
+        DeleteUser::SoleOwner(teams) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "sole_team_owner",
+                format!(
+                    "the user is the only owner of {}; make another owner first",
+                    teams.join(", ")
+                ),
+            ))
+        }
+    };
     state.published(records).await;
     let detail = json!({"user": id});
     state

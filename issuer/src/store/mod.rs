@@ -25,7 +25,7 @@ pub use keys::StoredKey;
 pub use revocations::NewRevocation;
 pub use sessions::{NewSession, RefreshLookup, Rotation, Session, Successor};
 pub use teams::{CreateTeam, Membership, MembershipChange, PermissionMap, Team, TEAM_ROLES};
-pub use users::{CreateUserError, ProfileChange, User, UserChange};
+pub use users::{CreateUserError, DeleteUser, ProfileChange, User, UserChange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -85,15 +85,23 @@ impl Store {
         self.backend
     }
 
+    /// SQLite: rebuilds the user search index, which keys on rowids that
+    /// `VACUUM` may renumber. Run when a server starts (not by every CLI
+    /// command: it holds the write lock for a while on large databases).
+    pub async fn rebuild_search_index(&self) -> sqlx::Result<()> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("INSERT INTO users_search(users_search) VALUES ('rebuild')")
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self.backend {
             Backend::Sqlite => {
                 sqlx::migrate!("../migrations/sqlite")
                     .run(&self.writer)
-                    .await?;
-                // The search index keys on rowids, which VACUUM may renumber.
-                sqlx::query("INSERT INTO users_search(users_search) VALUES ('rebuild')")
-                    .execute(&self.writer)
                     .await?;
             }
             Backend::Postgres => {

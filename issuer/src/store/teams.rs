@@ -239,6 +239,15 @@ impl Store {
                 .await?
                 .map(|r| r.try_get("role"))
                 .transpose()?;
+        // Nothing changes: no revocation (a member's tokens are not
+        // someone else's to invalidate at will).
+        if current.as_deref() == role {
+            return Ok(if role.is_some() {
+                MembershipChange::Done(Vec::new())
+            } else {
+                MembershipChange::NotAMember
+            });
+        }
         if current.as_deref() == Some("owner") && role != Some("owner") {
             let owners: i64 = sqlx::query(
                 "SELECT COUNT(*) AS n FROM team_members WHERE team_slug = $1 AND role = 'owner'",
@@ -312,6 +321,12 @@ impl Store {
     /// the version, read together.
     pub async fn permission_map(&self) -> sqlx::Result<PermissionMap> {
         let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Version and contents from one snapshot.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
         let version: i64 = sqlx::query("SELECT version FROM permissions_version WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?

@@ -36,6 +36,14 @@ impl User {
     }
 }
 
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteUser {
+    Done(Vec<RevocationRecord>),
+    NoSuchUser,
+    /// The only owner of these teams.
+    SoleOwner(Vec<String>),
+}
+
 /// A change to a user's profile; `None` fields stay as they are.
 #[derive(Debug, Clone, Default)]
 pub struct ProfileChange {
@@ -258,14 +266,29 @@ impl Store {
     /// Sets roles (tests and tools); `change_user` also revokes live tokens.
     /// Deletes an account and everything it had: its sessions end and every
     /// token it holds is refused at the edge (records returned), then the
-    /// row goes with its identities and memberships. `None` if no such user.
+    /// row goes with its identities and memberships. Refused while the user
+    /// is some team's only owner (ownership is transferred first).
     pub async fn delete_user(
         &self,
         user_id: &str,
         now_ms: i64,
         revocation_expires_at: i64,
-    ) -> sqlx::Result<Option<Vec<RevocationRecord>>> {
+    ) -> sqlx::Result<DeleteUser> {
         let mut tx = self.begin_revoking().await?;
+        let sole: Vec<String> = sqlx::query(
+            "SELECT m.team_slug FROM team_members m WHERE m.user_id = $1 AND m.role = 'owner' \
+             AND (SELECT COUNT(*) FROM team_members o WHERE o.team_slug = m.team_slug \
+                  AND o.role = 'owner') = 1 ORDER BY m.team_slug",
+        )
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("team_slug"))
+        .collect::<sqlx::Result<_>>()?;
+        if !sole.is_empty() {
+            return Ok(DeleteUser::SoleOwner(sole));
+        }
         let mut records = revoke_user_sessions(
             &mut tx,
             user_id,
@@ -276,7 +299,7 @@ impl Store {
         .await?;
         let Some(record) = bump_generation(&mut tx, user_id, now_ms, revocation_expires_at).await?
         else {
-            return Ok(None);
+            return Ok(DeleteUser::NoSuchUser);
         };
         records.push(record);
         // Children first: SQLite applies ON DELETE CASCADE only with its pragma.
@@ -297,7 +320,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Some(records))
+        Ok(DeleteUser::Done(records))
     }
 
     /// Applies a profile change; `None` if there is no such user.

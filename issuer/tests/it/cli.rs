@@ -396,4 +396,21 @@ fn users_roles_and_teams_from_the_command_line() {
     ok(&["teams", "delete", "blue"]);
     ok(&["roles", "delete", "editor"]);
     assert!(!ok(&["roles", "list"]).contains("editor"));
+    // Each change from the shell is audited, with the CLI as the actor.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let events = rt.block_on(async {
+        let store = issuer::store::Store::connect(&db, 1).await.expect("db");
+        store.recent_audit_events(100).await.expect("audit")
+    });
+    for e in [
+        "user_changed",
+        "role_set",
+        "team_created",
+        "team_member_set",
+        "user_deleted",
+        "team_deleted",
+        "role_deleted",
+    ] {
+        assert!(events.contains(&e.to_string()), "{e} in {events:?}");
+    }
 }

@@ -15,8 +15,10 @@ on_both_backends!(
     teams_reach_tokens_and_membership_changes_revoke,
     only_owners_and_admins_manage_members,
     team_claims_are_bounded_and_say_so,
+    team_claims_are_bounded_in_bytes_too,
     role_permissions_are_versioned_and_announced,
     team_and_role_input_is_validated,
+    unchanged_memberships_revoke_nothing_and_outsiders_learn_nothing,
 );
 
 async fn send(
@@ -306,6 +308,36 @@ async fn team_claims_are_bounded_and_say_so(backend: Backend) {
     }
 }
 
+async fn team_claims_are_bounded_in_bytes_too(backend: Backend) {
+    let Some(t) = start_with(
+        backend,
+        std::sync::Arc::new(issuer::clock::SystemClock),
+        |a| a.max_token_teams = 1000,
+    )
+    .await
+    else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    let (id, email, _) = user(&t, "wide").await;
+    for i in 0..50 {
+        let slug = format!("{}-{i:02}", "long-team-name".repeat(4));
+        let r = send(
+            &t,
+            reqwest::Method::POST,
+            "/admin/teams",
+            &admin,
+            Some(json!({"slug": slug, "name": "x", "owner": id})),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let tokens = t.login(&email, PASSWORD).await;
+    let claims = t.verify(&tokens.access).await;
+    assert!(claims.teams_overflow && claims.teams.is_empty());
+    assert!(tokens.access.len() < 4096, "{} bytes", tokens.access.len());
+}
+
 async fn role_permissions_are_versioned_and_announced(backend: Backend) {
     let Some(t) = start(backend).await else {
         return;
@@ -499,6 +531,30 @@ async fn team_and_role_input_is_validated(backend: Backend) {
     }
     let r = send(
         &t,
+        reqwest::Method::POST,
+        "/admin/teams",
+        &admin,
+        Some(json!({"slug": "ctl", "name": "bad\u{7}name"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Control characters in a path or query never reach the database.
+    for path in [
+        "/auth/teams/a%00b/members",
+        "/admin/users/x%00y",
+        "/admin/users?after=%00",
+        "/auth/sessions/%0a",
+    ] {
+        let r = t.get_auth(path, &admin).await;
+        let (status, code, _) = error_code(r).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{path}"
+        );
+    }
+    let r = send(
+        &t,
         reqwest::Method::PUT,
         "/admin/roles/bad%20role",
         &admin,
@@ -506,4 +562,102 @@ async fn team_and_role_input_is_validated(backend: Backend) {
     )
     .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+async fn unchanged_memberships_revoke_nothing_and_outsiders_learn_nothing(backend: Backend) {
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    let (owner, _, _) = user(&t, "owner").await;
+    let (member, _, _) = user(&t, "member").await;
+    let (_, _, outsider) = user(&t, "outsider").await;
+    let r = send(
+        &t,
+        reqwest::Method::POST,
+        "/admin/teams",
+        &admin,
+        Some(json!({"slug": "quiet", "name": "Quiet", "owner": owner})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let member_path = format!("/auth/teams/quiet/members/{member}");
+    let put = || {
+        send(
+            &t,
+            reqwest::Method::PUT,
+            &member_path,
+            &admin,
+            Some(json!({"role": "member"})),
+        )
+    };
+    let count = |records: Vec<auth_types::RevocationRecord>| {
+        records
+            .iter()
+            .filter(|r| r.kind == RevocationKind::UserGeneration && r.subject == member)
+            .count()
+    };
+    assert_eq!(put().await.status(), StatusCode::OK);
+    let after_first = count(feed_records(&t).await);
+    assert_eq!(after_first, 1);
+    for _ in 0..3 {
+        assert_eq!(put().await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        count(feed_records(&t).await),
+        after_first,
+        "setting the role a member already has revokes nothing"
+    );
+
+    // "Leaving" a team one is not in: the same answer for a real team and
+    // a made-up one.
+    let outsider_id = t.verify(&outsider.access).await.sub;
+    let mut answers = Vec::new();
+    for slug in ["quiet", "no-such-team"] {
+        let r = send(
+            &t,
+            reqwest::Method::DELETE,
+            &format!("/auth/teams/{slug}/members/{outsider_id}"),
+            &outsider.access,
+            None,
+        )
+        .await;
+        answers.push((r.status(), r.text().await.expect("body")));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, StatusCode::NOT_FOUND);
+
+    // The only owner of a team cannot be deleted until someone else owns it.
+    let r = send(
+        &t,
+        reqwest::Method::DELETE,
+        &format!("/admin/users/{owner}"),
+        &admin,
+        None,
+    )
+    .await;
+    let (status, code, message) = error_code(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "sole_team_owner")
+    );
+    assert!(message.contains("quiet"), "{message}");
+    let r = send(
+        &t,
+        reqwest::Method::PUT,
+        &format!("/auth/teams/quiet/members/{member}"),
+        &admin,
+        Some(json!({"role": "owner"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send(
+        &t,
+        reqwest::Method::DELETE,
+        &format!("/admin/users/{owner}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }

@@ -202,15 +202,28 @@ async fn permission_changes_reach_the_sidecar_without_a_new_token() {
     })
     .await
     .expect("the withdrawal reaches the sidecar within a second");
-    assert!(
-        stack
-            .sidecar
-            .as_ref()
-            .expect("sidecar")
-            .authz()
-            .permissions_version()
-            > 1
-    );
+    let held = stack
+        .sidecar
+        .as_ref()
+        .expect("sidecar")
+        .authz()
+        .permissions_version();
+    assert!(held > 1);
+    // A change written straight to the database (as the CLI does, with no
+    // announcement) reaches the sidecar too: the feed repeats the version
+    // with every heartbeat.
+    stack
+        .issuer()
+        .state
+        .store
+        .set_role("model-admin", None, &["models.manage".to_string()], 0)
+        .await
+        .expect("set role");
+    wait_until(Duration::from_secs(5), || async {
+        put().await.expect("put").status() == 200
+    })
+    .await
+    .expect("an unannounced change arrives with the heartbeats");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
