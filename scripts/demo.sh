@@ -47,7 +47,7 @@ pids+=($!)
 log "starting the issuer on :3002 (SQLite at data/issuer.db), public at http://localhost:8080"
 ISSUER_URL=http://localhost:8080 ./target/release/issuer serve --listen 127.0.0.1:3002 \
   --database-url sqlite://data/issuer.db \
-  --allowed-return-origins http://localhost:8080 \
+  --allowed-return-origins http://localhost:8080 --trusted-proxy-hops 1 --rate-limit-login 10/60 \
   --github-client-id demo-client --github-client-secret-file data/github-client-secret \
   --github-web-url http://127.0.0.1:3999 --github-api-url http://127.0.0.1:3999 \
   >data/logs/issuer.log 2>&1 &
@@ -142,6 +142,16 @@ token=$(curl -s -X POST -b "$jar" -c "$jar" localhost:8080/auth/refresh | json_f
 show curl localhost:8080/memory/teams/$team/notes -H "authorization: Bearer $token"
 show curl localhost:8080/memory/teams/red/notes -H "authorization: Bearer $token"
 rm -f "$jar"
+
+printf '\n\033[1m--- Rate limits: sign-in attempts per client IP (demo setting: 10 a minute) ---\033[0m\n'
+step "for i in 1..8: curl -X POST localhost:8080/auth/login (wrong password)"
+for _ in $(seq 8); do
+  printf '%s ' "$(curl -s -o /dev/null -w '%{http_code}' -X POST localhost:8080/auth/login \
+    -H 'content-type: application/json' -d "{\"email\":\"$email\",\"password\":\"not the password\"}")"
+done
+echo
+show curl -i -X POST localhost:8080/auth/login -H 'content-type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"not the password\"}"
 
 cat <<TXT
 

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use auth_types::SigningAlg;
+
+pub use crate::ratelimit::RateSetting;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -310,6 +312,23 @@ pub struct ServeArgs {
     /// one); sidecars then refuse team-scoped routes to that token.
     #[arg(long, env = "ISSUER_MAX_TOKEN_TEAMS", default_value_t = 32, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub max_token_teams: u64,
+    /// Requests per client IP to the sign-in routes (`/auth/login`,
+    /// `/auth/github/*`): `N/SECONDS` or `off`. Shared across replicas
+    /// through --redis-url.
+    #[arg(long, env = "ISSUER_RATE_LIMIT_LOGIN", default_value = "100/900")]
+    pub rate_limit_login: RateSetting,
+    /// Requests per client IP to `/auth/register`.
+    #[arg(long, env = "ISSUER_RATE_LIMIT_REGISTER", default_value = "100/900")]
+    pub rate_limit_register: RateSetting,
+    /// Requests per client IP to `/auth/refresh`.
+    #[arg(long, env = "ISSUER_RATE_LIMIT_REFRESH", default_value = "100/900")]
+    pub rate_limit_refresh: RateSetting,
+    /// Requests per client IP to `/auth/password` (and, later, reset).
+    #[arg(long, env = "ISSUER_RATE_LIMIT_PASSWORD", default_value = "100/900")]
+    pub rate_limit_password: RateSetting,
+    /// Requests per client IP to every other `/auth/*` route.
+    #[arg(long, env = "ISSUER_RATE_LIMIT_OTHER", default_value = "100/900")]
+    pub rate_limit_other: RateSetting,
     /// argon2id memory cost in KiB (OWASP: 19456).
     #[arg(long, env = "ISSUER_ARGON2_MEMORY_KIB", default_value_t = 19_456, value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
     pub argon2_memory_kib: u32,

@@ -15,6 +15,7 @@ pub mod github;
 pub mod keys;
 pub mod metrics;
 pub mod password;
+pub mod ratelimit;
 pub mod rotation;
 pub mod store;
 pub mod testing;
@@ -57,6 +58,7 @@ pub struct AppState {
     pub feed: Arc<FeedHub>,
     /// `None` when GitHub sign-in is not configured.
     pub github: Option<Arc<github::GitHub>>,
+    pub limiter: Arc<ratelimit::Limiter>,
 }
 
 impl AppState {
@@ -238,8 +240,10 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
     )?);
     let github =
         github::GitHub::from_settings(&settings.github, &settings.issuer_url)?.map(Arc::new);
+    let limiter = Arc::new(ratelimit::Limiter::new(settings.redis_url.as_deref())?);
     let state = AppState {
         github,
+        limiter,
         store: store.clone(),
         settings: Arc::new(settings),
         keys,

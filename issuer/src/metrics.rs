@@ -48,6 +48,16 @@ pub struct Metrics {
     pub signing_key_age_seconds: Gauge<f64, AtomicU64>,
     pub keys_by_state: Family<StateLabels, Gauge>,
     pub seconds_since_rotation: Gauge<f64, AtomicU64>,
+    /// Requests refused by the rate limiter, by route class.
+    pub rate_limited: Family<ClassLabels, Counter>,
+    /// Limiter decisions made from this replica's memory (Redis absent,
+    /// failing or slow).
+    pub rate_limit_local: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    pub class: &'static str,
 }
 
 impl Default for Metrics {
@@ -107,7 +117,21 @@ impl Default for Metrics {
             "Time since the newest signing key was created",
             seconds_since_rotation.clone(),
         );
+        let rate_limited = Family::<ClassLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by the rate limiter, by route class",
+            rate_limited.clone(),
+        );
+        let rate_limit_local = Counter::default();
+        registry.register(
+            "rate_limit_local_decisions",
+            "Rate-limit decisions made from this replica's memory instead of Redis",
+            rate_limit_local.clone(),
+        );
         Metrics {
+            rate_limited,
+            rate_limit_local,
             registry,
             keys_by_state,
             seconds_since_rotation,

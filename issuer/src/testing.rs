@@ -42,6 +42,17 @@ pub fn test_args(database_url: &str, dir: &Path) -> ServeArgs {
     args.argon2_memory_kib = 1024;
     args.argon2_iterations = 1;
     args.feed_poll_ms = 200;
+    // Tests of other things send many requests from one address; the
+    // limiter's own tests turn it on.
+    for rate in [
+        &mut args.rate_limit_login,
+        &mut args.rate_limit_register,
+        &mut args.rate_limit_refresh,
+        &mut args.rate_limit_password,
+        &mut args.rate_limit_other,
+    ] {
+        *rate = crate::ratelimit::RateSetting(None);
+    }
     let kek = dir.join("test.kek");
     if !kek.exists() {
         // Same KEK for every replica of a test, as in production.

@@ -9,6 +9,7 @@ pub mod grant;
 pub mod limits;
 pub mod ops;
 pub mod profile;
+pub mod ratelimit;
 pub mod roles;
 pub mod sessions;
 pub mod teams;
@@ -74,6 +75,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::buffer_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -8,6 +8,7 @@ mod http;
 mod interop;
 mod keys;
 mod limits;
+mod ratelimit;
 mod store;
 mod support;
 mod teams;

@@ -1,0 +1,97 @@
+//! The rate-limit layer: every `/auth/*` request counts against its route
+//! class's budget for the client's IP (`--rate-limit-*`). Over budget: 429
+//! with `Retry-After`; every limited answer carries the IETF `RateLimit`
+//! and `RateLimit-Policy` headers.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::extract::Client;
+use crate::config::ServeArgs;
+use crate::error::ApiError;
+use crate::metrics::ClassLabels;
+use crate::ratelimit::{Rate, Verdict};
+use crate::AppState;
+
+/// The class of a request and its rate, if it is limited at all.
+pub fn classify(settings: &ServeArgs, method: &Method, path: &str) -> Option<(&'static str, Rate)> {
+    // Preflights carry no credentials and must not eat the budget.
+    if method == Method::OPTIONS || !path.starts_with("/auth/") {
+        return None;
+    }
+    let (class, setting) = match path {
+        "/auth/login" => ("login", settings.rate_limit_login),
+        p if p.starts_with("/auth/github/") => ("login", settings.rate_limit_login),
+        "/auth/register" => ("register", settings.rate_limit_register),
+        "/auth/refresh" => ("refresh", settings.rate_limit_refresh),
+        "/auth/password" => ("password", settings.rate_limit_password),
+        _ => ("other", settings.rate_limit_other),
+    };
+    setting.0.map(|rate| (class, rate))
+}
+
+fn headers(response: &mut Response, rate: Rate, verdict: Verdict) {
+    let secs = |ms: i64| (ms.max(0) + 999) / 1000;
+    let policy = format!("{};w={}", rate.limit, rate.period_ms / 1000);
+    let state = format!(
+        "limit={}, remaining={}, reset={}",
+        rate.limit,
+        verdict.remaining,
+        secs(verdict.reset_ms)
+    );
+    let h = response.headers_mut();
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+}
+
+pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some((class, rate)) = classify(&state.settings, request.method(), request.uri().path())
+    else {
+        return next.run(request).await;
+    };
+    let (mut parts, body) = request.into_parts();
+    let client = Client::from_request_parts(&mut parts, &state)
+        .await
+        .unwrap_or_default();
+    // Without an address (a Unix socket, a proxy that sent none), all such
+    // callers share one budget: stricter, never unlimited.
+    let ip = client.ip.unwrap_or_else(|| "unknown".into());
+    let verdict = state
+        .limiter
+        .check(&format!("{class}:{ip}"), rate, state.now().ms)
+        .await;
+    if verdict.local && state.settings.redis_url.is_some() {
+        state.metrics.rate_limit_local.inc();
+    }
+    if !verdict.allowed {
+        state
+            .metrics
+            .rate_limited
+            .get_or_create(&ClassLabels { class })
+            .inc();
+        let mut refused = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many requests; retry in {} s",
+                (verdict.reset_ms + 999) / 1000
+            ),
+        );
+        refused.retry_after = Some(
+            u64::try_from((verdict.reset_ms + 999) / 1000)
+                .unwrap_or(1)
+                .max(1),
+        );
+        let mut response = refused.into_response();
+        headers(&mut response, rate, verdict);
+        return response;
+    }
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    headers(&mut response, rate, verdict);
+    response
+}

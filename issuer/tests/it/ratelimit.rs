@@ -1,0 +1,265 @@
+//! Rate limits per client IP and route class: answers, headers, sharing
+//! through Redis between replicas, and what happens when Redis goes away.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use issuer::clock::SystemClock;
+use issuer::ratelimit::RateSetting;
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use crate::support::*;
+
+/// A client address no other test uses (limits are keyed on it, and tests
+/// share one Redis).
+fn fresh_ip() -> String {
+    let n = uuid_bits();
+    format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
+}
+
+fn uuid_bits() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    std::process::id().wrapping_mul(7919) ^ (N.fetch_add(1, Ordering::SeqCst) << 1)
+}
+
+async fn login_from(url: &str, ip: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": "nobody@example.com", "password": "wrong password here"}))
+        .send()
+        .await
+        .expect("login")
+}
+
+fn limited(args: &mut issuer::config::ServeArgs, login: &str) {
+    args.trusted_proxy_hops = 1;
+    args.rate_limit_login = login.parse::<RateSetting>().expect("rate");
+    args.rate_limit_register = "2/60".parse::<RateSetting>().expect("rate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_routes_are_limited_per_client_ip() {
+    let Some(t) = start_with(Backend::Sqlite, Arc::new(SystemClock), |a| {
+        limited(a, "3/60")
+    })
+    .await
+    else {
+        return;
+    };
+    let url = t.server.base_url.clone();
+    let ip = fresh_ip();
+    for remaining in [2, 1, 0] {
+        let r = login_from(&url, &ip).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()["ratelimit-policy"], "3;w=60");
+        let state = r.headers()["ratelimit"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        assert!(
+            state.starts_with(&format!("limit=3, remaining={remaining}, reset=")),
+            "{state}"
+        );
+    }
+    let r = login_from(&url, &ip).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=20).contains(&retry), "{retry}");
+    assert!(r.headers()["ratelimit"]
+        .to_str()
+        .expect("ascii")
+        .contains("remaining=0"));
+    let (_, code, _) = error_code(r).await;
+    assert_eq!(code, "rate_limited");
+
+    // Another client is not affected, nor another class of route.
+    assert_eq!(
+        login_from(&url, &fresh_ip()).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let register = |email: String, ip: String| {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/auth/register"))
+                .header("x-forwarded-for", ip)
+                .json(&json!({"email": email, "password": PASSWORD}))
+                .send()
+                .await
+                .expect("register")
+                .status()
+        }
+    };
+    assert_eq!(
+        register(unique_email("rl"), ip.clone()).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        register(unique_email("rl"), ip.clone()).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        register(unique_email("rl"), ip.clone()).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Routes outside /auth/ and CORS preflights are not counted.
+    for _ in 0..5 {
+        let r = reqwest::Client::new()
+            .get(format!("{url}/.well-known/jwks.json"))
+            .header("x-forwarded-for", &ip)
+            .send()
+            .await
+            .expect("jwks");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("issuer_rate_limited_total{class=\"login\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_shared_across_replicas_through_redis() {
+    let Some(redis) = issuer::testing::required_service("DM_TEST_REDIS_URL", "Redis") else {
+        return;
+    };
+    let Some(a) = start_with(Backend::Sqlite, Arc::new(SystemClock), |args| {
+        limited(args, "4/60");
+        args.redis_url = Some(redis.clone());
+    })
+    .await
+    else {
+        return;
+    };
+    let mut args = issuer::testing::test_args(&a._db.url, a._db.dir.path());
+    limited(&mut args, "4/60");
+    args.redis_url = Some(redis.clone());
+    let b = issuer::testing::start(args, Arc::new(SystemClock))
+        .await
+        .expect("replica b");
+    let ip = fresh_ip();
+    for url in [
+        &a.server.base_url,
+        &b.base_url,
+        &a.server.base_url,
+        &b.base_url,
+    ] {
+        assert_eq!(
+            login_from(url, &ip).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Four spent between the two: both refuse the fifth.
+    for url in [&a.server.base_url, &b.base_url] {
+        assert_eq!(
+            login_from(url, &ip).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    b.stop().await;
+}
+
+/// Forwards TCP to `target` until the returned task is aborted, which
+/// also cuts every connection it carries.
+async fn proxy(
+    listener: tokio::net::TcpListener,
+    target: SocketAddr,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            connections.spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_falls_back_to_limits_per_replica() {
+    let Some(redis) = issuer::testing::required_service("DM_TEST_REDIS_URL", "Redis") else {
+        return;
+    };
+    let target: SocketAddr = redis
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("redis address");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let front = listener.local_addr().expect("addr");
+    let forwarding = proxy(listener, target).await;
+    let Some(t) = start_with(Backend::Sqlite, Arc::new(SystemClock), |a| {
+        limited(a, "3/60");
+        a.redis_url = Some(format!("redis://{front}"));
+    })
+    .await
+    else {
+        return;
+    };
+    let url = t.server.base_url.clone();
+    let ip = fresh_ip();
+    for _ in 0..2 {
+        assert_eq!(
+            login_from(&url, &ip).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let local = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("issuer_rate_limit_local_decisions_total "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let metrics = || async {
+        reqwest::get(format!("{url}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    assert_eq!(local(&metrics().await), 0.0, "Redis decided so far");
+
+    // Redis goes away mid-test: every answer is still a decision (never a
+    // 5xx, never unlimited), made from this replica's memory.
+    forwarding.abort();
+    let _ = forwarding.await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(login_from(&url, &ip).await.status());
+    }
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        2,
+        "memory allows its own budget of 3, then refuses: {statuses:?}"
+    );
+    assert!(local(&metrics().await) >= 5.0);
+}
