@@ -402,6 +402,11 @@ pub struct ServeArgs {
     /// Open connections at most; more are closed on accept.
     #[arg(long, env = "ISSUER_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// Origins whose pages may call the API from a browser (CORS, with
+    /// credentials), and whose unsafe requests may carry the issuer's
+    /// cookies (CSRF). The issuer's own origin always may.
+    #[arg(long, env = "ISSUER_CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_allowed_origins: Vec<String>,
     /// Origins (`https://app.example.com`) that sign-in may send the browser
     /// back to with `return_to`; anything else is refused (no open redirect).
     #[arg(long, env = "ISSUER_ALLOWED_RETURN_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]

@@ -190,6 +190,19 @@ impl Authorizer {
         decision
     }
 
+    /// A decision made before the policy is consulted (the adapter refused
+    /// the request's shape); counted like any other.
+    pub fn refuse(&self, reason: DenyReason) -> Decision {
+        self.metrics
+            .checks
+            .get_or_create(&DecisionLabels {
+                decision: "deny",
+                reason: reason.code(),
+            })
+            .inc();
+        Decision::deny(None, reason)
+    }
+
     fn read_revocations(&self) -> std::sync::RwLockReadGuard<'_, RevocationSet> {
         // A panic while holding the lock cannot leave the set half-updated in
         // a way that allows more than before, so a poisoned lock is still usable.

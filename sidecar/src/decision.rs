@@ -45,6 +45,9 @@ pub enum DenyReason {
     /// The token says its user is in more teams than it could list, and
     /// this team is not listed: refused rather than guessed.
     TeamClaimsOverflow,
+    /// An unsafe request whose token came from a cookie, sent by a page of
+    /// another origin (CSRF).
+    CrossSiteRequest,
     /// Keys or revocations are older than the configured maximum: fail closed.
     StaleState,
     /// A path an upstream could rewrite into another route (`crate::path`).
@@ -72,6 +75,7 @@ impl DenyReason {
             DenyReason::MissingRole => "missing_role",
             DenyReason::MissingPermission => "missing_permission",
             DenyReason::NotTeamMember => "not_team_member",
+            DenyReason::CrossSiteRequest => "cross_site_request",
             DenyReason::TeamClaimsOverflow => "team_claims_overflow",
             DenyReason::StaleState => "authorization_state_stale",
             DenyReason::NonCanonicalPath => "non_canonical_path",
@@ -91,7 +95,8 @@ impl DenyReason {
             | DenyReason::MissingRole
             | DenyReason::MissingPermission
             | DenyReason::NotTeamMember
-            | DenyReason::TeamClaimsOverflow => 403,
+            | DenyReason::TeamClaimsOverflow
+            | DenyReason::CrossSiteRequest => 403,
             DenyReason::StaleState => 503,
             _ => 401,
         }

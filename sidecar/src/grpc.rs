@@ -44,8 +44,21 @@ impl Authorization for AuthzService {
             host: &http.host,
             path: &http.path,
         };
-        let token = bearer_token(&http.headers, self.authz.settings.token_cookie.as_deref());
-        let decision = self.authz.check(attrs, token, now).await;
+        let cookie = self.authz.settings.token_cookie.as_deref();
+        let token = bearer_token(&http.headers, cookie);
+        let from_cookie =
+            token.is_some() && !http.headers.contains_key("authorization") && cookie.is_some();
+        let decision = if from_cookie
+            && !crate::csrf::cookie_use_allowed(
+                &http.method,
+                &http.scheme,
+                &http.host,
+                &http.headers,
+            ) {
+            self.authz.refuse(DenyReason::CrossSiteRequest)
+        } else {
+            self.authz.check(attrs, token, now).await
+        };
         Ok(Response::new(self.to_response(decision)))
     }
 }

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod authz;
 pub mod config;
+pub mod csrf;
 pub mod decision;
 pub mod follower;
 pub mod grpc;

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod browser;
 pub mod extract;
 pub mod feed;
 pub mod github;
@@ -23,7 +24,7 @@ use crate::AppState;
 
 pub fn router(state: AppState) -> Router {
     let body_limit = usize::try_from(state.settings.max_body_bytes).unwrap_or(16 * 1024);
-    Router::new()
+    let router = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(sessions::refresh))
@@ -84,7 +85,19 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::metrics::track,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            browser::csrf,
+        ))
         .layer(axum::middleware::from_fn(limits::no_control_characters))
         .layer(axum::middleware::from_fn(limits::json_errors))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            browser::security_headers,
+        ));
+    let router = match browser::cors(&state) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
 }

@@ -260,3 +260,117 @@ async fn every_rejection_is_json() {
     let body: Value = r.json().await.expect("json");
     assert!(body["error"].is_string());
 }
+
+/// CSRF, CORS and security headers, as a browser meets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_get_csrf_refusals_cors_and_security_headers() {
+    let Some(t) = start_with(
+        Backend::Sqlite,
+        std::sync::Arc::new(issuer::clock::SystemClock),
+        |a| a.cors_allowed_origins = vec!["https://app.example".into()],
+    )
+    .await
+    else {
+        return;
+    };
+    let email = unique_email("browser");
+    t.register(&email, PASSWORD).await;
+    let refresh_with = |token: String, headers: Vec<(&'static str, &'static str)>, body: bool| {
+        let mut req = t.http.post(t.url("/auth/refresh"));
+        if body {
+            req = req.json(&serde_json::json!({"refresh_token": token}));
+        } else {
+            req = req.header("cookie", format!("__Host-refresh_token={token}"));
+        }
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    // A page elsewhere cannot make the browser spend its refresh cookie.
+    let tokens = t.login(&email, PASSWORD).await;
+    for headers in [
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site")],
+    ] {
+        let r = refresh_with(tokens.refresh.clone(), headers.clone(), false)
+            .await
+            .expect("send");
+        let (status, code, _) = error_code(r).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::FORBIDDEN, "cross_site_request"),
+            "{headers:?}"
+        );
+    }
+    // The issuer's own origin and the allowed one may; the token was not
+    // spent by the refused attempts.
+    let r = refresh_with(
+        tokens.refresh.clone(),
+        vec![("origin", "https://issuer.test")],
+        false,
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    let next: serde_json::Value = r.json().await.expect("json");
+    let r = refresh_with(
+        next["refresh_token"].as_str().expect("rt").to_string(),
+        vec![
+            ("origin", "https://app.example"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+        false,
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    // A token in the body is no cookie: nothing for a page to forge.
+    let other = t.login(&email, PASSWORD).await;
+    let r = refresh_with(
+        other.refresh,
+        vec![("origin", "https://evil.example")],
+        true,
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // CORS: preflights from the allowed origin only, with credentials.
+    let preflight = |origin: &'static str| {
+        t.http
+            .request(reqwest::Method::OPTIONS, t.url("/auth/refresh"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let r = preflight("https://app.example").await.expect("preflight");
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    let r = preflight("https://evil.example").await.expect("preflight");
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    // Security headers everywhere; no-store unless a route chose.
+    let r = t.get_auth("/auth/me", &other.access).await;
+    let h = r.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(h["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(
+        h.get("strict-transport-security").is_none(),
+        "plain HTTP: no HSTS"
+    );
+    let r = t.http.get(t.url("/nowhere")).send().await.expect("404");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+}

@@ -360,6 +360,50 @@ async fn cookie_tokens_identity_headers_and_authorization_stripping() {
     // No roles: the roles header is removed rather than left to the client.
     assert!(ok.headers_to_remove.contains(&"x-user-roles".to_string()));
 
+    // An unsafe request whose token rides in the cookie must come from a
+    // page of the same origin (CSRF); with a bearer header it need not.
+    let cookie_post = |origin: Option<&str>, bearer: bool| {
+        let mut request = check_request("POST", "/ai/x", bearer.then_some(access.as_str()));
+        if let Some(http) = request
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|r| r.http.as_mut())
+        {
+            http.scheme = "https".into();
+            http.host = "app.example".into();
+            if !bearer {
+                http.headers
+                    .insert("cookie".into(), format!("access_token={access}"));
+            }
+            if let Some(o) = origin {
+                http.headers.insert("origin".into(), o.into());
+            }
+        }
+        request
+    };
+    for (origin, bearer, allowed) in [
+        (Some("https://evil.example"), false, false),
+        (Some("null"), false, false),
+        (Some("https://app.example"), false, true),
+        (None, false, true),
+        (Some("https://evil.example"), true, true),
+    ] {
+        let r = c
+            .check(cookie_post(origin, bearer))
+            .await
+            .expect("check")
+            .into_inner();
+        match (&r.http_response, allowed) {
+            (Some(HttpResponse::OkResponse(_)), true) => {}
+            (Some(HttpResponse::DeniedResponse(d)), false) => {
+                assert!(d.body.contains("cross_site_request"), "{}", d.body);
+                assert_eq!(d.status.as_ref().map(|s| s.code), Some(403));
+            }
+            other => panic!("{origin:?} bearer={bearer}: {other:?}"),
+        }
+    }
+
     // A public route carries no identity: every identity header is removed.
     let r = c
         .check(check_request("POST", "/auth/login", None))

@@ -306,6 +306,11 @@ async fn the_sidecar_follows_an_https_issuer_it_trusts_and_no_other() {
             .await
             .expect("over TLS");
         assert_eq!(r.status(), want);
+        // Served over TLS: browsers are told to keep it that way.
+        assert_eq!(
+            r.headers()["strict-transport-security"],
+            "max-age=31536000; includeSubDomains"
+        );
         if path == "/auth/login" {
             let access = token(&r.json().await.expect("json"));
             let d = sidecar
