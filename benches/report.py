@@ -70,6 +70,11 @@ if other:
                 f"beside it at {r['side_rate']}/s: refresh p99 {ms(r['refresh_during_storm']['p99_us'])} ms, "
                 f"JWKS p99 {ms(r['jwks_during_storm']['p99_us'])} ms |"
             )
+        elif b == "rate-limit-cost":
+            m = r["memory"]["latency"]
+            red = (r.get("redis") or {}).get("latency")
+            via = f"; through Redis p50 {red['p50_ns'] / 1000:.1f} µs, p99 {red['p99_ns'] / 1000:.1f} µs" if red else ""
+            print(f"| rate-limit decision ({m['count']}) | from memory p50 {m['p50_ns'] / 1000:.2f} µs, p99 {m['p99_ns'] / 1000:.2f} µs{via} |")
         elif b == "admin-change-lag":
             m, g = r["membership_change"], r["role_grant_change"]
             print(

@@ -176,6 +176,7 @@ kill "$SIDECAR_PID" "$ISSUER_PID" 2>/dev/null || true
 
 start_postgres
 start_redis
+"$bin/issuer-bench" rate-limit-cost --redis-url "$REDIS_URL" | tee -a "$results"
 pg_db=$POSTGRES_URL
 start_issuer issuer-pg-a "$pg_db" --redis-url "$REDIS_URL"
 a_port=$ISSUER_PORT

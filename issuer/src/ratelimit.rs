@@ -167,19 +167,24 @@ impl Limiter {
         let Some(client) = &self.redis else {
             anyhow::bail!("no redis");
         };
-        let mut guard = self.conn.lock().await;
-        if guard.is_none() {
-            *guard = Some(client.get_multiplexed_async_connection().await?);
-        }
-        let Some(conn) = guard.as_mut() else {
-            anyhow::bail!("no connection");
+        // The multiplexed connection is shared by clones: the lock is held
+        // only to get one, never across a round trip.
+        let mut conn = {
+            let mut guard = self.conn.lock().await;
+            if guard.is_none() {
+                *guard = Some(client.get_multiplexed_async_connection().await?);
+            }
+            match guard.as_ref() {
+                Some(c) => c.clone(),
+                None => anyhow::bail!("no connection"),
+            }
         };
         let result: redis::RedisResult<(i64, i64, i64)> = self
             .script
             .key(format!("devmentor-auth:rl:{key}"))
             .arg(rate.interval_ms())
             .arg(rate.period_ms)
-            .invoke_async(conn)
+            .invoke_async(&mut conn)
             .await;
         match result {
             Ok((allowed, remaining, reset_ms)) => Ok(Verdict {
@@ -190,7 +195,7 @@ impl Limiter {
             }),
             Err(e) => {
                 // A broken connection is rebuilt on the next try.
-                *guard = None;
+                *self.conn.lock().await = None;
                 Err(e.into())
             }
         }

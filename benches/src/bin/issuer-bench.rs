@@ -8,6 +8,7 @@
 //! - `revocation-lag`: logout on the issuer → denied at a sidecar;
 //! - `admin-change-lag`: an admin's membership change or role grant,
 //!   answered → the sidecar's decision for a live token changes;
+//! - `rate-limit-cost`: one limiter decision, from memory and through Redis;
 //! - `user-search`: admin user search at a million users on PostgreSQL,
 //!   with its trigram index and with the planner kept off it (a scan);
 //! - `github-sign-in`: the GitHub callback's latency against the fake
@@ -106,6 +107,13 @@ enum Command {
         concurrency: usize,
         #[arg(long, default_value = "revocation-lag")]
         label: String,
+    },
+    RateLimitCost {
+        /// Redis for the shared decisions (without it, only memory is timed).
+        #[arg(long)]
+        redis_url: Option<String>,
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
     },
     AdminChangeLag {
         /// Changes of each kind.
@@ -628,6 +636,53 @@ async fn revocation_lag(
     Ok(())
 }
 
+/// Times single limiter decisions as the issuer makes them (one per request
+/// on `/auth/*`): from memory, and through Redis's script, over many client
+/// keys so both the allowed and the refused paths are exercised.
+async fn rate_limit_cost(redis_url: Option<&str>, count: usize) -> anyhow::Result<()> {
+    use issuer::ratelimit::{Limiter, Rate};
+    let rate = Rate {
+        limit: 100,
+        period_ms: 900_000,
+    };
+    let prefix = uuid::Uuid::new_v4().simple().to_string();
+    let time = |limiter: Limiter, local_wanted: bool| {
+        let prefix = prefix.clone();
+        async move {
+            let mut h = new_histogram();
+            let mut refused = 0usize;
+            for i in 0..count {
+                // 200 requests per client against a budget of 100: half refused.
+                let key = format!("bench:{prefix}:{}", i % 100);
+                let t = Instant::now();
+                let v = limiter.check(&key, rate, sidecar::authz::now_ms()).await;
+                h.record(t.elapsed().as_nanos().max(1) as u64)?;
+                anyhow::ensure!(v.local == local_wanted, "decided by the wrong store");
+                refused += usize::from(!v.allowed);
+            }
+            Ok::<_, anyhow::Error>((h, refused))
+        }
+    };
+    let ns = |h: &Histogram<u64>| json!({"p50_ns": h.value_at_quantile(0.5), "p99_ns": h.value_at_quantile(0.99), "count": h.len()});
+    let (memory, refused_memory) = time(Limiter::new(None)?, true).await?;
+    let redis = match redis_url {
+        Some(url) => {
+            let (h, refused) = time(Limiter::new(Some(url))?, false).await?;
+            json!({"latency": ns(&h), "refused": refused})
+        }
+        None => serde_json::Value::Null,
+    };
+    println!(
+        "{}",
+        json!({
+            "bench": "rate-limit-cost",
+            "memory": {"latency": ns(&memory), "refused": refused_memory},
+            "redis": redis,
+        })
+    );
+    Ok(())
+}
+
 /// An issuer (SQLite) and a sidecar in this process, the sidecar following
 /// the issuer's feed as in production. Times, from the admin API's answer,
 /// until the sidecar decides differently for a token: (a) a membership
@@ -992,6 +1047,9 @@ async fn main() -> anyhow::Result<()> {
         } => refresh_bench(&url, concurrency, seconds, &label).await,
         Command::GithubSignIn { count } => github_sign_in(count).await,
         Command::AdminChangeLag { count } => admin_change_lag(count).await,
+        Command::RateLimitCost { redis_url, count } => {
+            rate_limit_cost(redis_url.as_deref(), count).await
+        }
         Command::UserSearch {
             postgres_url,
             users,
