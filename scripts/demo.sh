@@ -143,7 +143,7 @@ show curl localhost:8080/memory/teams/$team/notes -H "authorization: Bearer $tok
 show curl localhost:8080/memory/teams/red/notes -H "authorization: Bearer $token"
 rm -f "$jar"
 
-printf '\n\033[1m--- Rate limits: sign-in attempts per client IP (demo setting: 10 a minute) ---\033[0m\n'
+printf '\n\033[1m--- Abuse protection: sign-ins per client IP (demo: 10 a minute) and growing per-account delays after 5 failures ---\033[0m\n'
 step "for i in 1..8: curl -X POST localhost:8080/auth/login (wrong password)"
 for _ in $(seq 8); do
   printf '%s ' "$(curl -s -o /dev/null -w '%{http_code}' -X POST localhost:8080/auth/login \

@@ -334,6 +334,9 @@ async fn prune(state: AppState) {
             Err(e) => tracing::warn!(error = %e, "prune failed"),
         }
         let keep = state.settings.audit_retention_days * 86_400;
+        if let Err(e) = state.store.prune_login_failures(now - 86_400).await {
+            tracing::warn!(error = %e, "login failure prune failed");
+        }
         if let Err(e) = state.store.prune_oauth_states(now).await {
             tracing::warn!(error = %e, "oauth state prune failed");
         }

@@ -149,8 +149,28 @@ pub async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let email = req.email.trim().to_lowercase();
+    let now = state.now();
     if req.password.chars().count() > password::MAX_PASSWORD_CHARS {
         return Err(invalid_credentials());
+    }
+    // After repeated failures every attempt for this name waits, whoever
+    // makes it and whether or not the account exists; checked before the
+    // password, so a right guess during the delay tells nothing.
+    let delayed_until = state
+        .store
+        .login_delayed_until(&email)
+        .await
+        .map_err(ApiError::internal)?;
+    if delayed_until > now.ms {
+        state.metrics.login("delayed");
+        let secs = (delayed_until - now.ms + 999) / 1000;
+        let mut delayed = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "login_delayed",
+            format!("too many failed sign-ins for this account; retry in {secs} s"),
+        );
+        delayed.retry_after = Some(u64::try_from(secs).unwrap_or(1).max(1));
+        return Err(delayed);
     }
     let user = state
         .store
@@ -169,9 +189,13 @@ pub async fn login(
         )
         .await
         .map_err(ApiError::from)?;
-    let now = state.now();
     let Some(user) = user.filter(|_| verified.ok) else {
         state.metrics.login("failure");
+        state
+            .store
+            .record_login_failure(&email, now.ms)
+            .await
+            .map_err(ApiError::internal)?;
         state
             .store
             .audit(&AuditEntry {
@@ -186,6 +210,11 @@ pub async fn login(
             .map_err(ApiError::internal)?;
         return Err(invalid_credentials());
     };
+    state
+        .store
+        .clear_login_failures(&email)
+        .await
+        .map_err(ApiError::internal)?;
     if verified.needs_rehash && user.disabled_at.is_none() {
         upgrade_hash_later(&state, &user, req.password);
     }

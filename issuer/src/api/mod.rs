@@ -48,6 +48,10 @@ pub fn router(state: AppState) -> Router {
             get(users::get).patch(users::change).delete(users::delete),
         )
         .route("/admin/users/{id}/logout-all", post(users::logout_all))
+        .route(
+            "/admin/users/{id}/login-delay",
+            delete(users::clear_login_delay),
+        )
         .route("/auth/profile", get(profile::get).patch(profile::update))
         .route("/admin/roles", get(roles::list))
         .route("/admin/roles/{role}", put(roles::set).delete(roles::delete))

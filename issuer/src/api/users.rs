@@ -296,3 +296,35 @@ pub async fn logout_all(
         .await;
     Ok(Json(json!({"sessions_ended": ended})))
 }
+
+/// Clears the account's failed sign-in count, and with it any delay.
+pub async fn clear_login_delay(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_admin(&auth)?;
+    let user = state
+        .store
+        .user_by_id(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    let cleared = state
+        .store
+        .clear_login_failures(&user.email)
+        .await
+        .map_err(ApiError::internal)?;
+    let detail = json!({"user": id, "cleared": cleared});
+    state
+        .audit(
+            state.now().secs(),
+            "login_delay_cleared",
+            Some(&auth.user),
+            &client,
+            Some(&detail.to_string()),
+        )
+        .await;
+    Ok(Json(json!({ "cleared": cleared })))
+}

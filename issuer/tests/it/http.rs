@@ -15,6 +15,7 @@ on_both_backends!(
     bad_input_gets_json_4xx_never_5xx,
     login_issues_verifiable_tokens_and_a_host_cookie,
     wrong_password_and_unknown_email_look_the_same,
+    repeated_failures_slow_an_account_down_without_locking_it,
     refresh_rotates_and_reuse_revokes_the_session,
     refresh_accepts_the_cookie,
     concurrent_refreshes_exactly_one_wins,
@@ -1056,4 +1057,74 @@ async fn every_signing_algorithm_issues_verifiable_tokens() {
         let verified = auth_types::jws::verify(&tokens.access, &t.jwks().await).expect("verifies");
         assert_eq!(verified.alg, alg);
     }
+}
+
+async fn repeated_failures_slow_an_account_down_without_locking_it(backend: Backend) {
+    let clock = manual_clock();
+    let Some(t) = start_with(backend, clock.clone(), |_| {}).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    let email = unique_email("guessed");
+    let user: Value = t.register(&email, PASSWORD).await;
+    let attempt = |password: &'static str, email: String| {
+        let t = &t;
+        async move {
+            t.post("/auth/login", json!({"email": email, "password": password}))
+                .await
+        }
+    };
+    let unknown = unique_email("nobody");
+    for who in [email.clone(), unknown.clone()] {
+        // Six free failures (the sixth sets a one-second delay)…
+        for _ in 0..6 {
+            let r = attempt("wrong password!", who.clone()).await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{who}");
+        }
+        // …then every attempt waits, the right password too (no oracle),
+        // and an unknown account answers exactly like a known one.
+        let r = attempt(PASSWORD, who.clone()).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{who}");
+        assert_eq!(r.headers()["retry-after"], "1");
+        let (_, code, _) = error_code(r).await;
+        assert_eq!(code, "login_delayed");
+    }
+    // The delay passes: the owner signs in, and the count starts over.
+    clock.advance_secs(1);
+    t.login(&email, PASSWORD).await;
+    let r = attempt("wrong password!", email.clone()).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Growing: each further failure doubles the wait, never past a minute.
+    for _ in 0..5 {
+        attempt("wrong password!", email.clone()).await;
+    }
+    for expected in [1, 2, 4] {
+        let r = attempt("wrong password!", email.clone()).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        let wait: i64 = r.headers()["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("secs");
+        assert_eq!(wait, expected);
+        clock.advance_secs(wait);
+        assert_eq!(
+            attempt("wrong password!", email.clone()).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // An admin clears it at once.
+    let r = t
+        .http
+        .delete(t.url(&format!(
+            "/admin/users/{}/login-delay",
+            user["id"].as_str().expect("id")
+        )))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("clear");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.expect("json")["cleared"], true);
+    t.login(&email, PASSWORD).await;
 }

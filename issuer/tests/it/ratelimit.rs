@@ -29,7 +29,8 @@ async fn login_from(url: &str, ip: &str) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{url}/auth/login"))
         .header("x-forwarded-for", ip)
-        .json(&json!({"email": "nobody@example.com", "password": "wrong password here"}))
+        // A different name each time: per-account delays are not the subject here.
+        .json(&json!({"email": unique_email("nobody"), "password": "wrong password here"}))
         .send()
         .await
         .expect("login")

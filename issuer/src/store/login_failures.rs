@@ -1,0 +1,96 @@
+//! Failed sign-ins per account name, for growing delays (not lockouts).
+
+use sqlx::Row;
+
+use super::*;
+
+/// Failures allowed before delays start.
+pub const FREE_FAILURES: i64 = 5;
+/// The longest delay: a victim is slowed, never locked out.
+pub const MAX_DELAY_MS: i64 = 60_000;
+
+/// The delay after `failures` failures: none for the first few, then
+/// 1 s, 2 s, 4 s … up to a minute.
+pub fn delay_ms(failures: i64) -> i64 {
+    let over = failures - FREE_FAILURES;
+    if over <= 0 {
+        return 0;
+    }
+    let exp = u32::try_from(over - 1).unwrap_or(u32::MAX).min(16);
+    (1_000i64 << exp).min(MAX_DELAY_MS)
+}
+
+impl Store {
+    /// Until when (ms) sign-ins for `email` must wait; 0 if they need not.
+    pub async fn login_delayed_until(&self, email: &str) -> sqlx::Result<i64> {
+        Ok(
+            sqlx::query("SELECT delayed_until_ms FROM login_failures WHERE email = $1")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get::<i64, _>("delayed_until_ms"))
+                .transpose()?
+                .unwrap_or(0),
+        )
+    }
+
+    /// Counts a failure; returns until when the next attempt must wait.
+    pub async fn record_login_failure(&self, email: &str, now_ms: i64) -> sqlx::Result<i64> {
+        let mut tx = self.writer.begin().await?;
+        let failures: i64 = sqlx::query(
+            "INSERT INTO login_failures (email, failures, last_failure_at, delayed_until_ms) \
+             VALUES ($1, 1, $2, 0) \
+             ON CONFLICT (email) DO UPDATE SET failures = login_failures.failures + 1, \
+             last_failure_at = excluded.last_failure_at RETURNING failures",
+        )
+        .bind(email)
+        .bind(now_ms.div_euclid(1000))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("failures")?;
+        let until = now_ms + delay_ms(failures);
+        sqlx::query("UPDATE login_failures SET delayed_until_ms = $1 WHERE email = $2")
+            .bind(until)
+            .bind(email)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(until)
+    }
+
+    /// A success (or an admin) clears the count. Returns whether there was one.
+    pub async fn clear_login_failures(&self, email: &str) -> sqlx::Result<bool> {
+        Ok(sqlx::query("DELETE FROM login_failures WHERE email = $1")
+            .bind(email)
+            .execute(&self.writer)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    /// Forgets counts untouched since `before` (seconds).
+    pub async fn prune_login_failures(&self, before: i64) -> sqlx::Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM login_failures WHERE last_failure_at < $1")
+                .bind(before)
+                .execute(&self.writer)
+                .await?
+                .rows_affected(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_and_are_capped() {
+        let delays: Vec<i64> = (0..=13).map(delay_ms).collect();
+        assert_eq!(
+            delays,
+            vec![0, 0, 0, 0, 0, 0, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]
+        );
+        assert_eq!(delay_ms(i64::MAX), MAX_DELAY_MS);
+    }
+}
