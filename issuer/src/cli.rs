@@ -432,14 +432,10 @@ pub async fn roles(command: &crate::config::RolesCommand) -> anyhow::Result<()> 
 pub async fn teams(command: &crate::config::TeamsCommand) -> anyhow::Result<()> {
     use crate::config::TeamsCommand as C;
     use crate::store::{CreateTeam, MembershipChange};
-    let membership = |change: MembershipChange| match change {
-        MembershipChange::Done(_) => Ok(()),
-        MembershipChange::NoSuchTeam => Err(anyhow::anyhow!("no such team")),
-        MembershipChange::NoSuchUser => Err(anyhow::anyhow!("no such user")),
-        MembershipChange::NotAMember => Err(anyhow::anyhow!("not a member of this team")),
-        MembershipChange::LastOwner => Err(anyhow::anyhow!(
-            "a team keeps at least one owner; make another owner first"
-        )),
+    let membership = |change: MembershipChange| {
+        crate::api::teams::membership_result(change)
+            .map(|_| ())
+            .map_err(api_error)
     };
     match command {
         C::List(args) => {

@@ -33,6 +33,10 @@ pub struct FeedHub {
     wake: Notify,
     redis: Option<redis::Client>,
     publisher: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// The role → permission map may have changed (here or, by Redis, on
+    /// another replica): the hub reads its version at the next wake rather
+    /// than at every wake.
+    permissions_dirty: std::sync::atomic::AtomicBool,
     /// Set at shutdown so open feed streams end and the server can drain.
     closing: watch::Sender<bool>,
 }
@@ -47,6 +51,7 @@ impl FeedHub {
             wake: Notify::new(),
             redis,
             publisher: Mutex::new(None),
+            permissions_dirty: std::sync::atomic::AtomicBool::new(false),
             closing: watch::channel(false).0,
         })
     }
@@ -95,6 +100,8 @@ impl FeedHub {
     /// local followers now (the hub reads the new version) and tell the
     /// other replicas.
     pub async fn permissions_changed(&self) {
+        self.permissions_dirty
+            .store(true, std::sync::atomic::Ordering::Release);
         self.wake.notify_one();
         self.tell_replicas(MSG_PERMISSIONS).await;
     }
@@ -174,7 +181,17 @@ pub async fn run_hub(
                 false
             }
         };
-        match store.permissions_version().await {
+        // Read when announced, and at every heartbeat (which also catches
+        // changes made straight in the database, by the CLI).
+        let announced = hub
+            .permissions_dirty
+            .swap(false, std::sync::atomic::Ordering::AcqRel);
+        let version = if beat || announced {
+            store.permissions_version().await
+        } else {
+            Ok(permissions_version)
+        };
+        match version {
             Ok(version) if version > permissions_version => {
                 permissions_version = version;
                 let _ = hub
@@ -223,7 +240,11 @@ pub async fn run_redis_listener(hub: Arc<FeedHub>, on_keys_changed: Arc<Notify>)
                         match msg.get_payload::<String>().as_deref() {
                             Ok(MSG_REVOKED) => hub.wake.notify_one(),
                             Ok(MSG_KEYS) => on_keys_changed.notify_one(),
-                            Ok(MSG_PERMISSIONS) => hub.wake.notify_one(),
+                            Ok(MSG_PERMISSIONS) => {
+                                hub.permissions_dirty
+                                    .store(true, std::sync::atomic::Ordering::Release);
+                                hub.wake.notify_one();
+                            }
                             _ => {}
                         }
                     }

@@ -314,11 +314,15 @@ async fn apply(
         )
         .await
         .map_err(ApiError::internal)?;
+    let records = membership_result(change)?;
+    state.published(records).await;
+    Ok(())
+}
+
+/// A membership change's outcome as the API (and the CLI) answers it.
+pub fn membership_result(change: MembershipChange) -> ApiResult<Vec<auth_types::RevocationRecord>> {
     match change {
-        MembershipChange::Done(records) => {
-            state.published(records).await;
-            Ok(())
-        }
+        MembershipChange::Done(records) => Ok(records),
         MembershipChange::NoSuchTeam => Err(ApiError::not_found("no such team")),
         MembershipChange::NoSuchUser => Err(ApiError::not_found("no such user")),
         MembershipChange::NotAMember => Err(ApiError::not_found("not a member of this team")),

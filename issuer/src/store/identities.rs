@@ -123,26 +123,20 @@ impl Store {
         email: Option<&str>,
         now: i64,
     ) -> sqlx::Result<()> {
-        sqlx::query(
+        // The login may have been renamed: the owner's search text follows.
+        let owner = sqlx::query(
             "UPDATE identities SET login = $1, email = $2, last_used_at = $3 \
-             WHERE provider = $4 AND subject = $5",
+             WHERE provider = $4 AND subject = $5 RETURNING user_id",
         )
         .bind(login)
         .bind(email.map(str::to_string))
         .bind(now)
         .bind(provider)
         .bind(subject)
-        .execute(&self.writer)
-        .await?;
-        // The login may have been renamed.
-        let owner =
-            sqlx::query("SELECT user_id FROM identities WHERE provider = $1 AND subject = $2")
-                .bind(provider)
-                .bind(subject)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.try_get::<String, _>("user_id"))
-                .transpose()?;
+        .fetch_optional(&self.writer)
+        .await?
+        .map(|r| r.try_get::<String, _>("user_id"))
+        .transpose()?;
         if let Some(user_id) = owner {
             refresh_search_text(&self.writer, self.backend, &user_id).await?;
         }
