@@ -218,15 +218,14 @@ fn describe(u: &User) -> String {
 /// as the actor. A failed audit write is reported, not fatal: the change
 /// itself is done.
 async fn audit(store: &Store, event: &str, detail: serde_json::Value) {
-    let entry = crate::store::AuditEntry {
-        at: now_ms().div_euclid(1000),
-        event,
-        user_id: None,
-        email: None,
-        ip: None,
-        detail: Some(&format!("actor=cli {detail}")),
-    };
-    if let Err(e) = store.audit(&entry).await {
+    let mut entry = crate::store::AuditEvent::new(now_ms(), event).actor("cli");
+    if let Some(target) = ["user", "team", "role"]
+        .iter()
+        .find_map(|k| detail.get(k).and_then(|v| v.as_str()))
+    {
+        entry = entry.target(target);
+    }
+    if let Err(e) = store.record_audit(&entry.meta(detail)).await {
         eprintln!("warning: audit write failed: {e}");
     }
 }

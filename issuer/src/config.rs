@@ -349,6 +349,10 @@ pub struct ServeArgs {
     /// Audit entries are kept this many days, then deleted.
     #[arg(long, env = "ISSUER_AUDIT_RETENTION_DAYS", default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36_500))]
     pub audit_retention_days: i64,
+    /// Rate-limit refusals are summed into one audit event per route class
+    /// this often (milliseconds).
+    #[arg(long, env = "ISSUER_AUDIT_REFUSALS_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000), hide = true)]
+    pub audit_refusals_ms: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "ISSUER_MAX_BODY_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
     pub max_body_bytes: u64,

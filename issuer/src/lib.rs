@@ -37,7 +37,7 @@ use crate::feed::FeedHub;
 use crate::keys::{Kek, Keyring};
 use crate::metrics::Metrics;
 use crate::password::PasswordHasher;
-use crate::store::{AuditEntry, Store, User};
+use crate::store::{AuditEvent, Store};
 
 /// Verifiers may allow up to this much clock skew past `exp` (sidecars cannot
 /// be configured with more), so revocation records live this much longer
@@ -125,24 +125,9 @@ impl AppState {
     }
 
     /// Audit failures are logged, not returned: the action itself succeeded.
-    pub async fn audit(
-        &self,
-        at: i64,
-        event: &str,
-        user: Option<&User>,
-        client: &api::extract::Client,
-        detail: Option<&str>,
-    ) {
-        let entry = AuditEntry {
-            at,
-            event,
-            user_id: user.map(|u| u.id.as_str()),
-            email: user.map(|u| u.email.as_str()),
-            ip: client.ip.as_deref(),
-            detail,
-        };
-        if let Err(e) = self.store.audit(&entry).await {
-            tracing::error!(error = %e, event, "audit write failed");
+    pub async fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.store.record_audit(&event).await {
+            tracing::error!(error = %e, action = event.action, "audit write failed");
         }
     }
 }
@@ -274,6 +259,10 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
         Duration::from_secs(state.settings.key_reload_secs),
     )));
     tasks.push(tokio::spawn(prune(state.clone())));
+    tasks.push(tokio::spawn(audit_refusals_every(
+        state.clone(),
+        Duration::from_millis(state.settings.audit_refusals_ms),
+    )));
     tasks.push(tokio::spawn(key_lifecycle(state.clone())));
     Ok(Issuer { state, tasks, tls })
 }
@@ -321,6 +310,38 @@ pub async fn key_tick(state: &AppState) -> anyhow::Result<()> {
     }
     state.update_key_metrics().await?;
     Ok(())
+}
+
+/// Records the rate limiter's refusals in the audit trail, one event per
+/// route class and interval (a flood of 429s must not become a flood of
+/// writes).
+async fn audit_refusals_every(state: AppState, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        audit_refusals(&state).await;
+    }
+}
+
+pub async fn audit_refusals(state: &AppState) {
+    let now = state.now();
+    for r in state.limiter.take_refusals() {
+        let top: Vec<_> = r
+            .top_clients
+            .iter()
+            .map(|(ip, n)| serde_json::json!({"ip": ip, "count": n}))
+            .collect();
+        state
+            .audit(
+                AuditEvent::new(now.ms, "rate_limited")
+                    .actor("system")
+                    .target(r.class)
+                    .outcome(store::Outcome::Denied, "rate_limited")
+                    .meta(
+                        serde_json::json!({"class": r.class, "count": r.count, "top_clients": top}),
+                    ),
+            )
+            .await;
+    }
 }
 
 /// Deletes revocations whose tokens have all expired, and long-dead sessions.

@@ -120,6 +120,23 @@ pub struct Limiter {
     /// Until when (ms) Redis is skipped after a failure.
     redis_down_until: Mutex<i64>,
     local: Mutex<HashMap<String, i64>>,
+    /// Refusals since the last [`Limiter::take_refusals`], per class and
+    /// client, for the audit trail (which gets one summary a minute, not a
+    /// row per refused request).
+    refusals: Mutex<HashMap<(&'static str, String), u64>>,
+}
+
+/// Distinct (class, client) pairs remembered between audit summaries;
+/// past this, refusals are counted under the client `other`.
+const REFUSAL_KEYS: usize = 10_000;
+
+/// Refusals of one route class since the last summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusals {
+    pub class: &'static str,
+    pub count: u64,
+    /// The clients refused most, most first (at most ten).
+    pub top_clients: Vec<(String, u64)>,
 }
 
 impl Limiter {
@@ -130,7 +147,40 @@ impl Limiter {
             conn: AsyncMutex::new(None),
             redis_down_until: Mutex::new(0),
             local: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub fn note_refusal(&self, class: &'static str, client: &str) {
+        let mut map = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        let key = if map.len() < REFUSAL_KEYS || map.contains_key(&(class, client.to_string())) {
+            (class, client.to_string())
+        } else {
+            (class, "other".to_string())
+        };
+        *map.entry(key).or_default() += 1;
+    }
+
+    /// The refusals counted since the last call, per class.
+    pub fn take_refusals(&self) -> Vec<Refusals> {
+        let map = std::mem::take(&mut *self.refusals.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut by_class: HashMap<&'static str, Vec<(String, u64)>> = HashMap::new();
+        for ((class, client), n) in map {
+            by_class.entry(class).or_default().push((client, n));
+        }
+        let mut out: Vec<Refusals> = by_class
+            .into_iter()
+            .map(|(class, mut clients)| {
+                clients.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                Refusals {
+                    class,
+                    count: clients.iter().map(|c| c.1).sum(),
+                    top_clients: clients.into_iter().take(10).collect(),
+                }
+            })
+            .collect();
+        out.sort_by_key(|r| r.class);
+        out
     }
 
     /// One request under `key` (class and client), at `now_ms` (this

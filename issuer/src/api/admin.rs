@@ -11,6 +11,7 @@ use serde_json::json;
 use super::extract::{Authenticated, Client};
 use crate::error::{ApiError, ApiResult};
 use crate::rotation::{self, KeyChange, RotationError};
+use crate::store::AuditEvent;
 use crate::store::StoredKey;
 use crate::AppState;
 
@@ -118,11 +119,11 @@ pub async fn rotate(
     let new_kid = created_kid(&changes);
     state
         .audit(
-            now,
-            "key_rotated",
-            Some(&auth.user),
-            &client,
-            new_kid.as_deref(),
+            AuditEvent::new(now * 1000, "key_rotated")
+                .by(&auth)
+                .target(new_kid.as_deref().unwrap_or_default())
+                .client(&client)
+                .meta(serde_json::json!({"kid": new_kid})),
         )
         .await;
     list_views(&state).await
@@ -148,7 +149,12 @@ pub async fn revoke(
     state.keys_changed().await.map_err(ApiError::internal)?;
     tracing::warn!(kid, "signing key revoked");
     state
-        .audit(now, "key_revoked", Some(&auth.user), &client, Some(&kid))
+        .audit(
+            AuditEvent::new(now * 1000, "key_revoked")
+                .by(&auth)
+                .target(&kid)
+                .client(&client),
+        )
         .await;
     list_views(&state).await
 }

@@ -11,7 +11,7 @@ use super::grant;
 use super::sessions::clear_cookie_response;
 use crate::error::{ApiError, ApiResult};
 use crate::password;
-use crate::store::{AuditEntry, CreateUserError, User};
+use crate::store::{AuditEvent, CreateUserError, Outcome, User};
 use crate::tokens::new_id;
 use crate::AppState;
 const MAX_EMAIL_LEN: usize = 254;
@@ -131,7 +131,11 @@ pub async fn register(
         Err(CreateUserError::Db(e)) => return Err(ApiError::internal(e)),
     }
     state
-        .audit(now, "register", Some(&user), &client, None)
+        .audit(
+            AuditEvent::new(now * 1000, "register")
+                .user(&user)
+                .client(&client),
+        )
         .await;
     Ok((StatusCode::CREATED, Json(UserView::from(&user))).into_response())
 }
@@ -198,14 +202,12 @@ pub async fn login(
             .map_err(ApiError::internal)?;
         state
             .store
-            .audit(&AuditEntry {
-                at: now.secs(),
-                event: "login_failure",
-                user_id: None,
-                email: Some(&email),
-                ip: client.ip.as_deref(),
-                detail: None,
-            })
+            .record_audit(
+                &AuditEvent::new(now.ms, "login_failure")
+                    .email(&email)
+                    .client(&client)
+                    .outcome(Outcome::Failure, "invalid_credentials"),
+            )
             .await
             .map_err(ApiError::internal)?;
         return Err(invalid_credentials());
@@ -295,11 +297,9 @@ pub async fn change_password(
     state.published(records).await;
     state
         .audit(
-            now.secs(),
-            "password_changed",
-            Some(&auth.user),
-            &client,
-            None,
+            AuditEvent::new(now.ms, "password_changed")
+                .user(&auth.user)
+                .client(&client),
         )
         .await;
     Ok(clear_cookie_response())

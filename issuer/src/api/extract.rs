@@ -95,6 +95,18 @@ impl FromRequestParts<AppState> for Client {
     }
 }
 
+impl crate::store::AuditEvent {
+    /// Where the request came from.
+    pub fn client(self, client: &Client) -> Self {
+        self.from_ip(client.ip.as_deref(), client.user_agent.as_deref())
+    }
+
+    /// Done by the caller, in their session.
+    pub fn by(self, auth: &Authenticated) -> Self {
+        self.actor(&auth.user.id).session(&auth.session.id)
+    }
+}
+
 /// A caller with a valid access token whose session is still live.
 /// The issuer checks its own database, so a revoked session is refused here
 /// at once, without waiting for any feed.

@@ -21,7 +21,7 @@ use super::grant;
 use crate::clock::Now;
 use crate::error::{ApiError, ApiResult};
 use crate::github::{GitHub, GitHubError, Profile};
-use crate::store::{AuditEntry, Identity, LinkError, Unlink, User};
+use crate::store::{AuditEvent, Identity, LinkError, Outcome, Unlink, User};
 use crate::tokens::{new_id, refresh_token_hash};
 use crate::AppState;
 
@@ -203,22 +203,20 @@ pub async fn link(
     if !verified.ok {
         state
             .audit(
-                now.secs(),
-                "github_link_refused",
-                Some(&auth.user),
-                &client,
-                Some("password"),
+                AuditEvent::new(now.ms, "github_link_refused")
+                    .user(&auth.user)
+                    .client(&client)
+                    .outcome(Outcome::Failure, "wrong_password"),
             )
             .await;
         return Err(ApiError::forbidden("password is incorrect"));
     }
     state
         .audit(
-            now.secs(),
-            "github_link_started",
-            Some(&auth.user),
-            &client,
-            Some(&format!("session={}", auth.session.id)),
+            AuditEvent::new(now.ms, "github_link_started")
+                .user(&auth.user)
+                .client(&client)
+                .session(&auth.session.id),
         )
         .await;
     let link = PendingLink {
@@ -333,18 +331,15 @@ pub async fn callback(
             _ => Json(json!({"linked": PROVIDER})).into_response(),
         },
         Err(failure) => {
-            let entry = AuditEntry {
-                at: now.secs(),
-                event: failure.event,
-                user_id: failure.user_id.as_deref(),
-                email: None,
-                ip: client.ip.as_deref(),
-                detail: failure.github.as_deref(),
-            };
-            // The answer matters more than its record: log and go on.
-            if let Err(e) = state.store.audit(&entry).await {
-                tracing::error!(error = %e, event = failure.event, "audit write failed");
+            let mut event = AuditEvent::new(now.ms, failure.event)
+                .client(&client)
+                .outcome(Outcome::Failure, failure.error.code)
+                .meta(json!({"provider": PROVIDER, "github": failure.github}));
+            if let Some(user) = &failure.user_id {
+                event = event.actor(user).target(user);
             }
+            // The answer matters more than its record: state.audit logs and goes on.
+            state.audit(event).await;
             match (&return_to, json_answer) {
                 // Only the error code goes into the URL.
                 (Some(to), false) => redirect(&with_param(to, "error", failure.error.code))?,
@@ -574,13 +569,7 @@ async fn resolve(
         {
             Ok(()) => {
                 state
-                    .audit(
-                        now.secs(),
-                        "github_account_created",
-                        Some(&user),
-                        client,
-                        Some(&format!("github:{} {}", profile.id, profile.login)),
-                    )
+                    .audit(AuditEvent::new(now.ms, "github_account_created").user(&user).client(client).meta(serde_json::json!({"provider": "github", "github_id": profile.id, "login": profile.login})))
                     .await;
                 return Ok(user);
             }
@@ -655,13 +644,7 @@ async fn link_to(
                 }
             }
             state
-                .audit(
-                    now.secs(),
-                    "github_linked",
-                    Some(&user),
-                    client,
-                    Some(&format!("github:{} {}", profile.id, profile.login)),
-                )
+                .audit(AuditEvent::new(now.ms, "github_linked").user(&user).client(client).meta(serde_json::json!({"provider": "github", "github_id": profile.id, "login": profile.login})))
                 .await;
             Ok(())
         }
@@ -780,14 +763,16 @@ pub async fn unlink(
             state.published(records).await;
             state
                 .audit(
-                    now.secs(),
-                    "identity_unlinked",
-                    Some(&auth.user),
-                    &client,
-                    Some(&format!(
-                        "{}:{} {} sessions_ended={ended}",
-                        identity.provider, identity.subject, identity.login
-                    )),
+                    AuditEvent::new(now.ms, "identity_unlinked")
+                        .user(&auth.user)
+                        .session(&auth.session.id)
+                        .client(&client)
+                        .meta(json!({
+                            "provider": identity.provider,
+                            "subject": identity.subject,
+                            "login": identity.login,
+                            "sessions_ended": ended,
+                        })),
                 )
                 .await;
             Ok(StatusCode::NO_CONTENT.into_response())

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::extract::Client;
 use crate::clock::Now;
 use crate::error::{ApiError, ApiResult};
+use crate::store::{AuditEvent, Outcome};
 use crate::store::{NewSession, Session, User};
 use crate::tokens::{mint_access_token, new_id, new_refresh_token, refresh_token_hash};
 use crate::AppState;
@@ -85,7 +86,12 @@ async fn grant(
             Grant::Start { .. } => {
                 state.metrics.login("disabled");
                 state
-                    .audit(now.secs(), "login_disabled", Some(user), client, None)
+                    .audit(
+                        AuditEvent::new(now.ms, "login_disabled")
+                            .user(user)
+                            .client(client)
+                            .outcome(Outcome::Denied, "account_disabled"),
+                    )
                     .await;
                 ApiError::new(
                     axum::http::StatusCode::FORBIDDEN,
@@ -124,11 +130,11 @@ async fn grant(
             state.metrics.login("success");
             state
                 .audit(
-                    now.secs(),
-                    "login_success",
-                    Some(user),
-                    client,
-                    Some(&format!("session={session_id} amr={amr}")),
+                    AuditEvent::new(now.ms, "login_success")
+                        .user(user)
+                        .client(client)
+                        .session(&session_id)
+                        .meta(serde_json::json!({"amr": amr})),
                 )
                 .await;
             token_response(state, user, &session_id, amr, refresh_token, now).await

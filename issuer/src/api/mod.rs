@@ -1,6 +1,7 @@
 //! HTTP routes.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod browser;
 pub mod extract;
@@ -53,6 +54,9 @@ pub fn router(state: AppState) -> Router {
             delete(users::clear_login_delay),
         )
         .route("/auth/profile", get(profile::get).patch(profile::update))
+        .route("/admin/audit", get(audit::list))
+        .route("/admin/audit/export", get(audit::export))
+        .route("/admin/reports/daily", get(audit::daily))
         .route("/admin/roles", get(roles::list))
         .route("/admin/roles/{role}", put(roles::set).delete(roles::delete))
         .route("/admin/teams", get(teams::list).post(teams::create))

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::extract::{ApiJson, Authenticated, Client};
 use crate::error::{ApiError, ApiResult};
+use crate::store::AuditEvent;
 use crate::store::{ProfileChange, User};
 use crate::AppState;
 
@@ -134,11 +135,10 @@ pub async fn update(
         .ok_or_else(|| ApiError::not_found("no such user"))?;
     state
         .audit(
-            state.now().secs(),
-            "profile_updated",
-            Some(&user),
-            &client,
-            Some(&format!("changed={}", changed.join(","))),
+            AuditEvent::new(state.now().ms, "profile_updated")
+                .user(&user)
+                .client(&client)
+                .meta(serde_json::json!({"changed": changed})),
         )
         .await;
     Ok(Json(view(&user)))

@@ -69,6 +69,7 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
         state.metrics.rate_limit_local.inc();
     }
     if !verdict.allowed {
+        state.limiter.note_refusal(class, &ip);
         state
             .metrics
             .rate_limited

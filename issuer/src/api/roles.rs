@@ -13,6 +13,7 @@ use serde_json::json;
 use super::admin::require_admin;
 use super::extract::{ApiJson, Authenticated, Client};
 use crate::error::{ApiError, ApiResult};
+use crate::store::AuditEvent;
 use crate::AppState;
 
 const MAX_PERMISSIONS: usize = 256;
@@ -99,11 +100,11 @@ pub async fn set(
     let detail = json!({"role": role, "permissions": permissions, "version": version});
     state
         .audit(
-            now.secs(),
-            "role_set",
-            Some(&auth.user),
-            &client,
-            Some(&detail.to_string()),
+            AuditEvent::new(now.ms, "role_set")
+                .by(&auth)
+                .target(&role)
+                .client(&client)
+                .meta(detail),
         )
         .await;
     Ok(Json(
@@ -129,11 +130,11 @@ pub async fn delete(
     let detail = json!({"role": role, "version": version});
     state
         .audit(
-            now.secs(),
-            "role_deleted",
-            Some(&auth.user),
-            &client,
-            Some(&detail.to_string()),
+            AuditEvent::new(now.ms, "role_deleted")
+                .by(&auth)
+                .target(&role)
+                .client(&client)
+                .meta(detail),
         )
         .await;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -14,7 +14,8 @@ use super::extract::{Authenticated, Client};
 use super::grant::{self, REFRESH_COOKIE};
 use crate::clock::Now;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{AuditEntry, RefreshLookup, Rotation, Session, User};
+use crate::store::AuditEvent;
+use crate::store::{Outcome, RefreshLookup, Rotation, Session, User};
 use crate::tokens::{new_refresh_token, refresh_token_hash};
 use crate::AppState;
 
@@ -177,11 +178,10 @@ async fn replayed(
     // Recorded, so a replay by someone else within the window leaves a trace.
     state
         .audit(
-            now.secs(),
-            "refresh_grace_replay",
-            Some(&user),
-            client,
-            Some(&session.id),
+            AuditEvent::new(now.ms, "refresh_grace_replay")
+                .user(&user)
+                .client(client)
+                .session(&session.id),
         )
         .await;
     grant::continue_session(state, client, &user, session, successor, "grace", now).await
@@ -207,14 +207,14 @@ async fn refresh_reuse(state: &AppState, session: &Session, client: &Client, now
     }
     if let Err(e) = state
         .store
-        .audit(&AuditEntry {
-            at: now.secs(),
-            event: "refresh_token_reuse",
-            user_id: Some(&session.user_id),
-            email: None,
-            ip: client.ip.as_deref(),
-            detail: Some(&session.id),
-        })
+        .record_audit(
+            &AuditEvent::new(now.ms, "refresh_token_reuse")
+                .actor(&session.user_id)
+                .target(&session.user_id)
+                .session(&session.id)
+                .client(client)
+                .outcome(Outcome::Denied, "refresh_token_reused"),
+        )
         .await
     {
         return ApiError::internal(e);
@@ -255,11 +255,10 @@ pub async fn logout(
     state.published(record.into_iter().collect()).await;
     state
         .audit(
-            now.secs(),
-            "logout",
-            Some(&auth.user),
-            &client,
-            Some(&auth.session.id),
+            AuditEvent::new(now.ms, "logout")
+                .user(&auth.user)
+                .client(&client)
+                .session(&auth.session.id),
         )
         .await;
     Ok(clear_cookie_response())
@@ -281,15 +280,15 @@ pub async fn logout_all(
         )
         .await
         .map_err(ApiError::internal)?;
-    let ended = records.len().to_string();
+    let ended = records.len();
     state.published(records).await;
     state
         .audit(
-            now.secs(),
-            "logout_all",
-            Some(&auth.user),
-            &client,
-            Some(&ended),
+            AuditEvent::new(now.ms, "logout_all")
+                .user(&auth.user)
+                .client(&client)
+                .session(&auth.session.id)
+                .meta(serde_json::json!({"sessions_ended": ended})),
         )
         .await;
     Ok(clear_cookie_response())
@@ -368,11 +367,10 @@ pub async fn delete_session(
     state.published(record.into_iter().collect()).await;
     state
         .audit(
-            now.secs(),
-            "session_deleted",
-            Some(&auth.user),
-            &client,
-            Some(&session.id),
+            AuditEvent::new(now.ms, "session_deleted")
+                .user(&auth.user)
+                .client(&client)
+                .session(&session.id),
         )
         .await;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::admin::require_admin;
 use super::extract::{ApiJson, Authenticated, Client};
 use crate::error::{ApiError, ApiResult};
+use crate::store::AuditEvent;
 use crate::store::{CreateTeam, MembershipChange, TEAM_ROLES};
 use crate::AppState;
 
@@ -96,11 +97,11 @@ pub async fn create(
     let detail = json!({"team": req.slug, "name": name, "owner": req.owner});
     state
         .audit(
-            now.secs(),
-            "team_created",
-            Some(&auth.user),
-            &client,
-            Some(&detail.to_string()),
+            AuditEvent::new(now.ms, "team_created")
+                .by(&auth)
+                .target(&req.slug)
+                .client(&client)
+                .meta(detail),
         )
         .await;
     Ok((
@@ -142,11 +143,11 @@ pub async fn delete(
     let detail = json!({"team": slug, "members": members});
     state
         .audit(
-            now.secs(),
-            "team_deleted",
-            Some(&auth.user),
-            &client,
-            Some(&detail.to_string()),
+            AuditEvent::new(now.ms, "team_deleted")
+                .by(&auth)
+                .target(&slug)
+                .client(&client)
+                .meta(detail),
         )
         .await;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -247,11 +248,11 @@ pub async fn put_member(
     let detail = json!({"team": slug, "user": user_id, "role": req.role});
     state
         .audit(
-            now.secs(),
-            "team_member_set",
-            Some(&auth.user),
-            &client,
-            Some(&detail.to_string()),
+            AuditEvent::new(now.ms, "team_member_set")
+                .by(&auth)
+                .target(&user_id)
+                .client(&client)
+                .meta(detail),
         )
         .await;
     Ok(Json(
@@ -285,11 +286,11 @@ pub async fn delete_member(
     let detail = json!({"team": slug, "user": user_id});
     state
         .audit(
-            now.secs(),
-            "team_member_removed",
-            Some(&auth.user),
-            &client,
-            Some(&detail.to_string()),
+            AuditEvent::new(now.ms, "team_member_removed")
+                .by(&auth)
+                .target(&user_id)
+                .client(&client)
+                .meta(detail),
         )
         .await;
     Ok(StatusCode::NO_CONTENT.into_response())

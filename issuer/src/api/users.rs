@@ -12,6 +12,7 @@ use super::admin::require_admin;
 use super::auth::UserView;
 use super::extract::{ApiJson, Authenticated, Client};
 use crate::error::{ApiError, ApiResult};
+use crate::store::AuditEvent;
 use crate::store::{DeleteUser, ProfileChange, UserChange};
 use crate::AppState;
 
@@ -132,11 +133,11 @@ pub async fn change(
         "admin_metadata": admin_metadata.is_some()});
     state
         .audit(
-            now.secs(),
-            "user_changed",
-            Some(&auth.user),
-            &client,
-            Some(&detail.to_string()),
+            AuditEvent::new(now.ms, "user_changed")
+                .by(&auth)
+                .target(&id)
+                .client(&client)
+                .meta(detail),
         )
         .await;
     Ok(Json(view(&user)))
@@ -247,11 +248,11 @@ pub async fn delete(
     let detail = json!({"user": id});
     state
         .audit(
-            now.secs(),
-            "user_deleted",
-            Some(&auth.user),
-            &client,
-            Some(&detail.to_string()),
+            AuditEvent::new(now.ms, "user_deleted")
+                .by(&auth)
+                .target(&id)
+                .client(&client)
+                .meta(detail),
         )
         .await;
     Ok(axum::response::IntoResponse::into_response(
@@ -287,11 +288,11 @@ pub async fn logout_all(
     let detail = json!({"user": id, "sessions_ended": ended});
     state
         .audit(
-            now.secs(),
-            "user_sessions_ended",
-            Some(&auth.user),
-            &client,
-            Some(&detail.to_string()),
+            AuditEvent::new(now.ms, "user_sessions_ended")
+                .by(&auth)
+                .target(&id)
+                .client(&client)
+                .meta(detail),
         )
         .await;
     Ok(Json(json!({"sessions_ended": ended})))
@@ -319,11 +320,11 @@ pub async fn clear_login_delay(
     let detail = json!({"user": id, "cleared": cleared});
     state
         .audit(
-            state.now().secs(),
-            "login_delay_cleared",
-            Some(&auth.user),
-            &client,
-            Some(&detail.to_string()),
+            AuditEvent::new(state.now().ms, "login_delay_cleared")
+                .by(&auth)
+                .target(&id)
+                .client(&client)
+                .meta(detail),
         )
         .await;
     Ok(Json(json!({ "cleared": cleared })))

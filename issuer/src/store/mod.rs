@@ -20,14 +20,16 @@ mod sessions;
 mod teams;
 mod users;
 
-pub use audit::AuditEntry;
+pub use audit::{
+    civil_date, rfc3339_ms, AuditEvent, AuditFilter, AuditRecord, DailyCount, Outcome,
+};
 pub use identities::{Identity, LinkError, Unlink};
 pub use keys::StoredKey;
 pub use login_failures::{delay_ms, FREE_FAILURES, MAX_DELAY_MS};
 pub use revocations::NewRevocation;
 pub use sessions::{NewSession, RefreshLookup, Rotation, Session, Successor};
 pub use teams::{CreateTeam, Membership, MembershipChange, PermissionMap, Team, TEAM_ROLES};
-pub use users::{CreateUserError, DeleteUser, ProfileChange, User, UserChange};
+pub use users::{CreateUserError, DeleteUser, ProfileChange, User, UserChange, UserTotals};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

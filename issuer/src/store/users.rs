@@ -45,6 +45,13 @@ pub enum DeleteUser {
 }
 
 /// A change to a user's profile; `None` fields stay as they are.
+#[derive(Debug, Clone, Copy)]
+pub struct UserTotals {
+    pub total: i64,
+    pub disabled: i64,
+    pub email_verified: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ProfileChange {
     pub name: Option<Option<String>>,
@@ -374,6 +381,23 @@ impl Store {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// How many accounts there are, disabled, and with a verified email.
+    pub async fn user_totals(&self) -> sqlx::Result<UserTotals> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total, \
+             COALESCE(SUM(CASE WHEN disabled_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS disabled, \
+             COALESCE(SUM(CASE WHEN email_verified_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS verified \
+             FROM users",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(UserTotals {
+            total: row.try_get("total")?,
+            disabled: row.try_get("disabled")?,
+            email_verified: row.try_get("verified")?,
+        })
     }
 }
 
