@@ -39,7 +39,7 @@ async fn audit_queries_filter_and_page(backend: Backend) {
     // Failures name the account tried, the outcome, the reason and the client.
     let page = get_json(
         &t,
-        &format!("/admin/audit?action=login_failure&outcome=failure&limit=2"),
+        "/admin/audit?action=login_failure&outcome=failure&limit=2",
         &admin,
     )
     .await;
