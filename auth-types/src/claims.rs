@@ -56,6 +56,9 @@ pub struct AccessClaims {
     /// empty, and a verifier must not read absence from it as "not a member".
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub teams_overflow: bool,
+    /// The user proved control of `email` (OIDC's `email_verified`).
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 /// Roles inside a team (the `teams` claim's values), highest first; each
@@ -143,6 +146,7 @@ mod tests {
             user_gen: 0,
             teams: Default::default(),
             teams_overflow: false,
+            email_verified: false,
         }
     }
 

@@ -41,6 +41,7 @@ fn claims() -> AccessClaims {
         user_gen: 0,
         teams: Default::default(),
         teams_overflow: false,
+        email_verified: false,
     }
 }
 

@@ -417,6 +417,8 @@ pub struct ServeArgs {
     pub allowed_return_origins: Vec<String>,
     #[command(flatten)]
     pub github: GithubArgs,
+    #[command(flatten)]
+    pub mail: MailArgs,
     /// text or json
     #[arg(long, env = "ISSUER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -443,6 +445,40 @@ impl ServeArgs {
     pub fn is_embedded(&self) -> bool {
         self.db.database_url.starts_with("sqlite:")
     }
+}
+
+/// Mail over SMTP (verification, password reset, security notices). Off
+/// unless an SMTP URL is given; then nothing is mailed and password reset
+/// cannot be used.
+#[derive(Debug, Clone, Args)]
+pub struct MailArgs {
+    /// `smtps://user:pass@host:465` (TLS), `smtp://host:587?tls=required`
+    /// (STARTTLS), or `smtp://host:25` (plain: only for a local relay).
+    #[arg(long, env = "ISSUER_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<Secret>,
+    /// The From of every mail.
+    #[arg(
+        long,
+        env = "ISSUER_MAIL_FROM",
+        default_value = "DevMentor Auth <no-reply@localhost>"
+    )]
+    pub mail_from: String,
+    /// How long an email verification link works (seconds).
+    #[arg(long, env = "ISSUER_EMAIL_VERIFY_TTL_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(300..=30 * 86_400))]
+    pub email_verify_ttl_secs: i64,
+    /// How long a password reset link works (seconds).
+    #[arg(long, env = "ISSUER_PASSWORD_RESET_TTL_SECS", default_value_t = 1_800, value_parser = clap::value_parser!(i64).range(60..=86_400))]
+    pub password_reset_ttl_secs: i64,
+    /// A failed delivery is retried after this long, doubling each time (ms).
+    #[arg(long, env = "ISSUER_MAIL_RETRY_BASE_MS", default_value_t = 5_000, value_parser = clap::value_parser!(i64).range(10..=3_600_000))]
+    pub mail_retry_base_ms: i64,
+    /// Deliveries tried at most, then the mail is marked failed.
+    #[arg(long, env = "ISSUER_MAIL_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..=100))]
+    pub mail_max_attempts: i64,
+    /// How often the outbox is checked for due mail (ms); new mail on this
+    /// replica is sent at once.
+    #[arg(long, env = "ISSUER_MAIL_POLL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub mail_poll_ms: u64,
 }
 
 /// Sign in with GitHub (an OAuth app). Off unless a client id is given.

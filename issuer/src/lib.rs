@@ -13,6 +13,7 @@ pub mod error;
 pub mod feed;
 pub mod github;
 pub mod keys;
+pub mod mail;
 pub mod metrics;
 pub mod password;
 pub mod ratelimit;
@@ -59,6 +60,8 @@ pub struct AppState {
     /// `None` when GitHub sign-in is not configured.
     pub github: Option<Arc<github::GitHub>>,
     pub limiter: Arc<ratelimit::Limiter>,
+    /// `None` when no SMTP server is configured.
+    pub mailer: Option<Arc<mail::Mailer>>,
 }
 
 impl AppState {
@@ -226,7 +229,9 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
     let github =
         github::GitHub::from_settings(&settings.github, &settings.issuer_url)?.map(Arc::new);
     let limiter = Arc::new(ratelimit::Limiter::new(settings.redis_url.as_deref())?);
+    let mailer = mail::Mailer::from_settings(&settings.mail)?.map(Arc::new);
     let state = AppState {
+        mailer: mailer.clone(),
         github,
         limiter,
         store: store.clone(),
@@ -259,6 +264,9 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
         Duration::from_secs(state.settings.key_reload_secs),
     )));
     tasks.push(tokio::spawn(prune(state.clone())));
+    if let Some(mailer) = mailer {
+        tasks.push(tokio::spawn(mail::run_outbox(state.clone(), mailer)));
+    }
     tasks.push(tokio::spawn(audit_refusals_every(
         state.clone(),
         Duration::from_millis(state.settings.audit_refusals_ms),
@@ -360,6 +368,13 @@ async fn prune(state: AppState) {
         }
         if let Err(e) = state.store.prune_oauth_states(now).await {
             tracing::warn!(error = %e, "oauth state prune failed");
+        }
+        if let Err(e) = state
+            .store
+            .prune_mail(now * 1000 - mail::KEEP_FINISHED_MS, now)
+            .await
+        {
+            tracing::warn!(error = %e, "mail prune failed");
         }
         match state.store.prune_audit(now - keep).await {
             Ok(0) => {}

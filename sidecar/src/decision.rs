@@ -56,6 +56,10 @@ pub enum DenyReason {
     MethodNotAllowed,
     /// A host or method no rule could be safely judged against.
     MalformedRequest,
+    /// The rule asks for a verified email and the token does not say so.
+    EmailNotVerified,
+    /// The user spent the rule's quota (429, with Retry-After).
+    QuotaExceeded,
 }
 
 impl DenyReason {
@@ -81,6 +85,8 @@ impl DenyReason {
             DenyReason::NonCanonicalPath => "non_canonical_path",
             DenyReason::MethodNotAllowed => "method_not_allowed",
             DenyReason::MalformedRequest => "malformed_request",
+            DenyReason::EmailNotVerified => "email_not_verified",
+            DenyReason::QuotaExceeded => "quota_exceeded",
         }
     }
 
@@ -96,7 +102,9 @@ impl DenyReason {
             | DenyReason::MissingPermission
             | DenyReason::NotTeamMember
             | DenyReason::TeamClaimsOverflow
-            | DenyReason::CrossSiteRequest => 403,
+            | DenyReason::CrossSiteRequest
+            | DenyReason::EmailNotVerified => 403,
+            DenyReason::QuotaExceeded => 429,
             DenyReason::StaleState => 503,
             _ => 401,
         }
@@ -139,6 +147,8 @@ pub enum Decision {
         reason: DenyReason,
         /// The route's methods, for the `Allow` header of a 405.
         allow: Option<String>,
+        /// Seconds, for the `Retry-After` of a 429.
+        retry_after: Option<u64>,
     },
 }
 
@@ -148,6 +158,7 @@ impl Decision {
             rule,
             reason,
             allow: None,
+            retry_after: None,
         }
     }
 }
@@ -187,6 +198,7 @@ pub fn decide_routed(
                 rule: Some(rule.name.clone()),
                 reason: DenyReason::MethodNotAllowed,
                 allow: Some(allowed),
+                retry_after: None,
             }
         }
     };
@@ -245,6 +257,9 @@ pub fn decide_routed(
     if let Some(reason) = refusal {
         return deny(reason);
     }
+    if matched.rule.email_verified && !claims.email_verified {
+        return deny(DenyReason::EmailNotVerified);
+    }
     Decision::Allow {
         rule: rule.clone(),
         identity: Some(claims),
@@ -301,6 +316,7 @@ rules:
             user_gen: 0,
             teams: Default::default(),
             teams_overflow: false,
+            email_verified: false,
         }
     }
 

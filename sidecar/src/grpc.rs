@@ -214,11 +214,18 @@ impl AuthzService {
                 rule,
                 reason,
                 allow,
-            } => self.deny(rule.as_deref(), reason, allow.as_deref()),
+                retry_after,
+            } => self.deny(rule.as_deref(), reason, allow.as_deref(), retry_after),
         }
     }
 
-    fn deny(&self, rule: Option<&str>, reason: DenyReason, allow: Option<&str>) -> CheckResponse {
+    fn deny(
+        &self,
+        rule: Option<&str>,
+        reason: DenyReason,
+        allow: Option<&str>,
+        retry_after: Option<u64>,
+    ) -> CheckResponse {
         let status = reason.http_status();
         let mut headers = vec![header(
             "content-type",
@@ -241,6 +248,13 @@ impl AuthzService {
                 HeaderAppendAction::OverwriteIfExistsOrAdd,
             ));
         }
+        if let Some(secs) = retry_after {
+            headers.push(header(
+                "retry-after",
+                &secs.to_string(),
+                HeaderAppendAction::OverwriteIfExistsOrAdd,
+            ));
+        }
         if let Some(methods) = allow {
             headers.push(header(
                 "allow",
@@ -254,6 +268,7 @@ impl AuthzService {
             401 => "authentication required",
             403 => "not allowed",
             405 => "method not allowed on this route",
+            429 => "request quota spent; retry later",
             _ => "authorization temporarily unavailable",
         };
         let body = json!({"error": reason.code(), "message": message}).to_string();
@@ -261,6 +276,7 @@ impl AuthzService {
             400 => tonic::Code::InvalidArgument,
             401 => tonic::Code::Unauthenticated,
             503 => tonic::Code::Unavailable,
+            429 => tonic::Code::ResourceExhausted,
             _ => tonic::Code::PermissionDenied,
         };
         let mut meta = vec![("decision", "deny"), ("reason", reason.code())];

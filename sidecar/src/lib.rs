@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod path;
 pub mod policy;
+pub mod quota;
 pub mod revocations;
 
 use std::future::Future;

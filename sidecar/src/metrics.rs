@@ -34,6 +34,8 @@ pub struct Metrics {
     pub revocation_feed_age_seconds: Gauge<f64, AtomicU64>,
     pub policy_reloads: Family<OutcomeLabels, Counter>,
     pub permissions_version: Gauge<i64, AtomicI64>,
+    /// Requests let through uncounted because the quota table was full.
+    pub quota_untracked: Counter,
 }
 
 impl Default for Metrics {
@@ -57,6 +59,7 @@ impl Default for Metrics {
             revocation_feed_age_seconds: Gauge::default(),
             policy_reloads: Family::default(),
             permissions_version: Gauge::default(),
+            quota_untracked: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -118,6 +121,11 @@ impl Default for Metrics {
             "policy_reloads",
             "Policy file reloads by outcome",
             m.policy_reloads.clone(),
+        );
+        registry.register(
+            "quota_untracked",
+            "Requests let through without counting because the quota table was full",
+            m.quota_untracked.clone(),
         );
         Metrics { registry, ..m }
     }

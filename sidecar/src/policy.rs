@@ -28,6 +28,8 @@
 //!   - prefix: /
 //!     host: api.example.com
 //!     allow: authenticated
+//!     email_verified: true    # the token must say the email is verified
+//!     quota: 60/60            # per user, at most 60 requests a minute (429 beyond)
 //! ```
 
 use std::collections::HashMap;
@@ -82,6 +84,34 @@ pub struct Rule {
     /// `path` in lower case, for the case-variant check in `route`.
     folded: PathMatch,
     pub requirement: Requirement,
+    /// The token must carry `email_verified: true`.
+    pub email_verified: bool,
+    /// Requests per user on this rule, counted by this sidecar.
+    pub quota: Option<Quota>,
+}
+
+/// `limit` requests per `period_secs`, per user (GCRA: a burst of `limit`,
+/// then one every `period_secs / limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub period_secs: u32,
+}
+
+impl std::str::FromStr for Quota {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Quota, String> {
+        let bad = || format!("quota must be REQUESTS/SECONDS (e.g. 60/60), not {s:?}");
+        let (n, p) = s.split_once('/').ok_or_else(bad)?;
+        let limit: u32 = n.trim().parse().map_err(|_| bad())?;
+        let period_secs: u32 = p.trim().parse().map_err(|_| bad())?;
+        if limit == 0 || period_secs == 0 || period_secs > 86_400 || limit > 1_000_000 {
+            return Err(format!(
+                "quota: 1 to 1000000 requests per 1 to 86400 seconds, not {s:?}"
+            ));
+        }
+        Ok(Quota { limit, period_secs })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -150,6 +180,10 @@ struct RawRule {
     team: Option<String>,
     #[serde(default)]
     team_role: Option<String>,
+    #[serde(default)]
+    email_verified: bool,
+    #[serde(default)]
+    quota: Option<String>,
 }
 
 const METHODS: [&str; 9] = [
@@ -364,7 +398,13 @@ fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
             }
         }
     }
+    let quota = r.quota.as_deref().map(str::parse::<Quota>).transpose()?;
+    if requirement == Requirement::Public && (quota.is_some() || r.email_verified) {
+        return Err("quota and email_verified need a token (not allow: public)".into());
+    }
     Ok(Rule {
+        email_verified: r.email_verified,
+        quota,
         name: r.name.unwrap_or_else(|| format!("rule-{}", index + 1)),
         host: match r.host {
             Some(h) => Some(

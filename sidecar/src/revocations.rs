@@ -107,6 +107,7 @@ mod tests {
             user_gen: 0,
             teams: Default::default(),
             teams_overflow: false,
+            email_verified: false,
         }
     }
 

@@ -209,6 +209,7 @@ async fn mint(
             user_gen: 0,
             teams: Default::default(),
             teams_overflow: false,
+            email_verified: false,
         };
         writeln!(
             file,

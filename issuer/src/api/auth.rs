@@ -137,6 +137,11 @@ pub async fn register(
                 .client(&client),
         )
         .await;
+    // The account exists whether or not the mail could be queued; the user
+    // can ask for another.
+    if let Err(e) = super::email::send_verification(&state, &user, state.now()).await {
+        tracing::error!(error = %e.message, "verification mail not queued");
+    }
     Ok((StatusCode::CREATED, Json(UserView::from(&user))).into_response())
 }
 
@@ -299,8 +304,16 @@ pub async fn change_password(
         .audit(
             AuditEvent::new(now.ms, "password_changed")
                 .user(&auth.user)
+                .session(&auth.session.id)
                 .client(&client),
         )
         .await;
+    super::email::notify_password_changed(
+        &state,
+        &auth.user.email,
+        "from account settings",
+        &client,
+    )
+    .await;
     Ok(clear_cookie_response())
 }

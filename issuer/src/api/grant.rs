@@ -137,6 +137,7 @@ async fn grant(
                         .meta(serde_json::json!({"amr": amr})),
                 )
                 .await;
+            notice_new_device(state, client, user, now).await;
             token_response(state, user, &session_id, amr, refresh_token, now).await
         }
         Grant::Continue {
@@ -147,6 +148,28 @@ async fn grant(
             state.metrics.refresh(outcome);
             token_response(state, user, &session.id, &session.amr, refresh_token, now).await
         }
+    }
+}
+
+/// Mails the user when they sign in from a device (user agent) not seen on
+/// their account before; the first device of an account is not news. Best
+/// effort: the sign-in does not wait on or fail for it.
+async fn notice_new_device(state: &AppState, client: &Client, user: &User, now: Now) {
+    let device = refresh_token_hash(client.user_agent.as_deref().unwrap_or("unknown"));
+    match state.store.note_device(&user.id, &device, now.secs()).await {
+        Ok(true) => {
+            let mail = crate::mail::templates::new_device(
+                &user.email,
+                client.user_agent.as_deref(),
+                client.ip.as_deref(),
+                &crate::store::rfc3339_ms(now.ms),
+            );
+            if let Err(e) = state.send_mail(mail).await {
+                tracing::error!(error = %e, "new device notice not queued");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "device not recorded"),
     }
 }
 
@@ -185,6 +208,7 @@ async fn token_response(
         user_gen: user.token_generation,
         teams,
         teams_overflow,
+        email_verified: user.email_verified_at.is_some(),
         jti: new_id(),
         sid: session_id.to_string(),
         client_id: settings.client_id.clone(),

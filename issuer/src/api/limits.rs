@@ -133,7 +133,8 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    // (HTML error pages are the issuer's own, for forms posted from its pages.)
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

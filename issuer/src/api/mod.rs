@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod browser;
+pub mod email;
 pub mod extract;
 pub mod feed;
 pub mod github;
@@ -33,6 +34,16 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout-all", post(sessions::logout_all))
         .route("/auth/me", get(sessions::me))
         .route("/auth/password", post(auth::change_password))
+        .route("/auth/password/forgot", post(email::forgot))
+        .route(
+            "/auth/password/reset",
+            get(email::reset_page).post(email::reset),
+        )
+        .route(
+            "/auth/email/verify",
+            get(email::verify_page).post(email::verify),
+        )
+        .route("/auth/email/verify/resend", post(email::resend))
         .route("/auth/sessions", get(sessions::sessions))
         .route("/auth/sessions/{id}", delete(sessions::delete_session))
         .route("/auth/github/login", get(github::login))

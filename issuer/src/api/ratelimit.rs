@@ -26,7 +26,9 @@ pub fn classify(settings: &ServeArgs, method: &Method, path: &str) -> Option<(&'
         p if p.starts_with("/auth/github/") => ("login", settings.rate_limit_login),
         "/auth/register" => ("register", settings.rate_limit_register),
         "/auth/refresh" => ("refresh", settings.rate_limit_refresh),
-        "/auth/password" => ("password", settings.rate_limit_password),
+        "/auth/password" | "/auth/password/forgot" | "/auth/password/reset" => {
+            ("password", settings.rate_limit_password)
+        }
         _ => ("other", settings.rate_limit_other),
     };
     setting.0.map(|rate| (class, rate))

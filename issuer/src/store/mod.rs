@@ -15,6 +15,7 @@ mod audit;
 mod identities;
 mod keys;
 mod login_failures;
+mod mail;
 mod revocations;
 mod sessions;
 mod teams;
@@ -26,6 +27,7 @@ pub use audit::{
 pub use identities::{Identity, LinkError, Unlink};
 pub use keys::StoredKey;
 pub use login_failures::{delay_ms, FREE_FAILURES, MAX_DELAY_MS};
+pub use mail::{NewMail, OutboxCounts, OutboxMail, SpentToken, TokenPurpose};
 pub use revocations::NewRevocation;
 pub use sessions::{NewSession, RefreshLookup, Rotation, Session, Successor};
 pub use teams::{CreateTeam, Membership, MembershipChange, PermissionMap, Team, TEAM_ROLES};

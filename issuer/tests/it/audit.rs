@@ -206,10 +206,12 @@ async fn retention_and_daily_summary(backend: Backend) {
     // Over the login limit of 3 a minute (the admin's own sign-in counted).
     let mut limited = 0;
     for _ in 0..3 {
-        if t
-            .post("/auth/login", json!({"email": email, "password": "nope nope nope"}))
-            .await
-            .status()
+        if t.post(
+            "/auth/login",
+            json!({"email": email, "password": "nope nope nope"}),
+        )
+        .await
+        .status()
             == StatusCode::TOO_MANY_REQUESTS
         {
             limited += 1;
@@ -249,9 +251,21 @@ async fn retention_and_daily_summary(backend: Backend) {
         .record_audit(&issuer::store::AuditEvent::new(clock.now_ms(), "fresh"))
         .await
         .expect("audit");
-    let pruned = t.server.state.store.prune_audit(cutoff).await.expect("prune");
+    let pruned = t
+        .server
+        .state
+        .store
+        .prune_audit(cutoff)
+        .await
+        .expect("prune");
     assert!(pruned >= 6, "old events pruned: {pruned}");
-    let left = t.server.state.store.recent_audit_events(100).await.expect("audit");
+    let left = t
+        .server
+        .state
+        .store
+        .recent_audit_events(100)
+        .await
+        .expect("audit");
     assert_eq!(left, vec!["fresh".to_string()]);
 }
 

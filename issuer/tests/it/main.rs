@@ -9,6 +9,7 @@ mod http;
 mod interop;
 mod keys;
 mod limits;
+mod mail;
 mod ratelimit;
 mod store;
 mod support;

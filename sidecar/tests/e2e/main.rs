@@ -147,6 +147,7 @@ async fn allow_deny_and_identity_headers_through_envoy() {
         user_gen: 0,
         teams: Default::default(),
         teams_overflow: false,
+        email_verified: false,
     };
     let signing = stack.issuer().state.keys.snapshot().signing.clone();
     let expired_token = issuer::tokens::mint_access_token(&signing, &expired).expect("mint");

@@ -36,6 +36,7 @@ fn claims(sub: &str, ttl: i64) -> AccessClaims {
         user_gen: 0,
         teams: Default::default(),
         teams_overflow: false,
+        email_verified: false,
     }
 }
 

@@ -1,0 +1,429 @@
+//! Mailed tokens: email verification and password reset (OWASP's Forgot
+//! Password cheat sheet: the same answer whether or not the account exists,
+//! single-use hashed tokens with a short expiry, a reset ends every session,
+//! and no automatic sign-in).
+//!
+//! A mailed link opens a small page whose form posts the token (a GET never
+//! spends one, so mail scanners that prefetch links spend nothing).
+
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::normalize_email;
+use super::extract::{json_rejection, Authenticated, Client};
+use crate::clock::Now;
+use crate::error::{ApiError, ApiResult};
+use crate::mail::{escape, templates};
+use crate::password;
+use crate::store::{AuditEvent, Outcome, TokenPurpose, User};
+use crate::tokens::{random_b64, refresh_token_hash};
+use crate::AppState;
+
+/// Verification mails per user per hour at most (resends included).
+const VERIFY_MAILS_PER_HOUR: i64 = 5;
+/// Reset mails per account per hour at most; more requests are answered
+/// the same but mail nothing (no mail-bombing a victim).
+const RESET_MAILS_PER_HOUR: i64 = 3;
+
+/// A JSON body, or an HTML form's (which the mailed pages post).
+pub struct JsonOrForm<T> {
+    pub value: T,
+    pub form: bool,
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            match axum::Form::<T>::from_request(req, state).await {
+                Ok(axum::Form(value)) => Ok(JsonOrForm { value, form: true }),
+                Err(e) => Err(ApiError::bad_request("invalid_request", e.body_text())),
+            }
+        } else {
+            match axum::Json::<T>::from_request(req, state).await {
+                Ok(axum::Json(value)) => Ok(JsonOrForm { value, form: false }),
+                Err(e) => Err(json_rejection(e)),
+            }
+        }
+    }
+}
+
+fn new_token() -> ApiResult<(String, String)> {
+    let token = format!("et_{}", random_b64(32).map_err(ApiError::internal)?);
+    let hash = refresh_token_hash(&token);
+    Ok((token, hash))
+}
+
+fn link(state: &AppState, path: &str, token: &str) -> String {
+    format!(
+        "{}{path}?token={token}",
+        state.settings.issuer_url.trim_end_matches('/')
+    )
+}
+
+/// Mails a verification link to the user's address (when mail is set up).
+pub async fn send_verification(state: &AppState, user: &User, now: Now) -> ApiResult<bool> {
+    if state.mailer.is_none() || user.email_verified_at.is_some() {
+        return Ok(false);
+    }
+    let ttl = state.settings.mail.email_verify_ttl_secs;
+    let (token, hash) = new_token()?;
+    let created = state
+        .store
+        .create_email_token(
+            &hash,
+            user,
+            TokenPurpose::VerifyEmail,
+            now.secs(),
+            now.secs() + ttl,
+            now.secs() - 3600,
+            VERIFY_MAILS_PER_HOUR,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    if !created {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_mails",
+            "verification mails are limited; try again later",
+        );
+        e.retry_after = Some(3600);
+        return Err(e);
+    }
+    let mail = templates::verify_email(
+        &user.email,
+        &link(state, "/auth/email/verify", &token),
+        ttl / 3600,
+    );
+    state.send_mail(mail).await.map_err(ApiError::internal)
+}
+
+/// `POST /auth/email/verify/resend` (signed in).
+pub async fn resend(State(state): State<AppState>, auth: Authenticated) -> ApiResult<Response> {
+    if auth.user.email_verified_at.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_verified",
+            "this email address is already verified",
+        ));
+    }
+    if state.mailer.is_none() {
+        return Err(mail_not_configured());
+    }
+    send_verification(&state, &auth.user, state.now()).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"status": "sent"}))).into_response())
+}
+
+fn mail_not_configured() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "mail_not_configured",
+        "this server does not send mail",
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+fn page(title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t}</title></head>\n<body><main><h1>{t}</h1>\n{body}</main></body></html>\n",
+        t = escape(title)
+    );
+    let mut r = Html(html).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let mut r = page(title, &format!("<p>{}</p>", escape(message)));
+    *r.status_mut() = status;
+    r
+}
+
+/// `GET /auth/email/verify?token=`: the page the mailed link opens.
+pub async fn verify_page(Query(q): Query<TokenQuery>) -> Response {
+    page(
+        "Confirm your email address",
+        &format!(
+            "<form method=\"post\" action=\"/auth/email/verify\">\
+             <input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <button type=\"submit\">Confirm my email address</button></form>",
+            escape(&q.token)
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    token: String,
+}
+
+fn invalid_link() -> ApiError {
+    ApiError::bad_request(
+        "invalid_token",
+        "this link is invalid, used or expired; ask for a new one",
+    )
+}
+
+/// `POST /auth/email/verify` with the mailed token.
+pub async fn verify(
+    State(state): State<AppState>,
+    client: Client,
+    body: JsonOrForm<VerifyRequest>,
+) -> ApiResult<Response> {
+    let now = state.now();
+    let spent = state
+        .store
+        .spend_email_token(
+            &refresh_token_hash(body.value.token.trim()),
+            TokenPurpose::VerifyEmail,
+            now.secs(),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(spent) = spent else {
+        return Ok(if body.form {
+            error_page(
+                StatusCode::BAD_REQUEST,
+                "Link not valid",
+                &invalid_link().message,
+            )
+        } else {
+            invalid_link().into_response()
+        });
+    };
+    state
+        .audit(
+            AuditEvent::new(now.ms, "email_verified")
+                .actor(&spent.user_id)
+                .target(&spent.user_id)
+                .email(&spent.email)
+                .client(&client),
+        )
+        .await;
+    Ok(if body.form {
+        page(
+            "Email address confirmed",
+            "<p>Thank you. New sign-ins will show this address as verified.</p>",
+        )
+    } else {
+        Json(json!({"email_verified": true, "email": spent.email})).into_response()
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotRequest {
+    email: String,
+}
+
+/// `POST /auth/password/forgot`: always the same 202, at once. The lookup
+/// and the mail happen after the answer, so neither its content nor its
+/// timing tells whether the account exists.
+pub async fn forgot(
+    State(state): State<AppState>,
+    client: Client,
+    body: JsonOrForm<ForgotRequest>,
+) -> ApiResult<Response> {
+    let email = normalize_email(&body.value.email)?;
+    if state.mailer.is_none() {
+        return Err(mail_not_configured());
+    }
+    let now = state.now();
+    let worker = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = mail_reset(&worker, &email, &client, now).await {
+            tracing::error!(error = %e.message, "password reset mail failed");
+        }
+    });
+    let message = "If an account has this address, a mail with a reset link is on its way.";
+    Ok(if body.form {
+        let mut r = page("Check your mail", &format!("<p>{message}</p>"));
+        *r.status_mut() = StatusCode::ACCEPTED;
+        r
+    } else {
+        (
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "accepted", "message": message})),
+        )
+            .into_response()
+    })
+}
+
+async fn mail_reset(state: &AppState, email: &str, client: &Client, now: Now) -> ApiResult<()> {
+    let user = state
+        .store
+        .user_by_email(email)
+        .await
+        .map_err(ApiError::internal)?;
+    let event = AuditEvent::new(now.ms, "password_reset_requested")
+        .email(email)
+        .client(client);
+    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+        state
+            .audit(event.outcome(Outcome::Failure, "unknown_or_disabled_account"))
+            .await;
+        return Ok(());
+    };
+    let event = event.actor(&user.id).target(&user.id);
+    let ttl = state.settings.mail.password_reset_ttl_secs;
+    let (token, hash) = new_token()?;
+    let created = state
+        .store
+        .create_email_token(
+            &hash,
+            &user,
+            TokenPurpose::ResetPassword,
+            now.secs(),
+            now.secs() + ttl,
+            now.secs() - 3600,
+            RESET_MAILS_PER_HOUR,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    if !created {
+        state
+            .audit(event.outcome(Outcome::Denied, "too_many_mails"))
+            .await;
+        return Ok(());
+    }
+    let mail = templates::password_reset(
+        &user.email,
+        &link(state, "/auth/password/reset", &token),
+        ttl / 60,
+    );
+    state.send_mail(mail).await.map_err(ApiError::internal)?;
+    state.audit(event).await;
+    Ok(())
+}
+
+/// `GET /auth/password/reset?token=`: the form the mailed link opens.
+pub async fn reset_page(Query(q): Query<TokenQuery>) -> Response {
+    page(
+        "Choose a new password",
+        &format!(
+            "<form method=\"post\" action=\"/auth/password/reset\">\
+             <input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <p><label for=\"new_password\">New password</label><br>\
+             <input id=\"new_password\" name=\"new_password\" type=\"password\" \
+             autocomplete=\"new-password\" minlength=\"{}\" required></p>\
+             <button type=\"submit\">Set the new password</button></form>",
+            escape(&q.token),
+            password::MIN_PASSWORD_CHARS
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    token: String,
+    new_password: String,
+}
+
+/// `POST /auth/password/reset`: sets the password, ends every session,
+/// signs nobody in.
+pub async fn reset(
+    State(state): State<AppState>,
+    client: Client,
+    body: JsonOrForm<ResetRequest>,
+) -> ApiResult<Response> {
+    let form = body.form;
+    match reset_password(&state, &client, body.value).await {
+        Ok(()) if form => Ok(page(
+            "Password changed",
+            "<p>Your password is changed and every session was signed out. Sign in with the new password.</p>",
+        )),
+        Ok(()) => Ok(Json(json!({"status": "password_reset"})).into_response()),
+        Err(e) if form => Ok(error_page(e.status, "Password not changed", &e.message)),
+        Err(e) => Err(e),
+    }
+}
+
+async fn reset_password(state: &AppState, client: &Client, req: ResetRequest) -> ApiResult<()> {
+    let now = state.now();
+    let hash = refresh_token_hash(req.token.trim());
+    // Checked before the password, and spent only after it passed: a weak
+    // choice does not burn the link.
+    let live = state
+        .store
+        .peek_email_token(&hash, TokenPurpose::ResetPassword, now.secs())
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(invalid_link)?;
+    if let Some(reason) = password::weakness(&req.new_password, &live.email) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "weak_password",
+            reason,
+        ));
+    }
+    let new_hash = state
+        .hasher
+        .hash(req.new_password)
+        .await
+        .map_err(ApiError::from)?;
+    let now = state.now();
+    let spent = state
+        .store
+        .spend_email_token(&hash, TokenPurpose::ResetPassword, now.secs())
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(invalid_link)?;
+    let records = state
+        .store
+        .change_password(
+            &spent.user_id,
+            &new_hash,
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    state.published(records).await;
+    state
+        .store
+        .clear_login_failures(&spent.email)
+        .await
+        .map_err(ApiError::internal)?;
+    state
+        .audit(
+            AuditEvent::new(now.ms, "password_reset")
+                .actor(&spent.user_id)
+                .target(&spent.user_id)
+                .email(&spent.email)
+                .client(client),
+        )
+        .await;
+    notify_password_changed(state, &spent.email, "by a reset link", client).await;
+    Ok(())
+}
+
+/// Tells the account's address that its password changed. Best effort: the
+/// change is done whether or not the notice could be queued.
+pub async fn notify_password_changed(state: &AppState, email: &str, how: &str, client: &Client) {
+    let mail = templates::password_changed(email, how, client.ip.as_deref());
+    if let Err(e) = state.send_mail(mail).await {
+        tracing::error!(error = %e, "password change notice not queued");
+    }
+}
