@@ -16,7 +16,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for port in 8080 9901 9001 9002 3001 3002 3003 3999; do
+for port in 8080 9901 9001 9002 3001 3002 3003 3999 2525; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use; stop what holds it first"; fi
 done
 
@@ -43,6 +43,12 @@ printf 'demo-secret' >data/github-client-secret
   >data/logs/fake-github.log 2>&1 &
 pids+=($!)
 
+log "starting an SMTP sink on :2525 (aiosmtpd; every mail lands in data/mail/)"
+rm -rf data/mail
+"$TOOLS_PYTHON" scripts/smtp_sink.py data/mail --port 2525 >data/logs/smtp-sink.log 2>&1 &
+pids+=($!)
+wait_port 127.0.0.1 2525 30 || { cat data/logs/smtp-sink.log; die "SMTP sink did not start"; }
+
 # The issuer's public URL is Envoy's: browsers and tokens see one origin.
 log "starting the issuer on :3002 (SQLite at data/issuer.db), public at http://localhost:8080"
 ISSUER_URL=http://localhost:8080 ./target/release/issuer serve --listen 127.0.0.1:3002 \
@@ -50,6 +56,7 @@ ISSUER_URL=http://localhost:8080 ./target/release/issuer serve --listen 127.0.0.
   --allowed-return-origins http://localhost:8080 --trusted-proxy-hops 1 --rate-limit-login 10/60 \
   --github-client-id demo-client --github-client-secret-file data/github-client-secret \
   --github-web-url http://127.0.0.1:3999 --github-api-url http://127.0.0.1:3999 \
+  --smtp-url smtp://127.0.0.1:2525 --mail-from 'DevMentor Auth <no-reply@localhost>' \
   >data/logs/issuer.log 2>&1 &
 pids+=($!)
 wait_port 127.0.0.1 3002 30 || { cat data/logs/issuer.log; die "issuer did not start"; }
@@ -143,6 +150,37 @@ show curl localhost:8080/memory/teams/$team/notes -H "authorization: Bearer $tok
 show curl localhost:8080/memory/teams/red/notes -H "authorization: Bearer $token"
 rm -f "$jar"
 
+printf '\n\033[1m--- Mail: email verification and password reset (through the SMTP sink on :2525) ---\033[0m\n'
+# Waits for the first mail to $1 whose subject contains $2; prints its JSON path.
+wait_mail() {
+  for _ in $(seq 100); do
+    f=$(grep -l "\"to\": \"$1\"" data/mail/*.json 2>/dev/null | xargs -r grep -l "$2" | head -n 1)
+    [ -n "$f" ] && { echo "$f"; return 0; }
+    sleep 0.1
+  done
+  die "no mail '$2' to $1 arrived"
+}
+mail_text() { python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print('To: '+m['to']+'\nSubject: '+m['subject']+'\n\n'+m['text'])" "$1"; }
+mail_link() { python3 -c "import json,sys; print(next(w for w in json.load(open(sys.argv[1]))['text'].split() if 'token=' in w))" "$1"; }
+step "ls data/mail (registration sent $email a verification mail)"
+mail_text "$(wait_mail "$email" 'Confirm your email')" | sed 's/token=[^ ]*/token=…/'
+show curl -X POST localhost:8080/auth/password/forgot -H 'content-type: application/json' -d "{\"email\":\"$email\"}"
+show curl -X POST localhost:8080/auth/password/forgot -H 'content-type: application/json' -d '{"email":"nobody@example.com"}'
+echo "(the same answer for an unknown address; only a real account gets mail)"
+reset_mail=$(wait_mail "$email" 'Reset your password')
+step "cat $reset_mail (the reset mail as the sink received it)"
+mail_text "$reset_mail" | sed 's/token=[^ ]*/token=…/'
+link=$(mail_link "$reset_mail")
+reset_token=${link#*token=}
+step "curl '<the link>' (a page with a form; opening it spends nothing)"
+curl -s "$link" | grep -o '<form[^>]*>' || true
+password="a brand new passphrase"
+show curl -X POST localhost:8080/auth/password/reset -H 'content-type: application/json' \
+  -d "{\"token\":\"$reset_token\",\"new_password\":\"$password\"}"
+show curl -X POST localhost:8080/auth/password/reset -H 'content-type: application/json' \
+  -d "{\"token\":\"$reset_token\",\"new_password\":\"another passphrase\"}"
+echo "(single use; every session ended; a notice went to $email: $(basename "$(wait_mail "$email" 'password was changed')"))"
+
 printf '\n\033[1m--- Abuse protection: sign-ins per client IP (demo: 10 a minute) and growing per-account delays after 5 failures ---\033[0m\n'
 step "for i in 1..8: curl -X POST localhost:8080/auth/login (wrong password)"
 for _ in $(seq 8); do
@@ -160,6 +198,7 @@ The stack is up:
   issuer         http://localhost:3002   (/.well-known/jwks.json, /metrics; public via Envoy)
   fake GitHub    http://localhost:3999   (NOT GitHub; sign in: http://localhost:8080/auth/github/login)
   sidecar admin  http://localhost:9002   (/ready, /metrics)
+  SMTP sink      127.0.0.1:2525          (every mail the issuer sends: data/mail/*.eml and *.json)
 Make an admin: ./target/release/issuer users create --email you@example.com --admin --database-url sqlite://data/issuer.db
 TXT
 if [ "${DEMO_EXIT:-0}" = 1 ]; then exit 0; fi

@@ -843,6 +843,35 @@ rules:
     }
 
     #[test]
+    fn quota_and_email_verified_parse_and_check() {
+        let p = Policy::parse(
+            "rules:\n  - {prefix: /ai/, allow: authenticated, quota: 60/60, email_verified: true}\n",
+            "q",
+        )
+        .expect("policy");
+        assert_eq!(
+            p.rules[0].quota,
+            Some(Quota {
+                limit: 60,
+                period_secs: 60
+            })
+        );
+        assert!(p.rules[0].email_verified);
+        for (bad, why) in [
+            ("{prefix: /a/, allow: public, quota: 1/1}", "need a token"),
+            ("{prefix: /a/, allow: public, email_verified: true}", "need a token"),
+            ("{prefix: /a/, allow: authenticated, quota: 0/60}", "quota: 1 to"),
+            ("{prefix: /a/, allow: authenticated, quota: 5/0}", "quota: 1 to"),
+            ("{prefix: /a/, allow: authenticated, quota: 5/90000}", "quota: 1 to"),
+            ("{prefix: /a/, allow: authenticated, quota: lots}", "REQUESTS/SECONDS"),
+            ("{prefix: /a/, allow: authenticated, quota: -1/60}", "REQUESTS/SECONDS"),
+        ] {
+            let e = Policy::parse(&format!("rules:\n  - {bad}\n"), "q").expect_err(bad);
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn team_rules_parse_and_check_their_keys() {
         let p = Policy::parse(
             "rules:\n  - {pattern: '/t/{team}/**', team: '{team}', team_role: owner, roles: [admin]}\n",

@@ -4,6 +4,7 @@
 mod direct;
 mod edge;
 mod github;
+mod quota;
 mod rotation;
 mod support;
 mod teams;
