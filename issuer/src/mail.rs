@@ -125,20 +125,33 @@ pub async fn run_outbox(state: AppState, mailer: Arc<Mailer>) {
     }
 }
 
-/// Sends what is due now. Returns how many mails were claimed.
+/// Sends what is due now, up to a batch. Returns how many mails it tried.
+/// Mail is claimed one at a time, just before it is sent, so a lease never
+/// runs out while the mail waits behind others in a slow batch.
 pub async fn deliver_due(state: &AppState, mailer: &Mailer) -> anyhow::Result<usize> {
-    let now = state.now().ms;
-    let claimed = state
-        .store
-        .claim_mail(&mailer.owner, now, now + LEASE_MS, BATCH)
-        .await?;
-    let n = claimed.len();
-    for mail in claimed {
+    let mut n = 0;
+    while (n as i64) < BATCH {
+        let now = state.now().ms;
+        let Some(mail) = state
+            .store
+            .claim_mail(&mailer.owner, now, now + LEASE_MS, 1)
+            .await?
+            .pop()
+        else {
+            break;
+        };
+        n += 1;
         let result = deliver(state, mailer, &mail).await;
         let now = state.now().ms;
         match result {
             Ok(()) => {
-                state.store.mail_sent(&mail.id, &mailer.owner, now).await?;
+                if !state.store.mail_sent(&mail.id, &mailer.owner, now).await? {
+                    // Only if one send outlived the lease (a minute).
+                    tracing::warn!(
+                        id = mail.id,
+                        "mail sent after its lease lapsed; another replica may send it again"
+                    );
+                }
                 state.metrics.mail("sent");
                 tracing::info!(id = mail.id, kind = mail.kind, "mail sent");
             }
@@ -176,9 +189,11 @@ async fn deliver(state: &AppState, mailer: &Mailer, mail: &OutboxMail) -> anyhow
             .keys
             .open_sealed(&format!("mail:{}", mail.id), &sealed)?,
     )?;
+    // Only a bare address: a display name could hide another mailbox.
+    let to = Mailbox::new(None, mail.to.parse::<lettre::Address>()?);
     let message = Message::builder()
         .from(mailer.from.clone())
-        .to(mail.to.parse()?)
+        .to(to)
         .subject(&mail.subject)
         .multipart(MultiPart::alternative_plain_html(bodies.text, bodies.html))?;
     mailer.transport.send(message).await?;
@@ -236,11 +251,11 @@ pub mod templates {
         out
     }
 
-    pub fn verify_email(to: &str, link: &str, ttl_hours: i64) -> Mail {
+    pub fn verify_email(to: &str, link: &str, ttl: &str) -> Mail {
         let subject = "Confirm your email address".to_string();
         let p = vec![
             format!("Someone (we hope you) created a DevMentor account with {to}."),
-            format!("Open the link below within {ttl_hours} hours to confirm that this address is yours. If it was not you, ignore this mail."),
+            format!("Open the link below within {ttl} to confirm that this address is yours. If it was not you, ignore this mail."),
         ];
         Mail {
             kind: "verify_email",
@@ -251,11 +266,11 @@ pub mod templates {
         }
     }
 
-    pub fn password_reset(to: &str, link: &str, ttl_minutes: i64) -> Mail {
+    pub fn password_reset(to: &str, link: &str, ttl: &str) -> Mail {
         let subject = "Reset your password".to_string();
         let p = vec![
             "Someone asked to reset the password of the DevMentor account with this address.".to_string(),
-            format!("To choose a new password, open the link below within {ttl_minutes} minutes. It works once. Resetting signs you out everywhere."),
+            format!("To choose a new password, open the link below within {ttl}. It works once. Resetting signs you out everywhere."),
             "If you did not ask for this, ignore this mail: your password stays as it is.".to_string(),
         ];
         Mail {

@@ -17,13 +17,17 @@ pub fn cookie_use_allowed(
     if matches!(method, "GET" | "HEAD" | "OPTIONS") {
         return true;
     }
-    if let Some(origin) = headers.get("origin") {
+    // `Origin: null` (a page with `Referrer-Policy: no-referrer`, or an
+    // opaque context) proves nothing: `Sec-Fetch-Site` decides, and without
+    // it the request is refused. The issuer applies the same rule.
+    let opaque = headers.get("origin").is_some_and(|o| o.trim() == "null");
+    if let Some(origin) = headers.get("origin").filter(|_| !opaque) {
         // A joined repeat is ambiguous: refused.
         return !origin.contains(',') && same_origin(origin, scheme, host);
     }
     match headers.get("sec-fetch-site").map(String::as_str) {
         Some(site) => matches!(site, "same-origin" | "none"),
-        None => true,
+        None => !opaque,
     }
 }
 
@@ -82,6 +86,14 @@ mod tests {
         assert!(!ok("POST", &[("origin", "https://app.example:8443")]));
         assert!(!ok("POST", &[("origin", "https://evil.example")]));
         assert!(!ok("DELETE", &[("origin", "null")]));
+        assert!(!ok(
+            "DELETE",
+            &[("origin", "null"), ("sec-fetch-site", "cross-site")]
+        ));
+        assert!(ok(
+            "DELETE",
+            &[("origin", "null"), ("sec-fetch-site", "same-origin")]
+        ));
         assert!(!ok(
             "POST",
             &[("origin", "https://app.example,https://evil.example")]

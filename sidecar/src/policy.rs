@@ -110,6 +110,11 @@ impl std::str::FromStr for Quota {
                 "quota: 1 to 1000000 requests per 1 to 86400 seconds, not {s:?}"
             ));
         }
+        // Counted in whole milliseconds: more than 1,000 a second would be
+        // rounded to 1,000 a second.
+        if u64::from(limit) > u64::from(period_secs) * 1000 {
+            return Err(format!("quota: at most 1000 requests a second, not {s:?}"));
+        }
         Ok(Quota { limit, period_secs })
     }
 }
@@ -216,6 +221,31 @@ impl Policy {
             let line = lines.get(i).copied().unwrap_or(0);
             let rule = build_rule(i, r)
                 .map_err(|reason| fail(line, format!("rule {}: {reason}", i + 1)))?;
+            // A quota's budget is kept under its rule's name: two rules
+            // sharing one would share a budget.
+            if rule.quota.is_some() && rules.iter().any(|o: &Rule| o.name == rule.name) {
+                return Err(fail(
+                    line,
+                    format!(
+                        "rule {}: a rule with a quota needs a unique name, and {:?} is taken",
+                        i + 1,
+                        rule.name
+                    ),
+                ));
+            }
+            if rules
+                .iter()
+                .any(|o: &Rule| o.quota.is_some() && o.name == rule.name)
+            {
+                return Err(fail(
+                    line,
+                    format!(
+                        "rule {}: {:?} names a rule with a quota already",
+                        i + 1,
+                        rule.name
+                    ),
+                ));
+            }
             rules.push(rule);
         }
         Ok(Policy { rules })
@@ -859,16 +889,44 @@ rules:
         assert!(p.rules[0].email_verified);
         for (bad, why) in [
             ("{prefix: /a/, allow: public, quota: 1/1}", "need a token"),
-            ("{prefix: /a/, allow: public, email_verified: true}", "need a token"),
-            ("{prefix: /a/, allow: authenticated, quota: 0/60}", "quota: 1 to"),
-            ("{prefix: /a/, allow: authenticated, quota: 5/0}", "quota: 1 to"),
-            ("{prefix: /a/, allow: authenticated, quota: 5/90000}", "quota: 1 to"),
-            ("{prefix: /a/, allow: authenticated, quota: lots}", "REQUESTS/SECONDS"),
-            ("{prefix: /a/, allow: authenticated, quota: -1/60}", "REQUESTS/SECONDS"),
+            (
+                "{prefix: /a/, allow: public, email_verified: true}",
+                "need a token",
+            ),
+            (
+                "{prefix: /a/, allow: authenticated, quota: 0/60}",
+                "quota: 1 to",
+            ),
+            (
+                "{prefix: /a/, allow: authenticated, quota: 5/0}",
+                "quota: 1 to",
+            ),
+            (
+                "{prefix: /a/, allow: authenticated, quota: 5/90000}",
+                "quota: 1 to",
+            ),
+            (
+                "{prefix: /a/, allow: authenticated, quota: lots}",
+                "REQUESTS/SECONDS",
+            ),
+            (
+                "{prefix: /a/, allow: authenticated, quota: -1/60}",
+                "REQUESTS/SECONDS",
+            ),
+            (
+                "{prefix: /a/, allow: authenticated, quota: 1001/1}",
+                "at most 1000",
+            ),
         ] {
             let e = Policy::parse(&format!("rules:\n  - {bad}\n"), "q").expect_err(bad);
             assert!(e.to_string().contains(why), "{bad}: {e}");
         }
+        let e = Policy::parse(
+            "rules:\n  - {name: a, prefix: /a/, allow: authenticated}\n  - {name: a, prefix: /b/, allow: authenticated, quota: 1/1}\n",
+            "q",
+        )
+        .expect_err("shared name");
+        assert!(e.to_string().contains("unique name"), "{e}");
     }
 
     #[test]

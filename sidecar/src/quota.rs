@@ -16,8 +16,16 @@ const CAPACITY: usize = 100_000;
 
 #[derive(Default)]
 pub struct Quotas {
+    tat: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
     /// (rule name, subject) → theoretical arrival time in ms.
-    tat: Mutex<HashMap<(String, String), i64>>,
+    map: HashMap<(String, String), i64>,
+    /// When expired entries were last swept (at most once a second: a sweep
+    /// walks the whole table under the lock).
+    swept_at_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,14 +43,18 @@ impl Quotas {
     pub fn check(&self, rule: &str, subject: &str, quota: Quota, now_ms: i64) -> QuotaVerdict {
         let period = i64::from(quota.period_secs) * 1000;
         let interval = (period / i64::from(quota.limit)).max(1);
-        let mut map = self.tat.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = self.tat.lock().unwrap_or_else(|e| e.into_inner());
         let key = (rule.to_string(), subject.to_string());
-        if !map.contains_key(&key) && map.len() >= CAPACITY {
-            map.retain(|_, tat| *tat > now_ms);
-            if map.len() >= CAPACITY {
+        if !table.map.contains_key(&key) && table.map.len() >= CAPACITY {
+            if now_ms - table.swept_at_ms >= 1000 {
+                table.swept_at_ms = now_ms;
+                table.map.retain(|_, tat| *tat > now_ms);
+            }
+            if table.map.len() >= CAPACITY {
                 return QuotaVerdict::Untracked;
             }
         }
+        let map = &mut table.map;
         let tat = map.get(&key).copied().unwrap_or(now_ms).max(now_ms);
         let new_tat = tat + interval;
         if new_tat - now_ms > period {
@@ -56,7 +68,7 @@ impl Quotas {
     }
 
     pub fn len(&self) -> usize {
-        self.tat.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.tat.lock().unwrap_or_else(|e| e.into_inner()).map.len()
     }
 
     pub fn is_empty(&self) -> bool {

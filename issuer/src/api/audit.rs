@@ -252,6 +252,8 @@ pub async fn daily(
             }
             ("login_failure", _) => add(c.day, "sign_in_failures", c.events),
             ("register" | "github_account_created", _) => add(c.day, "new_users", c.events),
+            // (Rate-limit summaries are counted by their own count below.)
+            ("rate_limited", _) => {}
             (_, "denied") => add(c.day, "denied", c.events),
             _ => {}
         }

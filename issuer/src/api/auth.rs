@@ -59,7 +59,11 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
         })
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        // A bare mailbox as mail servers parse it: never `Name <other@x>`,
+        // which would send this account's mail somewhere else.
+        && email.parse::<lettre::Address>().is_ok()
+        && !email.contains(['<', '>', '"', ',', ';']);
     if valid {
         Ok(email)
     } else {

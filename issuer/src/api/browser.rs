@@ -49,7 +49,13 @@ pub fn cookie_use_allowed(headers: &HeaderMap, trusted: &[String]) -> bool {
             (None, _) => None,
         }
     };
+    // `Origin: null` is what a browser sends for a form posted from a page
+    // with `Referrer-Policy: no-referrer` (the issuer's own pages), and also
+    // from sandboxed or opaque contexts: it proves nothing either way, so
+    // `Sec-Fetch-Site` decides, and without it the request is refused.
+    let mut opaque_origin = false;
     match single(header::ORIGIN) {
+        Some(Some("null")) => opaque_origin = true,
         Some(Some(origin)) => {
             let origin = origin_of(origin);
             return origin.is_some_and(|o| trusted.contains(&o));
@@ -60,7 +66,7 @@ pub fn cookie_use_allowed(headers: &HeaderMap, trusted: &[String]) -> bool {
     match single(header::HeaderName::from_static("sec-fetch-site")) {
         Some(Some(site)) => matches!(site, "same-origin" | "none"),
         Some(None) => false,
-        None => true,
+        None => !opaque_origin,
     }
 }
 
@@ -189,6 +195,14 @@ mod tests {
         );
         assert!(!allowed(&[("origin", "https://evil.example")]));
         assert!(!allowed(&[("origin", "null")]));
+        assert!(!allowed(&[
+            ("origin", "null"),
+            ("sec-fetch-site", "cross-site")
+        ]));
+        assert!(allowed(&[
+            ("origin", "null"),
+            ("sec-fetch-site", "same-origin")
+        ]));
         assert!(!allowed(&[("origin", "https://app.example.evil.example")]));
         assert!(!allowed(&[
             ("origin", "https://issuer.test"),

@@ -30,6 +30,10 @@ const VERIFY_MAILS_PER_HOUR: i64 = 5;
 /// the same but mail nothing (no mail-bombing a victim).
 const RESET_MAILS_PER_HOUR: i64 = 3;
 
+/// Password reset lookups in flight at most, per replica.
+static FORGOT_WORK: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(64)));
+
 /// A JSON body, or an HTML form's (which the mailed pages post).
 pub struct JsonOrForm<T> {
     pub value: T,
@@ -63,6 +67,18 @@ fn new_token() -> ApiResult<(String, String)> {
     let token = format!("et_{}", random_b64(32).map_err(ApiError::internal)?);
     let hash = refresh_token_hash(&token);
     Ok((token, hash))
+}
+
+/// "30 minutes", "1 hour", "24 hours", "90 seconds".
+fn human_duration(secs: i64) -> String {
+    let (n, unit) = if secs % 3600 == 0 {
+        (secs / 3600, "hour")
+    } else if secs % 60 == 0 {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 fn link(state: &AppState, path: &str, token: &str) -> String {
@@ -104,7 +120,7 @@ pub async fn send_verification(state: &AppState, user: &User, now: Now) -> ApiRe
     let mail = templates::verify_email(
         &user.email,
         &link(state, "/auth/email/verify", &token),
-        ttl / 3600,
+        &human_duration(ttl),
     );
     state.send_mail(mail).await.map_err(ApiError::internal)
 }
@@ -133,8 +149,8 @@ fn mail_not_configured() -> ApiError {
     )
 }
 
+/// Other query parameters (a mail client's tracking tags) are ignored.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TokenQuery {
     #[serde(default)]
     token: String,
@@ -251,11 +267,19 @@ pub async fn forgot(
     }
     let now = state.now();
     let worker = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = mail_reset(&worker, &email, &client, now).await {
-            tracing::error!(error = %e.message, "password reset mail failed");
+    // Bounded: a flood of requests must not pile up background work. Past
+    // the bound the request is answered the same and dropped (logged).
+    match FORGOT_WORK.clone().try_acquire_owned() {
+        Ok(permit) => {
+            tokio::spawn(async move {
+                if let Err(e) = mail_reset(&worker, &email, &client, now).await {
+                    tracing::error!(error = %e.message, "password reset mail failed");
+                }
+                drop(permit);
+            });
         }
-    });
+        Err(_) => tracing::warn!("password reset requests over capacity; one dropped"),
+    }
     let message = "If an account has this address, a mail with a reset link is on its way.";
     Ok(if body.form {
         let mut r = page("Check your mail", &format!("<p>{message}</p>"));
@@ -310,7 +334,7 @@ async fn mail_reset(state: &AppState, email: &str, client: &Client, now: Now) ->
     let mail = templates::password_reset(
         &user.email,
         &link(state, "/auth/password/reset", &token),
-        ttl / 60,
+        &human_duration(ttl),
     );
     state.send_mail(mail).await.map_err(ApiError::internal)?;
     state.audit(event).await;
@@ -384,22 +408,12 @@ async fn reset_password(state: &AppState, client: &Client, req: ResetRequest) ->
         .await
         .map_err(ApiError::from)?;
     let now = state.now();
-    let spent = state
+    let (spent, records) = state
         .store
-        .spend_email_token(&hash, TokenPurpose::ResetPassword, now.secs())
+        .reset_password(&hash, &new_hash, now.ms, state.revocation_expiry(now))
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(invalid_link)?;
-    let records = state
-        .store
-        .change_password(
-            &spent.user_id,
-            &new_hash,
-            now.ms,
-            state.revocation_expiry(now),
-        )
-        .await
-        .map_err(ApiError::internal)?;
     state.published(records).await;
     state
         .store

@@ -153,7 +153,7 @@ async fn grant(
 
 /// Mails the user when they sign in from a device (user agent) not seen on
 /// their account before; the first device of an account is not news. Best
-/// effort: the sign-in does not wait on or fail for it.
+/// effort: the sign-in waits for the outbox write but never fails for it.
 async fn notice_new_device(state: &AppState, client: &Client, user: &User, now: Now) {
     let device = refresh_token_hash(client.user_agent.as_deref().unwrap_or("unknown"));
     match state.store.note_device(&user.id, &device, now.secs()).await {

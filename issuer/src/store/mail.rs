@@ -1,7 +1,10 @@
 //! Mail: the outbox (claimed by lease, so each mail is sent by one replica),
 //! single-use emailed tokens, and the devices a user has signed in from.
 
+use auth_types::RevocationRecord;
 use sqlx::Row;
+
+use super::users::set_password;
 
 use super::*;
 
@@ -92,15 +95,19 @@ impl Store {
              ORDER BY next_attempt_at_ms LIMIT $2",
         )
         .bind(now_ms)
-        .bind(limit)
+        // More candidates than wanted: another replica may win some.
+        .bind(limit.saturating_mul(4).max(8))
         .fetch_all(&self.pool)
         .await?;
         let mut claimed = Vec::new();
         for row in candidates {
+            if claimed.len() as i64 >= limit {
+                break;
+            }
             let id: String = row.try_get("id")?;
             let taken = sqlx::query(
                 "UPDATE mail_outbox SET lease_owner = $1, lease_until_ms = $2 WHERE id = $3 \
-                 AND sent_at_ms IS NULL AND failed_at_ms IS NULL \
+                 AND sent_at_ms IS NULL AND failed_at_ms IS NULL AND next_attempt_at_ms <= $4 \
                  AND (lease_until_ms IS NULL OR lease_until_ms < $4)",
             )
             .bind(owner)
@@ -202,8 +209,9 @@ impl Store {
                 .execute(&self.writer)
                 .await?
                 .rows_affected();
+        // Kept a day past expiry: the hourly mail caps count them.
         let tokens = sqlx::query("DELETE FROM email_tokens WHERE expires_at < $1")
-            .bind(now)
+            .bind(now - 86_400)
             .execute(&self.writer)
             .await?
             .rows_affected();
@@ -259,81 +267,63 @@ impl Store {
         Ok(true)
     }
 
-    /// Whether a token is live (unspent, unexpired, for its address), without spending it.
+    /// Whether a token is live (unspent, unexpired, for the address its
+    /// account still has, which is not disabled), without spending it.
     pub async fn peek_email_token(
         &self,
         token_hash: &str,
         purpose: TokenPurpose,
         now: i64,
     ) -> sqlx::Result<Option<SpentToken>> {
-        let row = sqlx::query(
-            "SELECT t.user_id, t.email FROM email_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = $1 AND t.purpose = $2 AND t.used_at IS NULL \
-             AND t.expires_at > $3 AND u.email = t.email",
-        )
-        .bind(token_hash)
-        .bind(purpose.as_str())
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(SpentToken {
-                user_id: r.try_get("user_id")?,
-                email: r.try_get("email")?,
-            })
-        })
-        .transpose()
+        let row = sqlx::query(LIVE_TOKEN)
+            .bind(token_hash)
+            .bind(purpose.as_str())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| spent_token(&r)).transpose()
     }
 
-    /// Spends a token: compare-and-set on `used_at`, so of two concurrent
-    /// uses one wins. Spending a reset token spends every other reset
-    /// token of that user too.
+    /// Spends a token (see [`spend`]).
     pub async fn spend_email_token(
         &self,
         token_hash: &str,
         purpose: TokenPurpose,
         now: i64,
     ) -> sqlx::Result<Option<SpentToken>> {
-        let Some(token) = self.peek_email_token(token_hash, purpose, now).await? else {
+        let mut tx = self.writer.begin().await?;
+        let spent = spend(&mut tx, token_hash, purpose, now).await?;
+        if spent.is_some() {
+            tx.commit().await?;
+        }
+        Ok(spent)
+    }
+
+    /// Spends a reset token and sets the password in one transaction: the
+    /// link is never spent without the password changing, nor the reverse.
+    pub async fn reset_password(
+        &self,
+        token_hash: &str,
+        new_hash: &str,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Option<(SpentToken, Vec<RevocationRecord>)>> {
+        let mut tx = self.begin_revoking().await?;
+        let now = now_ms.div_euclid(1000);
+        let Some(spent) = spend(&mut tx, token_hash, TokenPurpose::ResetPassword, now).await?
+        else {
             return Ok(None);
         };
-        let mut tx = self.writer.begin().await?;
-        let spent = sqlx::query(
-            "UPDATE email_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL \
-             AND expires_at > $1",
+        let records = set_password(
+            &mut tx,
+            &spent.user_id,
+            new_hash,
+            now_ms,
+            revocation_expires_at,
         )
-        .bind(now)
-        .bind(token_hash)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !spent {
-            return Ok(None);
-        }
-        sqlx::query(
-            "UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 \
-             AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(&token.user_id)
-        .bind(purpose.as_str())
-        .execute(&mut *tx)
         .await?;
-        // Either kind of token proves the mailbox is the user's.
-        {
-            sqlx::query(
-                "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email = $3 \
-                 AND email_verified_at IS NULL",
-            )
-            .bind(now)
-            .bind(&token.user_id)
-            .bind(&token.email)
-            .execute(&mut *tx)
-            .await?;
-        }
         tx.commit().await?;
-        Ok(Some(token))
+        Ok(Some((spent, records)))
     }
 
     /// Records a sign-in from a device. Returns true when the device is new
@@ -389,4 +379,70 @@ impl Store {
         tx.commit().await?;
         Ok(!seen && !known.is_empty())
     }
+}
+
+const LIVE_TOKEN: &str =
+    "SELECT t.user_id, t.email FROM email_tokens t JOIN users u ON u.id = t.user_id \
+     WHERE t.token_hash = $1 AND t.purpose = $2 AND t.used_at IS NULL AND t.expires_at > $3 \
+     AND u.email = t.email AND u.disabled_at IS NULL";
+
+fn spent_token(r: &sqlx::any::AnyRow) -> sqlx::Result<SpentToken> {
+    Ok(SpentToken {
+        user_id: r.try_get("user_id")?,
+        email: r.try_get("email")?,
+    })
+}
+
+/// Spends a live token inside `tx`: a compare-and-set on `used_at`, so of
+/// two concurrent uses one wins. It spends the user's other tokens of that
+/// purpose too, and marks the address verified (either kind of token proves
+/// the mailbox is the user's).
+async fn spend(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    token_hash: &str,
+    purpose: TokenPurpose,
+    now: i64,
+) -> sqlx::Result<Option<SpentToken>> {
+    let Some(row) = sqlx::query(LIVE_TOKEN)
+        .bind(token_hash)
+        .bind(purpose.as_str())
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let token = spent_token(&row)?;
+    let won = sqlx::query(
+        "UPDATE email_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL \
+         AND expires_at > $1",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !won {
+        return Ok(None);
+    }
+    sqlx::query(
+        "UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 \
+         AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(&token.user_id)
+    .bind(purpose.as_str())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email = $3 \
+         AND email_verified_at IS NULL",
+    )
+    .bind(now)
+    .bind(&token.user_id)
+    .bind(&token.email)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Some(token))
 }

@@ -175,35 +175,9 @@ impl Store {
         now_ms: i64,
         revocation_expires_at: i64,
     ) -> sqlx::Result<Vec<RevocationRecord>> {
-        let now = now_ms.div_euclid(1000);
         let mut tx = self.begin_revoking().await?;
-        sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
-            .bind(new_hash)
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        let mut records = revoke_user_sessions(
-            &mut tx,
-            user_id,
-            "password_changed",
-            now_ms,
-            revocation_expires_at,
-        )
-        .await?;
-        records.push(
-            insert_revocation(
-                &mut tx,
-                &NewRevocation {
-                    kind: RevocationKind::UserBefore,
-                    subject: user_id,
-                    issued_before: now,
-                    created_at_ms: now_ms,
-                    expires_at: revocation_expires_at,
-                },
-            )
-            .await?,
-        );
+        let records =
+            set_password(&mut tx, user_id, new_hash, now_ms, revocation_expires_at).await?;
         tx.commit().await?;
         Ok(records)
     }
@@ -526,4 +500,43 @@ pub(super) fn user_from_row(row: &AnyRow) -> sqlx::Result<User> {
         metadata: row.try_get("metadata")?,
         admin_metadata: row.try_get("admin_metadata")?,
     })
+}
+
+/// Sets a password and ends every session of the user, inside `tx`.
+pub(super) async fn set_password(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    new_hash: &str,
+    now_ms: i64,
+    revocation_expires_at: i64,
+) -> sqlx::Result<Vec<RevocationRecord>> {
+    let now = now_ms.div_euclid(1000);
+    sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
+        .bind(new_hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    let mut records = revoke_user_sessions(
+        tx,
+        user_id,
+        "password_changed",
+        now_ms,
+        revocation_expires_at,
+    )
+    .await?;
+    records.push(
+        insert_revocation(
+            tx,
+            &NewRevocation {
+                kind: RevocationKind::UserBefore,
+                subject: user_id,
+                issued_before: now,
+                created_at_ms: now_ms,
+                expires_at: revocation_expires_at,
+            },
+        )
+        .await?,
+    );
+    Ok(records)
 }

@@ -187,13 +187,20 @@ async fn verification_link_verifies_the_address(backend: Backend) {
         assert!(html.contains("action=\"/auth/email/verify\""));
     }
     let form = [("token", token_of(&path))];
-    let r = t
-        .http
-        .post(t.url("/auth/email/verify"))
-        .form(&form)
-        .send()
-        .await
-        .expect("post");
+    // As a signed-in browser posts the page's form: with its refresh cookie,
+    // and `Origin: null` (the page's no-referrer policy); a cross-site post
+    // of the same form is refused.
+    let browser_post = |site: &'static str| {
+        t.http
+            .post(t.url("/auth/email/verify"))
+            .header("cookie", format!("__Host-refresh_token={}", before.refresh))
+            .header("origin", "null")
+            .header("sec-fetch-site", site)
+            .form(&form)
+    };
+    let r = browser_post("cross-site").send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = browser_post("same-origin").send().await.expect("post");
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.text().await.expect("html").contains("confirmed"));
     // Single use, by form and by JSON alike.
@@ -376,24 +383,64 @@ async fn password_reset_by_mail(backend: Backend) {
         .expect("text")
         .contains("reset link"));
 
-    // A link older than its lifetime is refused.
+    // A disabled account's link does nothing.
     t.post("/auth/password/forgot", json!({"email": email}))
         .await;
-    let second = sink
-        .wait_until("a second reset mail", |m| {
+    let mails = sink
+        .wait_until("a reset mail for the disabled check", |m| {
             m.iter()
                 .filter(|x| is(x, &email, "Reset your password"))
                 .count()
                 == 2
         })
         .await;
-    let late = token_of(&link_path(
-        second
+    let pending = token_of(&link_path(
+        mails
             .iter()
             .rev()
             .find(|x| is(x, &email, "Reset your password"))
             .expect("mail"),
     ));
+    let state = &t.server.state;
+    let disable = |d: bool| issuer::store::UserChange {
+        disabled: Some(d),
+        ..Default::default()
+    };
+    state
+        .store
+        .change_user(
+            &user_id,
+            &disable(true),
+            state.now().ms,
+            state.revocation_expiry(state.now()),
+        )
+        .await
+        .expect("disable");
+    let (status, code, _) = error_code(
+        t.post(
+            "/auth/password/reset",
+            json!({"token": pending, "new_password": "disabled passphrase"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_token")
+    );
+    state
+        .store
+        .change_user(
+            &user_id,
+            &disable(false),
+            state.now().ms,
+            state.revocation_expiry(state.now()),
+        )
+        .await
+        .expect("enable");
+
+    // A link older than its lifetime is refused (that one, now enabled again).
+    let late = pending;
     clock.advance_secs(t.server.state.settings.mail.password_reset_ttl_secs + 1);
     let (status, code, _) = error_code(
         t.post(
@@ -494,6 +541,26 @@ async fn without_smtp_reset_is_refused_plainly(backend: Backend) {
     let Some(t) = start(backend).await else {
         return;
     };
+    // An address mail servers would read as another mailbox is not one.
+    for bad in [
+        "victim@corp.com<attacker@evil.com>",
+        "\"victim@corp.com\"<attacker@evil.com>",
+        "a@b.com,c@d.com",
+    ] {
+        let (status, code, _) = error_code(
+            t.post(
+                "/auth/register",
+                json!({"email": bad, "password": PASSWORD}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_email"),
+            "{bad}"
+        );
+    }
     let (status, code, _) = error_code(
         t.post("/auth/password/forgot", json!({"email": "who@example.com"}))
             .await,

@@ -55,7 +55,10 @@ async fn quotas_and_verified_email_are_enforced_at_the_edge() {
         .expect("ascii")
         .parse()
         .expect("seconds");
-    assert!((1..=20).contains(&retry), "one request back in 20 s: {retry}");
+    assert!(
+        (1..=20).contains(&retry),
+        "one request back in 20 s: {retry}"
+    );
     let body: Value = r.json().await.expect("our JSON, not the upstream's");
     assert_eq!(body["error"], "quota_exceeded");
     assert!(body.get("upstream").is_none());
