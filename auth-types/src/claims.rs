@@ -59,6 +59,13 @@ pub struct AccessClaims {
     /// The user proved control of `email` (OIDC's `email_verified`).
     #[serde(default)]
     pub email_verified: bool,
+    /// Authentication context class: `aal1` (one factor) or `aal2` (two).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// When the user last actively authenticated (sign-in or step-up),
+    /// Unix seconds; distinct from `iat`, which a refresh renews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 /// Roles inside a team (the `teams` claim's values), highest first; each
@@ -147,6 +154,8 @@ mod tests {
             teams: Default::default(),
             teams_overflow: false,
             email_verified: false,
+            acr: None,
+            auth_time: None,
         }
     }
 

@@ -42,6 +42,8 @@ fn claims() -> AccessClaims {
         teams: Default::default(),
         teams_overflow: false,
         email_verified: false,
+        acr: None,
+        auth_time: None,
     }
 }
 

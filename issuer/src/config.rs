@@ -312,6 +312,10 @@ pub struct ServeArgs {
     /// one); sidecars then refuse team-scoped routes to that token.
     #[arg(long, env = "ISSUER_MAX_TOKEN_TEAMS", default_value_t = 32, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub max_token_teams: u64,
+    /// Removing second factors or making new recovery codes needs an
+    /// authentication (sign-in or step-up) at most this many seconds old.
+    #[arg(long, env = "ISSUER_MFA_RECENT_AUTH_SECS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(30..=86_400))]
+    pub mfa_recent_auth_secs: i64,
     /// Requests per client IP to the sign-in routes (`/auth/login`,
     /// `/auth/github/*`): `N/SECONDS` or `off`. Shared across replicas
     /// through --redis-url.

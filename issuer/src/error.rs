@@ -15,6 +15,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for `Retry-After` on 503/429.
     pub retry_after: Option<u64>,
+    /// A `WWW-Authenticate` value other than RFC 6750's `invalid_token`
+    /// (RFC 9470 step-up challenges).
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
@@ -24,6 +27,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -91,10 +95,12 @@ impl IntoResponse for ApiError {
         }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750 §3: tell bearer clients why their token was refused.
-            let value = format!(
-                "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                self.code
-            );
+            let value = self.challenge.clone().unwrap_or_else(|| {
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    self.code
+                )
+            });
             if let Ok(v) = HeaderValue::from_str(&value) {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }

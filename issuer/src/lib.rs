@@ -15,6 +15,7 @@ pub mod github;
 pub mod keys;
 pub mod mail;
 pub mod metrics;
+pub mod mfa;
 pub mod password;
 pub mod ratelimit;
 pub mod rotation;
@@ -365,6 +366,9 @@ async fn prune(state: AppState) {
         let keep = state.settings.audit_retention_days * 86_400;
         if let Err(e) = state.store.prune_login_failures(now - 86_400).await {
             tracing::warn!(error = %e, "login failure prune failed");
+        }
+        if let Err(e) = state.store.prune_mfa_tickets(now).await {
+            tracing::warn!(error = %e, "MFA ticket prune failed");
         }
         if let Err(e) = state.store.prune_oauth_states(now).await {
             tracing::warn!(error = %e, "oauth state prune failed");

@@ -300,6 +300,22 @@ pub mod templates {
         }
     }
 
+    pub fn mfa_changed(to: &str, what: &str) -> Mail {
+        let subject = "Your sign-in security changed".to_string();
+        let p = vec![
+            what.to_string(),
+            "If this was not you, reset your password at once and contact your administrator."
+                .to_string(),
+        ];
+        Mail {
+            kind: "mfa_changed",
+            to: to.to_string(),
+            html: html(&subject, &p, None),
+            text: text(&p, None),
+            subject,
+        }
+    }
+
     pub fn new_device(to: &str, user_agent: Option<&str>, ip: Option<&str>, when: &str) -> Mail {
         let subject = "New sign-in to your account".to_string();
         let p = vec![

@@ -317,6 +317,8 @@ rules:
             teams: Default::default(),
             teams_overflow: false,
             email_verified: false,
+            acr: None,
+            auth_time: None,
         }
     }
 

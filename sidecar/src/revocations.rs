@@ -108,6 +108,8 @@ mod tests {
             teams: Default::default(),
             teams_overflow: false,
             email_verified: false,
+            acr: None,
+            auth_time: None,
         }
     }
 

@@ -210,6 +210,8 @@ async fn mint(
             teams: Default::default(),
             teams_overflow: false,
             email_verified: false,
+            acr: None,
+            auth_time: None,
         };
         writeln!(
             file,

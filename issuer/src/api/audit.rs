@@ -283,12 +283,19 @@ pub async fn daily(
         .user_totals()
         .await
         .map_err(ApiError::internal)?;
+    let with_mfa = state
+        .store
+        .users_with_mfa()
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(json!({
         "days": report,
         "users": {
             "total": totals.total,
             "disabled": totals.disabled,
             "email_verified": totals.email_verified,
+            "with_mfa": with_mfa,
+            "mfa_adoption": if totals.total > 0 { with_mfa as f64 / totals.total as f64 } else { 0.0 },
         },
     })))
 }

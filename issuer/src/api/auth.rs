@@ -221,15 +221,20 @@ pub async fn login(
             .map_err(ApiError::internal)?;
         return Err(invalid_credentials());
     };
-    state
-        .store
-        .clear_login_failures(&email)
-        .await
-        .map_err(ApiError::internal)?;
     if verified.needs_rehash && user.disabled_at.is_none() {
         upgrade_hash_later(&state, &user, req.password);
     }
-    grant::start_session(&state, &client, &user, "pwd", now).await
+    let response = grant::start_session(&state, &client, &user, "pwd", now).await?;
+    // The count clears only when the sign-in is complete: a right password
+    // before a second factor must not buy fresh guesses at the code.
+    if response.status().is_success() {
+        state
+            .store
+            .clear_login_failures(&email)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok(response)
 }
 
 fn invalid_credentials() -> ApiError {

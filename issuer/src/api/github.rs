@@ -323,6 +323,26 @@ pub async fn callback(
     };
     let mut response = match outcome {
         Ok(Success::SignedIn(tokens)) => match (&return_to, json_answer) {
+            // A second factor is due: back to the page with the ticket in
+            // the fragment (never sent to a server, so never in a log).
+            (Some(to), false) if tokens.status() == StatusCode::UNAUTHORIZED => {
+                let body = axum::body::to_bytes(tokens.into_body(), 64 * 1024)
+                    .await
+                    .map_err(ApiError::internal)?;
+                let ticket = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["mfa_ticket"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let to = with_param(to, "error", "mfa_required");
+                let to = match Url::parse(&to) {
+                    Ok(mut u) => {
+                        u.set_fragment(Some(&format!("mfa_ticket={ticket}")));
+                        u.to_string()
+                    }
+                    Err(_) => to,
+                };
+                redirect(&to)?
+            }
             (Some(to), false) => redirect_carrying_cookies(to, &tokens)?,
             _ => tokens,
         },

@@ -107,6 +107,18 @@ async fn grant(
     }
     match grant {
         Grant::Start { amr } => {
+            // A user with a second factor gets a ticket for it instead of
+            // tokens, however the first factor was proved.
+            if !amr.split_whitespace().any(|w| w == "mfa") {
+                let mfa = state
+                    .store
+                    .mfa_status(&user.id)
+                    .await
+                    .map_err(ApiError::internal)?;
+                if mfa.totp {
+                    return super::mfa::challenge(state, client, user, amr, mfa, now).await;
+                }
+            }
             let session_id = new_id();
             let refresh_token = new_refresh_token().map_err(ApiError::internal)?;
             let settings = &state.settings;
@@ -138,7 +150,16 @@ async fn grant(
                 )
                 .await;
             notice_new_device(state, client, user, now).await;
-            token_response(state, user, &session_id, amr, refresh_token, now).await
+            token_response(
+                state,
+                user,
+                &session_id,
+                amr,
+                now.secs(),
+                refresh_token,
+                now,
+            )
+            .await
         }
         Grant::Continue {
             session,
@@ -146,7 +167,16 @@ async fn grant(
             outcome,
         } => {
             state.metrics.refresh(outcome);
-            token_response(state, user, &session.id, &session.amr, refresh_token, now).await
+            token_response(
+                state,
+                user,
+                &session.id,
+                &session.amr,
+                session.auth_time,
+                refresh_token,
+                now,
+            )
+            .await
         }
     }
 }
@@ -173,14 +203,95 @@ async fn notice_new_device(state: &AppState, client: &Client, user: &User, now: 
     }
 }
 
+/// Step-up: the user proved a factor again inside a live session, which
+/// now counts as authenticated at `now` with `amr`. Answers a fresh access
+/// token for the same session; the refresh token is unchanged.
+pub async fn step_up(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    session: &Session,
+    amr: &str,
+    now: Now,
+) -> ApiResult<Response> {
+    if user.disabled_at.is_some() {
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            "token is no longer valid",
+        ));
+    }
+    let live = state
+        .store
+        .step_up_session(&session.id, amr, now.secs())
+        .await
+        .map_err(ApiError::internal)?;
+    if !live {
+        return Err(ApiError::unauthorized("invalid_token", "session has ended"));
+    }
+    state.metrics.login("step_up");
+    state
+        .audit(
+            AuditEvent::new(now.ms, "step_up")
+                .user(user)
+                .client(client)
+                .session(&session.id)
+                .meta(serde_json::json!({"amr": amr})),
+        )
+        .await;
+    let access_token = access_token(state, user, &session.id, amr, now.secs(), now).await?;
+    let mut response = Json(serde_json::json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": state.settings.keys.access_token_ttl,
+        "session_id": session.id,
+    }))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
 async fn token_response(
     state: &AppState,
     user: &User,
     session_id: &str,
     amr: &str,
+    auth_time: i64,
     refresh_token: String,
     now: Now,
 ) -> ApiResult<Response> {
+    let settings = &state.settings;
+    let access_token = access_token(state, user, session_id, amr, auth_time, now).await?;
+    let cookie = format!(
+        "{REFRESH_COOKIE}={refresh_token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        settings.session_idle_timeout
+    );
+    let body = TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: settings.keys.access_token_ttl,
+        refresh_token,
+        session_id: session_id.to_string(),
+    };
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+    );
+    Ok(response)
+}
+
+async fn access_token(
+    state: &AppState,
+    user: &User,
+    session_id: &str,
+    amr: &str,
+    auth_time: i64,
+    now: Now,
+) -> ApiResult<String> {
     let settings = &state.settings;
     let memberships = state
         .store
@@ -209,6 +320,8 @@ async fn token_response(
         teams,
         teams_overflow,
         email_verified: user.email_verified_at.is_some(),
+        acr: Some(crate::mfa::acr_of(amr).to_string()),
+        auth_time: Some(auth_time),
         jti: new_id(),
         sid: session_id.to_string(),
         client_id: settings.client_id.clone(),
@@ -218,24 +331,5 @@ async fn token_response(
         email: Some(user.email.clone()),
     };
     let keys = state.keys.snapshot();
-    let access_token = mint_access_token(&keys.signing, &claims).map_err(ApiError::internal)?;
-    let cookie = format!(
-        "{REFRESH_COOKIE}={refresh_token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-        settings.session_idle_timeout
-    );
-    let body = TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: settings.keys.access_token_ttl,
-        refresh_token,
-        session_id: session_id.to_string(),
-    };
-    let mut response = Json(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
-    );
-    Ok(response)
+    mint_access_token(&keys.signing, &claims).map_err(ApiError::internal)
 }

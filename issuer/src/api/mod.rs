@@ -10,6 +10,7 @@ pub mod feed;
 pub mod github;
 pub mod grant;
 pub mod limits;
+pub mod mfa;
 pub mod ops;
 pub mod profile;
 pub mod ratelimit;
@@ -44,6 +45,16 @@ pub fn router(state: AppState) -> Router {
             get(email::verify_page).post(email::verify),
         )
         .route("/auth/email/verify/resend", post(email::resend))
+        .route("/auth/mfa", get(mfa::status))
+        .route(
+            "/auth/mfa/totp",
+            post(mfa::enrol_totp).delete(mfa::remove_totp),
+        )
+        .route("/auth/mfa/totp/confirm", post(mfa::confirm_totp))
+        .route("/auth/mfa/recovery-codes", post(mfa::regenerate_codes))
+        .route("/auth/mfa/verify", post(mfa::verify))
+        .route("/auth/mfa/step-up", post(mfa::step_up))
+        .route("/admin/users/{id}/mfa", delete(mfa::admin_reset))
         .route("/auth/sessions", get(sessions::sessions))
         .route("/auth/sessions/{id}", delete(sessions::delete_session))
         .route("/auth/github/login", get(github::login))

@@ -19,6 +19,9 @@ pub struct Session {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub amr: String,
+    /// When the user last actively authenticated in this session (sign-in
+    /// or step-up), Unix seconds.
+    pub auth_time: i64,
 }
 
 impl Session {
@@ -72,7 +75,8 @@ pub struct Rotation<'a> {
 
 pub(super) const SESSION_COLUMNS: &str =
     "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, \
-     s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent, s.amr";
+     s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent, s.amr, \
+     COALESCE(s.auth_time, s.created_at) AS auth_time";
 
 impl Store {
     // ---- sessions and refresh tokens ----
@@ -246,6 +250,25 @@ impl Store {
     /// an advisory lock so sequence numbers commit in order: a follower reading
     /// "after seq N" can then never miss a record that commits later with a
     /// smaller number. SQLite serialises writers anyway.
+    /// Step-up: the user proved a factor again inside a live session.
+    pub async fn step_up_session(
+        &self,
+        session_id: &str,
+        amr: &str,
+        auth_time: i64,
+    ) -> sqlx::Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE sessions SET amr = $1, auth_time = $2 WHERE id = $3 AND revoked_at IS NULL",
+        )
+        .bind(amr)
+        .bind(auth_time)
+        .bind(session_id)
+        .execute(&self.writer)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
     pub(super) async fn begin_revoking(&self) -> sqlx::Result<Transaction<'static, Any>> {
         let mut tx = self.writer.begin().await?;
         if self.backend == Backend::Postgres {
@@ -312,7 +335,13 @@ pub(super) async fn revoke_sessions_where(
     now_ms: i64,
     revocation_expires_at: i64,
 ) -> sqlx::Result<Vec<RevocationRecord>> {
-    let only = if amr.is_some() { " AND amr = $4" } else { "" };
+    // The sign-in method is the first word: `fed`, or `fed otp mfa` after
+    // a second factor.
+    let only = if amr.is_some() {
+        " AND (amr = $4 OR amr LIKE $4 || ' %')"
+    } else {
+        ""
+    };
     let insert = format!(
         "INSERT INTO revocations (kind, subject, issued_before, created_at_ms, expires_at) \
          SELECT 'session', id, 0, $1, $2 FROM sessions \
@@ -368,5 +397,6 @@ pub(super) fn session_from_row(row: &AnyRow) -> sqlx::Result<Session> {
         ip: row.try_get("ip")?,
         user_agent: row.try_get("user_agent")?,
         amr: row.try_get("amr")?,
+        auth_time: row.try_get("auth_time")?,
     })
 }

@@ -149,6 +149,8 @@ async fn allow_deny_and_identity_headers_through_envoy() {
         teams: Default::default(),
         teams_overflow: false,
         email_verified: false,
+        acr: None,
+        auth_time: None,
     };
     let signing = stack.issuer().state.keys.snapshot().signing.clone();
     let expired_token = issuer::tokens::mint_access_token(&signing, &expired).expect("mint");

@@ -37,6 +37,8 @@ fn claims(sub: &str, ttl: i64) -> AccessClaims {
         teams: Default::default(),
         teams_overflow: false,
         email_verified: false,
+        acr: None,
+        auth_time: None,
     }
 }
 

@@ -1,0 +1,629 @@
+//! Second factors: TOTP enrolment, recovery codes, completing a sign-in
+//! with a second factor, step-up inside a session, and the admin reset.
+//!
+//! Every sign-in that meets a second factor ends in `grant::start_session`
+//! (with `mfa` in its `amr`), and every step-up in `grant::step_up`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::admin::require_admin;
+use super::extract::{ApiJson, Authenticated, Client};
+use super::grant;
+use crate::clock::Now;
+use crate::error::{ApiError, ApiResult};
+use crate::mfa as core;
+use crate::store::{AuditEvent, MfaStatus, Outcome, User};
+use crate::tokens::{random_b64, refresh_token_hash};
+use crate::AppState;
+
+/// How long a sign-in may wait for its second factor.
+const TICKET_SECS: i64 = 300;
+const ISSUER_LABEL: &str = "DevMentor";
+
+fn sealed_aad(user_id: &str) -> String {
+    format!("totp:{user_id}")
+}
+
+fn methods(status: MfaStatus) -> Vec<&'static str> {
+    let mut m = Vec::new();
+    if status.totp {
+        m.push("totp");
+    }
+    if status.recovery_codes_left > 0 {
+        m.push("recovery_code");
+    }
+    m
+}
+
+/// Answers a correct first factor of a user with a second one: a ticket
+/// for `/auth/mfa/verify` instead of tokens.
+pub async fn challenge(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    amr: &str,
+    status: MfaStatus,
+    now: Now,
+) -> ApiResult<Response> {
+    let ticket = format!("mt_{}", random_b64(32).map_err(ApiError::internal)?);
+    state
+        .store
+        .create_mfa_ticket(
+            &refresh_token_hash(&ticket),
+            &user.id,
+            amr,
+            now.secs(),
+            now.secs() + TICKET_SECS,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    state.metrics.login("mfa_required");
+    state
+        .audit(
+            AuditEvent::new(now.ms, "mfa_challenge")
+                .user(user)
+                .client(client)
+                .meta(json!({"amr": amr})),
+        )
+        .await;
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({
+            "error": "mfa_required",
+            "message": "a second factor is required: POST it with this ticket to /auth/mfa/verify",
+            "mfa_ticket": ticket,
+            "methods": methods(status),
+            "expires_in": TICKET_SECS,
+        })),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// `GET /auth/mfa`: the caller's factors.
+pub async fn status(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> ApiResult<Json<serde_json::Value>> {
+    let s = state
+        .store
+        .mfa_status(&auth.user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "totp": s.totp,
+        "recovery_codes_left": s.recovery_codes_left,
+        "methods": methods(s),
+    })))
+}
+
+/// `POST /auth/mfa/totp`: starts TOTP enrolment. The secret, its
+/// `otpauth://` URI and a QR code are shown this once; nothing changes
+/// until a code confirms it.
+pub async fn enrol_totp(State(state): State<AppState>, auth: Authenticated) -> ApiResult<Response> {
+    let now = state.now();
+    let secret = core::new_secret().map_err(ApiError::internal)?;
+    let sealed = STANDARD.encode(
+        state
+            .keys
+            .seal(&sealed_aad(&auth.user.id), &secret)
+            .map_err(ApiError::internal)?,
+    );
+    let started = state
+        .store
+        .begin_totp(&auth.user.id, &sealed, now.secs())
+        .await
+        .map_err(ApiError::internal)?;
+    if !started {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "mfa_already_enabled",
+            "TOTP is already set up; remove it first to set up another",
+        ));
+    }
+    let e = core::enrolment(&secret, &auth.user.email, ISSUER_LABEL).map_err(ApiError::internal)?;
+    let mut response = Json(json!({
+        "secret": e.secret_base32,
+        "otpauth_uri": e.otpauth_uri,
+        "qr_svg": e.qr_svg,
+        "digits": 6,
+        "period": core::STEP_SECS,
+        "algorithm": "SHA1",
+    }))
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    code: String,
+}
+
+fn invalid_code() -> ApiError {
+    ApiError::unauthorized("invalid_code", "the code is wrong, used or expired")
+}
+
+async fn totp_secret(state: &AppState, user_id: &str) -> ApiResult<Option<(Vec<u8>, bool)>> {
+    let Some(f) = state
+        .store
+        .totp(user_id)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Ok(None);
+    };
+    let sealed = STANDARD
+        .decode(&f.sealed_secret)
+        .map_err(ApiError::internal)?;
+    let secret = state
+        .keys
+        .open_sealed(&sealed_aad(user_id), &sealed)
+        .map_err(ApiError::internal)?;
+    Ok(Some((secret, f.confirmed_at.is_some())))
+}
+
+/// `POST /auth/mfa/totp/confirm {code}`: activates TOTP and answers the
+/// recovery codes, shown this once.
+pub async fn confirm_totp(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    ApiJson(req): ApiJson<ConfirmRequest>,
+) -> ApiResult<Response> {
+    let now = state.now();
+    let Some((secret, confirmed)) = totp_secret(&state, &auth.user.id).await? else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_enrolment",
+            "start with POST /auth/mfa/totp",
+        ));
+    };
+    if confirmed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "mfa_already_enabled",
+            "TOTP is already active",
+        ));
+    }
+    let step = core::matching_step(&secret, &req.code, now.secs()).map_err(ApiError::internal)?;
+    let accepted = match step {
+        Some(step) => state
+            .store
+            .accept_totp_step(&auth.user.id, step, Some(now.secs()))
+            .await
+            .map_err(ApiError::internal)?,
+        None => false,
+    };
+    if !accepted {
+        return Err(ApiError::bad_request(
+            "invalid_code",
+            "the code does not match: check the device's clock and try the next code",
+        ));
+    }
+    let codes = new_recovery_codes(&state, &auth.user.id, now).await?;
+    state
+        .audit(
+            AuditEvent::new(now.ms, "mfa_enabled")
+                .user(&auth.user)
+                .session(&auth.session.id)
+                .client(&client)
+                .meta(json!({"factor": "totp"})),
+        )
+        .await;
+    notify(
+        &state,
+        &auth.user,
+        "An authenticator app was added as a second factor.",
+    )
+    .await;
+    Ok(Json(json!({"enabled": "totp", "recovery_codes": codes})).into_response())
+}
+
+async fn new_recovery_codes(state: &AppState, user_id: &str, now: Now) -> ApiResult<Vec<String>> {
+    let codes = core::new_recovery_codes().map_err(ApiError::internal)?;
+    let hashes: Vec<String> = codes.iter().map(|c| core::recovery_code_hash(c)).collect();
+    state
+        .store
+        .replace_recovery_codes(user_id, &hashes, now.secs())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(codes)
+}
+
+/// Changes to the factors need an authentication at most this old.
+fn require_recent(state: &AppState, auth: &Authenticated, now: Now) -> ApiResult<()> {
+    let max_age = state.settings.mfa_recent_auth_secs;
+    if now.secs() - auth.session.auth_time <= max_age {
+        return Ok(());
+    }
+    let mut e = ApiError::unauthorized(
+        "recent_authentication_required",
+        format!("authenticate again (POST /auth/mfa/step-up) within {max_age} s before changing second factors"),
+    );
+    e.challenge = Some(format!(
+        "Bearer error=\"insufficient_user_authentication\", error_description=\"recent authentication required\", max_age={max_age}"
+    ));
+    Err(e)
+}
+
+/// `DELETE /auth/mfa/totp`: removes TOTP and the recovery codes; needs a
+/// recent authentication.
+pub async fn remove_totp(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+) -> ApiResult<Response> {
+    let now = state.now();
+    require_recent(&state, &auth, now)?;
+    let removed = state
+        .store
+        .remove_mfa(&auth.user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    if !removed {
+        return Err(ApiError::not_found("no second factor is set up"));
+    }
+    state
+        .audit(
+            AuditEvent::new(now.ms, "mfa_disabled")
+                .user(&auth.user)
+                .session(&auth.session.id)
+                .client(&client),
+        )
+        .await;
+    notify(
+        &state,
+        &auth.user,
+        "The second factors of your account were removed.",
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /auth/mfa/recovery-codes`: a new set; the old one stops working.
+pub async fn regenerate_codes(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+) -> ApiResult<Json<serde_json::Value>> {
+    let now = state.now();
+    require_recent(&state, &auth, now)?;
+    let status = state
+        .store
+        .mfa_status(&auth.user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    if !status.totp {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "mfa_not_enabled",
+            "set up TOTP first",
+        ));
+    }
+    let codes = new_recovery_codes(&state, &auth.user.id, now).await?;
+    state
+        .audit(
+            AuditEvent::new(now.ms, "recovery_codes_regenerated")
+                .user(&auth.user)
+                .session(&auth.session.id)
+                .client(&client),
+        )
+        .await;
+    notify(
+        &state,
+        &auth.user,
+        "New recovery codes were made; the old ones no longer work.",
+    )
+    .await;
+    Ok(Json(json!({"recovery_codes": codes})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    mfa_ticket: String,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    recovery_code: Option<String>,
+}
+
+/// A second factor as presented: a TOTP code or a recovery code.
+enum Factor<'a> {
+    Totp(&'a str),
+    Recovery(&'a str),
+}
+
+fn one_factor<'a>(code: &'a Option<String>, recovery: &'a Option<String>) -> ApiResult<Factor<'a>> {
+    match (code.as_deref(), recovery.as_deref()) {
+        (Some(c), None) => Ok(Factor::Totp(c)),
+        (None, Some(r)) => Ok(Factor::Recovery(r)),
+        _ => Err(ApiError::bad_request(
+            "invalid_request",
+            "give exactly one of code, recovery_code",
+        )),
+    }
+}
+
+/// Checks a second factor of `user`, spending what it uses. Returns the
+/// `amr` word it proves (`otp`, or `rc` for a recovery code).
+async fn check_factor(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    factor: Factor<'_>,
+    now: Now,
+) -> ApiResult<Option<&'static str>> {
+    match factor {
+        Factor::Totp(code) => {
+            let Some((secret, true)) = totp_secret(state, &user.id).await? else {
+                return Ok(None);
+            };
+            let Some(step) =
+                core::matching_step(&secret, code, now.secs()).map_err(ApiError::internal)?
+            else {
+                return Ok(None);
+            };
+            let fresh = state
+                .store
+                .accept_totp_step(&user.id, step, None)
+                .await
+                .map_err(ApiError::internal)?;
+            Ok(fresh.then_some("otp"))
+        }
+        Factor::Recovery(code) => {
+            let used = state
+                .store
+                .use_recovery_code(&user.id, &core::recovery_code_hash(code), now.secs())
+                .await
+                .map_err(ApiError::internal)?;
+            if used {
+                let left = state
+                    .store
+                    .mfa_status(&user.id)
+                    .await
+                    .map_err(ApiError::internal)?
+                    .recovery_codes_left;
+                state
+                    .audit(
+                        AuditEvent::new(now.ms, "recovery_code_used")
+                            .user(user)
+                            .client(client)
+                            .meta(json!({"left": left})),
+                    )
+                    .await;
+                notify(
+                    state,
+                    user,
+                    &format!("A recovery code was used to sign in; {left} remain."),
+                )
+                .await;
+            }
+            Ok(used.then_some("rc"))
+        }
+    }
+}
+
+/// Second-factor failures share the account's sign-in delay (so a known
+/// password buys no extra guesses at the code).
+async fn delayed(state: &AppState, user: &User, now: Now) -> ApiResult<()> {
+    let until = state
+        .store
+        .login_delayed_until(&user.email)
+        .await
+        .map_err(ApiError::internal)?;
+    if until > now.ms {
+        let secs = (until - now.ms + 999) / 1000;
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "login_delayed",
+            format!("too many failed sign-ins for this account; retry in {secs} s"),
+        );
+        e.retry_after = Some(u64::try_from(secs).unwrap_or(1).max(1));
+        return Err(e);
+    }
+    Ok(())
+}
+
+async fn failed(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    action: &str,
+    now: Now,
+) -> ApiError {
+    if let Err(e) = state.store.record_login_failure(&user.email, now.ms).await {
+        return ApiError::internal(e);
+    }
+    state.metrics.login("mfa_failure");
+    state
+        .audit(
+            AuditEvent::new(now.ms, action)
+                .user(user)
+                .client(client)
+                .outcome(Outcome::Failure, "invalid_code"),
+        )
+        .await;
+    invalid_code()
+}
+
+/// `POST /auth/mfa/verify {mfa_ticket, code | recovery_code}`: completes a
+/// sign-in. Each ticket allows five attempts and one success.
+pub async fn verify(
+    State(state): State<AppState>,
+    client: Client,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> ApiResult<Response> {
+    let now = state.now();
+    let factor = one_factor(&req.code, &req.recovery_code)?;
+    let ticket_hash = refresh_token_hash(req.mfa_ticket.trim());
+    let invalid_ticket = || {
+        ApiError::unauthorized(
+            "invalid_ticket",
+            "the sign-in ticket is unknown, used, expired or out of attempts; sign in again",
+        )
+    };
+    let ticket = state
+        .store
+        .attempt_mfa_ticket(&ticket_hash, now.secs())
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(invalid_ticket)?;
+    let user = state
+        .store
+        .user_by_id(&ticket.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(invalid_ticket)?;
+    delayed(&state, &user, now).await?;
+    let Some(word) = check_factor(&state, &client, &user, factor, now).await? else {
+        return Err(failed(&state, &client, &user, "mfa_failure", now).await);
+    };
+    if !state
+        .store
+        .use_mfa_ticket(&ticket_hash, now.secs())
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(invalid_ticket());
+    }
+    state
+        .store
+        .clear_login_failures(&user.email)
+        .await
+        .map_err(ApiError::internal)?;
+    let amr = core::with_second_factor(&ticket.amr, word);
+    grant::start_session(&state, &client, &user, &amr, now).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpRequest {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    recovery_code: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// `POST /auth/mfa/step-up {code | recovery_code | password}`: proves a
+/// factor again inside the session: a fresh `auth_time` (and `mfa` for a
+/// second factor) in a new access token; the session goes on.
+pub async fn step_up(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    ApiJson(req): ApiJson<StepUpRequest>,
+) -> ApiResult<Response> {
+    let now = state.now();
+    let user = &auth.user;
+    delayed(&state, user, now).await?;
+    let amr = match (&req.password, &req.code, &req.recovery_code) {
+        (Some(password), None, None) => {
+            let verified = state
+                .hasher
+                .verify(
+                    password.clone(),
+                    Some(user.password_hash.clone()).filter(|_| user.has_password()),
+                )
+                .await
+                .map_err(ApiError::from)?;
+            if !verified.ok {
+                return Err(failed(&state, &client, user, "step_up_failure", now).await);
+            }
+            // A password proves the first factor again; a second factor
+            // the session had is kept only if proved now, so `mfa` goes.
+            "pwd".to_string()
+        }
+        (None, code, recovery) => {
+            let factor = one_factor(code, recovery)?;
+            let Some(word) = check_factor(&state, &client, user, factor, now).await? else {
+                return Err(failed(&state, &client, user, "step_up_failure", now).await);
+            };
+            core::with_second_factor(&auth.session.amr, word)
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give exactly one of code, recovery_code, password",
+            ))
+        }
+    };
+    state
+        .store
+        .clear_login_failures(&user.email)
+        .await
+        .map_err(ApiError::internal)?;
+    grant::step_up(&state, &client, user, &auth.session, &amr, now).await
+}
+
+/// `DELETE /admin/users/{id}/mfa`: removes the user's factors and ends
+/// their sessions (someone who lost their device signs in with the password
+/// and enrols again).
+pub async fn admin_reset(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    require_admin(&auth)?;
+    let now = state.now();
+    let user = state
+        .store
+        .user_by_id(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    let removed = state
+        .store
+        .remove_mfa(&id)
+        .await
+        .map_err(ApiError::internal)?;
+    let records = state
+        .store
+        .revoke_all_sessions(&id, "mfa_reset", now.ms, state.revocation_expiry(now))
+        .await
+        .map_err(ApiError::internal)?;
+    let ended = records.len();
+    state.published(records).await;
+    state
+        .audit(
+            AuditEvent::new(now.ms, "mfa_reset")
+                .by(&auth)
+                .on_user(&user)
+                .client(&client)
+                .meta(json!({"had_factors": removed, "sessions_ended": ended})),
+        )
+        .await;
+    notify(
+        &state,
+        &user,
+        "An administrator removed the second factors of your account and signed it out everywhere.",
+    )
+    .await;
+    Ok(Json(json!({"removed": removed, "sessions_ended": ended})).into_response())
+}
+
+async fn notify(state: &AppState, user: &User, what: &str) {
+    let mail = crate::mail::templates::mfa_changed(&user.email, what);
+    if let Err(e) = state.send_mail(mail).await {
+        tracing::error!(error = %e, "MFA notice not queued");
+    }
+}
