@@ -10,6 +10,7 @@ mod interop;
 mod keys;
 mod limits;
 mod mail;
+mod mfa;
 mod ratelimit;
 mod store;
 mod support;
