@@ -228,6 +228,7 @@ impl Authorizer {
                     reason: DenyReason::QuotaExceeded,
                     allow: None,
                     retry_after: Some(retry_after_secs),
+                    step_up: None,
                 }
             }
         }

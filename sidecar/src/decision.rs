@@ -60,6 +60,12 @@ pub enum DenyReason {
     EmailNotVerified,
     /// The user spent the rule's quota (429, with Retry-After).
     QuotaExceeded,
+    /// The rule needs a second factor the token does not show (401 with an
+    /// RFC 9470 challenge: step up).
+    MfaRequired,
+    /// The rule needs a more recent authentication than the token's
+    /// `auth_time` (401 with an RFC 9470 challenge: step up).
+    AuthenticationTooOld,
 }
 
 impl DenyReason {
@@ -87,6 +93,8 @@ impl DenyReason {
             DenyReason::MalformedRequest => "malformed_request",
             DenyReason::EmailNotVerified => "email_not_verified",
             DenyReason::QuotaExceeded => "quota_exceeded",
+            DenyReason::MfaRequired => "mfa_required",
+            DenyReason::AuthenticationTooOld => "authentication_too_old",
         }
     }
 
@@ -135,6 +143,18 @@ impl DenyReason {
     }
 }
 
+/// The authentication a rule needs and the token lacks (RFC 9470).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepUp {
+    /// `acr_values` to ask for: a second factor.
+    pub mfa: bool,
+    /// `max_age` to ask for.
+    pub max_age: Option<u64>,
+}
+
+/// `acr` of a session proved with two factors (the issuer's value).
+pub const ACR_TWO_FACTORS: &str = "aal2";
+
 #[derive(Debug, Clone)]
 pub enum Decision {
     Allow {
@@ -149,6 +169,8 @@ pub enum Decision {
         allow: Option<String>,
         /// Seconds, for the `Retry-After` of a 429.
         retry_after: Option<u64>,
+        /// What a step-up must achieve, for the RFC 9470 challenge.
+        step_up: Option<StepUp>,
     },
 }
 
@@ -159,6 +181,7 @@ impl Decision {
             reason,
             allow: None,
             retry_after: None,
+            step_up: None,
         }
     }
 }
@@ -199,6 +222,7 @@ pub fn decide_routed(
                 reason: DenyReason::MethodNotAllowed,
                 allow: Some(allowed),
                 retry_after: None,
+                step_up: None,
             }
         }
     };
@@ -260,6 +284,31 @@ pub fn decide_routed(
     if matched.rule.email_verified && !claims.email_verified {
         return deny(DenyReason::EmailNotVerified);
     }
+    // Step-up last: only a caller the rule would otherwise admit is told to
+    // authenticate again. A token without `auth_time` is as old as can be.
+    let rule_ref = matched.rule;
+    let lacks_mfa = rule_ref.mfa && !claims.amr.iter().any(|a| a == "mfa");
+    let too_old = rule_ref.max_auth_age.is_some_and(|max| {
+        claims
+            .auth_time
+            .is_none_or(|t| now.saturating_sub(t) > i64::try_from(max).unwrap_or(i64::MAX))
+    });
+    if lacks_mfa || too_old {
+        return Decision::Deny {
+            rule: Some(rule.clone()),
+            reason: if lacks_mfa {
+                DenyReason::MfaRequired
+            } else {
+                DenyReason::AuthenticationTooOld
+            },
+            allow: None,
+            retry_after: None,
+            step_up: Some(StepUp {
+                mfa: rule_ref.mfa,
+                max_age: rule_ref.max_auth_age,
+            }),
+        };
+    }
     Decision::Allow {
         rule: rule.clone(),
         identity: Some(claims),
@@ -283,6 +332,8 @@ rules:
   - { name: team-settings, pattern: "/org/{team}/settings/**", team: "{team}", team_role: maintainer, roles: [admin] }
   - { name: team-any, pattern: "/org/{team}/**", team: "{team}" }
   - { name: models, prefix: /models/, permissions: [models.manage] }
+  - { name: payments, prefix: /ai/pay/, allow: authenticated, mfa: true, max_auth_age: 300 }
+  - { name: ops, prefix: /ai/ops/, roles: [admin], mfa: true }
   - { name: app, prefix: /ai/, allow: authenticated }
 "#,
             "test",
@@ -546,6 +597,73 @@ rules:
             NOW,
         );
         denied(&d)
+    }
+
+    #[test]
+    fn step_up_rules_ask_for_a_second_factor_and_a_recent_sign_in() {
+        let none = PermissionMap::default();
+        let step_up = |path: &str, c: AccessClaims| match decide(
+            &policy(),
+            RequestAttrs {
+                method: "GET",
+                host: "h",
+                path,
+            },
+            || verified(c),
+            &RevocationSet::default(),
+            &none,
+            &expect(),
+            NOW,
+        ) {
+            Decision::Deny {
+                reason, step_up, ..
+            } => Some((reason, step_up)),
+            Decision::Allow { .. } => None,
+        };
+        let mut fresh_mfa = claims();
+        fresh_mfa.amr = vec!["pwd".into(), "otp".into(), "mfa".into()];
+        fresh_mfa.auth_time = Some(NOW - 300);
+        assert_eq!(
+            step_up("/ai/pay/x", fresh_mfa.clone()),
+            None,
+            "300 s is still in"
+        );
+        let mut old = fresh_mfa.clone();
+        old.auth_time = Some(NOW - 301);
+        assert_eq!(
+            step_up("/ai/pay/x", old),
+            Some((
+                DenyReason::AuthenticationTooOld,
+                Some(StepUp {
+                    mfa: true,
+                    max_age: Some(300)
+                })
+            ))
+        );
+        let mut unknown_age = fresh_mfa.clone();
+        unknown_age.auth_time = None;
+        assert_eq!(
+            step_up("/ai/pay/x", unknown_age).map(|d| d.0),
+            Some(DenyReason::AuthenticationTooOld)
+        );
+        let mut one_factor = fresh_mfa.clone();
+        one_factor.amr = vec!["pwd".into()];
+        assert_eq!(
+            step_up("/ai/pay/x", one_factor.clone()).map(|d| d.0),
+            Some(DenyReason::MfaRequired)
+        );
+        assert_eq!(step_up("/ai/chat", one_factor.clone()), None);
+        // The role comes first: step-up would not help a non-admin.
+        assert_eq!(
+            step_up("/ai/ops/x", one_factor.clone()).map(|d| d.0),
+            Some(DenyReason::MissingRole)
+        );
+        one_factor.roles = vec!["admin".into()];
+        assert_eq!(
+            step_up("/ai/ops/x", one_factor).map(|d| d.0),
+            Some(DenyReason::MfaRequired)
+        );
+        assert_eq!(DenyReason::MfaRequired.http_status(), 401);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use crate::authz::{now_ms, Authorizer};
-use crate::decision::{Decision, DenyReason, RequestAttrs};
+use crate::decision::{Decision, DenyReason, RequestAttrs, StepUp, ACR_TWO_FACTORS};
 
 pub struct AuthzService {
     pub authz: Arc<Authorizer>,
@@ -215,7 +215,14 @@ impl AuthzService {
                 reason,
                 allow,
                 retry_after,
-            } => self.deny(rule.as_deref(), reason, allow.as_deref(), retry_after),
+                step_up,
+            } => self.deny(
+                rule.as_deref(),
+                reason,
+                allow.as_deref(),
+                retry_after,
+                step_up,
+            ),
         }
     }
 
@@ -225,6 +232,7 @@ impl AuthzService {
         reason: DenyReason,
         allow: Option<&str>,
         retry_after: Option<u64>,
+        step_up: Option<StepUp>,
     ) -> CheckResponse {
         let status = reason.http_status();
         let mut headers = vec![header(
@@ -233,6 +241,20 @@ impl AuthzService {
             HeaderAppendAction::OverwriteIfExistsOrAdd,
         )];
         let challenge = match status {
+            // RFC 9470: the token is fine; the authentication behind it is not enough.
+            401 if step_up.is_some() => step_up.map(|s| {
+                let mut c = format!(
+                    "Bearer error=\"insufficient_user_authentication\", error_description=\"{}\"",
+                    reason.code()
+                );
+                if s.mfa {
+                    c.push_str(&format!(", acr_values=\"{ACR_TWO_FACTORS}\""));
+                }
+                if let Some(age) = s.max_age {
+                    c.push_str(&format!(", max_age={age}"));
+                }
+                c
+            }),
             401 if reason == DenyReason::MissingToken => Some("Bearer".to_string()),
             401 => Some(format!(
                 "Bearer error=\"invalid_token\", error_description=\"{}\"",
@@ -265,6 +287,7 @@ impl AuthzService {
         let message = match status {
             400 if reason == DenyReason::MalformedRequest => "malformed host or method",
             400 => "request path is not in canonical form",
+            401 if step_up.is_some() => "authenticate again: step up (POST /auth/mfa/step-up)",
             401 => "authentication required",
             403 => "not allowed",
             405 => "method not allowed on this route",

@@ -29,6 +29,8 @@
 //!     host: api.example.com
 //!     allow: authenticated
 //!     email_verified: true    # the token must say the email is verified
+//!     mfa: true               # signed in with a second factor (else 401, RFC 9470)
+//!     max_auth_age: 300       # authenticated at most 5 minutes ago (else 401, RFC 9470)
 //!     quota: 60/60            # per user, at most 60 requests a minute (429 beyond)
 //! ```
 
@@ -88,6 +90,10 @@ pub struct Rule {
     pub email_verified: bool,
     /// Requests per user on this rule, counted by this sidecar.
     pub quota: Option<Quota>,
+    /// The token must show a second factor (`mfa` in `amr`).
+    pub mfa: bool,
+    /// The token's `auth_time` must be at most this many seconds old.
+    pub max_auth_age: Option<u64>,
 }
 
 /// `limit` requests per `period_secs`, per user (GCRA: a burst of `limit`,
@@ -189,6 +195,10 @@ struct RawRule {
     email_verified: bool,
     #[serde(default)]
     quota: Option<String>,
+    #[serde(default)]
+    mfa: bool,
+    #[serde(default)]
+    max_auth_age: Option<u64>,
 }
 
 const METHODS: [&str; 9] = [
@@ -429,10 +439,19 @@ fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
         }
     }
     let quota = r.quota.as_deref().map(str::parse::<Quota>).transpose()?;
-    if requirement == Requirement::Public && (quota.is_some() || r.email_verified) {
-        return Err("quota and email_verified need a token (not allow: public)".into());
+    if requirement == Requirement::Public
+        && (quota.is_some() || r.email_verified || r.mfa || r.max_auth_age.is_some())
+    {
+        return Err(
+            "quota, email_verified, mfa and max_auth_age need a token (not allow: public)".into(),
+        );
+    }
+    if r.max_auth_age.is_some_and(|a| a == 0 || a > 31_536_000) {
+        return Err("max_auth_age: 1 to 31536000 seconds".into());
     }
     Ok(Rule {
+        mfa: r.mfa,
+        max_auth_age: r.max_auth_age,
         email_verified: r.email_verified,
         quota,
         name: r.name.unwrap_or_else(|| format!("rule-{}", index + 1)),

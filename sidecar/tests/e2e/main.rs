@@ -6,6 +6,7 @@ mod edge;
 mod github;
 mod quota;
 mod rotation;
+mod stepup;
 mod support;
 mod teams;
 mod trust;
