@@ -181,6 +181,30 @@ show curl -X POST localhost:8080/auth/password/reset -H 'content-type: applicati
   -d "{\"token\":\"$reset_token\",\"new_password\":\"another passphrase\"}"
 echo "(single use; every session ended; a notice went to $email: $(basename "$(wait_mail "$email" 'password was changed')"))"
 
+printf '\n\033[1m--- MFA: TOTP enrolment, a sign-in with a second factor, and step-up at the edge ---\033[0m\n'
+totp() { "$TOOLS_PYTHON" -c 'import pyotp, sys, time; print(pyotp.TOTP(sys.argv[1]).at(int(time.time()) + int(sys.argv[2])))' "$1" "$2"; }
+token=$(curl -s -X POST localhost:8080/auth/login -H 'content-type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"$password\"}" | json_field access_token)
+show curl localhost:8080/memory/vault/keys -H "authorization: Bearer $token"
+curl -s -o /dev/null -D - localhost:8080/memory/vault/keys -H "authorization: Bearer $token" | grep -i '^www-authenticate' || true
+step "curl -X POST localhost:8080/auth/mfa/totp -H 'authorization: Bearer \$TOKEN' (secret, otpauth URI and an SVG QR code, shown once)"
+enrol=$(curl -s -X POST localhost:8080/auth/mfa/totp -H "authorization: Bearer $token")
+secret=$(printf '%s' "$enrol" | json_field secret)
+printf '%s' "$enrol" | python3 -c 'import json,sys; e=json.load(sys.stdin); print("secret:", e["secret"]); print("otpauth_uri:", e["otpauth_uri"]); print("qr_svg:", e["qr_svg"][:60] + "…")'
+echo "(an authenticator app would scan the QR code; here Python's pyotp computes the codes)"
+show curl -X POST localhost:8080/auth/mfa/totp/confirm -H "authorization: Bearer $token" \
+  -H 'content-type: application/json' -d "{\"code\":\"$(totp "$secret" -30)\"}"
+step "curl -X POST localhost:8080/auth/login … (the password alone is no longer enough)"
+challenge=$(curl -s -X POST localhost:8080/auth/login -H 'content-type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"$password\"}")
+echo "$challenge"
+ticket=$(printf '%s' "$challenge" | json_field mfa_ticket)
+step "curl -X POST localhost:8080/auth/mfa/verify -d '{\"mfa_ticket\":…,\"code\":\"<the app's code>\"}'"
+token=$(curl -s -X POST localhost:8080/auth/mfa/verify -H 'content-type: application/json' \
+  -d "{\"mfa_ticket\":\"$ticket\",\"code\":\"$(totp "$secret" 0)\"}" | json_field access_token)
+printf '%s' "$token" | python3 -c 'import base64,json,sys; p=sys.stdin.read().split(".")[1]; c=json.loads(base64.urlsafe_b64decode(p+"="*(-len(p)%4))); print({k: c[k] for k in ("amr","acr","auth_time")})'
+show curl localhost:8080/memory/vault/keys -H "authorization: Bearer $token"
+
 printf '\n\033[1m--- Abuse protection: sign-ins per client IP (demo: 10 a minute) and growing per-account delays after 5 failures ---\033[0m\n'
 step "for i in 1..8: curl -X POST localhost:8080/auth/login (wrong password)"
 for _ in $(seq 8); do
