@@ -316,6 +316,11 @@ pub struct ServeArgs {
     /// authentication (sign-in or step-up) at most this many seconds old.
     #[arg(long, env = "ISSUER_MFA_RECENT_AUTH_SECS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(30..=86_400))]
     pub mfa_recent_auth_secs: i64,
+    /// Users with any of these roles get no tokens until they have a
+    /// second factor: sign-in answers `mfa_enrollment_required` with a
+    /// ticket that can only enrol one (e.g. `admin`).
+    #[arg(long, env = "ISSUER_MFA_REQUIRED_ROLES", value_delimiter = ',')]
+    pub mfa_required_roles: Vec<String>,
     /// Requests per client IP to the sign-in routes (`/auth/login`,
     /// `/auth/github/*`): `N/SECONDS` or `off`. Shared across replicas
     /// through --redis-url.

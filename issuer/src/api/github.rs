@@ -325,15 +325,15 @@ pub async fn callback(
         Ok(Success::SignedIn(tokens)) => match (&return_to, json_answer) {
             // A second factor is due: back to the page with the ticket in
             // the fragment (never sent to a server, so never in a log).
-            (Some(to), false) if tokens.status() == StatusCode::UNAUTHORIZED => {
+            // (mfa_required, or mfa_enrollment_required for a role that needs one.)
+            (Some(to), false) if !tokens.status().is_success() => {
                 let body = axum::body::to_bytes(tokens.into_body(), 64 * 1024)
                     .await
                     .map_err(ApiError::internal)?;
-                let ticket = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v["mfa_ticket"].as_str().map(str::to_string))
-                    .unwrap_or_default();
-                let to = with_param(to, "error", "mfa_required");
+                let body = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+                let ticket = body["mfa_ticket"].as_str().unwrap_or_default();
+                let error = body["error"].as_str().unwrap_or("mfa_required");
+                let to = with_param(to, "error", error);
                 let to = match Url::parse(&to) {
                     Ok(mut u) => {
                         u.set_fragment(Some(&format!("mfa_ticket={ticket}")));

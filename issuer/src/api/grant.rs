@@ -118,6 +118,10 @@ async fn grant(
                 if mfa.totp {
                     return super::mfa::challenge(state, client, user, amr, mfa, now).await;
                 }
+                let required = &state.settings.mfa_required_roles;
+                if user.roles.iter().any(|r| required.contains(r)) {
+                    return super::mfa::enrolment_required(state, client, user, amr, now).await;
+                }
             }
             let session_id = new_id();
             let refresh_token = new_refresh_token().map_err(ApiError::internal)?;

@@ -42,16 +42,10 @@ fn methods(status: MfaStatus) -> Vec<&'static str> {
     m
 }
 
-/// Answers a correct first factor of a user with a second one: a ticket
-/// for `/auth/mfa/verify` instead of tokens.
-pub async fn challenge(
-    state: &AppState,
-    client: &Client,
-    user: &User,
-    amr: &str,
-    status: MfaStatus,
-    now: Now,
-) -> ApiResult<Response> {
+/// Prefix of the `amr` kept with a ticket that may only enrol a factor.
+const ENROL: &str = "enrol:";
+
+async fn new_ticket(state: &AppState, user: &User, amr: &str, now: Now) -> ApiResult<String> {
     let ticket = format!("mt_{}", random_b64(32).map_err(ApiError::internal)?);
     state
         .store
@@ -64,6 +58,56 @@ pub async fn challenge(
         )
         .await
         .map_err(ApiError::internal)?;
+    Ok(ticket)
+}
+
+/// A user whose role requires a second factor and who has none: no
+/// tokens, but a ticket that can only enrol TOTP (and then signs in).
+pub async fn enrolment_required(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    amr: &str,
+    now: Now,
+) -> ApiResult<Response> {
+    let ticket = new_ticket(state, user, &format!("{ENROL}{amr}"), now).await?;
+    state.metrics.login("mfa_enrollment_required");
+    state
+        .audit(
+            AuditEvent::new(now.ms, "mfa_enrollment_required")
+                .user(user)
+                .client(client)
+                .outcome(Outcome::Denied, "mfa_enrollment_required"),
+        )
+        .await;
+    let mut response = (
+        StatusCode::FORBIDDEN,
+        Json(json!({
+            "error": "mfa_enrollment_required",
+            "message": "your role needs a second factor: set one up with this ticket at /auth/mfa/enrol",
+            "mfa_ticket": ticket,
+            "expires_in": TICKET_SECS,
+        })),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// Answers a correct first factor of a user with a second one: a ticket
+/// for `/auth/mfa/verify` instead of tokens.
+pub async fn challenge(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    amr: &str,
+    status: MfaStatus,
+    now: Now,
+) -> ApiResult<Response> {
+    let ticket = new_ticket(state, user, amr, now).await?;
     state.metrics.login("mfa_required");
     state
         .audit(
@@ -112,17 +156,120 @@ pub async fn status(
 /// `otpauth://` URI and a QR code are shown this once; nothing changes
 /// until a code confirms it.
 pub async fn enrol_totp(State(state): State<AppState>, auth: Authenticated) -> ApiResult<Response> {
+    begin_enrolment(&state, &auth.user, state.now()).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRequest {
+    mfa_ticket: String,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+/// The user of an enrolment ticket (one attempt counted), and how they
+/// proved the first factor.
+async fn enrolment_user(state: &AppState, ticket: &str, now: Now) -> ApiResult<(User, String)> {
+    let invalid = || {
+        ApiError::unauthorized(
+            "invalid_ticket",
+            "the enrolment ticket is unknown, used, expired or out of attempts; sign in again",
+        )
+    };
+    let t = state
+        .store
+        .attempt_mfa_ticket(&refresh_token_hash(ticket.trim()), now.secs())
+        .await
+        .map_err(ApiError::internal)?
+        .filter(|t| t.amr.starts_with(ENROL))
+        .ok_or_else(invalid)?;
+    let user = state
+        .store
+        .user_by_id(&t.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(invalid)?;
+    let first = t.amr.trim_start_matches(ENROL).to_string();
+    Ok((user, first))
+}
+
+/// `POST /auth/mfa/enrol {mfa_ticket}`: TOTP enrolment for a user whose
+/// role requires it, before they have any token.
+pub async fn enrol_with_ticket(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<TicketRequest>,
+) -> ApiResult<Response> {
     let now = state.now();
+    if req.code.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "code belongs to /auth/mfa/enrol/confirm",
+        ));
+    }
+    let (user, _) = enrolment_user(&state, &req.mfa_ticket, now).await?;
+    begin_enrolment(&state, &user, now).await
+}
+
+/// `POST /auth/mfa/enrol/confirm {mfa_ticket, code}`: activates TOTP and
+/// completes the sign-in: the token response, with the recovery codes.
+pub async fn confirm_with_ticket(
+    State(state): State<AppState>,
+    client: Client,
+    ApiJson(req): ApiJson<TicketRequest>,
+) -> ApiResult<Response> {
+    let now = state.now();
+    let code = req
+        .code
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "code is required"))?;
+    let (user, first) = enrolment_user(&state, &req.mfa_ticket, now).await?;
+    let codes = confirm_enrolment(&state, &client, &user, None, code, now).await?;
+    let spent = state
+        .store
+        .use_mfa_ticket(&refresh_token_hash(req.mfa_ticket.trim()), now.secs())
+        .await
+        .map_err(ApiError::internal)?;
+    if !spent {
+        return Err(ApiError::unauthorized(
+            "invalid_ticket",
+            "the ticket was used",
+        ));
+    }
+    let amr = core::with_second_factor(&first, "otp");
+    let response = grant::start_session(&state, &client, &user, &amr, now).await?;
+    with_recovery_codes(response, codes).await
+}
+
+/// Adds the recovery codes to a token response (they are shown once).
+async fn with_recovery_codes(response: Response, codes: Vec<String>) -> ApiResult<Response> {
+    let (parts, body) = response.into_parts();
+    if !parts.status.is_success() {
+        return Ok(Response::from_parts(parts, body));
+    }
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+    value["recovery_codes"] = json!(codes);
+    let body = serde_json::to_vec(&value).map_err(ApiError::internal)?;
+    let mut parts = parts;
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, axum::body::Body::from(body)))
+}
+
+async fn begin_enrolment(state: &AppState, user: &User, now: Now) -> ApiResult<Response> {
     let secret = core::new_secret().map_err(ApiError::internal)?;
     let sealed = STANDARD.encode(
         state
             .keys
-            .seal(&sealed_aad(&auth.user.id), &secret)
+            .seal(&sealed_aad(&user.id), &secret)
             .map_err(ApiError::internal)?,
     );
     let started = state
         .store
-        .begin_totp(&auth.user.id, &sealed, now.secs())
+        .begin_totp(&user.id, &sealed, now.secs())
         .await
         .map_err(ApiError::internal)?;
     if !started {
@@ -132,7 +279,7 @@ pub async fn enrol_totp(State(state): State<AppState>, auth: Authenticated) -> A
             "TOTP is already set up; remove it first to set up another",
         ));
     }
-    let e = core::enrolment(&secret, &auth.user.email, ISSUER_LABEL).map_err(ApiError::internal)?;
+    let e = core::enrolment(&secret, &user.email, ISSUER_LABEL).map_err(ApiError::internal)?;
     let mut response = Json(json!({
         "secret": e.secret_base32,
         "otpauth_uri": e.otpauth_uri,
@@ -187,7 +334,27 @@ pub async fn confirm_totp(
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> ApiResult<Response> {
     let now = state.now();
-    let Some((secret, confirmed)) = totp_secret(&state, &auth.user.id).await? else {
+    let codes = confirm_enrolment(
+        &state,
+        &client,
+        &auth.user,
+        Some(&auth.session.id),
+        &req.code,
+        now,
+    )
+    .await?;
+    Ok(Json(json!({"enabled": "totp", "recovery_codes": codes})).into_response())
+}
+
+async fn confirm_enrolment(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    session: Option<&str>,
+    code: &str,
+    now: Now,
+) -> ApiResult<Vec<String>> {
+    let Some((secret, confirmed)) = totp_secret(state, &user.id).await? else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "no_enrolment",
@@ -201,11 +368,11 @@ pub async fn confirm_totp(
             "TOTP is already active",
         ));
     }
-    let step = core::matching_step(&secret, &req.code, now.secs()).map_err(ApiError::internal)?;
+    let step = core::matching_step(&secret, code, now.secs()).map_err(ApiError::internal)?;
     let accepted = match step {
         Some(step) => state
             .store
-            .accept_totp_step(&auth.user.id, step, Some(now.secs()))
+            .accept_totp_step(&user.id, step, Some(now.secs()))
             .await
             .map_err(ApiError::internal)?,
         None => false,
@@ -216,23 +383,22 @@ pub async fn confirm_totp(
             "the code does not match: check the device's clock and try the next code",
         ));
     }
-    let codes = new_recovery_codes(&state, &auth.user.id, now).await?;
-    state
-        .audit(
-            AuditEvent::new(now.ms, "mfa_enabled")
-                .user(&auth.user)
-                .session(&auth.session.id)
-                .client(&client)
-                .meta(json!({"factor": "totp"})),
-        )
-        .await;
+    let codes = new_recovery_codes(state, &user.id, now).await?;
+    let mut event = AuditEvent::new(now.ms, "mfa_enabled")
+        .user(user)
+        .client(client)
+        .meta(json!({"factor": "totp"}));
+    if let Some(s) = session {
+        event = event.session(s);
+    }
+    state.audit(event).await;
     notify(
-        &state,
-        &auth.user,
+        state,
+        user,
         "An authenticator app was added as a second factor.",
     )
     .await;
-    Ok(Json(json!({"enabled": "totp", "recovery_codes": codes})).into_response())
+    Ok(codes)
 }
 
 async fn new_recovery_codes(state: &AppState, user_id: &str, now: Now) -> ApiResult<Vec<String>> {
@@ -484,6 +650,7 @@ pub async fn verify(
         .attempt_mfa_ticket(&ticket_hash, now.secs())
         .await
         .map_err(ApiError::internal)?
+        .filter(|t| !t.amr.starts_with(ENROL))
         .ok_or_else(invalid_ticket)?;
     let user = state
         .store

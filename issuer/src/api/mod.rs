@@ -53,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/mfa/totp/confirm", post(mfa::confirm_totp))
         .route("/auth/mfa/recovery-codes", post(mfa::regenerate_codes))
         .route("/auth/mfa/verify", post(mfa::verify))
+        .route("/auth/mfa/enrol", post(mfa::enrol_with_ticket))
+        .route("/auth/mfa/enrol/confirm", post(mfa::confirm_with_ticket))
         .route("/auth/mfa/step-up", post(mfa::step_up))
         .route("/admin/users/{id}/mfa", delete(mfa::admin_reset))
         .route("/auth/sessions", get(sessions::sessions))

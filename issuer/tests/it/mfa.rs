@@ -517,7 +517,77 @@ async fn admin_reset_ends_sessions(backend: Backend) {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
+async fn roles_can_require_enrolment_before_any_token(backend: Backend) {
+    let clock = step_clock();
+    let Some(t) = start_with(backend, clock.clone(), |a| {
+        a.mfa_required_roles = vec!["admin".into()];
+    })
+    .await
+    else {
+        return;
+    };
+    let email = unique_email("boss");
+    let user = t.register(&email, PASSWORD).await;
+    let user_id = user["id"].as_str().expect("id");
+    t.server
+        .state
+        .store
+        .set_roles(user_id, &["admin".to_string()])
+        .await
+        .expect("roles");
+    let r = t
+        .post("/auth/login", json!({"email": email, "password": PASSWORD}))
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "mfa_enrollment_required");
+    assert!(body.get("access_token").is_none());
+    let ticket = body["mfa_ticket"].as_str().expect("ticket").to_string();
+    // The ticket enrols; it does not complete a sign-in by itself.
+    let (status, code, _) = error_code(verify(&t, &ticket, "123456").await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "invalid_ticket")
+    );
+    let r = t
+        .post("/auth/mfa/enrol", json!({"mfa_ticket": ticket}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let secret = r.json::<Value>().await.expect("json")["secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    let Some(code) = otp(&secret, secs(&clock)) else {
+        return;
+    };
+    let r = t
+        .post(
+            "/auth/mfa/enrol/confirm",
+            json!({"mfa_ticket": ticket, "code": code}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["recovery_codes"].as_array().expect("codes").len(), 10);
+    let tokens = Tokens::from(body);
+    let claims = t.verify(&tokens.access).await;
+    assert_eq!(claims.amr, vec!["pwd", "otp", "mfa"]);
+    assert_eq!(claims.roles, vec!["admin"]);
+    // Spent; and from now on the admin signs in with the second factor.
+    let (status, _, _) = error_code(
+        t.post(
+            "/auth/mfa/enrol/confirm",
+            json!({"mfa_ticket": ticket, "code": code}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    ticket(&t, &email).await;
+}
+
 on_both_backends!(
+    roles_can_require_enrolment_before_any_token,
     totp_window_and_replay,
     tickets_run_out_and_failures_delay,
     recovery_codes_step_up_and_removal,
