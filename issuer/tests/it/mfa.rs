@@ -542,15 +542,15 @@ async fn roles_can_require_enrolment_before_any_token(backend: Backend) {
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"], "mfa_enrollment_required");
     assert!(body.get("access_token").is_none());
-    let ticket = body["mfa_ticket"].as_str().expect("ticket").to_string();
+    let enrol_ticket = body["mfa_ticket"].as_str().expect("ticket").to_string();
     // The ticket enrols; it does not complete a sign-in by itself.
-    let (status, code, _) = error_code(verify(&t, &ticket, "123456").await).await;
+    let (status, code, _) = error_code(verify(&t, &enrol_ticket, "123456").await).await;
     assert_eq!(
         (status, code.as_str()),
         (StatusCode::UNAUTHORIZED, "invalid_ticket")
     );
     let r = t
-        .post("/auth/mfa/enrol", json!({"mfa_ticket": ticket}))
+        .post("/auth/mfa/enrol", json!({"mfa_ticket": enrol_ticket}))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let secret = r.json::<Value>().await.expect("json")["secret"]
@@ -563,7 +563,7 @@ async fn roles_can_require_enrolment_before_any_token(backend: Backend) {
     let r = t
         .post(
             "/auth/mfa/enrol/confirm",
-            json!({"mfa_ticket": ticket, "code": code}),
+            json!({"mfa_ticket": enrol_ticket, "code": code}),
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -577,7 +577,7 @@ async fn roles_can_require_enrolment_before_any_token(backend: Backend) {
     let (status, _, _) = error_code(
         t.post(
             "/auth/mfa/enrol/confirm",
-            json!({"mfa_ticket": ticket, "code": code}),
+            json!({"mfa_ticket": enrol_ticket, "code": code}),
         )
         .await,
     )
