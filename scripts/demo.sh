@@ -21,6 +21,7 @@ for port in 8080 9901 9001 9002 3001 3002 3003 3999 2525; do
 done
 
 command -v curl >/dev/null || apt_install curl
+ensure_build_deps
 log "building release binaries"
 cargo build --release --locked -p issuer -p sidecar -p fake-github
 ensure_tools_venv

@@ -34,6 +34,7 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy || die "cannot install rustfmt and clippy"
 fi
 
+ensure_build_deps
 step "cargo fmt --check" cargo fmt --all -- --check
 step "rust-version" bash -c 'cargo metadata --format-version 1 --locked | python3 scripts/check-rust-version.py'
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings

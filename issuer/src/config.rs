@@ -321,6 +321,15 @@ pub struct ServeArgs {
     /// ticket that can only enrol one (e.g. `admin`).
     #[arg(long, env = "ISSUER_MFA_REQUIRED_ROLES", value_delimiter = ',')]
     pub mfa_required_roles: Vec<String>,
+    /// WebAuthn relying-party id for passkeys (a domain; default: the host
+    /// of --issuer-url). Passkeys are off when the issuer URL's host is an
+    /// IP address and this is not set.
+    #[arg(long, env = "ISSUER_WEBAUTHN_RP_ID")]
+    pub webauthn_rp_id: Option<String>,
+    /// The origin of the pages that run passkey ceremonies (default: the
+    /// origin of --issuer-url).
+    #[arg(long, env = "ISSUER_WEBAUTHN_ORIGIN", value_parser = parse_origin)]
+    pub webauthn_origin: Option<String>,
     /// Requests per client IP to the sign-in routes (`/auth/login`,
     /// `/auth/github/*`): `N/SECONDS` or `off`. Shared across replicas
     /// through --redis-url.

@@ -63,6 +63,8 @@ pub struct AppState {
     pub limiter: Arc<ratelimit::Limiter>,
     /// `None` when no SMTP server is configured.
     pub mailer: Option<Arc<mail::Mailer>>,
+    /// `None` when passkeys cannot be offered (no domain to bind them to).
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 impl AppState {
@@ -231,7 +233,9 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
         github::GitHub::from_settings(&settings.github, &settings.issuer_url)?.map(Arc::new);
     let limiter = Arc::new(ratelimit::Limiter::new(settings.redis_url.as_deref())?);
     let mailer = mail::Mailer::from_settings(&settings.mail)?.map(Arc::new);
+    let webauthn = api::passkeys::relying_party(&settings)?.map(Arc::new);
     let state = AppState {
+        webauthn,
         mailer: mailer.clone(),
         github,
         limiter,
@@ -366,6 +370,9 @@ async fn prune(state: AppState) {
         let keep = state.settings.audit_retention_days * 86_400;
         if let Err(e) = state.store.prune_login_failures(now - 86_400).await {
             tracing::warn!(error = %e, "login failure prune failed");
+        }
+        if let Err(e) = state.store.prune_ceremonies(now).await {
+            tracing::warn!(error = %e, "WebAuthn ceremony prune failed");
         }
         if let Err(e) = state.store.prune_mfa_tickets(now).await {
             tracing::warn!(error = %e, "MFA ticket prune failed");

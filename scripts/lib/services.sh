@@ -43,6 +43,14 @@ pg_bin_dir() {
   ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
 }
 
+# What the build needs beyond Rust: OpenSSL's headers (webauthn-rs, for
+# passkeys, links OpenSSL 3) and pkg-config to find them.
+ensure_build_deps() {
+  if ! command -v pkg-config >/dev/null || ! pkg-config --exists 'openssl >= 3.0' 2>/dev/null; then
+    apt_install libssl-dev pkg-config
+  fi
+}
+
 # Sets POSTGRES_URL to a fresh cluster's superuser URL.
 start_postgres() {
   local bin; bin=$(pg_bin_dir)

@@ -115,7 +115,7 @@ async fn grant(
                     .mfa_status(&user.id)
                     .await
                     .map_err(ApiError::internal)?;
-                if mfa.totp {
+                if mfa.any() {
                     return super::mfa::challenge(state, client, user, amr, mfa, now).await;
                 }
                 let required = &state.settings.mfa_required_roles;

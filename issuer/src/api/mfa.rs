@@ -36,6 +36,9 @@ fn methods(status: MfaStatus) -> Vec<&'static str> {
     if status.totp {
         m.push("totp");
     }
+    if status.passkeys > 0 {
+        m.push("passkey");
+    }
     if status.recovery_codes_left > 0 {
         m.push("recovery_code");
     }
@@ -148,6 +151,7 @@ pub async fn status(
     Ok(Json(json!({
         "totp": s.totp,
         "recovery_codes_left": s.recovery_codes_left,
+        "passkeys": s.passkeys,
         "methods": methods(s),
     })))
 }
@@ -413,7 +417,7 @@ async fn new_recovery_codes(state: &AppState, user_id: &str, now: Now) -> ApiRes
 }
 
 /// Changes to the factors need an authentication at most this old.
-fn require_recent(state: &AppState, auth: &Authenticated, now: Now) -> ApiResult<()> {
+pub(super) fn require_recent(state: &AppState, auth: &Authenticated, now: Now) -> ApiResult<()> {
     let max_age = state.settings.mfa_recent_auth_secs;
     if now.secs() - auth.session.auth_time <= max_age {
         return Ok(());
@@ -439,7 +443,7 @@ pub async fn remove_totp(
     require_recent(&state, &auth, now)?;
     let removed = state
         .store
-        .remove_mfa(&auth.user.id)
+        .remove_mfa(&auth.user.id, false)
         .await
         .map_err(ApiError::internal)?;
     if !removed {
@@ -760,7 +764,7 @@ pub async fn admin_reset(
         .ok_or_else(|| ApiError::not_found("no such user"))?;
     let removed = state
         .store
-        .remove_mfa(&id)
+        .remove_mfa(&id, true)
         .await
         .map_err(ApiError::internal)?;
     let records = state
@@ -788,7 +792,7 @@ pub async fn admin_reset(
     Ok(Json(json!({"removed": removed, "sessions_ended": ended})).into_response())
 }
 
-async fn notify(state: &AppState, user: &User, what: &str) {
+pub(super) async fn notify(state: &AppState, user: &User, what: &str) {
     let mail = crate::mail::templates::mfa_changed(&user.email, what);
     if let Err(e) = state.send_mail(mail).await {
         tracing::error!(error = %e, "MFA notice not queued");

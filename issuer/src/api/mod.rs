@@ -12,6 +12,7 @@ pub mod grant;
 pub mod limits;
 pub mod mfa;
 pub mod ops;
+pub mod passkeys;
 pub mod profile;
 pub mod ratelimit;
 pub mod roles;
@@ -20,7 +21,7 @@ pub mod teams;
 pub mod users;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 
 use crate::AppState;
@@ -53,6 +54,21 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/mfa/totp/confirm", post(mfa::confirm_totp))
         .route("/auth/mfa/recovery-codes", post(mfa::regenerate_codes))
         .route("/auth/mfa/verify", post(mfa::verify))
+        .route("/auth/passkeys", get(passkeys::list))
+        .route(
+            "/auth/passkeys/{id}",
+            patch(passkeys::rename).delete(passkeys::delete),
+        )
+        .route(
+            "/auth/passkeys/register/start",
+            post(passkeys::register_start),
+        )
+        .route(
+            "/auth/passkeys/register/finish",
+            post(passkeys::register_finish),
+        )
+        .route("/auth/passkeys/login/start", post(passkeys::login_start))
+        .route("/auth/passkeys/login/finish", post(passkeys::login_finish))
         .route("/auth/mfa/enrol", post(mfa::enrol_with_ticket))
         .route("/auth/mfa/enrol/confirm", post(mfa::confirm_with_ticket))
         .route("/auth/mfa/step-up", post(mfa::step_up))

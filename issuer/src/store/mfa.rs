@@ -24,6 +24,14 @@ pub struct MfaTicket {
 pub struct MfaStatus {
     pub totp: bool,
     pub recovery_codes_left: i64,
+    pub passkeys: i64,
+}
+
+impl MfaStatus {
+    /// Whether the user has a second factor (a sign-in then needs one).
+    pub fn any(&self) -> bool {
+        self.totp || self.passkeys > 0
+    }
 }
 
 /// Attempts one ticket allows.
@@ -91,9 +99,19 @@ impl Store {
         Ok(q.bind(user_id).execute(&self.writer).await?.rows_affected() == 1)
     }
 
-    /// Removes every second factor of the user. Returns whether there was one.
-    pub async fn remove_mfa(&self, user_id: &str) -> sqlx::Result<bool> {
+    /// Removes TOTP and the recovery codes, and with `passkeys` the
+    /// passkeys too. Returns whether there was anything.
+    pub async fn remove_mfa(&self, user_id: &str, passkeys: bool) -> sqlx::Result<bool> {
         let mut tx = self.writer.begin().await?;
+        let keys = if passkeys {
+            sqlx::query("DELETE FROM passkeys WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+        } else {
+            0
+        };
         let totp = sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *tx)
@@ -105,7 +123,7 @@ impl Store {
             .await?
             .rows_affected();
         tx.commit().await?;
-        Ok(totp + codes > 0)
+        Ok(totp + codes + keys > 0)
     }
 
     /// Replaces the user's recovery codes (the old set stops working).
@@ -169,18 +187,28 @@ impl Store {
         .fetch_one(&self.writer)
         .await?
         .try_get::<i64, _>("n")?;
+        let passkeys = sqlx::query("SELECT COUNT(*) AS n FROM passkeys WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.writer)
+            .await?
+            .try_get::<i64, _>("n")?;
         Ok(MfaStatus {
             totp: totp > 0,
             recovery_codes_left: codes,
+            passkeys,
         })
     }
 
     /// Users with an active second factor (for the daily report).
     pub async fn users_with_mfa(&self) -> sqlx::Result<i64> {
-        sqlx::query("SELECT COUNT(*) AS n FROM mfa_totp WHERE confirmed_at IS NOT NULL")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")
+        sqlx::query(
+            "SELECT COUNT(*) AS n FROM users u WHERE EXISTS (SELECT 1 FROM mfa_totp t \
+             WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL) \
+             OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = u.id)",
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")
     }
 
     pub async fn create_mfa_ticket(

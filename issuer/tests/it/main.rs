@@ -11,6 +11,7 @@ mod keys;
 mod limits;
 mod mail;
 mod mfa;
+mod passkeys;
 mod ratelimit;
 mod store;
 mod support;
