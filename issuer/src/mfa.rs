@@ -118,7 +118,7 @@ pub fn recovery_code_hash(code: &str) -> String {
 pub fn with_second_factor(amr: &str, factor: &str) -> String {
     let mut words: Vec<&str> = amr
         .split_whitespace()
-        .filter(|w| !matches!(*w, "otp" | "mfa" | "rc"))
+        .filter(|w| !matches!(*w, "otp" | "mfa" | "rc" | "hwk" | "swk"))
         .collect();
     words.push(factor);
     words.push("mfa");
@@ -181,6 +181,7 @@ mod tests {
         assert_ne!(recovery_code_hash(&codes[0]), recovery_code_hash(&codes[1]));
         assert_eq!(with_second_factor("pwd", "otp"), "pwd otp mfa");
         assert_eq!(with_second_factor("fed otp mfa", "rc"), "fed rc mfa");
+        assert_eq!(with_second_factor("pwd hwk mfa", "hwk"), "pwd hwk mfa");
         assert_eq!(acr_of("pwd otp mfa"), "aal2");
         assert_eq!(acr_of("pwd"), "aal1");
     }

@@ -692,6 +692,16 @@ pub struct StepUpRequest {
     recovery_code: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    /// A passkey assertion for a ceremony from `/auth/passkeys/login/start`.
+    #[serde(default)]
+    passkey: Option<PasskeyAssertion>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyAssertion {
+    ceremony_id: String,
+    credential: webauthn_rs::prelude::PublicKeyCredential,
 }
 
 /// `POST /auth/mfa/step-up {code | recovery_code | password}`: proves a
@@ -707,6 +717,30 @@ pub async fn step_up(
     let user = &auth.user;
     delayed(&state, user, now).await?;
     let amr = match (&req.password, &req.code, &req.recovery_code) {
+        (None, None, None) if req.passkey.is_some() => {
+            let Some(pk) = &req.passkey else {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "passkey is required",
+                ));
+            };
+            let (_, word) = super::passkeys::verify_assertion(
+                &state,
+                &client,
+                &pk.ceremony_id,
+                &pk.credential,
+                Some(&user.id),
+                now,
+            )
+            .await?;
+            core::with_second_factor(&auth.session.amr, word)
+        }
+        _ if req.passkey.is_some() => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give exactly one of code, recovery_code, password, passkey",
+            ))
+        }
         (Some(password), None, None) => {
             let verified = state
                 .hasher

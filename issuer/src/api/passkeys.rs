@@ -362,49 +362,33 @@ pub struct LoginFinish {
     mfa_ticket: Option<String>,
 }
 
-/// `POST /auth/passkeys/login/finish {ceremony_id, credential, mfa_ticket?}`:
-/// the token response. With a ticket, the passkey completes that sign-in as
-/// its second factor and must be that user's.
-pub async fn login_finish(
-    State(state): State<AppState>,
-    client: Client,
-    ApiJson(req): ApiJson<LoginFinish>,
-) -> ApiResult<Response> {
-    let rp = rp(&state)?;
-    let now = state.now();
+/// Checks a passkey assertion against its ceremony and, when given, the
+/// user it must belong to. Returns the user and the `amr` word (`hwk`, or
+/// `swk` for a synced passkey). Spends the ceremony whatever the outcome.
+pub(super) async fn verify_assertion(
+    state: &AppState,
+    client: &Client,
+    ceremony_id: &str,
+    credential: &PublicKeyCredential,
+    expected_user: Option<&str>,
+    now: crate::clock::Now,
+) -> ApiResult<(crate::store::User, &'static str)> {
+    let rp = rp(state)?;
     let refused = || ApiError::unauthorized("invalid_credential", "the passkey was not accepted");
     let (_, auth_state) = state
         .store
-        .take_ceremony(&req.ceremony_id, AUTHENTICATE, now.secs())
+        .take_ceremony(ceremony_id, AUTHENTICATE, now.secs())
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(expired_ceremony)?;
     let auth_state: DiscoverableAuthentication =
         serde_json::from_str(&auth_state).map_err(ApiError::internal)?;
     let (user_uuid, cred_id) = rp
-        .identify_discoverable_authentication(&req.credential)
+        .identify_discoverable_authentication(credential)
         .map_err(|_| refused())?;
     let cred_id = URL_SAFE_NO_PAD.encode(cred_id);
-    // A ticket names the user the passkey must belong to.
-    let ticket = match &req.mfa_ticket {
-        Some(t) => Some(
-            state
-                .store
-                .attempt_mfa_ticket(&refresh_token_hash(t.trim()), now.secs())
-                .await
-                .map_err(ApiError::internal)?
-                .filter(|t| !t.amr.starts_with("enrol:"))
-                .ok_or_else(|| {
-                    ApiError::unauthorized(
-                        "invalid_ticket",
-                        "the sign-in ticket is not valid; sign in again",
-                    )
-                })?,
-        ),
-        None => None,
-    };
     let user_id = user_uuid.to_string();
-    if ticket.as_ref().is_some_and(|t| t.user_id != user_id) {
+    if expected_user.is_some_and(|u| u != user_id) {
         return Err(refused());
     }
     let user = state
@@ -423,7 +407,7 @@ pub async fn login_finish(
     };
     let mut passkey: Passkey = serde_json::from_str(&stored.passkey).map_err(ApiError::internal)?;
     let result = match rp.finish_discoverable_authentication(
-        &req.credential,
+        credential,
         auth_state,
         &[DiscoverableKey::from(&passkey)],
     ) {
@@ -433,7 +417,7 @@ pub async fn login_finish(
                 .audit(
                     AuditEvent::new(now.ms, "passkey_failure")
                         .user(&user)
-                        .client(&client)
+                        .client(client)
                         .outcome(Outcome::Failure, "invalid_credential")
                         .meta(json!({"credential": cred_id, "detail": e.to_string()})),
                 )
@@ -450,11 +434,52 @@ pub async fn login_finish(
         .passkey_used(&cred_id, updated.as_deref(), now.secs())
         .await
         .map_err(ApiError::internal)?;
-    let word = if result.backup_eligible() {
-        "swk"
-    } else {
-        "hwk"
+    Ok((
+        user,
+        if result.backup_eligible() {
+            "swk"
+        } else {
+            "hwk"
+        },
+    ))
+}
+
+/// `POST /auth/passkeys/login/finish {ceremony_id, credential, mfa_ticket?}`:
+/// the token response. With a ticket, the passkey completes that sign-in as
+/// its second factor and must be that user's.
+pub async fn login_finish(
+    State(state): State<AppState>,
+    client: Client,
+    ApiJson(req): ApiJson<LoginFinish>,
+) -> ApiResult<Response> {
+    let now = state.now();
+    // A ticket names the user the passkey must belong to.
+    let ticket = match &req.mfa_ticket {
+        Some(t) => Some(
+            state
+                .store
+                .attempt_mfa_ticket(&refresh_token_hash(t.trim()), now.secs())
+                .await
+                .map_err(ApiError::internal)?
+                .filter(|t| !t.amr.starts_with("enrol:"))
+                .ok_or_else(|| {
+                    ApiError::unauthorized(
+                        "invalid_ticket",
+                        "the sign-in ticket is not valid; sign in again",
+                    )
+                })?,
+        ),
+        None => None,
     };
+    let (user, word) = verify_assertion(
+        &state,
+        &client,
+        &req.ceremony_id,
+        &req.credential,
+        ticket.as_ref().map(|t| t.user_id.as_str()),
+        now,
+    )
+    .await?;
     let amr = match (&ticket, &req.mfa_ticket) {
         (Some(t), Some(raw)) => {
             let spent = state

@@ -200,6 +200,24 @@ async fn passkeys_sign_in_alone_and_as_second_factor(backend: Backend) {
         vec!["pwd", "hwk", "mfa"]
     );
 
+    // Step-up with the passkey inside that session: a fresh auth_time.
+    let start = login_start(&t).await;
+    let assertion = a.get(&start["options"]).await;
+    let r = t
+        .post_auth(
+            "/auth/mfa/step-up",
+            &second_factor.access,
+            Some(
+                json!({"passkey": {"ceremony_id": start["ceremony_id"], "credential": assertion}}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let stepped: Value = r.json().await.expect("json");
+    let claims = t.verify(stepped["access_token"].as_str().expect("a")).await;
+    assert_eq!(claims.sid, second_factor.session_id);
+    assert_eq!(claims.amr, vec!["pwd", "hwk", "mfa"]);
+
     // Another user's ticket does not go with this passkey.
     let other = unique_email("other");
     t.register(&other, PASSWORD).await;
