@@ -75,6 +75,14 @@ if other:
             red = (r.get("redis") or {}).get("latency")
             via = f"; through Redis p50 {red['p50_ns'] / 1000:.1f} µs, p99 {red['p99_ns'] / 1000:.1f} µs" if red else ""
             print(f"| rate-limit decision ({m['count']}) | from memory p50 {m['p50_ns'] / 1000:.2f} µs, p99 {m['p99_ns'] / 1000:.2f} µs{via} |")
+        elif b == "mfa-login":
+            p, t, v, k = r["password_login"], r["password_plus_totp"], r["totp_verify"], r["passkey_login"]
+            print(
+                f"| sign-in with a second factor ({p['count']} each, OWASP argon2id, SQLite, loopback) | "
+                f"password alone p50 {ms(p['p50_us'])} ms, p99 {ms(p['p99_us'])} ms; "
+                f"password + TOTP p50 {ms(t['p50_us'])} ms, p99 {ms(t['p99_us'])} ms (verify step p50 {ms(v['p50_us'])} ms); "
+                f"passwordless passkey p50 {ms(k['p50_us'])} ms, p99 {ms(k['p99_us'])} ms |"
+            )
         elif b == "admin-change-lag":
             m, g = r["membership_change"], r["role_grant_change"]
             print(

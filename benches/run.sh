@@ -167,6 +167,7 @@ log "issuer: login storm (OWASP argon2id) with refresh and JWKS beside it"
 "$bin/issuer-bench" refresh --url "http://127.0.0.1:$ISSUER_PORT" --label "refresh, SQLite" --seconds "$secs" | tee -a "$results"
 "$bin/issuer-bench" github-sign-in --count 200 | tee -a "$results"
 "$bin/issuer-bench" admin-change-lag --count 100 | tee -a "$results"
+"$TOOLS_PYTHON" benches/mfa_latency.py "$bin/issuer" --count 40 | tee -a "$results"
 
 log "revocation lag, one replica"
 start_sidecar sidecar-lag "$ISSUER_PORT"
