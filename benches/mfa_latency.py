@@ -77,7 +77,7 @@ def main():
     origin = f"http://localhost:{port}"
     env = dict(os.environ, ISSUER_URL=origin)
     off = []
-    for c in ("login", "register", "refresh", "password", "other"):
+    for c in ("login", "register", "refresh", "password", "mfa", "other"):
         off += [f"--rate-limit-{c}", "off"]
     proc = subprocess.Popen(
         [issuer_bin, "serve", "--listen", f"127.0.0.1:{port}",

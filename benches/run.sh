@@ -47,7 +47,7 @@ start_issuer() { # name database-url [extra args…]; sets ISSUER_PORT and ISSUE
   ISSUER_PORT=$(free_port)
   ISSUER_URL=$issuer_url "$bin/issuer" serve --listen "127.0.0.1:$ISSUER_PORT" --database-url "$db" \
     --kek-file "$work/kek" --rate-limit-login off --rate-limit-register off --rate-limit-refresh off \
-    --rate-limit-password off --rate-limit-other off "$@" >"$work/$name.log" 2>&1 &
+    --rate-limit-password off --rate-limit-mfa off --rate-limit-other off "$@" >"$work/$name.log" 2>&1 &
   ISSUER_PID=$!
   pids+=("$ISSUER_PID")
   wait_http "http://127.0.0.1:$ISSUER_PORT/ready" 30

@@ -344,6 +344,10 @@ pub struct ServeArgs {
     /// Requests per client IP to `/auth/password` (and, later, reset).
     #[arg(long, env = "ISSUER_RATE_LIMIT_PASSWORD", default_value = "100/900")]
     pub rate_limit_password: RateSetting,
+    /// Requests per client IP to second-factor routes (`/auth/mfa/verify`,
+    /// `/auth/mfa/step-up`, `/auth/mfa/enrol*`, `/auth/passkeys/login/*`).
+    #[arg(long, env = "ISSUER_RATE_LIMIT_MFA", default_value = "100/900")]
+    pub rate_limit_mfa: RateSetting,
     /// Requests per client IP to every other `/auth/*` route.
     #[arg(long, env = "ISSUER_RATE_LIMIT_OTHER", default_value = "100/900")]
     pub rate_limit_other: RateSetting,

@@ -50,6 +50,7 @@ pub fn test_args(database_url: &str, dir: &Path) -> ServeArgs {
         &mut args.rate_limit_refresh,
         &mut args.rate_limit_password,
         &mut args.rate_limit_other,
+        &mut args.rate_limit_mfa,
     ] {
         *rate = crate::ratelimit::RateSetting(None);
     }

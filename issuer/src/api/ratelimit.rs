@@ -29,6 +29,10 @@ pub fn classify(settings: &ServeArgs, method: &Method, path: &str) -> Option<(&'
         "/auth/password" | "/auth/password/forgot" | "/auth/password/reset" => {
             ("password", settings.rate_limit_password)
         }
+        "/auth/mfa/verify" | "/auth/mfa/step-up" | "/auth/mfa/enrol" | "/auth/mfa/enrol/confirm" => {
+            ("mfa", settings.rate_limit_mfa)
+        }
+        p if p.starts_with("/auth/passkeys/login/") => ("mfa", settings.rate_limit_mfa),
         _ => ("other", settings.rate_limit_other),
     };
     setting.0.map(|rate| (class, rate))
@@ -97,4 +101,35 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     let mut response = next.run(Request::from_parts(parts, body)).await;
     headers(&mut response, rate, verdict);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_fall_into_their_classes() {
+        let settings = ServeArgs::with_database("sqlite::memory:");
+        let class = |m: Method, p: &str| classify(&settings, &m, p).map(|(c, _)| c);
+        for (path, want) in [
+            ("/auth/login", Some("login")),
+            ("/auth/github/callback", Some("login")),
+            ("/auth/register", Some("register")),
+            ("/auth/refresh", Some("refresh")),
+            ("/auth/password", Some("password")),
+            ("/auth/password/forgot", Some("password")),
+            ("/auth/password/reset", Some("password")),
+            ("/auth/mfa/verify", Some("mfa")),
+            ("/auth/mfa/step-up", Some("mfa")),
+            ("/auth/mfa/enrol/confirm", Some("mfa")),
+            ("/auth/passkeys/login/finish", Some("mfa")),
+            ("/auth/passkeys/register/start", Some("other")),
+            ("/auth/me", Some("other")),
+            ("/admin/users", None),
+            ("/.well-known/jwks.json", None),
+        ] {
+            assert_eq!(class(Method::POST, path), want, "{path}");
+        }
+        assert_eq!(class(Method::OPTIONS, "/auth/login"), None, "preflights are free");
+    }
 }
