@@ -29,9 +29,10 @@ pub fn classify(settings: &ServeArgs, method: &Method, path: &str) -> Option<(&'
         "/auth/password" | "/auth/password/forgot" | "/auth/password/reset" => {
             ("password", settings.rate_limit_password)
         }
-        "/auth/mfa/verify" | "/auth/mfa/step-up" | "/auth/mfa/enrol" | "/auth/mfa/enrol/confirm" => {
-            ("mfa", settings.rate_limit_mfa)
-        }
+        "/auth/mfa/verify"
+        | "/auth/mfa/step-up"
+        | "/auth/mfa/enrol"
+        | "/auth/mfa/enrol/confirm" => ("mfa", settings.rate_limit_mfa),
         p if p.starts_with("/auth/passkeys/login/") => ("mfa", settings.rate_limit_mfa),
         _ => ("other", settings.rate_limit_other),
     };
@@ -130,6 +131,10 @@ mod tests {
         ] {
             assert_eq!(class(Method::POST, path), want, "{path}");
         }
-        assert_eq!(class(Method::OPTIONS, "/auth/login"), None, "preflights are free");
+        assert_eq!(
+            class(Method::OPTIONS, "/auth/login"),
+            None,
+            "preflights are free"
+        );
     }
 }

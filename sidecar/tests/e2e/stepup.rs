@@ -199,3 +199,105 @@ async fn step_up_challenges_then_allows_through_envoy() {
         401
     );
 }
+
+/// The software authenticator of `scripts/soft_passkey.py`, one JSON line
+/// per ceremony.
+async fn soft_passkey(
+    python: &str,
+) -> (
+    tokio::process::Child,
+    tokio::process::ChildStdin,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/soft_passkey.py");
+    let mut child = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(issuer::testing::TEST_ISSUER_URL)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("soft_passkey.py");
+    let stdin = child.stdin.take().expect("stdin");
+    let lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    (child, stdin, lines)
+}
+
+/// One ceremony answered by the software authenticator.
+async fn ask(
+    stdin: &mut tokio::process::ChildStdin,
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    op: &str,
+    options: &Value,
+) -> Value {
+    use tokio::io::AsyncWriteExt;
+    let line = format!("{}\n", json!({"op": op, "options": options}));
+    stdin.write_all(line.as_bytes()).await.expect("write");
+    let answer = lines.next_line().await.expect("read").expect("an answer");
+    serde_json::from_str(&answer).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_sign_in_through_envoy_opens_mfa_routes() {
+    let Some(python) = required_service("DM_TEST_PYTHON", "Python with cryptography") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let Some(stack) = Stack::start(|s| s.policy = policy.clone()).await else {
+        return;
+    };
+    let (_child, mut stdin, mut lines) = soft_passkey(&python).await;
+    let email = unique_email("passkey-edge");
+    let one_factor = token(&stack.login(&email).await);
+    let r = post(
+        &stack,
+        "/auth/passkeys/register/start",
+        Some(&one_factor),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let start: Value = r.json().await.expect("json");
+    let credential = ask(&mut stdin, &mut lines, "create", &start["options"]).await;
+    let r = post(
+        &stack,
+        "/auth/passkeys/register/finish",
+        Some(&one_factor),
+        json!({"ceremony_id": start["ceremony_id"], "credential": credential}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+
+    // Passwordless through Envoy: the token shows two factors and opens the
+    // route that asks for them.
+    let r = post(&stack, "/auth/passkeys/login/start", None, json!({})).await;
+    let start: Value = r.json().await.expect("json");
+    let assertion = ask(&mut stdin, &mut lines, "get", &start["options"]).await;
+    let r = post(
+        &stack,
+        "/auth/passkeys/login/finish",
+        None,
+        json!({"ceremony_id": start["ceremony_id"], "credential": assertion}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let two_factor = token(&r.json::<Value>().await.expect("json"));
+    assert_eq!(
+        stack
+            .get("/ai/ops/deploy", Some(&one_factor))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        stack
+            .get("/ai/ops/deploy", Some(&two_factor))
+            .await
+            .status(),
+        200
+    );
+}
