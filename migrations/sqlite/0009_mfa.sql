@@ -9,7 +9,7 @@ CREATE TABLE mfa_totp (
     last_step BIGINT NOT NULL DEFAULT -1
 );
 
--- Single-use recovery codes, stored as SHA-256 hashes (they are 80 random
+-- Single-use recovery codes, stored as SHA-256 hashes (they are 100 random
 -- bits each, not guessable).
 CREATE TABLE recovery_codes (
     user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,

@@ -160,7 +160,9 @@ pub async fn status(
 /// `otpauth://` URI and a QR code are shown this once; nothing changes
 /// until a code confirms it.
 pub async fn enrol_totp(State(state): State<AppState>, auth: Authenticated) -> ApiResult<Response> {
-    begin_enrolment(&state, &auth.user, state.now()).await
+    let now = state.now();
+    require_recent(&state, &auth, now).await?;
+    begin_enrolment(&state, &auth.user, now).await
 }
 
 #[derive(Deserialize)]
@@ -228,7 +230,8 @@ pub async fn confirm_with_ticket(
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("invalid_request", "code is required"))?;
     let (user, first) = enrolment_user(&state, &req.mfa_ticket, now).await?;
-    let codes = confirm_enrolment(&state, &client, &user, None, code, now).await?;
+    // The ticket first: a factor is never activated without its recovery
+    // codes reaching the caller.
     let spent = state
         .store
         .use_mfa_ticket(&refresh_token_hash(req.mfa_ticket.trim()), now.secs())
@@ -240,6 +243,8 @@ pub async fn confirm_with_ticket(
             "the ticket was used",
         ));
     }
+    let codes = confirm_enrolment(&state, &client, &user, None, code, now).await?;
+    first_factor_added(&state, &user, None, "otp", now).await?;
     let amr = core::with_second_factor(&first, "otp");
     let response = grant::start_session(&state, &client, &user, &amr, now).await?;
     with_recovery_codes(response, codes).await
@@ -310,7 +315,11 @@ fn invalid_code() -> ApiError {
     ApiError::unauthorized("invalid_code", "the code is wrong, used or expired")
 }
 
-async fn totp_secret(state: &AppState, user_id: &str) -> ApiResult<Option<(Vec<u8>, bool)>> {
+/// The user's TOTP secret, whether it is confirmed, and its sealed form.
+async fn totp_secret(
+    state: &AppState,
+    user_id: &str,
+) -> ApiResult<Option<(Vec<u8>, bool, String)>> {
     let Some(f) = state
         .store
         .totp(user_id)
@@ -326,7 +335,7 @@ async fn totp_secret(state: &AppState, user_id: &str) -> ApiResult<Option<(Vec<u
         .keys
         .open_sealed(&sealed_aad(user_id), &sealed)
         .map_err(ApiError::internal)?;
-    Ok(Some((secret, f.confirmed_at.is_some())))
+    Ok(Some((secret, f.confirmed_at.is_some(), f.sealed_secret)))
 }
 
 /// `POST /auth/mfa/totp/confirm {code}`: activates TOTP and answers the
@@ -338,6 +347,13 @@ pub async fn confirm_totp(
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> ApiResult<Response> {
     let now = state.now();
+    require_recent(&state, &auth, now).await?;
+    let had_factor = state
+        .store
+        .mfa_status(&auth.user.id)
+        .await
+        .map_err(ApiError::internal)?
+        .any();
     let codes = confirm_enrolment(
         &state,
         &client,
@@ -347,7 +363,55 @@ pub async fn confirm_totp(
         now,
     )
     .await?;
+    if !had_factor {
+        first_factor_added(&state, &auth.user, Some(&auth.session), "otp", now).await?;
+    }
     Ok(Json(json!({"enabled": "totp", "recovery_codes": codes})).into_response())
+}
+
+/// The user's first second factor: every other session was one-factor and
+/// ends; the current one (which just proved the factor) counts as
+/// two-factor from now on (its next refresh or step-up shows it).
+pub(super) async fn first_factor_added(
+    state: &AppState,
+    user: &User,
+    session: Option<&crate::store::Session>,
+    word: &str,
+    now: Now,
+) -> ApiResult<()> {
+    let records = match session {
+        Some(s) => {
+            state
+                .store
+                .step_up_session(&s.id, &core::with_second_factor(&s.amr, word), now.secs())
+                .await
+                .map_err(ApiError::internal)?;
+            state
+                .store
+                .revoke_other_sessions(
+                    &user.id,
+                    &s.id,
+                    "mfa_enabled",
+                    now.ms,
+                    state.revocation_expiry(now),
+                )
+                .await
+        }
+        None => {
+            state
+                .store
+                .revoke_all_sessions(
+                    &user.id,
+                    "mfa_enabled",
+                    now.ms,
+                    state.revocation_expiry(now),
+                )
+                .await
+        }
+    }
+    .map_err(ApiError::internal)?;
+    state.published(records).await;
+    Ok(())
 }
 
 async fn confirm_enrolment(
@@ -358,7 +422,7 @@ async fn confirm_enrolment(
     code: &str,
     now: Now,
 ) -> ApiResult<Vec<String>> {
-    let Some((secret, confirmed)) = totp_secret(state, &user.id).await? else {
+    let Some((secret, confirmed, sealed)) = totp_secret(state, &user.id).await? else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "no_enrolment",
@@ -376,7 +440,7 @@ async fn confirm_enrolment(
     let accepted = match step {
         Some(step) => state
             .store
-            .accept_totp_step(&user.id, step, Some(now.secs()))
+            .accept_totp_step(&user.id, step, Some((now.secs(), &sealed)))
             .await
             .map_err(ApiError::internal)?,
         None => false,
@@ -417,17 +481,41 @@ async fn new_recovery_codes(state: &AppState, user_id: &str, now: Now) -> ApiRes
 }
 
 /// Changes to the factors need an authentication at most this old.
-pub(super) fn require_recent(state: &AppState, auth: &Authenticated, now: Now) -> ApiResult<()> {
+/// Changing factors needs a recent authentication, and for a user who
+/// has a second factor, a recent one *with* it: a password (or a stolen
+/// token) alone must not add, replace or remove factors.
+pub(super) async fn require_recent(
+    state: &AppState,
+    auth: &Authenticated,
+    now: Now,
+) -> ApiResult<()> {
     let max_age = state.settings.mfa_recent_auth_secs;
-    if now.secs() - auth.session.auth_time <= max_age {
+    let recent = now.secs() - auth.session.auth_time <= max_age;
+    let has_factor = state
+        .store
+        .mfa_status(&auth.user.id)
+        .await
+        .map_err(ApiError::internal)?
+        .any();
+    let with_mfa = auth.session.amr.split_whitespace().any(|w| w == "mfa");
+    if recent && (with_mfa || !has_factor) {
         return Ok(());
     }
     let mut e = ApiError::unauthorized(
         "recent_authentication_required",
-        format!("authenticate again (POST /auth/mfa/step-up) within {max_age} s before changing second factors"),
+        if has_factor {
+            format!("step up with a second factor (POST /auth/mfa/step-up) within {max_age} s before changing second factors")
+        } else {
+            format!("authenticate again (POST /auth/mfa/step-up) within {max_age} s before changing second factors")
+        },
     );
+    let acr = if has_factor {
+        format!(", acr_values=\"{}\"", core::ACR_TWO_FACTORS)
+    } else {
+        String::new()
+    };
     e.challenge = Some(format!(
-        "Bearer error=\"insufficient_user_authentication\", error_description=\"recent authentication required\", max_age={max_age}"
+        "Bearer error=\"insufficient_user_authentication\", error_description=\"recent authentication required\"{acr}, max_age={max_age}"
     ));
     Err(e)
 }
@@ -440,7 +528,7 @@ pub async fn remove_totp(
     auth: Authenticated,
 ) -> ApiResult<Response> {
     let now = state.now();
-    require_recent(&state, &auth, now)?;
+    require_recent(&state, &auth, now).await?;
     let removed = state
         .store
         .remove_mfa(&auth.user.id, false)
@@ -473,7 +561,7 @@ pub async fn regenerate_codes(
     auth: Authenticated,
 ) -> ApiResult<Json<serde_json::Value>> {
     let now = state.now();
-    require_recent(&state, &auth, now)?;
+    require_recent(&state, &auth, now).await?;
     let status = state
         .store
         .mfa_status(&auth.user.id)
@@ -542,7 +630,7 @@ async fn check_factor(
 ) -> ApiResult<Option<&'static str>> {
     match factor {
         Factor::Totp(code) => {
-            let Some((secret, true)) = totp_secret(state, &user.id).await? else {
+            let Some((secret, true, _)) = totp_secret(state, &user.id).await? else {
                 return Ok(None);
             };
             let Some(step) =
@@ -590,24 +678,67 @@ async fn check_factor(
     }
 }
 
-/// Second-factor failures share the account's sign-in delay (so a known
-/// password buys no extra guesses at the code).
-async fn delayed(state: &AppState, user: &User, now: Now) -> ApiResult<()> {
-    let until = state
+/// The key under which a user's second-factor attempts are counted. Apart
+/// from the password's count, so a known password (a sign-in, a password
+/// step-up, a reset) never clears it.
+fn factor_key(user: &User) -> String {
+    format!("mfa:{}", user.id)
+}
+
+fn wait_error(code: &'static str, until: i64, now: Now) -> ApiError {
+    let secs = (until - now.ms + 999) / 1000;
+    let locked = until >= i64::MAX / 4;
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        code,
+        if locked {
+            "too many wrong codes: second factors are locked for this account; an administrator can clear it".to_string()
+        } else {
+            format!("too many failed attempts for this account; retry in {secs} s")
+        },
+    );
+    e.retry_after = Some(if locked {
+        86_400
+    } else {
+        u64::try_from(secs).unwrap_or(1).max(1)
+    });
+    e
+}
+
+/// Counts an attempt at the user's second factor before it is checked:
+/// concurrent guesses cannot all pass one check of the delay.
+async fn reserve(state: &AppState, client: &Client, user: &User, now: Now) -> ApiResult<()> {
+    let reserved = state
         .store
-        .login_delayed_until(&user.email)
+        .reserve_attempt(&factor_key(user), now.ms)
         .await
         .map_err(ApiError::internal)?;
-    if until > now.ms {
-        let secs = (until - now.ms + 999) / 1000;
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "login_delayed",
-            format!("too many failed sign-ins for this account; retry in {secs} s"),
-        );
-        e.retry_after = Some(u64::try_from(secs).unwrap_or(1).max(1));
-        return Err(e);
+    match reserved {
+        Ok(n) => {
+            // The first delayed attempt: tell the user once.
+            if n == crate::store::FREE_FAILURES + 1 {
+                notify(
+                    state,
+                    user,
+                    &format!(
+                        "Several wrong second-factor codes were entered for your account from {}. If it was not you, change your password.",
+                        client.ip.as_deref().unwrap_or("an unknown address")
+                    ),
+                )
+                .await;
+            }
+            Ok(())
+        }
+        Err(until) => Err(wait_error("mfa_delayed", until, now)),
     }
+}
+
+async fn succeeded(state: &AppState, user: &User) -> ApiResult<()> {
+    state
+        .store
+        .clear_login_failures(&factor_key(user))
+        .await
+        .map_err(ApiError::internal)?;
     Ok(())
 }
 
@@ -618,9 +749,6 @@ async fn failed(
     action: &str,
     now: Now,
 ) -> ApiError {
-    if let Err(e) = state.store.record_login_failure(&user.email, now.ms).await {
-        return ApiError::internal(e);
-    }
     state.metrics.login("mfa_failure");
     state
         .audit(
@@ -634,7 +762,8 @@ async fn failed(
 }
 
 /// `POST /auth/mfa/verify {mfa_ticket, code | recovery_code}`: completes a
-/// sign-in. Each ticket allows five attempts and one success.
+/// sign-in. Each ticket allows five attempts and one success; the user's
+/// attempts are also counted across tickets.
 pub async fn verify(
     State(state): State<AppState>,
     client: Client,
@@ -649,20 +778,30 @@ pub async fn verify(
             "the sign-in ticket is unknown, used, expired or out of attempts; sign in again",
         )
     };
-    let ticket = state
+    // Whose ticket, without counting an attempt on it yet: a delayed
+    // account's 429 does not use up the ticket.
+    let peeked = state
         .store
-        .attempt_mfa_ticket(&ticket_hash, now.secs())
+        .peek_mfa_ticket(&ticket_hash, now.secs())
         .await
         .map_err(ApiError::internal)?
         .filter(|t| !t.amr.starts_with(ENROL))
         .ok_or_else(invalid_ticket)?;
     let user = state
         .store
-        .user_by_id(&ticket.user_id)
+        .user_by_id(&peeked.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        // A ticket from before a password change is void.
+        .filter(|u| peeked.created_at >= u.password_changed_at)
+        .ok_or_else(invalid_ticket)?;
+    reserve(&state, &client, &user, now).await?;
+    let ticket = state
+        .store
+        .attempt_mfa_ticket(&ticket_hash, now.secs())
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(invalid_ticket)?;
-    delayed(&state, &user, now).await?;
     let Some(word) = check_factor(&state, &client, &user, factor, now).await? else {
         return Err(failed(&state, &client, &user, "mfa_failure", now).await);
     };
@@ -674,6 +813,7 @@ pub async fn verify(
     {
         return Err(invalid_ticket());
     }
+    succeeded(&state, &user).await?;
     state
         .store
         .clear_login_failures(&user.email)
@@ -704,9 +844,9 @@ pub struct PasskeyAssertion {
     credential: webauthn_rs::prelude::PublicKeyCredential,
 }
 
-/// `POST /auth/mfa/step-up {code | recovery_code | password}`: proves a
-/// factor again inside the session: a fresh `auth_time` (and `mfa` for a
-/// second factor) in a new access token; the session goes on.
+/// `POST /auth/mfa/step-up {code | recovery_code | password | passkey}`:
+/// proves a factor again inside the session: a fresh `auth_time` (and
+/// `mfa` for a second factor) in a new access token; the session goes on.
 pub async fn step_up(
     State(state): State<AppState>,
     client: Client,
@@ -715,67 +855,85 @@ pub async fn step_up(
 ) -> ApiResult<Response> {
     let now = state.now();
     let user = &auth.user;
-    delayed(&state, user, now).await?;
-    let amr = match (&req.password, &req.code, &req.recovery_code) {
-        (None, None, None) if req.passkey.is_some() => {
-            let Some(pk) = &req.passkey else {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
-                    "passkey is required",
-                ));
-            };
-            let (_, word) = super::passkeys::verify_assertion(
-                &state,
-                &client,
-                &pk.ceremony_id,
-                &pk.credential,
-                Some(&user.id),
-                now,
+    let given = [
+        req.code.is_some(),
+        req.recovery_code.is_some(),
+        req.password.is_some(),
+        req.passkey.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "give exactly one of code, recovery_code, password, passkey",
+        ));
+    }
+    // The sign-in method (`pwd`, `fed`, …) stays first in the session's amr.
+    let first = auth
+        .session
+        .amr
+        .split_whitespace()
+        .next()
+        .filter(|w| matches!(*w, "pwd" | "fed"))
+        .unwrap_or("pwd");
+    let amr = if let Some(pk) = &req.passkey {
+        // A passkey cannot be guessed: no delay applies.
+        let (_, word) = super::passkeys::verify_assertion(
+            &state,
+            &client,
+            &pk.ceremony_id,
+            &pk.credential,
+            Some(&user.id),
+            now,
+        )
+        .await?;
+        core::with_second_factor(&auth.session.amr, word)
+    } else if let Some(password) = &req.password {
+        let until = state
+            .store
+            .login_delayed_until(&user.email)
+            .await
+            .map_err(ApiError::internal)?;
+        if until > now.ms {
+            return Err(wait_error("login_delayed", until, now));
+        }
+        let verified = state
+            .hasher
+            .verify(
+                password.clone(),
+                Some(user.password_hash.clone()).filter(|_| user.has_password()),
             )
-            .await?;
-            core::with_second_factor(&auth.session.amr, word)
-        }
-        _ if req.passkey.is_some() => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "give exactly one of code, recovery_code, password, passkey",
-            ))
-        }
-        (Some(password), None, None) => {
-            let verified = state
-                .hasher
-                .verify(
-                    password.clone(),
-                    Some(user.password_hash.clone()).filter(|_| user.has_password()),
-                )
+            .await
+            .map_err(ApiError::from)?;
+        if !verified.ok {
+            state
+                .store
+                .record_login_failure(&user.email, now.ms)
                 .await
-                .map_err(ApiError::from)?;
-            if !verified.ok {
-                return Err(failed(&state, &client, user, "step_up_failure", now).await);
-            }
-            // A password proves the first factor again; a second factor
-            // the session had is kept only if proved now, so `mfa` goes.
+                .map_err(ApiError::internal)?;
+            return Err(failed(&state, &client, user, "step_up_failure", now).await);
+        }
+        state
+            .store
+            .clear_login_failures(&user.email)
+            .await
+            .map_err(ApiError::internal)?;
+        // A password proves the first factor again; a second factor the
+        // session had is kept only if proved now, so `mfa` goes. A GitHub
+        // session stays marked as one.
+        if first == "fed" {
+            "fed pwd".to_string()
+        } else {
             "pwd".to_string()
         }
-        (None, code, recovery) => {
-            let factor = one_factor(code, recovery)?;
-            let Some(word) = check_factor(&state, &client, user, factor, now).await? else {
-                return Err(failed(&state, &client, user, "step_up_failure", now).await);
-            };
-            core::with_second_factor(&auth.session.amr, word)
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "give exactly one of code, recovery_code, password",
-            ))
-        }
+    } else {
+        reserve(&state, &client, user, now).await?;
+        let factor = one_factor(&req.code, &req.recovery_code)?;
+        let Some(word) = check_factor(&state, &client, user, factor, now).await? else {
+            return Err(failed(&state, &client, user, "step_up_failure", now).await);
+        };
+        succeeded(&state, user).await?;
+        core::with_second_factor(&auth.session.amr, word)
     };
-    state
-        .store
-        .clear_login_failures(&user.email)
-        .await
-        .map_err(ApiError::internal)?;
     grant::step_up(&state, &client, user, &auth.session, &amr, now).await
 }
 
@@ -801,6 +959,7 @@ pub async fn admin_reset(
         .remove_mfa(&id, true)
         .await
         .map_err(ApiError::internal)?;
+    succeeded(&state, &user).await?;
     let records = state
         .store
         .revoke_all_sessions(&id, "mfa_reset", now.ms, state.revocation_expiry(now))

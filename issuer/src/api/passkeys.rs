@@ -79,6 +79,16 @@ fn bad_credential(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+fn busy() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "too many passkey ceremonies under way; retry shortly",
+    );
+    e.retry_after = Some(5);
+    e
+}
+
 fn expired_ceremony() -> ApiError {
     ApiError::bad_request(
         "invalid_ceremony",
@@ -96,6 +106,14 @@ fn user_uuid(user_id: &str) -> ApiResult<Uuid> {
     })
 }
 
+/// Whether the authenticator said the key may be synced (backup eligible).
+fn passkey_is_synced(pk: &Passkey) -> bool {
+    serde_json::to_value(pk)
+        .ok()
+        .and_then(|v| v.pointer("/cred/backup_eligible").and_then(|b| b.as_bool()))
+        .unwrap_or(false)
+}
+
 fn cred_id_of(pk: &Passkey) -> String {
     URL_SAFE_NO_PAD.encode(pk.cred_id().as_ref() as &[u8])
 }
@@ -109,6 +127,7 @@ pub async fn register_start(
 ) -> ApiResult<Json<serde_json::Value>> {
     let rp = rp(&state)?;
     let now = state.now();
+    super::mfa::require_recent(&state, &auth, now).await?;
     let existing = state
         .store
         .passkeys_of(&auth.user.id)
@@ -138,7 +157,7 @@ pub async fn register_start(
         sel.insert("requireResidentKey".into(), json!(true));
     }
     let id = new_id();
-    state
+    let stored = state
         .store
         .put_ceremony(
             &id,
@@ -150,6 +169,9 @@ pub async fn register_start(
         )
         .await
         .map_err(ApiError::internal)?;
+    if !stored {
+        return Err(busy());
+    }
     Ok(Json(json!({"ceremony_id": id, "options": options})))
 }
 
@@ -186,7 +208,14 @@ pub async fn register_finish(
 ) -> ApiResult<Response> {
     let rp = rp(&state)?;
     let now = state.now();
+    super::mfa::require_recent(&state, &auth, now).await?;
     let name = valid_name(req.name.as_deref())?;
+    let had_factor = state
+        .store
+        .mfa_status(&auth.user.id)
+        .await
+        .map_err(ApiError::internal)?
+        .any();
     let (owner, reg) = state
         .store
         .take_ceremony(&req.ceremony_id, REGISTER, now.secs())
@@ -222,6 +251,14 @@ pub async fn register_finish(
                 crate::store::MAX_PASSKEYS
             ),
         ));
+    }
+    if !had_factor {
+        let word = if passkey_is_synced(&passkey) {
+            "swk"
+        } else {
+            "hwk"
+        };
+        super::mfa::first_factor_added(&state, &auth.user, Some(&auth.session), word, now).await?;
     }
     state
         .audit(
@@ -298,7 +335,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let now = state.now();
-    super::mfa::require_recent(&state, &auth, now)?;
+    super::mfa::require_recent(&state, &auth, now).await?;
     let found = state
         .store
         .delete_passkey(&auth.user.id, &id)
@@ -338,7 +375,7 @@ pub async fn login_start(State(state): State<AppState>) -> ApiResult<Json<serde_
     // A sign-in button, not autofill: the browser shows its passkey dialog.
     options.mediation = None;
     let id = new_id();
-    state
+    let stored = state
         .store
         .put_ceremony(
             &id,
@@ -350,6 +387,9 @@ pub async fn login_start(State(state): State<AppState>) -> ApiResult<Json<serde_
         )
         .await
         .map_err(ApiError::internal)?;
+    if !stored {
+        return Err(busy());
+    }
     Ok(Json(json!({"ceremony_id": id, "options": options})))
 }
 

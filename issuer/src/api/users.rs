@@ -317,6 +317,13 @@ pub async fn clear_login_delay(
         .clear_login_failures(&user.email)
         .await
         .map_err(ApiError::internal)?;
+    // Second-factor attempts are counted apart (and may be locked).
+    let cleared_mfa = state
+        .store
+        .clear_login_failures(&format!("mfa:{}", user.id))
+        .await
+        .map_err(ApiError::internal)?;
+    let cleared = cleared || cleared_mfa;
     let detail = json!({"user": id, "cleared": cleared});
     state
         .audit(

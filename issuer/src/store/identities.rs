@@ -172,7 +172,7 @@ impl Store {
             let records = super::sessions::revoke_sessions_where(
                 &mut tx,
                 user_id,
-                Some(amr),
+                super::sessions::Which::SignedInWith(amr),
                 "identity_unlinked",
                 now_ms,
                 revocation_expires_at,

@@ -8,6 +8,11 @@ use super::*;
 pub const FREE_FAILURES: i64 = 5;
 /// The longest delay: a victim is slowed, never locked out.
 pub const MAX_DELAY_MS: i64 = 60_000;
+/// Consecutive wrong second factors before the factor check is locked
+/// (NIST SP 800-63B §5.2.2 allows at most 100): at a minute per guess
+/// after the first few, a six-digit code would otherwise fall within a
+/// year.
+pub const MAX_SECOND_FACTOR_FAILURES: i64 = 100;
 
 /// The delay after `failures` failures: none for the first few, then
 /// 1 s, 2 s, 4 s … up to a minute.
@@ -56,6 +61,57 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(until)
+    }
+
+    /// Counts an attempt at a second factor under `key` before it is
+    /// checked (so concurrent guesses cannot all slip under the delay):
+    /// refused with the time to wait while a delay runs, else the count so
+    /// far. A success clears it. After `MAX_SECOND_FACTOR_FAILURES` the key
+    /// is locked until an admin clears it (or a day without attempts).
+    pub async fn reserve_attempt(&self, key: &str, now_ms: i64) -> sqlx::Result<Result<i64, i64>> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO login_failures (email, failures, last_failure_at, delayed_until_ms) \
+             VALUES ($1, 0, $2, 0) ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(key)
+        .bind(now_ms.div_euclid(1000))
+        .execute(&mut *tx)
+        .await?;
+        let counted = sqlx::query(
+            "UPDATE login_failures SET failures = failures + 1, last_failure_at = $1 \
+             WHERE email = $2 AND delayed_until_ms <= $3 RETURNING failures",
+        )
+        .bind(now_ms.div_euclid(1000))
+        .bind(key)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = counted else {
+            let until: i64 =
+                sqlx::query("SELECT delayed_until_ms FROM login_failures WHERE email = $1")
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("delayed_until_ms")?;
+            tx.commit().await?;
+            return Ok(Err(until));
+        };
+        let failures: i64 = row.try_get("failures")?;
+        // This attempt is counted as failed until it succeeds: the delay
+        // that a failure would cause applies to the next one at once.
+        let until = if failures > MAX_SECOND_FACTOR_FAILURES {
+            i64::MAX / 2
+        } else {
+            now_ms + delay_ms(failures)
+        };
+        sqlx::query("UPDATE login_failures SET delayed_until_ms = $1 WHERE email = $2")
+            .bind(until)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Ok(failures))
     }
 
     /// A success (or an admin) clears the count. Returns whether there was one.

@@ -18,6 +18,7 @@ pub struct MfaTicket {
     pub user_id: String,
     /// How the first factor was proved (`pwd`, `fed`).
     pub amr: String,
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,19 +78,23 @@ impl Store {
     /// only moves forward, so a step is accepted at most once (also across
     /// replicas and concurrent requests). With `confirm`, also activates an
     /// unconfirmed enrolment.
+    /// `confirm` carries the time and the sealed secret the code was
+    /// checked against: a secret replaced meanwhile is not activated.
     pub async fn accept_totp_step(
         &self,
         user_id: &str,
         step: i64,
-        confirm_at: Option<i64>,
+        confirm: Option<(i64, &str)>,
     ) -> sqlx::Result<bool> {
-        let q = match confirm_at {
-            Some(now) => sqlx::query(
+        let q = match confirm {
+            Some((now, sealed)) => sqlx::query(
                 "UPDATE mfa_totp SET last_step = $1, confirmed_at = $2 \
-                 WHERE user_id = $3 AND last_step < $1 AND confirmed_at IS NULL",
+                 WHERE user_id = $4 AND last_step < $1 AND confirmed_at IS NULL \
+                 AND sealed_secret = $3",
             )
             .bind(step)
-            .bind(now),
+            .bind(now)
+            .bind(sealed.to_string()),
             None => sqlx::query(
                 "UPDATE mfa_totp SET last_step = $1 \
                  WHERE user_id = $2 AND last_step < $1 AND confirmed_at IS NOT NULL",
@@ -254,14 +259,41 @@ impl Store {
         if !counted {
             return Ok(None);
         }
-        let row = sqlx::query("SELECT user_id, amr FROM mfa_tickets WHERE ticket_hash = $1")
-            .bind(ticket_hash)
-            .fetch_one(&self.writer)
-            .await?;
+        let row =
+            sqlx::query("SELECT user_id, amr, created_at FROM mfa_tickets WHERE ticket_hash = $1")
+                .bind(ticket_hash)
+                .fetch_one(&self.writer)
+                .await?;
         Ok(Some(MfaTicket {
             user_id: row.try_get("user_id")?,
             amr: row.try_get("amr")?,
+            created_at: row.try_get("created_at")?,
         }))
+    }
+
+    /// A live ticket, without counting an attempt.
+    pub async fn peek_mfa_ticket(
+        &self,
+        ticket_hash: &str,
+        now: i64,
+    ) -> sqlx::Result<Option<MfaTicket>> {
+        let row = sqlx::query(
+            "SELECT user_id, amr, created_at FROM mfa_tickets WHERE ticket_hash = $1 \
+             AND used_at IS NULL AND expires_at > $2 AND attempts < $3",
+        )
+        .bind(ticket_hash)
+        .bind(now)
+        .bind(TICKET_ATTEMPTS)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(|r| {
+            Ok(MfaTicket {
+                user_id: r.try_get("user_id")?,
+                amr: r.try_get("amr")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
     }
 
     /// Spends a ticket after its second factor passed (once only).

@@ -15,6 +15,9 @@ pub struct StoredPasskey {
     pub last_used_at: Option<i64>,
 }
 
+/// Ceremonies pending at once, across users and replicas.
+pub const MAX_CEREMONIES: i64 = 50_000;
+
 /// Passkeys one user may have.
 pub const MAX_PASSKEYS: i64 = 20;
 
@@ -125,6 +128,9 @@ impl Store {
         )
     }
 
+    /// Stores a ceremony unless `MAX_CEREMONIES` are pending (anyone may
+    /// start a sign-in ceremony: the table must not grow without bound).
+    /// Returns whether it was stored.
     pub async fn put_ceremony(
         &self,
         id: &str,
@@ -133,7 +139,16 @@ impl Store {
         state: &str,
         now: i64,
         expires_at: i64,
-    ) -> sqlx::Result<()> {
+    ) -> sqlx::Result<bool> {
+        let pending: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM webauthn_ceremonies WHERE expires_at > $1")
+                .bind(now)
+                .fetch_one(&self.writer)
+                .await?
+                .try_get("n")?;
+        if pending >= MAX_CEREMONIES {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO webauthn_ceremonies (id, kind, user_id, state, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -146,7 +161,7 @@ impl Store {
         .bind(expires_at)
         .execute(&self.writer)
         .await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Takes a live ceremony (once: it is deleted in the same statement).

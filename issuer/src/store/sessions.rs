@@ -250,6 +250,30 @@ impl Store {
     /// an advisory lock so sequence numbers commit in order: a follower reading
     /// "after seq N" can then never miss a record that commits later with a
     /// smaller number. SQLite serialises writers anyway.
+    /// Ends every session of the user but `keep` (after a first second
+    /// factor: sessions from before it were one-factor).
+    pub async fn revoke_other_sessions(
+        &self,
+        user_id: &str,
+        keep: &str,
+        reason: &str,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Vec<RevocationRecord>> {
+        let mut tx = self.begin_revoking().await?;
+        let records = revoke_sessions_where(
+            &mut tx,
+            user_id,
+            Which::AllBut(keep),
+            reason,
+            now_ms,
+            revocation_expires_at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(records)
+    }
+
     /// Step-up: the user proved a factor again inside a live session.
     pub async fn step_up_session(
         &self,
@@ -322,26 +346,44 @@ pub(super) async fn revoke_user_sessions(
     now_ms: i64,
     revocation_expires_at: i64,
 ) -> sqlx::Result<Vec<RevocationRecord>> {
-    revoke_sessions_where(tx, user_id, None, reason, now_ms, revocation_expires_at).await
+    revoke_sessions_where(
+        tx,
+        user_id,
+        Which::All,
+        reason,
+        now_ms,
+        revocation_expires_at,
+    )
+    .await
 }
 
 /// Like [`revoke_user_sessions`], limited to sessions whose `amr` is `amr`
 /// when given (the sessions a sign-in method started).
+/// Which of a user's sessions to end.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Which<'a> {
+    All,
+    /// Those a sign-in method started (the first word of `amr`: `fed`, or
+    /// `fed otp mfa` after a second factor).
+    SignedInWith(&'a str),
+    /// All but this session.
+    AllBut(&'a str),
+}
+
 pub(super) async fn revoke_sessions_where(
     tx: &mut Transaction<'static, Any>,
     user_id: &str,
-    amr: Option<&str>,
+    which: Which<'_>,
     reason: &str,
     now_ms: i64,
     revocation_expires_at: i64,
 ) -> sqlx::Result<Vec<RevocationRecord>> {
-    // The sign-in method is the first word: `fed`, or `fed otp mfa` after
-    // a second factor.
-    let only = if amr.is_some() {
-        " AND (amr = $4 OR amr LIKE $4 || ' %')"
-    } else {
-        ""
+    let (only, arg) = match which {
+        Which::All => ("", None),
+        Which::SignedInWith(amr) => (" AND (amr = $4 OR amr LIKE $4 || ' %')", Some(amr)),
+        Which::AllBut(id) => (" AND id <> $4", Some(id)),
     };
+    let amr = arg;
     let insert = format!(
         "INSERT INTO revocations (kind, subject, issued_before, created_at_ms, expires_at) \
          SELECT 'session', id, 0, $1, $2 FROM sessions \
