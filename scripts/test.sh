@@ -42,6 +42,8 @@ step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnin
 step "benches build" cargo build --workspace --benches --locked
 
 # A missing service is fatal (die), never a skip.
+ensure_promtool
+step "alerting rules and dashboard (promtool)" ./scripts/check-observability.sh
 ensure_tools_venv
 start_postgres
 start_redis

@@ -51,6 +51,12 @@ ensure_build_deps() {
   fi
 }
 
+# promtool, from Debian's Prometheus, for the alerting rules and dashboard.
+ensure_promtool() {
+  command -v promtool >/dev/null || apt_install prometheus
+  command -v promtool >/dev/null || die "promtool not found after installing prometheus"
+}
+
 # Sets POSTGRES_URL to a fresh cluster's superuser URL.
 start_postgres() {
   local bin; bin=$(pg_bin_dir)

@@ -4,6 +4,7 @@
 mod direct;
 mod edge;
 mod github;
+mod observability;
 mod quota;
 mod rotation;
 mod stepup;
