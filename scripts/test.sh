@@ -45,6 +45,7 @@ step "benches build" cargo build --workspace --benches --locked
 ensure_promtool
 step "alerting rules and dashboard (promtool)" ./scripts/check-observability.sh
 ensure_tools_venv
+ensure_nginx
 start_postgres
 start_redis
 
@@ -53,6 +54,7 @@ export DM_TEST_POSTGRES_URL="$POSTGRES_URL"
 export DM_TEST_REDIS_URL="$REDIS_URL"
 export DM_TEST_ENVOY="$ENVOY_BIN"
 export DM_TEST_PYTHON="$TOOLS_PYTHON"
+export DM_TEST_NGINX="$NGINX_BIN"
 
 log "cargo test"
 test_log=$(mktemp)

@@ -57,6 +57,14 @@ ensure_promtool() {
   command -v promtool >/dev/null || die "promtool not found after installing prometheus"
 }
 
+# A real nginx for the forward-auth test; sets NGINX_BIN.
+ensure_nginx() {
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light
+  NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+  [ -x "$NGINX_BIN" ] || die "nginx not found after installing it"
+  export NGINX_BIN
+}
+
 # Sets POSTGRES_URL to a fresh cluster's superuser URL.
 start_postgres() {
   local bin; bin=$(pg_bin_dir)

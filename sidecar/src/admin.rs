@@ -16,6 +16,8 @@ pub fn router(authz: Arc<Authorizer>) -> Router {
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        // Every method: the proxy may forward the original one.
+        .route("/authz", axum::routing::any(crate::forward::check))
         .with_state(authz)
 }
 

@@ -76,6 +76,11 @@ pub struct Settings {
     /// carry their reason.
     #[arg(long, env = "SIDECAR_ALLOW_METADATA", default_value_t = false)]
     pub allow_metadata: bool,
+    /// Also answer HTTP forward-auth (nginx auth_request, Traefik
+    /// forwardAuth) at the admin listener's `/authz`. It trusts the
+    /// `X-Forwarded-*` headers: only the proxy may reach that listener.
+    #[arg(long, env = "SIDECAR_FORWARD_AUTH", default_value_t = false)]
+    pub forward_auth: bool,
     /// Bearer token for the issuer's revocation feed; required unless the
     /// issuer is on loopback.
     #[arg(long, env = "SIDECAR_FEED_TOKEN", hide_env_values = true)]

@@ -315,6 +315,73 @@ pub fn decide_routed(
     }
 }
 
+/// A deny as an HTTP answer: status, headers and the JSON body. One
+/// rendering for every front end (gRPC ext_authz, HTTP forward-auth).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+pub fn render_denial(
+    reason: DenyReason,
+    allow: Option<&str>,
+    retry_after: Option<u64>,
+    step_up: Option<StepUp>,
+) -> Denial {
+    let status = reason.http_status();
+    let mut headers = vec![("content-type", "application/json".to_string())];
+    let challenge = match status {
+        // RFC 9470: the token is fine; the authentication behind it is not enough.
+        401 if step_up.is_some() => step_up.map(|s| {
+            let mut c = format!(
+                "Bearer error=\"insufficient_user_authentication\", error_description=\"{}\"",
+                reason.code()
+            );
+            if s.mfa {
+                c.push_str(&format!(", acr_values=\"{ACR_TWO_FACTORS}\""));
+            }
+            if let Some(age) = s.max_age {
+                c.push_str(&format!(", max_age={age}"));
+            }
+            c
+        }),
+        401 if reason == DenyReason::MissingToken => Some("Bearer".to_string()),
+        401 => Some(format!(
+            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+            reason.code()
+        )),
+        403 => Some("Bearer error=\"insufficient_scope\"".to_string()),
+        _ => None,
+    };
+    if let Some(c) = challenge {
+        headers.push(("www-authenticate", c));
+    }
+    if let Some(secs) = retry_after {
+        headers.push(("retry-after", secs.to_string()));
+    }
+    if let Some(methods) = allow {
+        headers.push(("allow", methods.to_string()));
+    }
+    let message = match status {
+        400 if reason == DenyReason::MalformedRequest => "malformed host or method",
+        400 => "request path is not in canonical form",
+        401 if step_up.is_some() => "authenticate again: step up (POST /auth/mfa/step-up)",
+        401 => "authentication required",
+        403 => "not allowed",
+        405 => "method not allowed on this route",
+        429 => "request quota spent; retry later",
+        _ => "authorization temporarily unavailable",
+    };
+    let body = serde_json::json!({"error": reason.code(), "message": message}).to_string();
+    Denial {
+        status,
+        headers,
+        body,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,11 +15,10 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use envoy_types::pb::google::rpc;
-use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use crate::authz::{now_ms, Authorizer};
-use crate::decision::{Decision, DenyReason, RequestAttrs, StepUp, ACR_TWO_FACTORS};
+use crate::decision::{Decision, DenyReason, RequestAttrs, StepUp};
 
 pub struct AuthzService {
     pub authz: Arc<Authorizer>,
@@ -100,7 +99,10 @@ const AMBIGUOUS: &str = "";
 /// headers with ','). Where the client offers more than one candidate — the
 /// cookie twice, or a cookie and a header that differ — no token is chosen:
 /// an upstream reading the other one would act on a credential never checked.
-fn bearer_token<'a>(headers: &'a HashMap<String, String>, cookie: Option<&str>) -> Option<&'a str> {
+pub(crate) fn bearer_token<'a>(
+    headers: &'a HashMap<String, String>,
+    cookie: Option<&str>,
+) -> Option<&'a str> {
     let from_header = match headers.get("authorization") {
         Some(value) => {
             let (scheme, token) = value.split_once(' ')?;
@@ -234,67 +236,15 @@ impl AuthzService {
         retry_after: Option<u64>,
         step_up: Option<StepUp>,
     ) -> CheckResponse {
-        let status = reason.http_status();
-        let mut headers = vec![header(
-            "content-type",
-            "application/json",
-            HeaderAppendAction::OverwriteIfExistsOrAdd,
-        )];
-        let challenge = match status {
-            // RFC 9470: the token is fine; the authentication behind it is not enough.
-            401 if step_up.is_some() => step_up.map(|s| {
-                let mut c = format!(
-                    "Bearer error=\"insufficient_user_authentication\", error_description=\"{}\"",
-                    reason.code()
-                );
-                if s.mfa {
-                    c.push_str(&format!(", acr_values=\"{ACR_TWO_FACTORS}\""));
-                }
-                if let Some(age) = s.max_age {
-                    c.push_str(&format!(", max_age={age}"));
-                }
-                c
-            }),
-            401 if reason == DenyReason::MissingToken => Some("Bearer".to_string()),
-            401 => Some(format!(
-                "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                reason.code()
-            )),
-            403 => Some("Bearer error=\"insufficient_scope\"".to_string()),
-            _ => None,
-        };
-        if let Some(c) = challenge {
-            headers.push(header(
-                "www-authenticate",
-                &c,
-                HeaderAppendAction::OverwriteIfExistsOrAdd,
-            ));
-        }
-        if let Some(secs) = retry_after {
-            headers.push(header(
-                "retry-after",
-                &secs.to_string(),
-                HeaderAppendAction::OverwriteIfExistsOrAdd,
-            ));
-        }
-        if let Some(methods) = allow {
-            headers.push(header(
-                "allow",
-                methods,
-                HeaderAppendAction::OverwriteIfExistsOrAdd,
-            ));
-        }
-        let message = match status {
-            400 if reason == DenyReason::MalformedRequest => "malformed host or method",
-            400 => "request path is not in canonical form",
-            401 if step_up.is_some() => "authenticate again: step up (POST /auth/mfa/step-up)",
-            401 => "authentication required",
-            403 => "not allowed",
-            405 => "method not allowed on this route",
-            429 => "request quota spent; retry later",
-            _ => "authorization temporarily unavailable",
-        };
-        let body = json!({"error": reason.code(), "message": message}).to_string();
+        let denial = crate::decision::render_denial(reason, allow, retry_after, step_up);
+        let status = denial.status;
+        let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd;
+        let headers: Vec<_> = denial
+            .headers
+            .iter()
+            .map(|(k, v)| header(k, v, overwrite))
+            .collect();
+        let body = denial.body;
         let code = match status {
             400 => tonic::Code::InvalidArgument,
             401 => tonic::Code::Unauthenticated,

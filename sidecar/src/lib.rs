@@ -12,6 +12,7 @@ pub mod config;
 pub mod csrf;
 pub mod decision;
 pub mod follower;
+pub mod forward;
 pub mod grpc;
 pub mod metrics;
 pub mod path;

@@ -3,6 +3,7 @@
 
 mod direct;
 mod edge;
+mod forward;
 mod github;
 mod observability;
 mod quota;

@@ -1,0 +1,130 @@
+//! The same decision over HTTP, for proxies that speak only HTTP
+//! authorisation: nginx `auth_request`, Traefik `forwardAuth`, Caddy
+//! `forward_auth`. The proxy sends the original request's headers plus the
+//! original method, URI and host in `X-Forwarded-Method`, `X-Forwarded-Uri`
+//! and `X-Forwarded-Host` (or nginx's customary `X-Original-*`). An allow is
+//! a 200 carrying the identity headers for the proxy to set on the upstream
+//! request (replacing the client's copies); a deny is the same status, JSON
+//! body and challenge as the gRPC path.
+//!
+//! The endpoint trusts those headers, so only the proxy may reach it: it is
+//! served on the admin listener, and only with `--forward-auth`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::authz::{now_ms, Authorizer};
+use crate::decision::{render_denial, Decision, DenyReason, RequestAttrs};
+
+/// Header names lower-cased, repeats joined with ',' (as Envoy gives them
+/// to the gRPC path, so one token and CSRF logic serves both).
+fn flatten(headers: &HeaderMap) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = HashMap::new();
+    for (name, value) in headers {
+        let Ok(v) = value.to_str() else { continue };
+        out.entry(name.as_str().to_string())
+            .and_modify(|e| {
+                e.push(',');
+                e.push_str(v);
+            })
+            .or_insert_with(|| v.to_string());
+    }
+    out
+}
+
+/// The one value of the first of `names` present; `Err` when it was sent
+/// more than once (ambiguous: which would the upstream see?).
+fn single<'a>(headers: &'a HeaderMap, names: &[&str]) -> Result<Option<&'a str>, ()> {
+    for name in names {
+        let mut values = headers.get_all(*name).iter();
+        if let Some(first) = values.next() {
+            if values.next().is_some() {
+                return Err(());
+            }
+            return first.to_str().map(Some).map_err(|_| ());
+        }
+    }
+    Ok(None)
+}
+
+pub async fn check(State(authz): State<Arc<Authorizer>>, headers: HeaderMap) -> Response {
+    if !authz.settings.forward_auth {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
+    let now = now_ms();
+    let method = single(&headers, &["x-forwarded-method", "x-original-method"]);
+    let uri = single(&headers, &["x-forwarded-uri", "x-original-uri"]);
+    let host = single(&headers, &["x-forwarded-host", "host"]);
+    let proto = single(&headers, &["x-forwarded-proto"]);
+    let decision = match (method, uri, host, proto) {
+        (Ok(Some(method)), Ok(Some(path)), Ok(Some(host)), Ok(proto)) => {
+            let flat = flatten(&headers);
+            let cookie = authz.settings.token_cookie.as_deref();
+            let token = crate::grpc::bearer_token(&flat, cookie);
+            let from_cookie =
+                token.is_some() && !flat.contains_key("authorization") && cookie.is_some();
+            if from_cookie
+                && !crate::csrf::cookie_use_allowed(method, proto.unwrap_or("http"), host, &flat)
+            {
+                authz.refuse(DenyReason::CrossSiteRequest)
+            } else {
+                let attrs = RequestAttrs { method, host, path };
+                authz.check(attrs, token, now).await
+            }
+        }
+        // Missing or repeated: no request to judge.
+        _ => authz.refuse(DenyReason::MalformedRequest),
+    };
+    respond(&authz, decision)
+}
+
+fn respond(authz: &Authorizer, decision: Decision) -> Response {
+    let s = &authz.settings;
+    match decision {
+        Decision::Allow { identity, .. } => {
+            let mut r = StatusCode::OK.into_response();
+            let h = r.headers_mut();
+            let mut set = |name: &str, value: &str| {
+                if let (Ok(n), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(name.as_bytes()),
+                    axum::http::HeaderValue::from_str(value),
+                ) {
+                    h.insert(n, v);
+                }
+            };
+            // Absent on public routes or without roles: the proxy then sets
+            // the header empty, which removes the client's copy.
+            if let Some(claims) = identity {
+                set(&s.user_id_header, &claims.sub);
+                set(&s.session_header, &claims.sid);
+                if !claims.roles.is_empty() {
+                    set(&s.roles_header, &claims.roles.join(","));
+                }
+            }
+            r
+        }
+        Decision::Deny {
+            reason,
+            allow,
+            retry_after,
+            step_up,
+            ..
+        } => {
+            let d = render_denial(reason, allow.as_deref(), retry_after, step_up);
+            let mut r = Response::new(Body::from(d.body));
+            *r.status_mut() =
+                StatusCode::from_u16(d.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            for (k, v) in d.headers {
+                if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+                    r.headers_mut().insert(k, v);
+                }
+            }
+            r
+        }
+    }
+}
