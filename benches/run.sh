@@ -136,6 +136,20 @@ start_sidecar sidecar "$ISSUER_PORT"
 cached_sidecar_port=$SIDECAR_PORT cached_sidecar_pid=$SIDECAR_PID
 start_sidecar sidecar-nocache "$ISSUER_PORT" --token-cache-capacity 0
 nocache_port=$SIDECAR_PORT nocache_pid=$SIDECAR_PID
+start_sidecar sidecar-uds "$ISSUER_PORT" --listen-unix "$work/authz.sock"
+uds_pid=$SIDECAR_PID
+
+# BENCH_ONLY=transport: just the sidecar over TCP and over a Unix socket,
+# side by side (issue 17, step 1).
+if [ "${BENCH_ONLY:-}" = transport ]; then
+  add_envoy_case "4a. Envoy + sidecar, cached tokens" ext_authz "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
+  add_envoy_case "4c. Envoy + sidecar over a Unix socket, cached tokens" ext_authz "$work/authz.sock" "$uds_pid" "$work/tokens.txt"
+  run_cases
+  python3 benches/report.py "$results" >"benches/results/$stamp.md"
+  cp "benches/results/$stamp.md" benches/results/latest.md
+  cat benches/results/latest.md
+  exit 0
+fi
 
 log "seeding 100k live revocations (in a copy of the database, for case 5)"
 python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).backup(sqlite3.connect(sys.argv[2]))' \
@@ -155,11 +169,12 @@ add_envoy_case "3a. Envoy jwt_authn, token cache" jwt_cached "$noop_port" "" "$w
 add_envoy_case "3b. Envoy jwt_authn, no cache" jwt_uncached "$noop_port" "" "$work/tokens.txt"
 add_envoy_case "4a. Envoy + sidecar, cached tokens" ext_authz "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
 add_envoy_case "4b. Envoy + sidecar, uncached (every check verifies)" ext_authz "$nocache_port" "$nocache_pid" "$work/tokens.txt"
+add_envoy_case "4c. Envoy + sidecar over a Unix socket, cached tokens" ext_authz "$work/authz.sock" "$uds_pid" "$work/tokens.txt"
 add_envoy_case "5. Envoy + sidecar, 100k live revocations" ext_authz "$revoked_port" "$revoked_pid" "$work/tokens.txt"
 add_grpc_case "sidecar gRPC handler alone (cached)" "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
 run_cases
 pkill -P $$ envoy 2>/dev/null || true
-kill "$nocache_pid" "$cached_sidecar_pid" "$noop_pid" "$revoked_pid" 2>/dev/null || true
+kill "$nocache_pid" "$cached_sidecar_pid" "$uds_pid" "$noop_pid" "$revoked_pid" 2>/dev/null || true
 
 log "issuer: login storm (OWASP argon2id) with refresh and JWKS beside it"
 "$bin/issuer-bench" login-storm --url "http://127.0.0.1:$ISSUER_PORT" --concurrency 8 --seconds $((secs * 2)) | tee -a "$results"

@@ -1,6 +1,7 @@
 """Renders the benchmark Envoy config for one case.
 
-usage: render.py CASE PORT ADMIN_PORT AUTHZ_PORT ISSUER_PORT ISSUER_URL
+usage: render.py CASE PORT ADMIN_PORT AUTHZ ISSUER_PORT ISSUER_URL
+AUTHZ: the ext_authz server's port on 127.0.0.1, or a Unix socket's path.
 CASE: direct | ext_authz | jwt_cached | jwt_uncached
 Every case answers 200 from Envoy itself (direct_response), so only the
 authorisation in front of it differs.
@@ -35,6 +36,11 @@ jwt = f"""
               rules:
               - match: {{ prefix: "/" }}
                 requires: {{ provider_name: devmentor }}"""
+
+authz_address = (
+    f'{{ pipe: {{ path: "{authz}" }} }}' if authz.startswith("/")
+    else f"{{ socket_address: {{ address: 127.0.0.1, port_value: {authz} }} }}"
+)
 
 filters = {"direct": "", "ext_authz": ext_authz, "jwt_cached": jwt, "jwt_uncached": jwt}[case]
 
@@ -78,7 +84,7 @@ static_resources:
         explicit_http_config: {{ http2_protocol_options: {{}} }}
     load_assignment:
       cluster_name: authz
-      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {authz} }} }} }} }}] }}]
+      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {authz_address} }} }}] }}]
   - name: issuer
     type: STATIC
     connect_timeout: 0.25s

@@ -24,6 +24,10 @@ pub struct Settings {
     /// gRPC listener for envoy.service.auth.v3.Authorization.
     #[arg(long, env = "SIDECAR_LISTEN", default_value = "0.0.0.0:9001")]
     pub listen: SocketAddr,
+    /// Also serve ext_authz on this Unix domain socket (for Envoy in the
+    /// same pod: a `pipe` address, no TCP stack on the Check path).
+    #[arg(long, env = "SIDECAR_LISTEN_UNIX")]
+    pub listen_unix: Option<std::path::PathBuf>,
     /// /health, /ready and /metrics.
     #[arg(long, env = "SIDECAR_ADMIN_LISTEN", default_value = "0.0.0.0:9002")]
     pub admin_listen: SocketAddr,

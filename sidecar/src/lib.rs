@@ -96,6 +96,32 @@ impl Sidecar {
         let service = AuthorizationServer::new(grpc::AuthzService {
             authz: self.authz.clone(),
         });
+        let unix = match &self.authz.settings.listen_unix {
+            Some(path) => Some(bind_unix(path)?),
+            None => None,
+        };
+        let unix_server = {
+            let service = service.clone();
+            let mut rx = stop_tx.subscribe();
+            async move {
+                let Some((listener, path)) = unix else {
+                    return Ok::<(), anyhow::Error>(());
+                };
+                let incoming = futures_util::stream::unfold(listener, |l| async move {
+                    let next = l.accept().await.map(|(stream, _)| stream);
+                    Some((next, l))
+                });
+                let result = tonic::transport::Server::builder()
+                    .timeout(Duration::from_secs(5))
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+                let _ = std::fs::remove_file(&path);
+                result.map_err(anyhow::Error::from)
+            }
+        };
         let grpc_server = tonic::transport::Server::builder()
             // A Check is answered from memory in microseconds: anything slower
             // is stuck, and a dead peer's connection must not linger.
@@ -124,7 +150,13 @@ impl Sidecar {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let servers = async { tokio::join!(grpc_server, admin_server) };
+        let servers = async {
+            let (g, a, u) = tokio::join!(grpc_server, admin_server, unix_server);
+            if let Err(e) = u {
+                tracing::error!(error = %e, "Unix socket listener failed");
+            }
+            (g, a)
+        };
         let (grpc_result, admin_result) = tokio::select! {
             results = servers => results,
             // Envoy may hold idle HTTP/2 connections open: cut them after a grace period.
@@ -141,4 +173,25 @@ impl Sidecar {
         admin_result?;
         Ok(())
     }
+}
+
+/// Binds the Unix socket, replacing a stale one a previous run left (never
+/// a file that is not a socket), readable and writable by owner and group.
+fn bind_unix(
+    path: &std::path::Path,
+) -> anyhow::Result<(tokio::net::UnixListener, std::path::PathBuf)> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            anyhow::bail!(
+                "--listen-unix {}: exists and is not a socket",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|e| anyhow::anyhow!("--listen-unix {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok((listener, path.to_path_buf()))
 }

@@ -12,6 +12,7 @@ mod stepup;
 mod support;
 mod teams;
 mod trust;
+mod unix;
 
 use std::process::Command;
 use std::time::Duration;

@@ -245,7 +245,6 @@ impl Drop for Envoy {
 /// Envoy binds its own ports (0: any free one) and reports them, so no port
 /// is ever picked, released and hoped to be free again.
 pub async fn start_envoy(envoy: &str, issuer: u16, sidecar: u16, ai: u16, memory: u16) -> Envoy {
-    let dir = tempfile::tempdir().expect("tempdir");
     let config = render(&[
         ("ENVOY_PORT", 0),
         ("ENVOY_ADMIN_PORT", 0),
@@ -254,6 +253,12 @@ pub async fn start_envoy(envoy: &str, issuer: u16, sidecar: u16, ai: u16, memory
         ("AI_GATEWAY_PORT", ai),
         ("MEMORY_PORT", memory),
     ]);
+    start_envoy_config(envoy, config).await
+}
+
+/// Envoy with a config already rendered (listener and admin ports 0).
+pub async fn start_envoy_config(envoy: &str, config: String) -> Envoy {
+    let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("envoy.yaml");
     std::fs::write(&config_path, config).expect("write config");
     let admin_path = dir.path().join("admin-address");
