@@ -145,9 +145,9 @@ if [ "${BENCH_ONLY:-}" = transport ]; then
   add_envoy_case "4a. Envoy + sidecar, cached tokens" ext_authz "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
   add_envoy_case "4c. Envoy + sidecar over a Unix socket, cached tokens" ext_authz "$work/authz.sock" "$uds_pid" "$work/tokens.txt"
   run_cases
+  # (latest.md stays the full run's.)
   python3 benches/report.py "$results" >"benches/results/$stamp.md"
-  cp "benches/results/$stamp.md" benches/results/latest.md
-  cat benches/results/latest.md
+  cat "benches/results/$stamp.md"
   exit 0
 fi
 
