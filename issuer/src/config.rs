@@ -441,6 +441,14 @@ pub struct ServeArgs {
     pub github: GithubArgs,
     #[command(flatten)]
     pub mail: MailArgs,
+    /// Export traces over OTLP/gRPC to this collector (`http://host:4317`);
+    /// off when unset. Requests continue the trace in their `traceparent`.
+    #[arg(long, env = "ISSUER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces sampled (a request with a `traceparent` follows
+    /// its caller's decision).
+    #[arg(long, env = "ISSUER_TRACE_SAMPLE_RATIO", default_value_t = 0.1)]
+    pub trace_sample_ratio: f64,
     /// text or json
     #[arg(long, env = "ISSUER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

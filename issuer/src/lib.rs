@@ -65,6 +65,8 @@ pub struct AppState {
     pub mailer: Option<Arc<mail::Mailer>>,
     /// `None` when passkeys cannot be offered (no domain to bind them to).
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
+    /// `None` unless an OTLP endpoint is configured.
+    pub tracing: Option<Arc<telemetry::Tracing>>,
 }
 
 impl AppState {
@@ -234,7 +236,14 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
     let limiter = Arc::new(ratelimit::Limiter::new(settings.redis_url.as_deref())?);
     let mailer = mail::Mailer::from_settings(&settings.mail)?.map(Arc::new);
     let webauthn = api::passkeys::relying_party(&settings)?.map(Arc::new);
+    let tracing = settings
+        .otlp_endpoint
+        .as_deref()
+        .map(|e| telemetry::Tracing::new(e, settings.trace_sample_ratio, "devmentor-issuer"))
+        .transpose()?
+        .map(Arc::new);
     let state = AppState {
+        tracing,
         webauthn,
         mailer: mailer.clone(),
         github,

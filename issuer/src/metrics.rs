@@ -188,6 +188,10 @@ impl Metrics {
     }
 }
 
+/// The trace id of the request's span, when it is sampled.
+#[derive(Debug, Clone)]
+pub struct TraceId(pub String);
+
 /// Records every request by its route template (not the raw path, which
 /// would let clients create unbounded label values).
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -203,7 +207,32 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     }
     .to_string();
     let started = Instant::now();
+    // One span per request, continuing the caller's trace (Envoy's); its id
+    // rides in the request for the audit trail.
+    let mut request = request;
+    let mut span = state.tracing.as_ref().map(|t| {
+        let h = request.headers();
+        let value = |k: &str| h.get(k).and_then(|v| v.to_str().ok());
+        t.server_span(
+            format!("{method} {route}"),
+            &telemetry::extract(value("traceparent"), value("tracestate")),
+            vec![
+                telemetry::Attribute::new("http.request.method", method.clone()),
+                telemetry::Attribute::new("http.route", route.clone()),
+            ],
+        )
+    });
+    if let Some(id) = span.as_ref().and_then(telemetry::trace_id) {
+        request.extensions_mut().insert(TraceId(id));
+    }
     let response = next.run(request).await;
+    if let Some(span) = span.as_mut() {
+        use telemetry::SpanApi;
+        span.set_attribute(telemetry::Attribute::new(
+            "http.response.status_code",
+            i64::from(response.status().as_u16()),
+        ));
+    }
     let metrics = &state.metrics;
     metrics
         .latency

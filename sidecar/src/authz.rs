@@ -79,6 +79,8 @@ pub struct Authorizer {
     permissions_fetching: AtomicBool,
     tokens: Cache<[u8; 32], CachedToken>,
     quotas: crate::quota::Quotas,
+    /// `None` unless an OTLP endpoint is configured.
+    pub tracing: Option<telemetry::Tracing>,
 }
 
 pub struct Checked {
@@ -135,6 +137,7 @@ impl Authorizer {
             permissions_fetching: AtomicBool::new(false),
             tokens,
             quotas: Default::default(),
+            tracing: None,
         })
     }
 

@@ -85,6 +85,14 @@ pub struct Settings {
     /// `X-Forwarded-*` headers: only the proxy may reach that listener.
     #[arg(long, env = "SIDECAR_FORWARD_AUTH", default_value_t = false)]
     pub forward_auth: bool,
+    /// Export traces over OTLP/gRPC to this collector (`http://host:4317`);
+    /// off when unset. Each Check continues the trace Envoy started.
+    #[arg(long, env = "SIDECAR_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces sampled (a Check that continues Envoy's trace
+    /// follows Envoy's decision).
+    #[arg(long, env = "SIDECAR_TRACE_SAMPLE_RATIO", default_value_t = 0.1)]
+    pub trace_sample_ratio: f64,
     /// Bearer token for the issuer's revocation feed; required unless the
     /// issuer is on loopback.
     #[arg(long, env = "SIDECAR_FEED_TOKEN", hide_env_values = true)]

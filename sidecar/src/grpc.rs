@@ -31,6 +31,17 @@ impl Authorization for AuthzService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let now = now_ms();
+        // Continue the trace Envoy started for this request (its context
+        // arrives in the call's gRPC metadata).
+        let mut span = self.authz.tracing.as_ref().map(|t| {
+            let md = request.metadata();
+            let value = |k: &str| md.get(k).and_then(|v| v.to_str().ok());
+            t.server_span(
+                "ext_authz check",
+                &telemetry::extract(value("traceparent"), value("tracestate")),
+                Vec::new(),
+            )
+        });
         let check = request.into_inner();
         let http = check
             .attributes
@@ -58,7 +69,42 @@ impl Authorization for AuthzService {
         } else {
             self.authz.check(attrs, token, now).await
         };
+        if let Some(span) = span.as_mut() {
+            record(span, &http.method, &http.path, &decision);
+            // Only for a valid JWS shape (bounded: a kid is short or absent).
+            if let Some(kid) = token
+                .and_then(auth_types::jws::peek_kid)
+                .filter(|k| k.len() <= 64)
+            {
+                use telemetry::SpanApi;
+                span.set_attribute(telemetry::Attribute::new("authz.key_id", kid));
+            }
+        }
         Ok(Response::new(self.to_response(decision)))
+    }
+}
+
+/// The decision as span attributes (bounded values: no token, no identity).
+fn record(span: &mut telemetry::ActiveSpan, method: &str, path: &str, decision: &Decision) {
+    use telemetry::SpanApi;
+    let path = path.split('?').next().unwrap_or_default().to_string();
+    span.set_attribute(telemetry::Attribute::new(
+        "http.request.method",
+        method.to_string(),
+    ));
+    span.set_attribute(telemetry::Attribute::new("url.path", path));
+    match decision {
+        Decision::Allow { rule, .. } => {
+            span.set_attribute(telemetry::Attribute::new("authz.decision", "allow"));
+            span.set_attribute(telemetry::Attribute::new("authz.rule", rule.clone()));
+        }
+        Decision::Deny { rule, reason, .. } => {
+            span.set_attribute(telemetry::Attribute::new("authz.decision", "deny"));
+            span.set_attribute(telemetry::Attribute::new("authz.reason", reason.code()));
+            if let Some(rule) = rule {
+                span.set_attribute(telemetry::Attribute::new("authz.rule", rule.clone()));
+            }
+        }
     }
 }
 

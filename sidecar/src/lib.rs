@@ -42,11 +42,14 @@ pub struct Sidecar {
 pub async fn start(mut settings: Settings) -> anyhow::Result<Sidecar> {
     settings.validate().map_err(anyhow::Error::msg)?;
     let policy = Policy::load(&settings.policy)?;
-    let authz = Arc::new(Authorizer::new(
-        settings,
-        policy,
-        Arc::new(metrics::Metrics::default()),
-    )?);
+    let tracing = settings
+        .otlp_endpoint
+        .as_deref()
+        .map(|e| telemetry::Tracing::new(e, settings.trace_sample_ratio, "devmentor-sidecar"))
+        .transpose()?;
+    let mut authorizer = Authorizer::new(settings, policy, Arc::new(metrics::Metrics::default()))?;
+    authorizer.tracing = tracing;
+    let authz = Arc::new(authorizer);
     if let Err(e) = authz.fetch_jwks().await {
         tracing::warn!(error = %e, "issuer unreachable at start");
         authz.load_saved_state();

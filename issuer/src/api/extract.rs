@@ -72,6 +72,8 @@ pub fn forwarded_client(headers: &axum::http::HeaderMap, hops: u64) -> Option<St
 pub struct Client {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The request's trace, for the audit trail.
+    pub trace_id: Option<String>,
 }
 
 impl FromRequestParts<AppState> for Client {
@@ -88,9 +90,14 @@ impl FromRequestParts<AppState> for Client {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(256).collect());
+        let trace_id = parts
+            .extensions
+            .get::<crate::metrics::TraceId>()
+            .map(|t| t.0.clone());
         Ok(Client {
             ip: forwarded.or(peer),
             user_agent,
+            trace_id,
         })
     }
 }
@@ -98,7 +105,9 @@ impl FromRequestParts<AppState> for Client {
 impl crate::store::AuditEvent {
     /// Where the request came from.
     pub fn client(self, client: &Client) -> Self {
-        self.from_ip(client.ip.as_deref(), client.user_agent.as_deref())
+        let mut event = self.from_ip(client.ip.as_deref(), client.user_agent.as_deref());
+        event.trace_id = client.trace_id.clone();
+        event
     }
 
     /// Done by the caller, in their session.

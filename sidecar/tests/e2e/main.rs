@@ -11,6 +11,7 @@ mod rotation;
 mod stepup;
 mod support;
 mod teams;
+mod tracing;
 mod trust;
 mod unix;
 
