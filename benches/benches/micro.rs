@@ -224,6 +224,26 @@ fn benches(c: &mut Criterion) {
     c.bench_function("sidecar-check/cache-hit", |b| {
         b.iter(|| black_box(runtime.block_on(authz.check(black_box(req), Some(&token), now_ms))))
     });
+    // What tracing adds to a Check: the span continuing Envoy's context,
+    // with the decision's attributes, ended (queued for export; nothing
+    // listens at the endpoint, so this is the request path's cost only).
+    let _guard = runtime.enter();
+    let tracing = telemetry::Tracing::new("http://127.0.0.1:9", 1.0, "bench").expect("tracing");
+    for (label, flags) in [("sampled", "01"), ("unsampled", "00")] {
+        let traceparent = format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}");
+        c.bench_function(&format!("tracing/check-span/{label}"), |b| {
+            b.iter(|| {
+                use telemetry::SpanApi;
+                let parent = telemetry::extract(Some(&traceparent), None);
+                let mut span = tracing.server_span("ext_authz check", &parent, Vec::new());
+                span.set_attribute(telemetry::Attribute::new("authz.decision", "allow"));
+                span.set_attribute(telemetry::Attribute::new("authz.rule", "ai-gateway"));
+                span.set_attribute(telemetry::Attribute::new("url.path", "/ai/chat"));
+                span.set_attribute(telemetry::Attribute::new("authz.key_id", "kcrsBOK5tjTu8_dsu"));
+                black_box(span);
+            })
+        });
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
