@@ -222,10 +222,21 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
             ],
         )
     });
-    if let Some(id) = span.as_ref().and_then(telemetry::trace_id) {
-        request.extensions_mut().insert(TraceId(id));
+    let trace_id = span.as_ref().and_then(telemetry::trace_id);
+    if let Some(id) = &trace_id {
+        request.extensions_mut().insert(TraceId(id.clone()));
     }
-    let response = next.run(request).await;
+    // Log lines written while handling the request carry its trace id (the
+    // JSON format shows the current span's fields).
+    let response = match trace_id {
+        Some(id) => {
+            use tracing::Instrument;
+            next.run(request)
+                .instrument(tracing::info_span!("request", trace_id = %id))
+                .await
+        }
+        None => next.run(request).await,
+    };
     if let Some(span) = span.as_mut() {
         use telemetry::SpanApi;
         span.set_attribute(telemetry::Attribute::new(
