@@ -239,7 +239,10 @@ fn benches(c: &mut Criterion) {
                 span.set_attribute(telemetry::Attribute::new("authz.decision", "allow"));
                 span.set_attribute(telemetry::Attribute::new("authz.rule", "ai-gateway"));
                 span.set_attribute(telemetry::Attribute::new("url.path", "/ai/chat"));
-                span.set_attribute(telemetry::Attribute::new("authz.key_id", "kcrsBOK5tjTu8_dsu"));
+                span.set_attribute(telemetry::Attribute::new(
+                    "authz.key_id",
+                    "kcrsBOK5tjTu8_dsu",
+                ));
                 black_box(span);
             })
         });

@@ -83,21 +83,25 @@ pub async fn enrolment_required(
                 .outcome(Outcome::Denied, "mfa_enrollment_required"),
         )
         .await;
-    let mut response = (
+    Ok(ticket_answer(
         StatusCode::FORBIDDEN,
-        Json(json!({
+        json!({
             "error": "mfa_enrollment_required",
             "message": "your role needs a second factor: set one up with this ticket at /auth/mfa/enrol",
             "mfa_ticket": ticket,
             "expires_in": TICKET_SECS,
-        })),
-    )
-        .into_response();
+        }),
+    ))
+}
+
+/// An answer carrying a ticket: never cached.
+fn ticket_answer(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
     response.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
     );
-    Ok(response)
+    response
 }
 
 /// Answers a correct first factor of a user with a second one: a ticket
@@ -120,22 +124,16 @@ pub async fn challenge(
                 .meta(json!({"amr": amr})),
         )
         .await;
-    let mut response = (
+    Ok(ticket_answer(
         StatusCode::UNAUTHORIZED,
-        Json(json!({
+        json!({
             "error": "mfa_required",
             "message": "a second factor is required: POST it with this ticket to /auth/mfa/verify",
             "mfa_ticket": ticket,
             "methods": methods(status),
             "expires_in": TICKET_SECS,
-        })),
-    )
-        .into_response();
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+        }),
+    ))
 }
 
 /// `GET /auth/mfa`: the caller's factors.

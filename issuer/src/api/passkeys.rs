@@ -79,6 +79,33 @@ fn bad_credential(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+/// Stores a ceremony's state for whichever replica finishes it; its id.
+async fn begin_ceremony(
+    state: &AppState,
+    kind: &str,
+    user_id: Option<&str>,
+    ceremony: &impl serde::Serialize,
+    now: crate::clock::Now,
+) -> ApiResult<String> {
+    let id = new_id();
+    let stored = state
+        .store
+        .put_ceremony(
+            &id,
+            kind,
+            user_id,
+            &serde_json::to_string(ceremony).map_err(ApiError::internal)?,
+            now.secs(),
+            now.secs() + CEREMONY_SECS,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    if !stored {
+        return Err(busy());
+    }
+    Ok(id)
+}
+
 fn busy() -> ApiError {
     let mut e = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -156,22 +183,7 @@ pub async fn register_start(
         sel.insert("residentKey".into(), json!("required"));
         sel.insert("requireResidentKey".into(), json!(true));
     }
-    let id = new_id();
-    let stored = state
-        .store
-        .put_ceremony(
-            &id,
-            REGISTER,
-            Some(&auth.user.id),
-            &serde_json::to_string(&reg).map_err(ApiError::internal)?,
-            now.secs(),
-            now.secs() + CEREMONY_SECS,
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    if !stored {
-        return Err(busy());
-    }
+    let id = begin_ceremony(&state, REGISTER, Some(&auth.user.id), &reg, now).await?;
     Ok(Json(json!({"ceremony_id": id, "options": options})))
 }
 
@@ -374,22 +386,7 @@ pub async fn login_start(State(state): State<AppState>) -> ApiResult<Json<serde_
         .map_err(ApiError::internal)?;
     // A sign-in button, not autofill: the browser shows its passkey dialog.
     options.mediation = None;
-    let id = new_id();
-    let stored = state
-        .store
-        .put_ceremony(
-            &id,
-            AUTHENTICATE,
-            None,
-            &serde_json::to_string(&auth_state).map_err(ApiError::internal)?,
-            now.secs(),
-            now.secs() + CEREMONY_SECS,
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    if !stored {
-        return Err(busy());
-    }
+    let id = begin_ceremony(&state, AUTHENTICATE, None, &auth_state, now).await?;
     Ok(Json(json!({"ceremony_id": id, "options": options})))
 }
 
