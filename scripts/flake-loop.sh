@@ -12,10 +12,11 @@ trap stop_services EXIT
 work=$(mktemp -d /tmp/dm-flake.XXXXXX)
 git clone -q . "$work/src" || die "clone failed"
 ensure_tools_venv
+ensure_nginx
 start_postgres
 start_redis
 export DM_REQUIRE_SERVICES=1 DM_TEST_POSTGRES_URL="$POSTGRES_URL" DM_TEST_REDIS_URL="$REDIS_URL" \
-  DM_TEST_ENVOY="$ENVOY_BIN" DM_TEST_PYTHON="$TOOLS_PYTHON"
+  DM_TEST_ENVOY="$ENVOY_BIN" DM_TEST_PYTHON="$TOOLS_PYTHON" DM_TEST_NGINX="$NGINX_BIN"
 cd "$work/src"
 log "building tests at $(git rev-parse --short HEAD)"
 cargo test --workspace --locked --no-run >"$work/build.log" 2>&1 || { tail -20 "$work/build.log"; die "build failed"; }
