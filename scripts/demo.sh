@@ -54,7 +54,7 @@ wait_port 127.0.0.1 2525 30 || { cat data/logs/smtp-sink.log; die "SMTP sink did
 log "starting the issuer on :3002 (SQLite at data/issuer.db), public at http://localhost:8080"
 ISSUER_URL=http://localhost:8080 ./target/release/issuer serve --listen 127.0.0.1:3002 \
   --database-url sqlite://data/issuer.db \
-  --allowed-return-origins http://localhost:8080 --trusted-proxy-hops 1 --rate-limit-login 10/60 \
+  --allowed-return-origins http://localhost:8080 --trusted-proxy-hops 1 --rate-limit-login 15/60 \
   --github-client-id demo-client --github-client-secret-file data/github-client-secret \
   --github-web-url http://127.0.0.1:3999 --github-api-url http://127.0.0.1:3999 \
   --smtp-url smtp://127.0.0.1:2525 --mail-from 'DevMentor Auth <no-reply@localhost>' \
@@ -206,7 +206,7 @@ token=$(curl -s -X POST localhost:8080/auth/mfa/verify -H 'content-type: applica
 printf '%s' "$token" | python3 -c 'import base64,json,sys; p=sys.stdin.read().split(".")[1]; c=json.loads(base64.urlsafe_b64decode(p+"="*(-len(p)%4))); print({k: c[k] for k in ("amr","acr","auth_time")})'
 show curl localhost:8080/memory/vault/keys -H "authorization: Bearer $token"
 
-printf '\n\033[1m--- Abuse protection: sign-ins per client IP (demo: 10 a minute) and growing per-account delays after 5 failures ---\033[0m\n'
+printf '\n\033[1m--- Abuse protection: sign-ins per client IP (demo: 15 a minute) and growing per-account delays after 5 failures ---\033[0m\n'
 step "for i in 1..8: curl -X POST localhost:8080/auth/login (wrong password)"
 for _ in $(seq 8); do
   printf '%s ' "$(curl -s -o /dev/null -w '%{http_code}' -X POST localhost:8080/auth/login \
