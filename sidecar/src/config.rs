@@ -85,6 +85,15 @@ pub struct Settings {
     /// `X-Forwarded-*` headers: only the proxy may reach that listener.
     #[arg(long, env = "SIDECAR_FORWARD_AUTH", default_value_t = false)]
     pub forward_auth: bool,
+    /// Allow --forward-auth on an admin listener that is not loopback
+    /// (protect it otherwise: anyone who reaches it can ask about any
+    /// request and token).
+    #[arg(
+        long,
+        env = "SIDECAR_FORWARD_AUTH_ALLOW_REMOTE",
+        default_value_t = false
+    )]
+    pub forward_auth_allow_remote: bool,
     /// Export traces over OTLP/gRPC to this collector (`http://host:4317`);
     /// off when unset. Each Check continues the trace Envoy started.
     #[arg(long, env = "SIDECAR_OTLP_ENDPOINT")]
@@ -130,6 +139,17 @@ impl Settings {
 
     /// Cross-setting rules clap cannot express; reads the feed-token file.
     pub fn validate(&mut self) -> Result<(), String> {
+        if self.forward_auth
+            && !self.admin_listen.ip().is_loopback()
+            && !self.forward_auth_allow_remote
+        {
+            return Err(format!(
+                "--forward-auth answers on the admin listener, and {} is not loopback: bind it to \
+                 127.0.0.1 beside the proxy, or pass --forward-auth-allow-remote if only the proxy \
+                 can reach it (e.g. a NetworkPolicy)",
+                self.admin_listen
+            ));
+        }
         if self.max_staleness_secs <= self.jwks_refresh_secs {
             return Err("--max-staleness-secs must exceed --jwks-refresh-secs, or keys go stale between refreshes".into());
         }

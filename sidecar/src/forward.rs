@@ -26,7 +26,10 @@ use crate::decision::{render_denial, Decision, DenyReason, RequestAttrs};
 fn flatten(headers: &HeaderMap) -> HashMap<String, String> {
     let mut out: HashMap<String, String> = HashMap::new();
     for (name, value) in headers {
-        let Ok(v) = value.to_str() else { continue };
+        // Kept even when not UTF-8 (lossily): a dropped Authorization would
+        // let a cookie be judged while the upstream reads the header.
+        let v = String::from_utf8_lossy(value.as_bytes());
+        let v = v.as_ref();
         out.entry(name.as_str().to_string())
             .and_modify(|e| {
                 e.push(',');
@@ -57,9 +60,29 @@ pub async fn check(State(authz): State<Arc<Authorizer>>, headers: HeaderMap) -> 
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
     let now = now_ms();
-    let method = single(&headers, &["x-forwarded-method", "x-original-method"]);
-    let uri = single(&headers, &["x-forwarded-uri", "x-original-uri"]);
-    let host = single(&headers, &["x-forwarded-host", "host"]);
+    // One family of forwarding headers, all from the proxy: Traefik's
+    // X-Forwarded-* or nginx's customary X-Original-*. Both present means a
+    // client's copies got through beside the proxy's: refused, as is a
+    // request without its host (never the Host of the call to us).
+    let forwarded = ["x-forwarded-method", "x-forwarded-uri", "x-forwarded-host"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    let original = ["x-original-method", "x-original-uri", "x-original-host"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    let family = match (forwarded, original) {
+        (true, false) => Some("x-forwarded"),
+        (false, true) => Some("x-original"),
+        _ => None,
+    };
+    let named = |suffix: &str| {
+        family
+            .map(|f| single(&headers, &[&format!("{f}-{suffix}")]))
+            .unwrap_or(Err(()))
+    };
+    let method = named("method");
+    let uri = named("uri");
+    let host = named("host");
     let proto = single(&headers, &["x-forwarded-proto"]);
     let decision = match (method, uri, host, proto) {
         (Ok(Some(method)), Ok(Some(path)), Ok(Some(host)), Ok(proto)) => {

@@ -95,8 +95,13 @@ pub fn trace_id(span: &ActiveSpan) -> Option<String> {
     (cx.is_valid() && cx.is_sampled()).then(|| cx.trace_id().to_string())
 }
 
+/// `tracestate` longer than this is ignored: it would ride on every span a
+/// client can force to be sampled.
+const MAX_TRACESTATE: usize = 512;
+
 /// The W3C trace context from a request's `traceparent` and `tracestate`.
 pub fn extract(traceparent: Option<&str>, tracestate: Option<&str>) -> Context {
+    let tracestate = tracestate.filter(|t| t.len() <= MAX_TRACESTATE);
     struct Pair<'a>(Option<&'a str>, Option<&'a str>);
     impl Extractor for Pair<'_> {
         fn get(&self, key: &str) -> Option<&str> {

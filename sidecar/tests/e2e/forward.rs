@@ -93,6 +93,8 @@ async fn nginx_auth_request_gets_the_same_decisions() {
         .bearer_auth(&access)
         .header("x-user-id", "someone-else")
         .header("x-user-roles", "admin")
+        .header("x-forwarded-host", "admin.internal")
+        .header("x-original-url", "/ai/admin/settings")
         .send()
         .await
         .expect("request");
@@ -109,6 +111,12 @@ async fn nginx_auth_request_gets_the_same_decisions() {
         echoed["headers"].get("x-user-roles").is_none(),
         "the client's roles never pass: {echoed}"
     );
+    for routing in ["x-forwarded-host", "x-original-url"] {
+        assert!(
+            echoed["headers"].get(routing).is_none(),
+            "{routing} never reaches the upstream: {echoed}"
+        );
+    }
 
     // No token: 401 with the challenge; not the upstream's answer.
     let r = http.get(url("/ai/chat")).send().await.expect("request");
@@ -199,6 +207,46 @@ async fn forward_auth_is_off_unless_asked_and_refuses_ambiguity() {
     );
     let r = stack.http.get(&endpoint).send().await.expect("request");
     assert_eq!(r.status(), 400, "no forwarded request at all");
+    // Both families at once: a client's copies got through beside the proxy's.
+    let r = stack
+        .http
+        .get(&endpoint)
+        .header("x-original-method", "GET")
+        .header("x-original-uri", "/ai/admin/settings")
+        .header("x-original-host", "localhost")
+        .header("x-forwarded-uri", "/auth/login")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 400);
+    // The host is the forwarded one, never the Host of the call to us.
+    let r = stack
+        .http
+        .get(&endpoint)
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-uri", "/auth/login")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 400);
+    // nginx's family alone works.
+    let r = stack
+        .http
+        .get(&endpoint)
+        .header("x-original-method", "GET")
+        .header("x-original-uri", "/auth/login")
+        .header("x-original-host", "localhost")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    // Off loopback, --forward-auth needs an explicit opt-in.
+    let mut exposed = sidecar_settings("http://127.0.0.1:1");
+    exposed.forward_auth = true;
+    exposed.admin_listen = ([0, 0, 0, 0], 9002).into();
+    assert!(exposed.clone().validate().is_err());
+    exposed.forward_auth_allow_remote = true;
+    assert!(exposed.validate().is_ok());
 
     let Some(plain) = Stack::start(|_| {}).await else {
         return;
