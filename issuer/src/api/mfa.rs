@@ -535,17 +535,11 @@ pub async fn remove_totp(
     if !removed {
         return Err(ApiError::not_found("no second factor is set up"));
     }
-    state
-        .audit(
-            AuditEvent::new(now.ms, "mfa_disabled")
-                .user(&auth.user)
-                .session(&auth.session.id)
-                .client(&client),
-        )
-        .await;
-    notify(
+    factor_changed(
         &state,
-        &auth.user,
+        &auth,
+        &client,
+        AuditEvent::new(now.ms, "mfa_disabled"),
         "The second factors of your account were removed.",
     )
     .await;
@@ -573,17 +567,11 @@ pub async fn regenerate_codes(
         ));
     }
     let codes = new_recovery_codes(&state, &auth.user.id, now).await?;
-    state
-        .audit(
-            AuditEvent::new(now.ms, "recovery_codes_regenerated")
-                .user(&auth.user)
-                .session(&auth.session.id)
-                .client(&client),
-        )
-        .await;
-    notify(
+    factor_changed(
         &state,
-        &auth.user,
+        &auth,
+        &client,
+        AuditEvent::new(now.ms, "recovery_codes_regenerated"),
         "New recovery codes were made; the old ones no longer work.",
     )
     .await;
@@ -981,6 +969,26 @@ pub async fn admin_reset(
     )
     .await;
     Ok(Json(json!({"removed": removed, "sessions_ended": ended})).into_response())
+}
+
+/// A change to the caller's own factors: audited in their session, and
+/// told to the account's address.
+pub(super) async fn factor_changed(
+    state: &AppState,
+    auth: &Authenticated,
+    client: &Client,
+    event: AuditEvent,
+    notice: &str,
+) {
+    state
+        .audit(
+            event
+                .user(&auth.user)
+                .session(&auth.session.id)
+                .client(client),
+        )
+        .await;
+    notify(state, &auth.user, notice).await;
 }
 
 pub(super) async fn notify(state: &AppState, user: &User, what: &str) {

@@ -272,18 +272,11 @@ pub async fn register_finish(
         };
         super::mfa::first_factor_added(&state, &auth.user, Some(&auth.session), word, now).await?;
     }
-    state
-        .audit(
-            AuditEvent::new(now.ms, "passkey_added")
-                .user(&auth.user)
-                .session(&auth.session.id)
-                .client(&client)
-                .meta(json!({"credential": cred_id, "name": name})),
-        )
-        .await;
-    super::mfa::notify(
+    super::mfa::factor_changed(
         &state,
-        &auth.user,
+        &auth,
+        &client,
+        AuditEvent::new(now.ms, "passkey_added").meta(json!({"credential": cred_id, "name": name})),
         &format!("A passkey ({name}) was added to your account."),
     )
     .await;
@@ -356,18 +349,11 @@ pub async fn delete(
     if !found {
         return Err(ApiError::not_found("no such passkey"));
     }
-    state
-        .audit(
-            AuditEvent::new(now.ms, "passkey_removed")
-                .user(&auth.user)
-                .session(&auth.session.id)
-                .client(&client)
-                .meta(json!({"credential": id})),
-        )
-        .await;
-    super::mfa::notify(
+    super::mfa::factor_changed(
         &state,
-        &auth.user,
+        &auth,
+        &client,
+        AuditEvent::new(now.ms, "passkey_removed").meta(json!({"credential": id})),
         "A passkey was removed from your account.",
     )
     .await;

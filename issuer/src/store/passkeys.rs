@@ -90,9 +90,7 @@ impl Store {
                 "UPDATE passkeys SET passkey = $1, last_used_at = $2 WHERE cred_id = $3",
             )
             .bind(p.to_string()),
-            None => sqlx::query(
-                "UPDATE passkeys SET passkey = passkey, last_used_at = $1 WHERE cred_id = $2",
-            ),
+            None => sqlx::query("UPDATE passkeys SET last_used_at = $1 WHERE cred_id = $2"),
         };
         q.bind(now).bind(cred_id).execute(&self.writer).await?;
         Ok(())
