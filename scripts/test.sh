@@ -76,6 +76,9 @@ if [ "$test_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
 fi
 rm -f "$test_log"
 
+# After the tests, which built the binaries it inspects.
+step "deployment: Envoy configs, kustomize, schemas, Dockerfile (offline)" ./scripts/check-deploy.sh
+
 failed=$((failed + ${#failed_steps[@]}))
 if [ ${#failed_steps[@]} -gt 0 ]; then
   log "failed steps: $(printf '%s; ' "${failed_steps[@]}")"

@@ -17,6 +17,12 @@ pub struct Cli {
 pub enum Command {
     /// Serve Envoy's ext_authz gRPC API.
     Serve(Box<Settings>),
+    /// Check a route policy file and exit (0: valid; 65: the first error,
+    /// with its line). For CI and for a ConfigMap before it rolls out.
+    CheckPolicy {
+        /// The policy file (YAML).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -205,6 +211,7 @@ impl Settings {
             Ok(Cli {
                 command: Command::Serve(s),
             }) => *s,
+            Ok(_) => panic!("parsed the serve subcommand"),
             Err(e) => panic!("built-in defaults must parse: {e}"),
         };
         s.issuer_url = issuer_url.to_string();

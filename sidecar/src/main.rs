@@ -5,7 +5,10 @@ use sidecar::config::{exit_usage, parse_cli, Command};
 #[tokio::main]
 async fn main() {
     let cli = parse_cli();
-    let Command::Serve(mut settings) = cli.command;
+    let mut settings = match cli.command {
+        Command::Serve(settings) => settings,
+        Command::CheckPolicy { file } => check_policy(&file),
+    };
     if let Err(e) = settings.validate() {
         exit_usage(&e);
     }
@@ -13,6 +16,20 @@ async fn main() {
     if let Err(e) = run(*settings).await {
         eprintln!("sidecar: {e:#}");
         std::process::exit(1);
+    }
+}
+
+fn check_policy(file: &std::path::Path) -> ! {
+    match sidecar::policy::Policy::load(file) {
+        Ok(policy) => {
+            println!("{}: valid, {} rules", file.display(), policy.rules.len());
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("sidecar: {e}");
+            // EX_DATAERR: the input, not the invocation, is wrong.
+            std::process::exit(65)
+        }
     }
 }
 

@@ -250,6 +250,40 @@ async fn policy_changes_apply_and_an_invalid_file_keeps_the_old_policy() {
 }
 
 #[test]
+fn check_policy_accepts_the_shipped_policies_and_names_the_first_error() {
+    let bin = env!("CARGO_BIN_EXE_sidecar");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for file in ["envoy/policy.yaml", "k8s/base/policy/policy.yaml"] {
+        let out = std::process::Command::new(bin)
+            .args(["check-policy", &format!("{root}/{file}")])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{file}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "rules:\n  - name: ok\n    prefix: /ok/\n    allow: public\n  - name: typo\n    prefix: /x/\n    alow: public\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(bin)
+        .arg("check-policy")
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:") && err.contains("alow"), "{err}");
+    let out = std::process::Command::new(bin)
+        .args(["check-policy", "/nonexistent/policy.yaml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+}
+
+#[test]
 fn bad_settings_and_invalid_policies_exit_64_naming_the_problem() {
     let bin = env!("CARGO_BIN_EXE_sidecar");
     let dir = tempfile::tempdir().expect("tempdir");

@@ -39,16 +39,33 @@ fn envoy_accepts_the_front_proxy_config() {
     ]);
     let path = dir.path().join("envoy.yaml");
     std::fs::write(&path, config).expect("write");
-    let out = Command::new(envoy)
-        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
-        .arg(&path)
-        .output()
-        .expect("run envoy");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The same template with the tracer on, and the pods' renderings as
+    // committed under k8s/ (their freshness is checked by check-deploy.sh).
+    let traced = dir.path().join("traced.yaml");
+    std::fs::write(
+        &traced,
+        render_with(&[("ENVOY_PORT", 8080)], &["--set", "OTEL=collector:4317"]),
+    )
+    .expect("write");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for config in [
+        path.clone(),
+        traced,
+        format!("{root}/k8s/base/apps/ai-gateway/envoy.yaml").into(),
+        format!("{root}/k8s/base/apps/memory-service/envoy.yaml").into(),
+    ] {
+        let out = Command::new(envoy.as_str())
+            .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+            .arg(&config)
+            .output()
+            .expect("run envoy");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            config.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // And a broken config is refused, so the check above means something.
     std::fs::write(&path, "static_resources: {listeners: [{name: x}]}\n").expect("write");
     let out = Command::new(envoy_bin().expect("envoy"))

@@ -23,25 +23,37 @@ pub fn envoy_bin() -> Option<String> {
     testing::required_service("DM_TEST_ENVOY", "Envoy")
 }
 
-pub fn template() -> String {
-    std::fs::read_to_string(concat!(
+/// Renders the shipped template with the shipped renderer
+/// (scripts/render-envoy.py), so the tests run the configs users get.
+/// `ports`: `NAME_PORT` values on loopback, or any `KEY=VALUE` the renderer
+/// takes through `extra`.
+pub fn render(ports: &[(&str, u16)]) -> String {
+    render_with(ports, &[])
+}
+
+pub fn render_with(ports: &[(&str, u16)], extra: &[&str]) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.arg(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../envoy/front-proxy.yaml.tmpl"
-    ))
-    .expect("envoy template")
+        "/../scripts/render-envoy.py"
+    ));
+    for (name, port) in ports {
+        cmd.arg("--set").arg(format!("{name}={port}"));
+    }
+    cmd.args(extra);
+    let out = cmd.output().expect("python3 scripts/render-envoy.py");
+    assert!(
+        out.status.success(),
+        "render-envoy.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(!text.contains("{{"), "unrendered placeholder");
+    text
 }
 
 pub fn policy_file() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/policy.yaml"))
-}
-
-pub fn render(ports: &[(&str, u16)]) -> String {
-    let mut text = template();
-    for (name, port) in ports {
-        text = text.replace(&format!("{{{{{name}}}}}"), &port.to_string());
-    }
-    assert!(!text.contains("{{"), "unrendered placeholder");
-    text
 }
 
 /// What the most lenient of upstreams could make of a raw path: decode

@@ -92,19 +92,6 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Turns on Envoy's OpenTelemetry tracer (every request sampled) and adds
-/// the collector's cluster.
-fn with_tracing(config: String, collector_port: u16) -> String {
-    let tracing = "          stat_prefix: front\n          tracing:\n            random_sampling: { value: 100 }\n            provider:\n              name: envoy.tracers.opentelemetry\n              typed_config:\n                \"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig\n                grpc_service: { envoy_grpc: { cluster_name: otel_collector }, timeout: 1s }\n                service_name: envoy\n";
-    let cluster = format!(
-        "  clusters:\n  - name: otel_collector\n    type: STATIC\n    connect_timeout: 0.25s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {{ http2_protocol_options: {{}} }}\n    load_assignment:\n      cluster_name: otel_collector\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {collector_port} }} }} }}\n"
-    );
-    assert!(config.contains("          stat_prefix: front\n") && config.contains("  clusters:\n"));
-    config
-        .replacen("          stat_prefix: front\n", tracing, 1)
-        .replacen("  clusters:\n", &cluster, 1)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_from_envoy_through_the_sidecar_and_to_the_issuer() {
     let Some(envoy_bin) = envoy_bin() else {
@@ -135,15 +122,21 @@ async fn one_trace_from_envoy_through_the_sidecar_and_to_the_issuer() {
     let sidecar = start_sidecar(settings, 0).await;
     let ai = echo_upstream("ai-gateway").await;
     let memory = echo_upstream("memory-service").await;
-    let config = render(&[
-        ("ENVOY_PORT", 0),
-        ("ENVOY_ADMIN_PORT", 0),
-        ("SIDECAR_PORT", sidecar.grpc.port()),
-        ("ISSUER_PORT", issuer.addr.port()),
-        ("AI_GATEWAY_PORT", ai.port()),
-        ("MEMORY_PORT", memory.port()),
-    ]);
-    let envoy = start_envoy_config(&envoy_bin, with_tracing(config, collector_port)).await;
+    // The shipped template's tracing block, every request sampled.
+    let config = render_with(
+        &[
+            ("ENVOY_PORT", 0),
+            ("ENVOY_ADMIN_PORT", 0),
+            ("SIDECAR_PORT", sidecar.grpc.port()),
+            ("ISSUER_PORT", issuer.addr.port()),
+            ("AI_GATEWAY_PORT", ai.port()),
+            ("MEMORY_PORT", memory.port()),
+            ("OTEL_PORT", collector_port),
+        ],
+        &["--set", "TRACE_SAMPLE_PERCENT=100"],
+    );
+    assert!(config.contains("envoy.tracers.opentelemetry"));
+    let envoy = start_envoy_config(&envoy_bin, config).await;
     let http = reqwest::Client::new();
     let url = |p: &str| format!("http://127.0.0.1:{}{p}", envoy.port);
     let email = unique_email("traced");

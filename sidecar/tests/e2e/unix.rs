@@ -21,28 +21,20 @@ async fn envoy_reaches_the_sidecar_over_a_unix_socket() {
     let sidecar = start_sidecar(settings, 0).await;
     let ai = echo_upstream("ai-gateway").await;
     let memory = echo_upstream("memory-service").await;
-    let tcp_endpoint = format!(
-        "- endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}",
-        sidecar.grpc.port()
+    let sidecar_socket = format!("SIDECAR=unix:{}", socket.display());
+    let config = render_with(
+        &[
+            ("ENVOY_PORT", 0),
+            ("ENVOY_ADMIN_PORT", 0),
+            ("ISSUER_PORT", issuer.addr.port()),
+            ("AI_GATEWAY_PORT", ai.port()),
+            ("MEMORY_PORT", memory.port()),
+        ],
+        &["--set", &sidecar_socket],
     );
-    let config = render(&[
-        ("ENVOY_PORT", 0),
-        ("ENVOY_ADMIN_PORT", 0),
-        ("SIDECAR_PORT", sidecar.grpc.port()),
-        ("ISSUER_PORT", issuer.addr.port()),
-        ("AI_GATEWAY_PORT", ai.port()),
-        ("MEMORY_PORT", memory.port()),
-    ]);
     assert!(
-        config.contains(&tcp_endpoint),
-        "the template's sidecar endpoint"
-    );
-    let config = config.replace(
-        &tcp_endpoint,
-        &format!(
-            "- endpoint: {{ address: {{ pipe: {{ path: \"{}\" }} }} }}",
-            socket.display()
-        ),
+        config.contains("pipe: { path:"),
+        "the sidecar over its socket"
     );
     let envoy = start_envoy_config(&envoy_bin, config).await;
     let http = reqwest::Client::new();
