@@ -53,8 +53,10 @@ ISTIO_SCHEMAS = {
                 "type": "object",
                 "additionalProperties": False,
                 "properties": {
-                    "selector": {"type": "object", "additionalProperties": False, "properties": {
-                        "matchLabels": {"type": "object"}, "matchExpressions": {"type": "array"}}},
+                    # Istio's workload selector has matchLabels only; anything
+                    # else is ignored and the policy covers the namespace.
+                    "selector": {"type": "object", "additionalProperties": False, "required": ["matchLabels"],
+                                 "properties": {"matchLabels": {"type": "object", "minProperties": 1}}},
                     "action": {"enum": ["ALLOW", "DENY", "AUDIT", "CUSTOM"]},
                     "provider": {"type": "object", "required": ["name"], "additionalProperties": False,
                                  "properties": {"name": {"type": "string"}}},
@@ -80,8 +82,11 @@ ISTIO_SCHEMAS = {
         "type": "object",
         "required": ["spec"],
         "properties": {"apiVersion": {"enum": ["security.istio.io/v1", "security.istio.io/v1beta1"]},
-                       "spec": {"type": "object", "additionalProperties": False, "properties": {
-                           "selector": {"type": "object"},
+                       "spec": {"type": "object", "additionalProperties": False,
+                                # Scoped: namespace-wide STRICT would cut off callers outside the mesh.
+                                "required": ["selector"], "properties": {
+                           "selector": {"type": "object", "additionalProperties": False, "required": ["matchLabels"],
+                                        "properties": {"matchLabels": {"type": "object", "minProperties": 1}}},
                            "mtls": {"type": "object", "additionalProperties": False, "properties": {
                                "mode": {"enum": ["UNSET", "DISABLE", "PERMISSIVE", "STRICT"]}}},
                            "portLevelMtls": {"type": "object"}}}},
@@ -157,6 +162,8 @@ def check_rendering(name, items):
         where = f"{name} Deployment/{dep['metadata']['name']}"
         pod = dep["spec"]["template"]["spec"]
         pod_sc = pod.get("securityContext", {})
+        if any("secret" in v for v in pod.get("volumes", [])) and "fsGroup" not in pod_sc:
+            fail(where, "mounts Secrets but sets no fsGroup: a non-root container cannot read a 0400 file")
         for vol in pod.get("volumes", []):
             if "configMap" in vol and vol["configMap"]["name"] not in configmaps:
                 fail(where, f"mounts ConfigMap {vol['configMap']['name']}, which the rendering lacks")
@@ -201,14 +208,16 @@ def check_rendering(name, items):
                 fail(where, "an application pod needs Envoy and the app")
             elif app[0].get("ports"):
                 fail(where, "the application must not expose a port: Envoy is the way in")
+            elif not next((e.get("value", "") for e in app[0].get("env", []) if e["name"] == "LISTEN"), "").startswith("127.0.0.1:"):
+                fail(where, "the application must listen on loopback (LISTEN=127.0.0.1:port)")
 
     issuer = kinds.get("Deployment", {}).get("devmentor-issuer")
     if issuer is None:
         fail(name, "no issuer Deployment")
         return
     spec = issuer["spec"]
-    if spec.get("replicas") != 3:
-        fail(name, f"issuer replicas {spec.get('replicas')}, the design asks for 3")
+    if "replicas" in spec:
+        fail(name, "the issuer's replica count belongs to its HPA (an apply would reset it)")
     pod = spec["template"]["spec"]
     c = next(c for c in pod["containers"] if c["name"] == "issuer")
     if c.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/ready":
@@ -225,16 +234,32 @@ def check_rendering(name, items):
     hpas = [h for h in kinds.get("HorizontalPodAutoscaler", {}).values() if h["spec"]["scaleTargetRef"]["name"] == "devmentor-issuer"]
     if not hpas or hpas[0]["spec"].get("minReplicas", 0) < 3:
         fail(name, "the issuer needs an HPA that never goes below 3")
+    policies = kinds.get("NetworkPolicy", {})
+    if "devmentor-issuer" not in policies:
+        fail(name, "no NetworkPolicy for the issuer")
     if name != "istio":
-        for svc in kinds.get("Service", {}).values():
-            if svc["metadata"]["name"] in ("ai-gateway", "memory-service"):
-                if [p["targetPort"] for p in svc["spec"]["ports"]] != ["http"]:
-                    fail(name, f"Service {svc['metadata']['name']} must target Envoy's port")
-        for np in kinds.get("NetworkPolicy", {}).values():
-            if np["metadata"]["name"] == "devmentor-apps":
-                ports = {p["port"] for r in np["spec"]["ingress"] for p in r["ports"]}
-                if ports != {8080, 9002}:
-                    fail(name, f"application pods open {sorted(ports)}, expected Envoy and the sidecar's admin only")
+        for app in ("ai-gateway", "memory-service"):
+            svc = kinds.get("Service", {}).get(app)
+            if svc is None:
+                fail(name, f"no Service {app}")
+            elif [p["targetPort"] for p in svc["spec"]["ports"]] != ["http"]:
+                fail(name, f"Service {app} must target Envoy's port")
+        np = policies.get("devmentor-apps")
+        if np is None:
+            fail(name, "no NetworkPolicy for the application pods")
+        else:
+            selected = np["spec"]["podSelector"].get("matchLabels", {})
+            for dep in kinds.get("Deployment", {}).values():
+                labels = dep["spec"]["template"]["metadata"]["labels"]
+                if dep["metadata"]["name"] in ("ai-gateway", "memory-service") and not selected.items() <= labels.items():
+                    fail(name, f"NetworkPolicy devmentor-apps does not select {dep['metadata']['name']}")
+            ports = {p["port"] for r in np["spec"]["ingress"] for p in r["ports"]}
+            if ports != {8080, 9002}:
+                fail(name, f"application pods open {sorted(ports)}, expected Envoy and the sidecar's admin only")
+            for r in np["spec"]["ingress"]:
+                for src in r.get("from", []):
+                    if "namespaceSelector" not in src or "podSelector" not in src:
+                        fail(name, "devmentor-apps admits a source by namespace or pod alone")
 
 
 # --- Dockerfile --------------------------------------------------------------

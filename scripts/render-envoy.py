@@ -31,6 +31,7 @@ DEMO = {
     "MEMORY": "127.0.0.1:3003",
     "SERVICE_NAME": "envoy",
     "TRACE_SAMPLE_PERCENT": "100",
+    "XFF_TRUSTED_HOPS": "0",
 }
 # In a pod, Envoy fronts that pod's application only; the sidecar and the
 # application listen on loopback, so nothing else in the pod network can
@@ -41,6 +42,7 @@ POD = {
     "SIDECAR": "127.0.0.1:9001",
     "OTEL": "otel-collector.observability.svc.cluster.local:4317",
     "TRACE_SAMPLE_PERCENT": "10",
+    "XFF_TRUSTED_HOPS": "1",
 }
 PROFILES = {
     "demo": (DEMO, {"issuer", "ai", "memory"}),
@@ -54,6 +56,8 @@ PROFILES = {
     ),
 }
 ADDRESSES = ["SIDECAR", "ISSUER", "AI_GATEWAY", "MEMORY", "OTEL"]
+NUMBERS = ["ENVOY_PORT", "ENVOY_ADMIN_PORT", "TRACE_SAMPLE_PERCENT", "XFF_TRUSTED_HOPS"]
+KEYS = set(ADDRESSES) | set(NUMBERS) | {"SERVICE_NAME"}
 BLOCK_OF = {"ISSUER": "issuer", "AI_GATEWAY": "ai", "MEMORY": "memory", "OTEL": "tracing"}
 
 
@@ -130,6 +134,8 @@ def main():
             fail(f"--set expects KEY=VALUE, got {item!r}")
         if key.endswith("_PORT") and key[: -len("_PORT")] in ADDRESSES:
             key, val = key[: -len("_PORT")], f"127.0.0.1:{val}"
+        if key not in KEYS:
+            fail(f"unknown key {key} (one of {', '.join(sorted(KEYS))})")
         values[key] = val
     if "OTEL" in values and "tracing" not in args.off:
         blocks.add("tracing")
@@ -140,9 +146,12 @@ def main():
             values[f"{key}_TYPE"], values[f"{key}_ADDRESS"] = address(key, values[key])
         elif key == "SIDECAR" or BLOCK_OF.get(key) in blocks:
             fail(f"{key} is needed (--set {key}=HOST:PORT)")
-    for key in ("ENVOY_PORT", "ENVOY_ADMIN_PORT", "TRACE_SAMPLE_PERCENT"):
+    for key in NUMBERS:
         if not values.get(key, "").isdigit():
             fail(f"{key} must be a number")
+    # Values land in YAML unquoted: nothing that could start a new node.
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", values.get("SERVICE_NAME", "")):
+        fail("SERVICE_NAME: letters, digits, '.', '_' and '-' only")
     text = render(values, blocks)
     if args.check:
         current = pathlib.Path(args.check)

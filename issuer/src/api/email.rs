@@ -126,6 +126,17 @@ pub async fn send_verification(state: &AppState, user: &User, now: Now) -> ApiRe
 }
 
 /// `POST /auth/email/verify/resend` (signed in).
+#[utoipa::path(
+    post,
+    path = "/auth/email/verify/resend",
+    operation_id = "email_resend",
+    tag = "email",
+    summary = "Send the verification link again",
+    responses(
+        (status = 202, description = "A new link is on its way", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn resend(State(state): State<AppState>, auth: Authenticated) -> ApiResult<Response> {
     if auth.user.email_verified_at.is_some() {
         return Err(ApiError::new(
@@ -150,7 +161,8 @@ fn mail_not_configured() -> ApiError {
 }
 
 /// Other query parameters (a mail client's tracking tags) are ignored.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokenQuery {
     #[serde(default)]
     token: String,
@@ -176,6 +188,17 @@ fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
 }
 
 /// `GET /auth/email/verify?token=`: the page the mailed link opens.
+#[utoipa::path(
+    get,
+    path = "/auth/email/verify",
+    operation_id = "email_verify_page",
+    tag = "email",
+    summary = "Email verification page (from the mailed link)",
+    params(TokenQuery),
+    responses(
+        (status = 200, description = "A page whose button posts the token", content_type = "text/html", body = String),
+    ),
+)]
 pub async fn verify_page(Query(q): Query<TokenQuery>) -> Response {
     page(
         "Confirm your email address",
@@ -188,7 +211,7 @@ pub async fn verify_page(Query(q): Query<TokenQuery>) -> Response {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     token: String,
@@ -202,6 +225,17 @@ fn invalid_link() -> ApiError {
 }
 
 /// `POST /auth/email/verify` with the mailed token.
+#[utoipa::path(
+    post,
+    path = "/auth/email/verify",
+    operation_id = "email_verify",
+    tag = "email",
+    summary = "Verify the email address",
+    request_body(content((VerifyRequest = "application/json"), (VerifyRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "The address is verified", body = crate::api::openapi::AnyObject),
+    ),
+)]
 pub async fn verify(
     State(state): State<AppState>,
     client: Client,
@@ -247,7 +281,7 @@ pub async fn verify(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForgotRequest {
     email: String,
@@ -256,6 +290,17 @@ pub struct ForgotRequest {
 /// `POST /auth/password/forgot`: always the same 202, at once. The lookup
 /// and the mail happen after the answer, so neither its content nor its
 /// timing tells whether the account exists.
+#[utoipa::path(
+    post,
+    path = "/auth/password/forgot",
+    operation_id = "email_forgot",
+    tag = "email",
+    summary = "Ask for a password reset link",
+    request_body(content((ForgotRequest = "application/json"), (ForgotRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 202, description = "Accepted, whether or not the account exists", body = crate::api::openapi::AnyObject),
+    ),
+)]
 pub async fn forgot(
     State(state): State<AppState>,
     client: Client,
@@ -342,6 +387,17 @@ async fn mail_reset(state: &AppState, email: &str, client: &Client, now: Now) ->
 }
 
 /// `GET /auth/password/reset?token=`: the form the mailed link opens.
+#[utoipa::path(
+    get,
+    path = "/auth/password/reset",
+    operation_id = "email_reset_page",
+    tag = "email",
+    summary = "Password reset page (from the mailed link)",
+    params(TokenQuery),
+    responses(
+        (status = 200, description = "A page whose form posts the token", content_type = "text/html", body = String),
+    ),
+)]
 pub async fn reset_page(Query(q): Query<TokenQuery>) -> Response {
     page(
         "Choose a new password",
@@ -358,7 +414,7 @@ pub async fn reset_page(Query(q): Query<TokenQuery>) -> Response {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
     token: String,
@@ -367,6 +423,17 @@ pub struct ResetRequest {
 
 /// `POST /auth/password/reset`: sets the password, ends every session,
 /// signs nobody in.
+#[utoipa::path(
+    post,
+    path = "/auth/password/reset",
+    operation_id = "email_reset",
+    tag = "email",
+    summary = "Set a new password with a reset link",
+    request_body(content((ResetRequest = "application/json"), (ResetRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Password set; every session ended", body = crate::api::openapi::AnyObject),
+    ),
+)]
 pub async fn reset(
     State(state): State<AppState>,
     client: Client,

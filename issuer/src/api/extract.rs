@@ -80,11 +80,20 @@ impl FromRequestParts<AppState> for Client {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let forwarded = forwarded_client(&parts.headers, state.settings.trusted_proxy_hops);
-        let peer = parts
+        let peer_ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+            // An IPv4 client on a dual-stack listener arrives as ::ffff:a.b.c.d.
+            .map(|c| c.0.ip().to_canonical());
+        let proxies = &state.settings.trusted_proxies;
+        let from_proxy = proxies.is_empty()
+            || peer_ip.is_some_and(|ip| proxies.iter().any(|net| net.contains(&ip)));
+        let forwarded = if from_proxy {
+            forwarded_client(&parts.headers, state.settings.trusted_proxy_hops)
+        } else {
+            None
+        };
+        let peer = peer_ip.map(|ip| ip.to_string());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

@@ -23,7 +23,8 @@ use crate::AppState;
 /// page as the follower takes it, never held whole in memory.
 pub const SNAPSHOT_PAGE: i64 = 5_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FeedQuery {
     #[serde(default)]
@@ -73,6 +74,18 @@ async fn page(state: &AppState, after: i64, upto: i64) -> sqlx::Result<Revocatio
 
 /// The first page of live records after `after`; `complete: false` means
 /// ask again from `last_seq`.
+#[utoipa::path(
+    get,
+    path = "/internal/revocations",
+    operation_id = "feed_list",
+    tag = "internal",
+    summary = "Revocations (sidecars)",
+    params(FeedQuery),
+    responses(
+        (status = 200, description = "Revocations after a sequence number", body = crate::api::openapi::AnyObject),
+    ),
+    security(("feed_token" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -90,6 +103,18 @@ pub async fn list(
     Ok(Json(event))
 }
 
+#[utoipa::path(
+    get,
+    path = "/internal/revocations/stream",
+    operation_id = "feed_stream",
+    tag = "internal",
+    summary = "Revocation feed (sidecars)",
+    params(FeedQuery),
+    responses(
+        (status = 200, description = "Server-sent events: revocations as they commit", content_type = "text/event-stream", body = String),
+    ),
+    security(("feed_token" = [])),
+)]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,

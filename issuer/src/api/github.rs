@@ -151,11 +151,23 @@ fn begin(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LoginQuery {
     return_to: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/github/login",
+    operation_id = "github_login",
+    tag = "github",
+    summary = "Sign in with GitHub",
+    params(LoginQuery),
+    responses(
+        (status = 302, description = "To GitHub's authorisation page"),
+    ),
+)]
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -173,7 +185,7 @@ pub async fn login(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
     /// The account's password, proving it is the owner asking (a stolen
@@ -185,6 +197,18 @@ pub struct LinkRequest {
 
 /// Starts linking GitHub to the signed-in account. Answers
 /// `{authorize_url}` and the state cookie; the browser goes on to GitHub.
+#[utoipa::path(
+    post,
+    path = "/auth/github/link",
+    operation_id = "github_link",
+    tag = "github",
+    summary = "Link GitHub to this account",
+    request_body = LinkRequest,
+    responses(
+        (status = 200, description = "The URL to send the browser to", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn link(
     State(state): State<AppState>,
     client: Client,
@@ -227,7 +251,8 @@ pub async fn link(
     begin(&state, gh, return_to, Some(link), true, now)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
@@ -306,6 +331,18 @@ enum Success {
     Linked,
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/github/callback",
+    operation_id = "github_callback",
+    tag = "github",
+    summary = "GitHub's redirect back",
+    params(CallbackQuery),
+    responses(
+        (status = 302, description = "Back to the allowed `return_to`, signed in or with an error"),
+        (status = 200, description = "Signed in (no `return_to`)", body = crate::api::grant::TokenResponse),
+    ),
+)]
 pub async fn callback(
     State(state): State<AppState>,
     client: Client,
@@ -733,6 +770,17 @@ struct IdentityView {
     last_used_at: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/identities",
+    operation_id = "github_identities",
+    tag = "github",
+    summary = "Linked identities",
+    responses(
+        (status = 200, description = "Linked identities", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn identities(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -759,6 +807,18 @@ pub async fn identities(
     })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/auth/identities/{provider}",
+    operation_id = "github_unlink",
+    tag = "github",
+    summary = "Unlink an identity",
+    params(("provider" = String, Path, description = "The provider (github)")),
+    responses(
+        (status = 204, description = "Unlinked"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn unlink(
     State(state): State<AppState>,
     client: Client,

@@ -22,7 +22,7 @@ pub const REFRESH_COOKIE: &str = "__Host-refresh_token";
 /// The `teams` claim's JSON at most, whatever `--max-token-teams` says.
 const MAX_TEAMS_CLAIM_BYTES: usize = 3 * 1024;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     access_token: String,
     token_type: &'static str,

@@ -102,7 +102,34 @@ pub async fn no_control_characters(request: Request, next: Next) -> Response {
         )
         .into_response();
     }
+    if !canonical_path(request.uri().path()) {
+        return ApiError::bad_request(
+            "invalid_path",
+            "the path is not canonical (encoded slash, dot or backslash, a dot segment, or an empty segment)",
+        )
+        .into_response();
+    }
     next.run(request).await
+}
+
+/// A proxy in front (an ingress matching `/auth/` prefixes) may decode and
+/// normalise a path before matching it and forward the raw one: then
+/// `/admin/roles/..%2F..%2Fauth%2Fx` passes as `/auth/x` and lands here on
+/// `/admin/roles/{role}`. No issuer path or identifier needs any of these,
+/// so the router only ever sees paths every proxy reads the same way.
+pub fn canonical_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if ["%2f", "%2e", "%5c", "\\"]
+        .iter()
+        .any(|s| lower.contains(s))
+    {
+        return false;
+    }
+    path == "/"
+        || path.strip_prefix('/').is_some_and(|rest| {
+            rest.split('/')
+                .all(|s| !s.is_empty() && s != "." && s != "..")
+        })
 }
 
 fn has_control(target: &str) -> bool {
@@ -166,7 +193,34 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::has_control;
+
+    #[test]
+    fn only_canonical_paths_reach_the_router() {
+        for ok in [
+            "/",
+            "/auth/login",
+            "/admin/roles/team:x",
+            "/admin/users/-abc",
+            "/auth/x%20y",
+        ] {
+            assert!(canonical_path(ok), "{ok}");
+        }
+        for bad in [
+            "/admin/roles/..%2F..%2Fauth%2Fx",
+            "/admin/roles/%2e%2e",
+            "/auth/../admin/keys",
+            "/auth/./login",
+            "/auth//login",
+            "/auth/login/",
+            "/auth\\login",
+            "/auth/%5Clogin",
+            "",
+        ] {
+            assert!(!canonical_path(bad), "{bad}");
+        }
+    }
+
+    use super::{canonical_path, has_control};
 
     #[test]
     fn control_characters_are_found_raw_or_encoded() {

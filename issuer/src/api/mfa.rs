@@ -137,6 +137,17 @@ pub async fn challenge(
 }
 
 /// `GET /auth/mfa`: the caller's factors.
+#[utoipa::path(
+    get,
+    path = "/auth/mfa",
+    operation_id = "mfa_status",
+    tag = "mfa",
+    summary = "Second factors",
+    responses(
+        (status = 200, description = "The caller's second factors", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn status(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -157,13 +168,24 @@ pub async fn status(
 /// `POST /auth/mfa/totp`: starts TOTP enrolment. The secret, its
 /// `otpauth://` URI and a QR code are shown this once; nothing changes
 /// until a code confirms it.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/totp",
+    operation_id = "mfa_enrol_totp",
+    tag = "mfa",
+    summary = "Start TOTP enrolment",
+    responses(
+        (status = 200, description = "A new TOTP secret (inactive until confirmed)", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn enrol_totp(State(state): State<AppState>, auth: Authenticated) -> ApiResult<Response> {
     let now = state.now();
     require_recent(&state, &auth, now).await?;
     begin_enrolment(&state, &auth.user, now).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketRequest {
     mfa_ticket: String,
@@ -200,6 +222,17 @@ async fn enrolment_user(state: &AppState, ticket: &str, now: Now) -> ApiResult<(
 
 /// `POST /auth/mfa/enrol {mfa_ticket}`: TOTP enrolment for a user whose
 /// role requires it, before they have any token.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/enrol",
+    operation_id = "mfa_enrol_with_ticket",
+    tag = "mfa",
+    summary = "Enrol TOTP during a sign-in that requires it",
+    request_body = TicketRequest,
+    responses(
+        (status = 200, description = "A new TOTP secret for the ticket's user", body = crate::api::openapi::AnyObject),
+    ),
+)]
 pub async fn enrol_with_ticket(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TicketRequest>,
@@ -217,6 +250,17 @@ pub async fn enrol_with_ticket(
 
 /// `POST /auth/mfa/enrol/confirm {mfa_ticket, code}`: activates TOTP and
 /// completes the sign-in: the token response, with the recovery codes.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/enrol/confirm",
+    operation_id = "mfa_confirm_with_ticket",
+    tag = "mfa",
+    summary = "Confirm enrolment and finish the sign-in",
+    request_body = TicketRequest,
+    responses(
+        (status = 200, description = "Enrolled and signed in", body = crate::api::grant::TokenResponse),
+    ),
+)]
 pub async fn confirm_with_ticket(
     State(state): State<AppState>,
     client: Client,
@@ -303,7 +347,7 @@ async fn begin_enrolment(state: &AppState, user: &User, now: Now) -> ApiResult<R
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
     code: String,
@@ -338,6 +382,18 @@ async fn totp_secret(
 
 /// `POST /auth/mfa/totp/confirm {code}`: activates TOTP and answers the
 /// recovery codes, shown this once.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/totp/confirm",
+    operation_id = "mfa_confirm_totp",
+    tag = "mfa",
+    summary = "Confirm TOTP with a code",
+    request_body = ConfirmRequest,
+    responses(
+        (status = 200, description = "TOTP active; the recovery codes, shown once", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn confirm_totp(
     State(state): State<AppState>,
     client: Client,
@@ -520,6 +576,17 @@ pub(super) async fn require_recent(
 
 /// `DELETE /auth/mfa/totp`: removes TOTP and the recovery codes; needs a
 /// recent authentication.
+#[utoipa::path(
+    delete,
+    path = "/auth/mfa/totp",
+    operation_id = "mfa_remove_totp",
+    tag = "mfa",
+    summary = "Remove TOTP",
+    responses(
+        (status = 204, description = "TOTP removed"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn remove_totp(
     State(state): State<AppState>,
     client: Client,
@@ -547,6 +614,17 @@ pub async fn remove_totp(
 }
 
 /// `POST /auth/mfa/recovery-codes`: a new set; the old one stops working.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/recovery-codes",
+    operation_id = "mfa_regenerate_codes",
+    tag = "mfa",
+    summary = "New recovery codes",
+    responses(
+        (status = 200, description = "New recovery codes (the old ones are void)", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn regenerate_codes(
     State(state): State<AppState>,
     client: Client,
@@ -578,7 +656,7 @@ pub async fn regenerate_codes(
     Ok(Json(json!({"recovery_codes": codes})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     mfa_ticket: String,
@@ -750,6 +828,17 @@ async fn failed(
 /// `POST /auth/mfa/verify {mfa_ticket, code | recovery_code}`: completes a
 /// sign-in. Each ticket allows five attempts and one success; the user's
 /// attempts are also counted across tickets.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/verify",
+    operation_id = "mfa_verify",
+    tag = "mfa",
+    summary = "Complete a sign-in with a second factor",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "Signed in", body = crate::api::grant::TokenResponse),
+    ),
+)]
 pub async fn verify(
     State(state): State<AppState>,
     client: Client,
@@ -809,7 +898,7 @@ pub async fn verify(
     grant::start_session(&state, &client, &user, &amr, now).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepUpRequest {
     #[serde(default)]
@@ -820,6 +909,7 @@ pub struct StepUpRequest {
     password: Option<String>,
     /// A passkey assertion for a ceremony from `/auth/passkeys/login/start`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     passkey: Option<PasskeyAssertion>,
 }
 
@@ -833,6 +923,18 @@ pub struct PasskeyAssertion {
 /// `POST /auth/mfa/step-up {code | recovery_code | password | passkey}`:
 /// proves a factor again inside the session: a fresh `auth_time` (and
 /// `mfa` for a second factor) in a new access token; the session goes on.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/step-up",
+    operation_id = "mfa_step_up",
+    tag = "mfa",
+    summary = "Step up this session",
+    request_body = StepUpRequest,
+    responses(
+        (status = 200, description = "A new access token for this session, with the new `amr`/`auth_time`", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn step_up(
     State(state): State<AppState>,
     client: Client,
@@ -926,6 +1028,18 @@ pub async fn step_up(
 /// `DELETE /admin/users/{id}/mfa`: removes the user's factors and ends
 /// their sessions (someone who lost their device signs in with the password
 /// and enrols again).
+#[utoipa::path(
+    delete,
+    path = "/admin/users/{id}/mfa",
+    operation_id = "mfa_admin_reset",
+    tag = "admin",
+    summary = "Reset a user's second factors",
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "The user's second factors removed"),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn admin_reset(
     State(state): State<AppState>,
     client: Client,

@@ -11,6 +11,7 @@ pub mod github;
 pub mod grant;
 pub mod limits;
 pub mod mfa;
+pub mod openapi;
 pub mod ops;
 pub mod passkeys;
 pub mod profile;
@@ -21,103 +22,80 @@ pub mod teams;
 pub mod users;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 
 pub fn router(state: AppState) -> Router {
     let body_limit = usize::try_from(state.settings.max_body_bytes).unwrap_or(16 * 1024);
-    let router = Router::new()
-        .route("/auth/register", post(auth::register))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(sessions::refresh))
-        .route("/auth/logout", post(sessions::logout))
-        .route("/auth/logout-all", post(sessions::logout_all))
-        .route("/auth/me", get(sessions::me))
-        .route("/auth/password", post(auth::change_password))
-        .route("/auth/password/forgot", post(email::forgot))
-        .route(
-            "/auth/password/reset",
-            get(email::reset_page).post(email::reset),
-        )
-        .route(
-            "/auth/email/verify",
-            get(email::verify_page).post(email::verify),
-        )
-        .route("/auth/email/verify/resend", post(email::resend))
-        .route("/auth/mfa", get(mfa::status))
-        .route(
-            "/auth/mfa/totp",
-            post(mfa::enrol_totp).delete(mfa::remove_totp),
-        )
-        .route("/auth/mfa/totp/confirm", post(mfa::confirm_totp))
-        .route("/auth/mfa/recovery-codes", post(mfa::regenerate_codes))
-        .route("/auth/mfa/verify", post(mfa::verify))
-        .route("/auth/passkeys", get(passkeys::list))
-        .route(
-            "/auth/passkeys/{id}",
-            patch(passkeys::rename).delete(passkeys::delete),
-        )
-        .route(
-            "/auth/passkeys/register/start",
-            post(passkeys::register_start),
-        )
-        .route(
-            "/auth/passkeys/register/finish",
-            post(passkeys::register_finish),
-        )
-        .route("/auth/passkeys/login/start", post(passkeys::login_start))
-        .route("/auth/passkeys/login/finish", post(passkeys::login_finish))
-        .route("/auth/mfa/enrol", post(mfa::enrol_with_ticket))
-        .route("/auth/mfa/enrol/confirm", post(mfa::confirm_with_ticket))
-        .route("/auth/mfa/step-up", post(mfa::step_up))
-        .route("/admin/users/{id}/mfa", delete(mfa::admin_reset))
-        .route("/auth/sessions", get(sessions::sessions))
-        .route("/auth/sessions/{id}", delete(sessions::delete_session))
-        .route("/auth/github/login", get(github::login))
-        .route("/auth/github/callback", get(github::callback))
-        .route("/auth/github/link", post(github::link))
-        .route("/auth/identities", get(github::identities))
-        .route("/auth/identities/{provider}", delete(github::unlink))
-        .route("/admin/keys", get(admin::list))
-        .route("/admin/keys/rotate", post(admin::rotate))
-        .route("/admin/keys/{kid}/revoke", post(admin::revoke))
-        .route("/admin/users", get(users::list))
-        .route(
-            "/admin/users/{id}",
-            get(users::get).patch(users::change).delete(users::delete),
-        )
-        .route("/admin/users/{id}/logout-all", post(users::logout_all))
-        .route(
-            "/admin/users/{id}/login-delay",
-            delete(users::clear_login_delay),
-        )
-        .route("/auth/profile", get(profile::get).patch(profile::update))
-        .route("/admin/audit", get(audit::list))
-        .route("/admin/audit/export", get(audit::export))
-        .route("/admin/reports/daily", get(audit::daily))
-        .route("/admin/roles", get(roles::list))
-        .route("/admin/roles/{role}", put(roles::set).delete(roles::delete))
-        .route("/admin/teams", get(teams::list).post(teams::create))
-        .route("/admin/teams/{slug}", delete(teams::delete))
-        .route("/auth/teams", get(teams::mine))
-        .route("/auth/teams/{slug}/members", get(teams::members))
-        .route(
-            "/auth/teams/{slug}/members/{user_id}",
-            put(teams::put_member).delete(teams::delete_member),
-        )
-        .route("/internal/permissions", get(roles::internal_map))
-        .route("/.well-known/jwks.json", get(ops::jwks))
-        .route(
-            "/.well-known/openid-configuration",
-            get(ops::openid_configuration),
-        )
-        .route("/internal/revocations", get(feed::list))
-        .route("/internal/revocations/stream", get(feed::stream))
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
+    let (router, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(sessions::refresh))
+        .routes(routes!(sessions::logout))
+        .routes(routes!(sessions::logout_all))
+        .routes(routes!(sessions::me))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(email::forgot))
+        .routes(routes!(email::reset_page, email::reset))
+        .routes(routes!(email::verify_page, email::verify))
+        .routes(routes!(email::resend))
+        .routes(routes!(mfa::status))
+        .routes(routes!(mfa::enrol_totp, mfa::remove_totp))
+        .routes(routes!(mfa::confirm_totp))
+        .routes(routes!(mfa::regenerate_codes))
+        .routes(routes!(mfa::verify))
+        .routes(routes!(mfa::enrol_with_ticket))
+        .routes(routes!(mfa::confirm_with_ticket))
+        .routes(routes!(mfa::step_up))
+        .routes(routes!(mfa::admin_reset))
+        .routes(routes!(passkeys::list))
+        .routes(routes!(passkeys::rename, passkeys::delete))
+        .routes(routes!(passkeys::register_start))
+        .routes(routes!(passkeys::register_finish))
+        .routes(routes!(passkeys::login_start))
+        .routes(routes!(passkeys::login_finish))
+        .routes(routes!(sessions::sessions))
+        .routes(routes!(sessions::delete_session))
+        .routes(routes!(github::login))
+        .routes(routes!(github::callback))
+        .routes(routes!(github::link))
+        .routes(routes!(github::identities))
+        .routes(routes!(github::unlink))
+        .routes(routes!(admin::list))
+        .routes(routes!(admin::rotate))
+        .routes(routes!(admin::revoke))
+        .routes(routes!(users::list))
+        .routes(routes!(users::get, users::change, users::delete))
+        .routes(routes!(users::logout_all))
+        .routes(routes!(users::clear_login_delay))
+        .routes(routes!(profile::get, profile::update))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::export))
+        .routes(routes!(audit::daily))
+        .routes(routes!(roles::list))
+        .routes(routes!(roles::set, roles::delete))
+        .routes(routes!(teams::list, teams::create))
+        .routes(routes!(teams::delete))
+        .routes(routes!(teams::mine))
+        .routes(routes!(teams::members))
+        .routes(routes!(teams::put_member, teams::delete_member))
+        .routes(routes!(roles::internal_map))
+        .routes(routes!(ops::jwks))
+        .routes(routes!(ops::openid_configuration))
+        .routes(routes!(feed::list))
+        .routes(routes!(feed::stream))
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(openapi::document))
+        .split_for_parts();
+    openapi::finish(&mut doc);
+    openapi::publish(&doc);
+    let router = router
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

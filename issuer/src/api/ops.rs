@@ -9,6 +9,16 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    operation_id = "ops_jwks",
+    tag = "discovery",
+    summary = "JSON Web Key Set",
+    responses(
+        (status = 200, description = "The public signing keys (RFC 7517)", body = crate::api::openapi::AnyObject),
+    ),
+)]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let keys = state.keys.snapshot();
     let mut response = keys.jwks_json.clone().into_response();
@@ -29,6 +39,16 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 /// token endpoint (sign-in is `/auth/login`, refresh is `/auth/refresh`, both
 /// JSON APIs of their own), no ID token and no RFC 7009 revocation endpoint,
 /// so none is advertised: a client that trusted the document would fail.
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    operation_id = "ops_openid_configuration",
+    tag = "discovery",
+    summary = "OpenID discovery",
+    responses(
+        (status = 200, description = "Discovery metadata", body = crate::api::openapi::AnyObject),
+    ),
+)]
 pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
     let base = &state.settings.issuer_url;
     Json(json!({
@@ -39,15 +59,45 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "ops_health",
+    tag = "ops",
+    summary = "Liveness",
+    responses(
+        (status = 200, description = "The process answers", body = crate::api::openapi::AnyObject),
+    ),
+)]
 pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/ready",
+    operation_id = "ops_ready",
+    tag = "ops",
+    summary = "Readiness",
+    responses(
+        (status = 200, description = "Ready to serve", body = crate::api::openapi::AnyObject),
+    ),
+)]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state.store.ping().await.map_err(ApiError::unavailable)?;
     Ok(Json(json!({"status": "ready"})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "ops_metrics",
+    tag = "ops",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+    ),
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let now_secs = state.now().secs();
     let snapshot = state.keys.snapshot();

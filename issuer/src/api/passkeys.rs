@@ -148,6 +148,17 @@ fn cred_id_of(pk: &Passkey) -> String {
 /// `POST /auth/passkeys/register/start`: options for
 /// `navigator.credentials.create`, asking for a discoverable credential so
 /// the passkey can also sign in without a password.
+#[utoipa::path(
+    post,
+    path = "/auth/passkeys/register/start",
+    operation_id = "passkeys_register_start",
+    tag = "passkeys",
+    summary = "Start registering a passkey",
+    responses(
+        (status = 200, description = "WebAuthn creation options and the ceremony id", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn register_start(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -187,10 +198,12 @@ pub async fn register_start(
     Ok(Json(json!({"ceremony_id": id, "options": options})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterFinish {
     ceremony_id: String,
+    /// The browser's `PublicKeyCredential` from `navigator.credentials.create()`.
+    #[schema(value_type = Object)]
     credential: RegisterPublicKeyCredential,
     #[serde(default)]
     name: Option<String>,
@@ -212,6 +225,18 @@ fn valid_name(name: Option<&str>) -> ApiResult<String> {
 }
 
 /// `POST /auth/passkeys/register/finish {ceremony_id, credential, name?}`.
+#[utoipa::path(
+    post,
+    path = "/auth/passkeys/register/finish",
+    operation_id = "passkeys_register_finish",
+    tag = "passkeys",
+    summary = "Finish registering a passkey",
+    request_body = RegisterFinish,
+    responses(
+        (status = 201, description = "Registered", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn register_finish(
     State(state): State<AppState>,
     client: Client,
@@ -288,6 +313,17 @@ pub async fn register_finish(
 }
 
 /// `GET /auth/passkeys`.
+#[utoipa::path(
+    get,
+    path = "/auth/passkeys",
+    operation_id = "passkeys_list",
+    tag = "passkeys",
+    summary = "Passkeys",
+    responses(
+        (status = 200, description = "The caller's passkeys", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -307,13 +343,26 @@ pub async fn list(
     Ok(Json(json!({ "passkeys": keys })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rename {
     name: String,
 }
 
 /// `PATCH /auth/passkeys/{id} {name}`.
+#[utoipa::path(
+    patch,
+    path = "/auth/passkeys/{id}",
+    operation_id = "passkeys_rename",
+    tag = "passkeys",
+    summary = "Rename a passkey",
+    request_body = Rename,
+    params(("id" = String, Path, description = "The passkey's id")),
+    responses(
+        (status = 200, description = "Renamed", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn rename(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -333,6 +382,18 @@ pub async fn rename(
 }
 
 /// `DELETE /auth/passkeys/{id}`: needs a recent authentication.
+#[utoipa::path(
+    delete,
+    path = "/auth/passkeys/{id}",
+    operation_id = "passkeys_delete",
+    tag = "passkeys",
+    summary = "Remove a passkey",
+    params(("id" = String, Path, description = "The passkey's id")),
+    responses(
+        (status = 204, description = "Removed"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     client: Client,
@@ -364,6 +425,16 @@ pub async fn delete(
 /// `navigator.credentials.get` with discoverable credentials: any passkey of
 /// this site may answer. The finish decides whose it is (and, after a
 /// password, that it is that user's).
+#[utoipa::path(
+    post,
+    path = "/auth/passkeys/login/start",
+    operation_id = "passkeys_login_start",
+    tag = "passkeys",
+    summary = "Start a passkey sign-in",
+    responses(
+        (status = 200, description = "WebAuthn request options and the ceremony id", body = crate::api::openapi::AnyObject),
+    ),
+)]
 pub async fn login_start(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let rp = rp(&state)?;
     let now = state.now();
@@ -376,10 +447,12 @@ pub async fn login_start(State(state): State<AppState>) -> ApiResult<Json<serde_
     Ok(Json(json!({"ceremony_id": id, "options": options})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginFinish {
     ceremony_id: String,
+    /// The browser's `PublicKeyCredential` from `navigator.credentials.get()`.
+    #[schema(value_type = Object)]
     credential: PublicKeyCredential,
     #[serde(default)]
     mfa_ticket: Option<String>,
@@ -470,6 +543,17 @@ pub(super) async fn verify_assertion(
 /// `POST /auth/passkeys/login/finish {ceremony_id, credential, mfa_ticket?}`:
 /// the token response. With a ticket, the passkey completes that sign-in as
 /// its second factor and must be that user's.
+#[utoipa::path(
+    post,
+    path = "/auth/passkeys/login/finish",
+    operation_id = "passkeys_login_finish",
+    tag = "passkeys",
+    summary = "Finish a passkey sign-in",
+    request_body = LoginFinish,
+    responses(
+        (status = 200, description = "Signed in", body = crate::api::grant::TokenResponse),
+    ),
+)]
 pub async fn login_finish(
     State(state): State<AppState>,
     client: Client,

@@ -58,12 +58,23 @@ pub fn view(user: &User) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/profile",
+    operation_id = "profile_get",
+    tag = "profile",
+    summary = "Profile",
+    responses(
+        (status = 200, description = "The caller's profile", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get(auth: Authenticated) -> Json<Value> {
     Json(view(&auth.user))
 }
 
 /// Absent fields stay; `null` clears name and avatar.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileRequest {
     #[serde(default, deserialize_with = "present")]
@@ -83,6 +94,18 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/auth/profile",
+    operation_id = "profile_update",
+    tag = "profile",
+    summary = "Change the profile",
+    request_body = ProfileRequest,
+    responses(
+        (status = 200, description = "The profile, changed", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     client: Client,

@@ -33,6 +33,17 @@ fn invalid(message: String) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_role", message)
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/roles",
+    operation_id = "roles_list",
+    tag = "roles",
+    summary = "Roles",
+    responses(
+        (status = 200, description = "Roles and the permissions they grant", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -46,7 +57,7 @@ pub async fn list(
     Ok(Json(json!({"version": map.version, "roles": map.roles})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRoleRequest {
     permissions: Vec<String>,
@@ -54,6 +65,19 @@ pub struct SetRoleRequest {
     description: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/admin/roles/{role}",
+    operation_id = "roles_set",
+    tag = "roles",
+    summary = "Define a role",
+    request_body = SetRoleRequest,
+    params(("role" = String, Path, description = "The role")),
+    responses(
+        (status = 200, description = "The role", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn set(
     State(state): State<AppState>,
     client: Client,
@@ -112,6 +136,18 @@ pub async fn set(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/admin/roles/{role}",
+    operation_id = "roles_delete",
+    tag = "roles",
+    summary = "Remove a role",
+    params(("role" = String, Path, description = "The role")),
+    responses(
+        (status = 204, description = "Removed"),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     client: Client,
@@ -141,6 +177,17 @@ pub async fn delete(
 }
 
 /// `GET /internal/permissions`: the map, for sidecars (feed token).
+#[utoipa::path(
+    get,
+    path = "/internal/permissions",
+    operation_id = "roles_internal_map",
+    tag = "internal",
+    summary = "Role → permission map (sidecars)",
+    responses(
+        (status = 200, description = "The role → permission map and its version", body = crate::api::openapi::AnyObject),
+    ),
+    security(("feed_token" = [])),
+)]
 pub async fn internal_map(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -56,6 +56,18 @@ pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    operation_id = "sessions_refresh",
+    tag = "sessions",
+    summary = "Rotate the refresh token",
+    request_body = crate::api::openapi::RefreshRequest,
+    responses(
+        (status = 200, description = "A new access token and the next refresh token", body = crate::api::grant::TokenResponse),
+    ),
+    security(("refresh_cookie" = []), ()),
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     client: Client,
@@ -236,6 +248,17 @@ pub(super) fn clear_cookie_response() -> Response {
     response
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    operation_id = "sessions_logout",
+    tag = "sessions",
+    summary = "End this session",
+    responses(
+        (status = 204, description = "This session ended; the refresh cookie cleared"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn logout(
     State(state): State<AppState>,
     client: Client,
@@ -264,6 +287,17 @@ pub async fn logout(
     Ok(clear_cookie_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout-all",
+    operation_id = "sessions_logout_all",
+    tag = "sessions",
+    summary = "End every session",
+    responses(
+        (status = 204, description = "Every session of the user ended"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn logout_all(
     State(state): State<AppState>,
     client: Client,
@@ -294,6 +328,17 @@ pub async fn logout_all(
     Ok(clear_cookie_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/me",
+    operation_id = "sessions_me",
+    tag = "sessions",
+    summary = "The caller's identity",
+    responses(
+        (status = 200, description = "Who the token is", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn me(auth: Authenticated) -> Json<serde_json::Value> {
     Json(json!({
         "user": UserView::from(&auth.user),
@@ -313,6 +358,17 @@ struct SessionView {
     current: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/sessions",
+    operation_id = "sessions_sessions",
+    tag = "sessions",
+    summary = "Active sessions",
+    responses(
+        (status = 200, description = "The caller's active sessions", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn sessions(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -338,6 +394,18 @@ pub async fn sessions(
     Ok(Json(json!({ "sessions": views })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/auth/sessions/{id}",
+    operation_id = "sessions_delete_session",
+    tag = "sessions",
+    summary = "End one of the caller's sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 204, description = "Ended"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete_session(
     State(state): State<AppState>,
     client: Client,

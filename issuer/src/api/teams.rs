@@ -35,7 +35,7 @@ fn is_admin(auth: &Authenticated) -> bool {
     auth.user.roles.iter().any(|r| r == "admin")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeamRequest {
     slug: String,
@@ -45,6 +45,18 @@ pub struct CreateTeamRequest {
     owner: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/teams",
+    operation_id = "teams_create",
+    tag = "teams",
+    summary = "Create a team",
+    request_body = CreateTeamRequest,
+    responses(
+        (status = 201, description = "The team", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     client: Client,
@@ -111,6 +123,17 @@ pub async fn create(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/teams",
+    operation_id = "teams_list",
+    tag = "teams",
+    summary = "Teams",
+    responses(
+        (status = 200, description = "Every team", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -124,6 +147,18 @@ pub async fn list(
     Ok(Json(json!({ "teams": teams })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/admin/teams/{slug}",
+    operation_id = "teams_delete",
+    tag = "teams",
+    summary = "Delete a team",
+    params(("slug" = String, Path, description = "The team's slug")),
+    responses(
+        (status = 204, description = "Deleted"),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     client: Client,
@@ -154,6 +189,17 @@ pub async fn delete(
 }
 
 /// The caller's teams and roles.
+#[utoipa::path(
+    get,
+    path = "/auth/teams",
+    operation_id = "teams_mine",
+    tag = "teams",
+    summary = "My teams",
+    responses(
+        (status = 200, description = "The caller's teams", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn mine(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -196,6 +242,18 @@ async fn check_access(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/teams/{slug}/members",
+    operation_id = "teams_members",
+    tag = "teams",
+    summary = "A team's members",
+    params(("slug" = String, Path, description = "The team's slug")),
+    responses(
+        (status = 200, description = "The team's members", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn members(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -222,12 +280,25 @@ pub async fn members(
     Ok(Json(json!({ "team": slug, "members": members })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberRequest {
     role: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/auth/teams/{slug}/members/{user_id}",
+    operation_id = "teams_put_member",
+    tag = "teams",
+    summary = "Add a member or change their role",
+    request_body = MemberRequest,
+    params(("slug" = String, Path, description = "The team's slug"), ("user_id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The membership", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn put_member(
     State(state): State<AppState>,
     client: Client,
@@ -261,6 +332,18 @@ pub async fn put_member(
 }
 
 /// Owners and admins remove anyone; every member may leave.
+#[utoipa::path(
+    delete,
+    path = "/auth/teams/{slug}/members/{user_id}",
+    operation_id = "teams_delete_member",
+    tag = "teams",
+    summary = "Remove a member",
+    params(("slug" = String, Path, description = "The team's slug"), ("user_id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "Removed"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete_member(
     State(state): State<AppState>,
     client: Client,

@@ -19,7 +19,7 @@ use crate::AppState;
 const MAX_ROLES: usize = 64;
 const MAX_ROLE_LEN: usize = 128;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeUserRequest {
     #[serde(default)]
@@ -54,6 +54,18 @@ pub fn check_roles(roles: &[String]) -> ApiResult<()> {
     Ok(())
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/users/{id}",
+    operation_id = "users_get",
+    tag = "admin",
+    summary = "A user",
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -69,6 +81,19 @@ pub async fn get(
     Ok(Json(view(&user)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/admin/users/{id}",
+    operation_id = "users_change",
+    tag = "admin",
+    summary = "Change roles, disable, metadata",
+    request_body = ChangeUserRequest,
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user, changed", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn change(
     State(state): State<AppState>,
     client: Client,
@@ -154,7 +179,8 @@ fn view(user: &crate::store::User) -> serde_json::Value {
 const MAX_PAGE: i64 = 200;
 const MAX_QUERY_CHARS: usize = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Substring of the email, name or a linked login.
@@ -168,6 +194,18 @@ pub struct ListQuery {
 }
 
 /// `GET /admin/users?q=&after=&limit=`: search and cursor pagination, by email.
+#[utoipa::path(
+    get,
+    path = "/admin/users",
+    operation_id = "users_list",
+    tag = "admin",
+    summary = "Search users",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of users", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -217,6 +255,18 @@ pub async fn list(
 }
 
 /// Deletes the account and everything it had; its tokens die at the edge.
+#[utoipa::path(
+    delete,
+    path = "/admin/users/{id}",
+    operation_id = "users_delete",
+    tag = "admin",
+    summary = "Delete a user",
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     client: Client,
@@ -261,6 +311,18 @@ pub async fn delete(
 }
 
 /// Ends every session of the user (at the edge too).
+#[utoipa::path(
+    post,
+    path = "/admin/users/{id}/logout-all",
+    operation_id = "users_logout_all",
+    tag = "admin",
+    summary = "End a user's sessions",
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "Every session of the user ended", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn logout_all(
     State(state): State<AppState>,
     client: Client,
@@ -299,6 +361,18 @@ pub async fn logout_all(
 }
 
 /// Clears the account's failed sign-in count, and with it any delay.
+#[utoipa::path(
+    delete,
+    path = "/admin/users/{id}/login-delay",
+    operation_id = "users_clear_login_delay",
+    tag = "admin",
+    summary = "Clear a user's sign-in delay",
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user's failure counts cleared", body = crate::api::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
 pub async fn clear_login_delay(
     State(state): State<AppState>,
     client: Client,

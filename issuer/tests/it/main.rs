@@ -16,4 +16,5 @@ mod ratelimit;
 mod store;
 mod support;
 mod teams;
+mod tls;
 mod users;

@@ -133,6 +133,29 @@ async fn auth_routes_are_limited_per_client_ip() {
     );
 }
 
+/// With --trusted-proxies, a caller outside those networks (a pod that
+/// reaches the issuer directly) cannot pick its address: X-Forwarded-For
+/// is ignored and every forged address shares the caller's real bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let Some(t) = start_with(Backend::Sqlite, Arc::new(SystemClock), |a| {
+        limited(a, "2/60");
+        a.trusted_proxies = vec!["10.0.0.0/8".parse().expect("cidr")];
+    })
+    .await
+    else {
+        return;
+    };
+    let url = t.server.base_url.clone();
+    for _ in 0..2 {
+        let r = login_from(&url, &fresh_ip()).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    // A third "client" is the same loopback caller: refused.
+    let r = login_from(&url, &fresh_ip()).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_shared_across_replicas_through_redis() {
     let Some(redis) = issuer::testing::required_service("DM_TEST_REDIS_URL", "Redis") else {

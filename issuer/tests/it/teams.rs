@@ -553,6 +553,31 @@ async fn team_and_role_input_is_validated(backend: Backend) {
             "{path}"
         );
     }
+    // A path a proxy could read differently (one that decodes before it
+    // matches `/auth/` prefixes) never reaches the router: even with an
+    // admin token, `/admin/roles/..%2F..%2Fauth%2Fx` is not a role.
+    for path in [
+        // (Dot segments never leave reqwest: its URL parser resolves them;
+        // the unit test of `canonical_path` covers them.)
+        "/admin/roles/..%2F..%2Fauth%2Fx",
+        "/admin/roles/a%5Cb",
+        "/admin//users",
+    ] {
+        let r = send(
+            &t,
+            reqwest::Method::PUT,
+            path,
+            &admin,
+            Some(json!({"permissions": []})),
+        )
+        .await;
+        let (status, code, _) = error_code(r).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_path"),
+            "{path}"
+        );
+    }
     let r = send(
         &t,
         reqwest::Method::PUT,
