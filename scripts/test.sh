@@ -81,6 +81,8 @@ rm -f "$test_log"
 
 # After the tests, which built the binaries it inspects.
 step "deployment: Envoy configs, kustomize, schemas, Dockerfile (offline)" ./scripts/check-deploy.sh
+step "API reference current (docs/openapi.json, docs/api.md)" ./scripts/render-api-docs.sh --check
+step "API fuzzing (schemathesis; SQLite and PostgreSQL)" ./scripts/fuzz-api.sh sqlite postgres
 
 failed=$((failed + ${#failed_steps[@]}))
 if [ ${#failed_steps[@]} -gt 0 ]; then

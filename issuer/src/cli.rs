@@ -9,6 +9,18 @@ use crate::password::{weakness, PasswordHasher};
 use crate::store::{CreateUserError, Store, User};
 use crate::tokens::{new_id, random_b64};
 
+/// `issuer openapi`: the document, pretty-printed, for docs and clients.
+pub fn openapi() -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = crate::api::openapi_document().to_pretty_json()?;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 pub async fn migrate(db: &DbArgs) -> anyhow::Result<()> {
     let store = Store::connect(&db.database_url, 1).await?;
     store.migrate().await?;

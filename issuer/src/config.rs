@@ -25,6 +25,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (what /openapi.json serves).
+    Openapi,
     /// Manage user accounts.
     #[command(subcommand)]
     Users(UsersCommand),

@@ -13,6 +13,7 @@ async fn main() {
     let result = match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(db) => issuer::cli::migrate(&db).await,
+        Command::Openapi => issuer::cli::openapi(),
         Command::Users(command) => issuer::cli::users(&command).await,
         Command::Keys(command) => issuer::cli::keys(&command).await,
         Command::Roles(command) => issuer::cli::roles(&command).await,

@@ -99,7 +99,7 @@ struct RotateRequest {
     operation_id = "admin_rotate",
     tag = "keys",
     summary = "Rotate the signing key",
-    request_body = crate::api::openapi::RotateBody,
+    request_body = Option<crate::api::openapi::RotateBody>,
     responses(
         (status = 200, description = "The new key", body = crate::api::openapi::AnyObject),
     ),
@@ -115,8 +115,7 @@ pub async fn rotate(
     let req: RotateRequest = if body.is_empty() {
         RotateRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?
+        super::extract::object_from_slice(&body)?
     };
     let alg = match req.alg.as_deref() {
         None => state.settings.keys.signing_alg,

@@ -20,13 +20,19 @@ const MAX_NAME_CHARS: usize = 200;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(format = "email", max_length = 254, example = "ada@example.com")]
     email: String,
+    #[schema(
+        min_length = 8,
+        max_length = 1024,
+        example = "correct horse battery staple"
+    )]
     password: String,
     #[serde(default)]
     name: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserView {
     id: String,
     email: String,
@@ -83,7 +89,7 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
     summary = "Create an account",
     request_body = RegisterRequest,
     responses(
-        (status = 201, description = "The account, signed in", body = crate::api::grant::TokenResponse),
+        (status = 201, description = "The account (sign in next; a verification mail is on its way)", body = UserView),
     ),
 )]
 pub async fn register(
@@ -163,7 +169,9 @@ pub async fn register(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(format = "email", max_length = 254, example = "ada@example.com")]
     email: String,
+    #[schema(max_length = 1024)]
     password: String,
 }
 
@@ -290,6 +298,11 @@ fn upgrade_hash_later(state: &AppState, user: &User, password: String) {
 #[serde(deny_unknown_fields)]
 pub struct PasswordChangeRequest {
     current_password: String,
+    #[schema(
+        min_length = 8,
+        max_length = 1024,
+        example = "correct horse battery staple"
+    )]
     new_password: String,
 }
 

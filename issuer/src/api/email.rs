@@ -55,8 +55,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
                 Err(e) => Err(ApiError::bad_request("invalid_request", e.body_text())),
             }
         } else {
-            match axum::Json::<T>::from_request(req, state).await {
-                Ok(axum::Json(value)) => Ok(JsonOrForm { value, form: false }),
+            match axum::Json::<serde_json::Value>::from_request(req, state).await {
+                Ok(axum::Json(value)) => Ok(JsonOrForm {
+                    value: super::extract::from_object(value)?,
+                    form: false,
+                }),
                 Err(e) => Err(json_rejection(e)),
             }
         }
@@ -284,6 +287,7 @@ pub async fn verify(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForgotRequest {
+    #[schema(format = "email", max_length = 254, example = "ada@example.com")]
     email: String,
 }
 
@@ -418,6 +422,11 @@ pub async fn reset_page(Query(q): Query<TokenQuery>) -> Response {
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
     token: String,
+    #[schema(
+        min_length = 8,
+        max_length = 1024,
+        example = "correct horse battery staple"
+    )]
     new_password: String,
 }
 

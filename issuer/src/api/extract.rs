@@ -20,11 +20,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => from_object(v).map(ApiJson),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// A request body as `T`, which must arrive as a JSON object. serde would
+/// also fill a struct from an array, by position (found by fuzzing:
+/// `[null, null]` was a valid profile update); no client means that.
+pub fn from_object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the request body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))
+}
+
+/// [`from_object`] from raw bytes (bodies that may also be empty).
+pub fn object_from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|_| ApiError::bad_request("malformed_json", "request body is not valid JSON"))?;
+    from_object(value)
 }
 
 pub fn json_rejection(rejection: JsonRejection) -> ApiError {

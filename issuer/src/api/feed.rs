@@ -111,7 +111,7 @@ pub async fn list(
     summary = "Revocation feed (sidecars)",
     params(FeedQuery),
     responses(
-        (status = 200, description = "Server-sent events: revocations as they commit", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-sent events: a snapshot, then revocations, key and permission changes as they commit, and heartbeats", content_type = "text/event-stream", body = crate::api::openapi::FeedEvent),
     ),
     security(("feed_token" = [])),
 )]

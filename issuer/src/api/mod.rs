@@ -29,9 +29,10 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 
-pub fn router(state: AppState) -> Router {
-    let body_limit = usize::try_from(state.settings.max_body_bytes).unwrap_or(16 * 1024);
-    let (router, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+/// Every route with its OpenAPI description, from the handlers' own
+/// `#[utoipa::path]` attributes: one list, so neither can drift.
+fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(sessions::refresh))
@@ -94,6 +95,17 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(openapi::document))
         .split_for_parts();
     openapi::finish(&mut doc);
+    (router, doc)
+}
+
+/// The OpenAPI document (what `/openapi.json` serves).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    documented_routes().1
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = usize::try_from(state.settings.max_body_bytes).unwrap_or(16 * 1024);
+    let (router, doc) = documented_routes();
     openapi::publish(&doc);
     let router = router
         .fallback(ops::not_found)

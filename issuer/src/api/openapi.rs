@@ -22,7 +22,7 @@ Every error is JSON: `{\"error\": code, \"message\": text}`; a 401 carries `WWW-
 a 429 `Retry-After`.",
         license(name = "Apache-2.0")
     ),
-    components(schemas(ErrorBody, AnyObject)),
+    components(schemas(ErrorBody, AnyObject, FeedEvent)),
     modifiers(&Security),
     tags(
         (name = "auth", description = "Accounts and password sign-in"),
@@ -56,6 +56,19 @@ pub struct ErrorBody {
 /// A JSON object (its fields are described in README).
 #[derive(ToSchema)]
 pub struct AnyObject(pub BTreeMap<String, serde_json::Value>);
+
+/// One server-sent event of the revocation feed: its name, and its data, a
+/// JSON object (`RevocationEvent` in `auth-types`) tagged with the same
+/// `type`.
+#[derive(ToSchema)]
+pub struct FeedEvent {
+    #[schema(pattern = "^(snapshot|revoked|keys_changed|permissions_changed|heartbeat)$")]
+    pub event: String,
+    /// JSON.
+    pub data: String,
+    pub id: Option<String>,
+    pub retry: Option<u64>,
+}
 
 /// The refresh token comes in the body or, for browsers, in the
 /// `__Host-refresh_token` cookie (then the body may be empty).
@@ -138,6 +151,17 @@ const COMMON: &[(&str, &str)] = &[
 
 impl Modify for CommonErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // Each answer is described once, under components/responses; the
+        // operations refer to it.
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (status, description) in COMMON {
+            for form in [false, true] {
+                components.responses.insert(
+                    response_name(status, form),
+                    error_response(description, form).into(),
+                );
+            }
+        }
         for item in openapi.paths.paths.values_mut() {
             for op in [
                 &mut item.get,
@@ -155,21 +179,52 @@ impl Modify for CommonErrors {
     }
 }
 
+fn response_name(status: &str, form: bool) -> String {
+    if form {
+        format!("Error{status}Form")
+    } else {
+        format!("Error{status}")
+    }
+}
+
+/// A form posted by a browser (the mailed links' pages) gets its errors as
+/// a page; a JSON client gets JSON.
+fn error_response(description: &str, form: bool) -> utoipa::openapi::Response {
+    let mut response = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build(),
+    );
+    if form {
+        response = response.content(
+            "text/html",
+            ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Object::with_type(
+                    utoipa::openapi::Type::String,
+                )))
+                .build(),
+        );
+    }
+    response.build()
+}
+
 fn add_errors(op: &mut Operation) {
-    for (status, description) in COMMON {
+    let form = matches!(
+        op.request_body.as_ref(),
+        Some(utoipa::openapi::RefOr::T(b))
+            if b.content.contains_key("application/x-www-form-urlencoded")
+    );
+    for (status, _) in COMMON {
         op.responses
             .responses
             .entry((*status).to_string())
             .or_insert_with(|| {
-                ResponseBuilder::new()
-                    .description(*description)
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ErrorBody")))
-                            .build(),
-                    )
-                    .into()
+                Ref::new(format!(
+                    "#/components/responses/{}",
+                    response_name(status, form)
+                ))
+                .into()
             });
     }
 }

@@ -16,7 +16,7 @@ use crate::AppState;
     tag = "discovery",
     summary = "JSON Web Key Set",
     responses(
-        (status = 200, description = "The public signing keys (RFC 7517)", body = crate::api::openapi::AnyObject),
+        (status = 200, description = "The public signing keys (RFC 7517)", content_type = "application/jwk-set+json", body = crate::api::openapi::AnyObject),
     ),
 )]
 pub async fn jwks(State(state): State<AppState>) -> Response {
@@ -95,7 +95,10 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Val
     tag = "ops",
     summary = "Prometheus metrics",
     responses(
-        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 200, description = "Prometheus text format, or OpenMetrics when asked for", content(
+            (String = "text/plain"),
+            (String = "application/openmetrics-text"),
+        )),
     ),
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {

@@ -60,6 +60,7 @@ pub async fn list(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRoleRequest {
+    #[schema(max_items = 256)]
     permissions: Vec<String>,
     #[serde(default)]
     description: Option<String>,

@@ -28,13 +28,7 @@ struct RefreshRequest {
 /// Refresh token from the JSON body, or else from the cookie.
 fn presented_refresh_token(headers: &HeaderMap, body: &Bytes) -> ApiResult<String> {
     if !body.is_empty() {
-        let req: RefreshRequest = serde_json::from_slice(body).map_err(|e| {
-            if e.is_syntax() || e.is_eof() {
-                ApiError::bad_request("malformed_json", "request body is not valid JSON")
-            } else {
-                ApiError::bad_request("invalid_request", e.to_string())
-            }
-        })?;
+        let req: RefreshRequest = super::extract::object_from_slice(body)?;
         return Ok(req.refresh_token);
     }
     cookie_value(headers, REFRESH_COOKIE).ok_or_else(|| {
@@ -62,7 +56,7 @@ pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     operation_id = "sessions_refresh",
     tag = "sessions",
     summary = "Rotate the refresh token",
-    request_body = crate::api::openapi::RefreshRequest,
+    request_body = Option<crate::api::openapi::RefreshRequest>,
     responses(
         (status = 200, description = "A new access token and the next refresh token", body = crate::api::grant::TokenResponse),
     ),

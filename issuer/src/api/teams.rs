@@ -38,7 +38,9 @@ fn is_admin(auth: &Authenticated) -> bool {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeamRequest {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", example = "platform")]
     slug: String,
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     /// A user to make the first owner.
     #[serde(default)]
@@ -283,6 +285,7 @@ pub async fn members(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberRequest {
+    #[schema(pattern = "^(owner|maintainer|member)$")]
     role: String,
 }
 

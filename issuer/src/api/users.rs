@@ -23,6 +23,7 @@ const MAX_ROLE_LEN: usize = 128;
 #[serde(deny_unknown_fields)]
 pub struct ChangeUserRequest {
     #[serde(default)]
+    #[schema(max_items = 64)]
     roles: Option<Vec<String>>,
     #[serde(default)]
     disabled: Option<bool>,
@@ -33,6 +34,14 @@ pub struct ChangeUserRequest {
 
 /// Roles travel space-separated in the database and comma-separated in the
 /// identity header, and are matched literally by the sidecar's policy.
+fn self_refused(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "self_change_refused",
+        format!("an admin cannot {what} here; ask another admin"),
+    )
+}
+
 pub fn check_roles(roles: &[String]) -> ApiResult<()> {
     let unprocessable =
         |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_roles", m);
@@ -115,6 +124,17 @@ pub async fn change(
         .transpose()?;
     if let Some(roles) = &req.roles {
         check_roles(roles)?;
+    }
+    // An admin cannot lock themselves out (and possibly everyone: they may
+    // be the last admin); another admin can.
+    let demotes_self = req
+        .roles
+        .as_ref()
+        .is_some_and(|r| !r.iter().any(|r| r == "admin"));
+    if id == auth.user.id && (req.disabled == Some(true) || demotes_self) {
+        return Err(self_refused(
+            "disable your own account or remove your own admin role",
+        ));
     }
     let change = UserChange {
         roles: req.roles.map(|mut r| {
@@ -274,6 +294,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<axum::response::Response> {
     require_admin(&auth)?;
+    if id == auth.user.id {
+        return Err(self_refused("delete your own account"));
+    }
     let now = state.now();
     let records = match state
         .store

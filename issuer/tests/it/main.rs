@@ -11,6 +11,7 @@ mod keys;
 mod limits;
 mod mail;
 mod mfa;
+mod openapi;
 mod passkeys;
 mod ratelimit;
 mod store;

@@ -154,6 +154,55 @@ async fn user_changes_are_admin_only_and_validated(backend: Backend) {
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["user"]["roles"], json!([]));
     assert!(user_records(&t, id).await.is_empty());
+
+    // Found by fuzzing (schemathesis): an admin could delete, disable or
+    // demote themselves through the admin API, and lock everyone out when
+    // they were the last admin. Refused, with the session left alone.
+    let me: Value = t
+        .get_auth("/auth/me", &admin)
+        .await
+        .json()
+        .await
+        .expect("me");
+    let my_id = me["user"]["id"].as_str().expect("own id");
+    for body in [
+        json!({"disabled": true}),
+        json!({"roles": ["auditor"]}),
+        json!({"roles": []}),
+    ] {
+        let r = patch(&t, &admin, my_id, body.clone()).await;
+        let (status, code, _) = error_code(r).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::CONFLICT, "self_change_refused"),
+            "{body}"
+        );
+    }
+    let r = t
+        .http
+        .delete(t.url(&format!("/admin/users/{my_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("delete");
+    let (status, code, _) = error_code(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "self_change_refused")
+    );
+    // Still an admin, still signed in; metadata alone is fine.
+    let r = patch(
+        &t,
+        &admin,
+        my_id,
+        json!({"admin_metadata": {"team": "ops"}}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        t.get_auth("/admin/users", &admin).await.status(),
+        StatusCode::OK
+    );
 }
 
 async fn list(t: &TestIssuer, admin: &str, query: &str) -> reqwest::Response {
