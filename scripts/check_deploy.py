@@ -177,6 +177,10 @@ def check_rendering(name, items):
                     fail(cw, f"{n} is not an issuer setting")
                 if n.startswith("SIDECAR_") and n not in SIDECAR_ENV:
                     fail(cw, f"{n} is not a sidecar setting")
+                if n == "ISSUER_TRUSTED_PROXIES":
+                    for net in e.get("value", "").split(","):
+                        if "/" in net and int(net.rsplit("/", 1)[1]) < 16:
+                            fail(cw, f"trusted proxies {net}: too broad, application pods would be in it")
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref and f"`{ref['name']}`" not in README:
                     fail(cw, f"Secret {ref['name']} is not listed in README")

@@ -219,6 +219,7 @@ show curl -i -X POST localhost:8080/auth/login -H 'content-type: application/jso
 cat <<TXT
 
 The stack is up:
+  Sign in        http://localhost:8080/auth/ui/login   (open in a browser: hosted pages)
   Envoy          http://localhost:8080   (access log: data/logs/envoy-access.log)
   issuer         http://localhost:3002   (/.well-known/jwks.json, /metrics; public via Envoy)
   fake GitHub    http://localhost:3999   (NOT GitHub; sign in: http://localhost:8080/auth/github/login)

@@ -46,6 +46,7 @@ ensure_promtool
 step "alerting rules and dashboard (promtool)" ./scripts/check-observability.sh
 ensure_tools_venv
 ensure_nginx
+ensure_chromium
 start_postgres
 start_redis
 

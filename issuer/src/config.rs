@@ -463,6 +463,47 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Settings that work but are weaker than production wants: logged as
+    /// warnings at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let remote = |url: &str| {
+            let rest = url.split_once("://").map_or(url, |(_, r)| r);
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            !(host.starts_with("127.")
+                || host.starts_with("localhost")
+                || host.starts_with("[::1]"))
+        };
+        let db = self.db.database_url.as_str();
+        if db.starts_with("postgres")
+            && remote(db)
+            && !db.contains("sslmode=verify-full")
+            && !db.contains("sslmode=verify-ca")
+        {
+            out.push(
+                "the PostgreSQL URL has no sslmode=verify-full: TLS, if used, is not verified"
+                    .to_string(),
+            );
+        }
+        if let Some(redis) = self.redis_url.as_deref() {
+            if redis.starts_with("redis://") && remote(redis) {
+                out.push("the Redis URL is redis:// (plaintext); use rediss://".to_string());
+            }
+        }
+        if self.trusted_proxy_hops > 0
+            && self.trusted_proxies.is_empty()
+            && !self.listen.ip().is_loopback()
+        {
+            out.push(
+                "--trusted-proxy-hops without --trusted-proxies: any caller that reaches the \
+                 issuer directly can choose the address it is known by"
+                    .to_string(),
+            );
+        }
+        out
+    }
+
     /// Settings a test server starts from: everything default but the
     /// database. The environment is ignored, so a developer's `ISSUER_*`
     /// variables cannot change what tests run against.
@@ -760,5 +801,30 @@ mod tests {
         let err = Cli::try_parse_from(["issuer", "serve", "--database-url", "mysql://x"])
             .expect_err("bad url");
         assert!(err.to_string().contains("--database-url"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::ServeArgs;
+
+    #[test]
+    fn weak_production_settings_are_named() {
+        let mut args = ServeArgs::with_database("postgres://u:p@db.internal:5432/auth");
+        args.redis_url = Some("redis://cache.internal:6379".into());
+        args.trusted_proxy_hops = 1;
+        args.listen = "0.0.0.0:3002".parse().expect("addr");
+        let w = args.warnings().join("\n");
+        assert!(w.contains("sslmode=verify-full"), "{w}");
+        assert!(w.contains("rediss://"), "{w}");
+        assert!(w.contains("--trusted-proxies"), "{w}");
+        let mut args = ServeArgs::with_database(
+            "postgres://u:p@db.internal:5432/auth?sslmode=verify-full&sslrootcert=/ca.crt",
+        );
+        args.redis_url = Some("rediss://cache.internal:6379".into());
+        assert!(args.warnings().is_empty(), "{:?}", args.warnings());
+        // Loopback services (the demo, the tests) are not warned about.
+        let args = ServeArgs::with_database("postgres://postgres@127.0.0.1:5432/x");
+        assert!(args.warnings().is_empty());
     }
 }

@@ -33,6 +33,9 @@ async fn serve(args: issuer::config::ServeArgs) -> anyhow::Result<()> {
              set ISSUER_FEED_TOKEN or ISSUER_FEED_TOKEN_FILE (e.g. openssl rand -hex 32) here and on every sidecar"
         ));
     }
+    for warning in args.warnings() {
+        tracing::warn!("{warning}");
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let issuer = issuer::build(args, clock).await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;

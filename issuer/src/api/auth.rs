@@ -170,9 +170,9 @@ pub async fn register(
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     #[schema(format = "email", max_length = 254, example = "ada@example.com")]
-    email: String,
+    pub(crate) email: String,
     #[schema(max_length = 1024)]
-    password: String,
+    pub(crate) password: String,
 }
 
 #[utoipa::path(

@@ -11,6 +11,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::github::GITHUB_COOKIE;
 use super::grant::REFRESH_COOKIE;
+use super::pages::PAGE_COOKIE;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -77,7 +78,7 @@ fn carries_our_cookies(headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(k, _)| k == REFRESH_COOKIE || k == GITHUB_COOKIE)
+        .any(|(k, _)| k == REFRESH_COOKIE || k == GITHUB_COOKIE || k == PAGE_COOKIE)
 }
 
 pub async fn csrf(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -85,8 +86,11 @@ pub async fn csrf(State(state): State<AppState>, request: Request, next: Next) -
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
+    // The hosted pages' forms are checked even without cookies: a foreign
+    // page must not sign a browser in to the attacker's account either.
+    let page_form = request.uri().path().starts_with("/auth/ui/");
     if unsafe_method
-        && carries_our_cookies(request.headers())
+        && (page_form || carries_our_cookies(request.headers()))
         && !cookie_use_allowed(request.headers(), &trusted_origins(&state))
     {
         return ApiError::new(
@@ -113,10 +117,13 @@ pub async fn security_headers(
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    // The hosted pages set their own (a stylesheet, their forms).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::normalize_email;
-use super::extract::{json_rejection, Authenticated, Client};
+use super::extract::{Authenticated, Client};
 use crate::clock::Now;
 use crate::error::{ApiError, ApiResult};
 use crate::mail::{escape, templates};
@@ -55,13 +55,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
                 Err(e) => Err(ApiError::bad_request("invalid_request", e.body_text())),
             }
         } else {
-            match axum::Json::<serde_json::Value>::from_request(req, state).await {
-                Ok(axum::Json(value)) => Ok(JsonOrForm {
-                    value: super::extract::from_object(value)?,
-                    form: false,
-                }),
-                Err(e) => Err(json_rejection(e)),
-            }
+            let super::extract::ApiJson(value) =
+                super::extract::ApiJson::<T>::from_request(req, state).await?;
+            Ok(JsonOrForm { value, form: false })
         }
     }
 }

@@ -20,32 +20,50 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<serde_json::Value>::from_request(req, state).await {
-            Ok(axum::Json(v)) => from_object(v).map(ApiJson),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let (parts, body) = req.into_parts();
+        let bytes =
+            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+                .await
+                .map_err(|e| json_rejection(JsonRejection::BytesRejection(e)))?;
+        let not_object = require_object(&bytes).err();
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        let parsed = axum::Json::<T>::from_request(req, state).await;
+        match (parsed, not_object) {
+            // A wrong content type is named first (415), as before.
+            (Err(r @ JsonRejection::MissingJsonContentType(_)), _) => Err(json_rejection(r)),
+            (_, Some(e)) => Err(e),
+            (Ok(axum::Json(v)), None) => Ok(ApiJson(v)),
+            (Err(r), None) => Err(json_rejection(r)),
         }
     }
 }
 
-/// A request body as `T`, which must arrive as a JSON object. serde would
-/// also fill a struct from an array, by position (found by fuzzing:
-/// `[null, null]` was a valid profile update); no client means that.
-pub fn from_object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    if !value.is_object() {
-        return Err(ApiError::bad_request(
+/// A request body must be a JSON object. serde would also fill a struct
+/// from an array, by position (found by fuzzing: `[null, null]` was a valid
+/// profile update); no client means that. The body is then parsed straight
+/// into its type, so a repeated field stays an error (a detour through
+/// `serde_json::Value` would keep the last copy, where a proxy in front may
+/// read the first).
+fn require_object(bytes: &[u8]) -> Result<(), ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | None => Ok(()),
+        Some(_) => Err(ApiError::bad_request(
             "invalid_request",
             "the request body must be a JSON object",
-        ));
+        )),
     }
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))
 }
 
-/// [`from_object`] from raw bytes (bodies that may also be empty).
+/// A body that may be empty, as `T` (which must be an object).
 pub fn object_from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|_| ApiError::bad_request("malformed_json", "request body is not valid JSON"))?;
-    from_object(value)
+    require_object(bytes)?;
+    serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::bad_request("malformed_json", "request body is not valid JSON")
+        } else {
+            ApiError::bad_request("invalid_request", e.to_string())
+        }
+    })
 }
 
 pub fn json_rejection(rejection: JsonRejection) -> ApiError {

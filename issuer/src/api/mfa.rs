@@ -350,7 +350,7 @@ async fn begin_enrolment(state: &AppState, user: &User, now: Now) -> ApiResult<R
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
-    code: String,
+    pub(crate) code: String,
 }
 
 fn invalid_code() -> ApiError {
@@ -659,11 +659,11 @@ pub async fn regenerate_codes(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
-    mfa_ticket: String,
+    pub(crate) mfa_ticket: String,
     #[serde(default)]
-    code: Option<String>,
+    pub(crate) code: Option<String>,
     #[serde(default)]
-    recovery_code: Option<String>,
+    pub(crate) recovery_code: Option<String>,
 }
 
 /// A second factor as presented: a TOTP code or a recovery code.

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod mfa;
 pub mod openapi;
 pub mod ops;
+pub mod pages;
 pub mod passkeys;
 pub mod profile;
 pub mod ratelimit;
@@ -93,6 +94,17 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
         .routes(routes!(openapi::document))
+        .routes(routes!(pages::style))
+        .routes(routes!(pages::login_page, pages::login))
+        .routes(routes!(pages::mfa))
+        .routes(routes!(pages::resume))
+        .routes(routes!(pages::account))
+        .routes(routes!(pages::logout))
+        .routes(routes!(pages::end_session))
+        .routes(routes!(pages::totp))
+        .routes(routes!(pages::totp_confirm))
+        .routes(routes!(pages::admin))
+        .routes(routes!(pages::admin_user))
         .split_for_parts();
     openapi::finish(&mut doc);
     (router, doc)

@@ -40,6 +40,7 @@ a 429 `Retry-After`.",
         (name = "discovery", description = "Keys and metadata for verifiers"),
         (name = "internal", description = "For sidecars (feed token)"),
         (name = "ops", description = "Health, readiness, metrics, this document"),
+        (name = "pages", description = "Hosted pages (HTML forms; session in cookies)"),
     )
 )]
 pub struct ApiDoc;

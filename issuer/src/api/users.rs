@@ -24,12 +24,12 @@ const MAX_ROLE_LEN: usize = 128;
 pub struct ChangeUserRequest {
     #[serde(default)]
     #[schema(max_items = 64)]
-    roles: Option<Vec<String>>,
+    pub(crate) roles: Option<Vec<String>>,
     #[serde(default)]
-    disabled: Option<bool>,
+    pub(crate) disabled: Option<bool>,
     /// Replaces the admin-only metadata object.
     #[serde(default)]
-    admin_metadata: Option<serde_json::Value>,
+    pub(crate) admin_metadata: Option<serde_json::Value>,
 }
 
 /// Roles travel space-separated in the database and comma-separated in the
@@ -205,12 +205,12 @@ const MAX_QUERY_CHARS: usize = 100;
 pub struct ListQuery {
     /// Substring of the email, name or a linked login.
     #[serde(default)]
-    q: Option<String>,
+    pub(crate) q: Option<String>,
     /// The `next` of the previous page.
     #[serde(default)]
-    after: Option<String>,
+    pub(crate) after: Option<String>,
     #[serde(default)]
-    limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
 }
 
 /// `GET /admin/users?q=&after=&limit=`: search and cursor pagination, by email.

@@ -170,6 +170,24 @@ async fn bodies_must_be_json_objects() {
         );
         assert!(message.contains("JSON object"), "{message}");
     }
+    // A repeated field is refused too (a proxy in front may read the first
+    // copy where a lenient parser keeps the last).
+    let r = t
+        .http
+        .post(t.url("/auth/login"))
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"email\": \"someone@example.com\", \"email\": \"{email}\", \"password\": \"{PASSWORD}\"}}"
+        ))
+        .send()
+        .await
+        .expect("login");
+    let (status, code, message) = error_code(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    assert!(message.contains("duplicate field"), "{message}");
     // Nothing happened: the refresh token still works once.
     let r = t
         .http

@@ -6,6 +6,7 @@ mod edge;
 mod forward;
 mod github;
 mod observability;
+mod pages;
 mod quota;
 mod rotation;
 mod stepup;

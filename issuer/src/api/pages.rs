@@ -1,0 +1,640 @@
+//! Hosted pages: sign-in (password, then a second factor), the account page
+//! (sessions, sign-out, TOTP enrolment) and the admin's user list. Server-
+//! rendered HTML (maud, escaped by default), no script, forms only.
+//!
+//! Each page action calls the JSON handler that does the same thing, so a
+//! sign-in here ends in the one session-issuing path, and every rule (MFA,
+//! disabled users, recent authentication, audit) is the API's. The browser
+//! holds the refresh cookie and the access token in `__Host-page_token`
+//! (HttpOnly, Secure, SameSite=Strict); forms are protected by SameSite and
+//! by the Origin / Sec-Fetch-Site check every cookie-bearing unsafe request
+//! meets (`browser::csrf`), which also applies here without cookies, so a
+//! foreign page cannot sign a browser in (login CSRF).
+
+use axum::body::to_bytes;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::extract::{ApiJson, Authenticated, Client};
+use super::grant::REFRESH_COOKIE;
+use super::sessions::cookie_value;
+use crate::error::ApiError;
+use crate::AppState;
+
+pub const PAGE_COOKIE: &str = "__Host-page_token";
+
+/// Pages may load their stylesheet and post forms to themselves; nothing
+/// else (no script, no frames, no other origin).
+const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLE: &str = "\
+:root{color-scheme:light dark;font-family:system-ui,sans-serif;line-height:1.5}\
+body{margin:0 auto;max-width:40rem;padding:1rem}\
+label{display:block;margin:.75rem 0 .25rem}\
+input{font:inherit;padding:.5rem;width:100%;box-sizing:border-box}\
+button{font:inherit;padding:.5rem 1rem;margin:.5rem .5rem .5rem 0;cursor:pointer}\
+:focus-visible{outline:3px solid #2563eb;outline-offset:2px}\
+.error{color:#b91c1c;border-left:4px solid #b91c1c;padding-left:.5rem}\
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.25rem;border-bottom:1px solid #8884}\
+.qr svg{width:12rem;height:12rem;background:#fff}\
+code{word-break:break-all}nav a{margin-right:1rem}\
+.visually-hidden{position:absolute;left:-9999px}";
+
+fn page(title: &str, body: Markup) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — DevMentor" }
+                link rel="stylesheet" href="/auth/ui/style.css";
+                // No favicon request.
+                link rel="icon" href="data:,";
+            }
+            body {
+                main { h1 { (title) } (body) }
+            }
+        }
+    };
+    let mut response = (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        markup.into_string(),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    response
+}
+
+fn with_status(mut response: Response, status: StatusCode) -> Response {
+    *response.status_mut() = status;
+    response
+}
+
+fn error_box(message: Option<&str>) -> Markup {
+    html! {
+        @if let Some(m) = message {
+            p.error role="alert" { (m) }
+        }
+    }
+}
+
+/// The access token of the page session, as a bearer credential for the
+/// API's own `Authenticated` check.
+async fn page_auth(state: &AppState, headers: &HeaderMap) -> Result<Authenticated, ApiError> {
+    let token = cookie_value(headers, PAGE_COOKIE)
+        .ok_or_else(|| ApiError::unauthorized("missing_token", "not signed in"))?;
+    let mut builder = Request::builder().header(header::AUTHORIZATION, format!("Bearer {token}"));
+    for name in [
+        header::USER_AGENT,
+        header::HeaderName::from_static("traceparent"),
+    ] {
+        if let Some(v) = headers.get(&name) {
+            builder = builder.header(name, v.clone());
+        }
+    }
+    let (mut parts, ()) = builder.body(()).map_err(ApiError::internal)?.into_parts();
+    Authenticated::from_request_parts(&mut parts, state).await
+}
+
+async fn json_of(response: Response) -> (StatusCode, Vec<String>, Value) {
+    let status = response.status();
+    let cookies = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let body = to_bytes(response.into_body(), 1 << 20)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    (status, cookies, body)
+}
+
+fn message_of(body: &Value) -> String {
+    body["message"]
+        .as_str()
+        .unwrap_or("something went wrong")
+        .to_string()
+}
+
+/// Signed in: the API's refresh cookie, the page cookie, then the account.
+fn signed_in(state: &AppState, cookies: Vec<String>, body: &Value) -> Response {
+    let mut response = Redirect::to("/auth/ui/account").into_response();
+    let h = response.headers_mut();
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    let token = body["access_token"].as_str().unwrap_or_default();
+    let cookie = format!(
+        "{PAGE_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        state.settings.keys.access_token_ttl
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        h.append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+fn signed_out() -> Response {
+    let mut response = Redirect::to("/auth/ui/login").into_response();
+    for name in [PAGE_COOKIE, REFRESH_COOKIE] {
+        let cookie = format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+#[utoipa::path(get, path = "/auth/ui/style.css", operation_id = "pages_style", tag = "pages",
+    summary = "The pages' stylesheet",
+    responses((status = 200, description = "CSS", content_type = "text/css", body = String)))]
+pub async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+fn login_form(error: Option<&str>, email: &str, resume: bool, github: bool) -> Markup {
+    html! {
+        (error_box(error))
+        @if resume {
+            form method="post" action="/auth/ui/resume" {
+                button type="submit" { "Continue where you left off" }
+            }
+        }
+        form method="post" action="/auth/ui/login" {
+            label for="email" { "Email" }
+            input id="email" name="email" type="email" autocomplete="username" required value=(email);
+            label for="password" { "Password" }
+            input id="password" name="password" type="password" autocomplete="current-password" required;
+            button type="submit" { "Sign in" }
+        }
+        @if github {
+            p { a href="/auth/github/login" { "Sign in with GitHub" } }
+        }
+        p { "Forgot your password? Ask for a link: " code { "POST /auth/password/forgot" } "." }
+    }
+}
+
+#[utoipa::path(get, path = "/auth/ui/login", operation_id = "pages_login_page", tag = "pages",
+    summary = "Sign-in page",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+pub async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let resume = cookie_value(&headers, REFRESH_COOKIE).is_some();
+    page(
+        "Sign in",
+        login_form(None, "", resume, state.github.is_some()),
+    )
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct MfaForm {
+    mfa_ticket: String,
+    code: String,
+}
+
+fn mfa_form(ticket: &str, error: Option<&str>) -> Markup {
+    html! {
+        (error_box(error))
+        p { "Enter the 6-digit code from your authenticator app, or a recovery code." }
+        form method="post" action="/auth/ui/mfa" {
+            input type="hidden" name="mfa_ticket" value=(ticket);
+            label for="code" { "Code" }
+            input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required autofocus;
+            button type="submit" { "Verify" }
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/auth/ui/login", operation_id = "pages_login", tag = "pages",
+    summary = "Sign in from the page",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: to the account page"),
+        (status = 200, description = "The second-factor page", content_type = "text/html", body = String),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    client: Client,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let request = super::auth::LoginRequest {
+        email: form.email.clone(),
+        password: form.password,
+    };
+    let response = super::auth::login(State(state.clone()), client, ApiJson(request))
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let (status, cookies, body) = json_of(response).await;
+    if status.is_success() {
+        return signed_in(&state, cookies, &body);
+    }
+    if body["error"] == "mfa_required" {
+        let ticket = body["mfa_ticket"].as_str().unwrap_or_default();
+        return page("Second factor", mfa_form(ticket, None));
+    }
+    with_status(
+        page(
+            "Sign in",
+            login_form(
+                Some(&message_of(&body)),
+                &form.email,
+                false,
+                state.github.is_some(),
+            ),
+        ),
+        status,
+    )
+}
+
+#[utoipa::path(post, path = "/auth/ui/mfa", operation_id = "pages_mfa", tag = "pages",
+    summary = "Complete a sign-in with a code",
+    request_body(content = MfaForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: to the account page"),
+    ))]
+pub async fn mfa(
+    State(state): State<AppState>,
+    client: Client,
+    Form(form): Form<MfaForm>,
+) -> Response {
+    let code = form.code.trim().to_string();
+    // A recovery code is long and dashed; a TOTP code is six digits.
+    let recovery = code.len() > 8;
+    let request = super::mfa::VerifyRequest {
+        mfa_ticket: form.mfa_ticket.clone(),
+        code: (!recovery).then(|| code.clone()),
+        recovery_code: recovery.then_some(code),
+    };
+    let response = super::mfa::verify(State(state.clone()), client, ApiJson(request))
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let (status, cookies, body) = json_of(response).await;
+    if status.is_success() {
+        return signed_in(&state, cookies, &body);
+    }
+    with_status(
+        page(
+            "Second factor",
+            mfa_form(&form.mfa_ticket, Some(&message_of(&body))),
+        ),
+        status,
+    )
+}
+
+#[utoipa::path(post, path = "/auth/ui/resume", operation_id = "pages_resume", tag = "pages",
+    summary = "Continue the session of the refresh cookie",
+    responses((status = 303, description = "To the account page, or to sign-in")))]
+pub async fn resume(State(state): State<AppState>, client: Client, headers: HeaderMap) -> Response {
+    let response = super::sessions::refresh(
+        State(state.clone()),
+        client,
+        headers,
+        axum::body::Bytes::new(),
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    let (status, cookies, body) = json_of(response).await;
+    if status.is_success() {
+        signed_in(&state, cookies, &body)
+    } else {
+        signed_out()
+    }
+}
+
+#[utoipa::path(get, path = "/auth/ui/account", operation_id = "pages_account", tag = "pages",
+    summary = "Account page: sessions, second factors",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+    ))]
+pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return Redirect::to("/auth/ui/login").into_response();
+    };
+    let email = auth.user.email.clone();
+    let admin = auth.user.roles.iter().any(|r| r == "admin");
+    let current = auth.session.id.clone();
+    let (_, _, sessions) = match super::sessions::sessions(State(state.clone()), auth).await {
+        Ok(j) => (StatusCode::OK, Vec::new(), j.0),
+        Err(e) => json_of(e.into_response()).await,
+    };
+    let totp = match page_auth(&state, &headers).await {
+        Ok(auth) => super::mfa::status(State(state.clone()), auth)
+            .await
+            .map(|j| j.0["totp"] == true)
+            .unwrap_or(false),
+        Err(_) => false,
+    };
+    let empty = Vec::new();
+    let list = sessions["sessions"].as_array().unwrap_or(&empty);
+    page(
+        "Your account",
+        html! {
+            nav {
+                @if admin { a href="/auth/ui/admin" { "Administration" } }
+            }
+            p { "Signed in as " strong { (email) } "." }
+            form method="post" action="/auth/ui/logout" {
+                button type="submit" { "Sign out" }
+            }
+            h2 { "Active sessions" }
+            table {
+                thead { tr { th { "Device" } th { "IP" } th { "Last seen" } th { span.visually-hidden { "Action" } } } }
+                tbody {
+                    @for s in list {
+                        @let id = s["id"].as_str().unwrap_or_default();
+                        tr data-session=(id) {
+                            td { (s["user_agent"].as_str().unwrap_or("unknown device")) }
+                            td { (s["ip"].as_str().unwrap_or("")) }
+                            @let seen = crate::store::rfc3339_ms(s["last_used_at"].as_i64().unwrap_or(0) * 1000);
+                            td { time datetime=(seen) { (seen.get(..16).unwrap_or(&seen).replace('T', " ")) " UTC" } }
+                            td {
+                                @if id == current {
+                                    "this session"
+                                } @else {
+                                    form method="post" action={ "/auth/ui/sessions/" (id) "/end" } {
+                                        button type="submit" aria-label={ "End session " (id) } { "End" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Two-factor authentication" }
+            @if totp {
+                p id="totp-status" { "An authenticator app is set up." }
+            } @else {
+                p id="totp-status" { "No authenticator app yet." }
+                form method="post" action="/auth/ui/mfa/totp" {
+                    button type="submit" { "Set up an authenticator app" }
+                }
+            }
+        },
+    )
+}
+
+#[utoipa::path(post, path = "/auth/ui/logout", operation_id = "pages_logout", tag = "pages",
+    summary = "Sign out", responses((status = 303, description = "To the sign-in page")))]
+pub async fn logout(State(state): State<AppState>, client: Client, headers: HeaderMap) -> Response {
+    if let Ok(auth) = page_auth(&state, &headers).await {
+        let _ = super::sessions::logout(State(state.clone()), client, auth).await;
+    }
+    signed_out()
+}
+
+#[utoipa::path(post, path = "/auth/ui/sessions/{id}/end", operation_id = "pages_end_session",
+    tag = "pages", summary = "End one of your sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    responses((status = 303, description = "Back to the account page")))]
+pub async fn end_session(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return Redirect::to("/auth/ui/login").into_response();
+    };
+    match super::sessions::delete_session(State(state.clone()), client, auth, Path(id)).await {
+        Ok(_) => Redirect::to("/auth/ui/account").into_response(),
+        Err(e) => {
+            let (status, _, body) = json_of(e.into_response()).await;
+            with_status(
+                page("Your account", error_box(Some(&message_of(&body)))),
+                status,
+            )
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CodeForm {
+    code: String,
+}
+
+#[utoipa::path(post, path = "/auth/ui/mfa/totp", operation_id = "pages_totp", tag = "pages",
+    summary = "Start setting up an authenticator app",
+    responses((status = 200, description = "The QR code and the secret", content_type = "text/html", body = String)))]
+pub async fn totp(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return Redirect::to("/auth/ui/login").into_response();
+    };
+    let response = super::mfa::enrol_totp(State(state.clone()), auth)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let (status, _, body) = json_of(response).await;
+    if !status.is_success() {
+        return with_status(
+            page("Authenticator app", error_box(Some(&message_of(&body)))),
+            status,
+        );
+    }
+    let secret = body["secret"].as_str().unwrap_or_default();
+    // Our own SVG, from the qrcode crate: markup we made, not input.
+    let qr = body["qr_svg"].as_str().unwrap_or_default();
+    page(
+        "Authenticator app",
+        html! {
+            p { "Scan the code with your authenticator app, or type the secret." }
+            div.qr role="img" aria-label="QR code of the secret" { (PreEscaped(qr)) }
+            p { "Secret: " code id="secret" { (secret) } }
+            form method="post" action="/auth/ui/mfa/totp/confirm" {
+                label for="code" { "Code from the app" }
+                input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required;
+                button type="submit" { "Turn on" }
+            }
+        },
+    )
+}
+
+#[utoipa::path(post, path = "/auth/ui/mfa/totp/confirm", operation_id = "pages_totp_confirm",
+    tag = "pages", summary = "Turn the authenticator app on",
+    request_body(content = CodeForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The recovery codes, shown once", content_type = "text/html", body = String)))]
+pub async fn totp_confirm(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return Redirect::to("/auth/ui/login").into_response();
+    };
+    let request = super::mfa::ConfirmRequest { code: form.code };
+    let response = super::mfa::confirm_totp(State(state.clone()), client, auth, ApiJson(request))
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let (status, _, body) = json_of(response).await;
+    if !status.is_success() {
+        return with_status(
+            page(
+                "Authenticator app",
+                html! {
+                    (error_box(Some(&message_of(&body))))
+                    form method="post" action="/auth/ui/mfa/totp" {
+                        button type="submit" { "Start again" }
+                    }
+                },
+            ),
+            status,
+        );
+    }
+    let empty = Vec::new();
+    let codes = body["recovery_codes"].as_array().unwrap_or(&empty);
+    page(
+        "Authenticator app is on",
+        html! {
+            p { "Keep these recovery codes somewhere safe. Each works once; they are not shown again." }
+            ul id="recovery-codes" { @for c in codes { li { code { (c.as_str().unwrap_or_default()) } } } }
+            p { a href="/auth/ui/account" { "Back to your account" } }
+        },
+    )
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    q: Option<String>,
+}
+
+#[utoipa::path(get, path = "/auth/ui/admin", operation_id = "pages_admin", tag = "pages",
+    summary = "Administration: users", params(SearchQuery),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+    ))]
+pub async fn admin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<SearchQuery>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return Redirect::to("/auth/ui/login").into_response();
+    };
+    let me = auth.user.id.clone();
+    let q = query.q.unwrap_or_default();
+    let list = super::users::ListQuery {
+        q: (!q.is_empty()).then(|| q.clone()),
+        after: None,
+        limit: Some(100),
+    };
+    let body = match super::users::list(State(state.clone()), auth, Query(list)).await {
+        Ok(j) => j.0,
+        Err(e) => {
+            let (status, _, body) = json_of(e.into_response()).await;
+            return with_status(
+                page("Administration", error_box(Some(&message_of(&body)))),
+                status,
+            );
+        }
+    };
+    let empty = Vec::new();
+    let users = body["users"].as_array().unwrap_or(&empty);
+    page(
+        "Administration",
+        html! {
+            nav { a href="/auth/ui/account" { "Your account" } }
+            form method="get" action="/auth/ui/admin" role="search" {
+                label for="q" { "Find users" }
+                input id="q" name="q" type="search" value=(q);
+                button type="submit" { "Search" }
+            }
+            table {
+                thead { tr { th { "Email" } th { "Roles" } th { "State" } th { "Action" } } }
+                tbody {
+                    @for u in users {
+                        @let id = u["user"]["id"].as_str().unwrap_or_default();
+                        @let email = u["user"]["email"].as_str().unwrap_or_default();
+                        @let disabled = u["disabled"] == true;
+                        tr data-user=(email) {
+                            td { (email) }
+                            td { (u["user"]["roles"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                            td { @if disabled { "disabled" } @else { "active" } }
+                            td {
+                                @if id != me {
+                                    form method="post" action={ "/auth/ui/admin/users/" (id) (if disabled { "/enable" } else { "/disable" }) } {
+                                        button type="submit" aria-label={ (if disabled { "Enable " } else { "Disable " }) (email) } {
+                                            @if disabled { "Enable" } @else { "Disable" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+#[utoipa::path(post, path = "/auth/ui/admin/users/{id}/{action}", operation_id = "pages_admin_user",
+    tag = "pages", summary = "Disable or enable a user",
+    params(("id" = String, Path, description = "The user's id"),
+           ("action" = String, Path, description = "`disable` or `enable`")),
+    responses((status = 303, description = "Back to the administration page")))]
+pub async fn admin_user(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let disabled = match action.as_str() {
+        "disable" => true,
+        "enable" => false,
+        _ => return ApiError::not_found("no such action").into_response(),
+    };
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return Redirect::to("/auth/ui/login").into_response();
+    };
+    let request = super::users::ChangeUserRequest {
+        roles: None,
+        disabled: Some(disabled),
+        admin_metadata: None,
+    };
+    match super::users::change(
+        State(state.clone()),
+        client,
+        auth,
+        Path(id),
+        ApiJson(request),
+    )
+    .await
+    {
+        Ok(_) => Redirect::to("/auth/ui/admin").into_response(),
+        Err(e) => {
+            let (status, _, body) = json_of(e.into_response()).await;
+            with_status(
+                page("Administration", error_box(Some(&message_of(&body)))),
+                status,
+            )
+        }
+    }
+}

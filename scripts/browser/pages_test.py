@@ -1,0 +1,202 @@
+"""The hosted pages in a real browser: headless Chromium (Debian's) driven by
+Playwright, through real Envoy. Run by the sidecar's e2e test `pages`.
+
+usage: pages_test.py BASE_URL ADMIN_EMAIL PASSWORD SHOTS_DIR
+BASE_URL is Envoy's (http://localhost:PORT). Prints one JSON line of
+measurements (page weight, first contentful paint) at the end; exits
+non-zero with the failing step on any failure.
+"""
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pyotp
+from playwright.sync_api import expect, sync_playwright
+
+BASE, ADMIN_EMAIL, PASSWORD, SHOTS = sys.argv[1:5]
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def api(method, path, body=None, token=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(BASE + path, data=data, method=method)
+    if data is not None:
+        req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def edge_status(token):
+    """What Envoy (through the sidecar) answers a protected route."""
+    return api("GET", "/ai/models/", token=token)[0]
+
+
+def await_status(token, want, limit=10.0):
+    """The edge learns of revocations through the feed: wait for it."""
+    deadline = time.monotonic() + limit
+    while True:
+        got = edge_status(token)
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def page_token(context):
+    return next(c["value"] for c in context.cookies() if c["name"] == "__Host-page_token")
+
+
+def sign_in(page, email, password):
+    page.goto(BASE + "/auth/ui/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def measure(page, path):
+    """Bytes over the wire for the document and its stylesheet, and the
+    first contentful paint, for a fresh load."""
+    page.goto(BASE + path)
+    return page.evaluate("""() => {
+        const nav = performance.getEntriesByType('navigation')[0];
+        const res = performance.getEntriesByType('resource');
+        const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+        return {
+            document_bytes: nav.transferSize,
+            total_bytes: nav.transferSize + res.reduce((a, r) => a + r.transferSize, 0),
+            requests: 1 + res.length,
+            first_contentful_paint_ms: fcp ? fcp.startTime : null,
+            dom_content_loaded_ms: nav.domContentLoadedEventEnd,
+        };
+    }""")
+
+
+def main():
+    email = f"pages-{uuid.uuid4().hex[:12]}@example.com"
+    status, _ = api("POST", "/auth/register", {"email": email, "password": PASSWORD})
+    assert status == 201, f"register: {status}"
+    results = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        a = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
+        page = a.new_page()
+        console_errors = []
+        # CSP violations (the pages load nothing they do not declare). Error
+        # statuses of the pages themselves (a wrong password is a 401 page)
+        # are logged as failed loads too: those are expected.
+        page.on("console", lambda m: console_errors.append(m.text)
+                if m.type == "error" and "Content Security Policy" in m.text else None)
+
+        # Sign-in page: keyboard-reachable, labelled fields.
+        page.goto(BASE + "/auth/ui/login")
+        page.screenshot(path=f"{SHOTS}/sign-in.png", full_page=True)
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "email", "Tab reaches the email field"
+        # A wrong password: the page says so and keeps the address.
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill("not the password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_contain_text("incorrect")
+        expect(page.get_by_label("Email")).to_have_value(email)
+
+        # Password sign-in.
+        sign_in(page, email, PASSWORD)
+        expect(page).to_have_url(BASE + "/auth/ui/account")
+        expect(page.get_by_text("Signed in as")).to_contain_text(email)
+        token_a = page_token(a)
+        assert edge_status(token_a) == 200, "the page session's token opens the edge"
+
+        # TOTP enrolment: the secret read off the page, codes computed by pyotp.
+        page.get_by_role("button", name="Set up an authenticator app").click()
+        expect(page.locator(".qr svg")).to_be_visible()
+        page.screenshot(path=f"{SHOTS}/totp-enrolment.png", full_page=True)
+        secret = page.locator("#secret").inner_text().strip()
+        page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
+        page.get_by_role("button", name="Turn on").click()
+        codes = page.locator("#recovery-codes li").all_inner_texts()
+        assert len(codes) == 10, f"{len(codes)} recovery codes"
+        page.goto(BASE + "/auth/ui/account")
+        expect(page.locator("#totp-status")).to_contain_text("is set up")
+        page.screenshot(path=f"{SHOTS}/account.png", full_page=True)
+
+        # Sign out, then in again: password, then the second factor (a
+        # recovery code: this step's TOTP code was spent on the enrolment).
+        page.get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(BASE + "/auth/ui/login")
+        assert await_status(token_a, 401) == 401, "the signed-out session is refused at the edge"
+        sign_in(page, email, PASSWORD)
+        expect(page.get_by_label("Code")).to_be_visible()
+        page.screenshot(path=f"{SHOTS}/second-factor.png", full_page=True)
+        page.get_by_label("Code").fill("000000")
+        page.get_by_role("button", name="Verify").click()
+        expect(page.get_by_role("alert")).to_be_visible()
+        page.get_by_label("Code").fill(codes[0])
+        page.get_by_role("button", name="Verify").click()
+        expect(page).to_have_url(BASE + "/auth/ui/account")
+        token_a = page_token(a)
+
+        # A second browser signs in; the first ends that session from its
+        # account page, and the second's token is refused at the edge.
+        b = browser.new_context()
+        page_b = b.new_page()
+        sign_in(page_b, email, PASSWORD)
+        page_b.get_by_label("Code").fill(codes[1])
+        page_b.get_by_role("button", name="Verify").click()
+        expect(page_b).to_have_url(BASE + "/auth/ui/account")
+        token_b = page_token(b)
+        assert edge_status(token_b) == 200
+        page.reload()
+        end_buttons = page.get_by_role("button", name="End")
+        expect(end_buttons).to_have_count(1)
+        end_buttons.click()
+        expect(page.get_by_role("button", name="End")).to_have_count(0)
+        assert await_status(token_b, 401) == 401, "the ended session is refused at the edge"
+        assert edge_status(token_a) == 200, "the other session lives on"
+
+        # An admin disables the user; the user's token dies at the edge and
+        # the account page sends them to sign in.
+        c = browser.new_context()
+        page_c = c.new_page()
+        sign_in(page_c, ADMIN_EMAIL, PASSWORD)
+        expect(page_c).to_have_url(BASE + "/auth/ui/account")
+        page_c.get_by_role("link", name="Administration").click()
+        page_c.get_by_label("Find users").fill(email)
+        page_c.get_by_role("button", name="Search").click()
+        row = page_c.locator(f'tr[data-user="{email}"]')
+        expect(row).to_contain_text("active")
+        page_c.screenshot(path=f"{SHOTS}/admin-users.png", full_page=True)
+        row.get_by_role("button", name=f"Disable {email}").click()
+        expect(page_c.locator(f'tr[data-user="{email}"]')).to_contain_text("disabled")
+        assert await_status(token_a, 401) == 401, "the disabled user's token is refused at the edge"
+        page.goto(BASE + "/auth/ui/account")
+        expect(page).to_have_url(BASE + "/auth/ui/login")
+
+        # A form posted from another site is refused (login CSRF).
+        evil = browser.new_context().new_page()
+        evil.set_content(
+            f'<form method="post" action="{BASE}/auth/ui/login">'
+            f'<input name="email" value="{ADMIN_EMAIL}"><input name="password" value="{PASSWORD}">'
+            '</form>')
+        with evil.expect_navigation():
+            evil.evaluate("document.forms[0].submit()")
+        assert "cross_site_request" in evil.content(), "a cross-site form sign-in is refused"
+
+        results["sign_in"] = measure(browser.new_context().new_page(), "/auth/ui/login")
+        results["account"] = measure(page_c, "/auth/ui/account")
+        assert not console_errors, f"CSP violations: {console_errors}"
+        browser.close()
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
