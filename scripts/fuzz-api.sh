@@ -118,7 +118,7 @@ PY
   run feed-stream "Authorization: Bearer $feed_token" --include-path /internal/revocations/stream \
     --phases fuzzing --max-examples 3 --request-timeout 2
   if grep -q '"level":"ERROR"' "$log"; then
-    grep '"level":"ERROR"' "$log" | head -n 20 >&2
+    grep '"level":"ERROR"' "$log" | head -n 20 >&2; cp "$log" /tmp/fuzz-issuer-$backend.log
     echo "fuzz-api: the issuer logged errors ($backend)" >&2
     status=1
   fi

@@ -21,15 +21,15 @@ const MAX_NAME_CHARS: usize = 200;
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     #[schema(format = "email", max_length = 254, example = "ada@example.com")]
-    email: String,
+    pub(crate) email: String,
     #[schema(
         min_length = 8,
         max_length = 1024,
         example = "correct horse battery staple"
     )]
-    password: String,
+    pub(crate) password: String,
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -297,13 +297,13 @@ fn upgrade_hash_later(state: &AppState, user: &User, password: String) {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChangeRequest {
-    current_password: String,
+    pub(crate) current_password: String,
     #[schema(
         min_length = 8,
         max_length = 1024,
         example = "correct horse battery staple"
     )]
-    new_password: String,
+    pub(crate) new_password: String,
 }
 
 /// Changing the password ends every session, this one included.

@@ -71,6 +71,25 @@ pub fn cookie_use_allowed(headers: &HeaderMap, trusted: &[String]) -> bool {
     }
 }
 
+/// A hosted page's form: `Sec-Fetch-Site: same-origin` (browsers send it;
+/// the pages' origin is wherever the proxy serves them), or, from a browser
+/// without fetch metadata, `Origin` equal to the issuer's own origin.
+fn page_form_allowed(headers: &HeaderMap, state: &AppState) -> bool {
+    let one = |name: &str| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => v.to_str().ok(),
+            _ => None,
+        }
+    };
+    match one("sec-fetch-site") {
+        Some(site) => site == "same-origin",
+        None => one("origin")
+            .and_then(origin_of)
+            .is_some_and(|o| Some(o) == origin_of(&state.settings.issuer_url)),
+    }
+}
+
 fn carries_our_cookies(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::COOKIE)
@@ -86,11 +105,21 @@ pub async fn csrf(State(state): State<AppState>, request: Request, next: Next) -
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    // The hosted pages' forms are checked even without cookies: a foreign
-    // page must not sign a browser in to the attacker's account either.
-    let page_form = request.uri().path().starts_with("/auth/ui/");
-    if unsafe_method
-        && (page_form || carries_our_cookies(request.headers()))
+    // The hosted pages' forms are checked even without cookies (a foreign
+    // page must not sign a browser in to the attacker's account either), and
+    // more strictly: only the issuer's own pages, and a request that proves
+    // nothing (neither header) is refused.
+    if unsafe_method && request.uri().path().starts_with("/auth/ui/") {
+        if !page_form_allowed(request.headers(), &state) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_site_request",
+                "this form was not posted from the issuer's own pages",
+            )
+            .into_response();
+        }
+    } else if unsafe_method
+        && carries_our_cookies(request.headers())
         && !cookie_use_allowed(request.headers(), &trusted_origins(&state))
     {
         return ApiError::new(
@@ -124,10 +153,13 @@ pub async fn security_headers(
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         );
     }
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    // The hosted pages choose `same-origin` (their forms then carry Origin).
+    if !h.contains_key(header::REFERRER_POLICY) {
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

@@ -105,6 +105,14 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(pages::totp_confirm))
         .routes(routes!(pages::admin))
         .routes(routes!(pages::admin_user))
+        .routes(routes!(pages::script))
+        .routes(routes!(pages::passkey_register_start))
+        .routes(routes!(pages::passkey_register_finish))
+        .routes(routes!(pages::passkey_login))
+        .routes(routes!(pages::passkey_delete))
+        .routes(routes!(pages::password))
+        .routes(routes!(pages::forgot))
+        .routes(routes!(pages::register_page, pages::register))
         .split_for_parts();
     openapi::finish(&mut doc);
     (router, doc)

@@ -1,15 +1,16 @@
 //! Hosted pages: sign-in (password, then a second factor), the account page
 //! (sessions, sign-out, TOTP enrolment) and the admin's user list. Server-
-//! rendered HTML (maud, escaped by default), no script, forms only.
+//! rendered HTML (maud, escaped by default), forms; the one script is what
+//! WebAuthn needs (passkeys), and everything else works without it.
 //!
 //! Each page action calls the JSON handler that does the same thing, so a
 //! sign-in here ends in the one session-issuing path, and every rule (MFA,
 //! disabled users, recent authentication, audit) is the API's. The browser
-//! holds the refresh cookie and the access token in `__Host-page_token`
-//! (HttpOnly, Secure, SameSite=Strict); forms are protected by SameSite and
-//! by the Origin / Sec-Fetch-Site check every cookie-bearing unsafe request
-//! meets (`browser::csrf`), which also applies here without cookies, so a
-//! foreign page cannot sign a browser in (login CSRF).
+//! holds the refresh cookie and the access token in `__Secure-page_token`
+//! (HttpOnly, Secure, SameSite=Strict, Path=/auth/ui); forms are protected by
+//! SameSite and by `browser::csrf`, which requires every unsafe request here
+//! to come from the pages themselves (Sec-Fetch-Site, or Origin), with or
+//! without cookies, so a foreign page cannot sign a browser in (login CSRF).
 
 use axum::body::to_bytes;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
@@ -26,12 +27,18 @@ use super::sessions::cookie_value;
 use crate::error::ApiError;
 use crate::AppState;
 
-pub const PAGE_COOKIE: &str = "__Host-page_token";
+/// `__Secure-` with `Path=/auth/ui`, not `__Host-` (which forces `Path=/`):
+/// behind one proxy the applications share the pages' origin, and this
+/// credential must not travel to them with every request.
+pub const PAGE_COOKIE: &str = "__Secure-page_token";
+const PAGE_COOKIE_PATH: &str = "/auth/ui";
 
-/// Pages may load their stylesheet and post forms to themselves; nothing
-/// else (no script, no frames, no other origin).
+/// Pages may load their stylesheet and their one script (passkeys), call
+/// their own origin and post forms to themselves; nothing inline, no frames,
+/// no other origin.
 const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+base-uri 'none'";
 
 const STYLE: &str = "\
 :root{color-scheme:light dark;font-family:system-ui,sans-serif;line-height:1.5}\
@@ -41,10 +48,11 @@ input{font:inherit;padding:.5rem;width:100%;box-sizing:border-box}\
 button{font:inherit;padding:.5rem 1rem;margin:.5rem .5rem .5rem 0;cursor:pointer}\
 :focus-visible{outline:3px solid #2563eb;outline-offset:2px}\
 .error{color:#b91c1c;border-left:4px solid #b91c1c;padding-left:.5rem}\
+@media (prefers-color-scheme:dark){.error{color:#fca5a5;border-color:#fca5a5}}\
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.25rem;border-bottom:1px solid #8884}\
 .qr svg{width:12rem;height:12rem;background:#fff}\
 code{word-break:break-all}nav a{margin-right:1rem}\
-.visually-hidden{position:absolute;left:-9999px}";
+.visually-hidden{position:absolute;left:-9999px}form.inline{display:inline}";
 
 fn page(title: &str, body: Markup) -> Response {
     let markup = html! {
@@ -57,6 +65,7 @@ fn page(title: &str, body: Markup) -> Response {
                 link rel="stylesheet" href="/auth/ui/style.css";
                 // No favicon request.
                 link rel="icon" href="data:,";
+                script src="/auth/ui/passkeys.js" defer {}
             }
             body {
                 main { h1 { (title) } (body) }
@@ -68,9 +77,15 @@ fn page(title: &str, body: Markup) -> Response {
         markup.into_string(),
     )
         .into_response();
-    response.headers_mut().insert(
+    let h = response.headers_mut();
+    h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PAGE_CSP),
+    );
+    // Forms then carry `Origin` (the CSRF check's fallback to fetch metadata).
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
     );
     response
 }
@@ -140,7 +155,7 @@ fn signed_in(state: &AppState, cookies: Vec<String>, body: &Value) -> Response {
     }
     let token = body["access_token"].as_str().unwrap_or_default();
     let cookie = format!(
-        "{PAGE_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{PAGE_COOKIE}={token}; Path={PAGE_COOKIE_PATH}; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
         state.settings.keys.access_token_ttl
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -151,8 +166,8 @@ fn signed_in(state: &AppState, cookies: Vec<String>, body: &Value) -> Response {
 
 fn signed_out() -> Response {
     let mut response = Redirect::to("/auth/ui/login").into_response();
-    for name in [PAGE_COOKIE, REFRESH_COOKIE] {
-        let cookie = format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    for (name, path) in [(PAGE_COOKIE, PAGE_COOKIE_PATH), (REFRESH_COOKIE, "/")] {
+        let cookie = format!("{name}=; Path={path}; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -192,7 +207,9 @@ fn login_form(error: Option<&str>, email: &str, resume: bool, github: bool) -> M
         @if github {
             p { a href="/auth/github/login" { "Sign in with GitHub" } }
         }
-        p { "Forgot your password? Ask for a link: " code { "POST /auth/password/forgot" } "." }
+        p { button type="button" data-passkey="sign-in" hidden { "Sign in with a passkey" } }
+        p.error id="passkey-error" role="alert" hidden {}
+        p { a href="/auth/ui/forgot" { "Forgot your password?" } " · " a href="/auth/ui/register" { "Create an account" } }
     }
 }
 
@@ -226,7 +243,7 @@ fn mfa_form(ticket: &str, error: Option<&str>) -> Markup {
         form method="post" action="/auth/ui/mfa" {
             input type="hidden" name="mfa_ticket" value=(ticket);
             label for="code" { "Code" }
-            input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required autofocus;
+            input id="code" name="code" autocomplete="one-time-code" required autofocus;
             button type="submit" { "Verify" }
         }
     }
@@ -352,14 +369,19 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
             .unwrap_or(false),
         Err(_) => false,
     };
+    let passkeys = match page_auth(&state, &headers).await {
+        Ok(auth) => super::passkeys::list(State(state.clone()), auth)
+            .await
+            .map(|j| j.0["passkeys"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
     let empty = Vec::new();
     let list = sessions["sessions"].as_array().unwrap_or(&empty);
     page(
         "Your account",
         html! {
-            nav {
-                @if admin { a href="/auth/ui/admin" { "Administration" } }
-            }
+            @if admin { nav { a href="/auth/ui/admin" { "Administration" } } }
             p { "Signed in as " strong { (email) } "." }
             form method="post" action="/auth/ui/logout" {
                 button type="submit" { "Sign out" }
@@ -380,13 +402,34 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
                                     "this session"
                                 } @else {
                                     form method="post" action={ "/auth/ui/sessions/" (id) "/end" } {
-                                        button type="submit" aria-label={ "End session " (id) } { "End" }
+                                        button type="submit" aria-label={ "End the session of " (s["user_agent"].as_str().unwrap_or("an unknown device")) " at " (s["ip"].as_str().unwrap_or("an unknown address")) } { "End" }
                                     }
                                 }
                             }
                         }
                     }
                 }
+            }
+            h2 { "Passkeys" }
+            ul id="passkeys" {
+                @for k in passkeys.iter() {
+                    li {
+                        (k["name"].as_str().unwrap_or("passkey")) " "
+                        form.inline method="post" action={ "/auth/ui/passkeys/" (k["id"].as_str().unwrap_or_default()) "/delete" } {
+                            button type="submit" aria-label={ "Remove passkey " (k["name"].as_str().unwrap_or("passkey")) } { "Remove" }
+                        }
+                    }
+                }
+            }
+            p { button type="button" data-passkey="add" hidden { "Add a passkey" } }
+            p.error id="passkey-error" role="alert" hidden {}
+            h2 { "Password" }
+            form method="post" action="/auth/ui/password" {
+                label for="current_password" { "Current password" }
+                input id="current_password" name="current_password" type="password" autocomplete="current-password" required;
+                label for="new_password" { "New password" }
+                input id="new_password" name="new_password" type="password" autocomplete="new-password" minlength="8" required;
+                button type="submit" { "Change password" }
             }
             h2 { "Two-factor authentication" }
             @if totp {
@@ -404,10 +447,41 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
 #[utoipa::path(post, path = "/auth/ui/logout", operation_id = "pages_logout", tag = "pages",
     summary = "Sign out", responses((status = 303, description = "To the sign-in page")))]
 pub async fn logout(State(state): State<AppState>, client: Client, headers: HeaderMap) -> Response {
-    if let Ok(auth) = page_auth(&state, &headers).await {
+    let auth = match page_auth(&state, &headers).await {
+        Ok(auth) => Some(auth),
+        // The page token has expired: the refresh cookie still names the
+        // session, which must end too (a shared computer).
+        Err(_) => refreshed_auth(&state, &client, &headers).await,
+    };
+    if let Some(auth) = auth {
         let _ = super::sessions::logout(State(state.clone()), client, auth).await;
     }
     signed_out()
+}
+
+/// The session of the refresh cookie, through one rotation.
+async fn refreshed_auth(
+    state: &AppState,
+    client: &Client,
+    headers: &HeaderMap,
+) -> Option<Authenticated> {
+    cookie_value(headers, REFRESH_COOKIE)?;
+    let response = super::sessions::refresh(
+        State(state.clone()),
+        client.clone(),
+        headers.clone(),
+        axum::body::Bytes::new(),
+    )
+    .await
+    .ok()?;
+    let (status, _, body) = json_of(response).await;
+    let token = body["access_token"]
+        .as_str()
+        .filter(|_| status.is_success())?;
+    let mut with_token = HeaderMap::new();
+    let cookie = format!("{PAGE_COOKIE}={token}");
+    with_token.insert(header::COOKIE, HeaderValue::from_str(&cookie).ok()?);
+    page_auth(state, &with_token).await.ok()
 }
 
 #[utoipa::path(post, path = "/auth/ui/sessions/{id}/end", operation_id = "pages_end_session",
@@ -637,4 +711,297 @@ pub async fn admin_user(
             )
         }
     }
+}
+
+/// The one script: passkey ceremonies (WebAuthn has no form equivalent).
+const SCRIPT: &str = r#"'use strict';
+(() => {
+  const b64u = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf)))
+    .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  const bytes = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+  const post = async (path, body) => {
+    const r = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body ?? {}), credentials: 'same-origin' });
+    const json = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(json.message || ('HTTP ' + r.status));
+    return json;
+  };
+  const fail = (e) => {
+    const p = document.getElementById('passkey-error');
+    if (p) { p.textContent = e.message || String(e); p.hidden = false; }
+  };
+  const signIn = async () => {
+    const { ceremony_id, options } = await post('/auth/passkeys/login/start');
+    const pk = options.publicKey;
+    pk.challenge = bytes(pk.challenge);
+    (pk.allowCredentials || []).forEach((c) => { c.id = bytes(c.id); });
+    const c = await navigator.credentials.get({ publicKey: pk });
+    const credential = { id: c.id, rawId: b64u(c.rawId), type: c.type, extensions: {},
+      response: { authenticatorData: b64u(c.response.authenticatorData),
+        clientDataJSON: b64u(c.response.clientDataJSON), signature: b64u(c.response.signature),
+        userHandle: c.response.userHandle ? b64u(c.response.userHandle) : null } };
+    const done = await post('/auth/ui/passkeys/login/finish', { ceremony_id, credential });
+    location.assign(done.redirect);
+  };
+  const add = async () => {
+    const { ceremony_id, options } = await post('/auth/ui/passkeys/register/start');
+    const pk = options.publicKey;
+    pk.challenge = bytes(pk.challenge);
+    pk.user.id = bytes(pk.user.id);
+    (pk.excludeCredentials || []).forEach((c) => { c.id = bytes(c.id); });
+    const c = await navigator.credentials.create({ publicKey: pk });
+    const credential = { id: c.id, rawId: b64u(c.rawId), type: c.type, extensions: {},
+      response: { attestationObject: b64u(c.response.attestationObject),
+        clientDataJSON: b64u(c.response.clientDataJSON) } };
+    await post('/auth/ui/passkeys/register/finish', { ceremony_id, credential });
+    location.reload();
+  };
+  if (!window.PublicKeyCredential) return;
+  for (const button of document.querySelectorAll('button[data-passkey]')) {
+    button.hidden = false;
+    button.addEventListener('click', () => {
+      (button.dataset.passkey === 'add' ? add() : signIn()).catch(fail);
+    });
+  }
+})();
+"#;
+
+#[utoipa::path(get, path = "/auth/ui/passkeys.js", operation_id = "pages_script", tag = "pages",
+    summary = "The pages' one script (passkeys)",
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String)))]
+pub async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+/// A JSON answer for the script, with the handler's status.
+fn json_answer(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+#[utoipa::path(post, path = "/auth/ui/passkeys/register/start", operation_id = "pages_passkey_register_start",
+    tag = "pages", summary = "Start adding a passkey (page session)",
+    responses((status = 200, description = "Creation options", body = crate::api::openapi::AnyObject)))]
+pub async fn passkey_register_start(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match page_auth(&state, &headers).await {
+        Ok(auth) => super::passkeys::register_start(State(state.clone()), auth)
+            .await
+            .map(IntoResponse::into_response)
+            .unwrap_or_else(IntoResponse::into_response),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[utoipa::path(post, path = "/auth/ui/passkeys/register/finish", operation_id = "pages_passkey_register_finish",
+    tag = "pages", summary = "Finish adding a passkey (page session)",
+    request_body = super::passkeys::RegisterFinish,
+    responses((status = 201, description = "Added", body = crate::api::openapi::AnyObject)))]
+pub async fn passkey_register_finish(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: ApiJson<super::passkeys::RegisterFinish>,
+) -> Response {
+    match page_auth(&state, &headers).await {
+        Ok(auth) => super::passkeys::register_finish(State(state.clone()), client, auth, body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[utoipa::path(post, path = "/auth/ui/passkeys/login/finish", operation_id = "pages_passkey_login",
+    tag = "pages", summary = "Sign in with a passkey (sets the page session)",
+    request_body = super::passkeys::LoginFinish,
+    responses((status = 200, description = "Signed in: where to go", body = crate::api::openapi::AnyObject)))]
+pub async fn passkey_login(
+    State(state): State<AppState>,
+    client: Client,
+    body: ApiJson<super::passkeys::LoginFinish>,
+) -> Response {
+    let response = super::passkeys::login_finish(State(state.clone()), client, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let (status, cookies, body) = json_of(response).await;
+    if !status.is_success() {
+        return json_answer(status, body);
+    }
+    let redirect = signed_in(&state, cookies, &body);
+    let mut response = json_answer(
+        StatusCode::OK,
+        serde_json::json!({"redirect": "/auth/ui/account"}),
+    );
+    for c in redirect.headers().get_all(header::SET_COOKIE) {
+        response.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
+    response
+}
+
+#[utoipa::path(post, path = "/auth/ui/passkeys/{id}/delete", operation_id = "pages_passkey_delete",
+    tag = "pages", summary = "Remove a passkey",
+    params(("id" = String, Path, description = "The passkey's id")),
+    responses((status = 303, description = "Back to the account page")))]
+pub async fn passkey_delete(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return Redirect::to("/auth/ui/login").into_response();
+    };
+    match super::passkeys::delete(State(state.clone()), client, auth, Path(id)).await {
+        Ok(_) => Redirect::to("/auth/ui/account").into_response(),
+        Err(e) => {
+            let (status, _, body) = json_of(e.into_response()).await;
+            with_status(
+                page("Your account", error_box(Some(&message_of(&body)))),
+                status,
+            )
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct PasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+#[utoipa::path(post, path = "/auth/ui/password", operation_id = "pages_password", tag = "pages",
+    summary = "Change the password (ends every session)",
+    request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Changed: sign in again", content_type = "text/html", body = String)))]
+pub async fn password(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return Redirect::to("/auth/ui/login").into_response();
+    };
+    let request = super::auth::PasswordChangeRequest {
+        current_password: form.current_password,
+        new_password: form.new_password,
+    };
+    let response =
+        super::auth::change_password(State(state.clone()), client, auth, ApiJson(request))
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    let (status, _, body) = json_of(response).await;
+    if !status.is_success() {
+        return with_status(
+            page(
+                "Password not changed",
+                html! {
+                    (error_box(Some(&message_of(&body))))
+                    p { a href="/auth/ui/account" { "Back to your account" } }
+                },
+            ),
+            status,
+        );
+    }
+    // Every session ended, this one too: sign in with the new password.
+    let mut response = page(
+        "Password changed",
+        html! { p { "Every session was signed out. " a href="/auth/ui/login" { "Sign in" } " with the new password." } },
+    );
+    for c in signed_out().headers().get_all(header::SET_COOKIE) {
+        response.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
+    response
+}
+
+#[utoipa::path(get, path = "/auth/ui/forgot", operation_id = "pages_forgot", tag = "pages",
+    summary = "Forgot-password page",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+pub async fn forgot() -> Response {
+    page(
+        "Forgot your password?",
+        html! {
+            p { "We will mail a link to reset it, if the address has an account." }
+            // The API itself answers forms with a page.
+            form method="post" action="/auth/password/forgot" {
+                label for="email" { "Email" }
+                input id="email" name="email" type="email" autocomplete="username" required;
+                button type="submit" { "Send the link" }
+            }
+            p { a href="/auth/ui/login" { "Back to sign-in" } }
+        },
+    )
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RegisterForm {
+    email: String,
+    password: String,
+    name: Option<String>,
+}
+
+fn register_form(error: Option<&str>, email: &str) -> Markup {
+    html! {
+        (error_box(error))
+        form method="post" action="/auth/ui/register" {
+            label for="name" { "Name (optional)" }
+            input id="name" name="name" autocomplete="name";
+            label for="email" { "Email" }
+            input id="email" name="email" type="email" autocomplete="username" required value=(email);
+            label for="password" { "Password (at least 8 characters)" }
+            input id="password" name="password" type="password" autocomplete="new-password" minlength="8" required;
+            button type="submit" { "Create account" }
+        }
+        p { a href="/auth/ui/login" { "I have an account" } }
+    }
+}
+
+#[utoipa::path(get, path = "/auth/ui/register", operation_id = "pages_register_page", tag = "pages",
+    summary = "Registration page",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+pub async fn register_page() -> Response {
+    page("Create an account", register_form(None, ""))
+}
+
+#[utoipa::path(post, path = "/auth/ui/register", operation_id = "pages_register", tag = "pages",
+    summary = "Create an account and sign in",
+    request_body(content = RegisterForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "Signed in: to the account page")))]
+pub async fn register(
+    State(state): State<AppState>,
+    client: Client,
+    Form(form): Form<RegisterForm>,
+) -> Response {
+    let request = super::auth::RegisterRequest {
+        email: form.email.clone(),
+        password: form.password.clone(),
+        name: form.name.filter(|n| !n.trim().is_empty()),
+    };
+    let response = super::auth::register(State(state.clone()), client.clone(), ApiJson(request))
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let (status, _, body) = json_of(response).await;
+    if !status.is_success() {
+        return with_status(
+            page(
+                "Create an account",
+                register_form(Some(&message_of(&body)), &form.email),
+            ),
+            status,
+        );
+    }
+    login(
+        State(state),
+        client,
+        Form(LoginForm {
+            email: form.email,
+            password: form.password,
+        }),
+    )
+    .await
 }

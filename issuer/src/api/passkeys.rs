@@ -54,8 +54,12 @@ pub fn relying_party(settings: &ServeArgs) -> anyhow::Result<Option<Webauthn>> {
             return Ok(None);
         }
     };
+    // On localhost (the demo, tests) the pages' port is whatever the proxy
+    // bound; browsers scope passkeys to the host, not the port.
+    let localhost = origin.host_str() == Some("localhost");
     let rp = WebauthnBuilder::new(&rp_id, &origin)
         .map_err(|e| anyhow::anyhow!("WebAuthn relying party {rp_id} at {origin}: {e}"))?
+        .allow_any_port(localhost)
         .rp_name("DevMentor")
         .build()
         .map_err(|e| anyhow::anyhow!("WebAuthn relying party: {e}"))?;

@@ -22,17 +22,24 @@ pub fn classify(settings: &ServeArgs, method: &Method, path: &str) -> Option<(&'
         return None;
     }
     let (class, setting) = match path {
-        "/auth/login" => ("login", settings.rate_limit_login),
+        // The hosted pages' forms count in the class of what they do.
+        "/auth/login" | "/auth/ui/login" => ("login", settings.rate_limit_login),
         p if p.starts_with("/auth/github/") => ("login", settings.rate_limit_login),
-        "/auth/register" => ("register", settings.rate_limit_register),
-        "/auth/refresh" => ("refresh", settings.rate_limit_refresh),
-        "/auth/password" | "/auth/password/forgot" | "/auth/password/reset" => {
-            ("password", settings.rate_limit_password)
+        "/auth/register" | "/auth/ui/register" => ("register", settings.rate_limit_register),
+        "/auth/refresh" | "/auth/ui/resume" | "/auth/ui/logout" => {
+            ("refresh", settings.rate_limit_refresh)
         }
+        "/auth/password"
+        | "/auth/password/forgot"
+        | "/auth/password/reset"
+        | "/auth/ui/password" => ("password", settings.rate_limit_password),
         "/auth/mfa/verify"
         | "/auth/mfa/step-up"
         | "/auth/mfa/enrol"
-        | "/auth/mfa/enrol/confirm" => ("mfa", settings.rate_limit_mfa),
+        | "/auth/mfa/enrol/confirm"
+        | "/auth/ui/mfa"
+        | "/auth/ui/mfa/totp/confirm"
+        | "/auth/ui/passkeys/login/finish" => ("mfa", settings.rate_limit_mfa),
         p if p.starts_with("/auth/passkeys/login/") => ("mfa", settings.rate_limit_mfa),
         _ => ("other", settings.rate_limit_other),
     };
@@ -125,6 +132,14 @@ mod tests {
             ("/auth/mfa/enrol/confirm", Some("mfa")),
             ("/auth/passkeys/login/finish", Some("mfa")),
             ("/auth/passkeys/register/start", Some("other")),
+            ("/auth/ui/login", Some("login")),
+            ("/auth/ui/register", Some("register")),
+            ("/auth/ui/resume", Some("refresh")),
+            ("/auth/ui/password", Some("password")),
+            ("/auth/ui/mfa", Some("mfa")),
+            ("/auth/ui/mfa/totp/confirm", Some("mfa")),
+            ("/auth/ui/passkeys/login/finish", Some("mfa")),
+            ("/auth/ui/account", Some("other")),
             ("/auth/me", Some("other")),
             ("/admin/users", None),
             ("/.well-known/jwks.json", None),

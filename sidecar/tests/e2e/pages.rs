@@ -1,7 +1,8 @@
 //! The issuer's hosted pages in a real browser (headless Chromium driven by
 //! Playwright, scripts/browser/pages_test.py) through real Envoy: password
-//! sign-in and sign-out, TOTP enrolment with codes computed by pyotp, a
-//! second factor at sign-in, ending another session from the account page
+//! registration, sign-in and sign-out, TOTP enrolment with codes computed
+//! by pyotp, a second factor at sign-in, a passkey added and used with
+//! Chromium's virtual authenticator, ending another session from the account page
 //! and seeing its token refused at the edge, an admin disabling a user, and
 //! a cross-site form refused. Screenshots go to target/screenshots/.
 
@@ -26,7 +27,16 @@ async fn hosted_pages_in_a_real_browser() {
         eprintln!("skipping: no Chromium at {chromium}");
         return;
     }
-    let Some(stack) = Stack::start(|_| {}).await else {
+    // Passkeys for the pages' origin (http://localhost, any port).
+    let Some(stack) = Stack::start_with(
+        |a| {
+            a.webauthn_rp_id = Some("localhost".into());
+            a.webauthn_origin = Some("http://localhost".into());
+        },
+        |_| {},
+    )
+    .await
+    else {
         return;
     };
     let admin = unique_email("pages-admin");
