@@ -137,6 +137,24 @@ async fn json_of(response: Response) -> (StatusCode, Vec<String>, Value) {
     (status, cookies, body)
 }
 
+/// A page naming what the handler refused, with its status.
+async fn error_page(title: &str, e: ApiError) -> Response {
+    let (status, _, body) = json_of(e.into_response()).await;
+    with_status(page(title, error_box(Some(&message_of(&body)))), status)
+}
+
+/// A form's outcome: back to `to` when the handler did it, else the error.
+async fn back_or_error<T>(result: Result<T, ApiError>, title: &str, to: &str) -> Response {
+    match result {
+        Ok(_) => Redirect::to(to).into_response(),
+        Err(e) => error_page(title, e).await,
+    }
+}
+
+fn to_login() -> Response {
+    Redirect::to("/auth/ui/login").into_response()
+}
+
 fn message_of(body: &Value) -> String {
     body["message"]
         .as_str()
@@ -353,7 +371,7 @@ pub async fn resume(State(state): State<AppState>, client: Client, headers: Head
     ))]
 pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Ok(auth) = page_auth(&state, &headers).await else {
-        return Redirect::to("/auth/ui/login").into_response();
+        return to_login();
     };
     let email = auth.user.email.clone();
     let admin = auth.user.roles.iter().any(|r| r == "admin");
@@ -495,18 +513,14 @@ pub async fn end_session(
     Path(id): Path<String>,
 ) -> Response {
     let Ok(auth) = page_auth(&state, &headers).await else {
-        return Redirect::to("/auth/ui/login").into_response();
+        return to_login();
     };
-    match super::sessions::delete_session(State(state.clone()), client, auth, Path(id)).await {
-        Ok(_) => Redirect::to("/auth/ui/account").into_response(),
-        Err(e) => {
-            let (status, _, body) = json_of(e.into_response()).await;
-            with_status(
-                page("Your account", error_box(Some(&message_of(&body)))),
-                status,
-            )
-        }
-    }
+    back_or_error(
+        super::sessions::delete_session(State(state.clone()), client, auth, Path(id)).await,
+        "Your account",
+        "/auth/ui/account",
+    )
+    .await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -519,7 +533,7 @@ pub struct CodeForm {
     responses((status = 200, description = "The QR code and the secret", content_type = "text/html", body = String)))]
 pub async fn totp(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Ok(auth) = page_auth(&state, &headers).await else {
-        return Redirect::to("/auth/ui/login").into_response();
+        return to_login();
     };
     let response = super::mfa::enrol_totp(State(state.clone()), auth)
         .await
@@ -560,7 +574,7 @@ pub async fn totp_confirm(
     Form(form): Form<CodeForm>,
 ) -> Response {
     let Ok(auth) = page_auth(&state, &headers).await else {
-        return Redirect::to("/auth/ui/login").into_response();
+        return to_login();
     };
     let request = super::mfa::ConfirmRequest { code: form.code };
     let response = super::mfa::confirm_totp(State(state.clone()), client, auth, ApiJson(request))
@@ -611,7 +625,7 @@ pub async fn admin(
     Query(query): Query<SearchQuery>,
 ) -> Response {
     let Ok(auth) = page_auth(&state, &headers).await else {
-        return Redirect::to("/auth/ui/login").into_response();
+        return to_login();
     };
     let me = auth.user.id.clone();
     let q = query.q.unwrap_or_default();
@@ -622,13 +636,7 @@ pub async fn admin(
     };
     let body = match super::users::list(State(state.clone()), auth, Query(list)).await {
         Ok(j) => j.0,
-        Err(e) => {
-            let (status, _, body) = json_of(e.into_response()).await;
-            return with_status(
-                page("Administration", error_box(Some(&message_of(&body)))),
-                status,
-            );
-        }
+        Err(e) => return error_page("Administration", e).await,
     };
     let empty = Vec::new();
     let users = body["users"].as_array().unwrap_or(&empty);
@@ -686,31 +694,22 @@ pub async fn admin_user(
         _ => return ApiError::not_found("no such action").into_response(),
     };
     let Ok(auth) = page_auth(&state, &headers).await else {
-        return Redirect::to("/auth/ui/login").into_response();
+        return to_login();
     };
     let request = super::users::ChangeUserRequest {
         roles: None,
         disabled: Some(disabled),
         admin_metadata: None,
     };
-    match super::users::change(
+    let result = super::users::change(
         State(state.clone()),
         client,
         auth,
         Path(id),
         ApiJson(request),
     )
-    .await
-    {
-        Ok(_) => Redirect::to("/auth/ui/admin").into_response(),
-        Err(e) => {
-            let (status, _, body) = json_of(e.into_response()).await;
-            with_status(
-                page("Administration", error_box(Some(&message_of(&body)))),
-                status,
-            )
-        }
-    }
+    .await;
+    back_or_error(result, "Administration", "/auth/ui/admin").await
 }
 
 /// The one script: passkey ceremonies (WebAuthn has no form equivalent).
@@ -854,18 +853,14 @@ pub async fn passkey_delete(
     Path(id): Path<String>,
 ) -> Response {
     let Ok(auth) = page_auth(&state, &headers).await else {
-        return Redirect::to("/auth/ui/login").into_response();
+        return to_login();
     };
-    match super::passkeys::delete(State(state.clone()), client, auth, Path(id)).await {
-        Ok(_) => Redirect::to("/auth/ui/account").into_response(),
-        Err(e) => {
-            let (status, _, body) = json_of(e.into_response()).await;
-            with_status(
-                page("Your account", error_box(Some(&message_of(&body)))),
-                status,
-            )
-        }
-    }
+    back_or_error(
+        super::passkeys::delete(State(state.clone()), client, auth, Path(id)).await,
+        "Your account",
+        "/auth/ui/account",
+    )
+    .await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -885,7 +880,7 @@ pub async fn password(
     Form(form): Form<PasswordForm>,
 ) -> Response {
     let Ok(auth) = page_auth(&state, &headers).await else {
-        return Redirect::to("/auth/ui/login").into_response();
+        return to_login();
     };
     let request = super::auth::PasswordChangeRequest {
         current_password: form.current_password,
