@@ -188,9 +188,9 @@ pub async fn enrol_totp(State(state): State<AppState>, auth: Authenticated) -> A
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketRequest {
-    mfa_ticket: String,
+    pub(crate) mfa_ticket: String,
     #[serde(default)]
-    code: Option<String>,
+    pub(crate) code: Option<String>,
 }
 
 /// The user of an enrolment ticket (one attempt counted), and how they

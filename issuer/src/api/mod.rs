@@ -97,6 +97,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(pages::style))
         .routes(routes!(pages::login_page, pages::login))
         .routes(routes!(pages::mfa))
+        .routes(routes!(pages::mfa_enrol))
         .routes(routes!(pages::resume))
         .routes(routes!(pages::account))
         .routes(routes!(pages::logout))

@@ -294,6 +294,10 @@ pub async fn login(
         let ticket = body["mfa_ticket"].as_str().unwrap_or_default();
         return page("Second factor", mfa_form(ticket, None));
     }
+    if body["error"] == "mfa_enrollment_required" {
+        let ticket = body["mfa_ticket"].as_str().unwrap_or_default();
+        return required_enrolment(&state, ticket).await;
+    }
     with_status(
         page(
             "Sign in",
@@ -545,20 +549,106 @@ pub async fn totp(State(state): State<AppState>, headers: HeaderMap) -> Response
             status,
         );
     }
+    page(
+        "Authenticator app",
+        totp_offer(&body, "/auth/ui/mfa/totp/confirm", None),
+    )
+}
+
+/// The secret as QR code and text, and the form that confirms it (with the
+/// enrolment ticket when there is no session yet).
+fn totp_offer(body: &Value, action: &str, ticket: Option<&str>) -> Markup {
     let secret = body["secret"].as_str().unwrap_or_default();
     // Our own SVG, from the qrcode crate: markup we made, not input.
     let qr = body["qr_svg"].as_str().unwrap_or_default();
+    html! {
+        p { "Scan the code with your authenticator app, or type the secret." }
+        div.qr role="img" aria-label="QR code of the secret" { (PreEscaped(qr)) }
+        p { "Secret: " code id="secret" { (secret) } }
+        form method="post" action=(action) {
+            @if let Some(t) = ticket { input type="hidden" name="mfa_ticket" value=(t); }
+            label for="code" { "Code from the app" }
+            input id="code" name="code" autocomplete="one-time-code" required;
+            button type="submit" { "Turn on" }
+        }
+    }
+}
+
+/// A role that requires a second factor, and none yet: enrol with the
+/// sign-in's ticket, then the sign-in completes.
+async fn required_enrolment(state: &AppState, ticket: &str) -> Response {
+    let request = super::mfa::TicketRequest {
+        mfa_ticket: ticket.to_string(),
+        code: None,
+    };
+    let response = super::mfa::enrol_with_ticket(State(state.clone()), ApiJson(request))
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let (status, _, body) = json_of(response).await;
+    if !status.is_success() {
+        return with_status(
+            page("Authenticator app", error_box(Some(&message_of(&body)))),
+            status,
+        );
+    }
     page(
-        "Authenticator app",
+        "Set up an authenticator app",
         html! {
-            p { "Scan the code with your authenticator app, or type the secret." }
-            div.qr role="img" aria-label="QR code of the secret" { (PreEscaped(qr)) }
-            p { "Secret: " code id="secret" { (secret) } }
-            form method="post" action="/auth/ui/mfa/totp/confirm" {
-                label for="code" { "Code from the app" }
-                input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required;
-                button type="submit" { "Turn on" }
-            }
+            p { "Your role needs a second factor before you can sign in." }
+            (totp_offer(&body, "/auth/ui/mfa/enrol", Some(ticket)))
+        },
+    )
+}
+
+#[utoipa::path(post, path = "/auth/ui/mfa/enrol", operation_id = "pages_mfa_enrol", tag = "pages",
+    summary = "Finish the enrolment a role requires, and the sign-in",
+    request_body(content = MfaForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Signed in; the recovery codes, shown once", content_type = "text/html", body = String)))]
+pub async fn mfa_enrol(
+    State(state): State<AppState>,
+    client: Client,
+    Form(form): Form<MfaForm>,
+) -> Response {
+    let request = super::mfa::TicketRequest {
+        mfa_ticket: form.mfa_ticket.clone(),
+        code: Some(form.code.trim().to_string()),
+    };
+    let response = super::mfa::confirm_with_ticket(State(state.clone()), client, ApiJson(request))
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let (status, cookies, body) = json_of(response).await;
+    if !status.is_success() {
+        return with_status(
+            page(
+                "Authenticator app",
+                html! {
+                    (error_box(Some(&message_of(&body))))
+                    p { a href="/auth/ui/login" { "Sign in again" } }
+                },
+            ),
+            status,
+        );
+    }
+    // Signed in: the cookies, and the codes on this page (shown once).
+    let mut response = recovery_codes_page(&body);
+    for c in signed_in(&state, cookies, &body)
+        .headers()
+        .get_all(header::SET_COOKIE)
+    {
+        response.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
+    response
+}
+
+fn recovery_codes_page(body: &Value) -> Response {
+    let empty = Vec::new();
+    let codes = body["recovery_codes"].as_array().unwrap_or(&empty);
+    page(
+        "Authenticator app is on",
+        html! {
+            p { "Keep these recovery codes somewhere safe. Each works once; they are not shown again." }
+            ul id="recovery-codes" { @for c in codes { li { code { (c.as_str().unwrap_or_default()) } } } }
+            p { a href="/auth/ui/account" { "Continue to your account" } }
         },
     )
 }
@@ -595,16 +685,7 @@ pub async fn totp_confirm(
             status,
         );
     }
-    let empty = Vec::new();
-    let codes = body["recovery_codes"].as_array().unwrap_or(&empty);
-    page(
-        "Authenticator app is on",
-        html! {
-            p { "Keep these recovery codes somewhere safe. Each works once; they are not shown again." }
-            ul id="recovery-codes" { @for c in codes { li { code { (c.as_str().unwrap_or_default()) } } } }
-            p { a href="/auth/ui/account" { "Back to your account" } }
-        },
-    )
+    recovery_codes_page(&body)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

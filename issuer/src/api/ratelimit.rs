@@ -38,6 +38,7 @@ pub fn classify(settings: &ServeArgs, method: &Method, path: &str) -> Option<(&'
         | "/auth/mfa/enrol"
         | "/auth/mfa/enrol/confirm"
         | "/auth/ui/mfa"
+        | "/auth/ui/mfa/enrol"
         | "/auth/ui/mfa/totp/confirm"
         | "/auth/ui/passkeys/login/finish" => ("mfa", settings.rate_limit_mfa),
         p if p.starts_with("/auth/passkeys/login/") => ("mfa", settings.rate_limit_mfa),

@@ -32,6 +32,7 @@ async fn hosted_pages_in_a_real_browser() {
         |a| {
             a.webauthn_rp_id = Some("localhost".into());
             a.webauthn_origin = Some("http://localhost".into());
+            a.mfa_required_roles = vec!["admin".into()];
         },
         |_| {},
     )
