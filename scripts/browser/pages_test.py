@@ -213,6 +213,11 @@ def main():
         page_c.get_by_role("link", name="Continue to your account").click()
         expect(page_c).to_have_url(BASE + "/auth/ui/account")
         page_c.get_by_role("link", name="Administration").click()
+        # The daily summary as a chart (and a table), and the recent events.
+        expect(page_c.locator("#daily-chart rect")).to_have_count(28)
+        assert int(page_c.locator("#daily-chart + table tbody tr").first.locator("td").nth(1)
+                   .inner_text()) >= 3, "today's sign-ins are counted"
+        expect(page_c.locator("#events")).to_contain_text("login_success")
         page_c.get_by_label("Find users").fill(email)
         page_c.get_by_role("button", name="Search").click()
         row = page_c.locator(f'tr[data-user="{email}"]')

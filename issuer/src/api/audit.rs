@@ -30,31 +30,31 @@ const DAY_MS: i64 = 86_400_000;
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     #[serde(default)]
-    action: Option<String>,
+    pub(crate) action: Option<String>,
     #[serde(default)]
-    outcome: Option<String>,
+    pub(crate) outcome: Option<String>,
     #[serde(default)]
-    actor: Option<String>,
+    pub(crate) actor: Option<String>,
     #[serde(default)]
-    target: Option<String>,
+    pub(crate) target: Option<String>,
     /// Actor or target.
     #[serde(default)]
-    user: Option<String>,
+    pub(crate) user: Option<String>,
     #[serde(default)]
-    ip: Option<String>,
+    pub(crate) ip: Option<String>,
     #[serde(default)]
-    session: Option<String>,
+    pub(crate) session: Option<String>,
     /// Unix seconds, inclusive.
     #[serde(default)]
-    since: Option<i64>,
+    pub(crate) since: Option<i64>,
     /// Unix seconds, exclusive.
     #[serde(default)]
-    until: Option<i64>,
+    pub(crate) until: Option<i64>,
     /// The `next` of the previous page.
     #[serde(default)]
-    after: Option<String>,
+    pub(crate) after: Option<String>,
     #[serde(default)]
-    limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
 }
 
 fn text(name: &str, v: Option<String>) -> ApiResult<Option<String>> {
@@ -232,7 +232,7 @@ pub async fn export(
 #[serde(deny_unknown_fields)]
 pub struct SummaryQuery {
     #[serde(default)]
-    days: Option<i64>,
+    pub(crate) days: Option<i64>,
 }
 
 /// `GET /admin/reports/daily?days=7`: per UTC day (newest first) sign-ins,

@@ -721,10 +721,53 @@ pub async fn admin(
     };
     let empty = Vec::new();
     let users = body["users"].as_array().unwrap_or(&empty);
+    let daily = match page_auth(&state, &headers).await {
+        Ok(auth) => super::audit::daily(
+            State(state.clone()),
+            auth,
+            Query(super::audit::SummaryQuery { days: Some(14) }),
+        )
+        .await
+        .map(|j| j.0)
+        .unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    };
+    let events = match page_auth(&state, &headers).await {
+        Ok(auth) => super::audit::list(
+            State(state.clone()),
+            auth,
+            Query(super::audit::AuditQuery {
+                limit: Some(15),
+                ..Default::default()
+            }),
+        )
+        .await
+        .map(|j| j.0["events"].clone())
+        .unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    };
     page(
         "Administration",
         html! {
             nav { a href="/auth/ui/account" { "Your account" } }
+            h2 { "Sign-ins, last 14 days" }
+            (daily_chart(&daily))
+            h2 { "Recent security events" }
+            table id="events" {
+                thead { tr { th { "Time (UTC)" } th { "Event" } th { "Outcome" } th { "Who" } th { "IP" } } }
+                tbody {
+                    @for e in events.as_array().unwrap_or(&empty) {
+                        tr {
+                            td { (e["time"].as_str().unwrap_or_default().get(..19).unwrap_or_default().replace('T', " ")) }
+                            td { (e["action"].as_str().unwrap_or_default()) }
+                            td { (e["outcome"].as_str().unwrap_or_default()) }
+                            td { (e["email"].as_str().or(e["target_id"].as_str()).unwrap_or_default()) }
+                            td { (e["ip"].as_str().unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+            h2 { "Users" }
             form method="get" action="/auth/ui/admin" role="search" {
                 label for="q" { "Find users" }
                 input id="q" name="q" type="search" value=(q);
@@ -756,6 +799,52 @@ pub async fn admin(
             }
         },
     )
+}
+
+/// Sign-ins and failures per day as bars (server-drawn SVG, no script),
+/// with the same numbers in a table for screen readers and text browsers.
+fn daily_chart(daily: &Value) -> Markup {
+    let empty = Vec::new();
+    let mut days: Vec<&Value> = daily["days"].as_array().unwrap_or(&empty).iter().collect();
+    days.reverse(); // oldest first, left to right
+    let n = |d: &Value, k: &str| d[k].as_i64().unwrap_or(0);
+    let top = days
+        .iter()
+        .map(|d| n(d, "sign_ins").max(n(d, "sign_in_failures")))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (width, height, bar) = (14 * 24, 80i64, 10);
+    let h = |v: i64| v * height / top;
+    html! {
+        svg id="daily-chart" viewBox={ "0 0 " (width) " " (height + 14) } width="100%" role="img"
+            aria-labelledby="daily-caption" {
+            @for (i, d) in days.iter().enumerate() {
+                @let x = i as i64 * 24;
+                rect x=(x) y=(height - h(n(d, "sign_ins"))) width=(bar) height=(h(n(d, "sign_ins"))) fill="#2563eb" {
+                    title { (d["date"].as_str().unwrap_or_default()) ": " (n(d, "sign_ins")) " sign-ins" }
+                }
+                rect x=(x + bar) y=(height - h(n(d, "sign_in_failures"))) width=(bar) height=(h(n(d, "sign_in_failures"))) fill="#b91c1c" {
+                    title { (d["date"].as_str().unwrap_or_default()) ": " (n(d, "sign_in_failures")) " failed" }
+                }
+            }
+        }
+        table {
+            caption id="daily-caption" { "Sign-ins (blue) and failed sign-ins (red) per day" }
+            thead { tr { th { "Day" } th { "Sign-ins" } th { "Failed" } th { "Rate-limited" } th { "Active users" } } }
+            tbody {
+                @for d in days.iter().rev() {
+                    tr {
+                        td { (d["date"].as_str().unwrap_or_default()) }
+                        td { (n(d, "sign_ins")) }
+                        td { (n(d, "sign_in_failures")) }
+                        td { (n(d, "rate_limited")) }
+                        td { (n(d, "active_users")) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/auth/ui/admin/users/{id}/{action}", operation_id = "pages_admin_user",
