@@ -167,6 +167,7 @@ impl crate::store::AuditEvent {
 /// A caller with a valid access token whose session is still live.
 /// The issuer checks its own database, so a revoked session is refused here
 /// at once, without waiting for any feed.
+#[derive(Clone)]
 pub struct Authenticated {
     pub claims: auth_types::AccessClaims,
     pub user: User,

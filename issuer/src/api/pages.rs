@@ -182,6 +182,15 @@ fn signed_in(state: &AppState, cookies: Vec<String>, body: &Value) -> Response {
     response
 }
 
+/// `response` with the cookies `from` sets (a page answering what another
+/// answer of ours decided about the session).
+fn with_cookies_of(mut response: Response, from: &Response) -> Response {
+    for c in from.headers().get_all(header::SET_COOKIE) {
+        response.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
+    response
+}
+
 fn signed_out() -> Response {
     let mut response = Redirect::to("/auth/ui/login").into_response();
     for (name, path) in [(PAGE_COOKIE, PAGE_COOKIE_PATH), (REFRESH_COOKIE, "/")] {
@@ -380,24 +389,19 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
     let email = auth.user.email.clone();
     let admin = auth.user.roles.iter().any(|r| r == "admin");
     let current = auth.session.id.clone();
-    let (_, _, sessions) = match super::sessions::sessions(State(state.clone()), auth).await {
+    let (_, _, sessions) = match super::sessions::sessions(State(state.clone()), auth.clone()).await
+    {
         Ok(j) => (StatusCode::OK, Vec::new(), j.0),
         Err(e) => json_of(e.into_response()).await,
     };
-    let totp = match page_auth(&state, &headers).await {
-        Ok(auth) => super::mfa::status(State(state.clone()), auth)
-            .await
-            .map(|j| j.0["totp"] == true)
-            .unwrap_or(false),
-        Err(_) => false,
-    };
-    let passkeys = match page_auth(&state, &headers).await {
-        Ok(auth) => super::passkeys::list(State(state.clone()), auth)
-            .await
-            .map(|j| j.0["passkeys"].as_array().cloned().unwrap_or_default())
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
+    let totp = super::mfa::status(State(state.clone()), auth.clone())
+        .await
+        .map(|j| j.0["totp"] == true)
+        .unwrap_or(false);
+    let passkeys = super::passkeys::list(State(state.clone()), auth)
+        .await
+        .map(|j| j.0["passkeys"].as_array().cloned().unwrap_or_default())
+        .unwrap_or_default();
     let empty = Vec::new();
     let list = sessions["sessions"].as_array().unwrap_or(&empty);
     page(
@@ -630,14 +634,10 @@ pub async fn mfa_enrol(
         );
     }
     // Signed in: the cookies, and the codes on this page (shown once).
-    let mut response = recovery_codes_page(&body);
-    for c in signed_in(&state, cookies, &body)
-        .headers()
-        .get_all(header::SET_COOKIE)
-    {
-        response.headers_mut().append(header::SET_COOKIE, c.clone());
-    }
-    response
+    with_cookies_of(
+        recovery_codes_page(&body),
+        &signed_in(&state, cookies, &body),
+    )
 }
 
 fn recovery_codes_page(body: &Value) -> Response {
@@ -715,37 +715,31 @@ pub async fn admin(
         after: None,
         limit: Some(100),
     };
-    let body = match super::users::list(State(state.clone()), auth, Query(list)).await {
+    let body = match super::users::list(State(state.clone()), auth.clone(), Query(list)).await {
         Ok(j) => j.0,
         Err(e) => return error_page("Administration", e).await,
     };
     let empty = Vec::new();
     let users = body["users"].as_array().unwrap_or(&empty);
-    let daily = match page_auth(&state, &headers).await {
-        Ok(auth) => super::audit::daily(
-            State(state.clone()),
-            auth,
-            Query(super::audit::SummaryQuery { days: Some(14) }),
-        )
-        .await
-        .map(|j| j.0)
-        .unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    };
-    let events = match page_auth(&state, &headers).await {
-        Ok(auth) => super::audit::list(
-            State(state.clone()),
-            auth,
-            Query(super::audit::AuditQuery {
-                limit: Some(15),
-                ..Default::default()
-            }),
-        )
-        .await
-        .map(|j| j.0["events"].clone())
-        .unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    };
+    let daily = super::audit::daily(
+        State(state.clone()),
+        auth.clone(),
+        Query(super::audit::SummaryQuery { days: Some(14) }),
+    )
+    .await
+    .map(|j| j.0)
+    .unwrap_or(Value::Null);
+    let events = super::audit::list(
+        State(state.clone()),
+        auth,
+        Query(super::audit::AuditQuery {
+            limit: Some(15),
+            ..Default::default()
+        }),
+    )
+    .await
+    .map(|j| j.0["events"].clone())
+    .unwrap_or(Value::Null);
     page(
         "Administration",
         html! {
@@ -1001,15 +995,13 @@ pub async fn passkey_login(
     if !status.is_success() {
         return json_answer(status, body);
     }
-    let redirect = signed_in(&state, cookies, &body);
-    let mut response = json_answer(
-        StatusCode::OK,
-        serde_json::json!({"redirect": "/auth/ui/account"}),
-    );
-    for c in redirect.headers().get_all(header::SET_COOKIE) {
-        response.headers_mut().append(header::SET_COOKIE, c.clone());
-    }
-    response
+    with_cookies_of(
+        json_answer(
+            StatusCode::OK,
+            serde_json::json!({"redirect": "/auth/ui/account"}),
+        ),
+        &signed_in(&state, cookies, &body),
+    )
 }
 
 #[utoipa::path(post, path = "/auth/ui/passkeys/{id}/delete", operation_id = "pages_passkey_delete",
@@ -1074,14 +1066,11 @@ pub async fn password(
         );
     }
     // Every session ended, this one too: sign in with the new password.
-    let mut response = page(
+    let changed = page(
         "Password changed",
         html! { p { "Every session was signed out. " a href="/auth/ui/login" { "Sign in" } " with the new password." } },
     );
-    for c in signed_out().headers().get_all(header::SET_COOKIE) {
-        response.headers_mut().append(header::SET_COOKIE, c.clone());
-    }
-    response
+    with_cookies_of(changed, &signed_out())
 }
 
 #[utoipa::path(get, path = "/auth/ui/forgot", operation_id = "pages_forgot", tag = "pages",
