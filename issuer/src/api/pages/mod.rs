@@ -1,0 +1,234 @@
+//! Hosted pages: sign-in (password, then a second factor), the account page
+//! (sessions, sign-out, TOTP enrolment) and the admin's user list. Server-
+//! rendered HTML (maud, escaped by default), forms; the one script is what
+//! WebAuthn needs (passkeys), and everything else works without it.
+//!
+//! Each page action calls the JSON handler that does the same thing, so a
+//! sign-in here ends in the one session-issuing path, and every rule (MFA,
+//! disabled users, recent authentication, audit) is the API's. The browser
+//! holds the refresh cookie and the access token in `__Secure-page_token`
+//! (HttpOnly, Secure, SameSite=Strict, Path=/auth/ui); forms are protected by
+//! SameSite and by `browser::csrf`, which requires every unsafe request here
+//! to come from the pages themselves (Sec-Fetch-Site, or Origin), with or
+//! without cookies, so a foreign page cannot sign a browser in (login CSRF).
+
+use axum::body::to_bytes;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::extract::{ApiJson, Authenticated, Client};
+use super::grant::REFRESH_COOKIE;
+use super::sessions::cookie_value;
+use crate::error::ApiError;
+use crate::AppState;
+
+mod account;
+mod admin;
+mod mfa;
+mod passkeys;
+mod signin;
+
+pub use account::*;
+pub use admin::*;
+pub use mfa::*;
+pub use passkeys::*;
+pub use signin::*;
+
+/// `__Secure-` with `Path=/auth/ui`, not `__Host-` (which forces `Path=/`):
+/// behind one proxy the applications share the pages' origin, and this
+/// credential must not travel to them with every request.
+pub const PAGE_COOKIE: &str = "__Secure-page_token";
+const PAGE_COOKIE_PATH: &str = "/auth/ui";
+
+/// Pages may load their stylesheet and their one script (passkeys), call
+/// their own origin and post forms to themselves; nothing inline, no frames,
+/// no other origin.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+base-uri 'none'";
+
+const STYLE: &str = "\
+:root{color-scheme:light dark;font-family:system-ui,sans-serif;line-height:1.5}\
+body{margin:0 auto;max-width:40rem;padding:1rem}\
+label{display:block;margin:.75rem 0 .25rem}\
+input{font:inherit;padding:.5rem;width:100%;box-sizing:border-box}\
+button{font:inherit;padding:.5rem 1rem;margin:.5rem .5rem .5rem 0;cursor:pointer}\
+:focus-visible{outline:3px solid #2563eb;outline-offset:2px}\
+.error{color:#b91c1c;border-left:4px solid #b91c1c;padding-left:.5rem}\
+@media (prefers-color-scheme:dark){.error{color:#fca5a5;border-color:#fca5a5}}\
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.25rem;border-bottom:1px solid #8884}\
+.qr svg{width:12rem;height:12rem;background:#fff}\
+code{word-break:break-all}nav a{margin-right:1rem}\
+.visually-hidden{position:absolute;left:-9999px}form.inline{display:inline}";
+
+fn page(title: &str, body: Markup) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — DevMentor" }
+                link rel="stylesheet" href="/auth/ui/style.css";
+                // No favicon request.
+                link rel="icon" href="data:,";
+                script src="/auth/ui/passkeys.js" defer {}
+            }
+            body {
+                main { h1 { (title) } (body) }
+            }
+        }
+    };
+    let mut response = (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        markup.into_string(),
+    )
+        .into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    // Forms then carry `Origin` (the CSRF check's fallback to fetch metadata).
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+fn with_status(mut response: Response, status: StatusCode) -> Response {
+    *response.status_mut() = status;
+    response
+}
+
+fn error_box(message: Option<&str>) -> Markup {
+    html! {
+        @if let Some(m) = message {
+            p.error role="alert" { (m) }
+        }
+    }
+}
+
+/// The access token of the page session, as a bearer credential for the
+/// API's own `Authenticated` check.
+async fn page_auth(state: &AppState, headers: &HeaderMap) -> Result<Authenticated, ApiError> {
+    let token = cookie_value(headers, PAGE_COOKIE)
+        .ok_or_else(|| ApiError::unauthorized("missing_token", "not signed in"))?;
+    let mut builder = Request::builder().header(header::AUTHORIZATION, format!("Bearer {token}"));
+    for name in [
+        header::USER_AGENT,
+        header::HeaderName::from_static("traceparent"),
+    ] {
+        if let Some(v) = headers.get(&name) {
+            builder = builder.header(name, v.clone());
+        }
+    }
+    let (mut parts, ()) = builder.body(()).map_err(ApiError::internal)?.into_parts();
+    Authenticated::from_request_parts(&mut parts, state).await
+}
+
+async fn json_of(response: Response) -> (StatusCode, Vec<String>, Value) {
+    let status = response.status();
+    let cookies = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let body = to_bytes(response.into_body(), 1 << 20)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    (status, cookies, body)
+}
+
+/// A page naming what the handler refused, with its status.
+async fn error_page(title: &str, e: ApiError) -> Response {
+    let (status, _, body) = json_of(e.into_response()).await;
+    with_status(page(title, error_box(Some(&message_of(&body)))), status)
+}
+
+/// A form's outcome: back to `to` when the handler did it, else the error.
+async fn back_or_error<T>(result: Result<T, ApiError>, title: &str, to: &str) -> Response {
+    match result {
+        Ok(_) => Redirect::to(to).into_response(),
+        Err(e) => error_page(title, e).await,
+    }
+}
+
+fn to_login() -> Response {
+    Redirect::to("/auth/ui/login").into_response()
+}
+
+fn message_of(body: &Value) -> String {
+    body["message"]
+        .as_str()
+        .unwrap_or("something went wrong")
+        .to_string()
+}
+
+/// Signed in: the API's refresh cookie, the page cookie, then the account.
+fn signed_in(state: &AppState, cookies: Vec<String>, body: &Value) -> Response {
+    let mut response = Redirect::to("/auth/ui/account").into_response();
+    let h = response.headers_mut();
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    let token = body["access_token"].as_str().unwrap_or_default();
+    let cookie = format!(
+        "{PAGE_COOKIE}={token}; Path={PAGE_COOKIE_PATH}; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        state.settings.keys.access_token_ttl
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        h.append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// `response` with the cookies `from` sets (a page answering what another
+/// answer of ours decided about the session).
+fn with_cookies_of(mut response: Response, from: &Response) -> Response {
+    for c in from.headers().get_all(header::SET_COOKIE) {
+        response.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
+    response
+}
+
+fn signed_out() -> Response {
+    let mut response = Redirect::to("/auth/ui/login").into_response();
+    for (name, path) in [(PAGE_COOKIE, PAGE_COOKIE_PATH), (REFRESH_COOKIE, "/")] {
+        let cookie = format!("{name}=; Path={path}; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+#[utoipa::path(get, path = "/auth/ui/style.css", operation_id = "pages_style", tag = "pages",
+    summary = "The pages' stylesheet",
+    responses((status = 200, description = "CSS", content_type = "text/css", body = String)))]
+pub async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+/// A JSON answer for the script, with the handler's status.
+fn json_answer(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
