@@ -1,8 +1,11 @@
 """The hosted pages in a real browser: headless Chromium (Debian's) driven by
 Playwright, through real Envoy. Run by the sidecar's e2e test `pages`.
 
-usage: pages_test.py BASE_URL ADMIN_EMAIL PASSWORD SHOTS_DIR
-BASE_URL is Envoy's (http://localhost:PORT). Prints one JSON line of
+usage: pages_test.py BASE_URL ADMIN_EMAIL PASSWORD SHOTS_DIR PUBLIC_URL GITHUB_EMAIL
+BASE_URL is Envoy's (http://localhost:PORT). PUBLIC_URL is the issuer's
+configured URL, where GitHub sends the browser back: the browser is told
+that it is served by BASE_URL (what DNS does in a deployment). The fake
+GitHub has users octo-link and octo-new (GITHUB_EMAIL, no account yet). Prints one JSON line of
 measurements (page weight, first contentful paint) at the end; exits
 non-zero with the failing step on any failure.
 """
@@ -10,17 +13,21 @@ import json
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
 import pyotp
 from playwright.sync_api import expect, sync_playwright
 
-BASE, ADMIN_EMAIL, PASSWORD, SHOTS = sys.argv[1:5]
+BASE, ADMIN_EMAIL, PASSWORD, SHOTS, PUBLIC, GITHUB_EMAIL = sys.argv[1:7]
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+
+
+OPEN_PAGES = []
 
 
 def api(method, path, body=None, token=None):
@@ -63,6 +70,15 @@ def sign_in(page, email, password):
     page.get_by_role("button", name="Sign in", exact=True).click()
 
 
+def public_url_is_envoy(context):
+    """GitHub redirects to the issuer's public URL: send it to Envoy."""
+    def to_envoy(route):
+        u = urllib.parse.urlsplit(route.request.url)
+        route.fulfill(status=302, headers={
+            "location": BASE + u.path + ("?" + u.query if u.query else "")})
+    context.route(PUBLIC + "/**", to_envoy)
+
+
 def measure(page, path):
     """Bytes over the wire for the document and its stylesheet, and the
     first contentful paint, for a fresh load."""
@@ -92,165 +108,263 @@ def main():
     results = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        a = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
-        page = a.new_page()
-        console_errors = []
-        # CSP violations (the pages load nothing they do not declare). Error
-        # statuses of the pages themselves (a wrong password is a 401 page)
-        # are logged as failed loads too: those are expected.
-        page.on("console", lambda m: console_errors.append(m.text)
-                if m.type == "error" and "Content Security Policy" in m.text else None)
+        try:
+            a = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
+            page = a.new_page()
+            OPEN_PAGES.append(page)
+            console_errors = []
+            # CSP violations (the pages load nothing they do not declare). Error
+            # statuses of the pages themselves (a wrong password is a 401 page)
+            # are logged as failed loads too: those are expected.
+            page.on("console", lambda m: console_errors.append(m.text)
+                    if m.type == "error" and "Content Security Policy" in m.text else None)
 
-        # Sign-in page: keyboard-reachable, labelled fields.
-        page.goto(BASE + "/auth/ui/login")
-        page.screenshot(path=f"{SHOTS}/sign-in.png", full_page=True)
-        page.keyboard.press("Tab")
-        assert page.evaluate("document.activeElement.id") == "email", "Tab reaches the email field"
-        # A wrong password: the page says so and keeps the address.
-        page.get_by_label("Email").fill(email)
-        page.get_by_label("Password").fill("not the password")
-        page.get_by_role("button", name="Sign in", exact=True).click()
-        expect(page.get_by_role("alert")).to_contain_text("incorrect")
-        expect(page.get_by_label("Email")).to_have_value(email)
+            # Sign-in page: keyboard-reachable, labelled fields.
+            page.goto(BASE + "/auth/ui/login")
+            page.screenshot(path=f"{SHOTS}/sign-in.png", full_page=True)
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.id") == "email", "Tab reaches the email field"
+            # A wrong password: the page says so and keeps the address.
+            page.get_by_label("Email").fill(email)
+            page.get_by_label("Password").fill("not the password")
+            page.get_by_role("button", name="Sign in", exact=True).click()
+            expect(page.get_by_role("alert")).to_contain_text("incorrect")
+            expect(page.get_by_label("Email")).to_have_value(email)
 
-        # Registration from the page signs the new account in; then out.
-        page.get_by_role("link", name="Create an account").click()
-        page.get_by_label("Email").fill(email)
-        page.get_by_label("Password (at least 8 characters)").fill("short")
-        page.get_by_role("button", name="Create account").click()
-        # The browser's own check (minlength) keeps the form from leaving.
-        expect(page).to_have_url(BASE + "/auth/ui/register")
-        page.get_by_label("Password (at least 8 characters)").fill(PASSWORD)
-        page.get_by_role("button", name="Create account").click()
-        expect(page).to_have_url(BASE + "/auth/ui/account")
-        page.get_by_role("button", name="Sign out").click()
-        expect(page).to_have_url(BASE + "/auth/ui/login")
+            # Registration from the page signs the new account in; then out.
+            page.get_by_role("link", name="Create an account").click()
+            page.get_by_label("Email").fill(email)
+            page.get_by_label("Password (at least 8 characters)").fill("short")
+            page.get_by_role("button", name="Create account").click()
+            # The browser's own check (minlength) keeps the form from leaving.
+            expect(page).to_have_url(BASE + "/auth/ui/register")
+            page.get_by_label("Password (at least 8 characters)").fill(PASSWORD)
+            page.get_by_role("button", name="Create account").click()
+            expect(page).to_have_url(BASE + "/auth/ui/account")
+            page.get_by_role("button", name="Sign out").click()
+            expect(page).to_have_url(BASE + "/auth/ui/login")
 
-        # Password sign-in.
-        sign_in(page, email, PASSWORD)
-        expect(page).to_have_url(BASE + "/auth/ui/account")
-        expect(page.get_by_text("Signed in as")).to_contain_text(email)
-        token_a = page_token(a)
-        assert edge_status(token_a) == 200, "the page session's token opens the edge"
+            # Password sign-in.
+            sign_in(page, email, PASSWORD)
+            expect(page).to_have_url(BASE + "/auth/ui/account")
+            expect(page.get_by_text("Signed in as")).to_contain_text(email)
+            token_a = page_token(a)
+            assert edge_status(token_a) == 200, "the page session's token opens the edge"
 
-        # TOTP enrolment: the secret read off the page, codes computed by pyotp.
-        page.get_by_role("button", name="Set up an authenticator app").click()
-        expect(page.locator(".qr svg")).to_be_visible()
-        page.screenshot(path=f"{SHOTS}/totp-enrolment.png", full_page=True)
-        secret = page.locator("#secret").inner_text().strip()
-        page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
-        page.get_by_role("button", name="Turn on").click()
-        codes = page.locator("#recovery-codes li").all_inner_texts()
-        assert len(codes) == 10, f"{len(codes)} recovery codes"
-        page.goto(BASE + "/auth/ui/account")
-        expect(page.locator("#totp-status")).to_contain_text("is set up")
-        page.screenshot(path=f"{SHOTS}/account.png", full_page=True)
+            # TOTP enrolment: the secret read off the page, codes computed by pyotp.
+            page.get_by_role("button", name="Set up an authenticator app").click()
+            expect(page.locator(".qr svg")).to_be_visible()
+            page.screenshot(path=f"{SHOTS}/totp-enrolment.png", full_page=True)
+            secret = page.locator("#secret").inner_text().strip()
+            page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
+            page.get_by_role("button", name="Turn on").click()
+            codes = page.locator("#recovery-codes li").all_inner_texts()
+            assert len(codes) == 10, f"{len(codes)} recovery codes"
+            page.goto(BASE + "/auth/ui/account")
+            expect(page.locator("#totp-status")).to_contain_text("is set up")
+            page.screenshot(path=f"{SHOTS}/account.png", full_page=True)
 
-        # Sign out, then in again: password, then the second factor (a
-        # recovery code: this step's TOTP code was spent on the enrolment).
-        page.get_by_role("button", name="Sign out").click()
-        expect(page).to_have_url(BASE + "/auth/ui/login")
-        assert await_status(token_a, 401) == 401, "the signed-out session is refused at the edge"
-        sign_in(page, email, PASSWORD)
-        expect(page.get_by_label("Code")).to_be_visible()
-        page.screenshot(path=f"{SHOTS}/second-factor.png", full_page=True)
-        page.get_by_label("Code").fill("000000")
-        page.get_by_role("button", name="Verify").click()
-        expect(page.get_by_role("alert")).to_be_visible()
-        page.get_by_label("Code").fill(codes[0])
-        page.get_by_role("button", name="Verify").click()
-        expect(page).to_have_url(BASE + "/auth/ui/account")
-        token_a = page_token(a)
+            # Sign out, then in again: password, then the second factor (a
+            # recovery code: this step's TOTP code was spent on the enrolment).
+            page.get_by_role("button", name="Sign out").click()
+            expect(page).to_have_url(BASE + "/auth/ui/login")
+            assert await_status(token_a, 401) == 401, "the signed-out session is refused at the edge"
+            sign_in(page, email, PASSWORD)
+            expect(page.get_by_label("Code")).to_be_visible()
+            page.screenshot(path=f"{SHOTS}/second-factor.png", full_page=True)
+            page.get_by_label("Code").fill("000000")
+            page.get_by_role("button", name="Verify").click()
+            expect(page.get_by_role("alert")).to_be_visible()
+            page.get_by_label("Code").fill(codes[0])
+            page.get_by_role("button", name="Verify").click()
+            expect(page).to_have_url(BASE + "/auth/ui/account")
+            token_a = page_token(a)
 
-        # A passkey, added with Chromium's virtual authenticator (DevTools
-        # WebAuthn domain), then used to sign in without a password.
-        cdp = a.new_cdp_session(page)
-        cdp.send("WebAuthn.enable")
-        cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
-            "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
-            "hasUserVerification": True, "isUserVerified": True,
-            "automaticPresenceSimulation": True}})
-        page.get_by_role("button", name="Add a passkey").click()
-        expect(page.locator("#passkeys li")).to_have_count(1)
-        page.get_by_role("button", name="Sign out").click()
-        expect(page).to_have_url(BASE + "/auth/ui/login")
-        page.get_by_role("button", name="Sign in with a passkey").click()
-        expect(page).to_have_url(BASE + "/auth/ui/account")
-        expect(page.get_by_text("Signed in as")).to_contain_text(email)
-        token_a = page_token(a)
-        assert edge_status(token_a) == 200, "a passkey session opens the edge"
+            # A passkey, added with Chromium's virtual authenticator (DevTools
+            # WebAuthn domain), then used to sign in without a password.
+            cdp = a.new_cdp_session(page)
+            cdp.send("WebAuthn.enable")
+            cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+                "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+                "hasUserVerification": True, "isUserVerified": True,
+                "automaticPresenceSimulation": True}})
+            page.get_by_role("button", name="Add a passkey").click()
+            expect(page.locator("#passkeys li")).to_have_count(1)
+            page.get_by_role("button", name="Sign out").click()
+            expect(page).to_have_url(BASE + "/auth/ui/login")
+            page.get_by_role("button", name="Sign in with a passkey").click()
+            expect(page).to_have_url(BASE + "/auth/ui/account")
+            expect(page.get_by_text("Signed in as")).to_contain_text(email)
+            token_a = page_token(a)
+            assert edge_status(token_a) == 200, "a passkey session opens the edge"
 
-        # A second browser signs in; the first ends that session from its
-        # account page, and the second's token is refused at the edge.
-        b = browser.new_context()
-        page_b = b.new_page()
-        sign_in(page_b, email, PASSWORD)
-        page_b.get_by_label("Code").fill(codes[1])
-        page_b.get_by_role("button", name="Verify").click()
-        expect(page_b).to_have_url(BASE + "/auth/ui/account")
-        token_b = page_token(b)
-        assert edge_status(token_b) == 200
-        page.reload()
-        end_buttons = page.get_by_role("button", name="End")
-        expect(end_buttons).to_have_count(1)
-        end_buttons.click()
-        expect(page.get_by_role("button", name="End")).to_have_count(0)
-        assert await_status(token_b, 401) == 401, "the ended session is refused at the edge"
-        assert edge_status(token_a) == 200, "the other session lives on"
+            # Profile name and passkey name.
+            page.get_by_label("Name", exact=True).fill("Ada Pages")
+            page.get_by_role("button", name="Save").click()
+            expect(page.get_by_label("Name", exact=True)).to_have_value("Ada Pages")
+            key = page.locator("#passkeys li input")
+            key.fill("Laptop key")
+            page.get_by_role("button", name="Rename passkey").click()
+            expect(page.locator("#passkeys li input")).to_have_value("Laptop key")
 
-        # An admin disables the user; the user's token dies at the edge and
-        # the account page sends them to sign in.
-        # The admin role requires a second factor (--mfa-required-roles):
-        # the admin's first sign-in enrols one, then completes.
-        c = browser.new_context()
-        page_c = c.new_page()
-        sign_in(page_c, ADMIN_EMAIL, PASSWORD)
-        expect(page_c.get_by_role("heading")).to_have_text("Set up an authenticator app")
-        admin_secret = page_c.locator("#secret").inner_text().strip()
-        page_c.get_by_label("Code from the app").fill(pyotp.TOTP(admin_secret).now())
-        page_c.get_by_role("button", name="Turn on").click()
-        expect(page_c.locator("#recovery-codes li")).to_have_count(10)
-        page_c.get_by_role("link", name="Continue to your account").click()
-        expect(page_c).to_have_url(BASE + "/auth/ui/account")
-        page_c.get_by_role("link", name="Administration").click()
-        # The daily summary as a chart (and a table), and the recent events.
-        expect(page_c.locator("#daily-chart rect")).to_have_count(28)
-        assert int(page_c.locator("#daily-chart + table tbody tr").first.locator("td").nth(1)
-                   .inner_text()) >= 3, "today's sign-ins are counted"
-        expect(page_c.locator("#events")).to_contain_text("login_success")
-        page_c.get_by_label("Find users").fill(email)
-        page_c.get_by_role("button", name="Search").click()
-        row = page_c.locator(f'tr[data-user="{email}"]')
-        expect(row).to_contain_text("active")
-        page_c.screenshot(path=f"{SHOTS}/admin-users.png", full_page=True)
-        row.get_by_role("button", name=f"Disable {email}").click()
-        expect(page_c.locator(f'tr[data-user="{email}"]')).to_contain_text("disabled")
-        assert await_status(token_a, 401) == 401, "the disabled user's token is refused at the edge"
-        page.goto(BASE + "/auth/ui/account")
-        expect(page).to_have_url(BASE + "/auth/ui/login")
+            # Link GitHub (the password first), through the fake GitHub's
+            # account picker and back; then unlink it.
+            public_url_is_envoy(a)
+            page.get_by_label("Your password, to link GitHub").fill(PASSWORD)
+            page.get_by_role("button", name="Link GitHub").click()
+            page.get_by_role("link", name="Sign in as octo-link").click()
+            expect(page).to_have_url(BASE + "/auth/ui/account")
+            expect(page.locator("#identities")).to_contain_text("octo-link")
+            page.screenshot(path=f"{SHOTS}/account-linked.png", full_page=True)
+            page.get_by_role("button", name="Unlink github").click()
+            expect(page.locator("#identities li")).to_have_count(0)
+            expect(page.get_by_role("button", name="Link GitHub")).to_be_visible()
+            assert edge_status(page_token(a)) == 200, "a passkey session outlives the unlink"
 
-        # A form posted from another site is refused (login CSRF): from a
-        # blank page, and from a real other origin (127.0.0.1 is another
-        # site than localhost).
-        foreign = BASE.replace("localhost", "127.0.0.1")
-        for origin in (None, foreign + "/.well-known/jwks.json"):
-            evil = browser.new_context().new_page()
-            if origin:
-                evil.goto(origin)
-            evil.evaluate("""([action, email, password]) => {
-                document.body.innerHTML = '<form method="post"><input name="email">'
-                    + '<input name="password"></form>';
-                const f = document.forms[0];
-                f.action = action; f.email.value = email; f.password.value = password;
-            }""", [BASE + "/auth/ui/login", ADMIN_EMAIL, PASSWORD])
-            with evil.expect_navigation():
-                evil.evaluate("document.forms[0].submit()")
-            assert "cross_site_request" in evil.content(), f"a cross-site sign-in from {origin} is refused"
-            assert not any(c["name"] == "__Secure-page_token" for c in evil.context.cookies())
+            # Sign in with GitHub: a GitHub account with no account here gets
+            # one, signed in; its only way in cannot be unlinked.
+            d = browser.new_context()
+            public_url_is_envoy(d)
+            page_d = d.new_page()
+            OPEN_PAGES.append(page_d)
+            page_d.goto(BASE + "/auth/ui/login")
+            page_d.get_by_role("link", name="Sign in with GitHub").click()
+            page_d.screenshot(path=f"{SHOTS}/github-picker.png")
+            page_d.get_by_role("link", name="Sign in as octo-new").click()
+            expect(page_d).to_have_url(BASE + "/auth/ui/account")
+            expect(page_d.get_by_text("Signed in as")).to_contain_text(GITHUB_EMAIL)
+            expect(page_d.locator("#identities")).to_contain_text("octo-new")
+            assert edge_status(page_token(d)) == 200, "a GitHub session opens the edge"
+            page_d.get_by_role("button", name="Unlink github").click()
+            expect(page_d.get_by_role("alert")).to_contain_text("only way to sign in")
+            d.close()
 
-        results["sign_in"] = measure(browser.new_context().new_page(), "/auth/ui/login")
-        results["account"] = measure(page_c, "/auth/ui/account")
-        assert not console_errors, f"CSP violations: {console_errors}"
+            # A second browser signs in; the first ends that session from its
+            # account page, and the second's token is refused at the edge.
+            b = browser.new_context()
+            page_b = b.new_page()
+            OPEN_PAGES.append(page_b)
+            sign_in(page_b, email, PASSWORD)
+            page_b.get_by_label("Code").fill(codes[1])
+            page_b.get_by_role("button", name="Verify").click()
+            expect(page_b).to_have_url(BASE + "/auth/ui/account")
+            token_b = page_token(b)
+            assert edge_status(token_b) == 200
+            page.reload()
+            end_buttons = page.get_by_role("button", name="End")
+            expect(end_buttons).to_have_count(1)
+            end_buttons.click()
+            expect(page.get_by_role("button", name="End")).to_have_count(0)
+            assert await_status(token_b, 401) == 401, "the ended session is refused at the edge"
+            assert edge_status(token_a) == 200, "the other session lives on"
+
+            # An admin disables the user; the user's token dies at the edge and
+            # the account page sends them to sign in.
+            # The admin role requires a second factor (--mfa-required-roles):
+            # the admin's first sign-in enrols one, then completes.
+            c = browser.new_context()
+            page_c = c.new_page()
+            OPEN_PAGES.append(page_c)
+            sign_in(page_c, ADMIN_EMAIL, PASSWORD)
+            expect(page_c.get_by_role("heading")).to_have_text("Set up an authenticator app")
+            admin_secret = page_c.locator("#secret").inner_text().strip()
+            page_c.get_by_label("Code from the app").fill(pyotp.TOTP(admin_secret).now())
+            page_c.get_by_role("button", name="Turn on").click()
+            expect(page_c.locator("#recovery-codes li")).to_have_count(10)
+            page_c.get_by_role("link", name="Continue to your account").click()
+            expect(page_c).to_have_url(BASE + "/auth/ui/account")
+            page_c.get_by_role("link", name="Administration").click()
+            # The daily summary as a chart (and a table), and the recent events.
+            expect(page_c.locator("#daily-chart rect")).to_have_count(28)
+            assert int(page_c.locator("#daily-chart + table tbody tr").first.locator("td").nth(1)
+                       .inner_text()) >= 3, "today's sign-ins are counted"
+            expect(page_c.locator("#events")).to_contain_text("login_success")
+            page_c.get_by_label("Find users").fill(email)
+            page_c.get_by_role("button", name="Search").click()
+            row = page_c.locator(f'tr[data-user="{email}"]')
+            expect(row).to_contain_text("active")
+            page_c.screenshot(path=f"{SHOTS}/admin-users.png", full_page=True)
+            row.get_by_role("button", name=f"Disable {email}").click()
+            expect(page_c.locator(f'tr[data-user="{email}"]')).to_contain_text("disabled")
+            assert await_status(token_a, 401) == 401, "the disabled user's token is refused at the edge"
+            page.goto(BASE + "/auth/ui/account")
+            expect(page).to_have_url(BASE + "/auth/ui/login")
+
+            # The user's page: enable again, reset the second factors (the
+            # user then signs in with the password alone), end their sessions.
+            page_c.get_by_role("link", name=email).click()
+            expect(page_c.locator("#user-state")).to_have_text("disabled")
+            expect(page_c.locator("#user-mfa")).to_contain_text("authenticator app")
+            page_c.get_by_role("button", name="Enable").click()
+            expect(page_c.locator("#user-state")).to_have_text("active")
+            page_c.get_by_role("button", name="Reset second factors").click()
+            expect(page_c.locator("#user-mfa")).to_have_text("none")
+            sign_in(page, email, PASSWORD)
+            expect(page).to_have_url(BASE + "/auth/ui/account")
+            token_a = page_token(a)
+            assert edge_status(token_a) == 200, "enabled again, without a second factor"
+            page_c.reload()
+            expect(page_c.locator("#user-sessions")).not_to_have_text("0")
+            page_c.get_by_role("button", name="End all sessions").click()
+            expect(page_c.locator("#user-sessions")).to_have_text("0")
+            assert await_status(token_a, 401) == 401, "the ended sessions are refused at the edge"
+
+            # Teams: create one, add the user from their page, remove them,
+            # delete the team.
+            team = f"pages-{uuid.uuid4().hex[:8]}"
+            page_c.get_by_role("link", name="Teams").click()
+            page_c.get_by_label("Short name (a-z, 0-9, -)").fill(team)
+            page_c.get_by_label("Name", exact=True).fill("Pages team")
+            page_c.get_by_role("button", name="Create team").click()
+            expect(page_c).to_have_url(f"{BASE}/auth/ui/admin/teams/{team}")
+            page_c.get_by_role("link", name="Users").click()
+            page_c.get_by_label("Find users").fill(email)
+            page_c.get_by_role("button", name="Search").click()
+            page_c.get_by_role("link", name=email).click()
+            page_c.get_by_label("Team", exact=True).select_option(team)
+            page_c.get_by_label("Role in the team").select_option("maintainer")
+            page_c.get_by_role("button", name="Add to team").click()
+            expect(page_c.locator("#user-teams")).to_contain_text(f"{team} (maintainer)")
+            page_c.screenshot(path=f"{SHOTS}/admin-user.png", full_page=True)
+            page_c.get_by_role("link", name=team).click()
+            expect(page_c.locator(f'tr[data-member="{email}"]')).to_contain_text("maintainer")
+            page_c.get_by_role("button", name=f"Remove {email}").click()
+            expect(page_c.locator("#members tbody tr")).to_have_count(0)
+            page_c.get_by_role("button", name="Delete this team").click()
+            expect(page_c).to_have_url(BASE + "/auth/ui/admin/teams")
+            expect(page_c.locator("#teams")).not_to_contain_text(team)
+
+            # A form posted from another site is refused (login CSRF): from a
+            # blank page, and from a real other origin (127.0.0.1 is another
+            # site than localhost).
+            foreign = BASE.replace("localhost", "127.0.0.1")
+            for origin in (None, foreign + "/.well-known/jwks.json"):
+                evil = browser.new_context().new_page()
+                if origin:
+                    evil.goto(origin)
+                evil.evaluate("""([action, email, password]) => {
+                    document.body.innerHTML = '<form method="post"><input name="email">'
+                        + '<input name="password"></form>';
+                    const f = document.forms[0];
+                    f.action = action; f.email.value = email; f.password.value = password;
+                }""", [BASE + "/auth/ui/login", ADMIN_EMAIL, PASSWORD])
+                with evil.expect_navigation():
+                    evil.evaluate("document.forms[0].submit()")
+                assert "cross_site_request" in evil.content(), f"a cross-site sign-in from {origin} is refused"
+                assert not any(c["name"] == "__Secure-page_token" for c in evil.context.cookies())
+
+            results["sign_in"] = measure(browser.new_context().new_page(), "/auth/ui/login")
+            results["account"] = measure(page_c, "/auth/ui/account")
+            assert not console_errors, f"CSP violations: {console_errors}"
+        except Exception:
+            # Where each open page was, to tell a wrong turn from a slow one.
+            for open_page in OPEN_PAGES:
+                try:
+                    text = open_page.inner_text("body")[:2000]
+                    print(f"--- {open_page.url}\n{text}", file=sys.stderr)
+                except Exception as e:  # a closed page
+                    print(f"--- (page gone: {e})", file=sys.stderr)
+            raise
         browser.close()
     print(json.dumps(results))
 

@@ -43,6 +43,9 @@ struct Pending {
     expires_at: i64,
     /// Set when an authenticated user is linking GitHub to their account.
     link: Option<PendingLink>,
+    /// Started from the hosted pages: the callback answers with a page.
+    #[serde(default)]
+    pages: bool,
 }
 
 /// A link is only as good as what proved it: it completes only while that
@@ -119,6 +122,7 @@ fn begin(
     return_to: Option<String>,
     link: Option<PendingLink>,
     json_answer: bool,
+    pages: bool,
     now: Now,
 ) -> ApiResult<Response> {
     let authorize = gh.authorize().map_err(ApiError::internal)?;
@@ -128,6 +132,7 @@ fn begin(
         return_to,
         expires_at: now.secs() + PENDING_TTL_SECS,
         link,
+        pages,
     };
     let plain = serde_json::to_vec(&pending).map_err(ApiError::internal)?;
     let sealed = state
@@ -181,8 +186,14 @@ pub async fn login(
         return_to,
         None,
         wants_json(&headers),
+        false,
         state.now(),
     )
+}
+
+/// A sign-in started from the hosted pages: to GitHub, and back to a page.
+pub(crate) fn login_for_pages(state: &AppState) -> ApiResult<Response> {
+    begin(state, github(state)?, None, None, false, true, state.now())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -215,12 +226,25 @@ pub async fn link(
     auth: Authenticated,
     ApiJson(req): ApiJson<LinkRequest>,
 ) -> ApiResult<Response> {
-    let gh = github(&state)?;
     let return_to = checked_return_to(&state, req.return_to.as_deref())?;
+    start_link(&state, &client, &auth, req.password, return_to, false).await
+}
+
+/// Checks the password, then starts the link (`{authorize_url}` and the
+/// state cookie); `pages` when the account page asked.
+pub(crate) async fn start_link(
+    state: &AppState,
+    client: &Client,
+    auth: &Authenticated,
+    password: String,
+    return_to: Option<String>,
+    pages: bool,
+) -> ApiResult<Response> {
+    let gh = github(state)?;
     let stored = Some(auth.user.password_hash.clone()).filter(|h| !h.is_empty());
     let verified = state
         .hasher
-        .verify(req.password, stored)
+        .verify(password, stored)
         .await
         .map_err(ApiError::from)?;
     let now = state.now();
@@ -229,7 +253,7 @@ pub async fn link(
             .audit(
                 AuditEvent::new(now.ms, "github_link_refused")
                     .user(&auth.user)
-                    .client(&client)
+                    .client(client)
                     .outcome(Outcome::Failure, "wrong_password"),
             )
             .await;
@@ -239,7 +263,7 @@ pub async fn link(
         .audit(
             AuditEvent::new(now.ms, "github_link_started")
                 .user(&auth.user)
-                .client(&client)
+                .client(client)
                 .session(&auth.session.id),
         )
         .await;
@@ -248,7 +272,7 @@ pub async fn link(
         session_id: auth.session.id.clone(),
         password_changed_at: auth.user.password_changed_at,
     };
-    begin(&state, gh, return_to, Some(link), true, now)
+    begin(state, gh, return_to, Some(link), true, pages, now)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -353,55 +377,66 @@ pub async fn callback(
     let now = state.now();
     let pending = open_pending(&state, &headers);
     let return_to = pending.as_ref().ok().and_then(|p| p.return_to.clone());
+    let pages = pending.as_ref().is_ok_and(|p| p.pages);
     let json_answer = wants_json(&headers) || return_to.is_none();
     let outcome = match pending {
         Ok(pending) => complete(&state, gh, &client, pending, &q, now).await,
         Err(f) => Err(f),
     };
-    let mut response = match outcome {
-        Ok(Success::SignedIn(tokens)) => match (&return_to, json_answer) {
-            // A second factor is due: back to the page with the ticket in
-            // the fragment (never sent to a server, so never in a log).
-            // (mfa_required, or mfa_enrollment_required for a role that needs one.)
-            (Some(to), false) if !tokens.status().is_success() => {
-                let body = axum::body::to_bytes(tokens.into_body(), 64 * 1024)
-                    .await
-                    .map_err(ApiError::internal)?;
-                let body = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
-                let ticket = body["mfa_ticket"].as_str().unwrap_or_default();
-                let error = body["error"].as_str().unwrap_or("mfa_required");
-                let to = with_param(to, "error", error);
-                let to = match Url::parse(&to) {
-                    Ok(mut u) => {
-                        u.set_fragment(Some(&format!("mfa_ticket={ticket}")));
-                        u.to_string()
-                    }
-                    Err(_) => to,
-                };
-                redirect(&to)?
-            }
-            (Some(to), false) => redirect_carrying_cookies(to, &tokens)?,
-            _ => tokens,
-        },
-        Ok(Success::Linked) => match (&return_to, json_answer) {
-            (Some(to), false) => redirect(&with_param(to, "linked", PROVIDER))?,
-            _ => Json(json!({"linked": PROVIDER})).into_response(),
-        },
-        Err(failure) => {
-            let mut event = AuditEvent::new(now.ms, failure.event)
-                .client(&client)
-                .outcome(Outcome::Failure, failure.error.code)
-                .meta(json!({"provider": PROVIDER, "github": failure.github}));
-            if let Some(user) = &failure.user_id {
-                event = event.actor(user).target(user);
-            }
-            // The answer matters more than its record: state.audit logs and goes on.
-            state.audit(event).await;
-            match (&return_to, json_answer) {
+    if let Err(failure) = &outcome {
+        let mut event = AuditEvent::new(now.ms, failure.event)
+            .client(&client)
+            .outcome(Outcome::Failure, failure.error.code)
+            .meta(json!({"provider": PROVIDER, "github": failure.github}));
+        if let Some(user) = &failure.user_id {
+            event = event.actor(user).target(user);
+        }
+        // The answer matters more than its record: state.audit logs and goes on.
+        state.audit(event).await;
+    }
+    let mut response = if pages {
+        let outcome = match outcome {
+            Ok(Success::SignedIn(tokens)) => super::pages::GitHubOutcome::SignedIn(tokens),
+            Ok(Success::Linked) => super::pages::GitHubOutcome::Linked,
+            Err(failure) => super::pages::GitHubOutcome::Failed(*failure.error),
+        };
+        super::pages::after_github(&state, outcome).await
+    } else {
+        match outcome {
+            Ok(Success::SignedIn(tokens)) => match (&return_to, json_answer) {
+                // A second factor is due: back to the page with the ticket in
+                // the fragment (never sent to a server, so never in a log).
+                // (mfa_required, or mfa_enrollment_required for a role that needs one.)
+                (Some(to), false) if !tokens.status().is_success() => {
+                    let body = axum::body::to_bytes(tokens.into_body(), 64 * 1024)
+                        .await
+                        .map_err(ApiError::internal)?;
+                    let body =
+                        serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+                    let ticket = body["mfa_ticket"].as_str().unwrap_or_default();
+                    let error = body["error"].as_str().unwrap_or("mfa_required");
+                    let to = with_param(to, "error", error);
+                    let to = match Url::parse(&to) {
+                        Ok(mut u) => {
+                            u.set_fragment(Some(&format!("mfa_ticket={ticket}")));
+                            u.to_string()
+                        }
+                        Err(_) => to,
+                    };
+                    redirect(&to)?
+                }
+                (Some(to), false) => redirect_carrying_cookies(to, &tokens)?,
+                _ => tokens,
+            },
+            Ok(Success::Linked) => match (&return_to, json_answer) {
+                (Some(to), false) => redirect(&with_param(to, "linked", PROVIDER))?,
+                _ => Json(json!({"linked": PROVIDER})).into_response(),
+            },
+            Err(failure) => match (&return_to, json_answer) {
                 // Only the error code goes into the URL.
                 (Some(to), false) => redirect(&with_param(to, "error", failure.error.code))?,
                 _ => (*failure.error).into_response(),
-            }
+            },
         }
     };
     // The state is spent whatever happened: the cookie goes.

@@ -350,7 +350,7 @@ pub async fn list(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rename {
-    name: String,
+    pub(crate) name: String,
 }
 
 /// `PATCH /auth/passkeys/{id} {name}`.

@@ -78,11 +78,11 @@ pub async fn get(auth: Authenticated) -> Json<Value> {
 #[serde(deny_unknown_fields)]
 pub struct ProfileRequest {
     #[serde(default, deserialize_with = "present")]
-    name: Option<Option<String>>,
+    pub(crate) name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    avatar_url: Option<Option<String>>,
+    pub(crate) avatar_url: Option<Option<String>>,
     #[serde(default)]
-    metadata: Option<Value>,
+    pub(crate) metadata: Option<Value>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).

@@ -24,7 +24,9 @@ pub fn classify(settings: &ServeArgs, method: &Method, path: &str) -> Option<(&'
     let (class, setting) = match path {
         // The hosted pages' forms count in the class of what they do.
         "/auth/login" | "/auth/ui/login" => ("login", settings.rate_limit_login),
-        p if p.starts_with("/auth/github/") => ("login", settings.rate_limit_login),
+        p if p.starts_with("/auth/github/") || p.starts_with("/auth/ui/github") => {
+            ("login", settings.rate_limit_login)
+        }
         "/auth/register" | "/auth/ui/register" => ("register", settings.rate_limit_register),
         "/auth/refresh" | "/auth/ui/resume" | "/auth/ui/logout" => {
             ("refresh", settings.rate_limit_refresh)
@@ -135,6 +137,8 @@ mod tests {
             ("/auth/passkeys/register/start", Some("other")),
             ("/auth/ui/login", Some("login")),
             ("/auth/ui/register", Some("register")),
+            ("/auth/ui/github", Some("login")),
+            ("/auth/ui/github/link", Some("login")),
             ("/auth/ui/resume", Some("refresh")),
             ("/auth/ui/password", Some("password")),
             ("/auth/ui/mfa", Some("mfa")),

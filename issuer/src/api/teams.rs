@@ -39,12 +39,12 @@ fn is_admin(auth: &Authenticated) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct CreateTeamRequest {
     #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", example = "platform")]
-    slug: String,
+    pub(crate) slug: String,
     #[schema(min_length = 1, max_length = 200)]
-    name: String,
+    pub(crate) name: String,
     /// A user to make the first owner.
     #[serde(default)]
-    owner: Option<String>,
+    pub(crate) owner: Option<String>,
 }
 
 #[utoipa::path(
@@ -286,7 +286,7 @@ pub async fn members(
 #[serde(deny_unknown_fields)]
 pub struct MemberRequest {
     #[schema(pattern = "^(owner|maintainer|member)$")]
-    role: String,
+    pub(crate) role: String,
 }
 
 #[utoipa::path(

@@ -87,7 +87,33 @@ pub async fn get(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("no such user"))?;
-    Ok(Json(view(&user)))
+    let now = state.now();
+    let store = &state.store;
+    let (mfa, identities, teams, sessions) = tokio::try_join!(
+        store.mfa_status(&id),
+        store.identities_of(&id),
+        store.teams_of(&id),
+        store.live_sessions(&id, now.secs()),
+    )
+    .map_err(ApiError::internal)?;
+    // The profile, and what an operator needs to help the user.
+    let mut detail = view(&user);
+    detail["has_password"] = json!(user.has_password());
+    detail["mfa"] = json!({
+        "totp": mfa.totp,
+        "passkeys": mfa.passkeys,
+        "recovery_codes_left": mfa.recovery_codes_left,
+    });
+    detail["identities"] = identities
+        .iter()
+        .map(|i| json!({"provider": i.provider, "login": i.login, "last_used_at": i.last_used_at}))
+        .collect();
+    detail["teams"] = teams
+        .iter()
+        .map(|(slug, role)| json!({"team": slug, "role": role}))
+        .collect();
+    detail["live_sessions"] = json!(sessions.len());
+    Ok(Json(detail))
 }
 
 #[utoipa::path(

@@ -154,6 +154,15 @@ async fn user_changes_are_admin_only_and_validated(backend: Backend) {
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["user"]["roles"], json!([]));
     assert!(user_records(&t, id).await.is_empty());
+    // And what an operator needs to help the user.
+    assert_eq!(
+        body["mfa"],
+        json!({"totp": false, "passkeys": 0, "recovery_codes_left": 0})
+    );
+    assert_eq!(body["identities"], json!([]));
+    assert_eq!(body["teams"], json!([]));
+    assert_eq!(body["has_password"], true);
+    assert!(body["live_sessions"].as_u64().is_some(), "{body}");
 
     // Found by fuzzing (schemathesis): an admin could delete, disable or
     // demote themselves through the admin API, and lock everyone out when

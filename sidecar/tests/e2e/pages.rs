@@ -3,12 +3,17 @@
 //! registration, sign-in and sign-out, TOTP enrolment with codes computed
 //! by pyotp, a second factor at sign-in, a passkey added and used with
 //! Chromium's virtual authenticator, ending another session from the account page
-//! and seeing its token refused at the edge, an admin disabling a user, and
-//! a cross-site form refused. Screenshots go to target/screenshots/.
+//! and seeing its token refused at the edge, GitHub sign-in, linking and
+//! unlinking against the fake GitHub, the profile and passkey names, an
+//! admin disabling a user, ending their sessions, resetting their second
+//! factors and managing a team, and a cross-site form refused. Screenshots
+//! go to target/screenshots/.
 
 use std::process::Command;
 
-use issuer::testing::required_service;
+use fake_github::{Config, FakeGitHub, FakeUser};
+use issuer::config::Secret;
+use issuer::testing::{required_service, TEST_ISSUER_URL};
 use serde_json::json;
 
 use crate::support::*;
@@ -27,12 +32,33 @@ async fn hosted_pages_in_a_real_browser() {
         eprintln!("skipping: no Chromium at {chromium}");
         return;
     }
+    // GitHub calls back to the issuer's public URL; the browser test sends
+    // that URL to this Envoy (as a DNS name would).
+    let fake = FakeGitHub::start(Config {
+        client_id: "pages-client".into(),
+        client_secret: "pages-secret".into(),
+        redirect_uri: format!("{TEST_ISSUER_URL}/auth/github/callback"),
+        users: Vec::new(),
+    })
+    .await
+    .expect("fake GitHub");
+    let github_email = unique_email("pages-gh");
+    fake.add_user(FakeUser::new(
+        7_001,
+        "octo-link",
+        &unique_email("pages-link"),
+    ));
+    fake.add_user(FakeUser::new(7_002, "octo-new", &github_email));
     // Passkeys for the pages' origin (http://localhost, any port).
     let Some(stack) = Stack::start_with(
         |a| {
             a.webauthn_rp_id = Some("localhost".into());
             a.webauthn_origin = Some("http://localhost".into());
             a.mfa_required_roles = vec!["admin".into()];
+            a.github.github_client_id = Some("pages-client".into());
+            a.github.github_client_secret = Some(Secret("pages-secret".into()));
+            a.github.github_web_url = fake.url();
+            a.github.github_api_url = fake.url();
         },
         |_| {},
     )
@@ -80,6 +106,8 @@ async fn hosted_pages_in_a_real_browser() {
             .arg(&admin)
             .arg(PASSWORD)
             .arg(&shots)
+            .arg(TEST_ISSUER_URL)
+            .arg(&github_email)
             .output()
             .expect("run the browser test")
     })

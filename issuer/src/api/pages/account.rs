@@ -1,4 +1,5 @@
-//! The account page: sessions, sign-out, password, passkeys.
+//! The account page: profile, sessions, sign-out, password, passkeys and
+//! linked identities.
 
 use super::*;
 
@@ -24,6 +25,13 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
         .await
         .map(|j| j.0["totp"] == true)
         .unwrap_or(false);
+    let identities = crate::api::github::identities(State(state.clone()), auth.clone())
+        .await
+        .map(|j| j.0)
+        .unwrap_or(Value::Null);
+    let name = auth.user.name.clone().unwrap_or_default();
+    let verified = auth.user.email_verified_at.is_some();
+    let has_password = auth.user.has_password();
     let passkeys = crate::api::passkeys::list(State(state.clone()), auth)
         .await
         .map(|j| j.0["passkeys"].as_array().cloned().unwrap_or_default())
@@ -34,9 +42,18 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
         "Your account",
         html! {
             @if admin { nav { a href="/auth/ui/admin" { "Administration" } } }
-            p { "Signed in as " strong { (email) } "." }
+            p {
+                "Signed in as " strong { (email) }
+                @if verified { " (verified)." } @else { " (not verified yet: see the mail we sent)." }
+            }
             form method="post" action="/auth/ui/logout" {
                 button type="submit" { "Sign out" }
+            }
+            h2 { "Profile" }
+            form method="post" action="/auth/ui/profile" {
+                label for="name" { "Name" }
+                input id="name" name="name" autocomplete="name" maxlength="200" value=(name);
+                button type="submit" { "Save" }
             }
             h2 { "Active sessions" }
             table {
@@ -65,10 +82,16 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
             h2 { "Passkeys" }
             ul id="passkeys" {
                 @for k in passkeys.iter() {
+                    @let id = k["id"].as_str().unwrap_or_default();
+                    @let label = k["name"].as_str().unwrap_or("passkey");
                     li {
-                        (k["name"].as_str().unwrap_or("passkey")) " "
-                        form.inline method="post" action={ "/auth/ui/passkeys/" (k["id"].as_str().unwrap_or_default()) "/delete" } {
-                            button type="submit" aria-label={ "Remove passkey " (k["name"].as_str().unwrap_or("passkey")) } { "Remove" }
+                        form.inline method="post" action={ "/auth/ui/passkeys/" (id) "/rename" } {
+                            label.visually-hidden for={ "passkey-" (id) } { "Name of passkey " (label) }
+                            input.short id={ "passkey-" (id) } name="name" value=(label) maxlength="100" required;
+                            button type="submit" aria-label={ "Rename passkey " (label) } { "Rename" }
+                        }
+                        form.inline method="post" action={ "/auth/ui/passkeys/" (id) "/delete" } {
+                            button type="submit" aria-label={ "Remove passkey " (label) } { "Remove" }
                         }
                     }
                 }
@@ -82,6 +105,30 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
                 label for="new_password" { "New password" }
                 input id="new_password" name="new_password" type="password" autocomplete="new-password" minlength="8" required;
                 button type="submit" { "Change password" }
+            }
+            h2 { "Linked accounts" }
+            @let linked = identities["identities"].as_array().cloned().unwrap_or_default();
+            ul id="identities" {
+                @for i in &linked {
+                    @let provider = i["provider"].as_str().unwrap_or_default();
+                    li {
+                        "GitHub: " strong { (i["login"].as_str().unwrap_or_default()) } " "
+                        form.inline method="post" action={ "/auth/ui/identities/" (provider) "/unlink" } {
+                            button type="submit" aria-label={ "Unlink " (provider) } { "Unlink" }
+                        }
+                    }
+                }
+            }
+            @if linked.is_empty() && state.github.is_some() {
+                @if has_password {
+                    form method="post" action="/auth/ui/github/link" {
+                        label for="link_password" { "Your password, to link GitHub" }
+                        input id="link_password" name="password" type="password" autocomplete="current-password" required;
+                        button type="submit" { "Link GitHub" }
+                    }
+                } @else {
+                    p { "No account linked." }
+                }
             }
             h2 { "Two-factor authentication" }
             @if totp {
@@ -220,6 +267,61 @@ pub async fn passkey_delete(
     };
     back_or_error(
         crate::api::passkeys::delete(State(state.clone()), client, auth, Path(id)).await,
+        "Your account",
+        "/auth/ui/account",
+    )
+    .await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct NameForm {
+    name: String,
+}
+
+#[utoipa::path(post, path = "/auth/ui/profile", operation_id = "pages_profile", tag = "pages",
+    summary = "Change the name (empty clears it)",
+    request_body(content = NameForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "Back to the account page")))]
+pub async fn profile(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Form(form): Form<NameForm>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    let name = Some(form.name).filter(|n| !n.trim().is_empty());
+    let request = crate::api::profile::ProfileRequest {
+        name: Some(name),
+        avatar_url: None,
+        metadata: None,
+    };
+    back_or_error(
+        crate::api::profile::update(State(state.clone()), client, auth, ApiJson(request)).await,
+        "Your account",
+        "/auth/ui/account",
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/auth/ui/passkeys/{id}/rename", operation_id = "pages_passkey_rename",
+    tag = "pages", summary = "Rename a passkey",
+    params(("id" = String, Path, description = "The passkey's id")),
+    request_body(content = NameForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "Back to the account page")))]
+pub async fn passkey_rename(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<NameForm>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    let request = crate::api::passkeys::Rename { name: form.name };
+    back_or_error(
+        crate::api::passkeys::rename(State(state.clone()), auth, Path(id), ApiJson(request)).await,
         "Your account",
         "/auth/ui/account",
     )

@@ -1,5 +1,7 @@
-//! Administration: users (search, disable), the daily summary as a chart and
-//! recent security events.
+//! Administration: users (search, detail: disable, end sessions, reset
+//! second factors, teams), teams and their members, the daily summary as a
+//! chart and recent security events. Every action is the admin API's
+//! handler, with its checks (an admin cannot disable themselves, …).
 
 use super::*;
 
@@ -59,7 +61,7 @@ pub async fn admin(
     page(
         "Administration",
         html! {
-            nav { a href="/auth/ui/account" { "Your account" } }
+            nav { a href="/auth/ui/account" { "Your account" } a href="/auth/ui/admin/teams" { "Teams" } }
             h2 { "Sign-ins, last 14 days" }
             (daily_chart(&daily))
             h2 { "Recent security events" }
@@ -91,7 +93,7 @@ pub async fn admin(
                         @let email = u["user"]["email"].as_str().unwrap_or_default();
                         @let disabled = u["disabled"] == true;
                         tr data-user=(email) {
-                            td { (email) }
+                            td { a href={ "/auth/ui/admin/users/" (id) } { (email) } }
                             td { (u["user"]["roles"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
                             td { @if disabled { "disabled" } @else { "active" } }
                             td {
@@ -157,37 +159,377 @@ fn daily_chart(daily: &Value) -> Markup {
     }
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FromQuery {
+    /// `user`: back to the user's page (else the user list).
+    from: Option<String>,
+}
+
 #[utoipa::path(post, path = "/auth/ui/admin/users/{id}/{action}", operation_id = "pages_admin_user",
-    tag = "pages", summary = "Disable or enable a user",
+    tag = "pages", summary = "Disable or enable a user, end their sessions, reset their second factors",
     params(("id" = String, Path, description = "The user's id"),
-           ("action" = String, Path, description = "`disable` or `enable`")),
+           ("action" = String, Path, description = "`disable`, `enable`, `end-sessions` or `reset-mfa`"),
+           FromQuery),
     responses((status = 303, description = "Back to the administration page")))]
 pub async fn admin_user(
     State(state): State<AppState>,
     client: Client,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
+    Query(from): Query<FromQuery>,
 ) -> Response {
-    let disabled = match action.as_str() {
-        "disable" => true,
-        "enable" => false,
-        _ => return ApiError::not_found("no such action").into_response(),
-    };
+    if !["disable", "enable", "end-sessions", "reset-mfa"].contains(&action.as_str()) {
+        return ApiError::not_found("no such action").into_response();
+    }
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
-    let request = crate::api::users::ChangeUserRequest {
+    let back = if from.from.as_deref() == Some("user") {
+        format!("/auth/ui/admin/users/{}", encode_segment(&id))
+    } else {
+        "/auth/ui/admin".to_string()
+    };
+    let users = crate::api::users::ChangeUserRequest {
         roles: None,
-        disabled: Some(disabled),
+        disabled: Some(action == "disable"),
         admin_metadata: None,
     };
-    let result = crate::api::users::change(
+    let s = State(state.clone());
+    let result = match action.as_str() {
+        "end-sessions" => crate::api::users::logout_all(s, client, auth, Path(id))
+            .await
+            .map(|_| ()),
+        "reset-mfa" => crate::api::mfa::admin_reset(s, client, auth, Path(id))
+            .await
+            .map(|_| ()),
+        _ => crate::api::users::change(s, client, auth, Path(id), ApiJson(users))
+            .await
+            .map(|_| ()),
+    };
+    back_or_error(result, "Administration", &back).await
+}
+
+/// A path segment from an id or slug we did not mint here.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[utoipa::path(get, path = "/auth/ui/admin/users/{id}", operation_id = "pages_admin_user_page",
+    tag = "pages", summary = "Administration: one user",
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+    ))]
+pub async fn admin_user_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    let me = auth.user.id == id;
+    let user =
+        match crate::api::users::get(State(state.clone()), auth.clone(), Path(id.clone())).await {
+            Ok(j) => j.0,
+            Err(e) => return error_page("Administration", e).await,
+        };
+    let teams = crate::api::teams::list(State(state.clone()), auth)
+        .await
+        .map(|j| j.0["teams"].as_array().cloned().unwrap_or_default())
+        .unwrap_or_default();
+    let email = user["user"]["email"].as_str().unwrap_or_default();
+    let disabled = user["disabled"] == true;
+    let mfa = &user["mfa"];
+    let has_factor = mfa["totp"] == true || mfa["passkeys"].as_i64().unwrap_or(0) > 0;
+    let seg = encode_segment(&id);
+    let action = |a: &str| format!("/auth/ui/admin/users/{seg}/{a}?from=user");
+    let empty = Vec::new();
+    let roles = user["user"]["roles"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    page(
+        email,
+        html! {
+            nav { a href="/auth/ui/admin" { "Users" } a href="/auth/ui/admin/teams" { "Teams" } }
+            dl id="user-detail" {
+                dt { "Name" } dd { (user["user"]["name"].as_str().unwrap_or("—")) }
+                dt { "Email" } dd { (email) @if user["profile"]["email_verified"] == true { " (verified)" } }
+                dt { "Roles" } dd { @if roles.is_empty() { "none" } @else { (roles) } }
+                dt { "State" } dd id="user-state" { @if disabled { "disabled" } @else { "active" } }
+                dt { "Created" } dd { (crate::store::rfc3339_ms(user["user"]["created_at"].as_i64().unwrap_or(0) * 1000).get(..10).unwrap_or_default()) }
+                dt { "Live sessions" } dd id="user-sessions" { (user["live_sessions"].as_u64().unwrap_or(0)) }
+                dt { "Second factors" } dd id="user-mfa" {
+                    @if has_factor {
+                        @if mfa["totp"] == true { "authenticator app" }
+                        @if mfa["totp"] == true && mfa["passkeys"].as_i64().unwrap_or(0) > 0 { ", " }
+                        @if mfa["passkeys"].as_i64().unwrap_or(0) > 0 { (mfa["passkeys"]) " passkey(s)" }
+                    } @else { "none" }
+                }
+                dt { "Linked accounts" } dd {
+                    @for i in user["identities"].as_array().unwrap_or(&empty) {
+                        (i["provider"].as_str().unwrap_or_default()) ": " (i["login"].as_str().unwrap_or_default()) " "
+                    }
+                    @if user["identities"].as_array().is_none_or(Vec::is_empty) { "none" }
+                }
+            }
+            @if !me {
+                h2 { "Actions" }
+                form.inline method="post" action=(action(if disabled { "enable" } else { "disable" })) {
+                    button type="submit" { @if disabled { "Enable" } @else { "Disable" } }
+                }
+                form.inline method="post" action=(action("end-sessions")) {
+                    button type="submit" { "End all sessions" }
+                }
+                @if has_factor {
+                    form.inline method="post" action=(action("reset-mfa")) {
+                        button type="submit" { "Reset second factors" }
+                    }
+                }
+            }
+            h2 { "Teams" }
+            ul id="user-teams" {
+                @for t in user["teams"].as_array().unwrap_or(&empty) {
+                    @let slug = t["team"].as_str().unwrap_or_default();
+                    li {
+                        a href={ "/auth/ui/admin/teams/" (encode_segment(slug)) } { (slug) } " (" (t["role"].as_str().unwrap_or_default()) ") "
+                        form.inline method="post" action={ "/auth/ui/admin/teams/" (encode_segment(slug)) "/members/" (seg) "/remove?from=user" } {
+                            button type="submit" aria-label={ "Remove from " (slug) } { "Remove" }
+                        }
+                    }
+                }
+            }
+            @if !teams.is_empty() {
+                form method="post" action={ "/auth/ui/admin/users/" (seg) "/teams" } {
+                    label for="team" { "Team" }
+                    select id="team" name="team" {
+                        @for t in &teams { option value=(t["slug"].as_str().unwrap_or_default()) { (t["name"].as_str().unwrap_or_default()) } }
+                    }
+                    label for="role" { "Role in the team" }
+                    select id="role" name="role" {
+                        option value="member" { "member" } option value="maintainer" { "maintainer" } option value="owner" { "owner" }
+                    }
+                    button type="submit" { "Add to team" }
+                }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct TeamMemberForm {
+    team: String,
+    role: String,
+}
+
+#[utoipa::path(post, path = "/auth/ui/admin/users/{id}/teams", operation_id = "pages_admin_user_team",
+    tag = "pages", summary = "Add a user to a team",
+    params(("id" = String, Path, description = "The user's id")),
+    request_body(content = TeamMemberForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "Back to the user's page")))]
+pub async fn admin_user_team(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<TeamMemberForm>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    let back = format!("/auth/ui/admin/users/{}", encode_segment(&id));
+    let request = crate::api::teams::MemberRequest { role: form.role };
+    let result = crate::api::teams::put_member(
         State(state.clone()),
         client,
         auth,
-        Path(id),
+        Path((form.team, id)),
         ApiJson(request),
     )
     .await;
-    back_or_error(result, "Administration", "/auth/ui/admin").await
+    back_or_error(result, "Administration", &back).await
+}
+
+#[utoipa::path(get, path = "/auth/ui/admin/teams", operation_id = "pages_admin_teams",
+    tag = "pages", summary = "Administration: teams",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+    ))]
+pub async fn admin_teams(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    let teams = match crate::api::teams::list(State(state.clone()), auth).await {
+        Ok(j) => j.0["teams"].as_array().cloned().unwrap_or_default(),
+        Err(e) => return error_page("Teams", e).await,
+    };
+    page(
+        "Teams",
+        html! {
+            nav { a href="/auth/ui/admin" { "Users" } a href="/auth/ui/account" { "Your account" } }
+            ul id="teams" {
+                @for t in &teams {
+                    @let slug = t["slug"].as_str().unwrap_or_default();
+                    li { a href={ "/auth/ui/admin/teams/" (encode_segment(slug)) } { (t["name"].as_str().unwrap_or_default()) } " (" (slug) ")" }
+                }
+            }
+            h2 { "New team" }
+            form method="post" action="/auth/ui/admin/teams" {
+                label for="slug" { "Short name (a-z, 0-9, -)" }
+                input id="slug" name="slug" required maxlength="63" pattern="[a-z0-9]([a-z0-9\\-]*[a-z0-9])?" autocapitalize="off";
+                label for="team_name" { "Name" }
+                input id="team_name" name="name" required maxlength="200";
+                button type="submit" { "Create team" }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct TeamForm {
+    slug: String,
+    name: String,
+}
+
+#[utoipa::path(post, path = "/auth/ui/admin/teams", operation_id = "pages_admin_team_create",
+    tag = "pages", summary = "Create a team",
+    request_body(content = TeamForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "To the team's page")))]
+pub async fn admin_team_create(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Form(form): Form<TeamForm>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    let back = format!("/auth/ui/admin/teams/{}", encode_segment(&form.slug));
+    let request = crate::api::teams::CreateTeamRequest {
+        slug: form.slug,
+        name: form.name,
+        owner: None,
+    };
+    let result =
+        crate::api::teams::create(State(state.clone()), client, auth, ApiJson(request)).await;
+    back_or_error(result, "Teams", &back).await
+}
+
+#[utoipa::path(get, path = "/auth/ui/admin/teams/{slug}", operation_id = "pages_admin_team",
+    tag = "pages", summary = "Administration: a team and its members",
+    params(("slug" = String, Path, description = "The team's slug")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+    ))]
+pub async fn admin_team(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    // The admin API's check first: the members endpoint also lets a team's
+    // own members read it, this page is for admins.
+    if let Err(e) = crate::api::admin::require_admin(&auth) {
+        return error_page("Teams", e).await;
+    }
+    let members =
+        match crate::api::teams::members(State(state.clone()), auth, Path(slug.clone())).await {
+            Ok(j) => j.0["members"].as_array().cloned().unwrap_or_default(),
+            Err(e) => return error_page("Teams", e).await,
+        };
+    let seg = encode_segment(&slug);
+    page(
+        &format!("Team {slug}"),
+        html! {
+            nav { a href="/auth/ui/admin/teams" { "Teams" } a href="/auth/ui/admin" { "Users" } }
+            table id="members" {
+                thead { tr { th { "Member" } th { "Role" } th { span.visually-hidden { "Action" } } } }
+                tbody {
+                    @for m in &members {
+                        @let user = m["user_id"].as_str().unwrap_or_default();
+                        @let email = m["email"].as_str().unwrap_or_default();
+                        tr data-member=(email) {
+                            td { a href={ "/auth/ui/admin/users/" (encode_segment(user)) } { (email) } }
+                            td { (m["role"].as_str().unwrap_or_default()) }
+                            td {
+                                form method="post" action={ "/auth/ui/admin/teams/" (seg) "/members/" (encode_segment(user)) "/remove" } {
+                                    button type="submit" aria-label={ "Remove " (email) } { "Remove" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p { "Add members from a user's page." }
+            form method="post" action={ "/auth/ui/admin/teams/" (seg) "/delete" } {
+                button type="submit" { "Delete this team" }
+            }
+        },
+    )
+}
+
+#[utoipa::path(post, path = "/auth/ui/admin/teams/{slug}/delete", operation_id = "pages_admin_team_delete",
+    tag = "pages", summary = "Delete a team",
+    params(("slug" = String, Path, description = "The team's slug")),
+    responses((status = 303, description = "To the teams")))]
+pub async fn admin_team_delete(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    let result = crate::api::teams::delete(State(state.clone()), client, auth, Path(slug)).await;
+    back_or_error(result, "Teams", "/auth/ui/admin/teams").await
+}
+
+#[utoipa::path(post, path = "/auth/ui/admin/teams/{slug}/members/{user_id}/remove",
+    operation_id = "pages_admin_team_remove", tag = "pages", summary = "Remove a member",
+    params(("slug" = String, Path, description = "The team's slug"),
+           ("user_id" = String, Path, description = "The member's id"), FromQuery),
+    responses((status = 303, description = "Back to the team, or to the user")))]
+pub async fn admin_team_remove(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Path((slug, user_id)): Path<(String, String)>,
+    Query(from): Query<FromQuery>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    // Removing yourself is a member's right in the API; here it is an
+    // admin's page, so the admin check comes first.
+    if let Err(e) = crate::api::admin::require_admin(&auth) {
+        return error_page("Teams", e).await;
+    }
+    let back = if from.from.as_deref() == Some("user") {
+        format!("/auth/ui/admin/users/{}", encode_segment(&user_id))
+    } else {
+        format!("/auth/ui/admin/teams/{}", encode_segment(&slug))
+    };
+    let result =
+        crate::api::teams::delete_member(State(state.clone()), client, auth, Path((slug, user_id)))
+            .await;
+    back_or_error(result, "Teams", &back).await
 }

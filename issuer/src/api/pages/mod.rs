@@ -29,12 +29,14 @@ use crate::AppState;
 
 mod account;
 mod admin;
+mod github;
 mod mfa;
 mod passkeys;
 mod signin;
 
 pub use account::*;
 pub use admin::*;
+pub use github::*;
 pub use mfa::*;
 pub use passkeys::*;
 pub use signin::*;
@@ -64,9 +66,27 @@ button{font:inherit;padding:.5rem 1rem;margin:.5rem .5rem .5rem 0;cursor:pointer
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.25rem;border-bottom:1px solid #8884}\
 .qr svg{width:12rem;height:12rem;background:#fff}\
 code{word-break:break-all}nav a{margin-right:1rem}\
-.visually-hidden{position:absolute;left:-9999px}form.inline{display:inline}";
+.visually-hidden{position:absolute;left:-9999px}form.inline{display:inline}\
+input.short{width:auto;max-width:14rem}select{font:inherit;padding:.4rem}\
+dt{font-weight:600}dd{margin:0 0 .5rem 1rem}";
 
 fn page(title: &str, body: Markup) -> Response {
+    layout(title, None, body)
+}
+
+/// A page that moves on to `to` by itself (and says so, with a link). Where
+/// a cross-site redirect chain lands (GitHub's callback), this navigation
+/// starts from our own page, so the SameSite=Strict cookies it has just
+/// set come with it.
+fn landing(title: &str, message: &str, to: &str) -> Response {
+    layout(
+        title,
+        Some(to),
+        html! { p { (message) " " a href=(to) { "Continue" } } },
+    )
+}
+
+fn layout(title: &str, refresh_to: Option<&str>, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -77,6 +97,9 @@ fn page(title: &str, body: Markup) -> Response {
                 link rel="stylesheet" href="/auth/ui/style.css";
                 // No favicon request.
                 link rel="icon" href="data:,";
+                @if let Some(to) = refresh_to {
+                    meta http-equiv="refresh" content={ "0;url=" (to) };
+                }
                 script src="/auth/ui/passkeys.js" defer {}
             }
             body {
@@ -176,13 +199,8 @@ fn message_of(body: &Value) -> String {
 
 /// Signed in: the API's refresh cookie, the page cookie, then the account.
 fn signed_in(state: &AppState, cookies: Vec<String>, body: &Value) -> Response {
-    let mut response = Redirect::to("/auth/ui/account").into_response();
+    let mut response = with_cookies(Redirect::to("/auth/ui/account").into_response(), &cookies);
     let h = response.headers_mut();
-    for c in cookies {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            h.append(header::SET_COOKIE, v);
-        }
-    }
     let token = body["access_token"].as_str().unwrap_or_default();
     let cookie = format!(
         "{PAGE_COOKIE}={token}; Path={PAGE_COOKIE_PATH}; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
@@ -190,6 +208,16 @@ fn signed_in(state: &AppState, cookies: Vec<String>, body: &Value) -> Response {
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         h.append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// `response` setting `cookies` (as another answer of ours set them).
+fn with_cookies(mut response: Response, cookies: &[String]) -> Response {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     response
 }

@@ -19,7 +19,7 @@ fn login_form(error: Option<&str>, email: &str, resume: bool, github: bool) -> M
             button type="submit" { "Sign in" }
         }
         @if github {
-            p { a href="/auth/github/login" { "Sign in with GitHub" } }
+            p { a href="/auth/ui/github" { "Sign in with GitHub" } }
         }
         p { button type="button" data-passkey="sign-in" hidden { "Sign in with a passkey" } }
         p.error id="passkey-error" role="alert" hidden {}
@@ -50,7 +50,7 @@ pub struct MfaForm {
     pub(super) code: String,
 }
 
-fn mfa_form(ticket: &str, error: Option<&str>) -> Markup {
+pub(super) fn mfa_form(ticket: &str, error: Option<&str>) -> Markup {
     html! {
         (error_box(error))
         p { "Enter the 6-digit code from your authenticator app, or a recovery code." }

@@ -1,0 +1,131 @@
+//! GitHub from the pages: signing in, linking GitHub to the account and
+//! unlinking it. The OAuth dance is `api::github`'s; the callback hands its
+//! outcome here when the pages started it.
+
+use super::*;
+
+/// What GitHub's callback decided, for a page to show.
+pub enum GitHubOutcome {
+    /// The token answer of the session-issuing path (or its refusal:
+    /// a second factor due, a disabled account).
+    SignedIn(Response),
+    Linked,
+    Failed(ApiError),
+}
+
+/// The page GitHub's callback shows when the pages started the sign-in.
+pub async fn after_github(state: &AppState, outcome: GitHubOutcome) -> Response {
+    match outcome {
+        GitHubOutcome::SignedIn(tokens) => {
+            let (status, cookies, body) = json_of(tokens).await;
+            if status.is_success() {
+                return with_cookies_of(
+                    landing("Signed in", "Signed in with GitHub.", "/auth/ui/account"),
+                    &signed_in(state, cookies, &body),
+                );
+            }
+            let ticket = body["mfa_ticket"].as_str().unwrap_or_default();
+            match body["error"].as_str() {
+                Some("mfa_required") => page("Second factor", mfa_form(ticket, None)),
+                Some("mfa_enrollment_required") => required_enrolment(state, ticket).await,
+                _ => refused(status, &message_of(&body)),
+            }
+        }
+        GitHubOutcome::Linked => landing(
+            "GitHub linked",
+            "Your GitHub account is linked: you can sign in with it.",
+            "/auth/ui/account",
+        ),
+        GitHubOutcome::Failed(e) => {
+            let (status, _, body) = json_of(e.into_response()).await;
+            let message = if body["error"] == "link_required" {
+                // The API's text names the JSON endpoint; a person needs the page.
+                "An account with this email address exists. Sign in to it, then link \
+                 GitHub from your account page."
+                    .to_string()
+            } else {
+                message_of(&body)
+            };
+            refused(status, &message)
+        }
+    }
+}
+
+fn refused(status: StatusCode, message: &str) -> Response {
+    with_status(
+        page(
+            "Sign in with GitHub",
+            html! {
+                (error_box(Some(message)))
+                p { a href="/auth/ui/login" { "Back to sign-in" } " · " a href="/auth/ui/account" { "Your account" } }
+            },
+        ),
+        status,
+    )
+}
+
+#[utoipa::path(get, path = "/auth/ui/github", operation_id = "pages_github", tag = "pages",
+    summary = "Sign in with GitHub from the pages",
+    responses((status = 302, description = "To GitHub; back to a page")))]
+pub async fn github_sign_in(State(state): State<AppState>) -> Response {
+    match crate::api::github::login_for_pages(&state) {
+        Ok(response) => response,
+        Err(e) => error_page("Sign in with GitHub", e).await,
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct LinkForm {
+    password: String,
+}
+
+#[utoipa::path(post, path = "/auth/ui/github/link", operation_id = "pages_github_link", tag = "pages",
+    summary = "Link GitHub to this account (password first)",
+    request_body(content = LinkForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "A page that goes on to GitHub", content_type = "text/html", body = String)))]
+pub async fn github_link(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Form(form): Form<LinkForm>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    let started =
+        crate::api::github::start_link(&state, &client, &auth, form.password, None, true).await;
+    let (status, cookies, body) = match started {
+        Ok(response) => json_of(response).await,
+        Err(e) => return error_page("Link GitHub", e).await,
+    };
+    match body["authorize_url"].as_str() {
+        // A page that goes on by itself, not a redirect: the CSP's
+        // `form-action 'self'` covers a form's redirects too, and stays strict.
+        Some(to) if status.is_success() => with_cookies(
+            landing("Link GitHub", "On to GitHub to approve the link.", to),
+            &cookies,
+        ),
+        _ => refused(status, &message_of(&body)),
+    }
+}
+
+#[utoipa::path(post, path = "/auth/ui/identities/{provider}/unlink", operation_id = "pages_unlink",
+    tag = "pages", summary = "Unlink an identity (GitHub)",
+    params(("provider" = String, Path, description = "The provider (github)")),
+    responses((status = 303, description = "Back to the account page")))]
+pub async fn unlink(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Path(provider): Path<String>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    back_or_error(
+        crate::api::github::unlink(State(state.clone()), client, auth, Path(provider)).await,
+        "Your account",
+        "/auth/ui/account",
+    )
+    .await
+}
