@@ -28,6 +28,8 @@ CHROMIUM_ARGS = [
 
 
 OPEN_PAGES = []
+# An application's page on the public origin, as a sign-in's return_to.
+APP_RETURN = urllib.parse.quote(PUBLIC + "/ai/welcome", safe="")
 
 
 def api(method, path, body=None, token=None):
@@ -124,6 +126,11 @@ def main():
             page.screenshot(path=f"{SHOTS}/sign-in.png", full_page=True)
             page.keyboard.press("Tab")
             assert page.evaluate("document.activeElement.id") == "email", "Tab reaches the email field"
+            # A return_to elsewhere than the allowed origins is refused at once.
+            bad = urllib.parse.quote("https://evil.example/", safe="")
+            page.goto(f"{BASE}/auth/ui/login?return_to={bad}")
+            expect(page.get_by_role("alert")).to_contain_text("allowed origin")
+            assert page.locator("input[name=return_to]").count() == 0
             # A wrong password: the page says so and keeps the address.
             page.get_by_label("Email").fill(email)
             page.get_by_label("Password").fill("not the password")
@@ -227,11 +234,13 @@ def main():
             public_url_is_envoy(d)
             page_d = d.new_page()
             OPEN_PAGES.append(page_d)
-            page_d.goto(BASE + "/auth/ui/login")
+            # From an application's sign-in link: back there once signed in.
+            page_d.goto(f"{BASE}/auth/ui/login?return_to={APP_RETURN}")
             page_d.get_by_role("link", name="Sign in with GitHub").click()
             page_d.screenshot(path=f"{SHOTS}/github-picker.png")
             page_d.get_by_role("link", name="Sign in as octo-new").click()
-            expect(page_d).to_have_url(BASE + "/auth/ui/account")
+            expect(page_d).to_have_url(BASE + "/ai/welcome")
+            page_d.goto(BASE + "/auth/ui/account")
             expect(page_d.get_by_text("Signed in as")).to_contain_text(GITHUB_EMAIL)
             expect(page_d.locator("#identities")).to_contain_text("octo-new")
             assert edge_status(page_token(d)) == 200, "a GitHub session opens the edge"
@@ -242,12 +251,17 @@ def main():
             # A second browser signs in; the first ends that session from its
             # account page, and the second's token is refused at the edge.
             b = browser.new_context()
+            public_url_is_envoy(b)
             page_b = b.new_page()
             OPEN_PAGES.append(page_b)
-            sign_in(page_b, email, PASSWORD)
+            # With a return_to: through the second factor, and back there.
+            page_b.goto(f"{BASE}/auth/ui/login?return_to={APP_RETURN}")
+            page_b.get_by_label("Email").fill(email)
+            page_b.get_by_label("Password").fill(PASSWORD)
+            page_b.get_by_role("button", name="Sign in", exact=True).click()
             page_b.get_by_label("Code").fill(codes[1])
             page_b.get_by_role("button", name="Verify").click()
-            expect(page_b).to_have_url(BASE + "/auth/ui/account")
+            expect(page_b).to_have_url(BASE + "/ai/welcome")
             token_b = page_token(b)
             assert edge_status(token_b) == 200
             page.reload()

@@ -8,7 +8,7 @@
 
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -167,14 +167,10 @@ pub struct TokenQuery {
     token: String,
 }
 
+/// The pages' layout (stylesheet, CSP), around markup built here with
+/// `escape`.
 fn page(title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{t}</title></head>\n<body><main><h1>{t}</h1>\n{body}</main></body></html>\n",
-        t = escape(title)
-    );
-    let mut r = Html(html).into_response();
+    let mut r = super::pages::page(title, maud::PreEscaped(body.to_string()));
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r

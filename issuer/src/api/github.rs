@@ -192,8 +192,10 @@ pub async fn login(
 }
 
 /// A sign-in started from the hosted pages: to GitHub, and back to a page.
-pub(crate) fn login_for_pages(state: &AppState) -> ApiResult<Response> {
-    begin(state, github(state)?, None, None, false, true, state.now())
+pub(crate) fn login_for_pages(state: &AppState, return_to: Option<String>) -> ApiResult<Response> {
+    let gh = github(state)?;
+    let return_to = checked_return_to(state, return_to.as_deref())?;
+    begin(state, gh, return_to, None, false, true, state.now())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -400,7 +402,7 @@ pub async fn callback(
             Ok(Success::Linked) => super::pages::GitHubOutcome::Linked,
             Err(failure) => super::pages::GitHubOutcome::Failed(*failure.error),
         };
-        super::pages::after_github(&state, outcome).await
+        super::pages::after_github(&state, outcome, return_to.as_deref()).await
     } else {
         match outcome {
             Ok(Success::SignedIn(tokens)) => match (&return_to, json_answer) {

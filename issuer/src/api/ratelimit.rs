@@ -71,6 +71,13 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     else {
         return next.run(request).await;
     };
+    // A person at a page gets a page; the pages' script and clients, JSON.
+    let page = request.uri().path().starts_with("/auth/ui/")
+        && request
+            .headers()
+            .get_all(axum::http::header::ACCEPT)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains("text/html")));
     let (mut parts, body) = request.into_parts();
     let client = Client::from_request_parts(&mut parts, &state)
         .await
@@ -92,20 +99,17 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
             .rate_limited
             .get_or_create(&ClassLabels { class })
             .inc();
-        let mut refused = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "too many requests; retry in {} s",
-                (verdict.reset_ms + 999) / 1000
-            ),
-        );
-        refused.retry_after = Some(
-            u64::try_from((verdict.reset_ms + 999) / 1000)
-                .unwrap_or(1)
-                .max(1),
-        );
-        let mut response = refused.into_response();
+        let retry_after = u64::try_from((verdict.reset_ms + 999) / 1000)
+            .unwrap_or(1)
+            .max(1);
+        let message = format!("too many requests; retry in {retry_after} s");
+        let mut response = if page {
+            super::pages::too_many(&message, retry_after)
+        } else {
+            let mut refused = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+            refused.retry_after = Some(retry_after);
+            refused.into_response()
+        };
         headers(&mut response, rate, verdict);
         return response;
     }

@@ -131,6 +131,26 @@ async fn auth_routes_are_limited_per_client_ip() {
         metrics.contains("issuer_rate_limited_total{class=\"login\"} 1"),
         "{metrics}"
     );
+    // The sign-in page's form counts in the same class, and a person at a
+    // page is told so by a page (the pages' script and clients get JSON).
+    let r = reqwest::Client::new()
+        .post(format!("{url}/auth/ui/login"))
+        .header("x-forwarded-for", &ip)
+        .header("sec-fetch-site", "same-origin")
+        .header("accept", "text/html,application/xhtml+xml")
+        .form(&[("email", "someone@example.com"), ("password", "whatever")])
+        .send()
+        .await
+        .expect("page form");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers()["retry-after"]
+        .to_str()
+        .is_ok_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .is_ok_and(|c| c.starts_with("text/html")));
+    let page = r.text().await.expect("page");
+    assert!(page.contains("Too many attempts"), "{page}");
 }
 
 /// With --trusted-proxies, a caller outside those networks (a pod that

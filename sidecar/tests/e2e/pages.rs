@@ -59,6 +59,7 @@ async fn hosted_pages_in_a_real_browser() {
             a.github.github_client_secret = Some(Secret("pages-secret".into()));
             a.github.github_web_url = fake.url();
             a.github.github_api_url = fake.url();
+            a.allowed_return_origins = vec![TEST_ISSUER_URL.into()];
         },
         |_| {},
     )

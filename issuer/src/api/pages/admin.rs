@@ -212,15 +212,7 @@ pub async fn admin_user(
 
 /// A path segment from an id or slug we did not mint here.
 fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    encode_component(s)
 }
 
 #[utoipa::path(get, path = "/auth/ui/admin/users/{id}", operation_id = "pages_admin_user_page",

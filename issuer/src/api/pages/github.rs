@@ -14,20 +14,28 @@ pub enum GitHubOutcome {
 }
 
 /// The page GitHub's callback shows when the pages started the sign-in.
-pub async fn after_github(state: &AppState, outcome: GitHubOutcome) -> Response {
+/// `return_to` was checked when the sign-in started (and is sealed since).
+pub async fn after_github(
+    state: &AppState,
+    outcome: GitHubOutcome,
+    return_to: Option<&str>,
+) -> Response {
     match outcome {
         GitHubOutcome::SignedIn(tokens) => {
             let (status, cookies, body) = json_of(tokens).await;
             if status.is_success() {
+                let to = return_to.unwrap_or(ACCOUNT);
                 return with_cookies_of(
-                    landing("Signed in", "Signed in with GitHub.", "/auth/ui/account"),
-                    &signed_in(state, cookies, &body),
+                    landing("Signed in", "Signed in with GitHub.", to),
+                    &signed_in(state, cookies, &body, to),
                 );
             }
             let ticket = body["mfa_ticket"].as_str().unwrap_or_default();
             match body["error"].as_str() {
-                Some("mfa_required") => page("Second factor", mfa_form(ticket, None)),
-                Some("mfa_enrollment_required") => required_enrolment(state, ticket).await,
+                Some("mfa_required") => page("Second factor", mfa_form(ticket, None, return_to)),
+                Some("mfa_enrollment_required") => {
+                    required_enrolment(state, ticket, return_to).await
+                }
                 _ => refused(status, &message_of(&body)),
             }
         }
@@ -65,10 +73,14 @@ fn refused(status: StatusCode, message: &str) -> Response {
 }
 
 #[utoipa::path(get, path = "/auth/ui/github", operation_id = "pages_github", tag = "pages",
-    summary = "Sign in with GitHub from the pages",
+    summary = "Sign in with GitHub from the pages", params(ReturnQuery),
     responses((status = 302, description = "To GitHub; back to a page")))]
-pub async fn github_sign_in(State(state): State<AppState>) -> Response {
-    match crate::api::github::login_for_pages(&state) {
+pub async fn github_sign_in(
+    State(state): State<AppState>,
+    Query(q): Query<ReturnQuery>,
+) -> Response {
+    let return_to = q.return_to.filter(|r| !r.is_empty());
+    match crate::api::github::login_for_pages(&state, return_to) {
         Ok(response) => response,
         Err(e) => error_page("Sign in with GitHub", e).await,
     }

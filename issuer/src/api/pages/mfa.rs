@@ -27,13 +27,18 @@ pub async fn totp(State(state): State<AppState>, headers: HeaderMap) -> Response
     }
     page(
         "Authenticator app",
-        totp_offer(&body, "/auth/ui/mfa/totp/confirm", None),
+        totp_offer(&body, "/auth/ui/mfa/totp/confirm", None, None),
     )
 }
 
 /// The secret as QR code and text, and the form that confirms it (with the
 /// enrolment ticket when there is no session yet).
-pub(super) fn totp_offer(body: &Value, action: &str, ticket: Option<&str>) -> Markup {
+pub(super) fn totp_offer(
+    body: &Value,
+    action: &str,
+    ticket: Option<&str>,
+    return_to: Option<&str>,
+) -> Markup {
     let secret = body["secret"].as_str().unwrap_or_default();
     // Our own SVG, from the qrcode crate: markup we made, not input.
     let qr = body["qr_svg"].as_str().unwrap_or_default();
@@ -43,6 +48,7 @@ pub(super) fn totp_offer(body: &Value, action: &str, ticket: Option<&str>) -> Ma
         p { "Secret: " code id="secret" { (secret) } }
         form method="post" action=(action) {
             @if let Some(t) = ticket { input type="hidden" name="mfa_ticket" value=(t); }
+            @if let Some(r) = return_to { input type="hidden" name="return_to" value=(r); }
             label for="code" { "Code from the app" }
             input id="code" name="code" autocomplete="one-time-code" required;
             button type="submit" { "Turn on" }
@@ -52,7 +58,11 @@ pub(super) fn totp_offer(body: &Value, action: &str, ticket: Option<&str>) -> Ma
 
 /// A role that requires a second factor, and none yet: enrol with the
 /// sign-in's ticket, then the sign-in completes.
-pub(super) async fn required_enrolment(state: &AppState, ticket: &str) -> Response {
+pub(super) async fn required_enrolment(
+    state: &AppState,
+    ticket: &str,
+    return_to: Option<&str>,
+) -> Response {
     let request = crate::api::mfa::TicketRequest {
         mfa_ticket: ticket.to_string(),
         code: None,
@@ -71,7 +81,7 @@ pub(super) async fn required_enrolment(state: &AppState, ticket: &str) -> Respon
         "Set up an authenticator app",
         html! {
             p { "Your role needs a second factor before you can sign in." }
-            (totp_offer(&body, "/auth/ui/mfa/enrol", Some(ticket)))
+            (totp_offer(&body, "/auth/ui/mfa/enrol", Some(ticket), return_to))
         },
     )
 }
@@ -85,6 +95,11 @@ pub async fn mfa_enrol(
     client: Client,
     Form(form): Form<MfaForm>,
 ) -> Response {
+    let return_to = form.return_to.as_deref().filter(|r| !r.is_empty());
+    let to = match destination(&state, return_to) {
+        Ok(to) => to,
+        Err(e) => return error_page("Authenticator app", e).await,
+    };
     let request = crate::api::mfa::TicketRequest {
         mfa_ticket: form.mfa_ticket.clone(),
         code: Some(form.code.trim().to_string()),
@@ -108,12 +123,13 @@ pub async fn mfa_enrol(
     }
     // Signed in: the cookies, and the codes on this page (shown once).
     with_cookies_of(
-        recovery_codes_page(&body),
-        &signed_in(&state, cookies, &body),
+        recovery_codes_page(&body, &to),
+        &signed_in(&state, cookies, &body, &to),
     )
 }
 
-pub(super) fn recovery_codes_page(body: &Value) -> Response {
+/// The codes, then a link on to `to`.
+pub(super) fn recovery_codes_page(body: &Value, to: &str) -> Response {
     let empty = Vec::new();
     let codes = body["recovery_codes"].as_array().unwrap_or(&empty);
     page(
@@ -121,7 +137,7 @@ pub(super) fn recovery_codes_page(body: &Value) -> Response {
         html! {
             p { "Keep these recovery codes somewhere safe. Each works once; they are not shown again." }
             ul id="recovery-codes" { @for c in codes { li { code { (c.as_str().unwrap_or_default()) } } } }
-            p { a href="/auth/ui/account" { "Continue to your account" } }
+            p { a href=(to) { @if to == ACCOUNT { "Continue to your account" } @else { "Continue" } } }
         },
     )
 }
@@ -159,5 +175,5 @@ pub async fn totp_confirm(
             status,
         );
     }
-    recovery_codes_page(&body)
+    recovery_codes_page(&body, ACCOUNT)
 }

@@ -70,7 +70,7 @@ code{word-break:break-all}nav a{margin-right:1rem}\
 input.short{width:auto;max-width:14rem}select{font:inherit;padding:.4rem}\
 dt{font-weight:600}dd{margin:0 0 .5rem 1rem}";
 
-fn page(title: &str, body: Markup) -> Response {
+pub(crate) fn page(title: &str, body: Markup) -> Response {
     layout(title, None, body)
 }
 
@@ -122,6 +122,24 @@ fn layout(title: &str, refresh_to: Option<&str>, body: Markup) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
+    response
+}
+
+/// The rate limiter's refusal, as a page (with `Retry-After`).
+pub(crate) fn too_many(message: &str, retry_after: u64) -> Response {
+    let mut response = with_status(
+        page(
+            "Too many attempts",
+            html! {
+                (error_box(Some(&format!("Too many attempts from your address: {message}."))))
+                p { a href="/auth/ui/login" { "Back to sign-in" } }
+            },
+        ),
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     response
 }
 
@@ -197,9 +215,29 @@ fn message_of(body: &Value) -> String {
         .to_string()
 }
 
-/// Signed in: the API's refresh cookie, the page cookie, then the account.
-fn signed_in(state: &AppState, cookies: Vec<String>, body: &Value) -> Response {
-    let mut response = with_cookies(Redirect::to("/auth/ui/account").into_response(), &cookies);
+const ACCOUNT: &str = "/auth/ui/account";
+
+/// Where a finished sign-in goes: `return_to` when it is on an allowed
+/// origin (`--allowed-return-origins`, the check GitHub's `return_to` has),
+/// else the account page.
+fn destination(state: &AppState, return_to: Option<&str>) -> Result<String, ApiError> {
+    match return_to {
+        None => Ok(ACCOUNT.to_string()),
+        Some(r) => crate::api::github::allowed_return_to(state, r),
+    }
+}
+
+/// Signed in: the API's refresh cookie, the page cookie, then on to `to`.
+/// Our own pages by redirect; anywhere else by a page that goes on by
+/// itself, because the pages' CSP (`form-action 'self'`) also holds a
+/// form's redirects to our own origin.
+fn signed_in(state: &AppState, cookies: Vec<String>, body: &Value, to: &str) -> Response {
+    let next = if to.starts_with("/auth/ui/") {
+        Redirect::to(to).into_response()
+    } else {
+        landing("Signed in", "Signed in.", to)
+    };
+    let mut response = with_cookies(next, &cookies);
     let h = response.headers_mut();
     let token = body["access_token"].as_str().unwrap_or_default();
     let cookie = format!(
@@ -210,6 +248,19 @@ fn signed_in(state: &AppState, cookies: Vec<String>, body: &Value) -> Response {
         h.append(header::SET_COOKIE, v);
     }
     response
+}
+
+/// A query-string or path component, percent-encoded (all but unreserved).
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `response` setting `cookies` (as another answer of ours set them).

@@ -30,7 +30,9 @@ const SCRIPT: &str = r#"'use strict';
       response: { authenticatorData: b64u(c.response.authenticatorData),
         clientDataJSON: b64u(c.response.clientDataJSON), signature: b64u(c.response.signature),
         userHandle: c.response.userHandle ? b64u(c.response.userHandle) : null } };
-    const done = await post('/auth/ui/passkeys/login/finish', { ceremony_id, credential });
+    const to = document.querySelector('[data-return-to]')?.dataset.returnTo;
+    const finish = '/auth/ui/passkeys/login/finish' + (to ? '?return_to=' + encodeURIComponent(to) : '');
+    const done = await post(finish, { ceremony_id, credential });
     location.assign(done.redirect);
   };
   const add = async () => {
@@ -104,12 +106,18 @@ pub async fn passkey_register_finish(
 #[utoipa::path(post, path = "/auth/ui/passkeys/login/finish", operation_id = "pages_passkey_login",
     tag = "pages", summary = "Sign in with a passkey (sets the page session)",
     request_body = crate::api::passkeys::LoginFinish,
+    params(ReturnQuery),
     responses((status = 200, description = "Signed in: where to go", body = crate::api::openapi::AnyObject)))]
 pub async fn passkey_login(
     State(state): State<AppState>,
     client: Client,
+    Query(q): Query<ReturnQuery>,
     body: ApiJson<crate::api::passkeys::LoginFinish>,
 ) -> Response {
+    let to = match destination(&state, q.return_to.as_deref().filter(|r| !r.is_empty())) {
+        Ok(to) => to,
+        Err(e) => return e.into_response(),
+    };
     let response = crate::api::passkeys::login_finish(State(state.clone()), client, body)
         .await
         .unwrap_or_else(IntoResponse::into_response);
@@ -118,10 +126,7 @@ pub async fn passkey_login(
         return json_answer(status, body);
     }
     with_cookies_of(
-        json_answer(
-            StatusCode::OK,
-            serde_json::json!({"redirect": "/auth/ui/account"}),
-        ),
-        &signed_in(&state, cookies, &body),
+        json_answer(StatusCode::OK, serde_json::json!({"redirect": to})),
+        &signed_in(&state, cookies, &body, &to),
     )
 }
