@@ -204,6 +204,13 @@ def main():
             expect(page.get_by_text("Signed in as")).to_contain_text(email)
             token_a = page_token(a)
             assert edge_status(token_a) == 200, "a passkey session opens the edge"
+            # The passkey as the second factor after the password.
+            page.get_by_role("button", name="Sign out").click()
+            sign_in(page, email, PASSWORD)
+            page.get_by_role("button", name="Use a passkey instead").click()
+            expect(page).to_have_url(BASE + "/auth/ui/account")
+            token_a = page_token(a)
+            assert edge_status(token_a) == 200, "password + passkey opens the edge"
 
             # Profile name and passkey name.
             page.get_by_label("Name", exact=True).fill("Ada Pages")

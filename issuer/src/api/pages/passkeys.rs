@@ -20,7 +20,8 @@ const SCRIPT: &str = r#"'use strict';
     const p = document.getElementById('passkey-error');
     if (p) { p.textContent = e.message || String(e); p.hidden = false; }
   };
-  const signIn = async () => {
+  // Passwordless, or (with the sign-in's ticket) as the second factor.
+  const signIn = async (ticket) => {
     const { ceremony_id, options } = await post('/auth/passkeys/login/start');
     const pk = options.publicKey;
     pk.challenge = bytes(pk.challenge);
@@ -32,7 +33,8 @@ const SCRIPT: &str = r#"'use strict';
         userHandle: c.response.userHandle ? b64u(c.response.userHandle) : null } };
     const to = document.querySelector('[data-return-to]')?.dataset.returnTo;
     const finish = '/auth/ui/passkeys/login/finish' + (to ? '?return_to=' + encodeURIComponent(to) : '');
-    const done = await post(finish, { ceremony_id, credential });
+    const done = await post(finish, ticket ? { ceremony_id, credential, mfa_ticket: ticket }
+      : { ceremony_id, credential });
     location.assign(done.redirect);
   };
   const add = async () => {
@@ -52,7 +54,7 @@ const SCRIPT: &str = r#"'use strict';
   for (const button of document.querySelectorAll('button[data-passkey]')) {
     button.hidden = false;
     button.addEventListener('click', () => {
-      (button.dataset.passkey === 'add' ? add() : signIn()).catch(fail);
+      (button.dataset.passkey === 'add' ? add() : signIn(button.dataset.ticket)).catch(fail);
     });
   }
 })();

@@ -130,6 +130,9 @@ pub(super) fn mfa_form(ticket: &str, error: Option<&str>, return_to: Option<&str
             input id="code" name="code" autocomplete="one-time-code" required autofocus;
             button type="submit" { "Verify" }
         }
+        // Completes the same ticket (passkeys::login_finish with mfa_ticket).
+        p { button type="button" data-passkey="second-factor" data-ticket=(ticket) data-return-to=[return_to] hidden { "Use a passkey instead" } }
+        p.error id="passkey-error" role="alert" hidden {}
     }
 }
 
