@@ -243,7 +243,7 @@ def main():
             OPEN_PAGES.append(page_d)
             # From an application's sign-in link: back there once signed in.
             page_d.goto(f"{BASE}/auth/ui/login?return_to={APP_RETURN}")
-            page_d.get_by_role("link", name="Sign in with GitHub").click()
+            page_d.get_by_role("button", name="Sign in with GitHub").click()
             page_d.screenshot(path=f"{SHOTS}/github-picker.png")
             page_d.get_by_role("link", name="Sign in as octo-new").click()
             expect(page_d).to_have_url(BASE + "/ai/welcome")
@@ -253,7 +253,20 @@ def main():
             assert edge_status(page_token(d)) == 200, "a GitHub session opens the edge"
             page_d.get_by_role("button", name="Unlink github").click()
             expect(page_d.get_by_role("alert")).to_contain_text("only way to sign in")
+            token_d = page_token(d)
             d.close()
+
+            # Cookie tossing: a sibling subdomain can plant a __Secure-
+            # page cookie (here: the GitHub user's, on a longer path) beside
+            # the user's own cookies; the pages must not act on it.
+            e = browser.new_context()
+            e.add_cookies([c for c in a.cookies() if c["name"] == "__Host-refresh_token"] + [{
+                "name": "__Secure-page_token", "value": token_d, "domain": "localhost",
+                "path": "/auth/ui/account", "secure": True, "httpOnly": True}])
+            page_e = e.new_page()
+            page_e.goto(BASE + "/auth/ui/account")
+            expect(page_e).to_have_url(BASE + "/auth/ui/login")
+            e.close()
 
             # A second browser signs in; the first ends that session from its
             # account page, and the second's token is refused at the edge.

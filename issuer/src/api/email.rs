@@ -171,8 +171,13 @@ pub struct TokenQuery {
 /// `escape`.
 fn page(title: &str, body: &str) -> Response {
     let mut r = super::pages::page(title, maud::PreEscaped(body.to_string()));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The mailed token is in this page's URL: no Referer may carry it.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     r
 }
 

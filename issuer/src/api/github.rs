@@ -195,7 +195,7 @@ pub async fn login(
 pub(crate) fn login_for_pages(state: &AppState, return_to: Option<String>) -> ApiResult<Response> {
     let gh = github(state)?;
     let return_to = checked_return_to(state, return_to.as_deref())?;
-    begin(state, gh, return_to, None, false, true, state.now())
+    begin(state, gh, return_to, None, true, true, state.now())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -177,10 +177,8 @@ async fn refreshed_auth(
     let token = body["access_token"]
         .as_str()
         .filter(|_| status.is_success())?;
-    let mut with_token = HeaderMap::new();
-    let cookie = format!("{PAGE_COOKIE}={token}");
-    with_token.insert(header::COOKIE, HeaderValue::from_str(&cookie).ok()?);
-    page_auth(state, &with_token).await.ok()
+    // Straight from our own rotation of the refresh cookie.
+    bearer_auth(state, headers, token).await.ok()
 }
 
 #[utoipa::path(post, path = "/auth/ui/sessions/{id}/end", operation_id = "pages_end_session",

@@ -343,6 +343,10 @@ pub async fn admin_user_team(
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
+    // An admin's page: a team owner has the members API, not this.
+    if let Err(e) = crate::api::admin::require_admin(&auth) {
+        return error_page("Administration", e).await;
+    }
     let back = format!("/auth/ui/admin/users/{}", encode_segment(&id));
     let request = crate::api::teams::MemberRequest { role: form.role };
     let result = crate::api::teams::put_member(

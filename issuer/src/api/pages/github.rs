@@ -72,17 +72,34 @@ fn refused(status: StatusCode, message: &str) -> Response {
     )
 }
 
-#[utoipa::path(get, path = "/auth/ui/github", operation_id = "pages_github", tag = "pages",
-    summary = "Sign in with GitHub from the pages", params(ReturnQuery),
-    responses((status = 302, description = "To GitHub; back to a page")))]
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct GitHubForm {
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+#[utoipa::path(post, path = "/auth/ui/github", operation_id = "pages_github", tag = "pages",
+    summary = "Sign in with GitHub from the pages",
+    request_body(content = GitHubForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "A page that goes on to GitHub", content_type = "text/html", body = String)))]
 pub async fn github_sign_in(
     State(state): State<AppState>,
-    Query(q): Query<ReturnQuery>,
+    Form(form): Form<GitHubForm>,
 ) -> Response {
-    let return_to = q.return_to.filter(|r| !r.is_empty());
-    match crate::api::github::login_for_pages(&state, return_to) {
+    let return_to = form.return_to.filter(|r| !r.is_empty());
+    let started = match crate::api::github::login_for_pages(&state, return_to) {
         Ok(response) => response,
-        Err(e) => error_page("Sign in with GitHub", e).await,
+        Err(e) => return error_page("Sign in with GitHub", e).await,
+    };
+    let (status, cookies, body) = json_of(started).await;
+    match body["authorize_url"].as_str() {
+        // As with linking: a page that moves on, since `form-action 'self'`
+        // holds a form's redirects.
+        Some(to) if status.is_success() => with_cookies(
+            landing("Sign in with GitHub", "On to GitHub.", to),
+            &cookies,
+        ),
+        _ => refused(status, &message_of(&body)),
     }
 }
 

@@ -158,9 +158,34 @@ fn error_box(message: Option<&str>) -> Markup {
 
 /// The access token of the page session, as a bearer credential for the
 /// API's own `Authenticated` check.
+///
+/// It counts only beside the refresh cookie of its own session: a sibling
+/// subdomain can plant a `__Secure-` cookie (`Domain=`, a longer `Path`)
+/// to make the pages act on the planter's account, but never a `__Host-`
+/// one.
 async fn page_auth(state: &AppState, headers: &HeaderMap) -> Result<Authenticated, ApiError> {
-    let token = cookie_value(headers, PAGE_COOKIE)
-        .ok_or_else(|| ApiError::unauthorized("missing_token", "not signed in"))?;
+    let signed_out = || ApiError::unauthorized("missing_token", "not signed in");
+    let token = cookie_value(headers, PAGE_COOKIE).ok_or_else(signed_out)?;
+    let refresh = cookie_value(headers, REFRESH_COOKIE).ok_or_else(signed_out)?;
+    let auth = bearer_auth(state, headers, &token).await?;
+    let session = state
+        .store
+        .find_refresh(&crate::tokens::refresh_token_hash(&refresh))
+        .await
+        .map_err(ApiError::internal)?
+        .map(|found| found.session.id);
+    if session.as_deref() != Some(auth.session.id.as_str()) {
+        return Err(signed_out());
+    }
+    Ok(auth)
+}
+
+/// `token` as a bearer credential, through the API's own check.
+async fn bearer_auth(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<Authenticated, ApiError> {
     let mut builder = Request::builder().header(header::AUTHORIZATION, format!("Bearer {token}"));
     for name in [
         header::USER_AGENT,

@@ -50,7 +50,12 @@ fn login_form(v: LoginView<'_>) -> Markup {
             button type="submit" { "Sign in" }
         }
         @if v.github {
-            p { a href={ "/auth/ui/github" (carried) } { "Sign in with GitHub" } }
+            // A form, not a link: starting a sign-in is a change, so only
+            // our own pages may start one (the CSRF check on /auth/ui/).
+            form method="post" action="/auth/ui/github" {
+                (return_field(v.return_to))
+                button type="submit" { "Sign in with GitHub" }
+            }
         }
         p { button type="button" data-passkey="sign-in" data-return-to=[v.return_to] hidden { "Sign in with a passkey" } }
         p.error id="passkey-error" role="alert" hidden {}
@@ -326,6 +331,17 @@ pub async fn register(
     Form(form): Form<RegisterForm>,
 ) -> Response {
     let return_to = form.return_to.filter(|r| !r.is_empty());
+    // Checked before the account exists, not only at the sign-in after.
+    if let Err(e) = destination(&state, return_to.as_deref()) {
+        let (status, _, body) = json_of(e.into_response()).await;
+        return with_status(
+            page(
+                "Create an account",
+                register_form(Some(&message_of(&body)), &form.email, None),
+            ),
+            status,
+        );
+    }
     let request = crate::api::auth::RegisterRequest {
         email: form.email.clone(),
         password: form.password.clone(),
