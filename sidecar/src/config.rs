@@ -200,6 +200,31 @@ impl Settings {
     /// Defaults plus the given policy file and issuer (for tests). The
     /// environment is ignored, so a developer's `SIDECAR_*` variables cannot
     /// change what tests run against.
+    /// Settings from arguments alone, as `sidecar serve` takes them but
+    /// without environment fallbacks (the Envoy module gets its arguments
+    /// in its filter config, and only there). Validated.
+    pub fn from_args(args: &[String]) -> Result<Settings, String> {
+        use clap::{CommandFactory, FromArgMatches};
+        let command =
+            Cli::command().mut_subcommand("serve", |c| c.mut_args(|a| a.env(None::<&str>)));
+        let argv = ["sidecar", "serve"]
+            .into_iter()
+            .map(str::to_string)
+            .chain(args.iter().cloned());
+        let matches = command
+            .try_get_matches_from(argv)
+            .map_err(|e| e.to_string().trim().to_string())?;
+        match Cli::from_arg_matches(&matches).map_err(|e| e.to_string())? {
+            Cli {
+                command: Command::Serve(mut s),
+            } => {
+                s.validate()?;
+                Ok(*s)
+            }
+            Cli { .. } => Err("expected serve settings".into()),
+        }
+    }
+
     pub fn for_tests(issuer_url: &str, policy: PathBuf) -> Settings {
         use clap::{CommandFactory, FromArgMatches};
         let command =

@@ -18,7 +18,8 @@ use envoy_types::pb::google::rpc;
 use tonic::{Request, Response, Status};
 
 use crate::authz::{now_ms, Authorizer};
-use crate::decision::{Decision, DenyReason, RequestAttrs, StepUp};
+use crate::decision::{Decision, DenyReason, StepUp};
+use crate::edge::{answer, Answer, ProxyRequest};
 
 pub struct AuthzService {
     pub authz: Arc<Authorizer>,
@@ -49,27 +50,16 @@ impl Authorization for AuthzService {
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref())
             .ok_or_else(|| Status::invalid_argument("CheckRequest has no HTTP attributes"))?;
-        let attrs = RequestAttrs {
+        let request = ProxyRequest {
             method: &http.method,
+            scheme: &http.scheme,
             host: &http.host,
             path: &http.path,
+            headers: &http.headers,
         };
-        let cookie = self.authz.settings.token_cookie.as_deref();
-        let token = bearer_token(&http.headers, cookie);
-        let from_cookie =
-            token.is_some() && !http.headers.contains_key("authorization") && cookie.is_some();
-        let decision = if from_cookie
-            && !crate::csrf::cookie_use_allowed(
-                &http.method,
-                &http.scheme,
-                &http.host,
-                &http.headers,
-            ) {
-            self.authz.refuse(DenyReason::CrossSiteRequest)
-        } else {
-            self.authz.check(attrs, token, now).await
-        };
+        let decision = self.authz.decide(&request, now).await;
         if let Some(span) = span.as_mut() {
+            let token = bearer_token(&http.headers, self.authz.settings.token_cookie.as_deref());
             record(span, &http.method, &http.path, &decision);
             // Only for a valid JWS shape (bounded: a kid is short or absent).
             if let Some(kid) = token
@@ -210,39 +200,19 @@ fn metadata(fields: &[(&str, &str)]) -> Struct {
 impl AuthzService {
     fn to_response(&self, decision: Decision) -> CheckResponse {
         let s = &self.authz.settings;
-        let identity_headers = [&s.user_id_header, &s.roles_header, &s.session_header];
+        let what = answer(s, &decision);
         match decision {
             Decision::Allow { rule, identity } => {
                 let mut ok = OkHttpResponse::default();
-                let mut meta = Vec::new();
-                match &identity {
-                    Some(claims) => {
-                        // Overwrite replaces every client-sent copy of these headers.
-                        let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd;
-                        ok.headers
-                            .push(header(&s.user_id_header, &claims.sub, overwrite));
-                        ok.headers
-                            .push(header(&s.session_header, &claims.sid, overwrite));
-                        if claims.roles.is_empty() {
-                            // Envoy does not set empty values: remove client copies instead.
-                            ok.headers_to_remove.push(s.roles_header.clone());
-                        } else {
-                            ok.headers.push(header(
-                                &s.roles_header,
-                                &claims.roles.join(","),
-                                overwrite,
-                            ));
-                        }
-                        if s.allow_metadata {
-                            meta.push(("user_id", claims.sub.as_str()));
-                        }
-                    }
-                    None => ok
-                        .headers_to_remove
-                        .extend(identity_headers.iter().map(|h| h.to_string())),
+                if let Answer::Allow { set, remove } = what {
+                    // Overwrite replaces every client-sent copy of these headers.
+                    let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd;
+                    ok.headers = set.iter().map(|(k, v)| header(k, v, overwrite)).collect();
+                    ok.headers_to_remove = remove;
                 }
-                if s.strip_authorization {
-                    ok.headers_to_remove.push("authorization".into());
+                let mut meta = Vec::new();
+                if let (Some(claims), true) = (&identity, s.allow_metadata) {
+                    meta.push(("user_id", claims.sub.as_str()));
                 }
                 CheckResponse {
                     status: Some(rpc::Status {

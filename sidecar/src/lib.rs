@@ -11,6 +11,7 @@ pub mod authz;
 pub mod config;
 pub mod csrf;
 pub mod decision;
+pub mod edge;
 pub mod follower;
 pub mod forward;
 pub mod grpc;
@@ -65,6 +66,47 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Sidecar> {
         tasks.push(tokio::spawn(retry_initial_jwks(authz.clone())));
     }
     Ok(Sidecar { authz, tasks })
+}
+
+/// The same state and followers on `runtime`, returning at once: for a
+/// front end that must not wait for the issuer (the Envoy module, whose
+/// configuration is loaded on Envoy's main thread). Until keys arrive every
+/// decision is the fail-closed one.
+pub fn start_on(
+    mut settings: Settings,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<Sidecar> {
+    settings.validate().map_err(anyhow::Error::msg)?;
+    let policy = Policy::load(&settings.policy)?;
+    let authz = Arc::new(Authorizer::new(
+        settings,
+        policy,
+        Arc::new(metrics::Metrics::default()),
+    )?);
+    let initial = authz.clone();
+    let mut tasks = vec![runtime.spawn(async move {
+        if let Err(e) = initial.fetch_jwks().await {
+            tracing::warn!(error = %e, "issuer unreachable at start");
+            initial.load_saved_state();
+            retry_initial_jwks(initial).await;
+        }
+    })];
+    tasks.extend([
+        runtime.spawn(follower::follow_revocations(authz.clone())),
+        runtime.spawn(follower::reconcile(authz.clone())),
+        runtime.spawn(follower::refresh_jwks(authz.clone())),
+        runtime.spawn(follower::watch_policy(authz.clone())),
+        runtime.spawn(follower::housekeeping(authz.clone())),
+    ]);
+    Ok(Sidecar { authz, tasks })
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 async fn retry_initial_jwks(authz: Arc<Authorizer>) {
