@@ -3,17 +3,23 @@
 config the project ships (demo, tests, Kubernetes pods).
 
 usage: render-envoy.py [--profile NAME] [--set KEY=VALUE ...] [--with BLOCK ...]
-                       [--without BLOCK ...] [--output FILE | --check FILE]
+                       [--without BLOCK ...] [--authz ext_authz|module]
+                       [--module-arg ARG ...] [--output FILE | --check FILE]
 
 Addresses (SIDECAR, ISSUER, AI_GATEWAY, MEMORY, OTEL) are HOST:PORT or
 unix:/PATH (sidecar only). An IP literal becomes a STATIC cluster, a name a
 STRICT_DNS one. KEY_PORT=N is shorthand for KEY=127.0.0.1:N. Blocks: issuer,
 ai, memory (routes and their clusters), tracing (Envoy's OpenTelemetry
 tracer; on by default when OTEL is set).
+--authz module decides inside Envoy with the dynamic module
+(libdevmentor_authz.so, found through ENVOY_DYNAMIC_MODULES_SEARCH_PATH)
+instead of calling the sidecar; --module-arg gives it `sidecar serve`'s
+flags (repeat it: --module-arg=--issuer-url --module-arg=http://...).
 --check compares the rendering with FILE and fails if they differ (the
 committed Kubernetes configs must match the template).
 """
 import argparse
+import json
 import ipaddress
 import pathlib
 import re
@@ -45,14 +51,14 @@ POD = {
     "XFF_TRUSTED_HOPS": "1",
 }
 PROFILES = {
-    "demo": (DEMO, {"issuer", "ai", "memory"}),
+    "demo": (DEMO, {"issuer", "ai", "memory", "ext_authz"}),
     "k8s-ai-gateway": (
         dict(POD, AI_GATEWAY="127.0.0.1:3001", SERVICE_NAME="ai-gateway-envoy"),
-        {"ai"},
+        {"ai", "ext_authz"},
     ),
     "k8s-memory-service": (
         dict(POD, MEMORY="127.0.0.1:3003", SERVICE_NAME="memory-service-envoy"),
-        {"memory"},
+        {"memory", "ext_authz"},
     ),
 }
 ADDRESSES = ["SIDECAR", "ISSUER", "AI_GATEWAY", "MEMORY", "OTEL"]
@@ -121,6 +127,8 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--with", dest="on", action="append", default=[], metavar="BLOCK")
     parser.add_argument("--without", dest="off", action="append", default=[], metavar="BLOCK")
+    parser.add_argument("--authz", choices=["ext_authz", "module"], default="ext_authz")
+    parser.add_argument("--module-arg", action="append", default=[], metavar="ARG")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--output")
     out.add_argument("--check")
@@ -141,10 +149,16 @@ def main():
         blocks.add("tracing")
     blocks |= set(args.on)
     blocks -= set(args.off)
+    if args.authz == "module":
+        blocks = (blocks - {"ext_authz"}) | {"module"}
+        # A single-quoted YAML scalar: only ' needs escaping (as '').
+        values["MODULE_CONFIG"] = json.dumps({"args": args.module_arg}).replace("'", "''")
+    elif args.module_arg:
+        fail("--module-arg needs --authz module")
     for key in ADDRESSES:
         if key in values:
             values[f"{key}_TYPE"], values[f"{key}_ADDRESS"] = address(key, values[key])
-        elif key == "SIDECAR" or BLOCK_OF.get(key) in blocks:
+        elif (key == "SIDECAR" and "ext_authz" in blocks) or BLOCK_OF.get(key) in blocks:
             fail(f"{key} is needed (--set {key}=HOST:PORT)")
     for key in NUMBERS:
         if not values.get(key, "").isdigit():

@@ -40,11 +40,14 @@ step "rust-version" bash -c 'cargo metadata --format-version 1 --locked | python
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # Benchmarks must keep compiling; the dev profile shares the test build.
 step "benches build" cargo build --workspace --benches --locked
+# The Envoy module (a cdylib: not built by the test build).
+step "authz module build" cargo build -p authz-module --locked
 
 # A missing service is fatal (die), never a skip.
 ensure_promtool
 step "alerting rules and dashboard (promtool)" ./scripts/check-observability.sh
 ensure_tools_venv
+step "authz module links against this Envoy" ./scripts/check-module-symbols.sh target/debug/libdevmentor_authz.so
 ensure_nginx
 ensure_chromium
 start_postgres
@@ -59,6 +62,7 @@ export DM_TEST_REDIS_CA="$REDIS_CA"
 export DM_TEST_ENVOY="$ENVOY_BIN"
 export DM_TEST_PYTHON="$TOOLS_PYTHON"
 export DM_TEST_NGINX="$NGINX_BIN"
+export DM_TEST_AUTHZ_MODULE="$PWD/target/debug"
 
 log "cargo test"
 test_log=$(mktemp)

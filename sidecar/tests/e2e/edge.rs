@@ -103,9 +103,8 @@ const ADMIN_VARIANTS: &[&str] = &[
     "/ai/x/%E2%80%A4%E2%80%A4/admin/settings",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_spelling_of_an_admin_path_reaches_the_upstream_for_a_plain_user() {
-    let Some(stack) = Stack::start(|_| {}).await else {
+async fn no_spelling_of_an_admin_path_reaches_the_upstream_for_a_plain_user(front: Front) {
+    let Some(stack) = Stack::start_front(front, |_| {}, |_| {}).await else {
         return;
     };
     let access = token(&stack.login(&unique_email("edge")).await);
@@ -187,9 +186,10 @@ async fn no_spelling_of_an_admin_path_reaches_the_upstream_for_a_plain_user() {
     assert_eq!(r.body["error"], "non_canonical_path", "{}", r.head);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn team_captures_cannot_be_steered_to_another_team() {
-    let Some(stack) = Stack::start(|_| {}).await else {
+crate::both_fronts!(no_spelling_of_an_admin_path_reaches_the_upstream_for_a_plain_user);
+
+async fn team_captures_cannot_be_steered_to_another_team(front: Front) {
+    let Some(stack) = Stack::start_front(front, |_| {}, |_| {}).await else {
         return;
     };
     let email = unique_email("team");
@@ -252,9 +252,10 @@ async fn team_captures_cannot_be_steered_to_another_team() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identity_headers_arrive_once_whatever_the_client_sent() {
-    let Some(stack) = Stack::start(|_| {}).await else {
+crate::both_fronts!(team_captures_cannot_be_steered_to_another_team);
+
+async fn identity_headers_arrive_once_whatever_the_client_sent(front: Front) {
+    let Some(stack) = Stack::start_front(front, |_| {}, |_| {}).await else {
         return;
     };
     let login = stack.login(&unique_email("hdr")).await;
@@ -356,3 +357,5 @@ async fn identity_headers_arrive_once_whatever_the_client_sent() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["headers"]["x-user-id"], serde_json::json!([sub]));
 }
+
+crate::both_fronts!(identity_headers_arrive_once_whatever_the_client_sent);

@@ -77,9 +77,8 @@ fn envoy_accepts_the_front_proxy_config() {
     assert!(!out.status.success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn allow_deny_and_identity_headers_through_envoy() {
-    let Some(stack) = Stack::start(|_| {}).await else {
+async fn allow_deny_and_identity_headers_through_envoy(front: Front) {
+    let Some(stack) = Stack::start_front(front, |_| {}, |_| {}).await else {
         return;
     };
     let login = stack.login(&unique_email("e2e")).await;
@@ -196,14 +195,21 @@ async fn allow_deny_and_identity_headers_through_envoy() {
         200
     );
 
-    // Envoy has no route here, so it answers 404 without asking the sidecar;
-    // the sidecar's own default deny is covered by the decision tests.
-    assert_eq!(stack.get("/elsewhere", Some(&access)).await.status(), 404);
+    // Envoy has no route here. Its ext_authz filter then skips the check
+    // and the router answers 404; the module has no view of the route and
+    // decides anyway: the policy's default deny (403). Either way nothing
+    // upstream is reached.
+    let want = match front {
+        Front::Sidecar => 404,
+        Front::Module => 403,
+    };
+    assert_eq!(stack.get("/elsewhere", Some(&access)).await.status(), want);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_and_refresh_reuse_are_enforced_within_a_second() {
-    let Some(stack) = Stack::start(|_| {}).await else {
+crate::both_fronts!(allow_deny_and_identity_headers_through_envoy);
+
+async fn logout_and_refresh_reuse_are_enforced_within_a_second(front: Front) {
+    let Some(stack) = Stack::start_front(front, |_| {}, |_| {}).await else {
         return;
     };
     let email = unique_email("revoke");
@@ -271,11 +277,16 @@ async fn logout_and_refresh_reuse_are_enforced_within_a_second() {
     .expect("reuse revokes the live token within a second");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issuer_away_serves_from_cache_then_fails_closed_and_sidecar_away_denies() {
-    let Some(mut stack) = Stack::start(|s| {
-        s.max_staleness_secs = 4;
-    })
+crate::both_fronts!(logout_and_refresh_reuse_are_enforced_within_a_second);
+
+async fn issuer_away_serves_from_cache_then_fails_closed_and_sidecar_away_denies(front: Front) {
+    let Some(mut stack) = Stack::start_front(
+        front,
+        |_| {},
+        |s| {
+            s.max_staleness_secs = 4;
+        },
+    )
     .await
     else {
         return;
@@ -294,11 +305,16 @@ async fn issuer_away_serves_from_cache_then_fails_closed_and_sidecar_away_denies
     .await
     .expect("stale state fails closed");
 
-    // Sidecar gone: Envoy refuses (failure_mode_allow: false).
-    stack.sidecar.take().expect("sidecar").stop().await;
-    let r = stack.get("/ai/chat", Some(&access)).await;
-    assert!(r.status() == 503 || r.status() == 403, "{}", r.status());
+    // Sidecar gone: Envoy refuses (failure_mode_allow: false). (The
+    // module is Envoy: it cannot be away without Envoy.)
+    if front == Front::Sidecar {
+        stack.sidecar.take().expect("sidecar").stop().await;
+        let r = stack.get("/ai/chat", Some(&access)).await;
+        assert!(r.status() == 503 || r.status() == 403, "{}", r.status());
+    }
 }
+
+crate::both_fronts!(issuer_away_serves_from_cache_then_fails_closed_and_sidecar_away_denies);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_on_one_replica_reaches_a_sidecar_following_another() {

@@ -80,9 +80,11 @@ async fn admin_post(stack: &Stack, admin: &str, path: &str, body: Value) -> Valu
     r.json().await.expect("json")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_rotations_under_load_reject_no_valid_token_and_removed_keys_stop_working() {
-    let Some(stack) = Stack::start_with(
+async fn two_rotations_under_load_reject_no_valid_token_and_removed_keys_stop_working(
+    front: Front,
+) {
+    let Some(stack) = Stack::start_front(
+        front,
         |issuer| {
             issuer.keys.key_publish_lead_secs = 2; // > the sidecar's 1 s refresh
             issuer.keys.access_token_ttl = 10;
@@ -216,9 +218,10 @@ async fn two_rotations_under_load_reject_no_valid_token_and_removed_keys_stop_wo
     eprintln!("removed key's token denied {denied:?} after the load ended");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn emergency_revoke_denies_the_key_within_a_second_and_logins_continue() {
-    let Some(stack) = Stack::start(|_| {}).await else {
+crate::both_fronts!(two_rotations_under_load_reject_no_valid_token_and_removed_keys_stop_working);
+
+async fn emergency_revoke_denies_the_key_within_a_second_and_logins_continue(front: Front) {
+    let Some(stack) = Stack::start_front(front, |_| {}, |_| {}).await else {
         return;
     };
     let email = unique_email("compromise");
@@ -249,6 +252,8 @@ async fn emergency_revoke_denies_the_key_within_a_second_and_logins_continue() {
     assert_ne!(auth_types::jws::peek_kid(&fresh).expect("kid"), kid);
     assert_eq!(stack.get("/ai/chat", Some(&fresh)).await.status(), 200);
 }
+
+crate::both_fronts!(emergency_revoke_denies_the_key_within_a_second_and_logins_continue);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_kids_cost_one_fetch_per_cooldown_however_many_requests_miss() {

@@ -74,15 +74,14 @@ async fn post(stack: &Stack, path: &str, token: Option<&str>, body: Value) -> re
     req.send().await.expect("request through envoy")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn step_up_challenges_then_allows_through_envoy() {
+async fn step_up_challenges_then_allows_through_envoy(front: Front) {
     let Some(python) = required_service("DM_TEST_PYTHON", "Python with pyotp") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).expect("policy");
-    let Some(stack) = Stack::start(|s| s.policy = policy.clone()).await else {
+    let Some(stack) = Stack::start_front(front, |_| {}, |s| s.policy = policy.clone()).await else {
         return;
     };
     let email = unique_email("-stepup");
@@ -200,6 +199,8 @@ async fn step_up_challenges_then_allows_through_envoy() {
     );
 }
 
+crate::both_fronts!(step_up_challenges_then_allows_through_envoy);
+
 /// The software authenticator of `scripts/soft_passkey.py`, one JSON line
 /// per ceremony.
 async fn soft_passkey(
@@ -239,15 +240,14 @@ async fn ask(
     serde_json::from_str(&answer).expect("json")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn passkey_sign_in_through_envoy_opens_mfa_routes() {
+async fn passkey_sign_in_through_envoy_opens_mfa_routes(front: Front) {
     let Some(python) = required_service("DM_TEST_PYTHON", "Python with cryptography") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).expect("policy");
-    let Some(stack) = Stack::start(|s| s.policy = policy.clone()).await else {
+    let Some(stack) = Stack::start_front(front, |_| {}, |s| s.policy = policy.clone()).await else {
         return;
     };
     let (_child, mut stdin, mut lines) = soft_passkey(&python).await;
@@ -301,3 +301,5 @@ async fn passkey_sign_in_through_envoy_opens_mfa_routes() {
         200
     );
 }
+
+crate::both_fronts!(passkey_sign_in_through_envoy_opens_mfa_routes);

@@ -23,6 +23,102 @@ pub fn envoy_bin() -> Option<String> {
     testing::required_service("DM_TEST_ENVOY", "Envoy")
 }
 
+/// Which front end makes the decision: the sidecar over ext_authz gRPC, or
+/// the same core inside Envoy as a dynamic module (authz-module/).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Front {
+    Sidecar,
+    Module,
+}
+
+/// Runs an async test body once per front end, as two tests.
+#[macro_export]
+macro_rules! both_fronts {
+    ($name:ident) => {
+        mod $name {
+            use $crate::support::Front;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sidecar() {
+                super::$name(Front::Sidecar).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn module() {
+                super::$name(Front::Module).await
+            }
+        }
+    };
+}
+
+/// The directory holding libdevmentor_authz.so (built by ./scripts/test.sh).
+pub fn module_dir() -> Option<String> {
+    testing::required_service("DM_TEST_AUTHZ_MODULE", "the Envoy module (authz-module)")
+}
+
+/// `sidecar serve`'s flags for `s`: the module's filter config. Every
+/// setting must survive the trip (checked, so a test tweaking a setting
+/// this does not carry fails here rather than testing something else).
+pub fn module_args(s: &Settings) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut kv = |k: &str, v: String| {
+        a.push(format!("--{k}"));
+        a.push(v);
+    };
+    kv("issuer-url", s.issuer_url.clone());
+    if let Some(e) = &s.expected_issuer {
+        kv("expected-issuer", e.clone());
+    }
+    kv("audience", s.audience.clone());
+    kv("policy", s.policy.display().to_string());
+    kv("policy-reload-secs", s.policy_reload_secs.to_string());
+    kv("jwks-refresh-secs", s.jwks_refresh_secs.to_string());
+    kv(
+        "unknown-kid-cooldown-ms",
+        s.unknown_kid_cooldown_ms.to_string(),
+    );
+    kv("max-staleness-secs", s.max_staleness_secs.to_string());
+    kv("reconcile-secs", s.reconcile_secs.to_string());
+    kv("leeway-secs", s.leeway_secs.to_string());
+    kv("user-id-header", s.user_id_header.clone());
+    kv("roles-header", s.roles_header.clone());
+    kv("session-header", s.session_header.clone());
+    kv("token-cache-capacity", s.token_cache_capacity.to_string());
+    if let Some(c) = &s.token_cookie {
+        kv("token-cookie", c.clone());
+    }
+    if let Some(t) = &s.feed_token {
+        kv("feed-token", t.clone());
+    }
+    if let Some(p) = &s.issuer_ca_file {
+        kv("issuer-ca-file", p.display().to_string());
+    }
+    if let Some(p) = &s.state_dir {
+        kv("state-dir", p.display().to_string());
+    }
+    for (on, flag) in [
+        (s.strip_authorization, "--strip-authorization"),
+        (s.allow_metadata, "--allow-metadata"),
+        (s.allow_plaintext_issuer, "--allow-plaintext-issuer"),
+    ] {
+        if on {
+            a.push(flag.to_string());
+        }
+    }
+    let parsed = Settings::from_args(&a).expect("module args parse");
+    let mut want = s.clone();
+    want.validate().expect("valid settings");
+    let comparable = |mut x: Settings| {
+        x.listen = want.listen;
+        x.admin_listen = want.admin_listen;
+        format!("{x:?}")
+    };
+    assert_eq!(
+        comparable(parsed),
+        comparable(want.clone()),
+        "a setting the module's args do not carry"
+    );
+    a
+}
+
 /// Renders the shipped template with the shipped renderer
 /// (scripts/render-envoy.py), so the tests run the configs users get.
 /// `ports`: `NAME_PORT` values on loopback, or any `KEY=VALUE` the renderer
@@ -275,7 +371,12 @@ pub async fn start_envoy_config(envoy: &str, config: String) -> Envoy {
     std::fs::write(&config_path, config).expect("write config");
     let admin_path = dir.path().join("admin-address");
     let log = std::fs::File::create(dir.path().join("envoy.log")).expect("log");
-    let child = Command::new(envoy)
+    let mut command = Command::new(envoy);
+    // Where a module config finds libdevmentor_authz.so.
+    if let Ok(dir) = std::env::var("DM_TEST_AUTHZ_MODULE") {
+        command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+    }
+    let child = command
         .arg("-c")
         .arg(&config_path)
         .arg("--admin-address-path")
@@ -371,6 +472,60 @@ impl Stack {
         tweak_sidecar: impl FnOnce(&mut Settings),
     ) -> Option<Stack> {
         Self::start_on(false, tweak_issuer, tweak_sidecar).await
+    }
+
+    /// The stack with `front` making the decisions. With the module there
+    /// is no sidecar: Envoy decides, from the same settings.
+    pub async fn start_front(
+        front: Front,
+        tweak_issuer: impl FnOnce(&mut ServeArgs),
+        tweak_sidecar: impl FnOnce(&mut Settings),
+    ) -> Option<Stack> {
+        if front == Front::Sidecar {
+            return Self::start_on(false, tweak_issuer, tweak_sidecar).await;
+        }
+        let envoy_bin = envoy_bin()?;
+        module_dir()?;
+        let db = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/issuer.db", db.path().display());
+        let mut args = testing::test_args(&url, db.path());
+        tweak_issuer(&mut args);
+        let issuer = start_issuer(args).await;
+        let mut settings = sidecar_settings(&issuer.base_url);
+        tweak_sidecar(&mut settings);
+        let ai = echo_upstream("ai-gateway").await;
+        let memory = echo_upstream("memory-service").await;
+        let mut extra = vec!["--authz".to_string(), "module".to_string()];
+        for arg in module_args(&settings) {
+            extra.push(format!("--module-arg={arg}"));
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let config = render_with(
+            &[
+                ("ENVOY_PORT", 0),
+                ("ENVOY_ADMIN_PORT", 0),
+                ("ISSUER_PORT", issuer.addr.port()),
+                ("AI_GATEWAY_PORT", ai.port()),
+                ("MEMORY_PORT", memory.port()),
+            ],
+            &extra,
+        );
+        let envoy = start_envoy_config(&envoy_bin, config).await;
+        let stack = Stack {
+            issuer: Some(issuer),
+            sidecar: None,
+            envoy,
+            http: reqwest::Client::new(),
+            _db: db,
+        };
+        // Ready once it judges instead of failing closed: a protected route
+        // without a token is a 401, not the not-ready 503.
+        wait_until(Duration::from_secs(10), || async {
+            stack.get("/ai/ready", None).await.status() == 401
+        })
+        .await
+        .expect("the module has keys and revocations");
+        Some(stack)
     }
 
     /// With `postgres`, the issuer uses a fresh database on the test server.

@@ -1,0 +1,113 @@
+//! What every front end shares: one HTTP request as a proxy sees it, the
+//! decision, and what the proxy then does (set and remove headers, or reply
+//! locally). The gRPC server, the forward-auth endpoint and the Envoy
+//! dynamic module are adapters around this, so they cannot drift apart.
+
+use std::collections::HashMap;
+
+use crate::authz::Authorizer;
+use crate::config::Settings;
+use crate::decision::{render_denial, Decision, DenyReason, RequestAttrs};
+
+/// A request as the proxy saw it. `headers`: lower-case names, repeated
+/// headers joined with ',' (as Envoy's ext_authz sends them).
+pub struct ProxyRequest<'a> {
+    pub method: &'a str,
+    pub scheme: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub headers: &'a HashMap<String, String>,
+}
+
+impl Authorizer {
+    /// The credential (header or cookie, never an ambiguous pair), the
+    /// cookie's cross-site rule, then the policy.
+    pub async fn decide(&self, request: &ProxyRequest<'_>, now_ms: i64) -> Decision {
+        let cookie = self.settings.token_cookie.as_deref();
+        let token = crate::grpc::bearer_token(request.headers, cookie);
+        let from_cookie =
+            token.is_some() && !request.headers.contains_key("authorization") && cookie.is_some();
+        if from_cookie
+            && !crate::csrf::cookie_use_allowed(
+                request.method,
+                request.scheme,
+                request.host,
+                request.headers,
+            )
+        {
+            return self.refuse(DenyReason::CrossSiteRequest);
+        }
+        let attrs = RequestAttrs {
+            method: request.method,
+            host: request.host,
+            path: request.path,
+        };
+        self.check(attrs, token, now_ms).await
+    }
+}
+
+/// What the proxy does with a decision.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Forward upstream with these headers set (replacing every client
+    /// copy) and these removed.
+    Allow {
+        set: Vec<(String, String)>,
+        remove: Vec<String>,
+    },
+    /// Reply locally.
+    Deny {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+}
+
+pub fn answer(settings: &Settings, decision: &Decision) -> Answer {
+    match decision {
+        Decision::Allow { identity, .. } => {
+            let mut set = Vec::new();
+            let mut remove = Vec::new();
+            match identity {
+                Some(claims) => {
+                    set.push((settings.user_id_header.clone(), claims.sub.clone()));
+                    set.push((settings.session_header.clone(), claims.sid.clone()));
+                    if claims.roles.is_empty() {
+                        // No empty value: the client's copies go instead.
+                        remove.push(settings.roles_header.clone());
+                    } else {
+                        set.push((settings.roles_header.clone(), claims.roles.join(",")));
+                    }
+                }
+                // A public route: nobody is vouched for, so no client copy stays.
+                None => remove.extend([
+                    settings.user_id_header.clone(),
+                    settings.roles_header.clone(),
+                    settings.session_header.clone(),
+                ]),
+            }
+            if settings.strip_authorization {
+                remove.push("authorization".into());
+            }
+            Answer::Allow { set, remove }
+        }
+        Decision::Deny {
+            reason,
+            allow,
+            retry_after,
+            step_up,
+            ..
+        } => {
+            let d = render_denial(*reason, allow.as_deref(), *retry_after, *step_up);
+            Answer::Deny {
+                status: d.status,
+                headers: d
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+                body: d.body,
+            }
+        }
+    }
+}
