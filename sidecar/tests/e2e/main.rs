@@ -5,6 +5,7 @@ mod direct;
 mod edge;
 mod forward;
 mod github;
+mod module;
 mod observability;
 mod pages;
 mod quota;

@@ -13,11 +13,11 @@ use serde_json::{json, Value};
 use crate::direct::{check_request, client, outcome};
 use crate::support::*;
 
-fn now_secs() -> i64 {
+pub fn now_secs() -> i64 {
     sidecar::authz::now_ms() / 1000
 }
 
-fn claims(sub: &str, ttl: i64) -> AccessClaims {
+pub fn claims(sub: &str, ttl: i64) -> AccessClaims {
     let now = now_secs();
     AccessClaims {
         iss: TEST_ISSUER_URL.into(),

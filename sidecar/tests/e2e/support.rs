@@ -257,12 +257,17 @@ pub async fn echo_upstream(name: &'static str) -> SocketAddr {
                 .or_default()
                 .push(v.to_str().unwrap_or("").to_string());
         }
-        let raw = req.uri().path();
+        let raw = req.uri().path().to_string();
+        let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
         Json(json!({
             "upstream": name,
+            "normalised": lenient_normalise(&raw),
             "path": raw,
-            "normalised": lenient_normalise(raw),
             "headers": headers,
+            "body_len": body.len(),
+            "body_sha256": hex_sha256(&body),
         }))
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -271,6 +276,14 @@ pub async fn echo_upstream(name: &'static str) -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub struct RunningSidecar {
@@ -341,6 +354,13 @@ pub struct Envoy {
     child: Child,
     pub port: u16,
     _dir: tempfile::TempDir,
+}
+
+impl Envoy {
+    /// What Envoy logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("envoy.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for Envoy {
