@@ -5,6 +5,7 @@
 #   3. Envoy + jwt_authn, with / without its token cache
 #   4. Envoy + the sidecar, cached / uncached tokens
 #   5. Envoy + the sidecar with 100k live revocations
+#   6. Envoy + the same decision as a dynamic module, cached / uncached
 #   and the sidecar's gRPC handler alone; then the issuer: login storm,
 #   refresh throughput (SQLite, PostgreSQL), revocation lag (one replica;
 #   two replicas with and without Redis). Ends with the micro-benchmarks.
@@ -24,7 +25,8 @@ cleanup() {
 trap cleanup EXIT
 
 log "building release binaries"
-cargo build --release --locked -p issuer -p sidecar -p dm-benches
+cargo build --release --locked -p issuer -p sidecar -p dm-benches -p authz-module
+export ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/target/release"
 ensure_tools_venv
 bin=target/release
 mkdir -p benches/results
@@ -74,6 +76,13 @@ start_envoy() { # case authz-port; sets ENVOY_PORT and ENVOY_PID
   ENVOY_PID=$!
   pids+=("$ENVOY_PID")
   wait_http "http://127.0.0.1:$admin/ready" 30
+  case $1 in module*) # judging (401 without a token), not failing closed (503)
+    local deadline=$((SECONDS + 30))
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ENVOY_PORT/ai/chat")" = 401 ]; do
+      [ $SECONDS -lt $deadline ] || die "the module in envoy-$1 has no keys"
+      sleep 0.1
+    done;;
+  esac
 }
 
 closed_loop() { # label target tokens-file cpu-pids [loadgen args…]
@@ -139,6 +148,23 @@ nocache_port=$SIDECAR_PORT nocache_pid=$SIDECAR_PID
 start_sidecar sidecar-uds "$ISSUER_PORT" --listen-unix "$work/authz.sock"
 uds_pid=$SIDECAR_PID
 
+# BENCH_ONLY=module: the module beside the floor, the hop, jwt_authn and the
+# sidecar (issue 17, step 2).
+if [ "${BENCH_ONLY:-}" = module ]; then
+  add_envoy_case "1. Envoy alone (direct response)" direct "$noop_port" "" "$work/tokens.txt"
+  add_envoy_case "2. Envoy + no-op ext_authz" ext_authz "$noop_port" "$noop_pid" "$work/tokens.txt"
+  add_envoy_case "3a. Envoy jwt_authn, token cache" jwt_cached "$noop_port" "" "$work/tokens.txt"
+  add_envoy_case "3b. Envoy jwt_authn, no cache" jwt_uncached "$noop_port" "" "$work/tokens.txt"
+  add_envoy_case "4a. Envoy + sidecar, cached tokens" ext_authz "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
+  add_envoy_case "4b. Envoy + sidecar, uncached (every check verifies)" ext_authz "$nocache_port" "$nocache_pid" "$work/tokens.txt"
+  add_envoy_case "6a. Envoy + module, cached tokens" module "$noop_port" "" "$work/tokens.txt"
+  add_envoy_case "6b. Envoy + module, uncached (every request verifies)" module_nocache "$noop_port" "" "$work/tokens.txt"
+  run_cases
+  python3 benches/report.py "$results" >"benches/results/$stamp.md"
+  cat "benches/results/$stamp.md"
+  exit 0
+fi
+
 # BENCH_ONLY=transport: just the sidecar over TCP and over a Unix socket,
 # side by side (issue 17, step 1).
 if [ "${BENCH_ONLY:-}" = transport ]; then
@@ -171,6 +197,8 @@ add_envoy_case "4a. Envoy + sidecar, cached tokens" ext_authz "$cached_sidecar_p
 add_envoy_case "4b. Envoy + sidecar, uncached (every check verifies)" ext_authz "$nocache_port" "$nocache_pid" "$work/tokens.txt"
 add_envoy_case "4c. Envoy + sidecar over a Unix socket, cached tokens" ext_authz "$work/authz.sock" "$uds_pid" "$work/tokens.txt"
 add_envoy_case "5. Envoy + sidecar, 100k live revocations" ext_authz "$revoked_port" "$revoked_pid" "$work/tokens.txt"
+add_envoy_case "6a. Envoy + module, cached tokens" module "$noop_port" "" "$work/tokens.txt"
+add_envoy_case "6b. Envoy + module, uncached (every request verifies)" module_nocache "$noop_port" "" "$work/tokens.txt"
 add_grpc_case "sidecar gRPC handler alone (cached)" "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
 run_cases
 pkill -P $$ envoy 2>/dev/null || true

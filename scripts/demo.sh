@@ -4,6 +4,9 @@
 # standing in for the AI gateway (:3001) and the memory service (:3003).
 # Runs a walk-through, then keeps serving until Ctrl-C.
 # DEMO_EXIT=1 exits after the walk-through (used to check the demo itself).
+# DEMO_AUTHZ=module decides inside Envoy with the dynamic module
+# (libdevmentor_authz.so) instead of the sidecar: the same walk-through,
+# no sidecar process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
@@ -23,7 +26,9 @@ done
 command -v curl >/dev/null || apt_install curl
 ensure_build_deps
 log "building release binaries"
-cargo build --release --locked -p issuer -p sidecar -p fake-github
+module=${DEMO_AUTHZ:-sidecar}
+[[ $module == sidecar || $module == module ]] || die "DEMO_AUTHZ: sidecar or module"
+cargo build --release --locked -p issuer -p sidecar -p fake-github -p authz-module
 ensure_tools_venv
 mkdir -p data/sidecar data/logs
 
@@ -62,28 +67,48 @@ ISSUER_URL=http://localhost:8080 ./target/release/issuer serve --listen 127.0.0.
 pids+=($!)
 wait_port 127.0.0.1 3002 30 || { cat data/logs/issuer.log; die "issuer did not start"; }
 
-log "starting the sidecar on :9001 (admin :9002)"
-./target/release/sidecar serve --listen 127.0.0.1:9001 --admin-listen 127.0.0.1:9002 \
-  --issuer-url http://127.0.0.1:3002 --expected-issuer http://localhost:8080 \
-  --policy envoy/policy.yaml --state-dir data/sidecar >data/logs/sidecar.log 2>&1 &
-pids+=($!)
+authz_args=(--issuer-url http://127.0.0.1:3002 --expected-issuer http://localhost:8080
+  --policy "$PWD/envoy/policy.yaml" --state-dir "$PWD/data/sidecar")
+if [[ $module == sidecar ]]; then
+  log "starting the sidecar on :9001 (admin :9002)"
+  ./target/release/sidecar serve --listen 127.0.0.1:9001 --admin-listen 127.0.0.1:9002 \
+    "${authz_args[@]}" >data/logs/sidecar.log 2>&1 &
+  pids+=($!)
+fi
 
 log "starting echo upstreams on :3001 (AI gateway) and :3003 (memory service)"
 python3 scripts/echo_upstream.py ai-gateway 3001 & pids+=($!)
 python3 scripts/echo_upstream.py memory-service 3003 & pids+=($!)
 
-log "starting Envoy on :8080"
-scripts/render-envoy.sh >data/envoy.yaml
+if [[ $module == module ]]; then
+  log "starting Envoy on :8080, deciding with the module (target/release/libdevmentor_authz.so)"
+  export ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$PWD/target/release
+  module_args=()
+  for a in "${authz_args[@]}"; do module_args+=("--module-arg=$a"); done
+  python3 scripts/render-envoy.py --profile demo --authz module "${module_args[@]}" >data/envoy.yaml
+else
+  log "starting Envoy on :8080"
+  scripts/render-envoy.sh >data/envoy.yaml
+fi
 "$ENVOY_BIN" -c data/envoy.yaml --concurrency 1 --disable-hot-restart -l warning \
   >data/logs/envoy-access.log 2>data/logs/envoy.log &
 pids+=($!)
 
+# Ready: the sidecar says so; the module judges (401 without a token)
+# instead of failing closed (503).
+authz_ready() {
+  if [[ $module == module ]]; then
+    [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/ai/models/)" = 401 ]
+  else
+    curl -fsS http://127.0.0.1:9002/ready >/dev/null 2>&1
+  fi
+}
 for _ in $(seq 100); do
-  curl -fsS http://127.0.0.1:9002/ready >/dev/null 2>&1 && curl -fsS http://127.0.0.1:9901/ready >/dev/null 2>&1 && break
+  curl -fsS http://127.0.0.1:9901/ready >/dev/null 2>&1 && authz_ready && break
   sleep 0.1
 done
-curl -fsS http://127.0.0.1:9002/ready >/dev/null || { tail data/logs/sidecar.log; die "sidecar not ready"; }
 curl -fsS http://127.0.0.1:9901/ready >/dev/null || { tail data/logs/envoy.log; die "envoy not ready"; }
+authz_ready || { tail data/logs/sidecar.log data/logs/envoy.log 2>/dev/null; die "$module not ready"; }
 
 token=""
 admin=""

@@ -152,8 +152,9 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// Every request header (pseudo-headers included), copied.
-    pub fn request_headers(&self) -> Vec<(String, String)> {
+    /// The request headers named in `wanted` (lower-case; pseudo-headers
+    /// too), every value, copied; the others are not copied at all.
+    pub fn request_headers(&self, wanted: &[&str]) -> Vec<(String, String)> {
         // SAFETY: `ptr` is the live stream of the hook we are in; the array
         // has exactly the size Envoy reported, and is filled by Envoy.
         unsafe {
@@ -175,18 +176,20 @@ impl Stream {
                 return Vec::new();
             }
             raw.iter()
-                .map(|h| {
-                    (
-                        String::from_utf8_lossy(&copy(h.key_ptr, h.key_length)).into_owned(),
+                .filter_map(|h| {
+                    let key = copy(h.key_ptr, h.key_length);
+                    let name = wanted.iter().find(|w| w.as_bytes() == key.as_slice())?;
+                    Some((
+                        (*name).to_string(),
                         String::from_utf8_lossy(&copy(h.value_ptr, h.value_length)).into_owned(),
-                    )
+                    ))
                 })
                 .collect()
         }
     }
 
-    /// Replaces every value of `key` with `value`.
-    pub fn set_request_header(&self, key: &str, value: &str) {
+    /// Replaces every value of `key` with `value`; false if Envoy could not.
+    pub fn set_request_header(&self, key: &str, value: &str) -> bool {
         // SAFETY: live stream, our buffers live for the call.
         unsafe {
             envoy_dynamic_module_callback_http_set_header(
@@ -194,12 +197,13 @@ impl Stream {
                 REQUEST_HEADER,
                 module_buffer(key.as_bytes()),
                 module_buffer(value.as_bytes()),
-            );
+            )
         }
     }
 
-    /// Removes every value of `key` (a null value is the ABI's remove).
-    pub fn remove_request_header(&self, key: &str) {
+    /// Removes every value of `key` (a null value is the ABI's remove);
+    /// false if Envoy could not.
+    pub fn remove_request_header(&self, key: &str) -> bool {
         let none = ModuleBuffer {
             ptr: std::ptr::null(),
             length: 0,
@@ -211,7 +215,7 @@ impl Stream {
                 REQUEST_HEADER,
                 module_buffer(key.as_bytes()),
                 none,
-            );
+            )
         }
     }
 
@@ -347,17 +351,23 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     // SAFETY: a live config from config_new (Envoy keeps it alive while
     // streams use it); shared, read-only here.
     let config = unsafe { &*(config as *const Config) };
-    Box::into_raw(Box::new(config.new_filter())) as FilterModulePtr
+    match catch_unwind(AssertUnwindSafe(|| config.new_filter())) {
+        Ok(filter) => Box::into_raw(Box::new(filter)) as FilterModulePtr,
+        // Envoy 1.40 answers a null filter with a 500: closed.
+        Err(_) => std::ptr::null(),
+    }
 }
 
 /// The filter of a hook: ours, made in `http_filter_new`, used only on its
-/// worker thread, one hook at a time.
+/// worker thread. Shared, never `&mut`: Envoy re-enters the filter (the
+/// body hook from inside `continue_decoding`), so two borrows can be live
+/// at once; its mutable state is in `Cell`s and a `Mutex`.
 ///
 /// # Safety
 /// `module` must come from `envoy_dynamic_module_on_http_filter_new` and not
 /// be destroyed yet.
-unsafe fn filter<'a>(module: FilterModulePtr) -> &'a mut Filter {
-    &mut *(module as *mut Filter)
+unsafe fn filter<'a>(module: FilterModulePtr) -> &'a Filter {
+    &*(module as *const Filter)
 }
 
 #[no_mangle]
@@ -389,9 +399,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     let stream = Stream { ptr: envoy };
     // SAFETY: as above.
     let f = unsafe { filter(module) };
-    if catch_unwind(AssertUnwindSafe(|| f.on_scheduled(&stream, event_id))).is_err() {
-        log(Level::Error, "devmentor_authz: the decision panicked");
-        stream.send_response(503, &[], "");
+    match catch_unwind(AssertUnwindSafe(|| f.on_scheduled(&stream, event_id))) {
+        // Resumed after the decision is applied and its borrow has ended.
+        Ok(true) => stream.continue_decoding(),
+        Ok(false) => {}
+        Err(_) => {
+            log(Level::Error, "devmentor_authz: the decision panicked");
+            stream.send_response(503, &[], "");
+        }
     }
 }
 

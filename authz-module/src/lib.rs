@@ -14,18 +14,39 @@
 
 mod ffi;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
-use ffi::{Level, Stream, HEADERS_CONTINUE, HEADERS_STOP_ALL_WATERMARK, HEADERS_STOP_ITERATION};
+use ffi::{
+    Level, Scheduler, Stream, HEADERS_CONTINUE, HEADERS_STOP_ALL_WATERMARK, HEADERS_STOP_ITERATION,
+};
+use futures_util::FutureExt;
 use sidecar::authz::{now_ms, Authorizer};
-use sidecar::decision::Decision;
+use sidecar::decision::{Decision, DenyReason};
 use sidecar::edge::{answer, Answer, ProxyRequest};
 
 /// Where the decision goes in the access log, as with ext_authz.
 const METADATA_NAMESPACE: &str = "envoy.filters.http.ext_authz";
+/// The headers a decision reads (credential, cookie rule, routing); only
+/// these are copied out of Envoy.
+const READ: [&str; 8] = [
+    ":method",
+    ":scheme",
+    ":authority",
+    ":path",
+    "authorization",
+    "cookie",
+    "origin",
+    "sec-fetch-site",
+];
+/// A parked request waits at most this long (the sidecar's ext_authz
+/// timeout in envoy/front-proxy.yaml.tmpl), then fails closed.
+const PARKED_LIMIT: Duration = Duration::from_millis(500);
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,12 +54,34 @@ struct FilterConfig {
     args: Vec<String>,
 }
 
-/// One filter config: its state and the runtime that keeps it current.
-pub struct Config {
+/// The state behind filter configs with the same arguments: one per
+/// process, so a listener update (LDS) with unchanged arguments keeps its
+/// keys, revocations and token cache warm instead of starting cold.
+struct Shared {
     authz: Arc<Authorizer>,
     runtime: Option<tokio::runtime::Runtime>,
     /// Aborts the followers when dropped.
     _sidecar: sidecar::Sidecar,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Envoy's main thread must not wait for our threads.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn shared_states() -> &'static Mutex<HashMap<Vec<String>, Weak<Shared>>> {
+    static STATES: OnceLock<Mutex<HashMap<Vec<String>, Weak<Shared>>>> = OnceLock::new();
+    STATES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// One filter config.
+pub struct Config {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Config {
@@ -47,6 +90,18 @@ impl Config {
         let parsed: FilterConfig = serde_json::from_slice(raw).map_err(|e| {
             format!("filter {name}: the config must be JSON {{\"args\": [...]}}: {e}")
         })?;
+        let mut states = shared_states()
+            .lock()
+            .map_err(|_| format!("filter {name}: state registry poisoned"))?;
+        states.retain(|_, weak| weak.strong_count() > 0);
+        if let Some(shared) = states.get(&parsed.args).and_then(Weak::upgrade) {
+            let runtime = shared
+                .runtime
+                .as_ref()
+                .map(|r| r.handle().clone())
+                .ok_or_else(|| format!("filter {name}: runtime gone"))?;
+            return Ok(Config { shared, runtime });
+        }
         let settings = sidecar::config::Settings::from_args(&parsed.args)
             .map_err(|e| format!("filter {name}: {e}"))?;
         // Its own threads: Envoy's workers only ever read the state.
@@ -65,55 +120,101 @@ impl Config {
                 sidecar.authz.settings.issuer_url
             ),
         );
-        Ok(Config {
+        let handle = runtime.handle().clone();
+        let shared = Arc::new(Shared {
             authz: sidecar.authz.clone(),
             runtime: Some(runtime),
             _sidecar: sidecar,
+        });
+        states.insert(parsed.args, Arc::downgrade(&shared));
+        Ok(Config {
+            shared,
+            runtime: handle,
         })
     }
 
     fn new_filter(&self) -> Filter {
         Filter {
-            authz: self.authz.clone(),
-            runtime: self
-                .runtime
-                .as_ref()
-                .map(|r| r.handle().clone())
-                .unwrap_or_else(tokio::runtime::Handle::current),
-            parked: Arc::new(Mutex::new(None)),
-            waiting: false,
+            authz: self.shared.authz.clone(),
+            runtime: self.runtime.clone(),
+            parked: Arc::new(Mutex::new(Parked {
+                decision: None,
+                alive: true,
+            })),
+            waiting: Cell::new(false),
         }
     }
 }
 
-impl Drop for Config {
+/// A decision made off the worker thread, and whether its stream is still
+/// there to take it.
+struct Parked {
+    decision: Option<Decision>,
+    alive: bool,
+}
+
+/// Hands a parked decision back to the stream's worker: always exactly
+/// once, also when the task is cancelled (the runtime shutting down), and
+/// never after the stream is gone (its filter clears `alive` on the worker
+/// under the same lock, so no commit can reach a dispatcher Envoy freed).
+struct Handback {
+    parked: Arc<Mutex<Parked>>,
+    scheduler: Option<Scheduler>,
+}
+
+impl Handback {
+    fn give(mut self, decision: Decision) {
+        if let Ok(mut parked) = self.parked.lock() {
+            parked.decision = Some(decision);
+        }
+        self.commit();
+    }
+
+    fn commit(&mut self) {
+        if let Some(scheduler) = self.scheduler.take() {
+            if let Ok(parked) = self.parked.lock() {
+                if parked.alive {
+                    scheduler.commit(0);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Handback {
     fn drop(&mut self) {
-        // Envoy's main thread must not wait for our threads.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
+        // Cancelled: the stream wakes with no decision and fails closed.
+        self.commit();
     }
 }
 
-/// One stream.
+/// One stream. Hooks borrow it shared (Envoy may re-enter one hook from
+/// another, e.g. the body hook from `continue_decoding`).
 pub struct Filter {
     authz: Arc<Authorizer>,
     runtime: tokio::runtime::Handle,
-    /// A decision made off the worker thread, for `on_scheduled`.
-    parked: Arc<Mutex<Option<Decision>>>,
-    waiting: bool,
+    parked: Arc<Mutex<Parked>>,
+    waiting: Cell<bool>,
+}
+
+impl Drop for Filter {
+    fn drop(&mut self) {
+        if let Ok(mut parked) = self.parked.lock() {
+            parked.alive = false;
+        }
+    }
 }
 
 impl Filter {
     fn waiting(&self) -> bool {
-        self.waiting
+        self.waiting.get()
     }
 
-    fn on_request_headers(&mut self, stream: &Stream) -> u32 {
+    fn on_request_headers(&self, stream: &Stream) -> u32 {
         // As Envoy's ext_authz gives them: lower-case names (Envoy's own),
         // repeats joined with ','.
-        let mut headers: HashMap<String, String> = HashMap::new();
-        for (k, v) in stream.request_headers() {
+        let mut headers: HashMap<String, String> = HashMap::with_capacity(READ.len());
+        for (k, v) in stream.request_headers(&READ) {
             headers
                 .entry(k)
                 .and_modify(|e| {
@@ -152,32 +253,41 @@ impl Filter {
         match polled {
             Poll::Ready(decision) => self.apply(stream, decision),
             Poll::Pending => {
-                let scheduler = stream.scheduler();
-                let parked = self.parked.clone();
+                let handback = Handback {
+                    parked: self.parked.clone(),
+                    scheduler: Some(stream.scheduler()),
+                };
+                let authz = self.authz.clone();
                 self.runtime.spawn(async move {
-                    let decision = decision.await;
-                    if let Ok(mut slot) = parked.lock() {
-                        *slot = Some(decision);
-                    }
-                    scheduler.commit(0);
+                    let waited = tokio::time::timeout(
+                        PARKED_LIMIT,
+                        AssertUnwindSafe(decision).catch_unwind(),
+                    )
+                    .await;
+                    let decision = match waited {
+                        Ok(Ok(decision)) => decision,
+                        // Too slow, or it panicked: fail closed.
+                        _ => authz.refuse(DenyReason::StaleState),
+                    };
+                    handback.give(decision);
                 });
-                self.waiting = true;
+                self.waiting.set(true);
                 HEADERS_STOP_ALL_WATERMARK
             }
         }
     }
 
-    fn on_scheduled(&mut self, stream: &Stream, _event: u64) {
-        self.waiting = false;
-        let decision = self.parked.lock().ok().and_then(|mut slot| slot.take());
+    /// Whether to continue decoding (the caller does, once this returns).
+    fn on_scheduled(&self, stream: &Stream, _event: u64) -> bool {
+        self.waiting.set(false);
+        let decision = self.parked.lock().ok().and_then(|mut p| p.decision.take());
         match decision {
-            Some(decision) => {
-                if self.apply(stream, decision) == HEADERS_CONTINUE {
-                    stream.continue_decoding();
-                }
+            Some(decision) => self.apply(stream, decision) == HEADERS_CONTINUE,
+            // Cancelled (the runtime shut down): fail closed.
+            None => {
+                stream.send_response(503, &[], "");
+                false
             }
-            // Cannot happen (the slot is filled before the commit); fail closed.
-            None => stream.send_response(503, &[], ""),
         }
     }
 
@@ -187,25 +297,42 @@ impl Filter {
     fn apply(&self, stream: &Stream, decision: Decision) -> u32 {
         let s = &self.authz.settings;
         match &decision {
-            Decision::Deny { reason, .. } => {
+            Decision::Deny { reason, rule, .. } => {
                 stream.set_metadata(METADATA_NAMESPACE, "decision", "deny");
                 stream.set_metadata(METADATA_NAMESPACE, "reason", reason.code());
+                if let Some(rule) = rule {
+                    stream.set_metadata(METADATA_NAMESPACE, "rule", rule);
+                }
             }
-            Decision::Allow { rule, .. } if s.allow_metadata => {
+            Decision::Allow { rule, identity } if s.allow_metadata => {
                 stream.set_metadata(METADATA_NAMESPACE, "decision", "allow");
                 stream.set_metadata(METADATA_NAMESPACE, "rule", rule);
+                if let Some(claims) = identity {
+                    stream.set_metadata(METADATA_NAMESPACE, "user_id", &claims.sub);
+                }
             }
             Decision::Allow { .. } => {}
         }
         match answer(s, &decision) {
             Answer::Allow { set, remove } => {
+                let mut done = true;
                 for name in &remove {
-                    stream.remove_request_header(name);
+                    done &= stream.remove_request_header(name);
                 }
                 for (name, value) in &set {
-                    stream.set_request_header(name, value);
+                    done &= stream.set_request_header(name, value);
                 }
-                HEADERS_CONTINUE
+                if done {
+                    HEADERS_CONTINUE
+                } else {
+                    // The identity headers are not what we decided: no further.
+                    ffi::log(
+                        Level::Error,
+                        "devmentor_authz: could not set the identity headers",
+                    );
+                    stream.send_response(503, &[], "");
+                    HEADERS_STOP_ITERATION
+                }
             }
             Answer::Deny {
                 status,

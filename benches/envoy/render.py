@@ -1,11 +1,16 @@
 """Renders the benchmark Envoy config for one case.
 
 usage: render.py CASE PORT ADMIN_PORT AUTHZ ISSUER_PORT ISSUER_URL
-AUTHZ: the ext_authz server's port on 127.0.0.1, or a Unix socket's path.
-CASE: direct | ext_authz | jwt_cached | jwt_uncached
+AUTHZ: the ext_authz server's port on 127.0.0.1, or a Unix socket's path
+(the module cases leave it unused).
+CASE: direct | ext_authz | jwt_cached | jwt_uncached | module | module_nocache
+The module cases load libdevmentor_authz.so (ENVOY_DYNAMIC_MODULES_SEARCH_PATH)
+with the flags the benchmark's sidecars get.
 Every case answers 200 from Envoy itself (direct_response), so only the
 authorisation in front of it differs.
 """
+import json
+import pathlib
 import sys
 
 case, port, admin, authz, issuer_port, issuer_url = sys.argv[1:7]
@@ -37,12 +42,27 @@ jwt = f"""
               - match: {{ prefix: "/" }}
                 requires: {{ provider_name: devmentor }}"""
 
+module_args = [
+    "--issuer-url", f"http://127.0.0.1:{issuer_port}", "--expected-issuer", issuer_url,
+    "--policy", str(pathlib.Path(__file__).resolve().parent.parent / "policy.yaml"),
+] + (["--token-cache-capacity", "0"] if case == "module_nocache" else [])
+module = f"""
+          - name: devmentor.authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {{ name: devmentor_authz, do_not_close: true }}
+              filter_name: authz
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: '{json.dumps({"args": module_args})}'"""
+
 authz_address = (
     f'{{ pipe: {{ path: "{authz}" }} }}' if authz.startswith("/")
     else f"{{ socket_address: {{ address: 127.0.0.1, port_value: {authz} }} }}"
 )
 
-filters = {"direct": "", "ext_authz": ext_authz, "jwt_cached": jwt, "jwt_uncached": jwt}[case]
+filters = {"direct": "", "ext_authz": ext_authz, "jwt_cached": jwt, "jwt_uncached": jwt,
+           "module": module, "module_nocache": module}[case]
 
 print(f"""admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}

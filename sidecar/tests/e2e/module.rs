@@ -217,3 +217,130 @@ async fn an_issuer_it_cannot_reach_means_refusals_and_a_log_line() {
     .await
     .unwrap_or_else(|_| panic!("no log line about the issuer:\n{}", envoy.log()));
 }
+
+/// The listener from a rendered config, as an LDS file's content.
+fn lds_of(config: &Value) -> String {
+    let mut listener = config["static_resources"]["listeners"][0].clone();
+    listener["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener".into();
+    // JSON is YAML: Envoy reads it whatever the file's name says.
+    serde_json::json!({ "resources": [listener] }).to_string()
+}
+
+/// Replaces the LDS file the way Envoy watches for: a rename into place.
+fn publish(path: &std::path::Path, content: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, content).expect("write lds");
+    std::fs::rename(&next, path).expect("rename lds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_reload_swaps_the_module_config_and_a_bad_one_keeps_the_old() {
+    let Some(envoy_bin) = envoy_bin() else { return };
+    let Some(_) = module_dir() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/issuer.db", dir.path().display());
+    let issuer = start_issuer(testing::test_args(&url, dir.path())).await;
+    let ai = echo_upstream("ai-gateway").await;
+    let render_for = |settings: &sidecar::config::Settings| -> Value {
+        let mut extra = vec!["--authz".to_string(), "module".to_string()];
+        extra.extend(
+            module_args(settings)
+                .iter()
+                .map(|a| format!("--module-arg={a}")),
+        );
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let text = render_with(
+            &[
+                ("ENVOY_PORT", 0),
+                ("ENVOY_ADMIN_PORT", 0),
+                ("ISSUER_PORT", issuer.addr.port()),
+                ("AI_GATEWAY_PORT", ai.port()),
+                ("MEMORY_PORT", ai.port()),
+            ],
+            &extra,
+        );
+        yaml_serde::from_str(&text).expect("rendered YAML")
+    };
+    let settings = sidecar_settings(&issuer.base_url);
+    let mut bootstrap = render_for(&settings);
+    let lds = dir.path().join("lds.yaml");
+    publish(&lds, &lds_of(&bootstrap));
+    if let Some(resources) = bootstrap["static_resources"].as_object_mut() {
+        resources.remove("listeners");
+    }
+    bootstrap["node"] = serde_json::json!({"id": "reload-test", "cluster": "reload-test"});
+    bootstrap["dynamic_resources"] = serde_json::json!({
+        "lds_config": {"path_config_source": {"path": lds.display().to_string()},
+                       "resource_api_version": "V3"}
+    });
+    let envoy = start_envoy_config(&envoy_bin, bootstrap.to_string()).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{}", envoy.port);
+    let email = unique_email("reload");
+    let r = http
+        .post(format!("{base}/auth/register"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), 201);
+    let login: Value = http
+        .post(format!("{base}/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let access = token(&login);
+    let echoed = || async {
+        let r = http
+            .get(format!("{base}/ai/chat"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .expect("through envoy");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().await.unwrap_or_default(),
+        )
+    };
+    wait_until(Duration::from_secs(10), || async {
+        echoed().await.0 == 200
+    })
+    .await
+    .expect("the module judges");
+    assert!(echoed().await.1["headers"]["x-user-id"].is_array());
+
+    // A new config (another identity header): a new module config replaces
+    // the old one while Envoy keeps serving.
+    let mut renamed = settings.clone();
+    renamed.user_id_header = "x-who".into();
+    publish(&lds, &lds_of(&render_for(&renamed)));
+    wait_until(Duration::from_secs(15), || async {
+        let (status, body) = echoed().await;
+        status == 200 && body["headers"]["x-who"].is_array()
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the reload did not take:\n{}", envoy.log()));
+
+    // A config the module refuses: Envoy rejects the update, says why, and
+    // the previous config goes on deciding.
+    let mut broken = renamed.clone();
+    broken.policy = dir.path().join("no-such-policy.yaml");
+    let mut text = lds_of(&render_for(&renamed));
+    text = text.replace(
+        &renamed.policy.display().to_string(),
+        &broken.policy.display().to_string(),
+    );
+    publish(&lds, &text);
+    wait_until(Duration::from_secs(15), || async {
+        envoy.log().contains("no-such-policy")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no word of the refused config:\n{}", envoy.log()));
+    let (status, body) = echoed().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["headers"]["x-who"].is_array(), "{body}");
+}
