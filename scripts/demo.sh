@@ -241,6 +241,11 @@ echo
 show curl -i -X POST localhost:8080/auth/login -H 'content-type: application/json' \
   -d "{\"email\":\"$email\",\"password\":\"not the password\"}"
 
+if [[ $module == module ]]; then
+  authz_line="decisions      inside Envoy (libdevmentor_authz.so; no sidecar process)"
+else
+  authz_line="sidecar admin  http://localhost:9002   (/ready, /metrics)"
+fi
 cat <<TXT
 
 The stack is up:
@@ -248,7 +253,7 @@ The stack is up:
   Envoy          http://localhost:8080   (access log: data/logs/envoy-access.log)
   issuer         http://localhost:3002   (/.well-known/jwks.json, /metrics; public via Envoy)
   fake GitHub    http://localhost:3999   (NOT GitHub; sign in: http://localhost:8080/auth/github/login)
-  sidecar admin  http://localhost:9002   (/ready, /metrics)
+  $authz_line
   SMTP sink      127.0.0.1:2525          (every mail the issuer sends: data/mail/*.eml and *.json)
 Make an admin: ./target/release/issuer users create --email you@example.com --admin --database-url sqlite://data/issuer.db
 TXT
