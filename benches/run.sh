@@ -148,17 +148,25 @@ nocache_port=$SIDECAR_PORT nocache_pid=$SIDECAR_PID
 start_sidecar sidecar-uds "$ISSUER_PORT" --listen-unix "$work/authz.sock"
 uds_pid=$SIDECAR_PID
 
-# BENCH_ONLY=module: the module beside the floor, the hop, jwt_authn and the
-# sidecar (issue 17, step 2).
-if [ "${BENCH_ONLY:-}" = module ]; then
+# The floor, the hop, jwt_authn and the sidecar (cases 1-4b); the module (6a, 6b).
+add_baseline_cases() {
   add_envoy_case "1. Envoy alone (direct response)" direct "$noop_port" "" "$work/tokens.txt"
   add_envoy_case "2. Envoy + no-op ext_authz" ext_authz "$noop_port" "$noop_pid" "$work/tokens.txt"
   add_envoy_case "3a. Envoy jwt_authn, token cache" jwt_cached "$noop_port" "" "$work/tokens.txt"
   add_envoy_case "3b. Envoy jwt_authn, no cache" jwt_uncached "$noop_port" "" "$work/tokens.txt"
   add_envoy_case "4a. Envoy + sidecar, cached tokens" ext_authz "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
   add_envoy_case "4b. Envoy + sidecar, uncached (every check verifies)" ext_authz "$nocache_port" "$nocache_pid" "$work/tokens.txt"
+}
+add_module_cases() { # the module's authz cluster is unused: any port
   add_envoy_case "6a. Envoy + module, cached tokens" module "$noop_port" "" "$work/tokens.txt"
   add_envoy_case "6b. Envoy + module, uncached (every request verifies)" module_nocache "$noop_port" "" "$work/tokens.txt"
+}
+
+# BENCH_ONLY=module: the module beside the floor, the hop, jwt_authn and the
+# sidecar (issue 17, step 2).
+if [ "${BENCH_ONLY:-}" = module ]; then
+  add_baseline_cases
+  add_module_cases
   run_cases
   python3 benches/report.py "$results" >"benches/results/$stamp.md"
   cat "benches/results/$stamp.md"
@@ -189,16 +197,10 @@ ISSUER_PORT=$main_issuer_port ISSUER_PID=$main_issuer_pid
 
 # Every case sends the same bearer tokens, so request sizes (and Envoy's
 # header work) are alike; only the authorisation differs.
-add_envoy_case "1. Envoy alone (direct response)" direct "$noop_port" "" "$work/tokens.txt"
-add_envoy_case "2. Envoy + no-op ext_authz" ext_authz "$noop_port" "$noop_pid" "$work/tokens.txt"
-add_envoy_case "3a. Envoy jwt_authn, token cache" jwt_cached "$noop_port" "" "$work/tokens.txt"
-add_envoy_case "3b. Envoy jwt_authn, no cache" jwt_uncached "$noop_port" "" "$work/tokens.txt"
-add_envoy_case "4a. Envoy + sidecar, cached tokens" ext_authz "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
-add_envoy_case "4b. Envoy + sidecar, uncached (every check verifies)" ext_authz "$nocache_port" "$nocache_pid" "$work/tokens.txt"
+add_baseline_cases
 add_envoy_case "4c. Envoy + sidecar over a Unix socket, cached tokens" ext_authz "$work/authz.sock" "$uds_pid" "$work/tokens.txt"
 add_envoy_case "5. Envoy + sidecar, 100k live revocations" ext_authz "$revoked_port" "$revoked_pid" "$work/tokens.txt"
-add_envoy_case "6a. Envoy + module, cached tokens" module "$noop_port" "" "$work/tokens.txt"
-add_envoy_case "6b. Envoy + module, uncached (every request verifies)" module_nocache "$noop_port" "" "$work/tokens.txt"
+add_module_cases
 add_grpc_case "sidecar gRPC handler alone (cached)" "$cached_sidecar_port" "$cached_sidecar_pid" "$work/tokens.txt"
 run_cases
 pkill -P $$ envoy 2>/dev/null || true

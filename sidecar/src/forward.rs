@@ -19,7 +19,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::authz::{now_ms, Authorizer};
-use crate::decision::{render_denial, Decision, DenyReason, RequestAttrs};
+use crate::decision::{Decision, DenyReason, RequestAttrs};
+use crate::edge::{answer, Answer};
 
 /// Header names lower-cased, repeats joined with ',' (as Envoy gives them
 /// to the gRPC path, so one token and CSRF logic serves both).
@@ -131,19 +132,23 @@ fn respond(authz: &Authorizer, decision: Decision) -> Response {
             }
             r
         }
-        Decision::Deny {
-            reason,
-            allow,
-            retry_after,
-            step_up,
-            ..
-        } => {
-            let d = render_denial(reason, allow.as_deref(), retry_after, step_up);
-            let mut r = Response::new(Body::from(d.body));
+        Decision::Deny { .. } => {
+            let Answer::Deny {
+                status,
+                headers,
+                body,
+            } = answer(s, &decision)
+            else {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            };
+            let mut r = Response::new(Body::from(body));
             *r.status_mut() =
-                StatusCode::from_u16(d.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            for (k, v) in d.headers {
-                if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+                StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            for (k, v) in headers {
+                if let (Ok(k), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(k.as_bytes()),
+                    axum::http::HeaderValue::from_str(&v),
+                ) {
                     r.headers_mut().insert(k, v);
                 }
             }

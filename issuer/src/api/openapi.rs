@@ -163,7 +163,10 @@ impl Modify for CommonErrors {
                 );
             }
         }
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            // The hosted pages answer a person with a page, and anything
+            // the shared layers refuse with JSON: both.
+            let page = path.starts_with("/auth/ui/");
             for op in [
                 &mut item.get,
                 &mut item.post,
@@ -174,7 +177,7 @@ impl Modify for CommonErrors {
             .into_iter()
             .flatten()
             {
-                add_errors(op);
+                add_errors(op, page);
             }
         }
     }
@@ -188,8 +191,8 @@ fn response_name(status: &str, form: bool) -> String {
     }
 }
 
-/// A form posted by a browser (the mailed links' pages) gets its errors as
-/// a page; a JSON client gets JSON.
+/// A form posted by a browser (the mailed links' pages) or a hosted page
+/// gets its errors as a page; a JSON client gets JSON.
 fn error_response(description: &str, form: bool) -> utoipa::openapi::Response {
     let mut response = ResponseBuilder::new().description(description).content(
         "application/json",
@@ -210,12 +213,13 @@ fn error_response(description: &str, form: bool) -> utoipa::openapi::Response {
     response.build()
 }
 
-fn add_errors(op: &mut Operation) {
-    let form = matches!(
-        op.request_body.as_ref(),
-        Some(utoipa::openapi::RefOr::T(b))
-            if b.content.contains_key("application/x-www-form-urlencoded")
-    );
+fn add_errors(op: &mut Operation, page: bool) {
+    let form = page
+        || matches!(
+            op.request_body.as_ref(),
+            Some(utoipa::openapi::RefOr::T(b))
+                if b.content.contains_key("application/x-www-form-urlencoded")
+        );
     for (status, _) in COMMON {
         op.responses
             .responses

@@ -10,7 +10,7 @@ use std::time::Duration;
 use issuer::testing;
 use serde_json::Value;
 
-use crate::rotation::claims;
+use crate::rotation::token_from_an_unannounced_key;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,21 +28,7 @@ async fn a_decision_that_waits_parks_the_request_and_resumes_it() {
     else {
         return;
     };
-    let state = &stack.issuer().state;
-    let now = sidecar::authz::now_ms() / 1000;
-    state
-        .store
-        .change_keys(|keys| {
-            let life = state.settings.keys.lifecycle();
-            let mut make = |st: &str, at: i64| state.keys.make_key(life.alg, st, now, at);
-            issuer::rotation::plan_rotate(keys, now, &life, true, &mut make)
-        })
-        .await
-        .expect("rotate");
-    state.keys.reload(&state.store).await.expect("reload");
-    let fresh =
-        issuer::tokens::mint_access_token(&state.keys.snapshot().signing, &claims("u-park", 300))
-            .expect("mint");
+    let fresh = token_from_an_unannounced_key(&stack.issuer().state, "u-park").await;
 
     // Twenty requests with bodies, all signed by the key the module has
     // not seen: each waits for the one fetch, then goes upstream whole.

@@ -17,6 +17,25 @@ pub fn now_secs() -> i64 {
     sidecar::authz::now_ms() / 1000
 }
 
+/// Rotates to a new signing key without telling anyone (no push), and
+/// mints a token for `sub` with it: only a fetch for its unknown kid can
+/// verify it.
+pub async fn token_from_an_unannounced_key(state: &issuer::AppState, sub: &str) -> String {
+    let now = now_secs();
+    state
+        .store
+        .change_keys(|keys| {
+            let life = state.settings.keys.lifecycle();
+            let mut make = |st: &str, at: i64| state.keys.make_key(life.alg, st, now, at);
+            issuer::rotation::plan_rotate(keys, now, &life, true, &mut make)
+        })
+        .await
+        .expect("rotate");
+    state.keys.reload(&state.store).await.expect("reload");
+    issuer::tokens::mint_access_token(&state.keys.snapshot().signing, &claims(sub, 300))
+        .expect("mint")
+}
+
 pub fn claims(sub: &str, ttl: i64) -> AccessClaims {
     let now = now_secs();
     AccessClaims {
@@ -282,20 +301,7 @@ async fn unknown_kids_cost_one_fetch_per_cooldown_however_many_requests_miss() {
 
     // A new signing key the sidecar has not been told about (no push).
     let state = &issuer.state;
-    let now = now_secs();
-    state
-        .store
-        .change_keys(|keys| {
-            let life = state.settings.keys.lifecycle();
-            let mut make = |st: &str, at: i64| state.keys.make_key(life.alg, st, now, at);
-            issuer::rotation::plan_rotate(keys, now, &life, true, &mut make)
-        })
-        .await
-        .expect("rotate");
-    state.keys.reload(&state.store).await.expect("reload");
-    let fresh =
-        issuer::tokens::mint_access_token(&state.keys.snapshot().signing, &claims("u1", 300))
-            .expect("mint");
+    let fresh = token_from_an_unannounced_key(state, "u1").await;
 
     let before = fetches().await;
     let c = client(sidecar.grpc).await;

@@ -85,7 +85,6 @@ fn login_again(
     summary = "Sign-in page", params(ReturnQuery),
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
-        (status = 400, description = "`return_to` is not on an allowed origin", content_type = "text/html", body = String),
     ))]
 pub async fn login_page(
     State(state): State<AppState>,
