@@ -168,6 +168,13 @@ if [ "${BENCH_ONLY:-}" = module ]; then
   add_baseline_cases
   add_module_cases
   run_cases
+  # The same follower code in both: the lag should not differ. ($ENVOY_PORT
+  # is the last case's Envoy: the module's.)
+  for judge in "--sidecar 127.0.0.1:$cached_sidecar_port|the sidecar" "--envoy http://127.0.0.1:$ENVOY_PORT/ai/chat|the module in Envoy"; do
+    # shellcheck disable=SC2086
+    "$bin/issuer-bench" revocation-lag --issuer-url "http://127.0.0.1:$ISSUER_PORT" ${judge%%|*} \
+      --count 300 --label "revocation lag through ${judge#*|}, one replica (SQLite)" | tee -a "$results"
+  done
   python3 benches/report.py "$results" >"benches/results/$stamp.md"
   cat "benches/results/$stamp.md"
   exit 0

@@ -98,9 +98,13 @@ enum Command {
         /// applying it) is read before and after and reported too.
         #[arg(long)]
         sidecar_admin: Option<String>,
-        /// The sidecar's gRPC address.
+        /// The sidecar's gRPC address (asked directly)…
+        #[arg(long, required_unless_present = "envoy", conflicts_with = "envoy")]
+        sidecar: Option<String>,
+        /// …or a URL through an Envoy that decides (the module): 200 is
+        /// allowed, anything else refused.
         #[arg(long)]
-        sidecar: String,
+        envoy: Option<String>,
         #[arg(long, default_value_t = 1000)]
         count: usize,
         #[arg(long, default_value_t = 10)]
@@ -495,20 +499,35 @@ async fn refresh_bench(
     Ok(())
 }
 
-async fn allowed(
-    client: &mut AuthorizationClient<tonic::transport::Channel>,
-    token: &str,
-) -> anyhow::Result<bool> {
-    let r = client
-        .check(sidecar::grpc::http_check_request(
-            "GET",
-            "mesh.local",
-            "/ai/chat",
-            Some(token),
-        ))
-        .await?
-        .into_inner();
-    Ok(matches!(r.http_response, Some(HttpResponse::OkResponse(_))))
+/// Who decides: the sidecar asked over gRPC, or an Envoy asked over HTTP.
+#[derive(Clone)]
+enum Judge {
+    Grpc(AuthorizationClient<tonic::transport::Channel>),
+    Envoy(reqwest::Client, String),
+}
+
+async fn allowed(judge: &mut Judge, token: &str) -> anyhow::Result<bool> {
+    match judge {
+        Judge::Grpc(client) => {
+            let r = client
+                .check(sidecar::grpc::http_check_request(
+                    "GET",
+                    "mesh.local",
+                    "/ai/chat",
+                    Some(token),
+                ))
+                .await?
+                .into_inner();
+            Ok(matches!(r.http_response, Some(HttpResponse::OkResponse(_))))
+        }
+        Judge::Envoy(http, url) => Ok(http
+            .get(url.as_str())
+            .bearer_auth(token)
+            .send()
+            .await?
+            .status()
+            == 200),
+    }
 }
 
 /// Cumulative bucket counts of the sidecar's `revocation_lag_seconds`.
@@ -565,7 +584,7 @@ fn bucket_quantiles(before: &[(f64, u64)], after: &[(f64, u64)]) -> serde_json::
 
 async fn revocation_lag(
     issuer_url: &str,
-    sidecar: &str,
+    judge: Judge,
     sidecar_admin: Option<&str>,
     count: usize,
     concurrency: usize,
@@ -576,7 +595,6 @@ async fn revocation_lag(
         Some(admin) => Some(lag_buckets(&http, admin).await?),
         None => None,
     };
-    let client = AuthorizationClient::connect(format!("http://{sidecar}")).await?;
     let user = register_and_login(&http, issuer_url).await?;
     let email = user["email"].as_str().unwrap_or_default().to_string();
     let hist = Arc::new(Mutex::new(new_histogram()));
@@ -588,7 +606,7 @@ async fn revocation_lag(
             issuer_url.to_string(),
             email.clone(),
             hist.clone(),
-            client.clone(),
+            judge.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut local = new_histogram();
@@ -1061,14 +1079,22 @@ async fn main() -> anyhow::Result<()> {
         Command::RevocationLag {
             issuer_url,
             sidecar,
+            envoy,
             sidecar_admin,
             count,
             concurrency,
             label,
         } => {
+            let judge = match (sidecar, envoy) {
+                (Some(sidecar), _) => {
+                    Judge::Grpc(AuthorizationClient::connect(format!("http://{sidecar}")).await?)
+                }
+                (None, Some(url)) => Judge::Envoy(reqwest::Client::new(), url),
+                (None, None) => anyhow::bail!("--sidecar or --envoy"),
+            };
             revocation_lag(
                 &issuer_url,
-                &sidecar,
+                judge,
                 sidecar_admin.as_deref(),
                 count,
                 concurrency,
