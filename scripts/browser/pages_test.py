@@ -244,6 +244,8 @@ def main():
             # From an application's sign-in link: back there once signed in.
             page_d.goto(f"{BASE}/auth/ui/login?return_to={APP_RETURN}")
             page_d.get_by_role("button", name="Sign in with GitHub").click()
+            # The landing page moves on by itself: screenshot where it lands.
+            expect(page_d.get_by_role("link", name="Sign in as octo-new")).to_be_visible()
             page_d.screenshot(path=f"{SHOTS}/github-picker.png")
             page_d.get_by_role("link", name="Sign in as octo-new").click()
             expect(page_d).to_have_url(BASE + "/ai/welcome")
