@@ -59,6 +59,7 @@ struct FilterConfig {
 /// keys, revocations and token cache warm instead of starting cold.
 struct Shared {
     authz: Arc<Authorizer>,
+    handle: tokio::runtime::Handle,
     runtime: Option<tokio::runtime::Runtime>,
     /// Aborts the followers when dropped.
     _sidecar: sidecar::Sidecar,
@@ -81,7 +82,6 @@ fn shared_states() -> &'static Mutex<HashMap<Vec<String>, Weak<Shared>>> {
 /// One filter config.
 pub struct Config {
     shared: Arc<Shared>,
-    runtime: tokio::runtime::Handle,
 }
 
 impl Config {
@@ -95,12 +95,7 @@ impl Config {
             .map_err(|_| format!("filter {name}: state registry poisoned"))?;
         states.retain(|_, weak| weak.strong_count() > 0);
         if let Some(shared) = states.get(&parsed.args).and_then(Weak::upgrade) {
-            let runtime = shared
-                .runtime
-                .as_ref()
-                .map(|r| r.handle().clone())
-                .ok_or_else(|| format!("filter {name}: runtime gone"))?;
-            return Ok(Config { shared, runtime });
+            return Ok(Config { shared });
         }
         let settings = sidecar::config::Settings::from_args(&parsed.args)
             .map_err(|e| format!("filter {name}: {e}"))?;
@@ -120,23 +115,20 @@ impl Config {
                 sidecar.authz.settings.issuer_url
             ),
         );
-        let handle = runtime.handle().clone();
         let shared = Arc::new(Shared {
             authz: sidecar.authz.clone(),
+            handle: runtime.handle().clone(),
             runtime: Some(runtime),
             _sidecar: sidecar,
         });
         states.insert(parsed.args, Arc::downgrade(&shared));
-        Ok(Config {
-            shared,
-            runtime: handle,
-        })
+        Ok(Config { shared })
     }
 
     fn new_filter(&self) -> Filter {
         Filter {
             authz: self.shared.authz.clone(),
-            runtime: self.runtime.clone(),
+            runtime: self.shared.handle.clone(),
             parked: Arc::new(Mutex::new(Parked {
                 decision: None,
                 alive: true,

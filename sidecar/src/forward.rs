@@ -19,8 +19,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::authz::{now_ms, Authorizer};
-use crate::decision::{Decision, DenyReason, RequestAttrs};
-use crate::edge::{answer, Answer};
+use crate::decision::{Decision, DenyReason};
+use crate::edge::{answer, Answer, ProxyRequest};
 
 /// Header names lower-cased, repeats joined with ',' (as Envoy gives them
 /// to the gRPC path, so one token and CSRF logic serves both).
@@ -88,18 +88,14 @@ pub async fn check(State(authz): State<Arc<Authorizer>>, headers: HeaderMap) -> 
     let decision = match (method, uri, host, proto) {
         (Ok(Some(method)), Ok(Some(path)), Ok(Some(host)), Ok(proto)) => {
             let flat = flatten(&headers);
-            let cookie = authz.settings.token_cookie.as_deref();
-            let token = crate::grpc::bearer_token(&flat, cookie);
-            let from_cookie =
-                token.is_some() && !flat.contains_key("authorization") && cookie.is_some();
-            if from_cookie
-                && !crate::csrf::cookie_use_allowed(method, proto.unwrap_or("http"), host, &flat)
-            {
-                authz.refuse(DenyReason::CrossSiteRequest)
-            } else {
-                let attrs = RequestAttrs { method, host, path };
-                authz.check(attrs, token, now).await
-            }
+            let request = ProxyRequest {
+                method,
+                scheme: proto.unwrap_or("http"),
+                host,
+                path,
+                headers: &flat,
+            };
+            authz.decide(&request, now).await
         }
         // Missing or repeated: no request to judge.
         _ => authz.refuse(DenyReason::MalformedRequest),
@@ -108,49 +104,32 @@ pub async fn check(State(authz): State<Arc<Authorizer>>, headers: HeaderMap) -> 
 }
 
 fn respond(authz: &Authorizer, decision: Decision) -> Response {
-    let s = &authz.settings;
-    match decision {
-        Decision::Allow { identity, .. } => {
+    let header = |name: &str, value: &str| {
+        axum::http::HeaderName::from_bytes(name.as_bytes())
+            .ok()
+            .zip(axum::http::HeaderValue::from_str(value).ok())
+    };
+    match answer(&authz.settings, &decision) {
+        // The identity headers to set. Those the gRPC path removes (public
+        // routes, no roles) are absent here: the proxy then sets them
+        // empty, which removes the client's copy.
+        Answer::Allow { set, .. } => {
             let mut r = StatusCode::OK.into_response();
-            let h = r.headers_mut();
-            let mut set = |name: &str, value: &str| {
-                if let (Ok(n), Ok(v)) = (
-                    axum::http::HeaderName::from_bytes(name.as_bytes()),
-                    axum::http::HeaderValue::from_str(value),
-                ) {
-                    h.insert(n, v);
-                }
-            };
-            // Absent on public routes or without roles: the proxy then sets
-            // the header empty, which removes the client's copy.
-            if let Some(claims) = identity {
-                set(&s.user_id_header, &claims.sub);
-                set(&s.session_header, &claims.sid);
-                if !claims.roles.is_empty() {
-                    set(&s.roles_header, &claims.roles.join(","));
-                }
+            for (k, v) in set.iter().filter_map(|(k, v)| header(k, v)) {
+                r.headers_mut().insert(k, v);
             }
             r
         }
-        Decision::Deny { .. } => {
-            let Answer::Deny {
-                status,
-                headers,
-                body,
-            } = answer(s, &decision)
-            else {
-                return StatusCode::SERVICE_UNAVAILABLE.into_response();
-            };
+        Answer::Deny {
+            status,
+            headers,
+            body,
+        } => {
             let mut r = Response::new(Body::from(body));
             *r.status_mut() =
                 StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            for (k, v) in headers {
-                if let (Ok(k), Ok(v)) = (
-                    axum::http::HeaderName::from_bytes(k.as_bytes()),
-                    axum::http::HeaderValue::from_str(&v),
-                ) {
-                    r.headers_mut().insert(k, v);
-                }
+            for (k, v) in headers.iter().filter_map(|(k, v)| header(k, v)) {
+                r.headers_mut().insert(k, v);
             }
             r
         }

@@ -38,32 +38,43 @@ pub struct Sidecar {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Fails only on a bad policy or bad settings; an unreachable issuer is
-/// retried in the background (the sidecar is not ready until it has keys).
-pub async fn start(mut settings: Settings) -> anyhow::Result<Sidecar> {
+/// The validated settings and policy as an authorizer (no keys yet).
+fn authorizer(mut settings: Settings) -> anyhow::Result<Authorizer> {
     settings.validate().map_err(anyhow::Error::msg)?;
     let policy = Policy::load(&settings.policy)?;
+    Authorizer::new(settings, policy, Arc::new(metrics::Metrics::default()))
+}
+
+/// What keeps the state current, on `runtime`.
+fn followers(authz: &Arc<Authorizer>, runtime: &tokio::runtime::Handle) -> Vec<JoinHandle<()>> {
+    vec![
+        runtime.spawn(follower::follow_revocations(authz.clone())),
+        runtime.spawn(follower::reconcile(authz.clone())),
+        runtime.spawn(follower::refresh_jwks(authz.clone())),
+        runtime.spawn(follower::watch_policy(authz.clone())),
+        runtime.spawn(follower::housekeeping(authz.clone())),
+    ]
+}
+
+/// Fails only on a bad policy or bad settings; an unreachable issuer is
+/// retried in the background (the sidecar is not ready until it has keys).
+pub async fn start(settings: Settings) -> anyhow::Result<Sidecar> {
     let tracing = settings
         .otlp_endpoint
         .as_deref()
         .map(|e| telemetry::Tracing::new(e, settings.trace_sample_ratio, "devmentor-sidecar"))
         .transpose()?;
-    let mut authorizer = Authorizer::new(settings, policy, Arc::new(metrics::Metrics::default()))?;
+    let mut authorizer = authorizer(settings)?;
     authorizer.tracing = tracing;
     let authz = Arc::new(authorizer);
     if let Err(e) = authz.fetch_jwks().await {
         tracing::warn!(error = %e, "issuer unreachable at start");
         authz.load_saved_state();
     }
-    let mut tasks = vec![
-        tokio::spawn(follower::follow_revocations(authz.clone())),
-        tokio::spawn(follower::reconcile(authz.clone())),
-        tokio::spawn(follower::refresh_jwks(authz.clone())),
-        tokio::spawn(follower::watch_policy(authz.clone())),
-        tokio::spawn(follower::housekeeping(authz.clone())),
-    ];
+    let runtime = tokio::runtime::Handle::current();
+    let mut tasks = followers(&authz, &runtime);
     if authz.fetch_jwks_needed() {
-        tasks.push(tokio::spawn(retry_initial_jwks(authz.clone())));
+        tasks.push(runtime.spawn(retry_initial_jwks(authz.clone())));
     }
     Ok(Sidecar { authz, tasks })
 }
@@ -72,32 +83,17 @@ pub async fn start(mut settings: Settings) -> anyhow::Result<Sidecar> {
 /// front end that must not wait for the issuer (the Envoy module, whose
 /// configuration is loaded on Envoy's main thread). Until keys arrive every
 /// decision is the fail-closed one.
-pub fn start_on(
-    mut settings: Settings,
-    runtime: &tokio::runtime::Handle,
-) -> anyhow::Result<Sidecar> {
-    settings.validate().map_err(anyhow::Error::msg)?;
-    let policy = Policy::load(&settings.policy)?;
-    let authz = Arc::new(Authorizer::new(
-        settings,
-        policy,
-        Arc::new(metrics::Metrics::default()),
-    )?);
+pub fn start_on(settings: Settings, runtime: &tokio::runtime::Handle) -> anyhow::Result<Sidecar> {
+    let authz = Arc::new(authorizer(settings)?);
     let initial = authz.clone();
-    let mut tasks = vec![runtime.spawn(async move {
+    let mut tasks = followers(&authz, runtime);
+    tasks.push(runtime.spawn(async move {
         if let Err(e) = initial.fetch_jwks().await {
             tracing::warn!(error = %e, "issuer unreachable at start");
             initial.load_saved_state();
             retry_initial_jwks(initial).await;
         }
-    })];
-    tasks.extend([
-        runtime.spawn(follower::follow_revocations(authz.clone())),
-        runtime.spawn(follower::reconcile(authz.clone())),
-        runtime.spawn(follower::refresh_jwks(authz.clone())),
-        runtime.spawn(follower::watch_policy(authz.clone())),
-        runtime.spawn(follower::housekeeping(authz.clone())),
-    ]);
+    }));
     Ok(Sidecar { authz, tasks })
 }
 

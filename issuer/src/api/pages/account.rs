@@ -225,11 +225,11 @@ pub async fn password(
         current_password: form.current_password,
         new_password: form.new_password,
     };
-    let response =
+    let (status, _, body) = answer_of(
         crate::api::auth::change_password(State(state.clone()), client, auth, ApiJson(request))
-            .await
-            .unwrap_or_else(IntoResponse::into_response);
-    let (status, _, body) = json_of(response).await;
+            .await,
+    )
+    .await;
     if !status.is_success() {
         return with_status(
             page(

@@ -87,18 +87,17 @@ pub async fn github_sign_in(
     Form(form): Form<GitHubForm>,
 ) -> Response {
     let return_to = form.return_to.filter(|r| !r.is_empty());
-    let started = match crate::api::github::login_for_pages(&state, return_to) {
-        Ok(response) => response,
-        Err(e) => return error_page("Sign in with GitHub", e).await,
-    };
-    let (status, cookies, body) = json_of(started).await;
+    let started = crate::api::github::login_for_pages(&state, return_to);
+    on_to_github(started, "Sign in with GitHub", "On to GitHub.").await
+}
+
+/// The API's `{authorize_url}` and state cookie as a page that goes on to
+/// GitHub by itself, not a redirect: the CSP's `form-action 'self'` holds a
+/// form's redirects too, and stays strict.
+async fn on_to_github(started: Result<Response, ApiError>, title: &str, message: &str) -> Response {
+    let (status, cookies, body) = answer_of(started).await;
     match body["authorize_url"].as_str() {
-        // As with linking: a page that moves on, since `form-action 'self'`
-        // holds a form's redirects.
-        Some(to) if status.is_success() => with_cookies(
-            landing("Sign in with GitHub", "On to GitHub.", to),
-            &cookies,
-        ),
+        Some(to) if status.is_success() => with_cookies(landing(title, message, to), &cookies),
         _ => refused(status, &message_of(&body)),
     }
 }
@@ -123,19 +122,7 @@ pub async fn github_link(
     };
     let started =
         crate::api::github::start_link(&state, &client, &auth, form.password, None, true).await;
-    let (status, cookies, body) = match started {
-        Ok(response) => json_of(response).await,
-        Err(e) => return error_page("Link GitHub", e).await,
-    };
-    match body["authorize_url"].as_str() {
-        // A page that goes on by itself, not a redirect: the CSP's
-        // `form-action 'self'` covers a form's redirects too, and stays strict.
-        Some(to) if status.is_success() => with_cookies(
-            landing("Link GitHub", "On to GitHub to approve the link.", to),
-            &cookies,
-        ),
-        _ => refused(status, &message_of(&body)),
-    }
+    on_to_github(started, "Link GitHub", "On to GitHub to approve the link.").await
 }
 
 #[utoipa::path(post, path = "/auth/ui/identities/{provider}/unlink", operation_id = "pages_unlink",

@@ -15,10 +15,8 @@ pub async fn totp(State(state): State<AppState>, headers: HeaderMap) -> Response
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
-    let response = crate::api::mfa::enrol_totp(State(state.clone()), auth)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    let (status, _, body) = json_of(response).await;
+    let (status, _, body) =
+        answer_of(crate::api::mfa::enrol_totp(State(state.clone()), auth).await).await;
     if !status.is_success() {
         return with_status(
             page("Authenticator app", error_box(Some(&message_of(&body)))),
@@ -67,10 +65,9 @@ pub(super) async fn required_enrolment(
         mfa_ticket: ticket.to_string(),
         code: None,
     };
-    let response = crate::api::mfa::enrol_with_ticket(State(state.clone()), ApiJson(request))
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    let (status, _, body) = json_of(response).await;
+    let (status, _, body) =
+        answer_of(crate::api::mfa::enrol_with_ticket(State(state.clone()), ApiJson(request)).await)
+            .await;
     if !status.is_success() {
         return with_status(
             page("Authenticator app", error_box(Some(&message_of(&body)))),
@@ -104,11 +101,10 @@ pub async fn mfa_enrol(
         mfa_ticket: form.mfa_ticket.clone(),
         code: Some(form.code.trim().to_string()),
     };
-    let response =
-        crate::api::mfa::confirm_with_ticket(State(state.clone()), client, ApiJson(request))
-            .await
-            .unwrap_or_else(IntoResponse::into_response);
-    let (status, cookies, body) = json_of(response).await;
+    let (status, cookies, body) = answer_of(
+        crate::api::mfa::confirm_with_ticket(State(state.clone()), client, ApiJson(request)).await,
+    )
+    .await;
     if !status.is_success() {
         return with_status(
             page(
@@ -156,11 +152,10 @@ pub async fn totp_confirm(
         return to_login();
     };
     let request = crate::api::mfa::ConfirmRequest { code: form.code };
-    let response =
-        crate::api::mfa::confirm_totp(State(state.clone()), client, auth, ApiJson(request))
-            .await
-            .unwrap_or_else(IntoResponse::into_response);
-    let (status, _, body) = json_of(response).await;
+    let (status, _, body) = answer_of(
+        crate::api::mfa::confirm_totp(State(state.clone()), client, auth, ApiJson(request)).await,
+    )
+    .await;
     if !status.is_success() {
         return with_status(
             page(

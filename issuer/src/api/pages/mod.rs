@@ -199,6 +199,14 @@ async fn bearer_auth(
     Authenticated::from_request_parts(&mut parts, state).await
 }
 
+/// A JSON handler's result, whichever way it went, as status, cookies and
+/// body (what a page needs to answer for it).
+async fn answer_of<T: IntoResponse>(
+    result: Result<T, ApiError>,
+) -> (StatusCode, Vec<String>, Value) {
+    json_of(result.map_or_else(IntoResponse::into_response, IntoResponse::into_response)).await
+}
+
 async fn json_of(response: Response) -> (StatusCode, Vec<String>, Value) {
     let status = response.status();
     let cookies = response

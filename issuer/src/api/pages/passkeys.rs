@@ -120,10 +120,9 @@ pub async fn passkey_login(
         Ok(to) => to,
         Err(e) => return e.into_response(),
     };
-    let response = crate::api::passkeys::login_finish(State(state.clone()), client, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    let (status, cookies, body) = json_of(response).await;
+    let (status, cookies, body) =
+        answer_of(crate::api::passkeys::login_finish(State(state.clone()), client, body).await)
+            .await;
     if !status.is_success() {
         return json_answer(status, body);
     }

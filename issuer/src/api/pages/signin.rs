@@ -215,10 +215,9 @@ pub async fn mfa(
         code: (!recovery).then(|| code.clone()),
         recovery_code: recovery.then_some(code),
     };
-    let response = crate::api::mfa::verify(State(state.clone()), client, ApiJson(request))
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    let (status, cookies, body) = json_of(response).await;
+    let (status, cookies, body) =
+        answer_of(crate::api::mfa::verify(State(state.clone()), client, ApiJson(request)).await)
+            .await;
     if status.is_success() {
         return signed_in(&state, cookies, &body, &to);
     }
@@ -244,15 +243,16 @@ pub async fn resume(
         Ok(to) => to,
         Err(e) => return error_page("Sign in", e).await,
     };
-    let response = crate::api::sessions::refresh(
-        State(state.clone()),
-        client,
-        headers,
-        axum::body::Bytes::new(),
+    let (status, cookies, body) = answer_of(
+        crate::api::sessions::refresh(
+            State(state.clone()),
+            client,
+            headers,
+            axum::body::Bytes::new(),
+        )
+        .await,
     )
-    .await
-    .unwrap_or_else(IntoResponse::into_response);
-    let (status, cookies, body) = json_of(response).await;
+    .await;
     if status.is_success() {
         signed_in(&state, cookies, &body, &to)
     } else {
@@ -346,11 +346,10 @@ pub async fn register(
         password: form.password.clone(),
         name: form.name.filter(|n| !n.trim().is_empty()),
     };
-    let response =
-        crate::api::auth::register(State(state.clone()), client.clone(), ApiJson(request))
-            .await
-            .unwrap_or_else(IntoResponse::into_response);
-    let (status, _, body) = json_of(response).await;
+    let (status, _, body) = answer_of(
+        crate::api::auth::register(State(state.clone()), client.clone(), ApiJson(request)).await,
+    )
+    .await;
     if !status.is_success() {
         return with_status(
             page(
