@@ -305,7 +305,28 @@ impl Filter {
             }
             Decision::Allow { .. } => {}
         }
-        match answer(s, &decision) {
+        // Read again here (the decision may have been parked): the answer
+        // rewrites it without the issuer's cookies.
+        let cookie: HashMap<String, String> = match &decision {
+            Decision::Allow { .. } => {
+                let mut joined: Option<String> = None;
+                for (_, v) in stream.request_headers(&["cookie"]) {
+                    match &mut joined {
+                        Some(j) => {
+                            j.push(',');
+                            j.push_str(&v);
+                        }
+                        None => joined = Some(v),
+                    }
+                }
+                joined
+                    .map(|v| ("cookie".to_string(), v))
+                    .into_iter()
+                    .collect()
+            }
+            Decision::Deny { .. } => HashMap::new(),
+        };
+        match answer(s, &decision, &cookie) {
             Answer::Allow { set, remove } => {
                 let mut done = true;
                 for name in &remove {

@@ -279,13 +279,15 @@ pub async fn users(command: &crate::config::UsersCommand) -> anyhow::Result<()> 
             let u = find_user(&store, &who.user).await?;
             let disabled = matches!(command, C::Disable(_));
             let change = UserChange {
-                roles: None,
                 disabled: Some(disabled),
+                ..Default::default()
             };
             let now = now_ms();
-            store
-                .change_user(&u.id, &change, now, revocation_expiry(now))
-                .await?;
+            changed(
+                store
+                    .change_user(&u.id, &change, now, revocation_expiry(now))
+                    .await?,
+            )?;
             println!(
                 "{} {}",
                 u.email,
@@ -355,11 +357,14 @@ pub async fn users(command: &crate::config::UsersCommand) -> anyhow::Result<()> 
             let change = UserChange {
                 roles: Some(roles.clone()),
                 disabled: None,
+                second_factor_roles: args.mfa_required_roles.clone(),
             };
             let now = now_ms();
-            store
-                .change_user(&u.id, &change, now, revocation_expiry(now))
-                .await?;
+            changed(
+                store
+                    .change_user(&u.id, &change, now, revocation_expiry(now))
+                    .await?,
+            )?;
             println!("{}: roles=[{}]", u.email, roles.join(","));
             audit(
                 &store,
@@ -369,6 +374,17 @@ pub async fn users(command: &crate::config::UsersCommand) -> anyhow::Result<()> 
             .await;
             Ok(())
         }
+    }
+}
+
+/// The user's change went through, or why not.
+fn changed(outcome: Option<crate::store::Changed>) -> anyhow::Result<()> {
+    match outcome {
+        Some(crate::store::Changed::Done(..)) => Ok(()),
+        Some(crate::store::Changed::LastAdmin) => {
+            anyhow::bail!("refused: no enabled admin would be left")
+        }
+        None => anyhow::bail!("no such user"),
     }
 }
 

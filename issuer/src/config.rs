@@ -69,6 +69,10 @@ pub struct SetRolesArgs {
     /// Comma-separated; empty for none.
     #[arg(long, value_delimiter = ',', num_args = 0..)]
     pub roles: Vec<String>,
+    /// The issuer's `--mfa-required-roles`: granting one of them ends the
+    /// user's one-factor sessions.
+    #[arg(long, env = "ISSUER_MFA_REQUIRED_ROLES", value_delimiter = ',')]
+    pub mfa_required_roles: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

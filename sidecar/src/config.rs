@@ -28,7 +28,8 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// gRPC listener for envoy.service.auth.v3.Authorization.
-    #[arg(long, env = "SIDECAR_LISTEN", default_value = "0.0.0.0:9001")]
+    /// Loopback by default: only the Envoy beside it should ask.
+    #[arg(long, env = "SIDECAR_LISTEN", default_value = "127.0.0.1:9001")]
     pub listen: SocketAddr,
     /// Also serve ext_authz on this Unix domain socket (for Envoy in the
     /// same pod: a `pipe` address, no TCP stack on the Check path).
@@ -78,6 +79,17 @@ pub struct Settings {
     pub roles_header: String,
     #[arg(long, env = "SIDECAR_SESSION_HEADER", default_value = "x-session-id")]
     pub session_header: String,
+    /// The issuer's cookies (session, pages, sign-in state): removed from
+    /// the `cookie` header of every request the edge forwards, so no
+    /// application or its logs ever holds them. The issuer's own routes
+    /// (`/auth/`, `/.well-known/`) do not pass the decision and keep them.
+    #[arg(
+        long = "strip-cookie",
+        env = "SIDECAR_STRIP_COOKIES",
+        value_delimiter = ',',
+        default_values = ["__Host-refresh_token", "__Secure-page_token", "__Host-github_oauth"]
+    )]
+    pub strip_cookies: Vec<String>,
     /// Remove the Authorization header before the request reaches the upstream.
     #[arg(long, env = "SIDECAR_STRIP_AUTHORIZATION", default_value_t = false)]
     pub strip_authorization: bool,

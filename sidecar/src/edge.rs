@@ -63,11 +63,22 @@ pub enum Answer {
     },
 }
 
-pub fn answer(settings: &Settings, decision: &Decision) -> Answer {
+/// `headers`: the request's, as in [`ProxyRequest`] (its `cookie` is
+/// rewritten without the issuer's cookies).
+pub fn answer(
+    settings: &Settings,
+    decision: &Decision,
+    headers: &HashMap<String, String>,
+) -> Answer {
     match decision {
         Decision::Allow { identity, .. } => {
             let mut set = Vec::new();
             let mut remove = Vec::new();
+            match without_issuer_cookies(&settings.strip_cookies, headers) {
+                Some(rest) if rest.is_empty() => remove.push("cookie".into()),
+                Some(rest) => set.push(("cookie".into(), rest)),
+                None => {}
+            }
             match identity {
                 Some(claims) => {
                     set.push((settings.user_id_header.clone(), claims.sub.clone()));
@@ -109,5 +120,70 @@ pub fn answer(settings: &Settings, decision: &Decision) -> Answer {
                 body: d.body,
             }
         }
+    }
+}
+
+/// The request's `cookie` header without the cookies named in `strip`
+/// (names compared without case, as browsers compare the `__Host-`
+/// prefix), or `None` when it holds none of them and may go on as it came.
+/// Envoy joins repeated `cookie` headers with ',', so a name may also follow
+/// a comma inside what looks like one pair's value.
+pub fn without_issuer_cookies(
+    strip: &[String],
+    headers: &HashMap<String, String>,
+) -> Option<String> {
+    let value = headers.get("cookie")?;
+    let stripped = |piece: &str| {
+        let name = piece.split_once('=').map_or(piece, |(k, _)| k).trim();
+        strip.iter().any(|s| s.eq_ignore_ascii_case(name))
+    };
+    if !value.split([';', ',']).any(stripped) {
+        return None;
+    }
+    let kept: Vec<String> = value
+        .split(';')
+        .filter_map(|pair| {
+            let pieces: Vec<&str> = pair.split(',').filter(|p| !stripped(p)).collect();
+            let joined = pieces.join(",");
+            let joined = joined.trim();
+            (!joined.is_empty()).then(|| joined.to_string())
+        })
+        .collect();
+    Some(kept.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strip(cookie: &str) -> Option<String> {
+        let names = [
+            "__Host-refresh_token".to_string(),
+            "__Secure-page_token".to_string(),
+        ];
+        let headers = HashMap::from([("cookie".to_string(), cookie.to_string())]);
+        without_issuer_cookies(&names, &headers)
+    }
+
+    #[test]
+    fn issuer_cookies_are_removed_and_others_kept() {
+        assert_eq!(strip("a=1; b=2"), None);
+        assert_eq!(
+            strip("a=1; __Host-refresh_token=r; b=2").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(strip("__Host-refresh_token=r").as_deref(), Some(""));
+        // Case, spacing, a repeated header joined with ',' and a bare name.
+        assert_eq!(
+            strip(" __host-REFRESH_token = r ;a=1,__Secure-page_token=p; __Secure-page_token")
+                .as_deref(),
+            Some("a=1")
+        );
+        assert_eq!(
+            strip("a=x,y; __Host-refresh_token=r").as_deref(),
+            Some("a=x,y")
+        );
+        // A longer name is another cookie.
+        assert_eq!(strip("__Host-refresh_token2=r"), None);
     }
 }

@@ -85,9 +85,9 @@ pub async fn check(State(authz): State<Arc<Authorizer>>, headers: HeaderMap) -> 
     let uri = named("uri");
     let host = named("host");
     let proto = single(&headers, &["x-forwarded-proto"]);
+    let flat = flatten(&headers);
     let decision = match (method, uri, host, proto) {
         (Ok(Some(method)), Ok(Some(path)), Ok(Some(host)), Ok(proto)) => {
-            let flat = flatten(&headers);
             let request = ProxyRequest {
                 method,
                 scheme: proto.unwrap_or("http"),
@@ -100,22 +100,32 @@ pub async fn check(State(authz): State<Arc<Authorizer>>, headers: HeaderMap) -> 
         // Missing or repeated: no request to judge.
         _ => authz.refuse(DenyReason::MalformedRequest),
     };
-    respond(&authz, decision)
+    respond(&authz, decision, &flat)
 }
 
-fn respond(authz: &Authorizer, decision: Decision) -> Response {
+fn respond(authz: &Authorizer, decision: Decision, flat: &HashMap<String, String>) -> Response {
     let header = |name: &str, value: &str| {
         axum::http::HeaderName::from_bytes(name.as_bytes())
             .ok()
             .zip(axum::http::HeaderValue::from_str(value).ok())
     };
-    match answer(&authz.settings, &decision) {
+    match answer(&authz.settings, &decision, flat) {
         // The identity headers to set. Those the gRPC path removes (public
         // routes, no roles) are absent here: the proxy then sets them
-        // empty, which removes the client's copy.
-        Answer::Allow { set, .. } => {
+        // empty, which removes the client's copy. `Cookie` is always
+        // answered (the request's, without the issuer's cookies) so the
+        // proxy can always set it from the answer.
+        Answer::Allow { set, remove } => {
             let mut r = StatusCode::OK.into_response();
             for (k, v) in set.iter().filter_map(|(k, v)| header(k, v)) {
+                r.headers_mut().insert(k, v);
+            }
+            let rewritten =
+                set.iter().any(|(k, _)| k == "cookie") || remove.iter().any(|k| k == "cookie");
+            if let (false, Some((k, v))) = (
+                rewritten,
+                flat.get("cookie").and_then(|v| header("cookie", v)),
+            ) {
                 r.headers_mut().insert(k, v);
             }
             r

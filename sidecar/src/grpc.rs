@@ -70,7 +70,7 @@ impl Authorization for AuthzService {
                 span.set_attribute(telemetry::Attribute::new("authz.key_id", kid));
             }
         }
-        Ok(Response::new(self.to_response(decision)))
+        Ok(Response::new(self.to_response(decision, &http.headers)))
     }
 }
 
@@ -198,9 +198,9 @@ fn metadata(fields: &[(&str, &str)]) -> Struct {
 }
 
 impl AuthzService {
-    fn to_response(&self, decision: Decision) -> CheckResponse {
+    fn to_response(&self, decision: Decision, headers: &HashMap<String, String>) -> CheckResponse {
         let s = &self.authz.settings;
-        let what = answer(s, &decision);
+        let what = answer(s, &decision, headers);
         match decision {
             Decision::Allow { rule, identity } => {
                 let mut ok = OkHttpResponse::default();

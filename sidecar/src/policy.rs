@@ -344,7 +344,9 @@ impl Rule {
 
 fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
     let path = match (r.path, r.prefix, r.pattern) {
-        (Some(p), None, None) => PathMatch::Exact(check_path(p)?),
+        // Stored without a trailing slash: `/ai/settings/` names the same
+        // resource to most routers (see `match_path`).
+        (Some(p), None, None) => PathMatch::Exact(without_trailing_slash(&check_path(p)?).into()),
         (None, Some(p), None) => {
             let p = check_path(p)?;
             let trimmed = p.trim_end_matches('/');
@@ -555,9 +557,17 @@ fn variants(path: &str) -> Vec<(String, bool, bool)> {
     out
 }
 
+fn without_trailing_slash(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => path,
+    }
+}
+
 fn match_path<'a>(m: &'a PathMatch, path: &'a str) -> Option<HashMap<&'a str, &'a str>> {
     match m {
-        PathMatch::Exact(p) => (p == path).then(HashMap::new),
+        // A trailing slash is not a variant: most routers take `/x/` for `/x`.
+        PathMatch::Exact(p) => (p == without_trailing_slash(path)).then(HashMap::new),
         PathMatch::Prefix(p) => {
             let within = p == "/"
                 || path
@@ -697,6 +707,26 @@ rules:
             p.route("other.example.com", "GET", "/other"),
             Route::NoRule
         ));
+    }
+
+    #[test]
+    fn a_trailing_slash_names_the_same_exact_path() {
+        // Review finding: `/ai/settings/` fell through to the broader rule.
+        let p = Policy::parse(
+            "rules:\n  - {name: settings, path: /ai/settings, roles: [admin]}\n  - {name: slash, path: /ai/x/, roles: [admin]}\n  - {name: ai, prefix: /ai/, allow: authenticated}\n",
+            "p.yaml",
+        )
+        .expect("valid");
+        for (path, rule) in [
+            ("/ai/settings", "settings"),
+            ("/ai/settings/", "settings"),
+            ("/ai/settings/?q", "settings"),
+            ("/ai/x", "slash"),
+            ("/ai/x/", "slash"),
+        ] {
+            assert_eq!(name(p.route("h", "GET", path)), Some(rule), "{path}");
+        }
+        assert_eq!(name(p.route("h", "GET", "/ai/settings/a")), Some("ai"));
     }
 
     #[test]

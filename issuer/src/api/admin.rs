@@ -49,6 +49,15 @@ pub fn require_admin(auth: &Authenticated) -> ApiResult<()> {
     }
 }
 
+/// An admin who authenticated recently, with their second factor when they
+/// have one (RFC 9470 challenge otherwise): a stolen or forgotten admin
+/// token alone must not disable users, reset factors, grant roles or touch
+/// keys. Reads stay on `require_admin`.
+pub async fn require_recent_admin(state: &AppState, auth: &Authenticated) -> ApiResult<()> {
+    require_admin(auth)?;
+    super::mfa::require_recent_for(state, auth, state.now(), "an admin action").await
+}
+
 fn rotation_error(e: RotationError) -> ApiError {
     match e {
         RotationError::AlreadyPending { .. } => {
@@ -111,7 +120,7 @@ pub async fn rotate(
     auth: Authenticated,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    require_recent_admin(&state, &auth).await?;
     let req: RotateRequest = if body.is_empty() {
         RotateRequest::default()
     } else {
@@ -169,7 +178,7 @@ pub async fn revoke(
     auth: Authenticated,
     Path(kid): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    require_recent_admin(&state, &auth).await?;
     let now = state.now().secs();
     let alg = state.settings.keys.signing_alg;
     state

@@ -198,48 +198,43 @@ pub async fn login(
         return Err(invalid_credentials());
     }
     // After repeated failures every attempt for this name waits, whoever
-    // makes it and whether or not the account exists; checked before the
-    // password, so a right guess during the delay tells nothing.
-    let delayed_until = state
-        .store
-        .login_delayed_until(&email)
-        .await
-        .map_err(ApiError::internal)?;
-    if delayed_until > now.ms {
-        state.metrics.login("delayed");
-        let secs = (delayed_until - now.ms + 999) / 1000;
-        let mut delayed = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "login_delayed",
-            format!("too many failed sign-ins for this account; retry in {secs} s"),
-        );
-        delayed.retry_after = Some(u64::try_from(secs).unwrap_or(1).max(1));
-        return Err(delayed);
-    }
+    // makes it and whether or not the account exists; reserved before the
+    // password is checked, so a right guess during the delay tells nothing
+    // and concurrent guesses cannot share one open moment.
     let user = state
         .store
         .user_by_email(&email)
         .await
         .map_err(ApiError::internal)?;
-    let verified = state
-        .hasher
-        .verify(
-            req.password.clone(),
-            // An account without a password (made through GitHub) costs the
-            // same dummy hash as an unknown one, so neither shows.
-            user.as_ref()
-                .filter(|u| u.has_password())
-                .map(|u| u.password_hash.clone()),
-        )
-        .await
-        .map_err(ApiError::from)?;
-    let Some(user) = user.filter(|_| verified.ok) else {
-        state.metrics.login("failure");
+    let verified = super::password_check::check(
+        &state,
+        &email,
+        // An account without a password (made through GitHub) costs the
+        // same dummy hash as an unknown one, so neither shows.
+        user.as_ref()
+            .filter(|u| u.has_password())
+            .map(|u| u.password_hash.clone()),
+        req.password.clone(),
+        now,
+    )
+    .await?;
+    // A disabled account answers as a wrong password does, right password
+    // or not: its answer must not tell whether the guess was right.
+    if let Some(u) = user.as_ref().filter(|u| u.disabled_at.is_some()) {
+        state.metrics.login("disabled");
         state
-            .store
-            .record_login_failure(&email, now.ms)
-            .await
-            .map_err(ApiError::internal)?;
+            .audit(
+                AuditEvent::new(now.ms, "login_disabled")
+                    .user(u)
+                    .client(&client)
+                    .outcome(Outcome::Denied, "account_disabled"),
+            )
+            .await;
+        return Err(invalid_credentials());
+    }
+    let Some(user) = user.filter(|_| verified.ok) else {
+        // Already counted when the attempt was reserved.
+        state.metrics.login("failure");
         state
             .store
             .record_audit(
@@ -325,11 +320,14 @@ pub async fn change_password(
     auth: Authenticated,
     ApiJson(req): ApiJson<PasswordChangeRequest>,
 ) -> ApiResult<Response> {
-    let verified = state
-        .hasher
-        .verify(req.current_password, Some(auth.user.password_hash.clone()))
-        .await
-        .map_err(ApiError::from)?;
+    let verified = super::password_check::check(
+        &state,
+        &auth.user.email,
+        Some(auth.user.password_hash.clone()).filter(|_| auth.user.has_password()),
+        req.current_password,
+        state.now(),
+    )
+    .await?;
     if !verified.ok {
         return Err(ApiError::forbidden("current password is incorrect"));
     }

@@ -113,6 +113,10 @@ pub struct Client {
     pub user_agent: Option<String>,
     /// The request's trace, for the audit trail.
     pub trace_id: Option<String>,
+    /// A browser sent it: it carries `Origin` or fetch metadata (which no
+    /// page can remove). A sign-in's refresh token then goes in the cookie
+    /// only (see `grant::Delivery`).
+    pub browser: bool,
 }
 
 impl FromRequestParts<AppState> for Client {
@@ -142,10 +146,15 @@ impl FromRequestParts<AppState> for Client {
             .extensions
             .get::<crate::metrics::TraceId>()
             .map(|t| t.0.clone());
+        let h = &parts.headers;
+        let browser = h.contains_key(header::ORIGIN)
+            || h.contains_key("sec-fetch-site")
+            || h.contains_key("sec-fetch-mode");
         Ok(Client {
             ip: forwarded.or(peer),
             user_agent,
             trace_id,
+            browser,
         })
     }
 }

@@ -244,12 +244,9 @@ pub(crate) async fn start_link(
 ) -> ApiResult<Response> {
     let gh = github(state)?;
     let stored = Some(auth.user.password_hash.clone()).filter(|h| !h.is_empty());
-    let verified = state
-        .hasher
-        .verify(password, stored)
-        .await
-        .map_err(ApiError::from)?;
     let now = state.now();
+    let verified =
+        super::password_check::check(state, &auth.user.email, stored, password, now).await?;
     if !verified.ok {
         state
             .audit(

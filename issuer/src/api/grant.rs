@@ -27,8 +27,33 @@ pub struct TokenResponse {
     access_token: String,
     token_type: &'static str,
     expires_in: i64,
-    refresh_token: String,
+    /// Absent for a browser (it holds the refresh token in the `HttpOnly`
+    /// cookie, where no script can read it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
     session_id: String,
+}
+
+/// Where the refresh token goes besides the cookie. A sign-in from a
+/// browser (it sends `Origin` or fetch metadata, which no page can remove)
+/// and a refresh that presented the cookie get it in the `HttpOnly` cookie
+/// alone, so one injected script on the origin cannot read it; API clients,
+/// and a refresh that sent it in the body, get it in the body too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    CookieOnly,
+    CookieAndBody,
+}
+
+/// Whether `user` holds a role that needs a second factor.
+pub fn role_needs_second_factor(state: &AppState, user: &User) -> bool {
+    let required = &state.settings.mfa_required_roles;
+    user.roles.iter().any(|r| required.contains(r))
+}
+
+/// Whether `amr` includes a proved second factor.
+pub fn has_second_factor(amr: &str) -> bool {
+    amr.split_whitespace().any(|w| w == "mfa")
 }
 
 enum Grant<'a> {
@@ -40,6 +65,7 @@ enum Grant<'a> {
         refresh_token: String,
         /// Metrics outcome: `success`, or `grace` for a replay in the window.
         outcome: &'static str,
+        delivery: Delivery,
     },
 }
 
@@ -57,6 +83,7 @@ pub async fn start_session(
 
 /// Tokens for a session that goes on, with the refresh token that now
 /// stands for it.
+#[allow(clippy::too_many_arguments)]
 pub async fn continue_session(
     state: &AppState,
     client: &Client,
@@ -64,12 +91,14 @@ pub async fn continue_session(
     session: &Session,
     refresh_token: String,
     outcome: &'static str,
+    delivery: Delivery,
     now: Now,
 ) -> ApiResult<Response> {
     let grant_kind = Grant::Continue {
         session,
         refresh_token,
         outcome,
+        delivery,
     };
     grant(state, client, user, grant_kind, now).await
 }
@@ -105,11 +134,19 @@ async fn grant(
             }
         });
     }
+    if let Grant::Continue { session, .. } = &grant {
+        // The same gate as a sign-in: a session that began with one factor
+        // gets nothing once the user holds a role that needs two (granting
+        // such a role also ends these sessions; this covers any left).
+        if role_needs_second_factor(state, user) && !has_second_factor(&session.amr) {
+            return Err(end_one_factor_session(state, client, user, session, now).await);
+        }
+    }
     match grant {
         Grant::Start { amr } => {
             // A user with a second factor gets a ticket for it instead of
             // tokens, however the first factor was proved.
-            if !amr.split_whitespace().any(|w| w == "mfa") {
+            if !has_second_factor(amr) {
                 let mfa = state
                     .store
                     .mfa_status(&user.id)
@@ -118,8 +155,7 @@ async fn grant(
                 if mfa.any() {
                     return super::mfa::challenge(state, client, user, amr, mfa, now).await;
                 }
-                let required = &state.settings.mfa_required_roles;
-                if user.roles.iter().any(|r| required.contains(r)) {
+                if role_needs_second_factor(state, user) {
                     return super::mfa::enrolment_required(state, client, user, amr, now).await;
                 }
             }
@@ -154,8 +190,14 @@ async fn grant(
                 )
                 .await;
             notice_new_device(state, client, user, now).await;
+            let delivery = if client.browser {
+                Delivery::CookieOnly
+            } else {
+                Delivery::CookieAndBody
+            };
             token_response(
                 state,
+                delivery,
                 user,
                 &session_id,
                 amr,
@@ -169,10 +211,12 @@ async fn grant(
             session,
             refresh_token,
             outcome,
+            delivery,
         } => {
             state.metrics.refresh(outcome);
             token_response(
                 state,
+                delivery,
                 user,
                 &session.id,
                 &session.amr,
@@ -183,6 +227,44 @@ async fn grant(
             .await
         }
     }
+}
+
+/// A one-factor session of a user whose role now needs two: ended (its
+/// access tokens are refused at the edge), recorded, refused.
+async fn end_one_factor_session(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    session: &Session,
+    now: Now,
+) -> ApiError {
+    state.metrics.refresh("mfa_required");
+    match state
+        .store
+        .revoke_session(
+            &session.id,
+            "role_needs_second_factor",
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await
+    {
+        Ok(record) => state.published(record.into_iter().collect()).await,
+        Err(e) => return ApiError::internal(e),
+    }
+    state
+        .audit(
+            AuditEvent::new(now.ms, "session_ended")
+                .user(user)
+                .client(client)
+                .session(&session.id)
+                .outcome(Outcome::Denied, "role_needs_second_factor"),
+        )
+        .await;
+    ApiError::unauthorized(
+        "invalid_grant",
+        "a role of this account needs a second factor: sign in again",
+    )
 }
 
 /// Mails the user when they sign in from a device (user agent) not seen on
@@ -224,6 +306,13 @@ pub async fn step_up(
             "token is no longer valid",
         ));
     }
+    if role_needs_second_factor(state, user) && !has_second_factor(amr) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "mfa_required",
+            "a role of this account needs a second factor: step up with it",
+        ));
+    }
     let live = state
         .store
         .step_up_session(&session.id, amr, now.secs())
@@ -256,8 +345,10 @@ pub async fn step_up(
     Ok(response)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn token_response(
     state: &AppState,
+    delivery: Delivery,
     user: &User,
     session_id: &str,
     amr: &str,
@@ -275,7 +366,7 @@ async fn token_response(
         access_token,
         token_type: "Bearer",
         expires_in: settings.keys.access_token_ttl,
-        refresh_token,
+        refresh_token: (delivery == Delivery::CookieAndBody).then_some(refresh_token),
         session_id: session_id.to_string(),
     };
     let mut response = Json(body).into_response();

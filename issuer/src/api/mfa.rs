@@ -13,7 +13,6 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin::require_admin;
 use super::extract::{ApiJson, Authenticated, Client};
 use super::grant;
 use crate::clock::Now;
@@ -543,6 +542,16 @@ pub(super) async fn require_recent(
     auth: &Authenticated,
     now: Now,
 ) -> ApiResult<()> {
+    require_recent_for(state, auth, now, "changing second factors").await
+}
+
+/// The same rule before `what` (admin actions use it too).
+pub(super) async fn require_recent_for(
+    state: &AppState,
+    auth: &Authenticated,
+    now: Now,
+    what: &str,
+) -> ApiResult<()> {
     let max_age = state.settings.mfa_recent_auth_secs;
     let recent = now.secs() - auth.session.auth_time <= max_age;
     let has_factor = state
@@ -558,9 +567,9 @@ pub(super) async fn require_recent(
     let mut e = ApiError::unauthorized(
         "recent_authentication_required",
         if has_factor {
-            format!("step up with a second factor (POST /auth/mfa/step-up) within {max_age} s before changing second factors")
+            format!("step up with a second factor (POST /auth/mfa/step-up) within {max_age} s before {what}")
         } else {
-            format!("authenticate again (POST /auth/mfa/step-up) within {max_age} s before changing second factors")
+            format!("authenticate again (POST /auth/mfa/step-up) within {max_age} s before {what}")
         },
     );
     let acr = if has_factor {
@@ -976,28 +985,15 @@ pub async fn step_up(
         .await?;
         core::with_second_factor(&auth.session.amr, word)
     } else if let Some(password) = &req.password {
-        let until = state
-            .store
-            .login_delayed_until(&user.email)
-            .await
-            .map_err(ApiError::internal)?;
-        if until > now.ms {
-            return Err(wait_error("login_delayed", until, now));
-        }
-        let verified = state
-            .hasher
-            .verify(
-                password.clone(),
-                Some(user.password_hash.clone()).filter(|_| user.has_password()),
-            )
-            .await
-            .map_err(ApiError::from)?;
+        let verified = super::password_check::check(
+            &state,
+            &user.email,
+            Some(user.password_hash.clone()).filter(|_| user.has_password()),
+            password.clone(),
+            now,
+        )
+        .await?;
         if !verified.ok {
-            state
-                .store
-                .record_login_failure(&user.email, now.ms)
-                .await
-                .map_err(ApiError::internal)?;
             return Err(failed(&state, &client, user, "step_up_failure", now).await);
         }
         state
@@ -1046,7 +1042,7 @@ pub async fn admin_reset(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    require_admin(&auth)?;
+    super::admin::require_recent_admin(&state, &auth).await?;
     let now = state.now();
     let user = state
         .store

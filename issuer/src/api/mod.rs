@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod passkeys;
+pub mod password_check;
 pub mod profile;
 pub mod ratelimit;
 pub mod roles;

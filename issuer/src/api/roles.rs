@@ -86,7 +86,7 @@ pub async fn set(
     Path(role): Path<String>,
     ApiJson(req): ApiJson<SetRoleRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    super::admin::require_recent_admin(&state, &auth).await?;
     if !valid_name(&role) {
         return Err(invalid(format!(
             "role {role:?}: 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 - _ . :"
@@ -155,7 +155,7 @@ pub async fn delete(
     auth: Authenticated,
     Path(role): Path<String>,
 ) -> ApiResult<Response> {
-    require_admin(&auth)?;
+    super::admin::require_recent_admin(&state, &auth).await?;
     let now = state.now();
     let version = state
         .store

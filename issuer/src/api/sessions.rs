@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::auth::UserView;
 use super::extract::{Authenticated, Client};
-use super::grant::{self, REFRESH_COOKIE};
+use super::grant::{self, Delivery, REFRESH_COOKIE};
 use crate::clock::Now;
 use crate::error::{ApiError, ApiResult};
 use crate::store::AuditEvent;
@@ -25,13 +25,15 @@ struct RefreshRequest {
     refresh_token: String,
 }
 
-/// Refresh token from the JSON body, or else from the cookie.
-fn presented_refresh_token(headers: &HeaderMap, body: &Bytes) -> ApiResult<String> {
+/// Refresh token from the JSON body, or else from the cookie; the next one
+/// goes back the same way (a cookie's never in a body a script can read).
+fn presented_refresh_token(headers: &HeaderMap, body: &Bytes) -> ApiResult<(String, Delivery)> {
     if !body.is_empty() {
         let req: RefreshRequest = super::extract::object_from_slice(body)?;
-        return Ok(req.refresh_token);
+        return Ok((req.refresh_token, Delivery::CookieAndBody));
     }
-    cookie_value(headers, REFRESH_COOKIE).ok_or_else(|| {
+    let from_cookie = cookie_value(headers, REFRESH_COOKIE).map(|t| (t, Delivery::CookieOnly));
+    from_cookie.ok_or_else(|| {
         ApiError::bad_request(
             "invalid_request",
             "missing field `refresh_token` (in the body or the cookie)",
@@ -68,7 +70,7 @@ pub async fn refresh(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let presented = presented_refresh_token(&headers, &body)?;
+    let (presented, delivery) = presented_refresh_token(&headers, &body)?;
     let now = state.now();
     let hash = refresh_token_hash(&presented);
     let Some(found) = state
@@ -81,7 +83,7 @@ pub async fn refresh(
         return Err(invalid_grant());
     };
     if found.rotated_at.is_some() {
-        return replayed(&state, &client, &hash, found, now).await;
+        return replayed(&state, &client, &hash, found, delivery, now).await;
     }
     let session = &found.session;
     if !session.is_live(now.secs()) {
@@ -125,9 +127,12 @@ pub async fn refresh(
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(invalid_grant)?;
-        return replayed(&state, &client, &hash, found, now).await;
+        return replayed(&state, &client, &hash, found, delivery, now).await;
     }
-    grant::continue_session(&state, &client, &user, session, new_token, "success", now).await
+    grant::continue_session(
+        &state, &client, &user, session, new_token, "success", delivery, now,
+    )
+    .await
 }
 
 fn invalid_grant() -> ApiError {
@@ -156,6 +161,7 @@ async fn replayed(
     client: &Client,
     hash: &str,
     found: RefreshLookup,
+    delivery: Delivery,
     now: Now,
 ) -> ApiResult<Response> {
     let grace_ms = state.settings.refresh_grace_secs.saturating_mul(1000);
@@ -190,7 +196,10 @@ async fn replayed(
                 .session(&session.id),
         )
         .await;
-    grant::continue_session(state, client, &user, session, successor, "grace", now).await
+    grant::continue_session(
+        state, client, &user, session, successor, "grace", delivery, now,
+    )
+    .await
 }
 
 /// A rotated refresh token came back: someone holds a copy. End the whole

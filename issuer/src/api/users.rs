@@ -13,7 +13,7 @@ use super::auth::UserView;
 use super::extract::{ApiJson, Authenticated, Client};
 use crate::error::{ApiError, ApiResult};
 use crate::store::AuditEvent;
-use crate::store::{DeleteUser, ProfileChange, UserChange};
+use crate::store::{Changed, DeleteUser, ProfileChange, UserChange};
 use crate::AppState;
 
 const MAX_ROLES: usize = 64;
@@ -49,14 +49,15 @@ pub fn check_roles(roles: &[String]) -> ApiResult<()> {
         return Err(unprocessable(format!("at most {MAX_ROLES} roles")));
     }
     for role in roles {
-        let ok = !role.is_empty()
+        // At least one letter or digit: `.` or `::` names nothing.
+        let ok = role.bytes().any(|b| b.is_ascii_alphanumeric())
             && role.len() <= MAX_ROLE_LEN
             && role
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
         if !ok {
             return Err(unprocessable(format!(
-                "role {role:?}: 1 to {MAX_ROLE_LEN} of A-Z a-z 0-9 - _ . :"
+                "role {role:?}: 1 to {MAX_ROLE_LEN} of A-Z a-z 0-9 - _ . : with a letter or digit"
             )));
         }
     }
@@ -136,7 +137,7 @@ pub async fn change(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ChangeUserRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    super::admin::require_recent_admin(&state, &auth).await?;
     if req.roles.is_none() && req.disabled.is_none() && req.admin_metadata.is_none() {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -169,15 +170,26 @@ pub async fn change(
             r
         }),
         disabled: req.disabled,
+        second_factor_roles: state.settings.mfa_required_roles.clone(),
     };
     let now = state.now();
     let mut user = if change.roles.is_some() || change.disabled.is_some() {
-        let (user, records) = state
+        let changed = state
             .store
             .change_user(&id, &change, now.ms, state.revocation_expiry(now))
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found("no such user"))?;
+        let (user, records) = match changed {
+            Changed::Done(user, records) => (user, records),
+            Changed::LastAdmin => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "last_admin",
+                    "no enabled admin would be left",
+                ))
+            }
+        };
         state.published(records).await;
         user
     } else {
@@ -319,7 +331,7 @@ pub async fn delete(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<axum::response::Response> {
-    require_admin(&auth)?;
+    super::admin::require_recent_admin(&state, &auth).await?;
     if id == auth.user.id {
         return Err(self_refused("delete your own account"));
     }
@@ -378,7 +390,7 @@ pub async fn logout_all(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    super::admin::require_recent_admin(&state, &auth).await?;
     let now = state.now();
     if state
         .store

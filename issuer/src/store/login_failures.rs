@@ -69,6 +69,42 @@ impl Store {
     /// far. A success clears it. After `MAX_SECOND_FACTOR_FAILURES` the key
     /// is locked until an admin clears it (or a day without attempts).
     pub async fn reserve_attempt(&self, key: &str, now_ms: i64) -> sqlx::Result<Result<i64, i64>> {
+        self.reserve(key, now_ms, Some(MAX_SECOND_FACTOR_FAILURES))
+            .await
+    }
+
+    /// The same for a password under `email`, without the lock (a victim
+    /// is slowed, never locked out): concurrent guesses cannot all slip
+    /// through one open moment of the delay.
+    pub async fn reserve_password_attempt(
+        &self,
+        email: &str,
+        now_ms: i64,
+    ) -> sqlx::Result<Result<i64, i64>> {
+        self.reserve(email, now_ms, None).await
+    }
+
+    /// A reserved attempt that proved right: not a failure. The count goes
+    /// back down and the door opens at once (a completed sign-in clears it).
+    pub async fn release_attempt(&self, key: &str, now_ms: i64) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE login_failures SET \
+             failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END, \
+             delayed_until_ms = $1 WHERE email = $2",
+        )
+        .bind(now_ms)
+        .bind(key)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn reserve(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lock_after: Option<i64>,
+    ) -> sqlx::Result<Result<i64, i64>> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO login_failures (email, failures, last_failure_at, delayed_until_ms) \
@@ -100,7 +136,7 @@ impl Store {
         let failures: i64 = row.try_get("failures")?;
         // This attempt is counted as failed until it succeeds: the delay
         // that a failure would cause applies to the next one at once.
-        let until = if failures > MAX_SECOND_FACTOR_FAILURES {
+        let until = if lock_after.is_some_and(|max| failures > max) {
             i64::MAX / 2
         } else {
             now_ms + delay_ms(failures)

@@ -35,7 +35,9 @@ pub use passkeys::{StoredPasskey, MAX_PASSKEYS};
 pub use revocations::NewRevocation;
 pub use sessions::{NewSession, RefreshLookup, Rotation, Session, Successor};
 pub use teams::{CreateTeam, Membership, MembershipChange, PermissionMap, Team, TEAM_ROLES};
-pub use users::{CreateUserError, DeleteUser, ProfileChange, User, UserChange, UserTotals};
+pub use users::{
+    Changed, CreateUserError, DeleteUser, ProfileChange, User, UserChange, UserTotals,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

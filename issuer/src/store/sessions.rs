@@ -368,6 +368,8 @@ pub(super) enum Which<'a> {
     SignedInWith(&'a str),
     /// All but this session.
     AllBut(&'a str),
+    /// Those without a second factor in their `amr`.
+    OneFactor,
 }
 
 pub(super) async fn revoke_sessions_where(
@@ -382,6 +384,7 @@ pub(super) async fn revoke_sessions_where(
         Which::All => ("", None),
         Which::SignedInWith(amr) => (" AND (amr = $4 OR amr LIKE $4 || ' %')", Some(amr)),
         Which::AllBut(id) => (" AND id <> $4", Some(id)),
+        Which::OneFactor => (" AND (' ' || amr || ' ') NOT LIKE '% mfa %'", None),
     };
     let amr = arg;
     let insert = format!(

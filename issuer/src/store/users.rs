@@ -65,6 +65,18 @@ pub struct ProfileChange {
 pub struct UserChange {
     pub roles: Option<Vec<String>>,
     pub disabled: Option<bool>,
+    /// Roles that need a second factor (`--mfa-required-roles`): a user
+    /// holding one after the change keeps no one-factor session.
+    pub second_factor_roles: Vec<String>,
+}
+
+/// What `change_user` did.
+#[derive(Debug)]
+pub enum Changed {
+    Done(User, Vec<RevocationRecord>),
+    /// Refused: no enabled admin would be left. Checked inside the
+    /// transaction, so two admins demoting each other at once cannot both win.
+    LastAdmin,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +205,9 @@ impl Store {
         change: &UserChange,
         now_ms: i64,
         revocation_expires_at: i64,
-    ) -> sqlx::Result<Option<(User, Vec<RevocationRecord>)>> {
+    ) -> sqlx::Result<Option<Changed>> {
+        // Revoking transactions are serialised (see `begin_revoking`), which
+        // the last-admin check below relies on.
         let mut tx = self.begin_revoking().await?;
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         let Some(row) = sqlx::query(&sql)
@@ -204,6 +218,7 @@ impl Store {
             return Ok(None);
         };
         let mut user = user_from_row(&row)?;
+        let was_admin = user.disabled_at.is_none() && user.roles.iter().any(|r| r == "admin");
         if let Some(roles) = &change.roles {
             user.roles = roles.clone();
         }
@@ -213,6 +228,21 @@ impl Store {
             }
             Some(false) => user.disabled_at = None,
             _ => {}
+        }
+        let is_admin = user.disabled_at.is_none() && user.roles.iter().any(|r| r == "admin");
+        if was_admin && !is_admin {
+            let others: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM users WHERE id <> $1 AND disabled_at IS NULL \
+                 AND (' ' || roles || ' ') LIKE '% admin %'",
+            )
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            if others == 0 {
+                tx.rollback().await?;
+                return Ok(Some(Changed::LastAdmin));
+            }
         }
         user.token_generation += 1;
         sqlx::query(
@@ -224,9 +254,23 @@ impl Store {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
+        let needs_second_factor = user
+            .roles
+            .iter()
+            .any(|r| change.second_factor_roles.contains(r));
         let mut records = if change.disabled == Some(true) {
             revoke_user_sessions(&mut tx, user_id, "disabled", now_ms, revocation_expires_at)
                 .await?
+        } else if needs_second_factor {
+            super::sessions::revoke_sessions_where(
+                &mut tx,
+                user_id,
+                super::sessions::Which::OneFactor,
+                "role_needs_second_factor",
+                now_ms,
+                revocation_expires_at,
+            )
+            .await?
         } else {
             Vec::new()
         };
@@ -241,7 +285,7 @@ impl Store {
             .await?,
         );
         tx.commit().await?;
-        Ok(Some((user, records)))
+        Ok(Some(Changed::Done(user, records)))
     }
 
     /// Sets roles (tests and tools); `change_user` also revokes live tokens.

@@ -180,7 +180,14 @@ async fn tokens_from_cookie(g: &Gh, b: &mut Browser) -> Tokens {
         .await;
     assert_eq!(v.status, StatusCode::OK, "{}", v.body);
     let _ = g;
-    Tokens::from(v.json())
+    let mut body = v.json();
+    // A browser gets its refresh token in the cookie only.
+    assert!(body.get("refresh_token").is_none(), "{}", v.body);
+    body["refresh_token"] = b
+        .cookie(TEST_ISSUER_URL, "__Host-refresh_token")
+        .expect("refresh cookie")
+        .into();
+    Tokens::from(body)
 }
 
 async fn sign_in_creates_an_account_then_signs_it_in(backend: Backend) {

@@ -315,9 +315,22 @@ async fn browsers_get_csrf_refusals_cors_and_security_headers() {
     .await
     .expect("send");
     assert_eq!(r.status(), StatusCode::OK);
-    let next: serde_json::Value = r.json().await.expect("json");
+    // Spent from the cookie, the next one comes back in the cookie only:
+    // no script on the page can read it from the body.
+    let next = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("__Host-refresh_token="))
+        .and_then(|v| v.split(';').next())
+        .expect("refresh cookie")
+        .to_string();
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert!(body["access_token"].is_string());
     let r = refresh_with(
-        next["refresh_token"].as_str().expect("rt").to_string(),
+        next,
         vec![
             ("origin", "https://app.example"),
             ("sec-fetch-site", "cross-site"),
@@ -337,6 +350,25 @@ async fn browsers_get_csrf_refusals_cors_and_security_headers() {
     .await
     .expect("send");
     assert_eq!(r.status(), StatusCode::OK);
+    // Sent in the body, it comes back in the body (API clients).
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert!(body["refresh_token"].is_string(), "{body}");
+    // A browser's sign-in: the refresh token in the cookie only.
+    let r = t
+        .http
+        .post(t.url("/auth/login"))
+        .header("origin", "https://issuer.test")
+        .header("sec-fetch-site", "same-origin")
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().get_all("set-cookie").iter().any(|v| v
+        .to_str()
+        .is_ok_and(|v| v.starts_with("__Host-refresh_token="))));
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert!(body.get("refresh_token").is_none(), "{body}");
 
     // CORS: preflights from the allowed origin only, with credentials.
     let preflight = |origin: &'static str| {

@@ -14,6 +14,7 @@ mod mfa;
 mod openapi;
 mod passkeys;
 mod ratelimit;
+mod review;
 mod store;
 mod support;
 mod teams;

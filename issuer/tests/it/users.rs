@@ -104,10 +104,23 @@ async fn disabling_ends_sessions_and_enabling_lets_the_user_back(backend: Backen
     let r = t
         .post("/auth/login", json!({"email": email, "password": PASSWORD}))
         .await;
+    // The same answer as a wrong password (review finding: answering
+    // `account_disabled` only to the right password made an oracle).
     let (status, code, _) = error_code(r).await;
     assert_eq!(
         (status, code.as_str()),
-        (StatusCode::FORBIDDEN, "account_disabled")
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
+    let r = t
+        .post(
+            "/auth/login",
+            json!({"email": email, "password": "wrong passphrase"}),
+        )
+        .await;
+    let (status, code, _) = error_code(r).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
     );
     assert!(!user_records(&t, id).await.is_empty());
 
