@@ -359,3 +359,147 @@ async fn identity_headers_arrive_once_whatever_the_client_sent(front: Front) {
 }
 
 crate::both_fronts!(identity_headers_arrive_once_whatever_the_client_sent);
+
+/// Review finding 1: the issuer's cookies (refresh, page, sign-in state)
+/// never reach an application, whatever their spelling or split; the
+/// application's own cookies do; the issuer's routes still get them.
+async fn the_issuers_cookies_never_reach_an_application(front: Front) {
+    let Some(stack) = Stack::start_front(front, |_| {}, |_| {}).await else {
+        return;
+    };
+    let login = stack.login(&unique_email("cookies")).await;
+    let auth = bearer(&token(&login));
+    let refresh = login["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    let port = stack.envoy.port;
+    let rt = format!("__Host-refresh_token={refresh}");
+    let r = raw_request(
+        port,
+        "GET /memory/notes HTTP/1.1",
+        &[
+            ("authorization", &auth),
+            ("cookie", &format!("app=1; {rt}; __Secure-page_token=pt")),
+            ("cookie", "__host-GITHUB_oauth=st, theme=dark"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    let sent = r.body["headers"]["cookie"].to_string();
+    assert!(!sent.contains(&refresh), "{sent}");
+    assert!(!sent.to_ascii_lowercase().contains("page_token"), "{sent}");
+    assert!(
+        !sent.to_ascii_lowercase().contains("github_oauth"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains("app=1") && sent.contains("theme=dark"),
+        "{sent}"
+    );
+    // Only the issuer's: no cookie header at all.
+    let r = raw_request(
+        port,
+        "GET /ai/chat HTTP/1.1",
+        &[("authorization", &auth), ("cookie", &rt)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(r.body["headers"].get("cookie").is_none(), "{}", r.body);
+    // The issuer's own routes keep them: the cookie refreshes there.
+    let r = raw_request(
+        port,
+        "POST /auth/refresh HTTP/1.1",
+        &[("cookie", &rt), ("content-length", "0")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(r.body.get("refresh_token").is_none(), "{}", r.body);
+    assert!(r.head.contains("__Host-refresh_token="), "{}", r.head);
+}
+
+crate::both_fronts!(the_issuers_cookies_never_reach_an_application);
+
+/// Review finding 7: headers that make frameworks act on another method
+/// or path than the one judged never reach the upstream, and an exact
+/// path rule covers its trailing-slash spelling.
+async fn the_upstream_acts_on_the_request_judged(front: Front) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    let base = std::fs::read_to_string(policy_file()).expect("policy");
+    let with_exact = base.replacen(
+        "  - name: ai-gateway\n",
+        "  - name: ai-settings\n    path: /ai/settings\n    roles: [admin]\n  - name: ai-gateway\n",
+        1,
+    );
+    assert_ne!(with_exact, base, "the policy has an ai-gateway rule");
+    std::fs::write(&policy, with_exact).expect("write");
+    let Some(stack) = Stack::start_front(front, |_| {}, |s| s.policy = policy.clone()).await else {
+        return;
+    };
+    let auth = bearer(&token(&stack.login(&unique_email("override")).await));
+    let port = stack.envoy.port;
+    let r = raw_request(
+        port,
+        "POST /ai/chat HTTP/1.1",
+        &[
+            ("authorization", &auth),
+            ("content-length", "0"),
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("X-HTTP-Method", "DELETE"),
+            ("X-Method-Override", "DELETE"),
+            ("X-Original-URL", "/ai/admin/settings"),
+            ("X-Rewrite-URL", "/ai/admin/settings"),
+            ("X-Forwarded-Uri", "/ai/admin/settings"),
+            ("X-Forwarded-Prefix", "/ai/admin"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-forwarded-uri",
+        "x-forwarded-prefix",
+    ] {
+        assert!(r.body["headers"].get(name).is_none(), "{name}: {}", r.body);
+    }
+    for path in ["/ai/settings", "/ai/settings/", "/ai/settings/?x=1"] {
+        let r = raw_request(
+            port,
+            &format!("GET {path} HTTP/1.1"),
+            &[("authorization", &auth)],
+        )
+        .await;
+        assert_eq!(r.status, 403, "{path}: {}", r.head);
+    }
+}
+
+crate::both_fronts!(the_upstream_acts_on_the_request_judged);
+
+/// Review finding 6: one-time tokens travel in queries (reset and
+/// verification links); Envoy's access log has the path without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_holds_no_query() {
+    let Some(stack) = Stack::start(|_| {}).await else {
+        return;
+    };
+    let secret = "one-time-secret-4f2a9c";
+    let r = raw_request(
+        stack.envoy.port,
+        &format!("GET /auth/email/verify?token={secret} HTTP/1.1"),
+        &[],
+    )
+    .await;
+    assert!(r.status < 500, "{}", r.head);
+    wait_until(Duration::from_secs(10), || async {
+        stack.envoy.access_log().contains("/auth/email/verify")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not logged: {}", stack.envoy.access_log()));
+    let log = stack.envoy.access_log();
+    assert!(!log.contains(secret), "{log}");
+}

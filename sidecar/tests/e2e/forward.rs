@@ -118,6 +118,42 @@ async fn nginx_auth_request_gets_the_same_decisions() {
         );
     }
 
+    // The issuer's cookies never reach the application; its own do, and a
+    // request with only the issuer's arrives with none.
+    let r = http
+        .get(url("/ai/chat"))
+        .bearer_auth(&access)
+        .header(
+            "cookie",
+            "app=1; __Host-refresh_token=secret-rt; __Secure-page_token=secret-pt; theme=dark",
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    let echoed: Value = r.json().await.expect("json");
+    assert_eq!(
+        echoed["headers"]["cookie"],
+        serde_json::json!(["app=1; theme=dark"]),
+        "{echoed}"
+    );
+    for cookie in ["__Host-refresh_token=secret-rt", "app=1"] {
+        let r = http
+            .get(url("/ai/chat"))
+            .bearer_auth(&access)
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("request");
+        let echoed: Value = r.json().await.expect("json");
+        let expected = (cookie == "app=1").then(|| serde_json::json!([cookie]));
+        assert_eq!(
+            echoed["headers"].get("cookie"),
+            expected.as_ref(),
+            "{echoed}"
+        );
+    }
+
     // No token: 401 with the challenge; not the upstream's answer.
     let r = http.get(url("/ai/chat")).send().await.expect("request");
     assert_eq!(r.status(), 401);

@@ -361,6 +361,11 @@ impl Envoy {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("envoy.log")).unwrap_or_default()
     }
+
+    /// Its access log so far (stdout; flushed every 100 ms).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("access.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for Envoy {
@@ -391,6 +396,7 @@ pub async fn start_envoy_config(envoy: &str, config: String) -> Envoy {
     std::fs::write(&config_path, config).expect("write config");
     let admin_path = dir.path().join("admin-address");
     let log = std::fs::File::create(dir.path().join("envoy.log")).expect("log");
+    let access = std::fs::File::create(dir.path().join("access.log")).expect("access log");
     let mut command = Command::new(envoy);
     // Where a module config finds libdevmentor_authz.so.
     if let Ok(dir) = std::env::var("DM_TEST_AUTHZ_MODULE") {
@@ -407,8 +413,10 @@ pub async fn start_envoy_config(envoy: &str, config: String) -> Envoy {
             "--disable-hot-restart",
             "-l",
             "warning",
+            "--file-flush-interval-msec",
+            "100",
         ])
-        .stdout(Stdio::null())
+        .stdout(access)
         .stderr(log)
         .spawn()
         .expect("spawn envoy");
