@@ -205,6 +205,8 @@ pub async fn verify_page(Query(q): Query<TokenQuery>) -> Response {
         &format!(
             "<form method=\"post\" action=\"/auth/email/verify\">\
              <input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <p><label>Your account's password (if it has one) \
+             <input type=\"password\" name=\"password\" autocomplete=\"current-password\"></label></p>\
              <button type=\"submit\">Confirm my email address</button></form>",
             escape(&q.token)
         ),
@@ -215,6 +217,11 @@ pub async fn verify_page(Query(q): Query<TokenQuery>) -> Response {
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     token: String,
+    /// The account's password, when it has one and the address was never
+    /// proved: the link alone would confirm an account that someone else
+    /// registered with this address (and whose password they know).
+    #[serde(default)]
+    password: Option<String>,
 }
 
 fn invalid_link() -> ApiError {
@@ -242,13 +249,17 @@ pub async fn verify(
     body: JsonOrForm<VerifyRequest>,
 ) -> ApiResult<Response> {
     let now = state.now();
+    let hash = refresh_token_hash(body.value.token.trim());
+    if let Err(e) = password_holder(&state, &hash, body.value.password, now).await {
+        return Ok(if body.form {
+            error_page(e.status, "Address not confirmed", &e.message)
+        } else {
+            e.into_response()
+        });
+    }
     let spent = state
         .store
-        .spend_email_token(
-            &refresh_token_hash(body.value.token.trim()),
-            TokenPurpose::VerifyEmail,
-            now.secs(),
-        )
+        .spend_email_token(&hash, TokenPurpose::VerifyEmail, now.secs())
         .await
         .map_err(ApiError::internal)?;
     let Some(spent) = spent else {
@@ -279,6 +290,53 @@ pub async fn verify(
     } else {
         Json(json!({"email_verified": true, "email": spent.email})).into_response()
     })
+}
+
+/// Before a link first proves an address: the one confirming must also
+/// hold the account's password (through the throttled check), so the owner
+/// of a mailbox cannot be made to confirm an account an attacker registered
+/// with it. An unknown or spent link passes here and fails at the spend.
+async fn password_holder(
+    state: &AppState,
+    hash: &str,
+    password: Option<String>,
+    now: crate::clock::Now,
+) -> ApiResult<()> {
+    let Some(live) = state
+        .store
+        .peek_email_token(hash, TokenPurpose::VerifyEmail, now.secs())
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Ok(());
+    };
+    let Some(user) = state
+        .store
+        .user_by_id(&live.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .filter(|u| u.has_password() && u.email_verified_at.is_none())
+    else {
+        return Ok(());
+    };
+    let Some(password) = password.filter(|p| !p.is_empty()) else {
+        return Err(ApiError::bad_request(
+            "password_required",
+            "give the account's password to confirm its address",
+        ));
+    };
+    let verified = super::password_check::check(
+        state,
+        &user.email,
+        Some(user.password_hash.clone()),
+        password,
+        now,
+    )
+    .await?;
+    if !verified.ok {
+        return Err(ApiError::forbidden("password is incorrect"));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -499,7 +557,10 @@ async fn reset_password(state: &AppState, client: &Client, req: ResetRequest) ->
                 .actor(&spent.user_id)
                 .target(&spent.user_id)
                 .email(&spent.email)
-                .client(client),
+                .client(client)
+                // The first proof of the mailbox removed the factors and
+                // linked accounts set up before it.
+                .meta(json!({"first_proof": spent.first_proof})),
         )
         .await;
     notify_password_changed(state, &spent.email, "by a reset link", client).await;

@@ -59,6 +59,8 @@ pub fn has_second_factor(amr: &str) -> bool {
 enum Grant<'a> {
     Start {
         amr: &'a str,
+        /// The passkey that proved it, if one did.
+        opened_by: Option<&'a str>,
     },
     Continue {
         session: &'a Session,
@@ -78,7 +80,28 @@ pub async fn start_session(
     amr: &str,
     now: Now,
 ) -> ApiResult<Response> {
-    grant(state, client, user, Grant::Start { amr }, now).await
+    let start = Grant::Start {
+        amr,
+        opened_by: None,
+    };
+    grant(state, client, user, start, now).await
+}
+
+/// The same, for a sign-in a passkey (`cred_id`) proved: removing that
+/// passkey ends the session.
+pub async fn start_session_by_passkey(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    amr: &str,
+    cred_id: &str,
+    now: Now,
+) -> ApiResult<Response> {
+    let start = Grant::Start {
+        amr,
+        opened_by: Some(cred_id),
+    };
+    grant(state, client, user, start, now).await
 }
 
 /// Tokens for a session that goes on, with the refresh token that now
@@ -143,7 +166,7 @@ async fn grant(
         }
     }
     match grant {
-        Grant::Start { amr } => {
+        Grant::Start { amr, opened_by } => {
             // A user with a second factor gets a ticket for it instead of
             // tokens, however the first factor was proved.
             if !has_second_factor(amr) {
@@ -176,6 +199,7 @@ async fn grant(
                     user_agent: client.user_agent.as_deref(),
                     amr,
                     refresh_hash: &refresh_token_hash(&refresh_token),
+                    opened_by,
                 })
                 .await
                 .map_err(ApiError::internal)?;

@@ -611,6 +611,19 @@ pub async fn remove_totp(
     if !removed {
         return Err(ApiError::not_found("no second factor is set up"));
     }
+    // The sessions its codes completed end with it (not this one).
+    let ended = state
+        .store
+        .revoke_sessions(
+            &auth.user.id,
+            crate::store::Which::CodesBut(&auth.session.id),
+            "factor_removed",
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    state.published(ended).await;
     factor_changed(
         &state,
         &auth,
@@ -974,7 +987,7 @@ pub async fn step_up(
         .unwrap_or("pwd");
     let amr = if let Some(pk) = &req.passkey {
         // A passkey cannot be guessed: no delay applies.
-        let (_, word) = super::passkeys::verify_assertion(
+        let (_, word, _) = super::passkeys::verify_assertion(
             &state,
             &client,
             &pk.ceremony_id,

@@ -26,7 +26,7 @@ use super::grant;
 use crate::config::ServeArgs;
 use crate::error::{ApiError, ApiResult};
 use crate::mfa as core;
-use crate::store::{AuditEvent, Outcome, StoredPasskey};
+use crate::store::{AuditEvent, Outcome, StoredPasskey, Which};
 use crate::tokens::{new_id, refresh_token_hash};
 use crate::AppState;
 
@@ -414,6 +414,20 @@ pub async fn delete(
     if !found {
         return Err(ApiError::not_found("no such passkey"));
     }
+    // The sessions it opened end with it (this one, which just proved a
+    // recent authentication, stays).
+    let ended = state
+        .store
+        .revoke_sessions(
+            &auth.user.id,
+            Which::OpenedByBut(&id, &auth.session.id),
+            "factor_removed",
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    state.published(ended).await;
     super::mfa::factor_changed(
         &state,
         &auth,
@@ -463,8 +477,9 @@ pub struct LoginFinish {
 }
 
 /// Checks a passkey assertion against its ceremony and, when given, the
-/// user it must belong to. Returns the user and the `amr` word (`hwk`, or
-/// `swk` for a synced passkey). Spends the ceremony whatever the outcome.
+/// user it must belong to. Returns the user, the `amr` word (`hwk`, or
+/// `swk` for a synced passkey) and the credential id. Spends the ceremony
+/// whatever the outcome.
 pub(super) async fn verify_assertion(
     state: &AppState,
     client: &Client,
@@ -472,7 +487,7 @@ pub(super) async fn verify_assertion(
     credential: &PublicKeyCredential,
     expected_user: Option<&str>,
     now: crate::clock::Now,
-) -> ApiResult<(crate::store::User, &'static str)> {
+) -> ApiResult<(crate::store::User, &'static str, String)> {
     let rp = rp(state)?;
     let refused = || ApiError::unauthorized("invalid_credential", "the passkey was not accepted");
     let (_, auth_state) = state
@@ -534,14 +549,12 @@ pub(super) async fn verify_assertion(
         .passkey_used(&cred_id, updated.as_deref(), now.secs())
         .await
         .map_err(ApiError::internal)?;
-    Ok((
-        user,
-        if result.backup_eligible() {
-            "swk"
-        } else {
-            "hwk"
-        },
-    ))
+    let word = if result.backup_eligible() {
+        "swk"
+    } else {
+        "hwk"
+    };
+    Ok((user, word, cred_id))
 }
 
 /// `POST /auth/passkeys/login/finish {ceremony_id, credential, mfa_ticket?}`:
@@ -582,7 +595,7 @@ pub async fn login_finish(
         ),
         None => None,
     };
-    let (user, word) = verify_assertion(
+    let (user, word, cred_id) = verify_assertion(
         &state,
         &client,
         &req.ceremony_id,
@@ -613,5 +626,5 @@ pub async fn login_finish(
         .clear_login_failures(&user.email)
         .await
         .map_err(ApiError::internal)?;
-    grant::start_session(&state, &client, &user, &amr, now).await
+    grant::start_session_by_passkey(&state, &client, &user, &amr, &cred_id, now).await
 }

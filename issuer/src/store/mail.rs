@@ -59,6 +59,8 @@ impl TokenPurpose {
 pub struct SpentToken {
     pub user_id: String,
     pub email: String,
+    /// This spend proved the address for the first time.
+    pub first_proof: bool,
 }
 
 impl Store {
@@ -322,6 +324,16 @@ impl Store {
             revocation_expires_at,
         )
         .await?;
+        if spent.first_proof {
+            // Whoever set these up had not proved the mailbox: they may
+            // have registered the address before its owner did.
+            for table in ["mfa_totp", "recovery_codes", "passkeys", "identities"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                    .bind(&spent.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         tx.commit().await?;
         Ok(Some((spent, records)))
     }
@@ -390,6 +402,7 @@ fn spent_token(r: &sqlx::any::AnyRow) -> sqlx::Result<SpentToken> {
     Ok(SpentToken {
         user_id: r.try_get("user_id")?,
         email: r.try_get("email")?,
+        first_proof: false,
     })
 }
 
@@ -435,7 +448,7 @@ async fn spend(
     .bind(purpose.as_str())
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    let first_proof = sqlx::query(
         "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email = $3 \
          AND email_verified_at IS NULL",
     )
@@ -443,6 +456,11 @@ async fn spend(
     .bind(&token.user_id)
     .bind(&token.email)
     .execute(&mut **tx)
-    .await?;
-    Ok(Some(token))
+    .await?
+    .rows_affected()
+        == 1;
+    Ok(Some(SpentToken {
+        first_proof,
+        ..token
+    }))
 }

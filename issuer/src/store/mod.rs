@@ -33,7 +33,7 @@ pub use mail::{NewMail, OutboxCounts, OutboxMail, SpentToken, TokenPurpose};
 pub use mfa::{MfaStatus, MfaTicket, TotpFactor, TICKET_ATTEMPTS};
 pub use passkeys::{StoredPasskey, MAX_PASSKEYS};
 pub use revocations::NewRevocation;
-pub use sessions::{NewSession, RefreshLookup, Rotation, Session, Successor};
+pub use sessions::{NewSession, RefreshLookup, Rotation, Session, Successor, Which};
 pub use teams::{CreateTeam, Membership, MembershipChange, PermissionMap, Team, TEAM_ROLES};
 pub use users::{
     Changed, CreateUserError, DeleteUser, ProfileChange, User, UserChange, UserTotals,

@@ -40,6 +40,8 @@ pub struct NewSession<'a> {
     pub user_agent: Option<&'a str>,
     pub amr: &'a str,
     pub refresh_hash: &'a str,
+    /// The passkey (credential id) that opened it, if one did.
+    pub opened_by: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +87,8 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, \
-             absolute_expires_at, ip, user_agent, amr) VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
+             absolute_expires_at, ip, user_agent, amr, opened_by) \
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(s.id)
         .bind(s.user_id)
@@ -95,6 +98,7 @@ impl Store {
         .bind(s.ip.map(str::to_string))
         .bind(s.user_agent.map(str::to_string))
         .bind(s.amr)
+        .bind(s.opened_by.map(str::to_string))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -274,6 +278,29 @@ impl Store {
         Ok(records)
     }
 
+    /// Ends the user's sessions that `which` names.
+    pub async fn revoke_sessions(
+        &self,
+        user_id: &str,
+        which: Which<'_>,
+        reason: &str,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Vec<RevocationRecord>> {
+        let mut tx = self.begin_revoking().await?;
+        let records = revoke_sessions_where(
+            &mut tx,
+            user_id,
+            which,
+            reason,
+            now_ms,
+            revocation_expires_at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(records)
+    }
+
     /// Step-up: the user proved a factor again inside a live session.
     pub async fn step_up_session(
         &self,
@@ -361,7 +388,7 @@ pub(super) async fn revoke_user_sessions(
 /// when given (the sessions a sign-in method started).
 /// Which of a user's sessions to end.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Which<'a> {
+pub enum Which<'a> {
     All,
     /// Those a sign-in method started (the first word of `amr`: `fed`, or
     /// `fed otp mfa` after a second factor).
@@ -370,6 +397,10 @@ pub(super) enum Which<'a> {
     AllBut(&'a str),
     /// Those without a second factor in their `amr`.
     OneFactor,
+    /// Those this passkey (credential id) opened, but `keep`.
+    OpenedByBut(&'a str, &'a str),
+    /// Those a one-time code (TOTP, a recovery code) completed, but `keep`.
+    CodesBut(&'a str),
 }
 
 pub(super) async fn revoke_sessions_where(
@@ -380,13 +411,18 @@ pub(super) async fn revoke_sessions_where(
     now_ms: i64,
     revocation_expires_at: i64,
 ) -> sqlx::Result<Vec<RevocationRecord>> {
-    let (only, arg) = match which {
-        Which::All => ("", None),
-        Which::SignedInWith(amr) => (" AND (amr = $4 OR amr LIKE $4 || ' %')", Some(amr)),
-        Which::AllBut(id) => (" AND id <> $4", Some(id)),
-        Which::OneFactor => (" AND (' ' || amr || ' ') NOT LIKE '% mfa %'", None),
+    let (only, args): (&str, Vec<&str>) = match which {
+        Which::All => ("", vec![]),
+        Which::SignedInWith(amr) => (" AND (amr = $4 OR amr LIKE $4 || ' %')", vec![amr]),
+        Which::AllBut(id) => (" AND id <> $4", vec![id]),
+        Which::OneFactor => (" AND (' ' || amr || ' ') NOT LIKE '% mfa %'", vec![]),
+        Which::OpenedByBut(cred, keep) => (" AND opened_by = $4 AND id <> $5", vec![cred, keep]),
+        Which::CodesBut(keep) => (
+            " AND id <> $4 AND ((' ' || amr || ' ') LIKE '% otp %' \
+             OR (' ' || amr || ' ') LIKE '% rc %')",
+            vec![keep],
+        ),
     };
-    let amr = arg;
     let insert = format!(
         "INSERT INTO revocations (kind, subject, issued_before, created_at_ms, expires_at) \
          SELECT 'session', id, 0, $1, $2 FROM sessions \
@@ -397,8 +433,8 @@ pub(super) async fn revoke_sessions_where(
         .bind(now_ms)
         .bind(revocation_expires_at)
         .bind(user_id);
-    if let Some(amr) = amr {
-        q = q.bind(amr);
+    for a in &args {
+        q = q.bind(*a);
     }
     let rows = q.fetch_all(&mut **tx).await?;
     let update = format!(
@@ -409,8 +445,8 @@ pub(super) async fn revoke_sessions_where(
         .bind(now_ms.div_euclid(1000))
         .bind(reason)
         .bind(user_id);
-    if let Some(amr) = amr {
-        q = q.bind(amr);
+    for a in &args {
+        q = q.bind(*a);
     }
     q.execute(&mut **tx).await?;
     let mut records = rows

@@ -186,7 +186,29 @@ async fn verification_link_verifies_the_address(backend: Backend) {
         );
         assert!(html.contains("action=\"/auth/email/verify\""));
     }
-    let form = [("token", token_of(&path))];
+    // The first proof of the address needs the account's password too
+    // (review finding 5): without it, or with a wrong one, the link is
+    // refused and not spent.
+    let (status, code, _) = error_code(
+        t.post("/auth/email/verify", json!({"token": token_of(&path)}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "password_required")
+    );
+    let r = t
+        .post(
+            "/auth/email/verify",
+            json!({"token": token_of(&path), "password": "not the password"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let form = [
+        ("token", token_of(&path)),
+        ("password", PASSWORD.to_string()),
+    ];
     // As a signed-in browser posts the page's form: with its refresh cookie,
     // and `Origin: null` (the page's no-referrer policy); a cross-site post
     // of the same form is refused.
@@ -590,7 +612,98 @@ async fn without_smtp_reset_is_refused_plainly(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+/// Review finding 5: someone registers the owner's address first and sets
+/// up factors and a linked account; the owner's reset (the first proof of
+/// the mailbox) removes them all. Once the address is proved, a reset
+/// keeps what the owner set up.
+async fn what_a_pre_registration_set_up_does_not_survive_the_owners_reset(backend: Backend) {
+    let Some(sink) = Sink::start(None).await else {
+        return;
+    };
+    let Some(t) = start_mailing(backend, &sink, Arc::new(SystemClock)).await else {
+        return;
+    };
+    let store = &t.server.state.store;
+    let email = unique_email("victim");
+    let user = t.register(&email, "the attacker's passphrase").await;
+    let user_id = user["id"].as_str().expect("id").to_string();
+    let now = t.server.state.now().secs();
+    store
+        .replace_recovery_codes(&user_id, &["x".repeat(64)], now)
+        .await
+        .expect("codes");
+    store
+        .add_passkey(&issuer::store::StoredPasskey {
+            cred_id: "attackers-key".into(),
+            user_id: user_id.clone(),
+            name: "theirs".into(),
+            passkey: "{}".into(),
+            created_at: now,
+            last_used_at: None,
+        })
+        .await
+        .expect("passkey");
+    store
+        .link_identity(&issuer::store::Identity {
+            provider: "github".into(),
+            subject: "666".into(),
+            user_id: user_id.clone(),
+            login: "attacker".into(),
+            email: None,
+            linked_at: now,
+            last_used_at: now,
+        })
+        .await
+        .expect("identity");
+    let reset = |password: &'static str| {
+        let (t, sink, email) = (&t, &sink, &email);
+        async move {
+            let before = sink.messages().len();
+            t.post("/auth/password/forgot", json!({"email": email}))
+                .await;
+            let mail = loop {
+                let all = sink.messages();
+                if let Some(m) = all[before.min(all.len())..]
+                    .iter()
+                    .rev()
+                    .find(|m| is(m, email, "Reset your password"))
+                {
+                    break m.clone();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            };
+            let r = t
+                .post(
+                    "/auth/password/reset",
+                    json!({"token": token_of(&link_path(&mail)), "new_password": password}),
+                )
+                .await;
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    };
+    reset("the owner's own passphrase").await;
+    let status = store.mfa_status(&user_id).await.expect("status");
+    assert!(!status.any(), "{status:?}");
+    assert!(store.identities_of(&user_id).await.expect("ids").is_empty());
+    t.login(&email, "the owner's own passphrase").await;
+    // Proved now: what the owner sets up from here survives a reset.
+    store
+        .replace_recovery_codes(&user_id, &["y".repeat(64)], now)
+        .await
+        .expect("codes");
+    reset("another passphrase of the owner").await;
+    assert_eq!(
+        store
+            .mfa_status(&user_id)
+            .await
+            .expect("status")
+            .recovery_codes_left,
+        1
+    );
+}
+
 on_both_backends!(
+    what_a_pre_registration_set_up_does_not_survive_the_owners_reset,
     verification_link_verifies_the_address,
     password_reset_by_mail,
     without_smtp_reset_is_refused_plainly,

@@ -283,14 +283,38 @@ async fn passkeys_sign_in_alone_and_as_second_factor(backend: Backend) {
         .await
         .expect("rename");
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Removed from another session it opened: the sessions the passkey
+    // opened end with it (review finding 5), the one removing it stays.
+    let start = login_start(&t).await;
+    let assertion = a.get(&start["options"]).await;
+    let r = t
+        .post(
+            "/auth/passkeys/login/finish",
+            json!({"ceremony_id": start["ceremony_id"], "credential": assertion}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let remover = Tokens::from(r.json::<Value>().await.expect("json"));
     let r = t
         .http
         .delete(t.url(&format!("/auth/passkeys/{id}")))
-        .bearer_auth(&pk_tokens.access)
+        .bearer_auth(&remover.access)
         .send()
         .await
         .expect("delete");
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        t.get_auth("/auth/me", &pk_tokens.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        t.refresh(&pk_tokens.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        t.get_auth("/auth/me", &remover.access).await.status(),
+        StatusCode::OK
+    );
     // Gone: it signs nobody in, and the password alone works again.
     let start = login_start(&t).await;
     let stale = a.get(&start["options"]).await;

@@ -51,6 +51,7 @@ async fn session(store: &Store, user_id: &str, id: &str, refresh_hash: &str) {
             user_agent: None,
             amr: "pwd",
             refresh_hash,
+            opened_by: None,
         })
         .await
         .expect("session");
