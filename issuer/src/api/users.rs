@@ -181,7 +181,7 @@ pub async fn change(
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found("no such user"))?;
         let (user, records) = match changed {
-            Changed::Done(user, records) => (user, records),
+            Changed::Done(user, records) => (*user, records),
             Changed::LastAdmin => {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,

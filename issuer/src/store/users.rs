@@ -73,7 +73,7 @@ pub struct UserChange {
 /// What `change_user` did.
 #[derive(Debug)]
 pub enum Changed {
-    Done(User, Vec<RevocationRecord>),
+    Done(Box<User>, Vec<RevocationRecord>),
     /// Refused: no enabled admin would be left. Checked inside the
     /// transaction, so two admins demoting each other at once cannot both win.
     LastAdmin,
@@ -285,7 +285,7 @@ impl Store {
             .await?,
         );
         tx.commit().await?;
-        Ok(Some(Changed::Done(user, records)))
+        Ok(Some(Changed::Done(Box::new(user), records)))
     }
 
     /// Sets roles (tests and tools); `change_user` also revokes live tokens.
