@@ -357,6 +357,10 @@ pub struct ServeArgs {
     /// Requests per client IP to every other `/auth/*` route.
     #[arg(long, env = "ISSUER_RATE_LIMIT_OTHER", default_value = "100/900")]
     pub rate_limit_other: RateSetting,
+    /// IPv6 clients are limited per network of this prefix length (one
+    /// host usually holds a whole /64), IPv4 clients per address.
+    #[arg(long, env = "ISSUER_RATE_LIMIT_IPV6_PREFIX", default_value_t = 64, value_parser = clap::value_parser!(u8).range(32..=128))]
+    pub rate_limit_ipv6_prefix: u8,
     /// argon2id memory cost in KiB (OWASP: 19456).
     #[arg(long, env = "ISSUER_ARGON2_MEMORY_KIB", default_value_t = 19_456, value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
     pub argon2_memory_kib: u32,

@@ -8,7 +8,9 @@
 //! each replica decides alone from memory: limits then hold per replica
 //! (N replicas allow up to N× the budget) rather than not at all.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -119,7 +121,7 @@ pub struct Limiter {
     conn: AsyncMutex<Option<redis::aio::MultiplexedConnection>>,
     /// Until when (ms) Redis is skipped after a failure.
     redis_down_until: Mutex<i64>,
-    local: Mutex<HashMap<String, i64>>,
+    local: Mutex<LocalTable>,
     /// Refusals since the last [`Limiter::take_refusals`], per class and
     /// client, for the audit trail (which gets one summary a minute, not a
     /// row per refused request).
@@ -146,7 +148,7 @@ impl Limiter {
             script: redis::Script::new(SCRIPT),
             conn: AsyncMutex::new(None),
             redis_down_until: Mutex::new(0),
-            local: Mutex::new(HashMap::new()),
+            local: Mutex::new(LocalTable::default()),
             refusals: Mutex::new(HashMap::new()),
         })
     }
@@ -253,26 +255,76 @@ impl Limiter {
 
     fn check_local(&self, key: &str, rate: Rate, now_ms: i64) -> Verdict {
         let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        if local.len() >= LOCAL_CAPACITY {
-            // Entries whose arrival time has passed hold no information.
-            local.retain(|_, tat| *tat > now_ms);
-            if local.len() >= LOCAL_CAPACITY {
-                // Still full: fail closed for new keys rather than grow.
-                if !local.contains_key(key) {
-                    return Verdict {
-                        allowed: false,
-                        remaining: 0,
-                        reset_ms: 1_000,
-                        local: true,
-                    };
+        if !local.tat.contains_key(key) && !local.make_room(now_ms) {
+            // Full of live entries: fail closed for new keys rather than grow.
+            return Verdict {
+                allowed: false,
+                remaining: 0,
+                reset_ms: 1_000,
+                local: true,
+            };
+        }
+        let (verdict, new_tat) = gcra(rate, local.tat.get(key).copied(), now_ms);
+        if let Some(t) = new_tat {
+            local.set(key, t);
+        }
+        verdict
+    }
+}
+
+/// The in-memory arrival times, with a heap of (arrival time, key) that
+/// holds one entry per key, so room is found by popping what has expired
+/// (O(log n)), never by scanning the table under the lock.
+#[derive(Default)]
+struct LocalTable {
+    tat: HashMap<String, i64>,
+    /// Lazily updated: an entry's time may be older than the key's.
+    expiry: BinaryHeap<Reverse<(i64, String)>>,
+}
+
+impl LocalTable {
+    fn set(&mut self, key: &str, tat: i64) {
+        if self.tat.insert(key.to_string(), tat).is_none() {
+            self.expiry.push(Reverse((tat, key.to_string())));
+        }
+    }
+
+    /// Whether a new key fits, after dropping expired entries.
+    fn make_room(&mut self, now_ms: i64) -> bool {
+        while self.tat.len() >= LOCAL_CAPACITY {
+            let Some(Reverse((at, key))) = self.expiry.peek().cloned() else {
+                return false;
+            };
+            if at > now_ms {
+                return false;
+            }
+            self.expiry.pop();
+            match self.tat.get(&key).copied() {
+                // Used since: back in the heap at its current time.
+                Some(current) if current > now_ms => self.expiry.push(Reverse((current, key))),
+                _ => {
+                    self.tat.remove(&key);
                 }
             }
         }
-        let (verdict, new_tat) = gcra(rate, local.get(key).copied(), now_ms);
-        if let Some(t) = new_tat {
-            local.insert(key.to_string(), t);
+        true
+    }
+}
+
+/// The part of a client's address its limits are kept under: the address
+/// for IPv4, the network of `ipv6_prefix` bits for IPv6 (a host is handed
+/// a whole /64: per address it would have 2^64 budgets). Anything that is
+/// not an address is its own key.
+pub fn client_key(ip: &str, ipv6_prefix: u8) -> String {
+    match ip.parse::<IpAddr>().map(|a| a.to_canonical()) {
+        Ok(IpAddr::V6(v6)) => {
+            let bits = u32::from(ipv6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            let net = std::net::Ipv6Addr::from(u128::from(v6) & mask);
+            format!("{net}/{bits}")
         }
-        verdict
+        Ok(v4) => v4.to_string(),
+        Err(_) => ip.to_string(),
     }
 }
 
@@ -284,6 +336,41 @@ mod tests {
         limit: 3,
         period_ms: 60_000,
     };
+
+    #[test]
+    fn ipv6_clients_share_their_network_s_budget() {
+        assert_eq!(client_key("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::/64");
+        assert_eq!(
+            client_key("2001:db8:1:2:ffff:ffff:ffff:ffff", 64),
+            client_key("2001:db8:1:2::7", 64)
+        );
+        assert_ne!(
+            client_key("2001:db8:1:3::1", 64),
+            client_key("2001:db8:1:2::1", 64)
+        );
+        assert_eq!(client_key("2001:db8::1", 128), "2001:db8::1/128");
+        assert_eq!(client_key("::ffff:192.0.2.7", 64), "192.0.2.7");
+        assert_eq!(client_key("192.0.2.7", 64), "192.0.2.7");
+        assert_eq!(client_key("unknown", 64), "unknown");
+    }
+
+    #[test]
+    fn a_full_table_makes_room_from_expired_entries_only() {
+        let mut t = LocalTable::default();
+        for i in 0..LOCAL_CAPACITY {
+            // Half expire at 10, half at 1000.
+            t.set(&format!("k{i}"), if i % 2 == 0 { 10 } else { 1_000 });
+        }
+        assert!(!t.make_room(5), "nothing expired yet");
+        // A key used again lives on at its new time.
+        t.tat.insert("k0".into(), 2_000);
+        assert!(t.make_room(20));
+        assert_eq!(t.tat.len(), LOCAL_CAPACITY - 1);
+        assert!(t.tat.contains_key("k0"), "used since: kept");
+        // Room is taken one expired entry at a time, not by a sweep.
+        assert!(t.make_room(20));
+        assert_eq!(t.tat.len(), LOCAL_CAPACITY - 1);
+    }
 
     #[test]
     fn a_burst_of_the_limit_then_one_per_interval() {

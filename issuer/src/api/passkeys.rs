@@ -84,10 +84,12 @@ fn bad_credential(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// Stores a ceremony's state for whichever replica finishes it; its id.
+/// `client`: whom the per-client cap counts (a user, or a client network).
 async fn begin_ceremony(
     state: &AppState,
     kind: &str,
     user_id: Option<&str>,
+    client: &str,
     ceremony: &impl serde::Serialize,
     now: crate::clock::Now,
 ) -> ApiResult<String> {
@@ -98,14 +100,25 @@ async fn begin_ceremony(
             &id,
             kind,
             user_id,
+            client,
             &serde_json::to_string(ceremony).map_err(ApiError::internal)?,
             now.secs(),
             now.secs() + CEREMONY_SECS,
         )
         .await
         .map_err(ApiError::internal)?;
-    if !stored {
-        return Err(busy());
+    match stored {
+        crate::store::Ceremony::Stored => {}
+        crate::store::Ceremony::Full => return Err(busy()),
+        crate::store::Ceremony::ClientFull => {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_ceremonies",
+                "too many passkey ceremonies under way from here; finish one or retry shortly",
+            );
+            e.retry_after = Some(u64::try_from(CEREMONY_SECS).unwrap_or(60));
+            return Err(e);
+        }
     }
     Ok(id)
 }
@@ -198,7 +211,8 @@ pub async fn register_start(
         sel.insert("residentKey".into(), json!("required"));
         sel.insert("requireResidentKey".into(), json!(true));
     }
-    let id = begin_ceremony(&state, REGISTER, Some(&auth.user.id), &reg, now).await?;
+    let owner = format!("user:{}", auth.user.id);
+    let id = begin_ceremony(&state, REGISTER, Some(&auth.user.id), &owner, &reg, now).await?;
     Ok(Json(json!({"ceremony_id": id, "options": options})))
 }
 
@@ -453,7 +467,10 @@ pub async fn delete(
         (status = 200, description = "WebAuthn request options and the ceremony id", body = crate::api::openapi::AnyObject),
     ),
 )]
-pub async fn login_start(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+pub async fn login_start(
+    State(state): State<AppState>,
+    client: Client,
+) -> ApiResult<Json<serde_json::Value>> {
     let rp = rp(&state)?;
     let now = state.now();
     let (mut options, auth_state) = rp
@@ -461,7 +478,11 @@ pub async fn login_start(State(state): State<AppState>) -> ApiResult<Json<serde_
         .map_err(ApiError::internal)?;
     // A sign-in button, not autofill: the browser shows its passkey dialog.
     options.mediation = None;
-    let id = begin_ceremony(&state, AUTHENTICATE, None, &auth_state, now).await?;
+    let from = crate::ratelimit::client_key(
+        client.ip.as_deref().unwrap_or("unknown"),
+        state.settings.rate_limit_ipv6_prefix,
+    );
+    let id = begin_ceremony(&state, AUTHENTICATE, None, &from, &auth_state, now).await?;
     Ok(Json(json!({"ceremony_id": id, "options": options})))
 }
 

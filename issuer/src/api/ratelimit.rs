@@ -84,7 +84,10 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
         .unwrap_or_default();
     // Without an address (a Unix socket, a proxy that sent none), all such
     // callers share one budget: stricter, never unlimited.
-    let ip = client.ip.unwrap_or_else(|| "unknown".into());
+    let ip = crate::ratelimit::client_key(
+        client.ip.as_deref().unwrap_or("unknown"),
+        state.settings.rate_limit_ipv6_prefix,
+    );
     let verdict = state
         .limiter
         .check(&format!("{class}:{ip}"), rate, state.now().ms)

@@ -17,6 +17,19 @@ pub struct StoredPasskey {
 
 /// Ceremonies pending at once, across users and replicas.
 pub const MAX_CEREMONIES: i64 = 50_000;
+/// Ceremonies pending at once for one client (network or user): one client
+/// cannot fill the table for everyone.
+pub const MAX_CEREMONIES_PER_CLIENT: i64 = 20;
+
+/// Whether a ceremony was stored.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ceremony {
+    Stored,
+    /// This client has `MAX_CEREMONIES_PER_CLIENT` pending.
+    ClientFull,
+    /// `MAX_CEREMONIES` are pending in all.
+    Full,
+}
 
 /// Passkeys one user may have.
 pub const MAX_PASSKEYS: i64 = 20;
@@ -126,40 +139,52 @@ impl Store {
         )
     }
 
-    /// Stores a ceremony unless `MAX_CEREMONIES` are pending (anyone may
-    /// start a sign-in ceremony: the table must not grow without bound).
-    /// Returns whether it was stored.
+    /// Stores a ceremony unless `MAX_CEREMONIES` are pending, or
+    /// `MAX_CEREMONIES_PER_CLIENT` for `client` (anyone may start a sign-in
+    /// ceremony: the table must not grow without bound, nor one client take
+    /// it all). Returns whether it was stored.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_ceremony(
         &self,
         id: &str,
         kind: &str,
         user_id: Option<&str>,
+        client: &str,
         state: &str,
         now: i64,
         expires_at: i64,
-    ) -> sqlx::Result<bool> {
-        let pending: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM webauthn_ceremonies WHERE expires_at > $1")
-                .bind(now)
-                .fetch_one(&self.writer)
-                .await?
-                .try_get("n")?;
+    ) -> sqlx::Result<Ceremony> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, \
+             COALESCE(SUM(CASE WHEN client = $2 THEN 1 ELSE 0 END), 0) AS mine \
+             FROM webauthn_ceremonies WHERE expires_at > $1",
+        )
+        .bind(now)
+        .bind(client)
+        .fetch_one(&self.writer)
+        .await?;
+        let (pending, mine): (i64, i64) = (row.try_get("n")?, row.try_get("mine")?);
+        if mine >= MAX_CEREMONIES_PER_CLIENT {
+            return Ok(Ceremony::ClientFull);
+        }
         if pending >= MAX_CEREMONIES {
-            return Ok(false);
+            return Ok(Ceremony::Full);
         }
         sqlx::query(
-            "INSERT INTO webauthn_ceremonies (id, kind, user_id, state, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO webauthn_ceremonies \
+             (id, kind, user_id, client, state, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id)
         .bind(kind)
         .bind(user_id.map(str::to_string))
+        .bind(client)
         .bind(state)
         .bind(now)
         .bind(expires_at)
         .execute(&self.writer)
         .await?;
-        Ok(true)
+        Ok(Ceremony::Stored)
     }
 
     /// Takes a live ceremony (once: it is deleted in the same statement).

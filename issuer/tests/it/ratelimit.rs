@@ -7,7 +7,7 @@ use std::sync::Arc;
 use issuer::clock::SystemClock;
 use issuer::ratelimit::RateSetting;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
 use crate::support::*;
@@ -306,4 +306,51 @@ async fn redis_going_away_falls_back_to_limits_per_replica() {
         "memory allows its own budget of 3, then refuses: {statuses:?}"
     );
     assert!(local(&metrics().await) >= 5.0);
+}
+
+/// Review (low): an IPv6 client is limited per /64 (it holds the whole
+/// network), and one client cannot hold more than its share of pending
+/// passkey ceremonies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_clients_are_limited_per_network_and_ceremonies_per_client() {
+    let Some(t) = start_with(Backend::Sqlite, Arc::new(SystemClock), |a| {
+        limited(a, "3/60")
+    })
+    .await
+    else {
+        return;
+    };
+    let url = t.server.base_url.clone();
+    // A fresh issuer without Redis: its own budgets, fixed addresses do.
+    let net = "2001:db8:1:2";
+    for host in 1..=3 {
+        let r = login_from(&url, &format!("{net}::{host:x}")).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = login_from(&url, &format!("{net}:ffff:ffff:ffff:ffff")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "same /64");
+    let r = login_from(&url, "2001:db8:ffff:1::1").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "another network");
+
+    let start = |ip: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{url}/auth/passkeys/login/start"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({}))
+            .send()
+    };
+    for _ in 0..issuer::store::MAX_CEREMONIES_PER_CLIENT {
+        assert_eq!(
+            start("2001:db8:aaaa:1::1").await.expect("send").status(),
+            StatusCode::OK
+        );
+    }
+    let r = start("2001:db8:aaaa:1::2").await.expect("send");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "too_many_ceremonies");
+    assert_eq!(
+        start("192.0.2.77").await.expect("send").status(),
+        StatusCode::OK
+    );
 }
