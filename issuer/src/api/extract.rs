@@ -117,6 +117,10 @@ pub struct Client {
     /// page can remove). A sign-in's refresh token then goes in the cookie
     /// only (see `grant::Delivery`).
     pub browser: bool,
+    /// The hash of the refresh cookie the browser sent, if any: a new
+    /// sign-in from it replaces (ends) that session. A hash, so no secret
+    /// sits in a value that may be debug-printed.
+    pub replaces: Option<String>,
 }
 
 impl FromRequestParts<AppState> for Client {
@@ -150,11 +154,14 @@ impl FromRequestParts<AppState> for Client {
         let browser = h.contains_key(header::ORIGIN)
             || h.contains_key("sec-fetch-site")
             || h.contains_key("sec-fetch-mode");
+        let replaces = super::sessions::cookie_value(h, super::grant::REFRESH_COOKIE)
+            .map(|t| crate::tokens::refresh_token_hash(&t));
         Ok(Client {
             ip: forwarded.or(peer),
             user_agent,
             trace_id,
             browser,
+            replaces,
         })
     }
 }

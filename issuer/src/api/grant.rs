@@ -214,6 +214,7 @@ async fn grant(
                 )
                 .await;
             notice_new_device(state, client, user, now).await;
+            replace_previous(state, client, &session_id, now).await?;
             let delivery = if client.browser {
                 Delivery::CookieOnly
             } else {
@@ -251,6 +252,43 @@ async fn grant(
             .await
         }
     }
+}
+
+/// A sign-in from a browser that still held another session's refresh
+/// cookie: the new cookie replaces it, so that session ends rather than
+/// live on unseen.
+async fn replace_previous(
+    state: &AppState,
+    client: &Client,
+    new_session: &str,
+    now: Now,
+) -> ApiResult<()> {
+    let Some(hash) = client.replaces.as_deref() else {
+        return Ok(());
+    };
+    let Some(found) = state
+        .store
+        .find_refresh(hash)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Ok(());
+    };
+    if found.session.id == new_session || !found.session.is_live(now.secs()) {
+        return Ok(());
+    }
+    let record = state
+        .store
+        .revoke_session(
+            &found.session.id,
+            "replaced_by_sign_in",
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    state.published(record.into_iter().collect()).await;
+    Ok(())
 }
 
 /// A one-factor session of a user whose role now needs two: ended (its

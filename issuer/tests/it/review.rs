@@ -17,6 +17,7 @@ on_both_backends!(
     every_password_check_is_throttled,
     admin_actions_need_a_recent_authentication,
     the_last_admin_stays,
+    a_sign_in_replaces_the_browser_s_session_and_pages_keep_retry_after,
 );
 
 fn id_of(user: &Value) -> String {
@@ -378,5 +379,63 @@ async fn the_last_admin_stays(backend: Backend) {
     assert_eq!(
         (status, code.as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_roles")
+    );
+}
+
+/// Low: a sign-in from a browser that still holds another session's
+/// refresh cookie ends that session (the pages' sign-in goes through the
+/// same grant); a delayed sign-in on the page keeps its `Retry-After`.
+async fn a_sign_in_replaces_the_browser_s_session_and_pages_keep_retry_after(backend: Backend) {
+    let clock = manual_clock();
+    let Some(t) = start_with(backend, clock.clone(), |_| {}).await else {
+        return;
+    };
+    let email = unique_email("replace");
+    t.register(&email, PASSWORD).await;
+    let first = t.login(&email, PASSWORD).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = no_redirects
+        .post(t.url("/auth/ui/login"))
+        .header("cookie", format!("__Host-refresh_token={}", first.refresh))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("email", email.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/auth/ui/account");
+    assert_eq!(
+        t.get_auth("/auth/me", &first.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        t.refresh(&first.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    for n in 0..6 {
+        t.post(
+            "/auth/login",
+            json!({"email": email, "password": format!("wrong {n}")}),
+        )
+        .await;
+    }
+    let r = t
+        .http
+        .post(t.url("/auth/ui/login"))
+        .header("sec-fetch-site", "same-origin")
+        .header("accept", "text/html")
+        .form(&[("email", email.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        r.headers().get("retry-after").is_some(),
+        "{:?}",
+        r.headers()
     );
 }

@@ -225,8 +225,22 @@ async fn json_of(response: Response) -> (StatusCode, Vec<String>, Value) {
 
 /// A page naming what the handler refused, with its status.
 async fn error_page(title: &str, e: ApiError) -> Response {
+    let retry_after = e.retry_after;
     let (status, _, body) = json_of(e.into_response()).await;
-    with_status(page(title, error_box(Some(&message_of(&body)))), status)
+    with_retry_after(
+        with_status(page(title, error_box(Some(&message_of(&body)))), status),
+        retry_after,
+    )
+}
+
+/// A refusal's `Retry-After`, kept on the page that tells of it.
+fn with_retry_after(mut response: Response, secs: Option<u64>) -> Response {
+    if let Some(secs) = secs {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 /// A form's outcome: back to `to` when the handler did it, else the error.

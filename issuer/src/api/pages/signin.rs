@@ -149,6 +149,10 @@ pub(super) async fn after_sign_in(
     return_to: Option<&str>,
     to: &str,
 ) -> Response {
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     let (status, cookies, body) = json_of(response).await;
     if status.is_success() {
         return signed_in(state, cookies, &body, to);
@@ -157,7 +161,11 @@ pub(super) async fn after_sign_in(
     match body["error"].as_str() {
         Some("mfa_required") => page("Second factor", mfa_form(ticket, None, return_to)),
         Some("mfa_enrollment_required") => required_enrolment(state, ticket, return_to).await,
-        _ => login_again(state, status, &message_of(&body), email, return_to),
+        // A delayed sign-in keeps its `Retry-After` on the page.
+        _ => with_retry_after(
+            login_again(state, status, &message_of(&body), email, return_to),
+            retry_after,
+        ),
     }
 }
 
