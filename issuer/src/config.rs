@@ -327,6 +327,11 @@ pub struct ServeArgs {
     /// ticket that can only enrol one (e.g. `admin`).
     #[arg(long, env = "ISSUER_MFA_REQUIRED_ROLES", value_delimiter = ',')]
     pub mfa_required_roles: Vec<String>,
+    /// Enumeration-safe registration: `POST /auth/register` answers the
+    /// same 202 whether or not the address has an account, and the owner of
+    /// a taken address gets a mail saying so (needs mail to be useful).
+    #[arg(long, env = "ISSUER_QUIET_REGISTRATION", default_value_t = false)]
+    pub quiet_registration: bool,
     /// WebAuthn relying-party id for passkeys (a domain; default: the host
     /// of --issuer-url). Passkeys are off when the issuer URL's host is an
     /// IP address and this is not set.

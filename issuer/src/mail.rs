@@ -266,6 +266,21 @@ pub mod templates {
         }
     }
 
+    pub fn account_exists(to: &str) -> Mail {
+        let subject = "You already have an account".to_string();
+        let p = vec![
+            format!("Someone (we hope you) tried to create a DevMentor account with {to}, which already has one."),
+            "If it was you, sign in, or reset your password from the sign-in page if you forgot it. If it was not you, ignore this mail: nothing changed.".to_string(),
+        ];
+        Mail {
+            kind: "account_exists",
+            to: to.to_string(),
+            html: html(&subject, &p, None),
+            text: text(&p, None),
+            subject,
+        }
+    }
+
     pub fn password_reset(to: &str, link: &str, ttl: &str) -> Mail {
         let subject = "Reset your password".to_string();
         let p = vec![

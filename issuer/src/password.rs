@@ -62,7 +62,17 @@ pub struct PasswordHasher {
     dummy_hash: String,
     /// Queued checks dropped unhashed because nobody waited for them any more.
     abandoned: Arc<std::sync::atomic::AtomicU64>,
+    /// The slowest recent check's work, in µs (slowly decaying): every
+    /// check is padded to it, so an account with an imported bcrypt hash
+    /// (another cost than argon2's) takes as long as an unknown one.
+    floor_us: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// The floor loses 1/64 of its excess per check, so one slow outlier
+/// (a busy moment) does not slow every later check for long; and it is
+/// never above this.
+const FLOOR_DECAY: u64 = 64;
+const MAX_FLOOR_US: u64 = 1_000_000;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -132,7 +142,26 @@ impl PasswordHasher {
             jobs: start_pool(threads, queue)?,
             dummy_hash,
             abandoned: Arc::default(),
+            floor_us: Arc::default(),
         })
+    }
+
+    /// Records a check's work; the floor every check is padded to.
+    fn note_work(&self, work: std::time::Duration) -> std::time::Duration {
+        use std::sync::atomic::Ordering::Relaxed;
+        let us = u64::try_from(work.as_micros())
+            .unwrap_or(u64::MAX)
+            .min(MAX_FLOOR_US);
+        let previous = self
+            .floor_us
+            .fetch_update(Relaxed, Relaxed, |f| Some(us.max(f - f / FLOOR_DECAY)))
+            .unwrap_or_default();
+        std::time::Duration::from_micros(us.max(previous - previous / FLOOR_DECAY))
+    }
+
+    /// The current floor (tests).
+    pub fn floor(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.floor_us.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// How many queued checks were dropped because their request went away.
@@ -178,9 +207,19 @@ impl PasswordHasher {
         let exists = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
         let params = self.params.clone();
-        let verified = self
-            .run(move || verify_blocking(&params, &password, &stored))
-            .await??;
+        let (verified, work) = self
+            .run(move || {
+                let started = std::time::Instant::now();
+                let v = verify_blocking(&params, &password, &stored);
+                (v, started.elapsed())
+            })
+            .await?;
+        let verified = verified?;
+        let floor = self.note_work(work);
+        if let Some(rest) = floor.checked_sub(work) {
+            // Padding, not work: the hashing threads are free meanwhile.
+            tokio::time::sleep(rest).await;
+        }
         Ok(Verified {
             ok: verified.ok && exists,
             needs_rehash: verified.needs_rehash,
@@ -280,6 +319,32 @@ mod tests {
         assert_eq!(hasher.abandoned(), 1);
         hasher.hash("after".into()).await.expect("hash after");
         assert_eq!(hasher.abandoned(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_check_is_padded_to_the_slowest_recent_one() {
+        // Review finding: an imported bcrypt hash (here a cost far above
+        // this cheap argon2) took measurably longer than the dummy hash an
+        // unknown account costs. After one such check, every check lasts
+        // at least as long (a lower bound: padding guarantees it).
+        let hasher = PasswordHasher::new(1024, 1, 1, 2, 16).expect("hasher");
+        let legacy = bcrypt::hash("old-password", 10).expect("bcrypt");
+        hasher
+            .verify("wrong".into(), Some(legacy))
+            .await
+            .expect("verify");
+        let floor = hasher.floor();
+        assert!(floor >= std::time::Duration::from_millis(1), "{floor:?}");
+        let started = std::time::Instant::now();
+        hasher
+            .verify("anything".into(), None)
+            .await
+            .expect("verify");
+        let took = started.elapsed();
+        assert!(
+            took >= floor - floor / FLOOR_DECAY as u32,
+            "{took:?} < {floor:?}"
+        );
     }
 
     #[tokio::test]

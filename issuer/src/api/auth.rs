@@ -90,6 +90,7 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "The account (sign in next; a verification mail is on its way)", body = UserView),
+        (status = 202, description = "With `--quiet-registration`: the same answer whether or not the address had an account (its owner gets a mail)", body = crate::api::openapi::AnyObject),
     ),
 )]
 pub async fn register(
@@ -140,8 +141,17 @@ pub async fn register(
         metadata: "{}".into(),
         admin_metadata: "{}".into(),
     };
+    let quiet = state.settings.quiet_registration;
     match state.store.create_user(&user).await {
         Ok(()) => {}
+        Err(CreateUserError::EmailTaken) if quiet => {
+            // The same answer as for a new account; the owner hears of it.
+            let mail = crate::mail::templates::account_exists(&user.email);
+            if let Err(e) = state.send_mail(mail).await {
+                tracing::error!(error = %e, "account-exists notice not queued");
+            }
+            return Ok(quiet_answer());
+        }
         Err(CreateUserError::EmailTaken) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -163,7 +173,19 @@ pub async fn register(
     if let Err(e) = super::email::send_verification(&state, &user, state.now()).await {
         tracing::error!(error = %e.message, "verification mail not queued");
     }
+    if quiet {
+        return Ok(quiet_answer());
+    }
     Ok((StatusCode::CREATED, Json(UserView::from(&user))).into_response())
+}
+
+/// `--quiet-registration`'s one answer, account new or not.
+fn quiet_answer() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"status": "check_your_mail"})),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -702,7 +702,47 @@ async fn what_a_pre_registration_set_up_does_not_survive_the_owners_reset(backen
     );
 }
 
+/// Review (low): with `--quiet-registration`, registering a taken address
+/// answers exactly as a new one does; the owner gets a mail instead.
+async fn quiet_registration_tells_nothing(backend: Backend) {
+    let Some(sink) = Sink::start(None).await else {
+        return;
+    };
+    let url = sink.url();
+    let Some(t) = start_with(backend, Arc::new(SystemClock), move |a| {
+        a.mail.smtp_url = Some(url.parse().expect("url"));
+        a.mail.mail_poll_ms = 50;
+        a.quiet_registration = true;
+    })
+    .await
+    else {
+        return;
+    };
+    let taken = unique_email("taken");
+    let fresh = unique_email("fresh");
+    let register = |email: &str| {
+        t.post(
+            "/auth/register",
+            json!({"email": email, "password": PASSWORD}),
+        )
+    };
+    let first = register(&taken).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.expect("json");
+    for email in [&taken, &fresh] {
+        let r = register(email).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert_eq!(r.json::<Value>().await.expect("json"), first);
+    }
+    sink.wait_for(&taken, "You already have an account").await;
+    sink.wait_for(&fresh, "Confirm your email").await;
+    // Both accounts work with their own password.
+    t.login(&taken, PASSWORD).await;
+    t.login(&fresh, PASSWORD).await;
+}
+
 on_both_backends!(
+    quiet_registration_tells_nothing,
     what_a_pre_registration_set_up_does_not_survive_the_owners_reset,
     verification_link_verifies_the_address,
     password_reset_by_mail,

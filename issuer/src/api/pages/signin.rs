@@ -367,6 +367,14 @@ pub async fn register(
             status,
         );
     }
+    if status == StatusCode::ACCEPTED {
+        // Quiet registration: nothing here may tell a new address from a
+        // taken one, so no sign-in follows.
+        return page(
+            "Check your mail",
+            html! { p { "We sent a mail to the address you gave. Follow it, then " a href="/auth/ui/login" { "sign in" } "." } },
+        );
+    }
     login(
         State(state),
         client,
