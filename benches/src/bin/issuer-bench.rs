@@ -798,30 +798,26 @@ async fn admin_change_lag(count: usize) -> anyhow::Result<()> {
         }
     };
     let (mut membership, mut grant) = (new_histogram(), new_histogram());
-    for i in 0..count {
-        // (a) Membership: add, then remove, alternating; each revokes.
+    for _ in 0..count {
+        // (a) Membership: added (an addition cuts nothing), then removed,
+        // which cuts the member's tokens: measured.
+        let url = format!("{base}/auth/teams/t/members/{member_id}");
+        let r = http
+            .put(&url)
+            .bearer_auth(&admin)
+            .json(&json!({"role": "member"}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 200, "add: {}", r.status());
         let token = login(&http, &base, &member_email).await?["access_token"]
             .as_str()
             .unwrap_or_default()
             .to_string();
         anyhow::ensure!(decides("/a/x", token.clone()).await, "fresh token allowed");
-        let adding = i % 2 == 0;
-        let url = format!("{base}/auth/teams/t/members/{member_id}");
-        let answered = if adding {
-            let r = http
-                .put(&url)
-                .bearer_auth(&admin)
-                .json(&json!({"role": "member"}))
-                .send()
-                .await?;
-            anyhow::ensure!(r.status() == 200, "add: {}", r.status());
-            Instant::now()
-        } else {
-            anyhow::ensure!(decides("/t/t/x", token.clone()).await, "member allowed");
-            let r = http.delete(&url).bearer_auth(&admin).send().await?;
-            anyhow::ensure!(r.status() == 204, "remove: {}", r.status());
-            Instant::now()
-        };
+        anyhow::ensure!(decides("/t/t/x", token.clone()).await, "member allowed");
+        let r = http.delete(&url).bearer_auth(&admin).send().await?;
+        anyhow::ensure!(r.status() == 204, "remove: {}", r.status());
+        let answered = Instant::now();
         // The token's claims are stale now: refused everywhere.
         membership.record(until("/a/x", token.clone(), false, answered).await?)?;
 

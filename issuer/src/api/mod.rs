@@ -84,6 +84,8 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(teams::list, teams::create))
         .routes(routes!(teams::delete))
         .routes(routes!(teams::mine))
+        .routes(routes!(teams::invitations))
+        .routes(routes!(teams::accept_invitation, teams::decline_invitation))
         .routes(routes!(teams::members))
         .routes(routes!(teams::put_member, teams::delete_member))
         .routes(routes!(roles::internal_map))

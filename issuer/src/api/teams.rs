@@ -299,6 +299,7 @@ pub struct MemberRequest {
     params(("slug" = String, Path, description = "The team's slug"), ("user_id" = String, Path, description = "The user's id")),
     responses(
         (status = 200, description = "The membership", body = crate::api::openapi::AnyObject),
+        (status = 202, description = "Invited (an owner adding someone who is not a member): they join when they accept", body = crate::api::openapi::AnyObject),
     ),
     security(("bearer" = [])),
 )]
@@ -308,7 +309,7 @@ pub async fn put_member(
     auth: Authenticated,
     Path((slug, user_id)): Path<(String, String)>,
     ApiJson(req): ApiJson<MemberRequest>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Response> {
     if !TEAM_ROLES.contains(&req.role.as_str()) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -318,6 +319,34 @@ pub async fn put_member(
     }
     check_access(&state, &auth, &slug, true).await?;
     let now = state.now();
+    // An owner who is not an admin adds people only with their consent:
+    // someone not yet a member gets an invitation to accept.
+    let member = state
+        .store
+        .team_role(&slug, &user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some();
+    if !is_admin(&auth) && !member {
+        let invited = state
+            .store
+            .invite(&slug, &user_id, &req.role, &auth.user.id, now.secs())
+            .await
+            .map_err(ApiError::internal)?;
+        membership_result(invited)?;
+        let detail = json!({"team": slug, "user": user_id, "role": req.role});
+        state
+            .audit(
+                AuditEvent::new(now.ms, "team_member_invited")
+                    .by(&auth)
+                    .target(&user_id)
+                    .client(&client)
+                    .meta(detail),
+            )
+            .await;
+        let body = json!({"team": slug, "user_id": user_id, "role": req.role, "invited": true});
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
     apply(&state, &slug, &user_id, Some(&req.role), now).await?;
     let detail = json!({"team": slug, "user": user_id, "role": req.role});
     state
@@ -329,9 +358,103 @@ pub async fn put_member(
                 .meta(detail),
         )
         .await;
+    Ok(Json(json!({"team": slug, "user_id": user_id, "role": req.role})).into_response())
+}
+
+/// The caller's pending invitations.
+#[utoipa::path(
+    get,
+    path = "/auth/teams/invitations",
+    operation_id = "teams_invitations",
+    tag = "teams",
+    summary = "My team invitations",
+    responses(
+        (status = 200, description = "The caller's pending invitations", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn invitations(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> ApiResult<Json<serde_json::Value>> {
+    let pending = state
+        .store
+        .invitations_of(&auth.user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    let pending: Vec<_> = pending
+        .into_iter()
+        .map(|(slug, role, by, at)| json!({"team": slug, "role": role, "invited_by": by, "invited_at": at}))
+        .collect();
+    Ok(Json(json!({ "invitations": pending })))
+}
+
+/// Accepts an invitation: the caller joins with its role.
+#[utoipa::path(
+    post,
+    path = "/auth/teams/{slug}/invitation",
+    operation_id = "teams_accept_invitation",
+    tag = "teams",
+    summary = "Accept a team invitation",
+    params(("slug" = String, Path, description = "The team's slug")),
+    responses(
+        (status = 200, description = "The membership", body = crate::api::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn accept_invitation(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    Path(slug): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let now = state.now();
+    let role = state
+        .store
+        .take_invitation(&slug, &auth.user.id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("no such invitation"))?;
+    apply(&state, &slug, &auth.user.id, Some(&role), now).await?;
+    state
+        .audit(
+            AuditEvent::new(now.ms, "team_invitation_accepted")
+                .by(&auth)
+                .target(&auth.user.id)
+                .client(&client)
+                .meta(json!({"team": slug, "role": role})),
+        )
+        .await;
     Ok(Json(
-        json!({"team": slug, "user_id": user_id, "role": req.role}),
+        json!({"team": slug, "user_id": auth.user.id, "role": role}),
     ))
+}
+
+/// Declines an invitation.
+#[utoipa::path(
+    delete,
+    path = "/auth/teams/{slug}/invitation",
+    operation_id = "teams_decline_invitation",
+    tag = "teams",
+    summary = "Decline a team invitation",
+    params(("slug" = String, Path, description = "The team's slug")),
+    responses(
+        (status = 204, description = "Declined"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn decline_invitation(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(slug): Path<String>,
+) -> ApiResult<Response> {
+    state
+        .store
+        .take_invitation(&slug, &auth.user.id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("no such invitation"))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Owners and admins remove anyone; every member may leave.

@@ -211,8 +211,11 @@ impl Store {
     }
 
     /// Sets (`Some(role)`) or removes (`None`) a membership. A team keeps at
-    /// least one owner. The user's live tokens are refused in the same
-    /// transaction, so their next refresh carries the change.
+    /// least one owner. When rights are withdrawn (removal, a lower role)
+    /// the user's live tokens are refused in the same transaction, so their
+    /// next refresh carries the change; a new or higher role waits for the
+    /// next refresh (cutting tokens on every addition would let an owner
+    /// sign anyone out at will).
     pub async fn set_membership(
         &self,
         slug: &str,
@@ -300,12 +303,104 @@ impl Store {
                 .await?;
             }
         }
-        let records = bump_generation(&mut tx, user_id, now_ms, revocation_expires_at)
-            .await?
-            .into_iter()
-            .collect();
+        // Any invitation is answered by the change.
+        sqlx::query("DELETE FROM team_invitations WHERE team_slug = $1 AND user_id = $2")
+            .bind(slug)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let rank = |r: Option<&str>| r.and_then(auth_types::team_role_rank).unwrap_or(0);
+        let withdrawn = rank(role) < rank(current.as_deref());
+        let records = if withdrawn {
+            bump_generation(&mut tx, user_id, now_ms, revocation_expires_at)
+                .await?
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        };
         tx.commit().await?;
         Ok(MembershipChange::Done(records))
+    }
+
+    /// Invites `user_id` into the team with `role` (replacing an earlier
+    /// invitation). `Done` with nothing when they are already a member.
+    pub async fn invite(
+        &self,
+        slug: &str,
+        user_id: &str,
+        role: &str,
+        invited_by: &str,
+        now: i64,
+    ) -> sqlx::Result<MembershipChange> {
+        let mut tx = self.writer.begin().await?;
+        let exists = |sql: &'static str, key: &str| sqlx::query(sql).bind(key.to_string());
+        if exists("SELECT 1 FROM teams WHERE slug = $1", slug)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_none()
+        {
+            return Ok(MembershipChange::NoSuchTeam);
+        }
+        if exists("SELECT 1 FROM users WHERE id = $1", user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_none()
+        {
+            return Ok(MembershipChange::NoSuchUser);
+        }
+        sqlx::query(
+            "INSERT INTO team_invitations (team_slug, user_id, role, invited_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (team_slug, user_id) \
+             DO UPDATE SET role = excluded.role, invited_by = excluded.invited_by, \
+             created_at = excluded.created_at",
+        )
+        .bind(slug)
+        .bind(user_id)
+        .bind(role)
+        .bind(invited_by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(MembershipChange::Done(Vec::new()))
+    }
+
+    /// The user's pending invitations: (team, role, invited by, when).
+    pub async fn invitations_of(
+        &self,
+        user_id: &str,
+    ) -> sqlx::Result<Vec<(String, String, String, i64)>> {
+        sqlx::query(
+            "SELECT team_slug, role, invited_by, created_at FROM team_invitations \
+             WHERE user_id = $1 ORDER BY team_slug",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("team_slug")?,
+                r.try_get("role")?,
+                r.try_get("invited_by")?,
+                r.try_get("created_at")?,
+            ))
+        })
+        .collect()
+    }
+
+    /// Takes (deletes) an invitation; its role, if there was one.
+    pub async fn take_invitation(&self, slug: &str, user_id: &str) -> sqlx::Result<Option<String>> {
+        sqlx::query(
+            "DELETE FROM team_invitations WHERE team_slug = $1 AND user_id = $2 RETURNING role",
+        )
+        .bind(slug)
+        .bind(user_id)
+        .fetch_optional(&self.writer)
+        .await?
+        .map(|r| r.try_get("role"))
+        .transpose()
     }
 
     // ---- roles and permissions ----

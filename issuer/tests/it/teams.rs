@@ -71,8 +71,9 @@ async fn teams_reach_tokens_and_membership_changes_revoke(backend: Backend) {
     assert_eq!(claims.teams.get("blue").map(String::as_str), Some("owner"));
     assert!(!claims.teams_overflow);
 
-    // The owner adds Bob: Bob's live token is refused at once, and his next
-    // refresh says he is a member.
+    // The owner invites Bob (an owner adds people only with their
+    // consent): nothing of Bob's is cut, and he is no member until he
+    // accepts. Then his next refresh says he is one.
     let r = send(
         &t,
         reqwest::Method::PUT,
@@ -81,12 +82,31 @@ async fn teams_reach_tokens_and_membership_changes_revoke(backend: Backend) {
         Some(json!({"role": "member"})),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    assert!(generation_revoked(&feed_records(&t).await, &bob));
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.json::<Value>().await.expect("json")["invited"], true);
+    assert!(!generation_revoked(&feed_records(&t).await, &bob));
     assert_eq!(
         t.get_auth("/auth/me", &bob_before.access).await.status(),
-        StatusCode::UNAUTHORIZED
+        StatusCode::OK
     );
+    let pending: Value = t
+        .get_auth("/auth/teams/invitations", &bob_before.access)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(pending["invitations"][0]["team"], "blue");
+    assert_eq!(pending["invitations"][0]["invited_by"], alice.as_str());
+    assert!(t.verify(&bob_before.access).await.teams.is_empty());
+    let r = t
+        .post_auth("/auth/teams/blue/invitation", &bob_before.access, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Spent: a second accept finds nothing.
+    let r = t
+        .post_auth("/auth/teams/blue/invitation", &bob_before.access, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = t.refresh(&bob_before.refresh).await;
     assert_eq!(r.status(), StatusCode::OK);
     let bob_now = Tokens::from(r.json::<Value>().await.expect("json"));
@@ -172,7 +192,8 @@ async fn teams_reach_tokens_and_membership_changes_revoke(backend: Backend) {
         .expect("audit");
     for e in [
         "team_created",
-        "team_member_set",
+        "team_member_invited",
+        "team_invitation_accepted",
         "team_member_removed",
         "team_deleted",
     ] {
@@ -607,13 +628,13 @@ async fn unchanged_memberships_revoke_nothing_and_outsiders_learn_nothing(backen
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let member_path = format!("/auth/teams/quiet/members/{member}");
-    let put = || {
+    let put = |role: &'static str| {
         send(
             &t,
             reqwest::Method::PUT,
             &member_path,
             &admin,
-            Some(json!({"role": "member"})),
+            Some(json!({"role": role})),
         )
     };
     let count = |records: Vec<auth_types::RevocationRecord>| {
@@ -622,16 +643,18 @@ async fn unchanged_memberships_revoke_nothing_and_outsiders_learn_nothing(backen
             .filter(|r| r.kind == RevocationKind::UserGeneration && r.subject == member)
             .count()
     };
-    assert_eq!(put().await.status(), StatusCode::OK);
-    let after_first = count(feed_records(&t).await);
-    assert_eq!(after_first, 1);
-    for _ in 0..3 {
-        assert_eq!(put().await.status(), StatusCode::OK);
+    // Adding and raising cut nothing (review finding: an owner could sign
+    // anyone out by adding them again and again); the same role again
+    // neither; only withdrawn rights do.
+    for role in ["member", "maintainer", "maintainer", "maintainer"] {
+        assert_eq!(put(role).await.status(), StatusCode::OK);
     }
+    assert_eq!(count(feed_records(&t).await), 0);
+    assert_eq!(put("member").await.status(), StatusCode::OK);
     assert_eq!(
         count(feed_records(&t).await),
-        after_first,
-        "setting the role a member already has revokes nothing"
+        1,
+        "a lower role is cut at once"
     );
 
     // "Leaving" a team one is not in: the same answer for a real team and

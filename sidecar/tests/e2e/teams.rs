@@ -96,8 +96,8 @@ async fn team_routes_follow_membership_changes_at_the_edge() {
         "not_team_member"
     );
 
-    // An admin adds her to red: the edge refuses her current token within a
-    // second, and the refreshed one opens red.
+    // An admin adds her to red: an addition cuts nothing (her current
+    // token still opens blue); the refreshed one opens red too.
     let r = issuer_call(
         &stack,
         reqwest::Method::PUT,
@@ -107,16 +107,13 @@ async fn team_routes_follow_membership_changes_at_the_edge() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    let lag = wait_until(Duration::from_secs(1), || async {
+    assert_eq!(
         stack
             .get("/memory/teams/blue/doc", Some(&access))
             .await
-            .status()
-            == 401
-    })
-    .await
-    .expect("membership change reaches the edge within a second");
-    eprintln!("membership change → old token refused at the edge after {lag:?}");
+            .status(),
+        200
+    );
     let r = stack
         .http
         .post(stack.url("/auth/refresh"))
@@ -132,6 +129,26 @@ async fn team_routes_follow_membership_changes_at_the_edge() {
             .status(),
         200
     );
+    // Removed from red: the edge refuses her current token within a second.
+    let r = issuer_call(
+        &stack,
+        reqwest::Method::DELETE,
+        &format!("/auth/teams/red/members/{alice_id}"),
+        &admin,
+        json!(null),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let lag = wait_until(Duration::from_secs(1), || async {
+        stack
+            .get("/memory/teams/blue/doc", Some(&access))
+            .await
+            .status()
+            == 401
+    })
+    .await
+    .expect("membership change reaches the edge within a second");
+    eprintln!("membership change → old token refused at the edge after {lag:?}");
     // Admins pass any team's route.
     assert_eq!(
         stack
