@@ -318,6 +318,9 @@ pub async fn users(command: &crate::config::UsersCommand) -> anyhow::Result<()> 
                     audit(&store, "user_deleted", serde_json::json!({"user": u.id})).await
                 }
                 crate::store::DeleteUser::NoSuchUser => anyhow::bail!("no such user"),
+                crate::store::DeleteUser::LastAdmin => {
+                    anyhow::bail!("refused: no enabled admin would be left")
+                }
                 crate::store::DeleteUser::SoleOwner(teams) => anyhow::bail!(
                     "{} is the only owner of {}; make another owner first",
                     u.email,

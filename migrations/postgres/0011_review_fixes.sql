@@ -5,6 +5,9 @@ ALTER TABLE sessions ADD COLUMN opened_by TEXT;
 -- Who started a passkey ceremony (a client network, or a user), so pending
 -- ceremonies are capped per client as well as in all.
 ALTER TABLE webauthn_ceremonies ADD COLUMN client TEXT;
+-- Start order within a client (seconds × 10^6 + a counter): its oldest goes
+-- first when it holds too many.
+ALTER TABLE webauthn_ceremonies ADD COLUMN started BIGINT;
 CREATE INDEX webauthn_ceremonies_client ON webauthn_ceremonies(client, expires_at);
 
 -- A team owner's invitation, waiting for the invited user to accept:

@@ -576,7 +576,10 @@ fn match_path<'a>(m: &'a PathMatch, path: &'a str) -> Option<HashMap<&'a str, &'
             within.then(HashMap::new)
         }
         PathMatch::Pattern(segments) => {
-            let mut parts = path.trim_start_matches('/').split('/');
+            // `/users/7/` is `/users/7` to most routers, as for exact paths.
+            let mut parts = without_trailing_slash(path)
+                .trim_start_matches('/')
+                .split('/');
             let mut captures = HashMap::new();
             for segment in segments {
                 match segment {
@@ -727,6 +730,16 @@ rules:
             assert_eq!(name(p.route("h", "GET", path)), Some(rule), "{path}");
         }
         assert_eq!(name(p.route("h", "GET", "/ai/settings/a")), Some("ai"));
+        // The same for a pattern's last segment (found by the review).
+        let p = Policy::parse(
+            "rules:\n  - {name: user, pattern: \"/ai/users/{id}\", roles: [admin]}\n  - {name: ai, prefix: /ai/, allow: authenticated}\n",
+            "p.yaml",
+        )
+        .expect("valid");
+        for path in ["/ai/users/7", "/ai/users/7/"] {
+            assert_eq!(name(p.route("h", "GET", path)), Some("user"), "{path}");
+        }
+        assert_eq!(name(p.route("h", "GET", "/ai/users/7/x")), Some("ai"));
     }
 
     #[test]

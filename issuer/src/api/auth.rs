@@ -145,10 +145,19 @@ pub async fn register(
     match state.store.create_user(&user).await {
         Ok(()) => {}
         Err(CreateUserError::EmailTaken) if quiet => {
-            // The same answer as for a new account; the owner hears of it.
-            let mail = crate::mail::templates::account_exists(&user.email);
-            if let Err(e) = state.send_mail(mail).await {
-                tracing::error!(error = %e, "account-exists notice not queued");
+            // The same answer as for a new account; the owner hears of it,
+            // at most a few times an hour (no mailbox flooding).
+            let rate = crate::ratelimit::Rate {
+                limit: 3,
+                period_ms: 3_600_000,
+            };
+            let key = format!("account-exists:{}", user.email);
+            let verdict = state.limiter.check(&key, rate, state.now().ms).await;
+            if verdict.allowed {
+                let mail = crate::mail::templates::account_exists(&user.email);
+                if let Err(e) = state.send_mail(mail).await {
+                    tracing::error!(error = %e, "account-exists notice not queued");
+                }
             }
             return Ok(quiet_answer());
         }
@@ -233,8 +242,10 @@ pub async fn login(
         &email,
         // An account without a password (made through GitHub) costs the
         // same dummy hash as an unknown one, so neither shows.
+        // A disabled one too: a right password must not be told from a
+        // wrong one, not even by the delay it leaves.
         user.as_ref()
-            .filter(|u| u.has_password())
+            .filter(|u| u.has_password() && u.disabled_at.is_none())
             .map(|u| u.password_hash.clone()),
         req.password.clone(),
         now,

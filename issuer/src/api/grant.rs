@@ -214,7 +214,11 @@ async fn grant(
                 )
                 .await;
             notice_new_device(state, client, user, now).await;
-            replace_previous(state, client, &session_id, now).await?;
+            // Best effort: the new session stands whether or not the old
+            // one could be ended now (it still expires, and is listed).
+            if let Err(e) = replace_previous(state, client, &session_id, now).await {
+                tracing::warn!(error = %e.message, "previous session not ended");
+            }
             let delivery = if client.browser {
                 Delivery::CookieOnly
             } else {
@@ -354,12 +358,14 @@ async fn notice_new_device(state: &AppState, client: &Client, user: &User, now: 
 /// Step-up: the user proved a factor again inside a live session, which
 /// now counts as authenticated at `now` with `amr`. Answers a fresh access
 /// token for the same session; the refresh token is unchanged.
+#[allow(clippy::too_many_arguments)]
 pub async fn step_up(
     state: &AppState,
     client: &Client,
     user: &User,
     session: &Session,
     amr: &str,
+    by_passkey: Option<&str>,
     now: Now,
 ) -> ApiResult<Response> {
     if user.disabled_at.is_some() {
@@ -377,7 +383,7 @@ pub async fn step_up(
     }
     let live = state
         .store
-        .step_up_session(&session.id, amr, now.secs())
+        .step_up_session(&session.id, amr, now.secs(), by_passkey)
         .await
         .map_err(ApiError::internal)?;
     if !live {

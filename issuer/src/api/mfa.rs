@@ -436,7 +436,12 @@ pub(super) async fn first_factor_added(
         Some(s) => {
             state
                 .store
-                .step_up_session(&s.id, &core::with_second_factor(&s.amr, word), now.secs())
+                .step_up_session(
+                    &s.id,
+                    &core::with_second_factor(&s.amr, word),
+                    now.secs(),
+                    None,
+                )
                 .await
                 .map_err(ApiError::internal)?;
             state
@@ -553,13 +558,18 @@ pub(super) async fn require_recent_for(
     what: &str,
 ) -> ApiResult<()> {
     let max_age = state.settings.mfa_recent_auth_secs;
-    let recent = now.secs() - auth.session.auth_time <= max_age;
+    // How recent, from the token presented: a step-up mints a new token,
+    // and must not also freshen one that leaked earlier.
+    let auth_time = auth.claims.auth_time.unwrap_or(i64::MIN / 2);
+    let recent = now.secs() - auth_time <= max_age;
     let has_factor = state
         .store
         .mfa_status(&auth.user.id)
         .await
         .map_err(ApiError::internal)?
         .any();
+    // The factor, from the session: a step-up down to the password alone
+    // weakens every token of it; a first factor just added strengthens it.
     let with_mfa = auth.session.amr.split_whitespace().any(|w| w == "mfa");
     if recent && (with_mfa || !has_factor) {
         return Ok(());
@@ -985,9 +995,10 @@ pub async fn step_up(
         .next()
         .filter(|w| matches!(*w, "pwd" | "fed"))
         .unwrap_or("pwd");
+    let mut by_passkey = None;
     let amr = if let Some(pk) = &req.passkey {
         // A passkey cannot be guessed: no delay applies.
-        let (_, word, _) = super::passkeys::verify_assertion(
+        let (_, word, cred_id) = super::passkeys::verify_assertion(
             &state,
             &client,
             &pk.ceremony_id,
@@ -996,6 +1007,7 @@ pub async fn step_up(
             now,
         )
         .await?;
+        by_passkey = Some(cred_id);
         core::with_second_factor(&auth.session.amr, word)
     } else if let Some(password) = &req.password {
         let verified = super::password_check::check(
@@ -1031,7 +1043,16 @@ pub async fn step_up(
         succeeded(&state, user).await?;
         core::with_second_factor(&auth.session.amr, word)
     };
-    grant::step_up(&state, &client, user, &auth.session, &amr, now).await
+    grant::step_up(
+        &state,
+        &client,
+        user,
+        &auth.session,
+        &amr,
+        by_passkey.as_deref(),
+        now,
+    )
+    .await
 }
 
 /// `DELETE /admin/users/{id}/mfa`: removes the user's factors and ends

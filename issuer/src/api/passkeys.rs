@@ -110,15 +110,6 @@ async fn begin_ceremony(
     match stored {
         crate::store::Ceremony::Stored => {}
         crate::store::Ceremony::Full => return Err(busy()),
-        crate::store::Ceremony::ClientFull => {
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_ceremonies",
-                "too many passkey ceremonies under way from here; finish one or retry shortly",
-            );
-            e.retry_after = Some(u64::try_from(CEREMONY_SECS).unwrap_or(60));
-            return Err(e);
-        }
     }
     Ok(id)
 }

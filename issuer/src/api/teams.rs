@@ -65,7 +65,7 @@ pub async fn create(
     auth: Authenticated,
     ApiJson(req): ApiJson<CreateTeamRequest>,
 ) -> ApiResult<Response> {
-    require_admin(&auth)?;
+    super::admin::require_recent_admin(&state, &auth).await?;
     let unprocessable = |m: &str| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -167,7 +167,7 @@ pub async fn delete(
     auth: Authenticated,
     Path(slug): Path<String>,
 ) -> ApiResult<Response> {
-    require_admin(&auth)?;
+    super::admin::require_recent_admin(&state, &auth).await?;
     let now = state.now();
     let records = state
         .store
@@ -227,6 +227,10 @@ async fn check_access(
     manage: bool,
 ) -> ApiResult<()> {
     if is_admin(auth) {
+        // An admin managing a team not theirs: as every admin change.
+        if manage {
+            super::admin::require_recent_admin(state, auth).await?;
+        }
         return Ok(());
     }
     let role = state

@@ -344,6 +344,13 @@ pub async fn delete(
     {
         DeleteUser::Done(records) => records,
         DeleteUser::NoSuchUser => return Err(ApiError::not_found("no such user")),
+        DeleteUser::LastAdmin => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "last_admin",
+                "no enabled admin would be left",
+            ))
+        }
         DeleteUser::SoleOwner(teams) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -440,7 +447,8 @@ pub async fn clear_login_delay(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    // It lifts the throttles on guessing: as every admin change.
+    super::admin::require_recent_admin(&state, &auth).await?;
     let user = state
         .store
         .user_by_id(&id)

@@ -17,16 +17,21 @@ pub struct StoredPasskey {
 
 /// Ceremonies pending at once, across users and replicas.
 pub const MAX_CEREMONIES: i64 = 50_000;
-/// Ceremonies pending at once for one client (network or user): one client
-/// cannot fill the table for everyone.
+/// Ceremonies pending at once for one client (network or user): its
+/// oldest goes for a new one.
 pub const MAX_CEREMONIES_PER_CLIENT: i64 = 20;
+
+/// An order of starts finer than the second: `now` × 10^6 plus a counter.
+fn start_order(now: i64) -> i64 {
+    static STARTS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    now.saturating_mul(1_000_000) + n.rem_euclid(1_000_000)
+}
 
 /// Whether a ceremony was stored.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ceremony {
     Stored,
-    /// This client has `MAX_CEREMONIES_PER_CLIENT` pending.
-    ClientFull,
     /// `MAX_CEREMONIES` are pending in all.
     Full,
 }
@@ -139,10 +144,10 @@ impl Store {
         )
     }
 
-    /// Stores a ceremony unless `MAX_CEREMONIES` are pending, or
-    /// `MAX_CEREMONIES_PER_CLIENT` for `client` (anyone may start a sign-in
-    /// ceremony: the table must not grow without bound, nor one client take
-    /// it all). Returns whether it was stored.
+    /// Stores a ceremony unless `MAX_CEREMONIES` are pending (anyone may
+    /// start a sign-in ceremony: the table must not grow without bound).
+    /// A client (network or user) keeps at most `MAX_CEREMONIES_PER_CLIENT`:
+    /// past that its oldest is dropped, so one client cannot take the table.
     #[allow(clippy::too_many_arguments)]
     pub async fn put_ceremony(
         &self,
@@ -165,15 +170,23 @@ impl Store {
         .await?;
         let (pending, mine): (i64, i64) = (row.try_get("n")?, row.try_get("mine")?);
         if mine >= MAX_CEREMONIES_PER_CLIENT {
-            return Ok(Ceremony::ClientFull);
-        }
-        if pending >= MAX_CEREMONIES {
+            // This client's oldest makes room: refusing instead would let
+            // one client behind a shared address block everyone's.
+            sqlx::query(
+                "DELETE FROM webauthn_ceremonies WHERE id = (SELECT id FROM webauthn_ceremonies \
+                 WHERE client = $1 AND expires_at > $2 ORDER BY started, id LIMIT 1)",
+            )
+            .bind(client)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        } else if pending >= MAX_CEREMONIES {
             return Ok(Ceremony::Full);
         }
         sqlx::query(
             "INSERT INTO webauthn_ceremonies \
-             (id, kind, user_id, client, state, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             (id, kind, user_id, client, state, created_at, expires_at, started) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id)
         .bind(kind)
@@ -182,6 +195,7 @@ impl Store {
         .bind(state)
         .bind(now)
         .bind(expires_at)
+        .bind(start_order(now))
         .execute(&self.writer)
         .await?;
         Ok(Ceremony::Stored)

@@ -302,18 +302,23 @@ impl Store {
     }
 
     /// Step-up: the user proved a factor again inside a live session.
+    /// `by`: the passkey that proved it, if one did (removing that passkey
+    /// then ends the session).
     pub async fn step_up_session(
         &self,
         session_id: &str,
         amr: &str,
         auth_time: i64,
+        by: Option<&str>,
     ) -> sqlx::Result<bool> {
         Ok(sqlx::query(
-            "UPDATE sessions SET amr = $1, auth_time = $2 WHERE id = $3 AND revoked_at IS NULL",
+            "UPDATE sessions SET amr = $1, auth_time = $2, opened_by = COALESCE($4, opened_by) \
+             WHERE id = $3 AND revoked_at IS NULL",
         )
         .bind(amr)
         .bind(auth_time)
         .bind(session_id)
+        .bind(by.map(str::to_string))
         .execute(&self.writer)
         .await?
         .rows_affected()

@@ -40,6 +40,8 @@ impl User {
 pub enum DeleteUser {
     Done(Vec<RevocationRecord>),
     NoSuchUser,
+    /// The last enabled admin.
+    LastAdmin,
     /// The only owner of these teams.
     SoleOwner(Vec<String>),
 }
@@ -230,19 +232,9 @@ impl Store {
             _ => {}
         }
         let is_admin = user.disabled_at.is_none() && user.roles.iter().any(|r| r == "admin");
-        if was_admin && !is_admin {
-            let others: i64 = sqlx::query(
-                "SELECT COUNT(*) AS n FROM users WHERE id <> $1 AND disabled_at IS NULL \
-                 AND (' ' || roles || ' ') LIKE '% admin %'",
-            )
-            .bind(user_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-            if others == 0 {
-                tx.rollback().await?;
-                return Ok(Some(Changed::LastAdmin));
-            }
+        if was_admin && !is_admin && !another_admin(&mut tx, user_id).await? {
+            tx.rollback().await?;
+            return Ok(Some(Changed::LastAdmin));
         }
         user.token_generation += 1;
         sqlx::query(
@@ -313,6 +305,17 @@ impl Store {
         .collect::<sqlx::Result<_>>()?;
         if !sole.is_empty() {
             return Ok(DeleteUser::SoleOwner(sole));
+        }
+        let enabled_admin =
+            sqlx::query("SELECT roles FROM users WHERE id = $1 AND disabled_at IS NULL")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get::<String, _>("roles"))
+                .transpose()?
+                .is_some_and(|roles| roles.split_whitespace().any(|r| r == "admin"));
+        if enabled_admin && !another_admin(&mut tx, user_id).await? {
+            return Ok(DeleteUser::LastAdmin);
         }
         let mut records = revoke_user_sessions(
             &mut tx,
@@ -417,6 +420,30 @@ impl Store {
             email_verified: row.try_get("verified")?,
         })
     }
+}
+
+/// Whether an enabled admin other than `user_id` exists. Inside a revoking
+/// transaction (serialised), so two admins demoting or deleting each other
+/// at once cannot both see the other. LIKE only narrows (it ignores case on
+/// SQLite); the role is compared exactly here.
+async fn another_admin(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+) -> sqlx::Result<bool> {
+    let rows = sqlx::query(
+        "SELECT roles FROM users WHERE id <> $1 AND disabled_at IS NULL \
+         AND (' ' || roles || ' ') LIKE '% admin %'",
+    )
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        let roles: String = row.try_get("roles")?;
+        if roles.split_whitespace().any(|r| r == "admin") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Refuses every token of `user_id` older than `generation`.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use issuer::store::{Changed, UserChange};
+use issuer::store::{Changed, DeleteUser, UserChange};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -288,7 +288,8 @@ async fn admin_actions_need_a_recent_authentication(backend: Backend) {
     ] {
         assert_eq!(action.status(), StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(t.get_auth(&path, &admin).await.status(), StatusCode::OK);
+    let r = t.get_auth(&path, &admin).await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
     // Authenticating again (a password step-up) lets the admin act.
     let r = t
         .post_auth(
@@ -323,6 +324,13 @@ async fn the_last_admin_stays(backend: Backend) {
             .expect("roles");
         admins.push((id_of(&user), t.login(&email, PASSWORD).await.access));
     }
+    // A role that only looks like `admin` (SQLite's LIKE ignores case)
+    // does not count as one.
+    let lookalike = t.register(&unique_email("lookalike"), PASSWORD).await;
+    store
+        .set_roles(&id_of(&lookalike), &["Admin".to_string()])
+        .await
+        .expect("roles");
     let demote = |by: &str, whom: &str| {
         t.http
             .patch(t.url(&format!("/admin/users/{whom}")))
@@ -366,6 +374,8 @@ async fn the_last_admin_stays(backend: Backend) {
             .expect("user");
         assert!(matches!(outcome, Changed::LastAdmin), "{outcome:?}");
     }
+    let deleted = store.delete_user(last, 0, 0).await.expect("delete");
+    assert!(matches!(deleted, DeleteUser::LastAdmin), "{deleted:?}");
     let other = make_admin(&t).await;
     let r = t
         .http
