@@ -622,18 +622,13 @@ pub async fn remove_totp(
         return Err(ApiError::not_found("no second factor is set up"));
     }
     // The sessions its codes completed end with it (not this one).
-    let ended = state
-        .store
-        .revoke_sessions(
-            &auth.user.id,
-            crate::store::Which::CodesBut(&auth.session.id),
-            "factor_removed",
-            now.ms,
-            state.revocation_expiry(now),
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    state.published(ended).await;
+    end_sessions_of_factor(
+        &state,
+        &auth.user.id,
+        crate::store::Which::CodesBut(&auth.session.id),
+        now,
+    )
+    .await?;
     factor_changed(
         &state,
         &auth,
@@ -643,6 +638,28 @@ pub async fn remove_totp(
     )
     .await;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A removed factor's sessions (`which` names them) end with it.
+pub(super) async fn end_sessions_of_factor(
+    state: &AppState,
+    user_id: &str,
+    which: crate::store::Which<'_>,
+    now: Now,
+) -> ApiResult<()> {
+    let ended = state
+        .store
+        .revoke_sessions(
+            user_id,
+            which,
+            "factor_removed",
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    state.published(ended).await;
+    Ok(())
 }
 
 /// `POST /auth/mfa/recovery-codes`: a new set; the old one stops working.

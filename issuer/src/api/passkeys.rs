@@ -421,18 +421,8 @@ pub async fn delete(
     }
     // The sessions it opened end with it (this one, which just proved a
     // recent authentication, stays).
-    let ended = state
-        .store
-        .revoke_sessions(
-            &auth.user.id,
-            Which::OpenedByBut(&id, &auth.session.id),
-            "factor_removed",
-            now.ms,
-            state.revocation_expiry(now),
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    state.published(ended).await;
+    let which = Which::OpenedByBut(&id, &auth.session.id);
+    super::mfa::end_sessions_of_factor(&state, &auth.user.id, which, now).await?;
     super::mfa::factor_changed(
         &state,
         &auth,

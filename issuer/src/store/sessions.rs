@@ -250,10 +250,6 @@ impl Store {
         Ok(records)
     }
 
-    /// A transaction that may write revocation records. On PostgreSQL it holds
-    /// an advisory lock so sequence numbers commit in order: a follower reading
-    /// "after seq N" can then never miss a record that commits later with a
-    /// smaller number. SQLite serialises writers anyway.
     /// Ends every session of the user but `keep` (after a first second
     /// factor: sessions from before it were one-factor).
     pub async fn revoke_other_sessions(
@@ -264,18 +260,9 @@ impl Store {
         now_ms: i64,
         revocation_expires_at: i64,
     ) -> sqlx::Result<Vec<RevocationRecord>> {
-        let mut tx = self.begin_revoking().await?;
-        let records = revoke_sessions_where(
-            &mut tx,
-            user_id,
-            Which::AllBut(keep),
-            reason,
-            now_ms,
-            revocation_expires_at,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(records)
+        let which = Which::AllBut(keep);
+        self.revoke_sessions(user_id, which, reason, now_ms, revocation_expires_at)
+            .await
     }
 
     /// Ends the user's sessions that `which` names.
@@ -325,6 +312,10 @@ impl Store {
             == 1)
     }
 
+    /// A transaction that may write revocation records. On PostgreSQL it holds
+    /// an advisory lock so sequence numbers commit in order: a follower reading
+    /// "after seq N" can then never miss a record that commits later with a
+    /// smaller number. SQLite serialises writers anyway.
     pub(super) async fn begin_revoking(&self) -> sqlx::Result<Transaction<'static, Any>> {
         let mut tx = self.writer.begin().await?;
         if self.backend == Backend::Postgres {
