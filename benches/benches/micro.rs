@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the hot paths:
 //! - the pure decision with a verified token (what a cache hit leaves to do);
 //! - the sidecar's whole `check` on a verified-token cache hit;
+//! - an allow's answer, with and without cookies to rewrite;
 //! - an uncached check (signature + claims) per algorithm;
 //! - revocation lookup among 100k live entries;
 //! - policy matching against 200 rules;
@@ -224,6 +225,37 @@ fn benches(c: &mut Criterion) {
     c.bench_function("sidecar-check/cache-hit", |b| {
         b.iter(|| black_box(runtime.block_on(authz.check(black_box(req), Some(&token), now_ms))))
     });
+    // What an allow's answer costs (identity headers, and the `cookie`
+    // header rewritten without the issuer's cookies): no cookies, an
+    // application's cookies only (read, left as they are), and the same
+    // with the refresh and page cookies among them (rewritten).
+    let app_cookies = "_ga=GA1.1.123456789.1700000000; theme=dark; lang=en; csrftoken=abcdefghijklmnopqrstuvwxyz0123456789";
+    for (label, cookie) in [
+        ("no-cookie", None),
+        ("app-cookies", Some(app_cookies.to_string())),
+        (
+            "with-issuer-cookies",
+            Some(format!(
+                "{app_cookies}; __Host-refresh_token=rt_{}; __Secure-page_token={}",
+                "x".repeat(43),
+                "y".repeat(600)
+            )),
+        ),
+    ] {
+        let headers: std::collections::HashMap<String, String> = cookie
+            .map(|c| ("cookie".to_string(), c))
+            .into_iter()
+            .collect();
+        c.bench_function(&format!("edge/answer-allow/{label}"), |b| {
+            b.iter(|| {
+                black_box(sidecar::edge::answer(
+                    &authz.settings,
+                    black_box(&first),
+                    black_box(&headers),
+                ))
+            })
+        });
+    }
     // What tracing adds to a Check: the span continuing Envoy's context,
     // with the decision's attributes, ended (queued for export; nothing
     // listens at the endpoint, so this is the request path's cost only).

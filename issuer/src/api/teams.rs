@@ -413,12 +413,24 @@ pub async fn accept_invitation(
     Path(slug): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let now = state.now();
-    let role = state
+    let (role, invited_by) = state
         .store
         .take_invitation(&slug, &auth.user.id)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("no such invitation"))?;
+    // Worth only as much as its author still is: an owner of the team.
+    let still_owner = state
+        .store
+        .team_role(&slug, &invited_by)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some_and(|r| r == "owner");
+    if !still_owner {
+        return Err(ApiError::not_found(
+            "no such invitation (whoever invited you no longer owns the team)",
+        ));
+    }
     apply(&state, &slug, &auth.user.id, Some(&role), now).await?;
     state
         .audit(

@@ -390,16 +390,22 @@ impl Store {
         .collect()
     }
 
-    /// Takes (deletes) an invitation; its role, if there was one.
-    pub async fn take_invitation(&self, slug: &str, user_id: &str) -> sqlx::Result<Option<String>> {
+    /// Takes (deletes) an invitation: its role and who invited, if there
+    /// was one.
+    pub async fn take_invitation(
+        &self,
+        slug: &str,
+        user_id: &str,
+    ) -> sqlx::Result<Option<(String, String)>> {
         sqlx::query(
-            "DELETE FROM team_invitations WHERE team_slug = $1 AND user_id = $2 RETURNING role",
+            "DELETE FROM team_invitations WHERE team_slug = $1 AND user_id = $2 \
+             RETURNING role, invited_by",
         )
         .bind(slug)
         .bind(user_id)
         .fetch_optional(&self.writer)
         .await?
-        .map(|r| r.try_get("role"))
+        .map(|r| Ok((r.try_get("role")?, r.try_get("invited_by")?)))
         .transpose()
     }
 

@@ -19,7 +19,80 @@ on_both_backends!(
     role_permissions_are_versioned_and_announced,
     team_and_role_input_is_validated,
     unchanged_memberships_revoke_nothing_and_outsiders_learn_nothing,
+    an_invitation_is_worth_what_its_author_still_is,
 );
+
+/// An owner's invitation stands while they own the team; declined or
+/// outlived, it adds nobody.
+async fn an_invitation_is_worth_what_its_author_still_is(backend: Backend) {
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    let (alice, alice_email, _) = user(&t, "alice").await;
+    let (bob, bob_email, _) = user(&t, "bob").await;
+    let (carol, _, carol_tokens) = user(&t, "carol").await;
+    let r = send(
+        &t,
+        reqwest::Method::POST,
+        "/admin/teams",
+        &admin,
+        Some(json!({"slug": "green", "name": "Green", "owner": alice})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let alice_tokens = t.login(&alice_email, PASSWORD).await;
+    for (who, role) in [(&carol, "member"), (&bob, "member")] {
+        let r = send(
+            &t,
+            reqwest::Method::PUT,
+            &format!("/auth/teams/green/members/{who}"),
+            &alice_tokens.access,
+            Some(json!({"role": role})),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    // Carol declines.
+    let r = send(
+        &t,
+        reqwest::Method::DELETE,
+        "/auth/teams/green/invitation",
+        &carol_tokens.access,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = t
+        .post_auth("/auth/teams/green/invitation", &carol_tokens.access, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Alice stops owning the team (an admin hands it to Carol); her
+    // invitation to Bob is worth nothing now.
+    for (who, role) in [(&carol, "owner"), (&alice, "member")] {
+        let r = send(
+            &t,
+            reqwest::Method::PUT,
+            &format!("/auth/teams/green/members/{who}"),
+            &admin,
+            Some(json!({"role": role})),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let bob_tokens = t.login(&bob_email, PASSWORD).await;
+    let r = t
+        .post_auth("/auth/teams/green/invitation", &bob_tokens.access, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let members: Value = t
+        .get_auth("/auth/teams/green/members", &admin)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(!members.to_string().contains(bob.as_str()), "{members}");
+}
 
 async fn send(
     t: &TestIssuer,
