@@ -46,6 +46,11 @@ struct Pending {
     /// Started from the hosted pages: the callback answers with a page.
     #[serde(default)]
     pages: bool,
+    /// The browser's refresh cookie (its hash) when it started: GitHub's
+    /// cross-site redirect back brings no `SameSite=Strict` cookie, so the
+    /// session it stood for is named here, to be replaced by the new one.
+    #[serde(default)]
+    replaces: Option<String>,
 }
 
 /// A link is only as good as what proved it: it completes only while that
@@ -116,6 +121,7 @@ fn pending_cookie(value: &str, max_age: i64) -> ApiResult<HeaderValue> {
 
 /// Starts a sign-in (or a link): 302 to GitHub, or `{authorize_url}` as
 /// JSON for clients that asked for JSON.
+#[allow(clippy::too_many_arguments)]
 fn begin(
     state: &AppState,
     gh: &GitHub,
@@ -123,6 +129,7 @@ fn begin(
     link: Option<PendingLink>,
     json_answer: bool,
     pages: bool,
+    replaces: Option<String>,
     now: Now,
 ) -> ApiResult<Response> {
     let authorize = gh.authorize().map_err(ApiError::internal)?;
@@ -133,6 +140,7 @@ fn begin(
         expires_at: now.secs() + PENDING_TTL_SECS,
         link,
         pages,
+        replaces,
     };
     let plain = serde_json::to_vec(&pending).map_err(ApiError::internal)?;
     let sealed = state
@@ -175,27 +183,45 @@ pub struct LoginQuery {
 )]
 pub async fn login(
     State(state): State<AppState>,
+    client: Client,
     headers: HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> ApiResult<Response> {
     let gh = github(&state)?;
     let return_to = checked_return_to(&state, q.return_to.as_deref())?;
+    let json_answer = wants_json(&headers);
+    let replaces = client.replaces;
     begin(
         &state,
         gh,
         return_to,
         None,
-        wants_json(&headers),
+        json_answer,
         false,
+        replaces,
         state.now(),
     )
 }
 
 /// A sign-in started from the hosted pages: to GitHub, and back to a page.
-pub(crate) fn login_for_pages(state: &AppState, return_to: Option<String>) -> ApiResult<Response> {
+pub(crate) fn login_for_pages(
+    state: &AppState,
+    client: &Client,
+    return_to: Option<String>,
+) -> ApiResult<Response> {
     let gh = github(state)?;
     let return_to = checked_return_to(state, return_to.as_deref())?;
-    begin(state, gh, return_to, None, true, true, state.now())
+    let replaces = client.replaces.clone();
+    begin(
+        state,
+        gh,
+        return_to,
+        None,
+        true,
+        true,
+        replaces,
+        state.now(),
+    )
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -271,7 +297,7 @@ pub(crate) async fn start_link(
         session_id: auth.session.id.clone(),
         password_changed_at: auth.user.password_changed_at,
     };
-    begin(state, gh, return_to, Some(link), true, pages, now)
+    begin(state, gh, return_to, Some(link), true, pages, None, now)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -379,7 +405,13 @@ pub async fn callback(
     let pages = pending.as_ref().is_ok_and(|p| p.pages);
     let json_answer = wants_json(&headers) || return_to.is_none();
     let outcome = match pending {
-        Ok(pending) => complete(&state, gh, &client, pending, &q, now).await,
+        Ok(pending) => {
+            let client = Client {
+                replaces: pending.replaces.clone().or(client.replaces.clone()),
+                ..client.clone()
+            };
+            complete(&state, gh, &client, pending, &q, now).await
+        }
         Err(f) => Err(f),
     };
     if let Err(failure) = &outcome {

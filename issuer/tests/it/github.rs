@@ -25,7 +25,48 @@ on_both_backends!(
     org_gating_refuses_outsiders,
     concurrent_first_sign_ins_make_one_account,
     return_to_must_be_allow_listed,
+    a_second_sign_in_replaces_the_browser_s_session,
 );
+
+/// A browser that signs in with GitHub again ends the session its refresh
+/// cookie stood for, although GitHub's cross-site redirect back brings no
+/// `SameSite=Strict` cookie (emulated: the callback goes without it).
+async fn a_second_sign_in_replaces_the_browser_s_session(backend: Backend) {
+    let Some(g) = Gh::start(backend).await else {
+        return;
+    };
+    g.github_user("octo");
+    let mut b = g.browser();
+    let start = format!(
+        "{TEST_ISSUER_URL}/auth/github/login?return_to={}",
+        enc(&format!("{APP}/home"))
+    );
+    let first = b.get(&start).await;
+    b.follow(&first.location.clone().expect("location")).await;
+    let before = tokens_from_cookie(&g, &mut b).await;
+    // Again: the start sees the refresh cookie; the callback will not.
+    let second = b.get(&start).await;
+    let state = b
+        .cookie(TEST_ISSUER_URL, "__Host-github_oauth")
+        .expect("state cookie");
+    b.forget_cookies();
+    b.set_cookie(TEST_ISSUER_URL, "__Host-github_oauth", &state);
+    let last = b.follow(&second.location.clone().expect("location")).await;
+    assert_eq!(last.status, StatusCode::FOUND, "{}", last.body);
+    let after = b
+        .cookie(TEST_ISSUER_URL, "__Host-refresh_token")
+        .expect("new refresh cookie");
+    assert_ne!(after, before.refresh);
+    assert_eq!(
+        g.t.refresh(&before.refresh).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the replaced session ended"
+    );
+    assert_eq!(
+        g.t.get_auth("/auth/me", &before.access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
 
 const APP: &str = "https://app.example";
 const CLIENT_ID: &str = "fake-client-id";

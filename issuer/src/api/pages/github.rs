@@ -84,10 +84,11 @@ pub struct GitHubForm {
     responses((status = 200, description = "A page that goes on to GitHub", content_type = "text/html", body = String)))]
 pub async fn github_sign_in(
     State(state): State<AppState>,
+    client: Client,
     Form(form): Form<GitHubForm>,
 ) -> Response {
     let return_to = form.return_to.filter(|r| !r.is_empty());
-    let started = crate::api::github::login_for_pages(&state, return_to);
+    let started = crate::api::github::login_for_pages(&state, &client, return_to);
     on_to_github(started, "Sign in with GitHub", "On to GitHub.").await
 }
 
