@@ -62,12 +62,13 @@ pub struct PasswordHasher {
     dummy_hash: String,
     /// Queued checks dropped unhashed because nobody waited for them any more.
     abandoned: Arc<std::sync::atomic::AtomicU64>,
-    /// The typical work of a check, in µs, per kind of hash (argon2 and the
-    /// dummy; imported bcrypt): every check is padded to the larger, so an
-    /// account with a bcrypt hash (another cost than argon2's) takes as
-    /// long as an unknown one. Each average moves only with its own kind,
-    /// so many argon2 checks do not wear the bcrypt figure down.
-    floor_us: Arc<[std::sync::atomic::AtomicU64; 2]>,
+    /// The typical work of a check, in µs, per kind of hash (0: argon2 and
+    /// the dummy; otherwise an imported bcrypt hash's cost): every check is
+    /// padded to the largest, so an account with a bcrypt hash (another cost
+    /// than argon2's) takes as long as an unknown one. Each average moves
+    /// only with its own kind, so many argon2 checks do not wear a bcrypt
+    /// figure down.
+    floor_us: Arc<std::sync::Mutex<std::collections::HashMap<u32, u64>>>,
 }
 
 /// The averages move by 1/8 of each new check's difference (one slow
@@ -143,36 +144,30 @@ impl PasswordHasher {
             jobs: start_pool(threads, queue)?,
             dummy_hash,
             abandoned: Arc::default(),
-            floor_us: Arc::new([Default::default(), Default::default()]),
+            floor_us: Arc::default(),
         })
     }
 
     /// Records a check's work under its kind; the floor every check is
     /// padded to.
-    fn note_work(&self, kind: usize, work: std::time::Duration) -> std::time::Duration {
-        use std::sync::atomic::Ordering::Relaxed;
+    fn note_work(&self, kind: u32, work: std::time::Duration) -> std::time::Duration {
         let us = u64::try_from(work.as_micros())
             .unwrap_or(u64::MAX)
             .min(MAX_FLOOR_US);
-        let _ = self.floor_us[kind].fetch_update(Relaxed, Relaxed, |avg| {
-            Some(if avg == 0 {
-                us
-            } else if us >= avg {
-                avg + (us - avg) / FLOOR_WEIGHT
-            } else {
-                avg - (avg - us) / FLOOR_WEIGHT
-            })
-        });
-        self.floor()
+        let mut floors = self.floor_us.lock().unwrap_or_else(|e| e.into_inner());
+        let avg = floors.entry(kind).or_insert(us);
+        *avg = if us >= *avg {
+            *avg + (us - *avg) / FLOOR_WEIGHT
+        } else {
+            *avg - (*avg - us) / FLOOR_WEIGHT
+        };
+        std::time::Duration::from_micros(floors.values().copied().max().unwrap_or(0))
     }
 
-    /// The current floor: the larger kind's typical work.
+    /// The current floor: the largest kind's typical work.
     pub fn floor(&self) -> std::time::Duration {
-        use std::sync::atomic::Ordering::Relaxed;
-        let us = self.floor_us[0]
-            .load(Relaxed)
-            .max(self.floor_us[1].load(Relaxed));
-        std::time::Duration::from_micros(us)
+        let floors = self.floor_us.lock().unwrap_or_else(|e| e.into_inner());
+        std::time::Duration::from_micros(floors.values().copied().max().unwrap_or(0))
     }
 
     /// How many queued checks were dropped because their request went away.
@@ -217,7 +212,7 @@ impl PasswordHasher {
     ) -> Result<Verified, HashError> {
         let exists = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
-        let kind = usize::from(is_bcrypt(&stored));
+        let kind = bcrypt_cost(&stored).unwrap_or(0);
         let params = self.params.clone();
         let (verified, work) = self
             .run(move || {
@@ -253,6 +248,14 @@ fn hash_blocking(params: &Params, password: &str) -> Result<String, HashError> {
 
 fn is_bcrypt(stored: &str) -> bool {
     stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$")
+}
+
+/// A bcrypt hash's cost (`$2b$12$…`: 12), which sets its time.
+fn bcrypt_cost(stored: &str) -> Option<u32> {
+    if !is_bcrypt(stored) {
+        return None;
+    }
+    stored.get(4..6)?.parse().ok().filter(|c| *c > 0)
 }
 
 fn verify_blocking(params: &Params, password: &str, stored: &str) -> Result<Verified, HashError> {
@@ -356,6 +359,13 @@ mod tests {
             hasher.verify("x".into(), None).await.expect("verify");
         }
         assert_eq!(hasher.floor(), floor, "argon2 checks leave bcrypt's figure");
+        // A cheaper bcrypt cost keeps its own figure, not the dearer one's.
+        let cheap = bcrypt::hash("old-password", 4).expect("bcrypt");
+        hasher
+            .verify("x".into(), Some(cheap))
+            .await
+            .expect("verify");
+        assert_eq!(hasher.floor(), floor, "the dearest kind sets the floor");
         let started = std::time::Instant::now();
         hasher
             .verify("anything".into(), None)

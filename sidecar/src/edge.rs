@@ -140,12 +140,17 @@ pub fn without_issuer_cookies(
     if !value.split([';', ',']).any(stripped) {
         return None;
     }
-    // A cookie's value holds no ',' (RFC 6265 cookie-octet): a ',' can
-    // only be where two `cookie` headers were joined.
-    let kept: Vec<&str> = value
-        .split([';', ','])
-        .map(str::trim)
-        .filter(|p| !p.is_empty() && !stripped(p))
+    // Pairs split on ';' only: browsers do put ',' in values, and splitting
+    // there would turn `pref=en,session=x` into two cookies. Within a pair,
+    // only a piece that names an issuer cookie after a ',' goes.
+    let kept: Vec<String> = value
+        .split(';')
+        .filter_map(|pair| {
+            let pieces: Vec<&str> = pair.split(',').filter(|p| !stripped(p)).collect();
+            let joined = pieces.join(",");
+            let joined = joined.trim();
+            (!joined.is_empty()).then(|| joined.to_string())
+        })
         .collect();
     Some(kept.join("; "))
 }
@@ -177,10 +182,14 @@ mod tests {
                 .as_deref(),
             Some("a=1")
         );
-        // Two joined `cookie` headers come out as one, `; `-separated.
+        // A ',' inside a value stays one value (no cookie is made of it).
         assert_eq!(
-            strip("a=x; __Host-refresh_token=r,b=y").as_deref(),
-            Some("a=x; b=y")
+            strip("a=x,y; __Host-refresh_token=r").as_deref(),
+            Some("a=x,y")
+        );
+        assert_eq!(
+            strip("pref=en,session=x; __Host-refresh_token=r").as_deref(),
+            Some("pref=en,session=x")
         );
         // A longer name is another cookie.
         assert_eq!(strip("__Host-refresh_token2=r"), None);

@@ -356,7 +356,10 @@ fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
                 trimmed.into()
             })
         }
-        (None, None, Some(p)) => PathMatch::Pattern(parse_pattern(&check_path(p)?)?),
+        // Without a trailing slash, as requests are matched (`match_path`).
+        (None, None, Some(p)) => {
+            PathMatch::Pattern(parse_pattern(without_trailing_slash(&check_path(p)?))?)
+        }
         _ => return Err("give exactly one of path, prefix, pattern".into()),
     };
     if r.team_role.is_some() && r.team.is_none() {
@@ -733,6 +736,15 @@ rules:
         // The same for a pattern's last segment (found by the review).
         let p = Policy::parse(
             "rules:\n  - {name: user, pattern: \"/ai/users/{id}\", roles: [admin]}\n  - {name: ai, prefix: /ai/, allow: authenticated}\n",
+            "p.yaml",
+        )
+        .expect("valid");
+        for path in ["/ai/users/7", "/ai/users/7/"] {
+            assert_eq!(name(p.route("h", "GET", path)), Some("user"), "{path}");
+        }
+        // And a pattern written with one (found by the second review).
+        let p = Policy::parse(
+            "rules:\n  - {name: user, pattern: \"/ai/users/{id}/\", roles: [admin]}\n  - {name: ai, prefix: /ai/, allow: authenticated}\n",
             "p.yaml",
         )
         .expect("valid");

@@ -285,7 +285,7 @@ pub async fn confirm_with_ticket(
         ));
     }
     let codes = confirm_enrolment(&state, &client, &user, None, code, now).await?;
-    first_factor_added(&state, &user, None, "otp", now).await?;
+    first_factor_added(&state, &user, None, "otp", None, now).await?;
     let amr = core::with_second_factor(&first, "otp");
     let response = grant::start_session(&state, &client, &user, &amr, now).await?;
     with_recovery_codes(response, codes).await
@@ -417,7 +417,7 @@ pub async fn confirm_totp(
     )
     .await?;
     if !had_factor {
-        first_factor_added(&state, &auth.user, Some(&auth.session), "otp", now).await?;
+        first_factor_added(&state, &auth.user, Some(&auth.session), "otp", None, now).await?;
     }
     Ok(Json(json!({"enabled": "totp", "recovery_codes": codes})).into_response())
 }
@@ -425,11 +425,14 @@ pub async fn confirm_totp(
 /// The user's first second factor: every other session was one-factor and
 /// ends; the current one (which just proved the factor) counts as
 /// two-factor from now on (its next refresh or step-up shows it).
+/// `by_passkey`: the passkey that is the factor, if one is (removing it
+/// then ends the session).
 pub(super) async fn first_factor_added(
     state: &AppState,
     user: &User,
     session: Option<&crate::store::Session>,
     word: &str,
+    by_passkey: Option<&str>,
     now: Now,
 ) -> ApiResult<()> {
     let records = match session {
@@ -440,7 +443,7 @@ pub(super) async fn first_factor_added(
                     &s.id,
                     &core::with_second_factor(&s.amr, word),
                     now.secs(),
-                    None,
+                    by_passkey,
                 )
                 .await
                 .map_err(ApiError::internal)?;

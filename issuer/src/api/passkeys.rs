@@ -304,7 +304,9 @@ pub async fn register_finish(
         } else {
             "hwk"
         };
-        super::mfa::first_factor_added(&state, &auth.user, Some(&auth.session), word, now).await?;
+        let session = Some(&auth.session);
+        super::mfa::first_factor_added(&state, &auth.user, session, word, Some(&cred_id), now)
+            .await?;
     }
     super::mfa::factor_changed(
         &state,

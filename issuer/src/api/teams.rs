@@ -13,7 +13,7 @@ use serde_json::json;
 use super::admin::require_admin;
 use super::extract::{ApiJson, Authenticated, Client};
 use crate::error::{ApiError, ApiResult};
-use crate::store::AuditEvent;
+use crate::store::{AuditEvent, Outcome};
 use crate::store::{CreateTeam, MembershipChange, TEAM_ROLES};
 use crate::AppState;
 
@@ -365,6 +365,9 @@ pub async fn put_member(
     Ok(Json(json!({"team": slug, "user_id": user_id, "role": req.role})).into_response())
 }
 
+/// An invitation is good for this long.
+const INVITATION_TTL_SECS: i64 = 14 * 86_400;
+
 /// The caller's pending invitations.
 #[utoipa::path(
     get,
@@ -386,8 +389,10 @@ pub async fn invitations(
         .invitations_of(&auth.user.id)
         .await
         .map_err(ApiError::internal)?;
+    let now = state.now().secs();
     let pending: Vec<_> = pending
         .into_iter()
+        .filter(|(_, _, _, at)| now - at <= INVITATION_TTL_SECS)
         .map(|(slug, role, by, at)| json!({"team": slug, "role": role, "invited_by": by, "invited_at": at}))
         .collect();
     Ok(Json(json!({ "invitations": pending })))
@@ -413,22 +418,41 @@ pub async fn accept_invitation(
     Path(slug): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let now = state.now();
-    let (role, invited_by) = state
+    let (role, invited_by, invited_at) = state
         .store
         .take_invitation(&slug, &auth.user.id)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("no such invitation"))?;
-    // Worth only as much as its author still is: an owner of the team.
+    // Worth only as much as its author still is (an owner of the team),
+    // and only for a while.
     let still_owner = state
         .store
         .team_role(&slug, &invited_by)
         .await
         .map_err(ApiError::internal)?
         .is_some_and(|r| r == "owner");
-    if !still_owner {
+    let fresh = now.secs() - invited_at <= INVITATION_TTL_SECS;
+    if !still_owner || !fresh {
+        state
+            .audit(
+                AuditEvent::new(now.ms, "team_invitation_refused")
+                    .by(&auth)
+                    .target(&auth.user.id)
+                    .client(&client)
+                    .outcome(
+                        Outcome::Denied,
+                        if fresh {
+                            "inviter_not_owner"
+                        } else {
+                            "expired"
+                        },
+                    )
+                    .meta(json!({"team": slug, "invited_by": invited_by})),
+            )
+            .await;
         return Err(ApiError::not_found(
-            "no such invitation (whoever invited you no longer owns the team)",
+            "no such invitation (it expired, or whoever invited you no longer owns the team)",
         ));
     }
     apply(&state, &slug, &auth.user.id, Some(&role), now).await?;
@@ -461,15 +485,26 @@ pub async fn accept_invitation(
 )]
 pub async fn decline_invitation(
     State(state): State<AppState>,
+    client: Client,
     auth: Authenticated,
     Path(slug): Path<String>,
 ) -> ApiResult<Response> {
-    state
+    let (role, invited_by, _) = state
         .store
         .take_invitation(&slug, &auth.user.id)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("no such invitation"))?;
+    let now = state.now();
+    state
+        .audit(
+            AuditEvent::new(now.ms, "team_invitation_declined")
+                .by(&auth)
+                .target(&auth.user.id)
+                .client(&client)
+                .meta(json!({"team": slug, "role": role, "invited_by": invited_by})),
+        )
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -159,28 +159,13 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> sqlx::Result<Ceremony> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, \
-             COALESCE(SUM(CASE WHEN client = $2 THEN 1 ELSE 0 END), 0) AS mine \
-             FROM webauthn_ceremonies WHERE expires_at > $1",
-        )
-        .bind(now)
-        .bind(client)
-        .fetch_one(&self.writer)
-        .await?;
-        let (pending, mine): (i64, i64) = (row.try_get("n")?, row.try_get("mine")?);
-        if mine >= MAX_CEREMONIES_PER_CLIENT {
-            // This client's oldest makes room: refusing instead would let
-            // one client behind a shared address block everyone's.
-            sqlx::query(
-                "DELETE FROM webauthn_ceremonies WHERE id = (SELECT id FROM webauthn_ceremonies \
-                 WHERE client = $1 AND expires_at > $2 ORDER BY started, id LIMIT 1)",
-            )
-            .bind(client)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        } else if pending >= MAX_CEREMONIES {
+        let pending: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM webauthn_ceremonies WHERE expires_at > $1")
+                .bind(now)
+                .fetch_one(&self.writer)
+                .await?
+                .try_get("n")?;
+        if pending >= MAX_CEREMONIES {
             return Ok(Ceremony::Full);
         }
         sqlx::query(
@@ -196,6 +181,17 @@ impl Store {
         .bind(now)
         .bind(expires_at)
         .bind(start_order(now))
+        .execute(&self.writer)
+        .await?;
+        // Then the client keeps only its newest: one statement, so starts
+        // racing each other still leave at most the cap.
+        sqlx::query(
+            "DELETE FROM webauthn_ceremonies WHERE client = $1 AND id NOT IN \
+             (SELECT id FROM webauthn_ceremonies WHERE client = $1 \
+              ORDER BY started DESC, id DESC LIMIT $2)",
+        )
+        .bind(client)
+        .bind(MAX_CEREMONIES_PER_CLIENT)
         .execute(&self.writer)
         .await?;
         Ok(Ceremony::Stored)

@@ -144,6 +144,10 @@ impl Store {
                 .map(|r| r.try_get("user_id"))
                 .collect::<sqlx::Result<_>>()?;
         // Members first (SQLite enforces the cascade only with the pragma).
+        sqlx::query("DELETE FROM team_invitations WHERE team_slug = $1")
+            .bind(slug)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM team_members WHERE team_slug = $1")
             .bind(slug)
             .execute(&mut *tx)
@@ -390,22 +394,28 @@ impl Store {
         .collect()
     }
 
-    /// Takes (deletes) an invitation: its role and who invited, if there
-    /// was one.
+    /// Takes (deletes) an invitation: its role, who invited and when, if
+    /// there was one.
     pub async fn take_invitation(
         &self,
         slug: &str,
         user_id: &str,
-    ) -> sqlx::Result<Option<(String, String)>> {
+    ) -> sqlx::Result<Option<(String, String, i64)>> {
         sqlx::query(
             "DELETE FROM team_invitations WHERE team_slug = $1 AND user_id = $2 \
-             RETURNING role, invited_by",
+             RETURNING role, invited_by, created_at",
         )
         .bind(slug)
         .bind(user_id)
         .fetch_optional(&self.writer)
         .await?
-        .map(|r| Ok((r.try_get("role")?, r.try_get("invited_by")?)))
+        .map(|r| {
+            Ok((
+                r.try_get("role")?,
+                r.try_get("invited_by")?,
+                r.try_get("created_at")?,
+            ))
+        })
         .transpose()
     }
 

@@ -336,6 +336,7 @@ impl Store {
              (SELECT id FROM sessions WHERE user_id = $1)",
             "DELETE FROM identities WHERE user_id = $1",
             "DELETE FROM team_members WHERE user_id = $1",
+            "DELETE FROM team_invitations WHERE user_id = $1 OR invited_by = $1",
             "DELETE FROM sessions WHERE user_id = $1",
         ] {
             sqlx::query(statement)
