@@ -143,16 +143,26 @@ pub fn without_issuer_cookies(
     // Pairs split on ';' only: browsers do put ',' in values, and splitting
     // there would turn `pref=en,session=x` into two cookies. Within a pair,
     // only a piece that names an issuer cookie after a ',' goes.
-    let kept: Vec<String> = value
-        .split(';')
-        .filter_map(|pair| {
-            let pieces: Vec<&str> = pair.split(',').filter(|p| !stripped(p)).collect();
-            let joined = pieces.join(",");
-            let joined = joined.trim();
-            (!joined.is_empty()).then(|| joined.to_string())
-        })
-        .collect();
-    Some(kept.join("; "))
+    // On every allow for a browser: two buffers, no allocation per pair.
+    let mut out = String::with_capacity(value.len());
+    let mut pair_buf = String::new();
+    for pair in value.split(';') {
+        pair_buf.clear();
+        for piece in pair.split(',').filter(|p| !stripped(p)) {
+            if !pair_buf.is_empty() {
+                pair_buf.push(',');
+            }
+            pair_buf.push_str(piece);
+        }
+        let kept = pair_buf.trim();
+        if !kept.is_empty() {
+            if !out.is_empty() {
+                out.push_str("; ");
+            }
+            out.push_str(kept);
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
