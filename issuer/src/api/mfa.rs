@@ -801,7 +801,8 @@ fn factor_key(user: &User) -> String {
     format!("mfa:{}", user.id)
 }
 
-fn wait_error(code: &'static str, until: i64, now: Now) -> ApiError {
+/// A delay's refusal (429 with `Retry-After`), or the lock's.
+pub(super) fn wait_error(code: &'static str, until: i64, now: Now) -> ApiError {
     let secs = (until - now.ms + 999) / 1000;
     let locked = until >= i64::MAX / 4;
     let mut e = ApiError::new(

@@ -4,8 +4,6 @@
 //! delay. The attempt is reserved before the hash is computed: concurrent
 //! guesses cannot all slip through one open moment of the delay.
 
-use axum::http::StatusCode;
-
 use crate::clock::Now;
 use crate::error::{ApiError, ApiResult};
 use crate::password::Verified;
@@ -30,7 +28,7 @@ pub async fn check(
         .map_err(ApiError::internal)?;
     if let Err(until) = reserved {
         state.metrics.login("delayed");
-        return Err(delayed(until, now));
+        return Err(super::mfa::wait_error("login_delayed", until, now));
     }
     let verified = state
         .hasher
@@ -45,15 +43,4 @@ pub async fn check(
             .map_err(ApiError::internal)?;
     }
     Ok(verified)
-}
-
-fn delayed(until: i64, now: Now) -> ApiError {
-    let secs = (until - now.ms + 999) / 1000;
-    let mut e = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "login_delayed",
-        format!("too many failed sign-ins for this account; retry in {secs} s"),
-    );
-    e.retry_after = Some(u64::try_from(secs).unwrap_or(1).max(1));
-    e
 }

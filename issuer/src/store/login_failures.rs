@@ -26,43 +26,6 @@ pub fn delay_ms(failures: i64) -> i64 {
 }
 
 impl Store {
-    /// Until when (ms) sign-ins for `email` must wait; 0 if they need not.
-    pub async fn login_delayed_until(&self, email: &str) -> sqlx::Result<i64> {
-        Ok(
-            sqlx::query("SELECT delayed_until_ms FROM login_failures WHERE email = $1")
-                .bind(email)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.try_get::<i64, _>("delayed_until_ms"))
-                .transpose()?
-                .unwrap_or(0),
-        )
-    }
-
-    /// Counts a failure; returns until when the next attempt must wait.
-    pub async fn record_login_failure(&self, email: &str, now_ms: i64) -> sqlx::Result<i64> {
-        let mut tx = self.writer.begin().await?;
-        let failures: i64 = sqlx::query(
-            "INSERT INTO login_failures (email, failures, last_failure_at, delayed_until_ms) \
-             VALUES ($1, 1, $2, 0) \
-             ON CONFLICT (email) DO UPDATE SET failures = login_failures.failures + 1, \
-             last_failure_at = excluded.last_failure_at RETURNING failures",
-        )
-        .bind(email)
-        .bind(now_ms.div_euclid(1000))
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("failures")?;
-        let until = now_ms + delay_ms(failures);
-        sqlx::query("UPDATE login_failures SET delayed_until_ms = $1 WHERE email = $2")
-            .bind(until)
-            .bind(email)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(until)
-    }
-
     /// Counts an attempt at a second factor under `key` before it is
     /// checked (so concurrent guesses cannot all slip under the delay):
     /// refused with the time to wait while a delay runs, else the count so
