@@ -37,7 +37,7 @@ def flags(path):
 
 
 ISSUER_ENV = flags("issuer/src/config.rs")
-SIDECAR_ENV = flags("sidecar/src/config.rs")
+SIDECAR_ENV = flags("sidecar-core/src/config.rs")
 SUBCOMMANDS = {"devmentor/issuer": {"serve", "migrate"}, "devmentor/sidecar": {"serve", "check-policy"}}
 README = (ROOT / "README.md").read_text()
 

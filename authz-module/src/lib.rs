@@ -26,9 +26,9 @@ use ffi::{
     Level, Scheduler, Stream, HEADERS_CONTINUE, HEADERS_STOP_ALL_WATERMARK, HEADERS_STOP_ITERATION,
 };
 use futures_util::FutureExt;
-use sidecar::authz::{now_ms, Authorizer};
-use sidecar::decision::{Decision, DenyReason};
-use sidecar::edge::{answer, Answer, ProxyRequest};
+use sidecar_core::authz::{now_ms, Authorizer};
+use sidecar_core::decision::{Decision, DenyReason};
+use sidecar_core::edge::{answer, Answer, ProxyRequest};
 
 /// Where the decision goes in the access log, as with ext_authz.
 const METADATA_NAMESPACE: &str = "envoy.filters.http.ext_authz";
@@ -62,7 +62,7 @@ struct Shared {
     handle: tokio::runtime::Handle,
     runtime: Option<tokio::runtime::Runtime>,
     /// Aborts the followers when dropped.
-    _sidecar: sidecar::Sidecar,
+    _sidecar: sidecar_core::Running,
 }
 
 impl Drop for Shared {
@@ -97,7 +97,7 @@ impl Config {
         if let Some(shared) = states.get(&parsed.args).and_then(Weak::upgrade) {
             return Ok(Config { shared });
         }
-        let settings = sidecar::config::Settings::from_args(&parsed.args)
+        let settings = sidecar_core::config::Settings::from_args(&parsed.args)
             .map_err(|e| format!("filter {name}: {e}"))?;
         // Its own threads: Envoy's workers only ever read the state.
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -106,7 +106,7 @@ impl Config {
             .enable_all()
             .build()
             .map_err(|e| format!("filter {name}: runtime: {e}"))?;
-        let sidecar = sidecar::start_on(settings, runtime.handle())
+        let sidecar = sidecar_core::start_on(settings, runtime.handle())
             .map_err(|e| format!("filter {name}: {e:#}"))?;
         ffi::log(
             Level::Info,
@@ -232,7 +232,7 @@ impl Filter {
                 path: &path,
                 headers: &headers,
             };
-            authz.decide(&request, now).await
+            sidecar_core::edge::decide(&authz, &request, now).await
         });
         // From memory this is ready at the first poll; only a refetch for
         // an unknown key waits, and then not on Envoy's worker.

@@ -682,28 +682,14 @@ fn parse_alg(s: &str) -> Result<SigningAlg, String> {
 /// environment gave. Exits 64 with one line on a bad setting.
 pub fn parse_cli() -> Cli {
     let args: Vec<String> = std::env::args().collect();
-    let args = match fold_config_file(args) {
-        Ok(a) => a,
+    match fold_config_file(args) {
+        Ok(args) => telemetry::cli::parse_cli("issuer", args),
         Err(e) => exit_usage(&e),
-    };
-    match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) => match e.kind() {
-            clap::error::ErrorKind::DisplayHelp
-            | clap::error::ErrorKind::DisplayVersion
-            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
-            _ => {
-                let rendered = e.to_string();
-                let first = rendered.lines().next().unwrap_or("invalid arguments");
-                exit_usage(first.trim_start_matches("error: "))
-            }
-        },
     }
 }
 
 pub fn exit_usage(message: &str) -> ! {
-    eprintln!("issuer: {message}");
-    std::process::exit(64)
+    telemetry::cli::exit_usage("issuer", message)
 }
 
 fn fold_config_file(mut args: Vec<String>) -> Result<Vec<String>, String> {

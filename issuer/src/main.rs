@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use issuer::clock::{Clock, SystemClock};
 use issuer::config::{parse_cli, Command};
+use telemetry::cli::init_logging;
 
 #[tokio::main]
 async fn main() {
@@ -42,17 +43,4 @@ async fn serve(args: issuer::config::ServeArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "issuer listening");
     issuer.serve(listener, issuer::shutdown_signal()).await?;
     Ok(())
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

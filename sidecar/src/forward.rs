@@ -95,7 +95,7 @@ pub async fn check(State(authz): State<Arc<Authorizer>>, headers: HeaderMap) -> 
                 path,
                 headers: &flat,
             };
-            authz.decide(&request, now).await
+            crate::edge::decide(&authz, &request, now).await
         }
         // Missing or repeated: no request to judge.
         _ => authz.refuse(DenyReason::MalformedRequest),

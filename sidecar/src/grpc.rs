@@ -19,10 +19,12 @@ use tonic::{Request, Response, Status};
 
 use crate::authz::{now_ms, Authorizer};
 use crate::decision::{Decision, DenyReason, StepUp};
-use crate::edge::{answer, Answer, ProxyRequest};
+use crate::edge::{answer, bearer_token, decide, Answer, ProxyRequest};
 
 pub struct AuthzService {
     pub authz: Arc<Authorizer>,
+    /// `None` unless an OTLP endpoint is configured.
+    pub tracing: Option<Arc<telemetry::Tracing>>,
 }
 
 #[tonic::async_trait]
@@ -34,7 +36,7 @@ impl Authorization for AuthzService {
         let now = now_ms();
         // Continue the trace Envoy started for this request (its context
         // arrives in the call's gRPC metadata).
-        let mut span = self.authz.tracing.as_ref().map(|t| {
+        let mut span = self.tracing.as_ref().map(|t| {
             let md = request.metadata();
             let value = |k: &str| md.get(k).and_then(|v| v.to_str().ok());
             t.server_span(
@@ -57,7 +59,7 @@ impl Authorization for AuthzService {
             path: &http.path,
             headers: &http.headers,
         };
-        let decision = self.authz.decide(&request, now).await;
+        let decision = decide(&self.authz, &request, now).await;
         if let Some(span) = span.as_mut() {
             let token = bearer_token(&http.headers, self.authz.settings.token_cookie.as_deref());
             record(span, &http.method, &http.path, &decision);
@@ -124,47 +126,6 @@ pub fn http_check_request(
             }),
             ..Default::default()
         }),
-    }
-}
-
-/// Stands for a credential that is present but ambiguous: it fails
-/// verification like any malformed token (401).
-const AMBIGUOUS: &str = "";
-
-/// Envoy lower-cases header names in CheckRequest (and joins repeated
-/// headers with ','). Where the client offers more than one candidate — the
-/// cookie twice, or a cookie and a header that differ — no token is chosen:
-/// an upstream reading the other one would act on a credential never checked.
-pub(crate) fn bearer_token<'a>(
-    headers: &'a HashMap<String, String>,
-    cookie: Option<&str>,
-) -> Option<&'a str> {
-    let from_header = match headers.get("authorization") {
-        Some(value) => {
-            let (scheme, token) = value.split_once(' ')?;
-            let ok = scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty();
-            Some(if ok { token.trim() } else { AMBIGUOUS })
-        }
-        None => None,
-    };
-    let from_cookie = cookie.and_then(|name| {
-        let mut found = headers
-            .get("cookie")?
-            .split(';')
-            .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(k, _)| *k == name)
-            .map(|(_, v)| v.trim());
-        let first = found.next()?;
-        Some(if found.next().is_some() {
-            AMBIGUOUS
-        } else {
-            first
-        })
-    });
-    match (from_header, from_cookie) {
-        (Some(h), Some(c)) if h != c => Some(AMBIGUOUS),
-        (Some(h), _) => Some(h),
-        (None, c) => c,
     }
 }
 
@@ -287,54 +248,5 @@ impl AuthzService {
                 body,
             })),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn one_credential_or_none() {
-        let c = Some("token");
-        assert_eq!(
-            bearer_token(&headers(&[("authorization", "Bearer a.b.c")]), c),
-            Some("a.b.c")
-        );
-        assert_eq!(
-            bearer_token(&headers(&[("cookie", "x=1; token=a.b.c")]), c),
-            Some("a.b.c")
-        );
-        assert_eq!(
-            bearer_token(
-                &headers(&[("authorization", "Bearer a.b.c"), ("cookie", "token=a.b.c")]),
-                c
-            ),
-            Some("a.b.c"),
-            "the same token twice is one credential"
-        );
-        for ambiguous in [
-            headers(&[("cookie", "token=a.b.c; token=d.e.f")]),
-            headers(&[("authorization", "Bearer a.b.c"), ("cookie", "token=d.e.f")]),
-            headers(&[("authorization", "Basic dXNlcjpwYXNz")]),
-        ] {
-            assert_eq!(
-                bearer_token(&ambiguous, c),
-                Some(AMBIGUOUS),
-                "{ambiguous:?}"
-            );
-        }
-        assert_eq!(
-            bearer_token(&headers(&[("cookie", "token=a.b.c")]), None),
-            None
-        );
-        assert_eq!(bearer_token(&headers(&[]), c), None);
     }
 }

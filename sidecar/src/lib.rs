@@ -7,19 +7,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod authz;
-pub mod config;
-pub mod csrf;
-pub mod decision;
-pub mod edge;
-pub mod follower;
 pub mod forward;
 pub mod grpc;
-pub mod metrics;
-pub mod path;
-pub mod policy;
-pub mod quota;
-pub mod revocations;
+
+// The core's modules under their old names, for the front ends and tests.
+pub use sidecar_core::{
+    authz, config, csrf, decision, edge, follower, metrics, path, policy, quota, revocations,
+};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,33 +21,16 @@ use std::time::Duration;
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::authz::Authorizer;
 use crate::config::Settings;
-use crate::policy::Policy;
 
+/// The core's running state, with the gRPC front end's tracing.
 pub struct Sidecar {
     pub authz: Arc<Authorizer>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-/// The validated settings and policy as an authorizer (no keys yet).
-fn authorizer(mut settings: Settings) -> anyhow::Result<Authorizer> {
-    settings.validate().map_err(anyhow::Error::msg)?;
-    let policy = Policy::load(&settings.policy)?;
-    Authorizer::new(settings, policy, Arc::new(metrics::Metrics::default()))
-}
-
-/// What keeps the state current, on `runtime`.
-fn followers(authz: &Arc<Authorizer>, runtime: &tokio::runtime::Handle) -> Vec<JoinHandle<()>> {
-    vec![
-        runtime.spawn(follower::follow_revocations(authz.clone())),
-        runtime.spawn(follower::reconcile(authz.clone())),
-        runtime.spawn(follower::refresh_jwks(authz.clone())),
-        runtime.spawn(follower::watch_policy(authz.clone())),
-        runtime.spawn(follower::housekeeping(authz.clone())),
-    ]
+    core: sidecar_core::Running,
+    /// `None` unless an OTLP endpoint is configured.
+    tracing: Option<Arc<telemetry::Tracing>>,
 }
 
 /// Fails only on a bad policy or bad settings; an unreachable issuer is
@@ -63,55 +40,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Sidecar> {
         .otlp_endpoint
         .as_deref()
         .map(|e| telemetry::Tracing::new(e, settings.trace_sample_ratio, "devmentor-sidecar"))
-        .transpose()?;
-    let mut authorizer = authorizer(settings)?;
-    authorizer.tracing = tracing;
-    let authz = Arc::new(authorizer);
-    if let Err(e) = authz.fetch_jwks().await {
-        tracing::warn!(error = %e, "issuer unreachable at start");
-        authz.load_saved_state();
-    }
-    let runtime = tokio::runtime::Handle::current();
-    let mut tasks = followers(&authz, &runtime);
-    if authz.fetch_jwks_needed() {
-        tasks.push(runtime.spawn(retry_initial_jwks(authz.clone())));
-    }
-    Ok(Sidecar { authz, tasks })
-}
-
-/// The same state and followers on `runtime`, returning at once: for a
-/// front end that must not wait for the issuer (the Envoy module, whose
-/// configuration is loaded on Envoy's main thread). Until keys arrive every
-/// decision is the fail-closed one.
-pub fn start_on(settings: Settings, runtime: &tokio::runtime::Handle) -> anyhow::Result<Sidecar> {
-    let authz = Arc::new(authorizer(settings)?);
-    let initial = authz.clone();
-    let mut tasks = followers(&authz, runtime);
-    tasks.push(runtime.spawn(async move {
-        if let Err(e) = initial.fetch_jwks().await {
-            tracing::warn!(error = %e, "issuer unreachable at start");
-            initial.load_saved_state();
-            retry_initial_jwks(initial).await;
-        }
-    }));
-    Ok(Sidecar { authz, tasks })
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-async fn retry_initial_jwks(authz: Arc<Authorizer>) {
-    let mut wait = Duration::from_millis(200);
-    while authz.fetch_jwks_needed() {
-        tokio::time::sleep(wait).await;
-        let _ = authz.fetch_jwks().await;
-        wait = (wait * 2).min(Duration::from_secs(5));
-    }
+        .transpose()?
+        .map(Arc::new);
+    let core = sidecar_core::start(settings).await?;
+    Ok(Sidecar {
+        authz: core.authz.clone(),
+        core,
+        tracing,
+    })
 }
 
 impl Sidecar {
@@ -136,6 +72,7 @@ impl Sidecar {
         };
         let service = AuthorizationServer::new(grpc::AuthzService {
             authz: self.authz.clone(),
+            tracing: self.tracing.clone(),
         });
         let unix = match &self.authz.settings.listen_unix {
             Some(path) => Some(bind_unix(path)?),
@@ -206,10 +143,7 @@ impl Sidecar {
                 tokio::time::sleep(Duration::from_secs(5)).await;
             } => (Ok(()), Ok(())),
         };
-        for t in &self.tasks {
-            t.abort();
-        }
-        self.authz.save_revocations(-1);
+        self.core.stop();
         grpc_result?;
         admin_result?;
         Ok(())

@@ -1,10 +1,15 @@
 #![forbid(unsafe_code)]
 
-use sidecar::config::{exit_usage, parse_cli, Command};
+use sidecar::config::{Cli, Command};
+use telemetry::cli::{init_logging, parse_cli};
+
+fn exit_usage(message: &str) -> ! {
+    telemetry::cli::exit_usage("sidecar", message)
+}
 
 #[tokio::main]
 async fn main() {
-    let cli = parse_cli();
+    let cli: Cli = parse_cli("sidecar", std::env::args().collect());
     let mut settings = match cli.command {
         Command::Serve(settings) => settings,
         Command::CheckPolicy { file } => check_policy(&file),
@@ -60,18 +65,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
-    }
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

@@ -10,6 +10,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
+
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};

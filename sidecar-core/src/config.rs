@@ -267,24 +267,3 @@ fn parse_http_url(s: &str) -> Result<String, String> {
         Err("expected an http(s):// URL without a trailing slash".into())
     }
 }
-
-pub fn parse_cli() -> Cli {
-    match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => match e.kind() {
-            clap::error::ErrorKind::DisplayHelp
-            | clap::error::ErrorKind::DisplayVersion
-            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
-            _ => {
-                let rendered = e.to_string();
-                let first = rendered.lines().next().unwrap_or("invalid arguments");
-                exit_usage(first.trim_start_matches("error: "))
-            }
-        },
-    }
-}
-
-pub fn exit_usage(message: &str) -> ! {
-    eprintln!("sidecar: {message}");
-    std::process::exit(64)
-}

@@ -19,12 +19,12 @@ pub struct ProxyRequest<'a> {
     pub headers: &'a HashMap<String, String>,
 }
 
-impl Authorizer {
-    /// The credential (header or cookie, never an ambiguous pair), the
-    /// cookie's cross-site rule, then the policy.
-    pub async fn decide(&self, request: &ProxyRequest<'_>, now_ms: i64) -> Decision {
-        let cookie = self.settings.token_cookie.as_deref();
-        let token = crate::grpc::bearer_token(request.headers, cookie);
+/// The credential (header or cookie, never an ambiguous pair), the
+/// cookie's cross-site rule, then the policy.
+pub async fn decide(authz: &Authorizer, request: &ProxyRequest<'_>, now_ms: i64) -> Decision {
+    {
+        let cookie = authz.settings.token_cookie.as_deref();
+        let token = bearer_token(request.headers, cookie);
         let from_cookie =
             token.is_some() && !request.headers.contains_key("authorization") && cookie.is_some();
         if from_cookie
@@ -35,14 +35,55 @@ impl Authorizer {
                 request.headers,
             )
         {
-            return self.refuse(DenyReason::CrossSiteRequest);
+            return authz.refuse(DenyReason::CrossSiteRequest);
         }
         let attrs = RequestAttrs {
             method: request.method,
             host: request.host,
             path: request.path,
         };
-        self.check(attrs, token, now_ms).await
+        authz.check(attrs, token, now_ms).await
+    }
+}
+
+/// Stands for a credential that is present but ambiguous: it fails
+/// verification like any malformed token (401).
+const AMBIGUOUS: &str = "";
+
+/// Envoy lower-cases header names in CheckRequest (and joins repeated
+/// headers with ','). Where the client offers more than one candidate — the
+/// cookie twice, or a cookie and a header that differ — no token is chosen:
+/// an upstream reading the other one would act on a credential never checked.
+pub fn bearer_token<'a>(
+    headers: &'a HashMap<String, String>,
+    cookie: Option<&str>,
+) -> Option<&'a str> {
+    let from_header = match headers.get("authorization") {
+        Some(value) => {
+            let (scheme, token) = value.split_once(' ')?;
+            let ok = scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty();
+            Some(if ok { token.trim() } else { AMBIGUOUS })
+        }
+        None => None,
+    };
+    let from_cookie = cookie.and_then(|name| {
+        let mut found = headers
+            .get("cookie")?
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim());
+        let first = found.next()?;
+        Some(if found.next().is_some() {
+            AMBIGUOUS
+        } else {
+            first
+        })
+    });
+    match (from_header, from_cookie) {
+        (Some(h), Some(c)) if h != c => Some(AMBIGUOUS),
+        (Some(h), _) => Some(h),
+        (None, c) => c,
     }
 }
 
@@ -169,6 +210,13 @@ pub fn without_issuer_cookies(
 mod tests {
     use super::*;
 
+    fn headers(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     fn strip(cookie: &str) -> Option<String> {
         let names = [
             "__Host-refresh_token".to_string(),
@@ -203,5 +251,42 @@ mod tests {
         );
         // A longer name is another cookie.
         assert_eq!(strip("__Host-refresh_token2=r"), None);
+    }
+
+    #[test]
+    fn one_credential_or_none() {
+        let c = Some("token");
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "Bearer a.b.c")]), c),
+            Some("a.b.c")
+        );
+        assert_eq!(
+            bearer_token(&headers(&[("cookie", "x=1; token=a.b.c")]), c),
+            Some("a.b.c")
+        );
+        assert_eq!(
+            bearer_token(
+                &headers(&[("authorization", "Bearer a.b.c"), ("cookie", "token=a.b.c")]),
+                c
+            ),
+            Some("a.b.c"),
+            "the same token twice is one credential"
+        );
+        for ambiguous in [
+            headers(&[("cookie", "token=a.b.c; token=d.e.f")]),
+            headers(&[("authorization", "Bearer a.b.c"), ("cookie", "token=d.e.f")]),
+            headers(&[("authorization", "Basic dXNlcjpwYXNz")]),
+        ] {
+            assert_eq!(
+                bearer_token(&ambiguous, c),
+                Some(AMBIGUOUS),
+                "{ambiguous:?}"
+            );
+        }
+        assert_eq!(
+            bearer_token(&headers(&[("cookie", "token=a.b.c")]), None),
+            None
+        );
+        assert_eq!(bearer_token(&headers(&[]), c), None);
     }
 }

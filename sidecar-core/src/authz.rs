@@ -79,15 +79,14 @@ pub struct Authorizer {
     permissions_fetching: AtomicBool,
     tokens: Cache<[u8; 32], CachedToken>,
     quotas: crate::quota::Quotas,
-    /// `None` unless an OTLP endpoint is configured.
-    pub tracing: Option<telemetry::Tracing>,
-}
-
-pub struct Checked {
-    pub decision: Decision,
 }
 
 impl Authorizer {
+    /// No key set has ever been fetched or loaded.
+    pub fn fetch_jwks_needed(&self) -> bool {
+        self.keys.load().set.is_empty()
+    }
+
     pub fn new(settings: Settings, policy: Policy, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let mut http = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
@@ -137,7 +136,6 @@ impl Authorizer {
             permissions_fetching: AtomicBool::new(false),
             tokens,
             quotas: Default::default(),
-            tracing: None,
         })
     }
 
@@ -635,11 +633,4 @@ fn modified_ms(path: &std::path::Path) -> i64 {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-impl Authorizer {
-    /// No key set has ever been fetched or loaded.
-    pub fn fetch_jwks_needed(&self) -> bool {
-        self.keys.load().set.is_empty()
-    }
 }
