@@ -36,7 +36,7 @@ def flags(path):
     return set(re.findall(r'env = "([A-Z0-9_]+)"', (ROOT / path).read_text()))
 
 
-ISSUER_ENV = flags("issuer/src/config.rs")
+ISSUER_ENV = flags("issuer/src/config/mod.rs")
 SIDECAR_ENV = flags("sidecar-core/src/config.rs")
 SUBCOMMANDS = {"devmentor/issuer": {"serve", "migrate"}, "devmentor/sidecar": {"serve", "check-policy"}}
 README = (ROOT / "README.md").read_text()

@@ -16,8 +16,8 @@ use auth_types::{
     SigningAlg, VerifyingKeySet,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
-use issuer::keys::{generate_pkcs8, SigningKey};
-use issuer::tokens::mint_access_token;
+use issuer::domain::keys::{generate_pkcs8, SigningKey};
+use issuer::domain::tokens::mint_access_token;
 use sidecar::decision::{decide, RequestAttrs, TokenInput};
 use sidecar::policy::Policy;
 use sidecar::revocations::RevocationSet;

@@ -3,16 +3,16 @@
 
 use std::sync::Arc;
 
-use crate::clock::{Clock, SystemClock};
 use crate::config::{CreateUserArgs, DbArgs};
-use crate::password::{weakness, PasswordHasher};
+use crate::domain::clock::{Clock, SystemClock};
+use crate::domain::password::{weakness, PasswordHasher};
+use crate::domain::tokens::{new_id, random_b64};
 use crate::store::{CreateUserError, Store, User};
-use crate::tokens::{new_id, random_b64};
 
 /// `issuer openapi`: the document, pretty-printed, for docs and clients.
 pub fn openapi() -> anyhow::Result<()> {
     use std::io::Write;
-    let text = crate::api::openapi_document().to_pretty_json()?;
+    let text = crate::http::openapi_document().to_pretty_json()?;
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
         // A reader that stopped early (`| head`) is not an error.
@@ -31,7 +31,7 @@ pub async fn migrate(db: &DbArgs) -> anyhow::Result<()> {
 pub async fn create_user(args: &CreateUserArgs) -> anyhow::Result<()> {
     let store = Store::connect(&args.db.database_url, 1).await?;
     store.migrate().await?;
-    let email = crate::api::auth::normalize_email(&args.email)
+    let email = crate::http::json::auth::normalize_email(&args.email)
         .map_err(|e| anyhow::anyhow!("--email: {}", e.message))?;
     let (password, generated) = match &args.password {
         Some(p) => (p.clone(), false),
@@ -77,7 +77,9 @@ pub async fn create_user(args: &CreateUserArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn key_context(args: &crate::config::KeysArgs) -> anyhow::Result<(Store, crate::keys::Kek)> {
+async fn key_context(
+    args: &crate::config::KeysArgs,
+) -> anyhow::Result<(Store, crate::domain::keys::Kek)> {
     let store = Store::connect(&args.db.database_url, 2).await?;
     store.migrate().await?;
     let kek = crate::open_kek(&store, &args.db, &args.keys).await?;
@@ -91,7 +93,7 @@ async fn announce_key_change(redis_url: Option<&str>, version: i64) {
         println!("running issuers pick this up within about a second");
         return;
     };
-    match crate::feed::FeedHub::new(Some(url), 1) {
+    match crate::service::feed::FeedHub::new(Some(url), 1) {
         Ok(hub) => hub.keys_changed(version, true).await,
         Err(e) => eprintln!("issuer: cannot reach redis to announce the change: {e}"),
     }
@@ -119,7 +121,7 @@ fn print_keys(keys: &[crate::store::StoredKey]) {
 
 pub async fn keys(command: &crate::config::KeysCommand) -> anyhow::Result<()> {
     use crate::config::KeysCommand;
-    use crate::rotation;
+    use crate::domain::rotation;
     let now = SystemClock.now_ms().div_euclid(1000);
     match command {
         KeysCommand::List(args) => {
@@ -133,7 +135,7 @@ pub async fn keys(command: &crate::config::KeysCommand) -> anyhow::Result<()> {
             if let Some(alg) = args.alg {
                 life.alg = alg;
             }
-            let maker = rotation::KeyMaker {
+            let maker = crate::domain::keys::KeyMaker {
                 kek: &kek,
                 alg: life.alg,
                 now,
@@ -145,7 +147,7 @@ pub async fn keys(command: &crate::config::KeysCommand) -> anyhow::Result<()> {
                     })
                 })
                 .await?;
-            if let Some(kid) = crate::api::admin::created_kid(&changes) {
+            if let Some(kid) = crate::http::json::admin::created_kid(&changes) {
                 println!("new key {kid} ({})", life.alg);
             }
             announce_key_change(
@@ -157,7 +159,7 @@ pub async fn keys(command: &crate::config::KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Revoke(args) => {
             let (store, kek) = key_context(&args.common).await?;
-            let maker = rotation::KeyMaker {
+            let maker = crate::domain::keys::KeyMaker {
                 kek: &kek,
                 alg: args.common.keys.signing_alg,
                 now,
@@ -242,7 +244,7 @@ async fn audit(store: &Store, event: &str, detail: serde_json::Value) {
     }
 }
 
-fn api_error(e: crate::error::ApiError) -> anyhow::Error {
+fn api_error(e: crate::service::Error) -> anyhow::Error {
     anyhow::anyhow!("{}", e.message)
 }
 
@@ -354,7 +356,7 @@ pub async fn users(command: &crate::config::UsersCommand) -> anyhow::Result<()> 
                 .map(|r| r.trim().to_string())
                 .filter(|r| !r.is_empty())
                 .collect();
-            crate::api::users::check_roles(&roles).map_err(api_error)?;
+            crate::http::json::users::check_roles(&roles).map_err(api_error)?;
             roles.sort();
             roles.dedup();
             let change = UserChange {
@@ -404,7 +406,7 @@ pub async fn roles(command: &crate::config::RolesCommand) -> anyhow::Result<()> 
             Ok(())
         }
         C::Set(args) => {
-            if !crate::api::roles::valid_name(&args.role) {
+            if !crate::http::json::roles::valid_name(&args.role) {
                 anyhow::bail!("role {:?}: 1 to 128 of A-Z a-z 0-9 - _ . :", args.role);
             }
             let mut perms: Vec<String> = args
@@ -413,7 +415,10 @@ pub async fn roles(command: &crate::config::RolesCommand) -> anyhow::Result<()> 
                 .map(|p| p.trim().to_string())
                 .filter(|p| !p.is_empty())
                 .collect();
-            if let Some(p) = perms.iter().find(|p| !crate::api::roles::valid_name(p)) {
+            if let Some(p) = perms
+                .iter()
+                .find(|p| !crate::http::json::roles::valid_name(p))
+            {
                 anyhow::bail!("permission {p:?}: 1 to 128 of A-Z a-z 0-9 - _ . :");
             }
             perms.sort();
@@ -463,7 +468,7 @@ pub async fn teams(command: &crate::config::TeamsCommand) -> anyhow::Result<()> 
     use crate::config::TeamsCommand as C;
     use crate::store::{CreateTeam, MembershipChange};
     let membership = |change: MembershipChange| {
-        crate::api::teams::membership_result(change)
+        crate::http::json::teams::membership_result(change)
             .map(|_| ())
             .map_err(api_error)
     };
@@ -476,7 +481,7 @@ pub async fn teams(command: &crate::config::TeamsCommand) -> anyhow::Result<()> 
             Ok(())
         }
         C::Create(args) => {
-            if !crate::api::teams::valid_slug(&args.slug) {
+            if !crate::http::json::teams::valid_slug(&args.slug) {
                 anyhow::bail!("slug {:?}: 1 to 63 of a-z 0-9 and inner hyphens", args.slug);
             }
             let name = args.name.trim();

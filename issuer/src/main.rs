@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use issuer::clock::{Clock, SystemClock};
 use issuer::config::{parse_cli, Command};
+use issuer::domain::clock::{Clock, SystemClock};
 use telemetry::cli::init_logging;
 
 #[tokio::main]

@@ -9,8 +9,8 @@ use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::clock::Clock;
 use crate::config::ServeArgs;
+use crate::domain::clock::Clock;
 use crate::AppState;
 
 pub const TEST_ISSUER_URL: &str = "https://issuer.test";
@@ -52,7 +52,7 @@ pub fn test_args(database_url: &str, dir: &Path) -> ServeArgs {
         &mut args.rate_limit_other,
         &mut args.rate_limit_mfa,
     ] {
-        *rate = crate::ratelimit::RateSetting(None);
+        *rate = crate::domain::ratelimit::RateSetting(None);
     }
     let kek = dir.join("test.kek");
     if !kek.exists() {

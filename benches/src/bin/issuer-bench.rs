@@ -189,9 +189,14 @@ async fn mint(
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     let store = Store::connect(database_url, 2).await?;
-    let kek = issuer::keys::Kek::load_or_create(kek_file, false)?;
-    let keyring =
-        issuer::keys::Keyring::open(&store, kek, auth_types::SigningAlg::ES256, now_secs()).await?;
+    let kek = issuer::domain::keys::Kek::load_or_create(kek_file, false)?;
+    let keyring = issuer::service::keyring::Keyring::open(
+        &store,
+        kek,
+        auth_types::SigningAlg::ES256,
+        now_secs(),
+    )
+    .await?;
     let signing = keyring.snapshot().signing.clone();
     let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
     let now = now_secs();
@@ -220,7 +225,7 @@ async fn mint(
         writeln!(
             file,
             "{}",
-            issuer::tokens::mint_access_token(&signing, &claims)?
+            issuer::domain::tokens::mint_access_token(&signing, &claims)?
         )?;
     }
     file.flush()?;
@@ -661,7 +666,7 @@ async fn revocation_lag(
 /// on `/auth/*`): from memory, and through Redis's script, over many client
 /// keys so both the allowed and the refused paths are exercised.
 async fn rate_limit_cost(redis_url: Option<&str>, count: usize) -> anyhow::Result<()> {
-    use issuer::ratelimit::{Limiter, Rate};
+    use issuer::domain::ratelimit::{Limiter, Rate};
     let rate = Rate {
         limit: 100,
         period_ms: 900_000,
@@ -717,8 +722,11 @@ async fn admin_change_lag(count: usize) -> anyhow::Result<()> {
     let db = format!("sqlite://{}/issuer.db", dir.path().display());
     let mut args = issuer::testing::test_args(&db, dir.path());
     args.feed_poll_ms = issuer::config::ServeArgs::with_database(&db).feed_poll_ms;
-    let server =
-        issuer::testing::start(args, std::sync::Arc::new(issuer::clock::SystemClock)).await?;
+    let server = issuer::testing::start(
+        args,
+        std::sync::Arc::new(issuer::domain::clock::SystemClock),
+    )
+    .await?;
     let base = server.base_url.clone();
     let policy = dir.path().join("policy.yaml");
     std::fs::write(
@@ -948,8 +956,11 @@ async fn github_sign_in(count: usize) -> anyhow::Result<()> {
     args.github.github_client_secret = Some(issuer::config::Secret("bench-secret".into()));
     args.github.github_web_url = fake.url();
     args.github.github_api_url = fake.url();
-    let server =
-        issuer::testing::start(args, std::sync::Arc::new(issuer::clock::SystemClock)).await?;
+    let server = issuer::testing::start(
+        args,
+        std::sync::Arc::new(issuer::domain::clock::SystemClock),
+    )
+    .await?;
     let http = reqwest::Client::new();
     let base = server.base_url.clone();
     let password_user = register_and_login(&http, &base).await?;

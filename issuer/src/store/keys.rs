@@ -5,36 +5,8 @@ use sqlx::{Any, Row, Transaction};
 
 use super::*;
 
-use crate::rotation::{KeyChange, RotationError};
-
-#[derive(Clone)]
-pub struct StoredKey {
-    pub kid: String,
-    pub alg: String,
-    pub state: String,
-    pub public_jwk: String,
-    pub private_key_enc: Vec<u8>,
-    pub created_at: i64,
-    pub activates_at: i64,
-    pub retires_at: Option<i64>,
-    pub removes_at: Option<i64>,
-}
-
-/// Key changes are logged: the sealed private key never is, not even encrypted.
-impl std::fmt::Debug for StoredKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredKey")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .field("state", &self.state)
-            .field("private_key_enc", &"<sealed, not shown>")
-            .field("created_at", &self.created_at)
-            .field("activates_at", &self.activates_at)
-            .field("retires_at", &self.retires_at)
-            .field("removes_at", &self.removes_at)
-            .finish()
-    }
-}
+pub use crate::domain::keys::StoredKey;
+use crate::domain::rotation::{KeyChange, RotationError};
 
 /// At least one more than before, and at least the wall clock in ms: after
 /// a database restore the next key change still outranks every version a

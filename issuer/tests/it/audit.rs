@@ -1,7 +1,7 @@
 //! The audit trail: one event shape, admin queries with filters and a
 //! cursor, NDJSON export, retention, and the daily summary.
 
-use issuer::clock::Clock;
+use issuer::domain::clock::Clock;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

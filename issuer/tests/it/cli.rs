@@ -193,9 +193,12 @@ async fn a_lost_kek_is_never_silently_replaced() {
     let url = format!("sqlite://{}/issuer.db", dir.path().display());
     let mut args = issuer::testing::test_args(&url, dir.path());
     args.keys.kek_file = None;
-    let t = issuer::testing::start(args, std::sync::Arc::new(issuer::clock::SystemClock))
-        .await
-        .expect("issuer");
+    let t = issuer::testing::start(
+        args,
+        std::sync::Arc::new(issuer::domain::clock::SystemClock),
+    )
+    .await
+    .expect("issuer");
     t.stop().await;
     let kek = dir.path().join("issuer.kek");
     std::fs::remove_file(&kek).expect("KEK was generated beside the database");
@@ -219,10 +222,13 @@ async fn a_lost_kek_is_never_silently_replaced() {
     }
     let mut args = issuer::testing::test_args(&url, dir.path());
     args.keys.kek_file = None;
-    let err = issuer::build(args, std::sync::Arc::new(issuer::clock::SystemClock))
-        .await
-        .err()
-        .expect("refused");
+    let err = issuer::build(
+        args,
+        std::sync::Arc::new(issuer::domain::clock::SystemClock),
+    )
+    .await
+    .err()
+    .expect("refused");
     assert!(err.to_string().contains("missing"), "{err}");
     assert!(!kek.exists());
 }

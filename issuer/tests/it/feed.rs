@@ -61,7 +61,7 @@ async fn snapshots_come_in_pages_and_end_complete(backend: Backend) {
     };
     const N: usize = 12_345;
     let subjects: Vec<String> = (0..N).map(|i| format!("sid-{i}")).collect();
-    let now_ms = issuer::clock::Clock::now_ms(&issuer::clock::SystemClock);
+    let now_ms = issuer::domain::clock::Clock::now_ms(&issuer::domain::clock::SystemClock);
     let batch: Vec<NewRevocation<'_>> = subjects
         .iter()
         .map(|s| NewRevocation {
@@ -170,7 +170,7 @@ async fn revocation_records_outlive_every_token_they_cover(backend: Backend) {
 async fn followers_are_bounded(backend: Backend) {
     let Some(t) = start_with(
         backend,
-        std::sync::Arc::new(issuer::clock::SystemClock),
+        std::sync::Arc::new(issuer::domain::clock::SystemClock),
         |a| {
             a.max_feed_followers = 1;
         },

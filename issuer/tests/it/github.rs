@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use fake_github::browser::Browser;
 use fake_github::{Behaviour, Config, FakeEmail, FakeGitHub, FakeUser};
-use issuer::clock::{Clock, SystemClock};
 use issuer::config::{Secret, ServeArgs};
+use issuer::domain::clock::{Clock, SystemClock};
 use issuer::testing::TEST_ISSUER_URL;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{json, Value};

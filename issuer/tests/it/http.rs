@@ -424,7 +424,7 @@ async fn race_refreshes(base_urls: &[&str], refresh_token: &str) -> (usize, Vec<
 }
 
 async fn concurrent_refreshes_exactly_one_wins(backend: Backend) {
-    let Some(t) = start_with(backend, Arc::new(issuer::clock::SystemClock), |a| {
+    let Some(t) = start_with(backend, Arc::new(issuer::domain::clock::SystemClock), |a| {
         a.refresh_grace_secs = 0;
     })
     .await
@@ -474,7 +474,7 @@ async fn two_replicas_agree_on_the_successor() {
     };
     let b = issuer::testing::start(
         issuer::testing::test_args(&a._db.url, a._db.dir.path()),
-        Arc::new(issuer::clock::SystemClock),
+        Arc::new(issuer::domain::clock::SystemClock),
     )
     .await
     .expect("replica b");
@@ -1044,9 +1044,13 @@ async fn ready_fails_without_database_and_hides_internals(backend: Backend) {
 #[tokio::test]
 async fn every_signing_algorithm_issues_verifiable_tokens() {
     for alg in [SigningAlg::EdDSA, SigningAlg::RS256] {
-        let Some(t) = start_with(Backend::Sqlite, Arc::new(issuer::clock::SystemClock), |a| {
-            a.keys.signing_alg = alg;
-        })
+        let Some(t) = start_with(
+            Backend::Sqlite,
+            Arc::new(issuer::domain::clock::SystemClock),
+            |a| {
+                a.keys.signing_alg = alg;
+            },
+        )
         .await
         else {
             return;

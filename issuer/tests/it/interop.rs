@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use auth_types::SigningAlg;
-use issuer::clock::SystemClock;
+use issuer::domain::clock::SystemClock;
 use issuer::testing::{required_service, TEST_AUDIENCE, TEST_ISSUER_URL};
 
 use crate::support::*;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use auth_types::JwkSet;
-use issuer::clock::SystemClock;
-use issuer::keys::{Kek, SigningKey};
+use issuer::domain::clock::SystemClock;
+use issuer::domain::keys::{Kek, SigningKey};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -335,7 +335,7 @@ async fn keys_cli_lists_rotates_and_revokes() {
 #[test]
 fn generated_key_ids_never_start_with_a_hyphen() {
     for _ in 0..2_000 {
-        let kid = issuer::keys::new_kid();
+        let kid = issuer::domain::keys::new_kid();
         assert!(kid.starts_with('k') && kid.len() == 17, "{kid}");
     }
 }
@@ -371,10 +371,14 @@ async fn embedded_default_generates_a_private_kek_and_postgres_requires_one() {
 #[test]
 fn sealed_private_keys_never_reach_a_log_line() {
     let kek = Kek::from_bytes(&[3u8; 32]).expect("kek");
-    let key = issuer::keys::new_stored_key(&kek, auth_types::SigningAlg::EdDSA, "next", 1, 2)
-        .expect("key");
+    let key =
+        issuer::domain::keys::new_stored_key(&kek, auth_types::SigningAlg::EdDSA, "next", 1, 2)
+            .expect("key");
     // Key changes are logged with `?changes`, i.e. through Debug.
-    let logged = format!("{:?}", issuer::rotation::KeyChange::Create(key.clone()));
+    let logged = format!(
+        "{:?}",
+        issuer::domain::rotation::KeyChange::Create(key.clone())
+    );
     assert!(logged.contains(&key.kid), "{logged}");
     let sealed_bytes = format!("{:?}", key.private_key_enc);
     assert!(!logged.contains(&sealed_bytes[1..20]), "{logged}");

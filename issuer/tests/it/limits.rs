@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use issuer::clock::SystemClock;
+use issuer::domain::clock::SystemClock;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -266,7 +266,7 @@ async fn every_rejection_is_json() {
 async fn browsers_get_csrf_refusals_cors_and_security_headers() {
     let Some(t) = start_with(
         Backend::Sqlite,
-        std::sync::Arc::new(issuer::clock::SystemClock),
+        std::sync::Arc::new(issuer::domain::clock::SystemClock),
         |a| a.cors_allowed_origins = vec!["https://app.example".into()],
     )
     .await

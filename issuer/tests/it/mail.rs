@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use issuer::clock::{Clock, SystemClock};
+use issuer::domain::clock::{Clock, SystemClock};
 use issuer::testing::required_service;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use issuer::clock::{Clock, ManualClock, SystemClock};
+use issuer::domain::clock::{Clock, ManualClock, SystemClock};
 use issuer::testing::required_service;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

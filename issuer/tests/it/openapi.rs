@@ -83,8 +83,8 @@ async fn every_documented_operation_is_routed_and_nothing_else_is() {
     }
     assert!(operations >= 70, "{operations} operations");
     // Nothing outside the document: the router is built only from the
-    // documented handlers (api/mod.rs has no bare `.route(`).
-    let source = include_str!("../../src/api/mod.rs");
+    // documented handlers (http/mod.rs has no bare `.route(`).
+    let source = include_str!("../../src/http/mod.rs");
     assert!(!source.contains(".route("), "a route bypasses the document");
     let r = t
         .http

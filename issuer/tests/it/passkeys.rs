@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
-use issuer::clock::SystemClock;
+use issuer::domain::clock::SystemClock;
 use issuer::testing::{required_service, TEST_ISSUER_URL};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use issuer::clock::SystemClock;
-use issuer::ratelimit::RateSetting;
+use issuer::domain::clock::SystemClock;
+use issuer::domain::ratelimit::RateSetting;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;

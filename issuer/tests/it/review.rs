@@ -28,7 +28,7 @@ fn id_of(user: &Value) -> String {
 /// needs two gets nothing more: not by refresh, not by a replay in the
 /// grace window, not by a password step-up; and the session is over.
 async fn refresh_and_step_up_meet_the_second_factor_gate(backend: Backend) {
-    let Some(t) = start_with(backend, Arc::new(issuer::clock::SystemClock), |a| {
+    let Some(t) = start_with(backend, Arc::new(issuer::domain::clock::SystemClock), |a| {
         a.mfa_required_roles = vec!["admin".into()];
     })
     .await
@@ -87,7 +87,7 @@ async fn refresh_and_step_up_meet_the_second_factor_gate(backend: Backend) {
 /// Finding 2, second half: granting the role (API or CLI, both through
 /// `change_user`) ends the user's one-factor sessions at once.
 async fn granting_a_role_that_needs_two_factors_ends_one_factor_sessions(backend: Backend) {
-    let Some(t) = start_with(backend, Arc::new(issuer::clock::SystemClock), |a| {
+    let Some(t) = start_with(backend, Arc::new(issuer::domain::clock::SystemClock), |a| {
         a.mfa_required_roles = vec!["ops".into()];
     })
     .await

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use auth_types::{AccessClaims, JwkSet, VerifyingKeySet};
-use issuer::clock::{Clock, ManualClock, SystemClock};
 use issuer::config::ServeArgs;
+use issuer::domain::clock::{Clock, ManualClock, SystemClock};
 use issuer::testing::{self, RunningIssuer};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};

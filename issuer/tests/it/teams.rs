@@ -371,7 +371,7 @@ async fn only_owners_and_admins_manage_members(backend: Backend) {
 async fn team_claims_are_bounded_and_say_so(backend: Backend) {
     let Some(t) = start_with(
         backend,
-        std::sync::Arc::new(issuer::clock::SystemClock),
+        std::sync::Arc::new(issuer::domain::clock::SystemClock),
         |a| a.max_token_teams = 2,
     )
     .await
@@ -405,7 +405,7 @@ async fn team_claims_are_bounded_and_say_so(backend: Backend) {
 async fn team_claims_are_bounded_in_bytes_too(backend: Backend) {
     let Some(t) = start_with(
         backend,
-        std::sync::Arc::new(issuer::clock::SystemClock),
+        std::sync::Arc::new(issuer::domain::clock::SystemClock),
         |a| a.max_token_teams = 1000,
     )
     .await

@@ -153,7 +153,7 @@ async fn allow_deny_and_identity_headers_through_envoy(front: Front) {
     );
 
     // Expired (signed by the issuer's real key, so only time is wrong): 401.
-    let now = issuer::clock::Clock::now_ms(&issuer::clock::SystemClock) / 1000;
+    let now = issuer::domain::clock::Clock::now_ms(&issuer::domain::clock::SystemClock) / 1000;
     let expired = AccessClaims {
         iss: TEST_ISSUER_URL.into(),
         sub: sub.clone(),
@@ -176,7 +176,8 @@ async fn allow_deny_and_identity_headers_through_envoy(front: Front) {
         auth_time: None,
     };
     let signing = stack.issuer().state.keys.snapshot().signing.clone();
-    let expired_token = issuer::tokens::mint_access_token(&signing, &expired).expect("mint");
+    let expired_token =
+        issuer::domain::tokens::mint_access_token(&signing, &expired).expect("mint");
     let r = stack.get("/ai/chat", Some(&expired_token)).await;
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.expect("json");
@@ -187,7 +188,7 @@ async fn allow_deny_and_identity_headers_through_envoy(front: Front) {
     admin.exp = now + 300;
     admin.iat = now;
     admin.nbf = Some(now);
-    let admin_token = issuer::tokens::mint_access_token(&signing, &admin).expect("mint");
+    let admin_token = issuer::domain::tokens::mint_access_token(&signing, &admin).expect("mint");
     assert_eq!(
         stack
             .get("/ai/admin/settings", Some(&admin_token))

@@ -27,12 +27,12 @@ pub async fn token_from_an_unannounced_key(state: &issuer::AppState, sub: &str) 
         .change_keys(|keys| {
             let life = state.settings.keys.lifecycle();
             let mut make = |st: &str, at: i64| state.keys.make_key(life.alg, st, now, at);
-            issuer::rotation::plan_rotate(keys, now, &life, true, &mut make)
+            issuer::domain::rotation::plan_rotate(keys, now, &life, true, &mut make)
         })
         .await
         .expect("rotate");
     state.keys.reload(&state.store).await.expect("reload");
-    issuer::tokens::mint_access_token(&state.keys.snapshot().signing, &claims(sub, 300))
+    issuer::domain::tokens::mint_access_token(&state.keys.snapshot().signing, &claims(sub, 300))
         .expect("mint")
 }
 
@@ -123,7 +123,8 @@ async fn two_rotations_under_load_reject_no_valid_token_and_removed_keys_stop_wo
     // A token of the first key that outlives the key's removal.
     let signing = stack.issuer().state.keys.snapshot().signing.clone();
     let long_lived =
-        issuer::tokens::mint_access_token(&signing, &claims("long-lived", 600)).expect("mint");
+        issuer::domain::tokens::mint_access_token(&signing, &claims("long-lived", 600))
+            .expect("mint");
 
     let tokens = Arc::new(Mutex::new(vec![admin.clone(), long_lived.clone()]));
     let (sent, rejected) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::Json;
-use issuer::clock::SystemClock;
 use issuer::config::ServeArgs;
+use issuer::domain::clock::SystemClock;
 use issuer::testing::{self, RunningIssuer};
 use serde_json::{json, Value};
 use sidecar::config::Settings;

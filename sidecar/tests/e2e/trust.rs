@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use issuer::clock::SystemClock;
+use issuer::domain::clock::SystemClock;
 use issuer::testing;
 use serde_json::{json, Value};
 use sidecar::decision::{Decision, DenyReason, RequestAttrs};

@@ -1,0 +1,502 @@
+//! The one path that hands out tokens. Every way of signing in (password,
+//! and later GitHub, passkeys, MFA completion) ends in [`start_session`];
+//! every refresh ends in [`continue_session`]. Both go through [`grant`], so
+//! rules such as "disabled users get no tokens", and the metrics and audit
+//! of a sign-in, live in one place.
+
+use auth_types::{AccessClaims, Audience};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::domain::clock::Now;
+use crate::domain::tokens::{mint_access_token, new_id, new_refresh_token, refresh_token_hash};
+use crate::http::extract::Client;
+use crate::service::error::{Error as ApiError, Result as ApiResult};
+use crate::store::{AuditEvent, Outcome};
+use crate::store::{NewSession, Session, User};
+use crate::AppState;
+
+pub const REFRESH_COOKIE: &str = "__Host-refresh_token";
+/// The `teams` claim's JSON at most, whatever `--max-token-teams` says.
+const MAX_TEAMS_CLAIM_BYTES: usize = 3 * 1024;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    /// Absent for a browser (it holds the refresh token in the `HttpOnly`
+    /// cookie, where no script can read it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    session_id: String,
+}
+
+/// Where the refresh token goes besides the cookie. A sign-in from a
+/// browser (it sends `Origin` or fetch metadata, which no page can remove)
+/// and a refresh that presented the cookie get it in the `HttpOnly` cookie
+/// alone, so one injected script on the origin cannot read it; API clients,
+/// and a refresh that sent it in the body, get it in the body too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    CookieOnly,
+    CookieAndBody,
+}
+
+/// Whether `user` holds a role that needs a second factor.
+pub fn role_needs_second_factor(state: &AppState, user: &User) -> bool {
+    let required = &state.settings.mfa_required_roles;
+    user.roles.iter().any(|r| required.contains(r))
+}
+
+/// Whether `amr` includes a proved second factor.
+pub fn has_second_factor(amr: &str) -> bool {
+    amr.split_whitespace().any(|w| w == "mfa")
+}
+
+enum Grant<'a> {
+    Start {
+        amr: &'a str,
+        /// The passkey that proved it, if one did.
+        opened_by: Option<&'a str>,
+    },
+    Continue {
+        session: &'a Session,
+        refresh_token: String,
+        /// Metrics outcome: `success`, or `grace` for a replay in the window.
+        outcome: &'static str,
+        delivery: Delivery,
+    },
+}
+
+/// A new session for a user who has just proved who they are. `amr` lists
+/// how (RFC 8176 values, space-separated).
+pub async fn start_session(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    amr: &str,
+    now: Now,
+) -> ApiResult<Response> {
+    let start = Grant::Start {
+        amr,
+        opened_by: None,
+    };
+    grant(state, client, user, start, now).await
+}
+
+/// The same, for a sign-in a passkey (`cred_id`) proved: removing that
+/// passkey ends the session.
+pub async fn start_session_by_passkey(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    amr: &str,
+    cred_id: &str,
+    now: Now,
+) -> ApiResult<Response> {
+    let start = Grant::Start {
+        amr,
+        opened_by: Some(cred_id),
+    };
+    grant(state, client, user, start, now).await
+}
+
+/// Tokens for a session that goes on, with the refresh token that now
+/// stands for it.
+#[allow(clippy::too_many_arguments)]
+pub async fn continue_session(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    session: &Session,
+    refresh_token: String,
+    outcome: &'static str,
+    delivery: Delivery,
+    now: Now,
+) -> ApiResult<Response> {
+    let grant_kind = Grant::Continue {
+        session,
+        refresh_token,
+        outcome,
+        delivery,
+    };
+    grant(state, client, user, grant_kind, now).await
+}
+
+async fn grant(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    grant: Grant<'_>,
+    now: Now,
+) -> ApiResult<Response> {
+    if user.disabled_at.is_some() {
+        return Err(match grant {
+            Grant::Start { .. } => {
+                state.metrics.login("disabled");
+                state
+                    .audit(
+                        AuditEvent::new(now.ms, "login_disabled")
+                            .user(user)
+                            .client(client)
+                            .outcome(Outcome::Denied, "account_disabled"),
+                    )
+                    .await;
+                ApiError::new(
+                    crate::service::error::Kind::Forbidden,
+                    "account_disabled",
+                    "account is disabled",
+                )
+            }
+            Grant::Continue { .. } => {
+                state.metrics.refresh("disabled");
+                ApiError::unauthorized("invalid_grant", "refresh token is invalid")
+            }
+        });
+    }
+    if let Grant::Continue { session, .. } = &grant {
+        // The same gate as a sign-in: a session that began with one factor
+        // gets nothing once the user holds a role that needs two (granting
+        // such a role also ends these sessions; this covers any left).
+        if role_needs_second_factor(state, user) && !has_second_factor(&session.amr) {
+            return Err(end_one_factor_session(state, client, user, session, now).await);
+        }
+    }
+    match grant {
+        Grant::Start { amr, opened_by } => {
+            // A user with a second factor gets a ticket for it instead of
+            // tokens, however the first factor was proved.
+            if !has_second_factor(amr) {
+                let mfa = state
+                    .store
+                    .mfa_status(&user.id)
+                    .await
+                    .map_err(ApiError::internal)?;
+                if mfa.any() {
+                    return crate::http::json::mfa::challenge(state, client, user, amr, mfa, now)
+                        .await;
+                }
+                if role_needs_second_factor(state, user) {
+                    return crate::http::json::mfa::enrolment_required(
+                        state, client, user, amr, now,
+                    )
+                    .await;
+                }
+            }
+            let session_id = new_id();
+            let refresh_token = new_refresh_token().map_err(ApiError::internal)?;
+            let settings = &state.settings;
+            let absolute_expires_at = now.secs() + settings.session_max_lifetime;
+            state
+                .store
+                .create_session(&NewSession {
+                    id: &session_id,
+                    user_id: &user.id,
+                    now: now.secs(),
+                    idle_expires_at: (now.secs() + settings.session_idle_timeout)
+                        .min(absolute_expires_at),
+                    absolute_expires_at,
+                    ip: client.ip.as_deref(),
+                    user_agent: client.user_agent.as_deref(),
+                    amr,
+                    refresh_hash: &refresh_token_hash(&refresh_token),
+                    opened_by,
+                })
+                .await
+                .map_err(ApiError::internal)?;
+            state.metrics.login("success");
+            state
+                .audit(
+                    AuditEvent::new(now.ms, "login_success")
+                        .user(user)
+                        .client(client)
+                        .session(&session_id)
+                        .meta(serde_json::json!({"amr": amr})),
+                )
+                .await;
+            notice_new_device(state, client, user, now).await;
+            // Best effort: the new session stands whether or not the old
+            // one could be ended now (it still expires, and is listed).
+            if let Err(e) = replace_previous(state, client, &session_id, now).await {
+                tracing::warn!(error = %e.message, "previous session not ended");
+            }
+            let delivery = if client.browser {
+                Delivery::CookieOnly
+            } else {
+                Delivery::CookieAndBody
+            };
+            token_response(
+                state,
+                delivery,
+                user,
+                &session_id,
+                amr,
+                now.secs(),
+                refresh_token,
+                now,
+            )
+            .await
+        }
+        Grant::Continue {
+            session,
+            refresh_token,
+            outcome,
+            delivery,
+        } => {
+            state.metrics.refresh(outcome);
+            token_response(
+                state,
+                delivery,
+                user,
+                &session.id,
+                &session.amr,
+                session.auth_time,
+                refresh_token,
+                now,
+            )
+            .await
+        }
+    }
+}
+
+/// A sign-in from a browser that still held another session's refresh
+/// cookie: the new cookie replaces it, so that session ends rather than
+/// live on unseen.
+async fn replace_previous(
+    state: &AppState,
+    client: &Client,
+    new_session: &str,
+    now: Now,
+) -> ApiResult<()> {
+    let Some(hash) = client.replaces.as_deref() else {
+        return Ok(());
+    };
+    let Some(found) = state
+        .store
+        .find_refresh(hash)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Ok(());
+    };
+    if found.session.id == new_session || !found.session.is_live(now.secs()) {
+        return Ok(());
+    }
+    let record = state
+        .store
+        .revoke_session(
+            &found.session.id,
+            "replaced_by_sign_in",
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    state.published(record.into_iter().collect()).await;
+    Ok(())
+}
+
+/// A one-factor session of a user whose role now needs two: ended (its
+/// access tokens are refused at the edge), recorded, refused.
+async fn end_one_factor_session(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    session: &Session,
+    now: Now,
+) -> ApiError {
+    state.metrics.refresh("mfa_required");
+    match state
+        .store
+        .revoke_session(
+            &session.id,
+            "role_needs_second_factor",
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await
+    {
+        Ok(record) => state.published(record.into_iter().collect()).await,
+        Err(e) => return ApiError::internal(e),
+    }
+    state
+        .audit(
+            AuditEvent::new(now.ms, "session_ended")
+                .user(user)
+                .client(client)
+                .session(&session.id)
+                .outcome(Outcome::Denied, "role_needs_second_factor"),
+        )
+        .await;
+    ApiError::unauthorized(
+        "invalid_grant",
+        "a role of this account needs a second factor: sign in again",
+    )
+}
+
+/// Mails the user when they sign in from a device (user agent) not seen on
+/// their account before; the first device of an account is not news. Best
+/// effort: the sign-in waits for the outbox write but never fails for it.
+async fn notice_new_device(state: &AppState, client: &Client, user: &User, now: Now) {
+    let device = refresh_token_hash(client.user_agent.as_deref().unwrap_or("unknown"));
+    match state.store.note_device(&user.id, &device, now.secs()).await {
+        Ok(true) => {
+            let mail = crate::service::mail::templates::new_device(
+                &user.email,
+                client.user_agent.as_deref(),
+                client.ip.as_deref(),
+                &crate::store::rfc3339_ms(now.ms),
+            );
+            if let Err(e) = state.send_mail(mail).await {
+                tracing::error!(error = %e, "new device notice not queued");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "device not recorded"),
+    }
+}
+
+/// Step-up: the user proved a factor again inside a live session, which
+/// now counts as authenticated at `now` with `amr`. Answers a fresh access
+/// token for the same session; the refresh token is unchanged.
+#[allow(clippy::too_many_arguments)]
+pub async fn step_up(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    session: &Session,
+    amr: &str,
+    by_passkey: Option<&str>,
+    now: Now,
+) -> ApiResult<Response> {
+    if user.disabled_at.is_some() {
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            "token is no longer valid",
+        ));
+    }
+    if role_needs_second_factor(state, user) && !has_second_factor(amr) {
+        return Err(ApiError::new(
+            crate::service::error::Kind::Forbidden,
+            "mfa_required",
+            "a role of this account needs a second factor: step up with it",
+        ));
+    }
+    let live = state
+        .store
+        .step_up_session(&session.id, amr, now.secs(), by_passkey)
+        .await
+        .map_err(ApiError::internal)?;
+    if !live {
+        return Err(ApiError::unauthorized("invalid_token", "session has ended"));
+    }
+    state.metrics.login("step_up");
+    state
+        .audit(
+            AuditEvent::new(now.ms, "step_up")
+                .user(user)
+                .client(client)
+                .session(&session.id)
+                .meta(serde_json::json!({"amr": amr})),
+        )
+        .await;
+    let access_token = access_token(state, user, &session.id, amr, now.secs(), now).await?;
+    let mut response = Json(serde_json::json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": state.settings.keys.access_token_ttl,
+        "session_id": session.id,
+    }))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn token_response(
+    state: &AppState,
+    delivery: Delivery,
+    user: &User,
+    session_id: &str,
+    amr: &str,
+    auth_time: i64,
+    refresh_token: String,
+    now: Now,
+) -> ApiResult<Response> {
+    let settings = &state.settings;
+    let access_token = access_token(state, user, session_id, amr, auth_time, now).await?;
+    let cookie = format!(
+        "{REFRESH_COOKIE}={refresh_token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        settings.session_idle_timeout
+    );
+    let body = TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: settings.keys.access_token_ttl,
+        refresh_token: (delivery == Delivery::CookieAndBody).then_some(refresh_token),
+        session_id: session_id.to_string(),
+    };
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+    );
+    Ok(response)
+}
+
+async fn access_token(
+    state: &AppState,
+    user: &User,
+    session_id: &str,
+    amr: &str,
+    auth_time: i64,
+    now: Now,
+) -> ApiResult<String> {
+    let settings = &state.settings;
+    let memberships = state
+        .store
+        .teams_of(&user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    // Bounded, and explicit when over the bound: a cut list would read as
+    // "not a member" of the teams left out.
+    // Also bounded in bytes: sidecars refuse tokens over 8 KiB.
+    let bytes: usize = memberships.iter().map(|(t, r)| t.len() + r.len() + 6).sum();
+    let teams_overflow =
+        memberships.len() as u64 > settings.max_token_teams || bytes > MAX_TEAMS_CLAIM_BYTES;
+    let teams = if teams_overflow {
+        Default::default()
+    } else {
+        memberships.into_iter().collect()
+    };
+    let claims = AccessClaims {
+        iss: settings.issuer_url.clone(),
+        sub: user.id.clone(),
+        aud: Audience::One(settings.audience.clone()),
+        exp: now.secs() + settings.keys.access_token_ttl,
+        iat: now.secs(),
+        nbf: Some(now.secs()),
+        user_gen: user.token_generation,
+        teams,
+        teams_overflow,
+        email_verified: user.email_verified_at.is_some(),
+        acr: Some(crate::domain::mfa::acr_of(amr).to_string()),
+        auth_time: Some(auth_time),
+        jti: new_id(),
+        sid: session_id.to_string(),
+        client_id: settings.client_id.clone(),
+        roles: user.roles.clone(),
+        permissions: Vec::new(),
+        amr: amr.split_whitespace().map(str::to_string).collect(),
+        email: Some(user.email.clone()),
+    };
+    let keys = state.keys.snapshot();
+    mint_access_token(&keys.signing, &claims).map_err(ApiError::internal)
+}

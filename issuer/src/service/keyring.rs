@@ -1,0 +1,136 @@
+//! The signing keys this replica holds in memory: opened from the store
+//! under the KEK, swapped whole on reload so a request reads one snapshot.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use arc_swap::ArcSwap;
+use auth_types::{Jwk, JwkSet, SigningAlg, VerifyingKeySet};
+
+use crate::domain::keys::{new_stored_key, Kek, SigningKey, StoredKey};
+use crate::store::Store;
+
+/// What the keyring serves at one moment.
+pub struct KeySnapshot {
+    pub signing: Arc<SigningKey>,
+    /// When the signing key began signing (Unix seconds).
+    pub signing_created_at: i64,
+    pub jwks: JwkSet,
+    /// The JWKS serialised once, served as is.
+    pub jwks_json: bytes::Bytes,
+    pub verifying: VerifyingKeySet,
+}
+
+/// Published keys and the current signer, swapped atomically on reload.
+pub struct Keyring {
+    kek: Kek,
+    snapshot: ArcSwap<KeySnapshot>,
+}
+
+/// States whose public key is published.
+const PUBLISHED: [&str; 3] = ["next", "current", "retired"];
+
+impl Keyring {
+    /// Loads keys, creating the first signing key if there is none.
+    pub async fn open(store: &Store, kek: Kek, alg: SigningAlg, now: i64) -> anyhow::Result<Self> {
+        let mut keys = store.keys().await?;
+        // Generate only when needed (an RSA key takes a while); the insert
+        // itself re-checks under the key lock, so racing replicas make one.
+        if !keys.iter().any(|k| k.state == "current") {
+            let first = new_stored_key(&kek, alg, "current", now, now)?;
+            if store.insert_first_key(&first).await? {
+                tracing::info!(kid = %first.kid, alg = %alg, "created the first signing key");
+            }
+        }
+        let version = store.key_set_version().await?;
+        keys = store.keys().await?;
+        let snapshot = build_snapshot(&kek, &keys, version)?;
+        Ok(Keyring {
+            kek,
+            snapshot: ArcSwap::from_pointee(snapshot),
+        })
+    }
+
+    /// A new key sealed under this keyring's KEK.
+    pub fn make_key(
+        &self,
+        alg: SigningAlg,
+        state: &str,
+        now: i64,
+        activates_at: i64,
+    ) -> anyhow::Result<StoredKey> {
+        new_stored_key(&self.kek, alg, state, now, activates_at)
+    }
+
+    /// Seals other secrets at rest (the refresh grace window's successor,
+    /// sign-in state). Callers put their purpose in `aad`, so a sealed value
+    /// cannot be replayed where another kind is expected.
+    pub fn seal(&self, aad: &str, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.kek.seal(aad, plaintext)
+    }
+
+    pub fn open_sealed(&self, aad: &str, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.kek.open(aad, sealed)
+    }
+
+    pub fn snapshot(&self) -> Arc<KeySnapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Re-reads keys from the database (another replica may have rotated).
+    /// Returns whether the published set changed.
+    pub async fn reload(&self, store: &Store) -> anyhow::Result<bool> {
+        let version = store.key_set_version().await?;
+        let next = build_snapshot(&self.kek, &store.keys().await?, version)?;
+        let current = self.snapshot.load();
+        // Never step back to an older set (a slower concurrent reload).
+        if next.jwks.version < current.jwks.version {
+            return Ok(false);
+        }
+        let changed = next.jwks != current.jwks || next.signing.kid != current.signing.kid;
+        if changed {
+            self.snapshot.store(Arc::new(next));
+        }
+        Ok(changed)
+    }
+
+    pub fn version(&self) -> i64 {
+        self.snapshot.load().jwks.version
+    }
+}
+
+fn build_snapshot(kek: &Kek, keys: &[StoredKey], version: i64) -> anyhow::Result<KeySnapshot> {
+    let current = keys
+        .iter()
+        .filter(|k| k.state == "current")
+        .max_by_key(|k| k.activates_at)
+        .ok_or_else(|| anyhow!("no current signing key"))?;
+    let alg = SigningAlg::parse(&current.alg)
+        .ok_or_else(|| anyhow!("key {}: unknown alg {}", current.kid, current.alg))?;
+    let pkcs8 = kek.open(&current.kid, &current.private_key_enc)?;
+    let signing = Arc::new(SigningKey::from_pkcs8(&current.kid, alg, &pkcs8)?);
+    let mut jwks = JwkSet {
+        keys: Vec::new(),
+        version,
+    };
+    for key in keys
+        .iter()
+        .filter(|k| PUBLISHED.contains(&k.state.as_str()))
+    {
+        let jwk: Jwk = serde_json::from_str(&key.public_jwk)
+            .with_context(|| format!("key {}: bad public JWK", key.kid))?;
+        jwks.keys.push(jwk);
+    }
+    let (verifying, skipped) = VerifyingKeySet::from_jwks(&jwks);
+    if let Some(bad) = skipped.first() {
+        bail!("{bad}");
+    }
+    let jwks_json = bytes::Bytes::from(serde_json::to_vec(&jwks)?);
+    Ok(KeySnapshot {
+        signing,
+        signing_created_at: current.activates_at,
+        jwks,
+        jwks_json,
+        verifying,
+    })
+}

@@ -1,0 +1,15 @@
+//! The rules of the product, with no HTTP in them: what each action checks,
+//! changes, publishes and audits, as typed outcomes and one [`Error`]. The
+//! JSON API, the hosted pages, the CLI and the background jobs are adapters
+//! over this.
+
+pub mod error;
+pub mod feed;
+pub mod github_client;
+pub mod grant;
+pub mod keyring;
+pub mod mail;
+pub mod metrics;
+pub mod password_check;
+
+pub use error::Error;
