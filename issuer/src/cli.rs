@@ -31,7 +31,7 @@ pub async fn migrate(db: &DbArgs) -> anyhow::Result<()> {
 pub async fn create_user(args: &CreateUserArgs) -> anyhow::Result<()> {
     let store = Store::connect(&args.db.database_url, 1).await?;
     store.migrate().await?;
-    let email = crate::http::json::auth::normalize_email(&args.email)
+    let email = crate::service::accounts::normalize_email(&args.email)
         .map_err(|e| anyhow::anyhow!("--email: {}", e.message))?;
     let (password, generated) = match &args.password {
         Some(p) => (p.clone(), false),
@@ -147,7 +147,7 @@ pub async fn keys(command: &crate::config::KeysCommand) -> anyhow::Result<()> {
                     })
                 })
                 .await?;
-            if let Some(kid) = crate::http::json::admin::created_kid(&changes) {
+            if let Some(kid) = crate::service::keyring::created_kid(&changes) {
                 println!("new key {kid} ({})", life.alg);
             }
             announce_key_change(
@@ -356,7 +356,7 @@ pub async fn users(command: &crate::config::UsersCommand) -> anyhow::Result<()> 
                 .map(|r| r.trim().to_string())
                 .filter(|r| !r.is_empty())
                 .collect();
-            crate::http::json::users::check_roles(&roles).map_err(api_error)?;
+            crate::service::roles::check_roles(&roles).map_err(api_error)?;
             roles.sort();
             roles.dedup();
             let change = UserChange {
@@ -406,7 +406,7 @@ pub async fn roles(command: &crate::config::RolesCommand) -> anyhow::Result<()> 
             Ok(())
         }
         C::Set(args) => {
-            if !crate::http::json::roles::valid_name(&args.role) {
+            if !crate::service::roles::valid_name(&args.role) {
                 anyhow::bail!("role {:?}: 1 to 128 of A-Z a-z 0-9 - _ . :", args.role);
             }
             let mut perms: Vec<String> = args
@@ -415,10 +415,7 @@ pub async fn roles(command: &crate::config::RolesCommand) -> anyhow::Result<()> 
                 .map(|p| p.trim().to_string())
                 .filter(|p| !p.is_empty())
                 .collect();
-            if let Some(p) = perms
-                .iter()
-                .find(|p| !crate::http::json::roles::valid_name(p))
-            {
+            if let Some(p) = perms.iter().find(|p| !crate::service::roles::valid_name(p)) {
                 anyhow::bail!("permission {p:?}: 1 to 128 of A-Z a-z 0-9 - _ . :");
             }
             perms.sort();
@@ -468,7 +465,7 @@ pub async fn teams(command: &crate::config::TeamsCommand) -> anyhow::Result<()> 
     use crate::config::TeamsCommand as C;
     use crate::store::{CreateTeam, MembershipChange};
     let membership = |change: MembershipChange| {
-        crate::http::json::teams::membership_result(change)
+        crate::service::teams::membership_result(change)
             .map(|_| ())
             .map_err(api_error)
     };
@@ -481,7 +478,7 @@ pub async fn teams(command: &crate::config::TeamsCommand) -> anyhow::Result<()> 
             Ok(())
         }
         C::Create(args) => {
-            if !crate::http::json::teams::valid_slug(&args.slug) {
+            if !crate::service::teams::valid_slug(&args.slug) {
                 anyhow::bail!("slug {:?}: 1 to 63 of a-z 0-9 and inner hyphens", args.slug);
             }
             let name = args.name.trim();

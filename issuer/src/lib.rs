@@ -19,7 +19,6 @@ pub mod service;
 pub mod store;
 pub mod testing;
 
-pub use app::{
-    build, kek_path, open_kek, shutdown_signal, AppState, Issuer, REVOCATION_LEEWAY_SECS,
-};
+pub use app::{build, kek_path, open_kek, shutdown_signal, Issuer};
 pub use jobs::{audit_refusals, key_tick};
+pub use service::state::{AppState, REVOCATION_LEEWAY_SECS};

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 
-use auth_types::jws;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -10,7 +9,9 @@ use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::http::error::ApiError;
-use crate::store::{Session, User};
+use crate::service::admin::{require_admin, Admin};
+use crate::service::context::authenticate;
+pub use crate::service::context::{Authenticated, Client};
 use crate::AppState;
 
 /// `Json<T>` whose rejections name the problem in our error format.
@@ -106,23 +107,6 @@ pub fn forwarded_client(headers: &axum::http::HeaderMap, hops: u64) -> Option<St
         .map(|ip| ip.to_string())
 }
 
-/// Who is calling, for sessions and the audit log.
-#[derive(Debug, Clone, Default)]
-pub struct Client {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    /// The request's trace, for the audit trail.
-    pub trace_id: Option<String>,
-    /// A browser sent it: it carries `Origin` or fetch metadata (which no
-    /// page can remove). A sign-in's refresh token then goes in the cookie
-    /// only (see `grant::Delivery`).
-    pub browser: bool,
-    /// The hash of the refresh cookie the browser sent, if any: a new
-    /// sign-in from it replaces (ends) that session. A hash, so no secret
-    /// sits in a value that may be debug-printed.
-    pub replaces: Option<String>,
-}
-
 impl FromRequestParts<AppState> for Client {
     type Rejection = ApiError;
 
@@ -154,9 +138,8 @@ impl FromRequestParts<AppState> for Client {
         let browser = h.contains_key(header::ORIGIN)
             || h.contains_key("sec-fetch-site")
             || h.contains_key("sec-fetch-mode");
-        let replaces =
-            crate::http::json::sessions::cookie_value(h, crate::service::grant::REFRESH_COOKIE)
-                .map(|t| crate::domain::tokens::refresh_token_hash(&t));
+        let replaces = cookie_value(h, crate::service::grant::REFRESH_COOKIE)
+            .map(|t| crate::domain::tokens::refresh_token_hash(&t));
         Ok(Client {
             ip: forwarded.or(peer),
             user_agent,
@@ -167,67 +150,33 @@ impl FromRequestParts<AppState> for Client {
     }
 }
 
-impl crate::store::AuditEvent {
-    /// Where the request came from.
-    pub fn client(self, client: &Client) -> Self {
-        let mut event = self.from_ip(client.ip.as_deref(), client.user_agent.as_deref());
-        event.trace_id = client.trace_id.clone();
-        event
-    }
-
-    /// Done by the caller, in their session.
-    pub fn by(self, auth: &Authenticated) -> Self {
-        self.actor(&auth.user.id).session(&auth.session.id)
-    }
-}
-
-/// A caller with a valid access token whose session is still live.
-/// The issuer checks its own database, so a revoked session is refused here
-/// at once, without waiting for any feed.
-#[derive(Clone)]
-pub struct Authenticated {
-    pub claims: auth_types::AccessClaims,
-    pub user: User,
-    pub session: Session,
-}
-
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer_token(parts)?;
-        let now = state.now();
-        let keys = state.keys.snapshot();
-        let verified = jws::verify(token, &keys.verifying)
-            .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
-        verified
-            .claims
-            .validate(&state.expectations(), now.secs())
-            .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
-        let claims = verified.claims;
-        let session = state
-            .store
-            .session(&claims.sid)
-            .await
-            .map_err(ApiError::internal)?
-            .filter(|s| s.user_id == claims.sub && s.is_live(now.secs()))
-            .ok_or_else(|| ApiError::unauthorized("invalid_token", "session has ended"))?;
-        let user = state
-            .store
-            .user_by_id(&claims.sub)
-            .await
-            .map_err(ApiError::internal)?
-            .filter(|u| {
-                u.disabled_at.is_none()
-                    && claims.iat >= u.password_changed_at
-                    && claims.user_gen >= u.token_generation
-            })
-            .ok_or_else(|| ApiError::unauthorized("invalid_token", "token is no longer valid"))?;
-        Ok(Authenticated {
-            claims,
-            user,
-            session,
-        })
+        authenticate(state, token, state.now()).await
+    }
+}
+
+pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// An administrator: the `admin` role over a valid session (403 without it).
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let auth = Authenticated::from_request_parts(parts, state).await?;
+        require_admin(auth)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod openapi;
 pub mod pages;
 pub mod ratelimit;
+pub mod tokens;
 pub mod track;
 
 use axum::extract::DefaultBodyLimit;

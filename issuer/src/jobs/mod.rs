@@ -3,6 +3,7 @@
 //! mid-step finishes the step), and waits for them. No `abort()`.
 
 mod keys;
+mod outbox;
 mod prune;
 mod refusals;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use crate::service::{feed, mail};
+use crate::service::feed;
 use crate::AppState;
 
 pub use keys::key_tick;
@@ -82,10 +83,7 @@ impl Jobs {
         tasks.spawn(keys::key_lifecycle(state.clone(), stop_of()));
         tasks.spawn(prune::prune(state.clone(), stop_of()));
         if let Some(mailer) = state.mailer.clone() {
-            tasks.spawn(until_stopped(
-                stop_of(),
-                mail::run_outbox(state.clone(), mailer),
-            ));
+            tasks.spawn(outbox::run_outbox(state.clone(), mailer, stop_of()));
         }
         tasks.spawn(refusals::audit_refusals_every(
             state.clone(),
@@ -106,7 +104,7 @@ impl Jobs {
 }
 
 /// `work` until the signal: for a loop whose every wait is on something
-/// else (a database poll, a Redis subscription, the outbox's wake-up).
+/// else (a database poll, a Redis subscription).
 async fn until_stopped(mut stop: Stop, work: impl Future<Output = ()>) {
     tokio::select! {
         _ = stop.stopped() => {}

@@ -86,6 +86,13 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+/// Any other failure (keys, encoding) is internal too.
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Self {
+        Error::internal(e)
+    }
+}
+
 impl From<crate::domain::password::HashError> for Error {
     fn from(e: crate::domain::password::HashError) -> Self {
         match e {

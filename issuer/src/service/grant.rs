@@ -2,17 +2,14 @@
 //! and later GitHub, passkeys, MFA completion) ends in [`start_session`];
 //! every refresh ends in [`continue_session`]. Both go through [`grant`], so
 //! rules such as "disabled users get no tokens", and the metrics and audit
-//! of a sign-in, live in one place.
+//! of a sign-in, live in one place. The outcome is typed ([`SignIn`],
+//! [`Tokens`]); `http::tokens` writes it as an answer, a page as cookies.
 
 use auth_types::{AccessClaims, Audience};
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::Serialize;
 
 use crate::domain::clock::Now;
 use crate::domain::tokens::{mint_access_token, new_id, new_refresh_token, refresh_token_hash};
-use crate::http::extract::Client;
+use crate::service::context::Client;
 use crate::service::error::{Error as ApiError, Result as ApiResult};
 use crate::store::{AuditEvent, Outcome};
 use crate::store::{NewSession, Session, User};
@@ -22,16 +19,41 @@ pub const REFRESH_COOKIE: &str = "__Host-refresh_token";
 /// The `teams` claim's JSON at most, whatever `--max-token-teams` says.
 const MAX_TEAMS_CLAIM_BYTES: usize = 3 * 1024;
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct TokenResponse {
-    access_token: String,
-    token_type: &'static str,
-    expires_in: i64,
-    /// Absent for a browser (it holds the refresh token in the `HttpOnly`
-    /// cookie, where no script can read it).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<String>,
-    session_id: String,
+/// Tokens for a session: a new access token, and the refresh token that
+/// now stands for the session (none for a step-up, which keeps it).
+#[derive(Debug)]
+pub struct Tokens {
+    pub access_token: String,
+    /// Seconds.
+    pub expires_in: i64,
+    pub session_id: String,
+    pub refresh: Option<Refresh>,
+}
+
+#[derive(Debug)]
+pub struct Refresh {
+    pub token: String,
+    pub delivery: Delivery,
+    /// The cookie's lifetime: the session's idle timeout, in seconds.
+    pub max_age: i64,
+}
+
+/// What a proved first factor (or a completed second) leads to.
+#[derive(Debug)]
+pub enum SignIn {
+    Tokens(Tokens),
+    /// The user has a second factor: prove it with this ticket.
+    SecondFactor {
+        ticket: String,
+        methods: Vec<&'static str>,
+        expires_in: i64,
+    },
+    /// A role of the user needs a second factor they do not have yet: set
+    /// one up with this ticket.
+    Enrol {
+        ticket: String,
+        expires_in: i64,
+    },
 }
 
 /// Where the refresh token goes besides the cookie. A sign-in from a
@@ -39,7 +61,7 @@ pub struct TokenResponse {
 /// and a refresh that presented the cookie get it in the `HttpOnly` cookie
 /// alone, so one injected script on the origin cannot read it; API clients,
 /// and a refresh that sent it in the body, get it in the body too.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
     CookieOnly,
     CookieAndBody,
@@ -79,7 +101,7 @@ pub async fn start_session(
     user: &User,
     amr: &str,
     now: Now,
-) -> ApiResult<Response> {
+) -> ApiResult<SignIn> {
     let start = Grant::Start {
         amr,
         opened_by: None,
@@ -96,7 +118,7 @@ pub async fn start_session_by_passkey(
     amr: &str,
     cred_id: &str,
     now: Now,
-) -> ApiResult<Response> {
+) -> ApiResult<SignIn> {
     let start = Grant::Start {
         amr,
         opened_by: Some(cred_id),
@@ -116,14 +138,20 @@ pub async fn continue_session(
     outcome: &'static str,
     delivery: Delivery,
     now: Now,
-) -> ApiResult<Response> {
+) -> ApiResult<Tokens> {
     let grant_kind = Grant::Continue {
         session,
         refresh_token,
         outcome,
         delivery,
     };
-    grant(state, client, user, grant_kind, now).await
+    match grant(state, client, user, grant_kind, now).await? {
+        SignIn::Tokens(tokens) => Ok(tokens),
+        // A refresh never asks for a factor: its session already passed.
+        _ => Err(ApiError::internal(
+            "a refresh was answered with a challenge",
+        )),
+    }
 }
 
 async fn grant(
@@ -132,7 +160,7 @@ async fn grant(
     user: &User,
     grant: Grant<'_>,
     now: Now,
-) -> ApiResult<Response> {
+) -> ApiResult<SignIn> {
     if user.disabled_at.is_some() {
         return Err(match grant {
             Grant::Start { .. } => {
@@ -176,14 +204,12 @@ async fn grant(
                     .await
                     .map_err(ApiError::internal)?;
                 if mfa.any() {
-                    return crate::http::json::mfa::challenge(state, client, user, amr, mfa, now)
+                    return crate::service::mfa::challenge(state, client, user, amr, mfa, now)
                         .await;
                 }
                 if role_needs_second_factor(state, user) {
-                    return crate::http::json::mfa::enrolment_required(
-                        state, client, user, amr, now,
-                    )
-                    .await;
+                    return crate::service::mfa::enrolment_required(state, client, user, amr, now)
+                        .await;
                 }
             }
             let session_id = new_id();
@@ -228,7 +254,7 @@ async fn grant(
             } else {
                 Delivery::CookieAndBody
             };
-            token_response(
+            tokens(
                 state,
                 delivery,
                 user,
@@ -239,6 +265,7 @@ async fn grant(
                 now,
             )
             .await
+            .map(SignIn::Tokens)
         }
         Grant::Continue {
             session,
@@ -247,7 +274,7 @@ async fn grant(
             delivery,
         } => {
             state.metrics.refresh(outcome);
-            token_response(
+            tokens(
                 state,
                 delivery,
                 user,
@@ -258,6 +285,7 @@ async fn grant(
                 now,
             )
             .await
+            .map(SignIn::Tokens)
         }
     }
 }
@@ -350,7 +378,7 @@ async fn notice_new_device(state: &AppState, client: &Client, user: &User, now: 
                 client.ip.as_deref(),
                 &crate::store::rfc3339_ms(now.ms),
             );
-            if let Err(e) = state.send_mail(mail).await {
+            if let Err(e) = crate::service::mail::send(state, mail).await {
                 tracing::error!(error = %e, "new device notice not queued");
             }
         }
@@ -371,7 +399,7 @@ pub async fn step_up(
     amr: &str,
     by_passkey: Option<&str>,
     now: Now,
-) -> ApiResult<Response> {
+) -> ApiResult<Tokens> {
     if user.disabled_at.is_some() {
         return Err(ApiError::unauthorized(
             "invalid_token",
@@ -404,21 +432,16 @@ pub async fn step_up(
         )
         .await;
     let access_token = access_token(state, user, &session.id, amr, now.secs(), now).await?;
-    let mut response = Json(serde_json::json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": state.settings.keys.access_token_ttl,
-        "session_id": session.id,
-    }))
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(Tokens {
+        access_token,
+        expires_in: state.settings.keys.access_token_ttl,
+        session_id: session.id.clone(),
+        refresh: None,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn token_response(
+async fn tokens(
     state: &AppState,
     delivery: Delivery,
     user: &User,
@@ -427,28 +450,19 @@ async fn token_response(
     auth_time: i64,
     refresh_token: String,
     now: Now,
-) -> ApiResult<Response> {
+) -> ApiResult<Tokens> {
     let settings = &state.settings;
     let access_token = access_token(state, user, session_id, amr, auth_time, now).await?;
-    let cookie = format!(
-        "{REFRESH_COOKIE}={refresh_token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-        settings.session_idle_timeout
-    );
-    let body = TokenResponse {
+    Ok(Tokens {
         access_token,
-        token_type: "Bearer",
         expires_in: settings.keys.access_token_ttl,
-        refresh_token: (delivery == Delivery::CookieAndBody).then_some(refresh_token),
         session_id: session_id.to_string(),
-    };
-    let mut response = Json(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
-    );
-    Ok(response)
+        refresh: Some(Refresh {
+            token: refresh_token,
+            delivery,
+            max_age: settings.session_idle_timeout,
+        }),
+    })
 }
 
 async fn access_token(

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use auth_types::{Jwk, JwkSet, SigningAlg, VerifyingKeySet};
 
 use crate::domain::keys::{new_stored_key, Kek, SigningKey, StoredKey};
+use crate::domain::rotation::KeyChange;
 use crate::store::Store;
 
 /// What the keyring serves at one moment.
@@ -132,5 +133,13 @@ fn build_snapshot(kek: &Kek, keys: &[StoredKey], version: i64) -> anyhow::Result
         jwks,
         jwks_json,
         verifying,
+    })
+}
+
+/// The key a rotation created, if it created one.
+pub fn created_kid(changes: &[KeyChange]) -> Option<String> {
+    changes.iter().find_map(|c| match c {
+        KeyChange::Create(k) => Some(k.kid.clone()),
+        _ => None,
     })
 }

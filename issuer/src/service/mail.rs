@@ -3,7 +3,6 @@
 //! and a worker on every replica claims due mail by lease, sends it, and
 //! retries with doubling backoff. An SMTP outage delays mail; it loses none.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
@@ -24,7 +23,7 @@ use crate::AppState;
 /// once, not exactly once).
 const LEASE_MS: i64 = 60_000;
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-const BATCH: i64 = 20;
+pub const BATCH: i64 = 20;
 /// The longest wait between two attempts.
 const MAX_BACKOFF_MS: i64 = 3_600_000;
 /// Finished mail is kept this long for operators, then deleted.
@@ -35,8 +34,9 @@ pub struct Mailer {
     from: Mailbox,
     /// This replica's name on the leases it takes.
     owner: String,
-    wake: Notify,
-    settings: MailArgs,
+    /// Rung when a mail is enqueued, so the outbox sends it at once.
+    pub wake: Notify,
+    pub settings: MailArgs,
 }
 
 /// A mail ready to enqueue.
@@ -79,11 +79,11 @@ impl Mailer {
     }
 }
 
-impl AppState {
-    /// Enqueues a mail. Without SMTP configured nothing is queued and this
-    /// returns false. Reaching the outbox is what a request waits for.
-    pub async fn send_mail(&self, mail: Mail) -> anyhow::Result<bool> {
-        let Some(mailer) = &self.mailer else {
+/// Enqueues a mail. Without SMTP configured nothing is queued and this
+/// returns false. Reaching the outbox is what a request waits for.
+pub async fn send(state: &AppState, mail: Mail) -> anyhow::Result<bool> {
+    {
+        let Some(mailer) = &state.mailer else {
             tracing::debug!(kind = mail.kind, "mail is not configured; not sent");
             return Ok(false);
         };
@@ -92,36 +92,20 @@ impl AppState {
             text: mail.text,
             html: mail.html,
         })?;
-        let sealed = STANDARD.encode(self.keys.seal(&format!("mail:{id}"), &bodies)?);
-        self.store
+        let sealed = STANDARD.encode(state.keys.seal(&format!("mail:{id}"), &bodies)?);
+        state
+            .store
             .enqueue_mail(&NewMail {
                 id: &id,
                 kind: mail.kind,
                 to: &mail.to,
                 subject: &mail.subject,
                 sealed_body: &sealed,
-                now_ms: self.now().ms,
+                now_ms: state.now().ms,
             })
             .await?;
         mailer.wake.notify_one();
         Ok(true)
-    }
-}
-
-/// The outbox worker: runs on every replica; leases keep them apart.
-pub async fn run_outbox(state: AppState, mailer: Arc<Mailer>) {
-    let every = Duration::from_millis(mailer.settings.mail_poll_ms);
-    loop {
-        match deliver_due(&state, &mailer).await {
-            // A full batch: there may be more due at once.
-            Ok(n) if n as i64 == BATCH => continue,
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "outbox check failed"),
-        }
-        tokio::select! {
-            _ = mailer.wake.notified() => {}
-            _ = tokio::time::sleep(every) => {}
-        }
     }
 }
 

@@ -3,6 +3,10 @@
 //! JSON API, the hosted pages, the CLI and the background jobs are adapters
 //! over this.
 
+pub mod accounts;
+pub mod admin;
+pub mod context;
+pub mod email;
 pub mod error;
 pub mod feed;
 pub mod github_client;
@@ -10,6 +14,13 @@ pub mod grant;
 pub mod keyring;
 pub mod mail;
 pub mod metrics;
+pub mod mfa;
+pub mod passkeys;
 pub mod password_check;
+pub mod redirects;
+pub mod roles;
+pub mod sessions;
+pub mod state;
+pub mod teams;
 
 pub use error::Error;

@@ -28,11 +28,7 @@ pub async fn check(
         .map_err(ApiError::internal)?;
     if let Err(until) = reserved {
         state.metrics.login("delayed");
-        return Err(crate::http::json::mfa::wait_error(
-            "login_delayed",
-            until,
-            now,
-        ));
+        return Err(crate::service::mfa::wait_error("login_delayed", until, now));
     }
     let verified = state
         .hasher

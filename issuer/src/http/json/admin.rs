@@ -7,9 +7,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::domain::rotation::{self, KeyChange, RotationError};
+use crate::domain::rotation::{self, RotationError};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Authenticated, Client};
+use crate::service::keyring::created_kid;
 use crate::store::AuditEvent;
 use crate::store::StoredKey;
 use crate::AppState;
@@ -54,7 +55,7 @@ pub fn require_admin(auth: &Authenticated) -> ApiResult<()> {
 /// keys. Reads stay on `require_admin`.
 pub async fn require_recent_admin(state: &AppState, auth: &Authenticated) -> ApiResult<()> {
     require_admin(auth)?;
-    super::mfa::require_recent_for(state, auth, state.now(), "an admin action").await
+    crate::service::mfa::require_recent_for(state, auth, state.now(), "an admin action").await
 }
 
 fn rotation_error(e: RotationError) -> ApiError {
@@ -201,11 +202,4 @@ pub async fn revoke(
         )
         .await;
     list_views(&state).await
-}
-
-pub fn created_kid(changes: &[KeyChange]) -> Option<String> {
-    changes.iter().find_map(|c| match c {
-        KeyChange::Create(k) => Some(k.kid.clone()),
-        _ => None,
-    })
 }

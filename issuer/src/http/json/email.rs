@@ -14,18 +14,19 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::normalize_email;
 use crate::domain::clock::Now;
 use crate::domain::password;
-use crate::domain::tokens::{random_b64, refresh_token_hash};
+use crate::domain::tokens::refresh_token_hash;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Authenticated, Client};
+use crate::service::accounts::normalize_email;
+use crate::service::email::{
+    human_duration, link, new_token, notify_password_changed, send_verification,
+};
 use crate::service::mail::{escape, templates};
-use crate::store::{AuditEvent, Outcome, TokenPurpose, User};
+use crate::store::{AuditEvent, Outcome, TokenPurpose};
 use crate::AppState;
 
-/// Verification mails per user per hour at most (resends included).
-const VERIFY_MAILS_PER_HOUR: i64 = 5;
 /// Reset mails per account per hour at most; more requests are answered
 /// the same but mail nothing (no mail-bombing a victim).
 const RESET_MAILS_PER_HOUR: i64 = 3;
@@ -60,68 +61,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
             Ok(JsonOrForm { value, form: false })
         }
     }
-}
-
-fn new_token() -> ApiResult<(String, String)> {
-    let token = format!("et_{}", random_b64(32).map_err(ApiError::internal)?);
-    let hash = refresh_token_hash(&token);
-    Ok((token, hash))
-}
-
-/// "30 minutes", "1 hour", "24 hours", "90 seconds".
-fn human_duration(secs: i64) -> String {
-    let (n, unit) = if secs % 3600 == 0 {
-        (secs / 3600, "hour")
-    } else if secs % 60 == 0 {
-        (secs / 60, "minute")
-    } else {
-        (secs, "second")
-    };
-    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
-}
-
-fn link(state: &AppState, path: &str, token: &str) -> String {
-    format!(
-        "{}{path}?token={token}",
-        state.settings.issuer_url.trim_end_matches('/')
-    )
-}
-
-/// Mails a verification link to the user's address (when mail is set up).
-pub async fn send_verification(state: &AppState, user: &User, now: Now) -> ApiResult<bool> {
-    if state.mailer.is_none() || user.email_verified_at.is_some() {
-        return Ok(false);
-    }
-    let ttl = state.settings.mail.email_verify_ttl_secs;
-    let (token, hash) = new_token()?;
-    let created = state
-        .store
-        .create_email_token(
-            &hash,
-            user,
-            TokenPurpose::VerifyEmail,
-            now.secs(),
-            now.secs() + ttl,
-            now.secs() - 3600,
-            VERIFY_MAILS_PER_HOUR,
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    if !created {
-        let mut e = ApiError::new(
-            crate::service::error::Kind::TooMany,
-            "too_many_mails",
-            "verification mails are limited; try again later",
-        );
-        e.retry_after = Some(3600);
-        return Err(e);
-    }
-    let mail = templates::verify_email(
-        &user.email,
-        &link(state, "/auth/email/verify", &token),
-        &human_duration(ttl),
-    );
-    state.send_mail(mail).await.map_err(ApiError::internal)
 }
 
 /// `POST /auth/email/verify/resend` (signed in).
@@ -444,7 +383,9 @@ async fn mail_reset(state: &AppState, email: &str, client: &Client, now: Now) ->
         &link(state, "/auth/password/reset", &token),
         &human_duration(ttl),
     );
-    state.send_mail(mail).await.map_err(ApiError::internal)?;
+    crate::service::mail::send(&state, mail)
+        .await
+        .map_err(ApiError::internal)?;
     state.audit(event).await;
     Ok(())
 }
@@ -569,13 +510,4 @@ async fn reset_password(state: &AppState, client: &Client, req: ResetRequest) ->
         .await;
     notify_password_changed(state, &spent.email, "by a reset link", client).await;
     Ok(())
-}
-
-/// Tells the account's address that its password changed. Best effort: the
-/// change is done whether or not the notice could be queued.
-pub async fn notify_password_changed(state: &AppState, email: &str, how: &str, client: &Client) {
-    let mail = templates::password_changed(email, how, client.ip.as_deref());
-    if let Err(e) = state.send_mail(mail).await {
-        tracing::error!(error = %e, "password change notice not queued");
-    }
 }

@@ -21,7 +21,8 @@ use crate::domain::tokens::{new_id, refresh_token_hash};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Authenticated, Client};
 use crate::service::github_client::{GitHub, GitHubError, Profile};
-use crate::service::grant;
+use crate::service::grant::{self, SignIn};
+use crate::service::redirects::allowed_return_to;
 use crate::store::{AuditEvent, Identity, LinkError, Outcome, Unlink, User};
 use crate::AppState;
 
@@ -70,32 +71,6 @@ fn github(state: &AppState) -> ApiResult<&GitHub> {
             "GitHub sign-in is not configured on this issuer",
         )
     })
-}
-
-/// `return_to` must be an absolute http(s) URL on an allow-listed origin.
-/// What is checked is the parsed form, and that is what the redirect uses.
-pub fn allowed_return_to(state: &AppState, raw: &str) -> ApiResult<String> {
-    let invalid = || {
-        ApiError::bad_request(
-            "invalid_return_to",
-            "return_to must be a URL on an allowed origin (--allowed-return-origins)",
-        )
-    };
-    let url = Url::parse(raw).map_err(|_| invalid())?;
-    if !matches!(url.scheme(), "http" | "https")
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
-        return Err(invalid());
-    }
-    let origin = url.origin().ascii_serialization();
-    let allowed = state.settings.allowed_return_origins.iter().any(|o| {
-        Url::parse(o).is_ok_and(|allowed| allowed.origin().ascii_serialization() == origin)
-    });
-    if !allowed {
-        return Err(invalid());
-    }
-    Ok(url.to_string())
 }
 
 fn checked_return_to(state: &AppState, raw: Option<&str>) -> ApiResult<Option<String>> {
@@ -377,7 +352,7 @@ impl From<GitHubError> for Failure {
 }
 
 enum Success {
-    SignedIn(Response),
+    SignedIn(SignIn),
     Linked,
 }
 
@@ -390,7 +365,7 @@ enum Success {
     params(CallbackQuery),
     responses(
         (status = 302, description = "Back to the allowed `return_to`, signed in or with an error"),
-        (status = 200, description = "Signed in (no `return_to`)", body = crate::service::grant::TokenResponse),
+        (status = 200, description = "Signed in (no `return_to`)", body = crate::http::tokens::TokenResponse),
     ),
 )]
 pub async fn callback(
@@ -439,14 +414,12 @@ pub async fn callback(
                 // A second factor is due: back to the page with the ticket in
                 // the fragment (never sent to a server, so never in a log).
                 // (mfa_required, or mfa_enrollment_required for a role that needs one.)
-                (Some(to), false) if !tokens.status().is_success() => {
-                    let body = axum::body::to_bytes(tokens.into_body(), 64 * 1024)
-                        .await
-                        .map_err(ApiError::internal)?;
-                    let body =
-                        serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
-                    let ticket = body["mfa_ticket"].as_str().unwrap_or_default();
-                    let error = body["error"].as_str().unwrap_or("mfa_required");
+                (Some(to), false) if !matches!(tokens, SignIn::Tokens(_)) => {
+                    let (error, ticket) = match &tokens {
+                        SignIn::Enrol { ticket, .. } => ("mfa_enrollment_required", ticket),
+                        SignIn::SecondFactor { ticket, .. } => ("mfa_required", ticket),
+                        SignIn::Tokens(_) => ("mfa_required", &String::new()),
+                    };
                     let to = with_param(to, "error", error);
                     let to = match Url::parse(&to) {
                         Ok(mut u) => {
@@ -457,8 +430,8 @@ pub async fn callback(
                     };
                     redirect(&to)?
                 }
-                (Some(to), false) => redirect_carrying_cookies(to, &tokens)?,
-                _ => tokens,
+                (Some(to), false) => redirect_carrying_cookies(to, &tokens.into_response())?,
+                _ => tokens.into_response(),
             },
             Ok(Success::Linked) => match (&return_to, json_answer) {
                 (Some(to), false) => redirect(&with_param(to, "linked", PROVIDER))?,
@@ -633,7 +606,7 @@ async fn resolve(
             .verified_email
             .as_deref()
             .filter(|e| e.is_ascii())
-            .and_then(|e| super::auth::normalize_email(e).ok());
+            .and_then(|e| crate::service::accounts::normalize_email(e).ok());
         let Some(email) = email else {
             return Err(Failure::new(
                 "github_no_verified_email",

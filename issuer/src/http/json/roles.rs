@@ -13,21 +13,12 @@ use serde_json::json;
 use super::admin::require_admin;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::service::roles::{valid_name, MAX_NAME_LEN};
 use crate::store::AuditEvent;
 use crate::AppState;
 
 const MAX_PERMISSIONS: usize = 256;
-const MAX_NAME_LEN: usize = 128;
 const MAX_DESCRIPTION_CHARS: usize = 500;
-
-/// Role and permission names: matched literally by sidecar policies.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-}
 
 fn invalid(message: String) -> ApiError {
     ApiError::new(

@@ -13,23 +13,12 @@ use serde_json::json;
 use super::admin::require_admin;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::service::teams::{membership_result, valid_slug};
 use crate::store::{AuditEvent, Outcome};
-use crate::store::{CreateTeam, MembershipChange, TEAM_ROLES};
+use crate::store::{CreateTeam, TEAM_ROLES};
 use crate::AppState;
 
 const MAX_TEAM_NAME_CHARS: usize = 200;
-
-/// Slugs name teams in paths and policies: lower-case letters, digits and
-/// inner hyphens, at most 63.
-pub fn valid_slug(slug: &str) -> bool {
-    let b = slug.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b.first() != Some(&b'-')
-        && b.last() != Some(&b'-')
-}
 
 fn is_admin(auth: &Authenticated) -> bool {
     auth.user.roles.iter().any(|r| r == "admin")
@@ -578,19 +567,4 @@ async fn apply(
     let records = membership_result(change)?;
     state.published(records).await;
     Ok(())
-}
-
-/// A membership change's outcome as the API (and the CLI) answers it.
-pub fn membership_result(change: MembershipChange) -> ApiResult<Vec<auth_types::RevocationRecord>> {
-    match change {
-        MembershipChange::Done(records) => Ok(records),
-        MembershipChange::NoSuchTeam => Err(ApiError::not_found("no such team")),
-        MembershipChange::NoSuchUser => Err(ApiError::not_found("no such user")),
-        MembershipChange::NotAMember => Err(ApiError::not_found("not a member of this team")),
-        MembershipChange::LastOwner => Err(ApiError::new(
-            crate::service::error::Kind::Conflict,
-            "last_owner",
-            "a team keeps at least one owner; make another owner first",
-        )),
-    }
 }

@@ -12,12 +12,10 @@ use super::admin::require_admin;
 use super::auth::UserView;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::service::roles::check_roles;
 use crate::store::AuditEvent;
 use crate::store::{Changed, DeleteUser, ProfileChange, UserChange};
 use crate::AppState;
-
-const MAX_ROLES: usize = 64;
-const MAX_ROLE_LEN: usize = 128;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -40,33 +38,6 @@ fn self_refused(what: &str) -> ApiError {
         "self_change_refused",
         format!("an admin cannot {what} here; ask another admin"),
     )
-}
-
-pub fn check_roles(roles: &[String]) -> ApiResult<()> {
-    let unprocessable = |m: String| {
-        ApiError::new(
-            crate::service::error::Kind::Unprocessable,
-            "invalid_roles",
-            m,
-        )
-    };
-    if roles.len() > MAX_ROLES {
-        return Err(unprocessable(format!("at most {MAX_ROLES} roles")));
-    }
-    for role in roles {
-        // At least one letter or digit: `.` or `::` names nothing.
-        let ok = role.bytes().any(|b| b.is_ascii_alphanumeric())
-            && role.len() <= MAX_ROLE_LEN
-            && role
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-        if !ok {
-            return Err(unprocessable(format!(
-                "role {role:?}: 1 to {MAX_ROLE_LEN} of A-Z a-z 0-9 - _ . : with a letter or digit"
-            )));
-        }
-    }
-    Ok(())
 }
 
 #[utoipa::path(

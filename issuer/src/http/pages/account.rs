@@ -16,14 +16,12 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
     let email = auth.user.email.clone();
     let admin = auth.user.roles.iter().any(|r| r == "admin");
     let current = auth.session.id.clone();
-    let (_, _, sessions) =
-        match crate::http::json::sessions::sessions(State(state.clone()), auth.clone()).await {
-            Ok(j) => (StatusCode::OK, Vec::new(), j.0),
-            Err(e) => json_of(e.into_response()).await,
-        };
-    let totp = crate::http::json::mfa::status(State(state.clone()), auth.clone())
+    let list = crate::service::sessions::list(&state, &auth)
         .await
-        .map(|j| j.0["totp"] == true)
+        .unwrap_or_default();
+    let totp = crate::service::mfa::status(&state, &auth)
+        .await
+        .map(|f| f.totp)
         .unwrap_or(false);
     let identities = crate::http::json::github::identities(State(state.clone()), auth.clone())
         .await
@@ -32,12 +30,9 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
     let name = auth.user.name.clone().unwrap_or_default();
     let verified = auth.user.email_verified_at.is_some();
     let has_password = auth.user.has_password();
-    let passkeys = crate::http::json::passkeys::list(State(state.clone()), auth)
+    let passkeys = crate::service::passkeys::list(&state, &auth)
         .await
-        .map(|j| j.0["passkeys"].as_array().cloned().unwrap_or_default())
         .unwrap_or_default();
-    let empty = Vec::new();
-    let list = sessions["sessions"].as_array().unwrap_or(&empty);
     page(
         "Your account",
         html! {
@@ -59,19 +54,19 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
             table {
                 thead { tr { th { "Device" } th { "IP" } th { "Last seen" } th { span.visually-hidden { "Action" } } } }
                 tbody {
-                    @for s in list {
-                        @let id = s["id"].as_str().unwrap_or_default();
+                    @for s in &list {
+                        @let id = s.id.as_str();
                         tr data-session=(id) {
-                            td { (s["user_agent"].as_str().unwrap_or("unknown device")) }
-                            td { (s["ip"].as_str().unwrap_or("")) }
-                            @let seen = crate::store::rfc3339_ms(s["last_used_at"].as_i64().unwrap_or(0) * 1000);
+                            td { (s.user_agent.as_deref().unwrap_or("unknown device")) }
+                            td { (s.ip.as_deref().unwrap_or("")) }
+                            @let seen = crate::store::rfc3339_ms(s.last_used_at * 1000);
                             td { time datetime=(seen) { (seen.get(..16).unwrap_or(&seen).replace('T', " ")) " UTC" } }
                             td {
                                 @if id == current {
                                     "this session"
                                 } @else {
                                     form method="post" action={ "/auth/ui/sessions/" (id) "/end" } {
-                                        button type="submit" aria-label={ "End the session of " (s["user_agent"].as_str().unwrap_or("an unknown device")) " at " (s["ip"].as_str().unwrap_or("an unknown address")) } { "End" }
+                                        button type="submit" aria-label={ "End the session of " (s.user_agent.as_deref().unwrap_or("an unknown device")) " at " (s.ip.as_deref().unwrap_or("an unknown address")) } { "End" }
                                     }
                                 }
                             }
@@ -82,8 +77,8 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
             h2 { "Passkeys" }
             ul id="passkeys" {
                 @for k in passkeys.iter() {
-                    @let id = k["id"].as_str().unwrap_or_default();
-                    @let label = k["name"].as_str().unwrap_or("passkey");
+                    @let id = k.id.as_str();
+                    @let label = k.name.as_str();
                     li {
                         form.inline method="post" action={ "/auth/ui/passkeys/" (id) "/rename" } {
                             label.visually-hidden for={ "passkey-" (id) } { "Name of passkey " (label) }
@@ -153,7 +148,7 @@ pub async fn logout(State(state): State<AppState>, client: Client, headers: Head
         Err(_) => refreshed_auth(&state, &client, &headers).await,
     };
     if let Some(auth) = auth {
-        let _ = crate::http::json::sessions::logout(State(state.clone()), client, auth).await;
+        let _ = crate::service::sessions::logout(&state, &client, &auth).await;
     }
     signed_out()
 }
@@ -164,21 +159,15 @@ async fn refreshed_auth(
     client: &Client,
     headers: &HeaderMap,
 ) -> Option<Authenticated> {
-    cookie_value(headers, REFRESH_COOKIE)?;
-    let response = crate::http::json::sessions::refresh(
-        State(state.clone()),
-        client.clone(),
-        headers.clone(),
-        axum::body::Bytes::new(),
-    )
-    .await
-    .ok()?;
-    let (status, _, body) = json_of(response).await;
-    let token = body["access_token"]
-        .as_str()
-        .filter(|_| status.is_success())?;
+    let presented = cookie_value(headers, REFRESH_COOKIE)?;
+    let delivery = crate::service::grant::Delivery::CookieOnly;
+    let tokens = crate::service::sessions::refresh(state, client, &presented, delivery)
+        .await
+        .ok()?;
     // Straight from our own rotation of the refresh cookie.
-    bearer_auth(state, headers, token).await.ok()
+    crate::service::context::authenticate(state, &tokens.access_token, state.now())
+        .await
+        .ok()
 }
 
 #[utoipa::path(post, path = "/auth/ui/sessions/{id}/end", operation_id = "pages_end_session",
@@ -195,8 +184,7 @@ pub async fn end_session(
         return to_login();
     };
     back_or_error(
-        crate::http::json::sessions::delete_session(State(state.clone()), client, auth, Path(id))
-            .await,
+        crate::service::sessions::delete(&state, &client, &auth, &id).await,
         "Your account",
         "/auth/ui/account",
     )
@@ -270,7 +258,7 @@ pub async fn passkey_delete(
         return to_login();
     };
     back_or_error(
-        crate::http::json::passkeys::delete(State(state.clone()), client, auth, Path(id)).await,
+        crate::service::passkeys::delete(&state, &client, &auth, &id).await,
         "Your account",
         "/auth/ui/account",
     )
@@ -324,10 +312,8 @@ pub async fn passkey_rename(
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
-    let request = crate::http::json::passkeys::Rename { name: form.name };
     back_or_error(
-        crate::http::json::passkeys::rename(State(state.clone()), auth, Path(id), ApiJson(request))
-            .await,
+        crate::service::passkeys::rename(&state, &auth, &id, &form.name).await,
         "Your account",
         "/auth/ui/account",
     )

@@ -201,9 +201,12 @@ pub async fn admin_user(
         "end-sessions" => crate::http::json::users::logout_all(s, client, auth, Path(id))
             .await
             .map(|_| ()),
-        "reset-mfa" => crate::http::json::mfa::admin_reset(s, client, auth, Path(id))
-            .await
-            .map(|_| ()),
+        "reset-mfa" => match crate::service::admin::require_admin(auth) {
+            Ok(admin) => crate::service::mfa::admin_reset(&state, &client, &admin, &id)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        },
         _ => crate::http::json::users::change(s, client, auth, Path(id), ApiJson(users))
             .await
             .map(|_| ()),

@@ -6,9 +6,9 @@ use super::*;
 
 /// What GitHub's callback decided, for a page to show.
 pub enum GitHubOutcome {
-    /// The token answer of the session-issuing path (or its refusal:
-    /// a second factor due, a disabled account).
-    SignedIn(Response),
+    /// What the session-issuing path decided (tokens, or a second factor
+    /// due); its refusals (a disabled account) arrive as `Failed`.
+    SignedIn(SignIn),
     Linked,
     Failed(ApiError),
 }
@@ -21,23 +21,18 @@ pub async fn after_github(
     return_to: Option<&str>,
 ) -> Response {
     match outcome {
-        GitHubOutcome::SignedIn(tokens) => {
-            let (status, cookies, body) = json_of(tokens).await;
-            if status.is_success() {
-                let to = return_to.unwrap_or(ACCOUNT);
-                return with_cookies_of(
-                    landing("Signed in", "Signed in with GitHub.", to),
-                    &signed_in(state, cookies, &body, to),
-                );
-            }
-            let ticket = body["mfa_ticket"].as_str().unwrap_or_default();
-            match body["error"].as_str() {
-                Some("mfa_required") => page("Second factor", mfa_form(ticket, None, return_to)),
-                Some("mfa_enrollment_required") => {
-                    required_enrolment(state, ticket, return_to).await
-                }
-                _ => refused(status, &message_of(&body)),
-            }
+        GitHubOutcome::SignedIn(SignIn::Tokens(tokens)) => {
+            let to = return_to.unwrap_or(ACCOUNT);
+            with_cookies_of(
+                landing("Signed in", "Signed in with GitHub.", to),
+                &signed_in(state, &tokens, to),
+            )
+        }
+        GitHubOutcome::SignedIn(SignIn::SecondFactor { ticket, .. }) => {
+            page("Second factor", mfa_form(&ticket, None, return_to))
+        }
+        GitHubOutcome::SignedIn(SignIn::Enrol { ticket, .. }) => {
+            required_enrolment(state, &ticket, return_to).await
         }
         GitHubOutcome::Linked => landing(
             "GitHub linked",
@@ -45,16 +40,15 @@ pub async fn after_github(
             "/auth/ui/account",
         ),
         GitHubOutcome::Failed(e) => {
-            let (status, _, body) = json_of(e.into_response()).await;
-            let message = if body["error"] == "link_required" {
+            let message = if e.code == "link_required" {
                 // The API's text names the JSON endpoint; a person needs the page.
                 "An account with this email address exists. Sign in to it, then link \
                  GitHub from your account page."
                     .to_string()
             } else {
-                message_of(&body)
+                e.message.clone()
             };
-            refused(status, &message)
+            refused(status_of(&e), &message)
         }
     }
 }

@@ -15,31 +15,32 @@ pub async fn totp(State(state): State<AppState>, headers: HeaderMap) -> Response
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
-    let (status, _, body) =
-        answer_of(crate::http::json::mfa::enrol_totp(State(state.clone()), auth).await).await;
-    if !status.is_success() {
-        return with_status(
-            page("Authenticator app", error_box(Some(&message_of(&body)))),
-            status,
-        );
-    }
+    let enrolment = match crate::service::mfa::enrol_totp(&state, &auth).await {
+        Ok(e) => e,
+        Err(e) => {
+            return with_status(
+                page("Authenticator app", error_box(Some(&e.message))),
+                status_of(&e),
+            )
+        }
+    };
     page(
         "Authenticator app",
-        totp_offer(&body, "/auth/ui/mfa/totp/confirm", None, None),
+        totp_offer(&enrolment, "/auth/ui/mfa/totp/confirm", None, None),
     )
 }
 
 /// The secret as QR code and text, and the form that confirms it (with the
 /// enrolment ticket when there is no session yet).
 pub(super) fn totp_offer(
-    body: &Value,
+    enrolment: &crate::service::mfa::Enrolment,
     action: &str,
     ticket: Option<&str>,
     return_to: Option<&str>,
 ) -> Markup {
-    let secret = body["secret"].as_str().unwrap_or_default();
+    let secret = &enrolment.secret;
     // Our own SVG, from the qrcode crate: markup we made, not input.
-    let qr = body["qr_svg"].as_str().unwrap_or_default();
+    let qr = enrolment.qr_svg.as_str();
     html! {
         p { "Scan the code with your authenticator app, or type the secret." }
         div.qr role="img" aria-label="QR code of the secret" { (PreEscaped(qr)) }
@@ -61,25 +62,20 @@ pub(super) async fn required_enrolment(
     ticket: &str,
     return_to: Option<&str>,
 ) -> Response {
-    let request = crate::http::json::mfa::TicketRequest {
-        mfa_ticket: ticket.to_string(),
-        code: None,
+    let enrolment = match crate::service::mfa::enrol_with_ticket(state, ticket, None).await {
+        Ok(e) => e,
+        Err(e) => {
+            return with_status(
+                page("Authenticator app", error_box(Some(&e.message))),
+                status_of(&e),
+            )
+        }
     };
-    let (status, _, body) = answer_of(
-        crate::http::json::mfa::enrol_with_ticket(State(state.clone()), ApiJson(request)).await,
-    )
-    .await;
-    if !status.is_success() {
-        return with_status(
-            page("Authenticator app", error_box(Some(&message_of(&body)))),
-            status,
-        );
-    }
     page(
         "Set up an authenticator app",
         html! {
             p { "Your role needs a second factor before you can sign in." }
-            (totp_offer(&body, "/auth/ui/mfa/enrol", Some(ticket), return_to))
+            (totp_offer(&enrolment, "/auth/ui/mfa/enrol", Some(ticket), return_to))
         },
     )
 }
@@ -98,43 +94,40 @@ pub async fn mfa_enrol(
         Ok(to) => to,
         Err(e) => return error_page("Authenticator app", e).await,
     };
-    let request = crate::http::json::mfa::TicketRequest {
-        mfa_ticket: form.mfa_ticket.clone(),
-        code: Some(form.code.trim().to_string()),
+    let code = form.code.trim().to_string();
+    let outcome =
+        crate::service::mfa::confirm_with_ticket(&state, &client, &form.mfa_ticket, Some(&code))
+            .await;
+    let e = match outcome {
+        // Signed in: the cookies, and the codes on this page (shown once).
+        Ok((SignIn::Tokens(tokens), codes)) => {
+            return with_cookies_of(
+                recovery_codes_page(&codes, &to),
+                &signed_in(&state, &tokens, &to),
+            )
+        }
+        Ok(_) => ApiError::internal("an enrolment was answered with a challenge"),
+        Err(e) => e,
     };
-    let (status, cookies, body) = answer_of(
-        crate::http::json::mfa::confirm_with_ticket(State(state.clone()), client, ApiJson(request))
-            .await,
-    )
-    .await;
-    if !status.is_success() {
-        return with_status(
-            page(
-                "Authenticator app",
-                html! {
-                    (error_box(Some(&message_of(&body))))
-                    p { a href="/auth/ui/login" { "Sign in again" } }
-                },
-            ),
-            status,
-        );
-    }
-    // Signed in: the cookies, and the codes on this page (shown once).
-    with_cookies_of(
-        recovery_codes_page(&body, &to),
-        &signed_in(&state, cookies, &body, &to),
+    with_status(
+        page(
+            "Authenticator app",
+            html! {
+                (error_box(Some(&e.message)))
+                p { a href="/auth/ui/login" { "Sign in again" } }
+            },
+        ),
+        status_of(&e),
     )
 }
 
 /// The codes, then a link on to `to`.
-pub(super) fn recovery_codes_page(body: &Value, to: &str) -> Response {
-    let empty = Vec::new();
-    let codes = body["recovery_codes"].as_array().unwrap_or(&empty);
+pub(super) fn recovery_codes_page(codes: &[String], to: &str) -> Response {
     page(
         "Authenticator app is on",
         html! {
             p { "Keep these recovery codes somewhere safe. Each works once; they are not shown again." }
-            ul id="recovery-codes" { @for c in codes { li { code { (c.as_str().unwrap_or_default()) } } } }
+            ul id="recovery-codes" { @for c in codes { li { code { (c) } } } }
             p { a href=(to) { @if to == ACCOUNT { "Continue to your account" } @else { "Continue" } } }
         },
     )
@@ -153,25 +146,22 @@ pub async fn totp_confirm(
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
-    let request = crate::http::json::mfa::ConfirmRequest { code: form.code };
-    let (status, _, body) = answer_of(
-        crate::http::json::mfa::confirm_totp(State(state.clone()), client, auth, ApiJson(request))
-            .await,
-    )
-    .await;
-    if !status.is_success() {
-        return with_status(
-            page(
-                "Authenticator app",
-                html! {
-                    (error_box(Some(&message_of(&body))))
-                    form method="post" action="/auth/ui/mfa/totp" {
-                        button type="submit" { "Start again" }
-                    }
-                },
-            ),
-            status,
-        );
-    }
-    recovery_codes_page(&body, ACCOUNT)
+    let codes = match crate::service::mfa::confirm_totp(&state, &client, &auth, &form.code).await {
+        Ok(codes) => codes,
+        Err(e) => {
+            return with_status(
+                page(
+                    "Authenticator app",
+                    html! {
+                        (error_box(Some(&e.message)))
+                        form method="post" action="/auth/ui/mfa/totp" {
+                            button type="submit" { "Start again" }
+                        }
+                    },
+                ),
+                status_of(&e),
+            )
+        }
+    };
+    recovery_codes_page(&codes, ACCOUNT)
 }

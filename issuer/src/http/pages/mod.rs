@@ -3,9 +3,10 @@
 //! rendered HTML (maud, escaped by default), forms; the one script is what
 //! WebAuthn needs (passkeys), and everything else works without it.
 //!
-//! Each page action calls the JSON handler that does the same thing, so a
-//! sign-in here ends in the one session-issuing path, and every rule (MFA,
-//! disabled users, recent authentication, audit) is the API's. The browser
+//! Each page action calls the service that the JSON handler for the same
+//! thing calls, so a sign-in here ends in the one session-issuing path, and
+//! every rule (MFA, disabled users, recent authentication, audit) is the
+//! service's. Pages never call a JSON handler or read its answer. The browser
 //! holds the refresh cookie and the access token in `__Secure-page_token`
 //! (HttpOnly, Secure, SameSite=Strict, Path=/auth/ui); forms are protected by
 //! SameSite and by `browser::csrf`, which requires every unsafe request here
@@ -13,7 +14,7 @@
 //! without cookies, so a foreign page cannot sign a browser in (login CSRF).
 
 use axum::body::to_bytes;
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -22,9 +23,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::http::error::ApiError;
+use crate::http::extract::cookie_value;
 use crate::http::extract::{ApiJson, Authenticated, Client};
-use crate::http::json::sessions::cookie_value;
 use crate::service::grant::REFRESH_COOKIE;
+use crate::service::grant::{SignIn, Tokens};
 use crate::AppState;
 
 mod account;
@@ -164,39 +166,20 @@ fn error_box(message: Option<&str>) -> Markup {
 /// to make the pages act on the planter's account, but never a `__Host-`
 /// one.
 async fn page_auth(state: &AppState, headers: &HeaderMap) -> Result<Authenticated, ApiError> {
+    // `authenticate` is the same check the API's bearer extractor makes.
     let signed_out = || ApiError::unauthorized("missing_token", "not signed in");
     let token = cookie_value(headers, PAGE_COOKIE).ok_or_else(signed_out)?;
     let refresh = cookie_value(headers, REFRESH_COOKIE).ok_or_else(signed_out)?;
-    let auth = bearer_auth(state, headers, &token).await?;
+    let auth = crate::service::context::authenticate(state, &token, state.now()).await?;
     let session = state
         .store
         .find_refresh(&crate::domain::tokens::refresh_token_hash(&refresh))
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .map(|found| found.session.id);
     if session.as_deref() != Some(auth.session.id.as_str()) {
         return Err(signed_out());
     }
     Ok(auth)
-}
-
-/// `token` as a bearer credential, through the API's own check.
-async fn bearer_auth(
-    state: &AppState,
-    headers: &HeaderMap,
-    token: &str,
-) -> Result<Authenticated, ApiError> {
-    let mut builder = Request::builder().header(header::AUTHORIZATION, format!("Bearer {token}"));
-    for name in [
-        header::USER_AGENT,
-        header::HeaderName::from_static("traceparent"),
-    ] {
-        if let Some(v) = headers.get(&name) {
-            builder = builder.header(name, v.clone());
-        }
-    }
-    let (mut parts, ()) = builder.body(()).map_err(ApiError::internal)?.into_parts();
-    Authenticated::from_request_parts(&mut parts, state).await
 }
 
 /// A JSON handler's result, whichever way it went, as status, cookies and
@@ -223,13 +206,16 @@ async fn json_of(response: Response) -> (StatusCode, Vec<String>, Value) {
     (status, cookies, body)
 }
 
-/// A page naming what the handler refused, with its status.
+/// A refusal's HTTP status.
+fn status_of(e: &ApiError) -> StatusCode {
+    crate::http::error::status_of(e.kind)
+}
+
+/// A page naming what the service refused, with its status.
 async fn error_page(title: &str, e: ApiError) -> Response {
-    let retry_after = e.retry_after;
-    let (status, _, body) = json_of(e.into_response()).await;
     with_retry_after(
-        with_status(page(title, error_box(Some(&message_of(&body)))), status),
-        retry_after,
+        with_status(page(title, error_box(Some(&e.message))), status_of(&e)),
+        e.retry_after,
     )
 }
 
@@ -270,23 +256,28 @@ const ACCOUNT: &str = "/auth/ui/account";
 fn destination(state: &AppState, return_to: Option<&str>) -> Result<String, ApiError> {
     match return_to {
         None => Ok(ACCOUNT.to_string()),
-        Some(r) => crate::http::json::github::allowed_return_to(state, r),
+        Some(r) => crate::service::redirects::allowed_return_to(state, r),
     }
 }
 
-/// Signed in: the API's refresh cookie, the page cookie, then on to `to`.
+/// Signed in: the refresh cookie, the page cookie, then on to `to`.
 /// Our own pages by redirect; anywhere else by a page that goes on by
 /// itself, because the pages' CSP (`form-action 'self'`) also holds a
 /// form's redirects to our own origin.
-fn signed_in(state: &AppState, cookies: Vec<String>, body: &Value, to: &str) -> Response {
+fn signed_in(state: &AppState, tokens: &Tokens, to: &str) -> Response {
     let next = if to.starts_with("/auth/ui/") {
         Redirect::to(to).into_response()
     } else {
         landing("Signed in", "Signed in.", to)
     };
-    let mut response = with_cookies(next, &cookies);
+    let refresh: Vec<String> = tokens
+        .refresh
+        .iter()
+        .map(|r| crate::http::tokens::refresh_cookie(&r.token, r.max_age))
+        .collect();
+    let mut response = with_cookies(next, &refresh);
     let h = response.headers_mut();
-    let token = body["access_token"].as_str().unwrap_or_default();
+    let token = &tokens.access_token;
     let cookie = format!(
         "{PAGE_COOKIE}={token}; Path={PAGE_COOKIE_PATH}; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
         state.settings.keys.access_token_ttl

@@ -79,9 +79,9 @@ pub async fn script() -> Response {
     responses((status = 200, description = "Creation options", body = crate::http::openapi::AnyObject)))]
 pub async fn passkey_register_start(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match page_auth(&state, &headers).await {
-        Ok(auth) => crate::http::json::passkeys::register_start(State(state.clone()), auth)
+        Ok(auth) => crate::service::passkeys::register_start(&state, &auth)
             .await
-            .map(IntoResponse::into_response)
+            .map(|started| axum::Json(started).into_response())
             .unwrap_or_else(IntoResponse::into_response),
         Err(e) => e.into_response(),
     }
@@ -89,19 +89,31 @@ pub async fn passkey_register_start(State(state): State<AppState>, headers: Head
 
 #[utoipa::path(post, path = "/auth/ui/passkeys/register/finish", operation_id = "pages_passkey_register_finish",
     tag = "pages", summary = "Finish adding a passkey (page session)",
-    request_body = crate::http::json::passkeys::RegisterFinish,
+    request_body = crate::service::passkeys::RegisterFinish,
     responses((status = 201, description = "Added", body = crate::http::openapi::AnyObject)))]
 pub async fn passkey_register_finish(
     State(state): State<AppState>,
     client: Client,
     headers: HeaderMap,
-    body: ApiJson<crate::http::json::passkeys::RegisterFinish>,
+    ApiJson(req): ApiJson<crate::service::passkeys::RegisterFinish>,
 ) -> Response {
-    match page_auth(&state, &headers).await {
-        Ok(auth) => {
-            crate::http::json::passkeys::register_finish(State(state.clone()), client, auth, body)
-                .await
-                .unwrap_or_else(IntoResponse::into_response)
+    let auth = match page_auth(&state, &headers).await {
+        Ok(auth) => auth,
+        Err(e) => return e.into_response(),
+    };
+    let added = crate::service::passkeys::register_finish(
+        &state,
+        &client,
+        &auth,
+        &req.ceremony_id,
+        &req.credential,
+        req.name.as_deref(),
+    )
+    .await;
+    match added {
+        Ok(view) => {
+            let body = serde_json::json!({"id": view.id, "name": view.name, "created_at": view.created_at});
+            (StatusCode::CREATED, axum::Json(body)).into_response()
         }
         Err(e) => e.into_response(),
     }
@@ -109,28 +121,34 @@ pub async fn passkey_register_finish(
 
 #[utoipa::path(post, path = "/auth/ui/passkeys/login/finish", operation_id = "pages_passkey_login",
     tag = "pages", summary = "Sign in with a passkey (sets the page session)",
-    request_body = crate::http::json::passkeys::LoginFinish,
+    request_body = crate::service::passkeys::LoginFinish,
     params(ReturnQuery),
     responses((status = 200, description = "Signed in: where to go", body = crate::http::openapi::AnyObject)))]
 pub async fn passkey_login(
     State(state): State<AppState>,
     client: Client,
     Query(q): Query<ReturnQuery>,
-    body: ApiJson<crate::http::json::passkeys::LoginFinish>,
+    ApiJson(req): ApiJson<crate::service::passkeys::LoginFinish>,
 ) -> Response {
     let to = match destination(&state, q.return_to.as_deref().filter(|r| !r.is_empty())) {
         Ok(to) => to,
         Err(e) => return e.into_response(),
     };
-    let (status, cookies, body) = answer_of(
-        crate::http::json::passkeys::login_finish(State(state.clone()), client, body).await,
+    let outcome = crate::service::passkeys::login_finish(
+        &state,
+        &client,
+        &req.ceremony_id,
+        &req.credential,
+        req.mfa_ticket.as_deref(),
     )
     .await;
-    if !status.is_success() {
-        return json_answer(status, body);
+    match outcome {
+        Ok(SignIn::Tokens(tokens)) => with_cookies_of(
+            json_answer(StatusCode::OK, serde_json::json!({"redirect": to})),
+            &signed_in(&state, &tokens, &to),
+        ),
+        // A second factor or an enrolment is due: the script shows it.
+        Ok(other) => other.into_response(),
+        Err(e) => e.into_response(),
     }
-    with_cookies_of(
-        json_answer(StatusCode::OK, serde_json::json!({"redirect": to})),
-        &signed_in(&state, cookies, &body, &to),
-    )
 }

@@ -94,8 +94,7 @@ pub async fn login_page(
     let return_to = q.return_to.as_deref().filter(|r| !r.is_empty());
     if let Err(e) = destination(&state, return_to) {
         // Said at once, not after the password: and the page goes on without it.
-        let (status, _, body) = json_of(e.into_response()).await;
-        return login_again(&state, status, &message_of(&body), "", None);
+        return login_again(&state, status_of(&e), &e.message, "", None);
     }
     let view = LoginView {
         error: None,
@@ -140,31 +139,25 @@ pub(super) fn mfa_form(ticket: &str, error: Option<&str>, return_to: Option<&str
     }
 }
 
-/// What a sign-in answer leads to: signed in (to `to`), a second factor,
-/// the enrolment a role requires, or the sign-in page with the reason.
+/// What a sign-in leads to: signed in (to `to`), a second factor, the
+/// enrolment a role requires, or the sign-in page with the reason.
 pub(super) async fn after_sign_in(
     state: &AppState,
-    response: Response,
+    outcome: Result<SignIn, ApiError>,
     email: &str,
     return_to: Option<&str>,
     to: &str,
 ) -> Response {
-    let retry_after = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    let (status, cookies, body) = json_of(response).await;
-    if status.is_success() {
-        return signed_in(state, cookies, &body, to);
-    }
-    let ticket = body["mfa_ticket"].as_str().unwrap_or_default();
-    match body["error"].as_str() {
-        Some("mfa_required") => page("Second factor", mfa_form(ticket, None, return_to)),
-        Some("mfa_enrollment_required") => required_enrolment(state, ticket, return_to).await,
+    match outcome {
+        Ok(SignIn::Tokens(tokens)) => signed_in(state, &tokens, to),
+        Ok(SignIn::SecondFactor { ticket, .. }) => {
+            page("Second factor", mfa_form(&ticket, None, return_to))
+        }
+        Ok(SignIn::Enrol { ticket, .. }) => required_enrolment(state, &ticket, return_to).await,
         // A delayed sign-in keeps its `Retry-After` on the page.
-        _ => with_retry_after(
-            login_again(state, status, &message_of(&body), email, return_to),
-            retry_after,
+        Err(e) => with_retry_after(
+            login_again(state, status_of(&e), &e.message, email, return_to),
+            e.retry_after,
         ),
     }
 }
@@ -184,19 +177,11 @@ pub async fn login(
     let return_to = form.return_to.as_deref().filter(|r| !r.is_empty());
     let to = match destination(&state, return_to) {
         Ok(to) => to,
-        Err(e) => {
-            let (status, _, body) = json_of(e.into_response()).await;
-            return login_again(&state, status, &message_of(&body), &form.email, None);
-        }
+        Err(e) => return login_again(&state, status_of(&e), &e.message, &form.email, None),
     };
-    let request = crate::http::json::auth::LoginRequest {
-        email: form.email.clone(),
-        password: form.password,
-    };
-    let response = crate::http::json::auth::login(State(state.clone()), client, ApiJson(request))
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    after_sign_in(&state, response, &form.email, return_to, &to).await
+    let outcome =
+        crate::service::accounts::login(&state, &client, &form.email, form.password).await;
+    after_sign_in(&state, outcome, &form.email, return_to, &to).await
 }
 
 #[utoipa::path(post, path = "/auth/ui/mfa", operation_id = "pages_mfa", tag = "pages",
@@ -218,24 +203,22 @@ pub async fn mfa(
     let code = form.code.trim().to_string();
     // A recovery code is long and dashed; a TOTP code is six digits.
     let recovery = code.len() > 8;
-    let request = crate::http::json::mfa::VerifyRequest {
-        mfa_ticket: form.mfa_ticket.clone(),
-        code: (!recovery).then(|| code.clone()),
-        recovery_code: recovery.then_some(code),
+    let totp = (!recovery).then(|| code.clone());
+    let recovery_code = recovery.then_some(code);
+    let outcome =
+        crate::service::mfa::verify(&state, &client, &form.mfa_ticket, &totp, &recovery_code).await;
+    let e = match outcome {
+        Ok(SignIn::Tokens(tokens)) => return signed_in(&state, &tokens, &to),
+        // A completed second factor never asks for another.
+        Ok(_) => ApiError::internal("a second factor was answered with a challenge"),
+        Err(e) => e,
     };
-    let (status, cookies, body) = answer_of(
-        crate::http::json::mfa::verify(State(state.clone()), client, ApiJson(request)).await,
-    )
-    .await;
-    if status.is_success() {
-        return signed_in(&state, cookies, &body, &to);
-    }
     with_status(
         page(
             "Second factor",
-            mfa_form(&form.mfa_ticket, Some(&message_of(&body)), return_to),
+            mfa_form(&form.mfa_ticket, Some(&e.message), return_to),
         ),
-        status,
+        status_of(&e),
     )
 }
 
@@ -252,20 +235,13 @@ pub async fn resume(
         Ok(to) => to,
         Err(e) => return error_page("Sign in", e).await,
     };
-    let (status, cookies, body) = answer_of(
-        crate::http::json::sessions::refresh(
-            State(state.clone()),
-            client,
-            headers,
-            axum::body::Bytes::new(),
-        )
-        .await,
-    )
-    .await;
-    if status.is_success() {
-        signed_in(&state, cookies, &body, &to)
-    } else {
-        signed_out()
+    let Some(presented) = cookie_value(&headers, REFRESH_COOKIE) else {
+        return signed_out();
+    };
+    let delivery = crate::service::grant::Delivery::CookieOnly;
+    match crate::service::sessions::refresh(&state, &client, &presented, delivery).await {
+        Ok(tokens) => signed_in(&state, &tokens, &to),
+        Err(_) => signed_out(),
     }
 }
 
@@ -341,35 +317,36 @@ pub async fn register(
     let return_to = form.return_to.filter(|r| !r.is_empty());
     // Checked before the account exists, not only at the sign-in after.
     if let Err(e) = destination(&state, return_to.as_deref()) {
-        let (status, _, body) = json_of(e.into_response()).await;
         return with_status(
             page(
                 "Create an account",
-                register_form(Some(&message_of(&body)), &form.email, None),
+                register_form(Some(&e.message), &form.email, None),
             ),
-            status,
+            status_of(&e),
         );
     }
-    let request = crate::http::json::auth::RegisterRequest {
-        email: form.email.clone(),
-        password: form.password.clone(),
-        name: form.name.filter(|n| !n.trim().is_empty()),
-    };
-    let (status, _, body) = answer_of(
-        crate::http::json::auth::register(State(state.clone()), client.clone(), ApiJson(request))
-            .await,
+    let name = form.name.filter(|n| !n.trim().is_empty());
+    let registered = crate::service::accounts::register(
+        &state,
+        &client,
+        &form.email,
+        form.password.clone(),
+        name,
     )
     .await;
-    if !status.is_success() {
-        return with_status(
-            page(
-                "Create an account",
-                register_form(Some(&message_of(&body)), &form.email, return_to.as_deref()),
-            ),
-            status,
-        );
-    }
-    if status == StatusCode::ACCEPTED {
+    let registered = match registered {
+        Ok(r) => r,
+        Err(e) => {
+            return with_status(
+                page(
+                    "Create an account",
+                    register_form(Some(&e.message), &form.email, return_to.as_deref()),
+                ),
+                status_of(&e),
+            )
+        }
+    };
+    if matches!(registered, crate::service::accounts::Registered::Quiet) {
         // Quiet registration: nothing here may tell a new address from a
         // taken one, so no sign-in follows.
         return page(

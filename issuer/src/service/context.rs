@@ -1,0 +1,89 @@
+//! Who is asking: the caller's address and agent (`Client`), and a caller
+//! proved by a live session (`Authenticated`). Adapters fill these from
+//! their requests; the rules read them.
+
+use auth_types::jws;
+
+use crate::domain::clock::Now;
+use crate::service::error::{Error, Result};
+use crate::store::{Session, User};
+use crate::AppState;
+
+/// Who is calling, for sessions and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The request's trace, for the audit trail.
+    pub trace_id: Option<String>,
+    /// A browser sent it: it carries `Origin` or fetch metadata (which no
+    /// page can remove). A sign-in's refresh token then goes in the cookie
+    /// only (see `grant::Delivery`).
+    pub browser: bool,
+    /// The hash of the refresh cookie the browser sent, if any: a new
+    /// sign-in from it replaces (ends) that session. A hash, so no secret
+    /// sits in a value that may be debug-printed.
+    pub replaces: Option<String>,
+}
+
+impl crate::store::AuditEvent {
+    /// Where the request came from.
+    pub fn client(self, client: &Client) -> Self {
+        let mut event = self.from_ip(client.ip.as_deref(), client.user_agent.as_deref());
+        event.trace_id = client.trace_id.clone();
+        event
+    }
+
+    /// Done by the caller, in their session.
+    pub fn by(self, auth: &Authenticated) -> Self {
+        self.actor(&auth.user.id).session(&auth.session.id)
+    }
+}
+
+/// A caller with a valid access token whose session is still live.
+/// The issuer checks its own database, so a revoked session is refused here
+/// at once, without waiting for any feed.
+#[derive(Clone)]
+pub struct Authenticated {
+    pub claims: auth_types::AccessClaims,
+    pub user: User,
+    pub session: Session,
+}
+
+/// `token` as the caller's credential: valid, for a live session of an
+/// enabled user, issued after the last password change and token-generation
+/// bump. The issuer checks its own database, so a revoked session is
+/// refused at once, without waiting for any feed.
+pub async fn authenticate(state: &AppState, token: &str, now: Now) -> Result<Authenticated> {
+    let keys = state.keys.snapshot();
+    let verified = jws::verify(token, &keys.verifying)
+        .map_err(|e| Error::unauthorized("invalid_token", e.to_string()))?;
+    verified
+        .claims
+        .validate(&state.expectations(), now.secs())
+        .map_err(|e| Error::unauthorized("invalid_token", e.to_string()))?;
+    let claims = verified.claims;
+    let session = state
+        .store
+        .session(&claims.sid)
+        .await
+        .map_err(Error::internal)?
+        .filter(|s| s.user_id == claims.sub && s.is_live(now.secs()))
+        .ok_or_else(|| Error::unauthorized("invalid_token", "session has ended"))?;
+    let user = state
+        .store
+        .user_by_id(&claims.sub)
+        .await
+        .map_err(Error::internal)?
+        .filter(|u| {
+            u.disabled_at.is_none()
+                && claims.iat >= u.password_changed_at
+                && claims.user_gen >= u.token_generation
+        })
+        .ok_or_else(|| Error::unauthorized("invalid_token", "token is no longer valid"))?;
+    Ok(Authenticated {
+        claims,
+        user,
+        session,
+    })
+}

@@ -1,0 +1,977 @@
+//! Second factors: TOTP enrolment, recovery codes, completing a sign-in
+//! with a second factor, step-up inside a session, and the admin reset.
+//!
+//! Every sign-in that meets a second factor ends in `grant::start_session`
+//! (with `mfa` in its `amr`), and every step-up in `grant::step_up`.
+
+/// How long a ticket lasts, for the answer that carries it.
+pub const TICKET_LIFETIME_SECS: i64 = TICKET_SECS;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::domain::clock::Now;
+use crate::domain::mfa as core;
+use crate::domain::tokens::{random_b64, refresh_token_hash};
+use crate::service::admin::Admin;
+use crate::service::context::{Authenticated, Client};
+use crate::service::error::{Error as ApiError, Kind, Result as ApiResult};
+use crate::service::grant::{self, SignIn, Tokens};
+use crate::store::{AuditEvent, MfaStatus, Outcome, User};
+use crate::AppState;
+
+/// How long a sign-in may wait for its second factor.
+const TICKET_SECS: i64 = 300;
+const ISSUER_LABEL: &str = "DevMentor";
+
+fn sealed_aad(user_id: &str) -> String {
+    format!("totp:{user_id}")
+}
+
+fn methods(status: MfaStatus) -> Vec<&'static str> {
+    let mut m = Vec::new();
+    if status.totp {
+        m.push("totp");
+    }
+    if status.passkeys > 0 {
+        m.push("passkey");
+    }
+    if status.recovery_codes_left > 0 {
+        m.push("recovery_code");
+    }
+    m
+}
+
+/// Prefix of the `amr` kept with a ticket that may only enrol a factor.
+const ENROL: &str = "enrol:";
+
+async fn new_ticket(state: &AppState, user: &User, amr: &str, now: Now) -> ApiResult<String> {
+    let ticket = format!("mt_{}", random_b64(32).map_err(ApiError::internal)?);
+    state
+        .store
+        .create_mfa_ticket(
+            &refresh_token_hash(&ticket),
+            &user.id,
+            amr,
+            now.secs(),
+            now.secs() + TICKET_SECS,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(ticket)
+}
+
+/// A user whose role requires a second factor and who has none: no
+/// tokens, but a ticket that can only enrol TOTP (and then signs in).
+pub async fn enrolment_required(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    amr: &str,
+    now: Now,
+) -> ApiResult<SignIn> {
+    let ticket = new_ticket(state, user, &format!("{ENROL}{amr}"), now).await?;
+    state.metrics.login("mfa_enrollment_required");
+    state
+        .audit(
+            AuditEvent::new(now.ms, "mfa_enrollment_required")
+                .user(user)
+                .client(client)
+                .outcome(Outcome::Denied, "mfa_enrollment_required"),
+        )
+        .await;
+    Ok(SignIn::Enrol {
+        ticket,
+        expires_in: TICKET_SECS,
+    })
+}
+
+/// Answers a correct first factor of a user with a second one: a ticket
+/// for `/auth/mfa/verify` instead of tokens.
+pub async fn challenge(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    amr: &str,
+    status: MfaStatus,
+    now: Now,
+) -> ApiResult<SignIn> {
+    let ticket = new_ticket(state, user, amr, now).await?;
+    state.metrics.login("mfa_required");
+    state
+        .audit(
+            AuditEvent::new(now.ms, "mfa_challenge")
+                .user(user)
+                .client(client)
+                .meta(json!({"amr": amr})),
+        )
+        .await;
+    Ok(SignIn::SecondFactor {
+        ticket,
+        methods: methods(status),
+        expires_in: TICKET_SECS,
+    })
+}
+
+/// `GET /auth/mfa`: the caller's factors.
+/// The caller's second factors.
+#[derive(Debug, Serialize)]
+pub struct Factors {
+    pub totp: bool,
+    pub recovery_codes_left: i64,
+    pub passkeys: i64,
+    pub methods: Vec<&'static str>,
+}
+
+pub async fn status(state: &AppState, auth: &Authenticated) -> ApiResult<Factors> {
+    let s = state.store.mfa_status(&auth.user.id).await?;
+    Ok(Factors {
+        totp: s.totp,
+        recovery_codes_left: s.recovery_codes_left,
+        passkeys: s.passkeys,
+        methods: methods(s),
+    })
+}
+
+/// `POST /auth/mfa/totp`: starts TOTP enrolment. The secret, its
+/// `otpauth://` URI and a QR code are shown this once; nothing changes
+/// until a code confirms it.
+pub async fn enrol_totp(state: &AppState, auth: &Authenticated) -> ApiResult<Enrolment> {
+    let now = state.now();
+    require_recent(state, auth, now).await?;
+    begin_enrolment(state, &auth.user, now).await
+}
+
+/// The user of an enrolment ticket (one attempt counted), and how they
+/// proved the first factor.
+async fn enrolment_user(state: &AppState, ticket: &str, now: Now) -> ApiResult<(User, String)> {
+    let invalid = || {
+        ApiError::unauthorized(
+            "invalid_ticket",
+            "the enrolment ticket is unknown, used, expired or out of attempts; sign in again",
+        )
+    };
+    let t = state
+        .store
+        .attempt_mfa_ticket(&refresh_token_hash(ticket.trim()), now.secs())
+        .await
+        .map_err(ApiError::internal)?
+        .filter(|t| t.amr.starts_with(ENROL))
+        .ok_or_else(invalid)?;
+    let user = state
+        .store
+        .user_by_id(&t.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(invalid)?;
+    let first = t.amr.trim_start_matches(ENROL).to_string();
+    Ok((user, first))
+}
+
+/// `POST /auth/mfa/enrol {mfa_ticket}`: TOTP enrolment for a user whose
+/// role requires it, before they have any token.
+pub async fn enrol_with_ticket(
+    state: &AppState,
+    mfa_ticket: &str,
+    code: Option<&str>,
+) -> ApiResult<Enrolment> {
+    let now = state.now();
+    if code.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "code belongs to /auth/mfa/enrol/confirm",
+        ));
+    }
+    let (user, _) = enrolment_user(state, mfa_ticket, now).await?;
+    begin_enrolment(state, &user, now).await
+}
+
+/// `POST /auth/mfa/enrol/confirm {mfa_ticket, code}`: activates TOTP and
+/// completes the sign-in: the token response, with the recovery codes.
+/// The sign-in the confirmation completes, and the recovery codes (shown
+/// once).
+pub async fn confirm_with_ticket(
+    state: &AppState,
+    client: &Client,
+    mfa_ticket: &str,
+    code: Option<&str>,
+) -> ApiResult<(SignIn, Vec<String>)> {
+    let now = state.now();
+    let code = code.ok_or_else(|| ApiError::bad_request("invalid_request", "code is required"))?;
+    let (user, first) = enrolment_user(state, mfa_ticket, now).await?;
+    // The ticket first: a factor is never activated without its recovery
+    // codes reaching the caller.
+    let spent = state
+        .store
+        .use_mfa_ticket(&refresh_token_hash(mfa_ticket.trim()), now.secs())
+        .await
+        .map_err(ApiError::internal)?;
+    if !spent {
+        return Err(ApiError::unauthorized(
+            "invalid_ticket",
+            "the ticket was used",
+        ));
+    }
+    let codes = confirm_enrolment(state, client, &user, None, code, now).await?;
+    first_factor_added(state, &user, None, "otp", None, now).await?;
+    let amr = core::with_second_factor(&first, "otp");
+    let signed_in = grant::start_session(state, client, &user, &amr, now).await?;
+    Ok((signed_in, codes))
+}
+
+/// A new TOTP secret, shown this once, with its `otpauth://` URI and QR code.
+#[derive(Debug, Serialize)]
+pub struct Enrolment {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+    pub digits: u32,
+    pub period: u64,
+    pub algorithm: &'static str,
+}
+
+async fn begin_enrolment(state: &AppState, user: &User, now: Now) -> ApiResult<Enrolment> {
+    let secret = core::new_secret().map_err(ApiError::internal)?;
+    let sealed = STANDARD.encode(
+        state
+            .keys
+            .seal(&sealed_aad(&user.id), &secret)
+            .map_err(ApiError::internal)?,
+    );
+    let started = state
+        .store
+        .begin_totp(&user.id, &sealed, now.secs())
+        .await
+        .map_err(ApiError::internal)?;
+    if !started {
+        return Err(ApiError::new(
+            Kind::Conflict,
+            "mfa_already_enabled",
+            "TOTP is already set up; remove it first to set up another",
+        ));
+    }
+    let e = core::enrolment(&secret, &user.email, ISSUER_LABEL).map_err(ApiError::internal)?;
+    Ok(Enrolment {
+        secret: e.secret_base32,
+        otpauth_uri: e.otpauth_uri,
+        qr_svg: e.qr_svg,
+        digits: 6,
+        period: core::STEP_SECS as u64,
+        algorithm: "SHA1",
+    })
+}
+
+fn invalid_code() -> ApiError {
+    ApiError::unauthorized("invalid_code", "the code is wrong, used or expired")
+}
+
+/// The user's TOTP secret, whether it is confirmed, and its sealed form.
+async fn totp_secret(
+    state: &AppState,
+    user_id: &str,
+) -> ApiResult<Option<(Vec<u8>, bool, String)>> {
+    let Some(f) = state
+        .store
+        .totp(user_id)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Ok(None);
+    };
+    let sealed = STANDARD
+        .decode(&f.sealed_secret)
+        .map_err(ApiError::internal)?;
+    let secret = state
+        .keys
+        .open_sealed(&sealed_aad(user_id), &sealed)
+        .map_err(ApiError::internal)?;
+    Ok(Some((secret, f.confirmed_at.is_some(), f.sealed_secret)))
+}
+
+/// `POST /auth/mfa/totp/confirm {code}`: activates TOTP and answers the
+/// recovery codes, shown this once.
+/// Activates TOTP; answers the recovery codes, shown this once.
+pub async fn confirm_totp(
+    state: &AppState,
+    client: &Client,
+    auth: &Authenticated,
+    code: &str,
+) -> ApiResult<Vec<String>> {
+    let now = state.now();
+    require_recent(state, auth, now).await?;
+    let had_factor = state
+        .store
+        .mfa_status(&auth.user.id)
+        .await
+        .map_err(ApiError::internal)?
+        .any();
+    let codes =
+        confirm_enrolment(state, client, &auth.user, Some(&auth.session.id), code, now).await?;
+    if !had_factor {
+        first_factor_added(state, &auth.user, Some(&auth.session), "otp", None, now).await?;
+    }
+    Ok(codes)
+}
+
+/// The user's first second factor: every other session was one-factor and
+/// ends; the current one (which just proved the factor) counts as
+/// two-factor from now on (its next refresh or step-up shows it).
+/// `by_passkey`: the passkey that is the factor, if one is (removing it
+/// then ends the session).
+pub async fn first_factor_added(
+    state: &AppState,
+    user: &User,
+    session: Option<&crate::store::Session>,
+    word: &str,
+    by_passkey: Option<&str>,
+    now: Now,
+) -> ApiResult<()> {
+    let records = match session {
+        Some(s) => {
+            state
+                .store
+                .step_up_session(
+                    &s.id,
+                    &core::with_second_factor(&s.amr, word),
+                    now.secs(),
+                    by_passkey,
+                )
+                .await
+                .map_err(ApiError::internal)?;
+            state
+                .store
+                .revoke_other_sessions(
+                    &user.id,
+                    &s.id,
+                    "mfa_enabled",
+                    now.ms,
+                    state.revocation_expiry(now),
+                )
+                .await
+        }
+        None => {
+            state
+                .store
+                .revoke_all_sessions(
+                    &user.id,
+                    "mfa_enabled",
+                    now.ms,
+                    state.revocation_expiry(now),
+                )
+                .await
+        }
+    }
+    .map_err(ApiError::internal)?;
+    state.published(records).await;
+    Ok(())
+}
+
+async fn confirm_enrolment(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    session: Option<&str>,
+    code: &str,
+    now: Now,
+) -> ApiResult<Vec<String>> {
+    let Some((secret, confirmed, sealed)) = totp_secret(state, &user.id).await? else {
+        return Err(ApiError::new(
+            Kind::Conflict,
+            "no_enrolment",
+            "start with POST /auth/mfa/totp",
+        ));
+    };
+    if confirmed {
+        return Err(ApiError::new(
+            Kind::Conflict,
+            "mfa_already_enabled",
+            "TOTP is already active",
+        ));
+    }
+    let step = core::matching_step(&secret, code, now.secs()).map_err(ApiError::internal)?;
+    let accepted = match step {
+        Some(step) => state
+            .store
+            .accept_totp_step(&user.id, step, Some((now.secs(), &sealed)))
+            .await
+            .map_err(ApiError::internal)?,
+        None => false,
+    };
+    if !accepted {
+        return Err(ApiError::bad_request(
+            "invalid_code",
+            "the code does not match: check the device's clock and try the next code",
+        ));
+    }
+    let codes = new_recovery_codes(state, &user.id, now).await?;
+    let mut event = AuditEvent::new(now.ms, "mfa_enabled")
+        .user(user)
+        .client(client)
+        .meta(json!({"factor": "totp"}));
+    if let Some(s) = session {
+        event = event.session(s);
+    }
+    state.audit(event).await;
+    notify(
+        state,
+        user,
+        "An authenticator app was added as a second factor.",
+    )
+    .await;
+    Ok(codes)
+}
+
+async fn new_recovery_codes(state: &AppState, user_id: &str, now: Now) -> ApiResult<Vec<String>> {
+    let codes = core::new_recovery_codes().map_err(ApiError::internal)?;
+    let hashes: Vec<String> = codes.iter().map(|c| core::recovery_code_hash(c)).collect();
+    state
+        .store
+        .replace_recovery_codes(user_id, &hashes, now.secs())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(codes)
+}
+
+/// Changes to the factors need an authentication at most this old.
+/// Changing factors needs a recent authentication, and for a user who
+/// has a second factor, a recent one *with* it: a password (or a stolen
+/// token) alone must not add, replace or remove factors.
+pub async fn require_recent(state: &AppState, auth: &Authenticated, now: Now) -> ApiResult<()> {
+    require_recent_for(state, auth, now, "changing second factors").await
+}
+
+/// The same rule before `what` (admin actions use it too).
+pub async fn require_recent_for(
+    state: &AppState,
+    auth: &Authenticated,
+    now: Now,
+    what: &str,
+) -> ApiResult<()> {
+    let max_age = state.settings.mfa_recent_auth_secs;
+    // How recent, from the token presented: a step-up mints a new token,
+    // and must not also freshen one that leaked earlier.
+    let auth_time = auth.claims.auth_time.unwrap_or(i64::MIN / 2);
+    let recent = now.secs() - auth_time <= max_age;
+    let has_factor = state
+        .store
+        .mfa_status(&auth.user.id)
+        .await
+        .map_err(ApiError::internal)?
+        .any();
+    // The factor, from the session: a step-up down to the password alone
+    // weakens every token of it; a first factor just added strengthens it.
+    let with_mfa = auth.session.amr.split_whitespace().any(|w| w == "mfa");
+    if recent && (with_mfa || !has_factor) {
+        return Ok(());
+    }
+    let mut e = ApiError::unauthorized(
+        "recent_authentication_required",
+        if has_factor {
+            format!("step up with a second factor (POST /auth/mfa/step-up) within {max_age} s before {what}")
+        } else {
+            format!("authenticate again (POST /auth/mfa/step-up) within {max_age} s before {what}")
+        },
+    );
+    let acr = if has_factor {
+        format!(", acr_values=\"{}\"", core::ACR_TWO_FACTORS)
+    } else {
+        String::new()
+    };
+    e.challenge = Some(format!(
+        "Bearer error=\"insufficient_user_authentication\", error_description=\"recent authentication required\"{acr}, max_age={max_age}"
+    ));
+    Err(e)
+}
+
+/// `DELETE /auth/mfa/totp`: removes TOTP and the recovery codes; needs a
+/// recent authentication.
+/// Removes TOTP and the recovery codes; needs a recent authentication.
+pub async fn remove_totp(state: &AppState, client: &Client, auth: &Authenticated) -> ApiResult<()> {
+    let now = state.now();
+    require_recent(state, auth, now).await?;
+    let removed = state
+        .store
+        .remove_mfa(&auth.user.id, false)
+        .await
+        .map_err(ApiError::internal)?;
+    if !removed {
+        return Err(ApiError::not_found("no second factor is set up"));
+    }
+    // The sessions its codes completed end with it (not this one).
+    end_sessions_of_factor(
+        state,
+        &auth.user.id,
+        crate::store::Which::CodesBut(&auth.session.id),
+        now,
+    )
+    .await?;
+    factor_changed(
+        state,
+        auth,
+        client,
+        AuditEvent::new(now.ms, "mfa_disabled"),
+        "The second factors of your account were removed.",
+    )
+    .await;
+    Ok(())
+}
+
+/// A removed factor's sessions (`which` names them) end with it.
+pub async fn end_sessions_of_factor(
+    state: &AppState,
+    user_id: &str,
+    which: crate::store::Which<'_>,
+    now: Now,
+) -> ApiResult<()> {
+    let ended = state
+        .store
+        .revoke_sessions(
+            user_id,
+            which,
+            "factor_removed",
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    state.published(ended).await;
+    Ok(())
+}
+
+/// `POST /auth/mfa/recovery-codes`: a new set; the old one stops working.
+/// A new set of recovery codes; the old one stops working.
+pub async fn regenerate_codes(
+    state: &AppState,
+    client: &Client,
+    auth: &Authenticated,
+) -> ApiResult<Vec<String>> {
+    let now = state.now();
+    require_recent(state, auth, now).await?;
+    let status = state
+        .store
+        .mfa_status(&auth.user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    if !status.totp {
+        return Err(ApiError::new(
+            Kind::Conflict,
+            "mfa_not_enabled",
+            "set up TOTP first",
+        ));
+    }
+    let codes = new_recovery_codes(state, &auth.user.id, now).await?;
+    factor_changed(
+        state,
+        auth,
+        client,
+        AuditEvent::new(now.ms, "recovery_codes_regenerated"),
+        "New recovery codes were made; the old ones no longer work.",
+    )
+    .await;
+    Ok(codes)
+}
+
+/// A second factor as presented: a TOTP code or a recovery code.
+enum Factor<'a> {
+    Totp(&'a str),
+    Recovery(&'a str),
+}
+
+fn one_factor<'a>(code: &'a Option<String>, recovery: &'a Option<String>) -> ApiResult<Factor<'a>> {
+    match (code.as_deref(), recovery.as_deref()) {
+        (Some(c), None) => Ok(Factor::Totp(c)),
+        (None, Some(r)) => Ok(Factor::Recovery(r)),
+        _ => Err(ApiError::bad_request(
+            "invalid_request",
+            "give exactly one of code, recovery_code",
+        )),
+    }
+}
+
+/// Checks a second factor of `user`, spending what it uses. Returns the
+/// `amr` word it proves (`otp`, or `rc` for a recovery code).
+async fn check_factor(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    factor: Factor<'_>,
+    now: Now,
+) -> ApiResult<Option<&'static str>> {
+    match factor {
+        Factor::Totp(code) => {
+            let Some((secret, true, _)) = totp_secret(state, &user.id).await? else {
+                return Ok(None);
+            };
+            let Some(step) =
+                core::matching_step(&secret, code, now.secs()).map_err(ApiError::internal)?
+            else {
+                return Ok(None);
+            };
+            let fresh = state
+                .store
+                .accept_totp_step(&user.id, step, None)
+                .await
+                .map_err(ApiError::internal)?;
+            Ok(fresh.then_some("otp"))
+        }
+        Factor::Recovery(code) => {
+            let used = state
+                .store
+                .use_recovery_code(&user.id, &core::recovery_code_hash(code), now.secs())
+                .await
+                .map_err(ApiError::internal)?;
+            if used {
+                let left = state
+                    .store
+                    .mfa_status(&user.id)
+                    .await
+                    .map_err(ApiError::internal)?
+                    .recovery_codes_left;
+                state
+                    .audit(
+                        AuditEvent::new(now.ms, "recovery_code_used")
+                            .user(user)
+                            .client(client)
+                            .meta(json!({"left": left})),
+                    )
+                    .await;
+                notify(
+                    state,
+                    user,
+                    &format!("A recovery code was used to sign in; {left} remain."),
+                )
+                .await;
+            }
+            Ok(used.then_some("rc"))
+        }
+    }
+}
+
+/// The key under which a user's second-factor attempts are counted. Apart
+/// from the password's count, so a known password (a sign-in, a password
+/// step-up, a reset) never clears it.
+fn factor_key(user: &User) -> String {
+    format!("mfa:{}", user.id)
+}
+
+/// A delay's refusal (429 with `Retry-After`), or the lock's.
+pub fn wait_error(code: &'static str, until: i64, now: Now) -> ApiError {
+    let secs = (until - now.ms + 999) / 1000;
+    let locked = until >= i64::MAX / 4;
+    let mut e = ApiError::new(
+        Kind::TooMany,
+        code,
+        if locked {
+            "too many wrong codes: second factors are locked for this account; an administrator can clear it".to_string()
+        } else {
+            format!("too many failed attempts for this account; retry in {secs} s")
+        },
+    );
+    e.retry_after = Some(if locked {
+        86_400
+    } else {
+        u64::try_from(secs).unwrap_or(1).max(1)
+    });
+    e
+}
+
+/// Counts an attempt at the user's second factor before it is checked:
+/// concurrent guesses cannot all pass one check of the delay.
+async fn reserve(state: &AppState, client: &Client, user: &User, now: Now) -> ApiResult<()> {
+    let reserved = state
+        .store
+        .reserve_attempt(&factor_key(user), now.ms)
+        .await
+        .map_err(ApiError::internal)?;
+    match reserved {
+        Ok(n) => {
+            // The first delayed attempt: tell the user once.
+            if n == crate::store::FREE_FAILURES + 1 {
+                notify(
+                    state,
+                    user,
+                    &format!(
+                        "Several wrong second-factor codes were entered for your account from {}. If it was not you, change your password.",
+                        client.ip.as_deref().unwrap_or("an unknown address")
+                    ),
+                )
+                .await;
+            }
+            Ok(())
+        }
+        Err(until) => Err(wait_error("mfa_delayed", until, now)),
+    }
+}
+
+async fn succeeded(state: &AppState, user: &User) -> ApiResult<()> {
+    state
+        .store
+        .clear_login_failures(&factor_key(user))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(())
+}
+
+async fn failed(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    action: &str,
+    now: Now,
+) -> ApiError {
+    state.metrics.login("mfa_failure");
+    state
+        .audit(
+            AuditEvent::new(now.ms, action)
+                .user(user)
+                .client(client)
+                .outcome(Outcome::Failure, "invalid_code"),
+        )
+        .await;
+    invalid_code()
+}
+
+/// `POST /auth/mfa/verify {mfa_ticket, code | recovery_code}`: completes a
+/// sign-in. Each ticket allows five attempts and one success; the user's
+/// attempts are also counted across tickets.
+/// Completes a sign-in with a second factor. Each ticket allows five
+/// attempts and one success; the user's attempts are also counted across
+/// tickets.
+pub async fn verify(
+    state: &AppState,
+    client: &Client,
+    mfa_ticket: &str,
+    code: &Option<String>,
+    recovery_code: &Option<String>,
+) -> ApiResult<SignIn> {
+    let now = state.now();
+    let factor = one_factor(code, recovery_code)?;
+    let ticket_hash = refresh_token_hash(mfa_ticket.trim());
+    let invalid_ticket = || {
+        ApiError::unauthorized(
+            "invalid_ticket",
+            "the sign-in ticket is unknown, used, expired or out of attempts; sign in again",
+        )
+    };
+    // Whose ticket, without counting an attempt on it yet: a delayed
+    // account's 429 does not use up the ticket.
+    let peeked = state
+        .store
+        .peek_mfa_ticket(&ticket_hash, now.secs())
+        .await
+        .map_err(ApiError::internal)?
+        .filter(|t| !t.amr.starts_with(ENROL))
+        .ok_or_else(invalid_ticket)?;
+    let user = state
+        .store
+        .user_by_id(&peeked.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        // A ticket from before a password change is void.
+        .filter(|u| peeked.created_at >= u.password_changed_at)
+        .ok_or_else(invalid_ticket)?;
+    reserve(state, client, &user, now).await?;
+    let ticket = state
+        .store
+        .attempt_mfa_ticket(&ticket_hash, now.secs())
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(invalid_ticket)?;
+    let Some(word) = check_factor(state, client, &user, factor, now).await? else {
+        return Err(failed(state, client, &user, "mfa_failure", now).await);
+    };
+    if !state
+        .store
+        .use_mfa_ticket(&ticket_hash, now.secs())
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(invalid_ticket());
+    }
+    succeeded(state, &user).await?;
+    state.store.clear_login_failures(&user.email).await?;
+    let amr = core::with_second_factor(&ticket.amr, word);
+    grant::start_session(state, client, &user, &amr, now).await
+}
+
+/// What a step-up proves: exactly one of these.
+pub struct StepUp {
+    pub code: Option<String>,
+    pub recovery_code: Option<String>,
+    pub password: Option<String>,
+    /// A passkey assertion: its ceremony and the credential.
+    pub passkey: Option<(String, webauthn_rs::prelude::PublicKeyCredential)>,
+}
+
+/// `POST /auth/mfa/step-up {code | recovery_code | password | passkey}`:
+/// proves a factor again inside the session: a fresh `auth_time` (and
+/// `mfa` for a second factor) in a new access token; the session goes on.
+/// Proves a factor again inside the session: a fresh `auth_time` (and
+/// `mfa` for a second factor) in a new access token; the session goes on.
+pub async fn step_up(
+    state: &AppState,
+    client: &Client,
+    auth: &Authenticated,
+    req: StepUp,
+) -> ApiResult<Tokens> {
+    let now = state.now();
+    let user = &auth.user;
+    let given = [
+        req.code.is_some(),
+        req.recovery_code.is_some(),
+        req.password.is_some(),
+        req.passkey.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "give exactly one of code, recovery_code, password, passkey",
+        ));
+    }
+    // The sign-in method (`pwd`, `fed`, …) stays first in the session's amr.
+    let first = auth
+        .session
+        .amr
+        .split_whitespace()
+        .next()
+        .filter(|w| matches!(*w, "pwd" | "fed"))
+        .unwrap_or("pwd");
+    let mut by_passkey = None;
+    let amr = if let Some((ceremony_id, credential)) = &req.passkey {
+        // A passkey cannot be guessed: no delay applies.
+        let (_, word, cred_id) = crate::service::passkeys::verify_assertion(
+            state,
+            client,
+            ceremony_id,
+            credential,
+            Some(&user.id),
+            now,
+        )
+        .await?;
+        by_passkey = Some(cred_id);
+        core::with_second_factor(&auth.session.amr, word)
+    } else if let Some(password) = &req.password {
+        let verified = crate::service::password_check::check(
+            state,
+            &user.email,
+            Some(user.password_hash.clone()).filter(|_| user.has_password()),
+            password.clone(),
+            now,
+        )
+        .await?;
+        if !verified.ok {
+            return Err(failed(state, client, user, "step_up_failure", now).await);
+        }
+        state.store.clear_login_failures(&user.email).await?;
+        // A password proves the first factor again; a second factor the
+        // session had is kept only if proved now, so `mfa` goes. A GitHub
+        // session stays marked as one.
+        if first == "fed" {
+            "fed pwd".to_string()
+        } else {
+            "pwd".to_string()
+        }
+    } else {
+        reserve(state, client, user, now).await?;
+        let factor = one_factor(&req.code, &req.recovery_code)?;
+        let Some(word) = check_factor(state, client, user, factor, now).await? else {
+            return Err(failed(state, client, user, "step_up_failure", now).await);
+        };
+        succeeded(state, user).await?;
+        core::with_second_factor(&auth.session.amr, word)
+    };
+    grant::step_up(
+        state,
+        client,
+        user,
+        &auth.session,
+        &amr,
+        by_passkey.as_deref(),
+        now,
+    )
+    .await
+}
+
+/// `DELETE /admin/users/{id}/mfa`: removes the user's factors and ends
+/// their sessions (someone who lost their device signs in with the password
+/// and enrols again).
+/// What an admin reset did.
+#[derive(Debug, Serialize)]
+pub struct Reset {
+    pub removed: bool,
+    pub sessions_ended: usize,
+}
+
+/// Removes the user's factors and ends their sessions (someone who lost
+/// their device signs in with the password and enrols again).
+pub async fn admin_reset(
+    state: &AppState,
+    client: &Client,
+    admin: &Admin,
+    id: &str,
+) -> ApiResult<Reset> {
+    let auth = admin.recent(state).await?;
+    let now = state.now();
+    let user = state
+        .store
+        .user_by_id(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    let removed = state.store.remove_mfa(id, true).await?;
+    succeeded(state, &user).await?;
+    let records = state
+        .store
+        .revoke_all_sessions(id, "mfa_reset", now.ms, state.revocation_expiry(now))
+        .await?;
+    let ended = records.len();
+    state.published(records).await;
+    state
+        .audit(
+            AuditEvent::new(now.ms, "mfa_reset")
+                .by(auth)
+                .on_user(&user)
+                .client(client)
+                .meta(json!({"had_factors": removed, "sessions_ended": ended})),
+        )
+        .await;
+    notify(
+        state,
+        &user,
+        "An administrator removed the second factors of your account and signed it out everywhere.",
+    )
+    .await;
+    Ok(Reset {
+        removed,
+        sessions_ended: ended,
+    })
+}
+
+/// A change to the caller's own factors: audited in their session, and
+/// told to the account's address.
+pub async fn factor_changed(
+    state: &AppState,
+    auth: &Authenticated,
+    client: &Client,
+    event: AuditEvent,
+    notice: &str,
+) {
+    state
+        .audit(
+            event
+                .user(&auth.user)
+                .session(&auth.session.id)
+                .client(client),
+        )
+        .await;
+    notify(state, &auth.user, notice).await;
+}
+
+pub async fn notify(state: &AppState, user: &User, what: &str) {
+    let mail = crate::service::mail::templates::mfa_changed(&user.email, what);
+    if let Err(e) = crate::service::mail::send(state, mail).await {
+        tracing::error!(error = %e, "MFA notice not queued");
+    }
+}

@@ -1,0 +1,32 @@
+//! Where a finished flow may send the browser: only an allowed origin.
+
+use oauth2::url::Url;
+
+use crate::service::error::{Error as ApiError, Result as ApiResult};
+use crate::AppState;
+
+/// `return_to` must be an absolute http(s) URL on an allow-listed origin.
+/// What is checked is the parsed form, and that is what the redirect uses.
+pub fn allowed_return_to(state: &AppState, raw: &str) -> ApiResult<String> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_return_to",
+            "return_to must be a URL on an allowed origin (--allowed-return-origins)",
+        )
+    };
+    let url = Url::parse(raw).map_err(|_| invalid())?;
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(invalid());
+    }
+    let origin = url.origin().ascii_serialization();
+    let allowed = state.settings.allowed_return_origins.iter().any(|o| {
+        Url::parse(o).is_ok_and(|allowed| allowed.origin().ascii_serialization() == origin)
+    });
+    if !allowed {
+        return Err(invalid());
+    }
+    Ok(url.to_string())
+}
