@@ -111,3 +111,31 @@ async fn retry_initial_jwks(authz: Arc<Authorizer>) {
         wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The Envoy module links this crate: no gRPC, protobuf or HTTP server
+    /// may come in with it (they belong to the sidecar's front ends).
+    #[test]
+    fn no_server_stack_in_the_core() {
+        let manifest = include_str!("../Cargo.toml");
+        let deps = manifest
+            .split("[dependencies]")
+            .nth(1)
+            .expect("a [dependencies] table");
+        for name in [
+            "tonic",
+            "prost",
+            "axum",
+            "envoy-types",
+            "telemetry",
+            "http-server",
+            "hyper =",
+        ] {
+            assert!(
+                !deps.lines().any(|l| l.trim_start().starts_with(name)),
+                "sidecar-core depends on {name}"
+            );
+        }
+    }
+}

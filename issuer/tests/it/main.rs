@@ -8,6 +8,7 @@ mod github;
 mod http;
 mod interop;
 mod keys;
+mod layers;
 mod limits;
 mod mail;
 mod mfa;

@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::domain::rotation::{self, RotationError};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Authenticated, Client};
+use crate::service::admin::Admin;
 use crate::service::keyring::created_kid;
 use crate::store::AuditEvent;
 use crate::store::StoredKey;
@@ -89,9 +90,9 @@ async fn list_views(state: &AppState) -> ApiResult<Json<serde_json::Value>> {
 )]
 pub async fn list(
     State(state): State<AppState>,
-    auth: Authenticated,
+    admin: Admin,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    let _auth = admin.auth();
     list_views(&state).await
 }
 
@@ -119,10 +120,10 @@ struct RotateRequest {
 pub async fn rotate(
     State(state): State<AppState>,
     client: Client,
-    auth: Authenticated,
+    admin: Admin,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_recent_admin(&state, &auth).await?;
+    let auth = admin.recent(&state).await?;
     let req: RotateRequest = if body.is_empty() {
         RotateRequest::default()
     } else {
@@ -153,7 +154,7 @@ pub async fn rotate(
     state
         .audit(
             AuditEvent::new(now * 1000, "key_rotated")
-                .by(&auth)
+                .by(auth)
                 .target(new_kid.as_deref().unwrap_or_default())
                 .client(&client)
                 .meta(serde_json::json!({"kid": new_kid})),
@@ -177,10 +178,10 @@ pub async fn rotate(
 pub async fn revoke(
     State(state): State<AppState>,
     client: Client,
-    auth: Authenticated,
+    admin: Admin,
     Path(kid): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_recent_admin(&state, &auth).await?;
+    let auth = admin.recent(&state).await?;
     let now = state.now().secs();
     let alg = state.settings.keys.signing_alg;
     state
@@ -196,7 +197,7 @@ pub async fn revoke(
     state
         .audit(
             AuditEvent::new(now * 1000, "key_revoked")
-                .by(&auth)
+                .by(auth)
                 .target(&kid)
                 .client(&client),
         )

@@ -13,9 +13,8 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin::require_admin;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::Authenticated;
+use crate::service::admin::Admin;
 use crate::store::{civil_date, AuditFilter, Outcome};
 use crate::AppState;
 
@@ -134,10 +133,10 @@ impl AuditQuery {
 )]
 pub async fn list(
     State(state): State<AppState>,
-    auth: Authenticated,
+    admin: Admin,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    let _auth = admin.auth();
     let (filter, limit) = q.filter()?;
     let limit = limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -176,10 +175,10 @@ pub async fn list(
 )]
 pub async fn export(
     State(state): State<AppState>,
-    auth: Authenticated,
+    admin: Admin,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Response> {
-    require_admin(&auth)?;
+    let _auth = admin.auth();
     let (filter, limit) = q.filter()?;
     if limit.is_some() {
         return Err(ApiError::bad_request(
@@ -252,10 +251,10 @@ pub struct SummaryQuery {
 )]
 pub async fn daily(
     State(state): State<AppState>,
-    auth: Authenticated,
+    admin: Admin,
     Query(q): Query<SummaryQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    let _auth = admin.auth();
     let days = q.days.unwrap_or(7);
     if !(1..=MAX_SUMMARY_DAYS).contains(&days) {
         return Err(ApiError::bad_request(

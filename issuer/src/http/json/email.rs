@@ -383,7 +383,7 @@ async fn mail_reset(state: &AppState, email: &str, client: &Client, now: Now) ->
         &link(state, "/auth/password/reset", &token),
         &human_duration(ttl),
     );
-    crate::service::mail::send(&state, mail)
+    crate::service::mail::send(state, mail)
         .await
         .map_err(ApiError::internal)?;
     state.audit(event).await;

@@ -10,9 +10,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin::require_admin;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::service::admin::Admin;
 use crate::service::roles::{valid_name, MAX_NAME_LEN};
 use crate::store::AuditEvent;
 use crate::AppState;
@@ -41,9 +41,9 @@ fn invalid(message: String) -> ApiError {
 )]
 pub async fn list(
     State(state): State<AppState>,
-    auth: Authenticated,
+    admin: Admin,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    let _auth = admin.auth();
     let map = state
         .store
         .permission_map()

@@ -10,9 +10,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin::require_admin;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::service::admin::Admin;
 use crate::service::teams::{membership_result, valid_slug};
 use crate::store::{AuditEvent, Outcome};
 use crate::store::{CreateTeam, TEAM_ROLES};
@@ -127,9 +127,9 @@ pub async fn create(
 )]
 pub async fn list(
     State(state): State<AppState>,
-    auth: Authenticated,
+    admin: Admin,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    let _auth = admin.auth();
     let teams = state.store.teams().await.map_err(ApiError::internal)?;
     let teams: Vec<_> = teams
         .iter()

@@ -8,10 +8,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin::require_admin;
 use super::auth::UserView;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::service::admin::Admin;
 use crate::service::roles::check_roles;
 use crate::store::AuditEvent;
 use crate::store::{Changed, DeleteUser, ProfileChange, UserChange};
@@ -54,10 +54,10 @@ fn self_refused(what: &str) -> ApiError {
 )]
 pub async fn get(
     State(state): State<AppState>,
-    auth: Authenticated,
+    admin: Admin,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    let _auth = admin.auth();
     let user = state
         .store
         .user_by_id(&id)
@@ -242,10 +242,10 @@ pub struct ListQuery {
 )]
 pub async fn list(
     State(state): State<AppState>,
-    auth: Authenticated,
+    admin: Admin,
     axum::extract::Query(q): axum::extract::Query<ListQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&auth)?;
+    let _auth = admin.auth();
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(

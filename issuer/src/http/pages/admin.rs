@@ -25,6 +25,10 @@ pub async fn admin(
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
+    let admin = match crate::service::admin::require_admin(auth.clone()) {
+        Ok(admin) => admin,
+        Err(e) => return error_page("Administration", e).await,
+    };
     let me = auth.user.id.clone();
     let q = query.q.unwrap_or_default();
     let list = crate::http::json::users::ListQuery {
@@ -32,8 +36,12 @@ pub async fn admin(
         after: None,
         limit: Some(100),
     };
-    let body = match crate::http::json::users::list(State(state.clone()), auth.clone(), Query(list))
-        .await
+    let body = match crate::http::json::users::list(
+        State(state.clone()),
+        admin.clone(),
+        Query(list),
+    )
+    .await
     {
         Ok(j) => j.0,
         Err(e) => return error_page("Administration", e).await,
@@ -42,7 +50,7 @@ pub async fn admin(
     let users = body["users"].as_array().unwrap_or(&empty);
     let daily = crate::http::json::audit::daily(
         State(state.clone()),
-        auth.clone(),
+        admin.clone(),
         Query(crate::http::json::audit::SummaryQuery { days: Some(14) }),
     )
     .await
@@ -50,7 +58,7 @@ pub async fn admin(
     .unwrap_or(Value::Null);
     let events = crate::http::json::audit::list(
         State(state.clone()),
-        auth,
+        admin,
         Query(crate::http::json::audit::AuditQuery {
             limit: Some(15),
             ..Default::default()
@@ -234,15 +242,19 @@ pub async fn admin_user_page(
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
+    let admin = match crate::service::admin::require_admin(auth.clone()) {
+        Ok(admin) => admin,
+        Err(e) => return error_page("Administration", e).await,
+    };
     let me = auth.user.id == id;
     let user =
-        match crate::http::json::users::get(State(state.clone()), auth.clone(), Path(id.clone()))
+        match crate::http::json::users::get(State(state.clone()), admin.clone(), Path(id.clone()))
             .await
         {
             Ok(j) => j.0,
             Err(e) => return error_page("Administration", e).await,
         };
-    let teams = crate::http::json::teams::list(State(state.clone()), auth)
+    let teams = crate::http::json::teams::list(State(state.clone()), admin)
         .await
         .map(|j| j.0["teams"].as_array().cloned().unwrap_or_default())
         .unwrap_or_default();
@@ -376,7 +388,11 @@ pub async fn admin_teams(State(state): State<AppState>, headers: HeaderMap) -> R
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
-    let teams = match crate::http::json::teams::list(State(state.clone()), auth).await {
+    let admin = match crate::service::admin::require_admin(auth.clone()) {
+        Ok(admin) => admin,
+        Err(e) => return error_page("Teams", e).await,
+    };
+    let teams = match crate::http::json::teams::list(State(state.clone()), admin).await {
         Ok(j) => j.0["teams"].as_array().cloned().unwrap_or_default(),
         Err(e) => return error_page("Teams", e).await,
     };
