@@ -29,7 +29,7 @@ impl Admin {
     /// forgotten admin token alone must not disable users, reset factors,
     /// grant roles or touch keys. Reads need only the role.
     pub async fn recent(&self, state: &AppState) -> Result<&Authenticated> {
-        crate::service::mfa::require_recent_for(state, &self.0, state.now(), "an admin action")
+        crate::service::factors::require_recent_for(state, &self.0, state.now(), "an admin action")
             .await?;
         Ok(&self.0)
     }

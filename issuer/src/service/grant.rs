@@ -15,57 +15,11 @@ use crate::store::{AuditEvent, Outcome};
 use crate::store::{NewSession, Session, User};
 use crate::AppState;
 
+pub use crate::service::signin::{Delivery, Refresh, SignIn, Tokens};
+
 pub const REFRESH_COOKIE: &str = "__Host-refresh_token";
 /// The `teams` claim's JSON at most, whatever `--max-token-teams` says.
 const MAX_TEAMS_CLAIM_BYTES: usize = 3 * 1024;
-
-/// Tokens for a session: a new access token, and the refresh token that
-/// now stands for the session (none for a step-up, which keeps it).
-#[derive(Debug)]
-pub struct Tokens {
-    pub access_token: String,
-    /// Seconds.
-    pub expires_in: i64,
-    pub session_id: String,
-    pub refresh: Option<Refresh>,
-}
-
-#[derive(Debug)]
-pub struct Refresh {
-    pub token: String,
-    pub delivery: Delivery,
-    /// The cookie's lifetime: the session's idle timeout, in seconds.
-    pub max_age: i64,
-}
-
-/// What a proved first factor (or a completed second) leads to.
-#[derive(Debug)]
-pub enum SignIn {
-    Tokens(Tokens),
-    /// The user has a second factor: prove it with this ticket.
-    SecondFactor {
-        ticket: String,
-        methods: Vec<&'static str>,
-        expires_in: i64,
-    },
-    /// A role of the user needs a second factor they do not have yet: set
-    /// one up with this ticket.
-    Enrol {
-        ticket: String,
-        expires_in: i64,
-    },
-}
-
-/// Where the refresh token goes besides the cookie. A sign-in from a
-/// browser (it sends `Origin` or fetch metadata, which no page can remove)
-/// and a refresh that presented the cookie get it in the `HttpOnly` cookie
-/// alone, so one injected script on the origin cannot read it; API clients,
-/// and a refresh that sent it in the body, get it in the body too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    CookieOnly,
-    CookieAndBody,
-}
 
 /// Whether `user` holds a role that needs a second factor.
 pub fn role_needs_second_factor(state: &AppState, user: &User) -> bool {
@@ -204,12 +158,14 @@ async fn grant(
                     .await
                     .map_err(ApiError::internal)?;
                 if mfa.any() {
-                    return crate::service::mfa::challenge(state, client, user, amr, mfa, now)
+                    return crate::service::tickets::challenge(state, client, user, amr, mfa, now)
                         .await;
                 }
                 if role_needs_second_factor(state, user) {
-                    return crate::service::mfa::enrolment_required(state, client, user, amr, now)
-                        .await;
+                    return crate::service::tickets::enrolment_required(
+                        state, client, user, amr, now,
+                    )
+                    .await;
                 }
             }
             let session_id = new_id();

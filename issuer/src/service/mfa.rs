@@ -4,9 +4,6 @@
 //! Every sign-in that meets a second factor ends in `grant::start_session`
 //! (with `mfa` in its `amr`), and every step-up in `grant::step_up`.
 
-/// How long a ticket lasts, for the answer that carries it.
-pub const TICKET_LIFETIME_SECS: i64 = TICKET_SECS;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Serialize;
@@ -14,105 +11,23 @@ use serde_json::json;
 
 use crate::domain::clock::Now;
 use crate::domain::mfa as core;
-use crate::domain::tokens::{random_b64, refresh_token_hash};
+use crate::domain::tokens::refresh_token_hash;
 use crate::service::admin::Admin;
 use crate::service::context::{Authenticated, Client};
 use crate::service::error::{Error as ApiError, Kind, Result as ApiResult};
+pub use crate::service::factors::{
+    end_sessions_of_factor, factor_changed, first_factor_added, notify, require_recent,
+    require_recent_for, wait_error,
+};
 use crate::service::grant::{self, SignIn, Tokens};
-use crate::store::{AuditEvent, MfaStatus, Outcome, User};
+use crate::service::tickets::{methods, ENROL};
+use crate::store::{AuditEvent, Outcome, User};
 use crate::AppState;
 
-/// How long a sign-in may wait for its second factor.
-const TICKET_SECS: i64 = 300;
 const ISSUER_LABEL: &str = "DevMentor";
 
 fn sealed_aad(user_id: &str) -> String {
     format!("totp:{user_id}")
-}
-
-fn methods(status: MfaStatus) -> Vec<&'static str> {
-    let mut m = Vec::new();
-    if status.totp {
-        m.push("totp");
-    }
-    if status.passkeys > 0 {
-        m.push("passkey");
-    }
-    if status.recovery_codes_left > 0 {
-        m.push("recovery_code");
-    }
-    m
-}
-
-/// Prefix of the `amr` kept with a ticket that may only enrol a factor.
-const ENROL: &str = "enrol:";
-
-async fn new_ticket(state: &AppState, user: &User, amr: &str, now: Now) -> ApiResult<String> {
-    let ticket = format!("mt_{}", random_b64(32).map_err(ApiError::internal)?);
-    state
-        .store
-        .create_mfa_ticket(
-            &refresh_token_hash(&ticket),
-            &user.id,
-            amr,
-            now.secs(),
-            now.secs() + TICKET_SECS,
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(ticket)
-}
-
-/// A user whose role requires a second factor and who has none: no
-/// tokens, but a ticket that can only enrol TOTP (and then signs in).
-pub async fn enrolment_required(
-    state: &AppState,
-    client: &Client,
-    user: &User,
-    amr: &str,
-    now: Now,
-) -> ApiResult<SignIn> {
-    let ticket = new_ticket(state, user, &format!("{ENROL}{amr}"), now).await?;
-    state.metrics.login("mfa_enrollment_required");
-    state
-        .audit(
-            AuditEvent::new(now.ms, "mfa_enrollment_required")
-                .user(user)
-                .client(client)
-                .outcome(Outcome::Denied, "mfa_enrollment_required"),
-        )
-        .await;
-    Ok(SignIn::Enrol {
-        ticket,
-        expires_in: TICKET_SECS,
-    })
-}
-
-/// Answers a correct first factor of a user with a second one: a ticket
-/// for `/auth/mfa/verify` instead of tokens.
-pub async fn challenge(
-    state: &AppState,
-    client: &Client,
-    user: &User,
-    amr: &str,
-    status: MfaStatus,
-    now: Now,
-) -> ApiResult<SignIn> {
-    let ticket = new_ticket(state, user, amr, now).await?;
-    state.metrics.login("mfa_required");
-    state
-        .audit(
-            AuditEvent::new(now.ms, "mfa_challenge")
-                .user(user)
-                .client(client)
-                .meta(json!({"amr": amr})),
-        )
-        .await;
-    Ok(SignIn::SecondFactor {
-        ticket,
-        methods: methods(status),
-        expires_in: TICKET_SECS,
-    })
 }
 
 /// `GET /auth/mfa`: the caller's factors.
@@ -316,59 +231,6 @@ pub async fn confirm_totp(
     Ok(codes)
 }
 
-/// The user's first second factor: every other session was one-factor and
-/// ends; the current one (which just proved the factor) counts as
-/// two-factor from now on (its next refresh or step-up shows it).
-/// `by_passkey`: the passkey that is the factor, if one is (removing it
-/// then ends the session).
-pub async fn first_factor_added(
-    state: &AppState,
-    user: &User,
-    session: Option<&crate::store::Session>,
-    word: &str,
-    by_passkey: Option<&str>,
-    now: Now,
-) -> ApiResult<()> {
-    let records = match session {
-        Some(s) => {
-            state
-                .store
-                .step_up_session(
-                    &s.id,
-                    &core::with_second_factor(&s.amr, word),
-                    now.secs(),
-                    by_passkey,
-                )
-                .await
-                .map_err(ApiError::internal)?;
-            state
-                .store
-                .revoke_other_sessions(
-                    &user.id,
-                    &s.id,
-                    "mfa_enabled",
-                    now.ms,
-                    state.revocation_expiry(now),
-                )
-                .await
-        }
-        None => {
-            state
-                .store
-                .revoke_all_sessions(
-                    &user.id,
-                    "mfa_enabled",
-                    now.ms,
-                    state.revocation_expiry(now),
-                )
-                .await
-        }
-    }
-    .map_err(ApiError::internal)?;
-    state.published(records).await;
-    Ok(())
-}
-
 async fn confirm_enrolment(
     state: &AppState,
     client: &Client,
@@ -435,57 +297,6 @@ async fn new_recovery_codes(state: &AppState, user_id: &str, now: Now) -> ApiRes
     Ok(codes)
 }
 
-/// Changes to the factors need an authentication at most this old.
-/// Changing factors needs a recent authentication, and for a user who
-/// has a second factor, a recent one *with* it: a password (or a stolen
-/// token) alone must not add, replace or remove factors.
-pub async fn require_recent(state: &AppState, auth: &Authenticated, now: Now) -> ApiResult<()> {
-    require_recent_for(state, auth, now, "changing second factors").await
-}
-
-/// The same rule before `what` (admin actions use it too).
-pub async fn require_recent_for(
-    state: &AppState,
-    auth: &Authenticated,
-    now: Now,
-    what: &str,
-) -> ApiResult<()> {
-    let max_age = state.settings.mfa_recent_auth_secs;
-    // How recent, from the token presented: a step-up mints a new token,
-    // and must not also freshen one that leaked earlier.
-    let auth_time = auth.claims.auth_time.unwrap_or(i64::MIN / 2);
-    let recent = now.secs() - auth_time <= max_age;
-    let has_factor = state
-        .store
-        .mfa_status(&auth.user.id)
-        .await
-        .map_err(ApiError::internal)?
-        .any();
-    // The factor, from the session: a step-up down to the password alone
-    // weakens every token of it; a first factor just added strengthens it.
-    let with_mfa = auth.session.amr.split_whitespace().any(|w| w == "mfa");
-    if recent && (with_mfa || !has_factor) {
-        return Ok(());
-    }
-    let mut e = ApiError::unauthorized(
-        "recent_authentication_required",
-        if has_factor {
-            format!("step up with a second factor (POST /auth/mfa/step-up) within {max_age} s before {what}")
-        } else {
-            format!("authenticate again (POST /auth/mfa/step-up) within {max_age} s before {what}")
-        },
-    );
-    let acr = if has_factor {
-        format!(", acr_values=\"{}\"", core::ACR_TWO_FACTORS)
-    } else {
-        String::new()
-    };
-    e.challenge = Some(format!(
-        "Bearer error=\"insufficient_user_authentication\", error_description=\"recent authentication required\"{acr}, max_age={max_age}"
-    ));
-    Err(e)
-}
-
 /// `DELETE /auth/mfa/totp`: removes TOTP and the recovery codes; needs a
 /// recent authentication.
 /// Removes TOTP and the recovery codes; needs a recent authentication.
@@ -516,28 +327,6 @@ pub async fn remove_totp(state: &AppState, client: &Client, auth: &Authenticated
         "The second factors of your account were removed.",
     )
     .await;
-    Ok(())
-}
-
-/// A removed factor's sessions (`which` names them) end with it.
-pub async fn end_sessions_of_factor(
-    state: &AppState,
-    user_id: &str,
-    which: crate::store::Which<'_>,
-    now: Now,
-) -> ApiResult<()> {
-    let ended = state
-        .store
-        .revoke_sessions(
-            user_id,
-            which,
-            "factor_removed",
-            now.ms,
-            state.revocation_expiry(now),
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    state.published(ended).await;
     Ok(())
 }
 
@@ -655,27 +444,6 @@ async fn check_factor(
 /// step-up, a reset) never clears it.
 fn factor_key(user: &User) -> String {
     format!("mfa:{}", user.id)
-}
-
-/// A delay's refusal (429 with `Retry-After`), or the lock's.
-pub fn wait_error(code: &'static str, until: i64, now: Now) -> ApiError {
-    let secs = (until - now.ms + 999) / 1000;
-    let locked = until >= i64::MAX / 4;
-    let mut e = ApiError::new(
-        Kind::TooMany,
-        code,
-        if locked {
-            "too many wrong codes: second factors are locked for this account; an administrator can clear it".to_string()
-        } else {
-            format!("too many failed attempts for this account; retry in {secs} s")
-        },
-    );
-    e.retry_after = Some(if locked {
-        86_400
-    } else {
-        u64::try_from(secs).unwrap_or(1).max(1)
-    });
-    e
 }
 
 /// Counts an attempt at the user's second factor before it is checked:
@@ -947,31 +715,4 @@ pub async fn admin_reset(
         removed,
         sessions_ended: ended,
     })
-}
-
-/// A change to the caller's own factors: audited in their session, and
-/// told to the account's address.
-pub async fn factor_changed(
-    state: &AppState,
-    auth: &Authenticated,
-    client: &Client,
-    event: AuditEvent,
-    notice: &str,
-) {
-    state
-        .audit(
-            event
-                .user(&auth.user)
-                .session(&auth.session.id)
-                .client(client),
-        )
-        .await;
-    notify(state, &auth.user, notice).await;
-}
-
-pub async fn notify(state: &AppState, user: &User, what: &str) {
-    let mail = crate::service::mail::templates::mfa_changed(&user.email, what);
-    if let Err(e) = crate::service::mail::send(state, mail).await {
-        tracing::error!(error = %e, "MFA notice not queued");
-    }
 }

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod context;
 pub mod email;
 pub mod error;
+pub mod factors;
 pub mod feed;
 pub mod github_client;
 pub mod grant;
@@ -20,7 +21,9 @@ pub mod password_check;
 pub mod redirects;
 pub mod roles;
 pub mod sessions;
+pub mod signin;
 pub mod state;
 pub mod teams;
+pub mod tickets;
 
 pub use error::Error;

@@ -187,7 +187,7 @@ pub struct Started {
 pub async fn register_start(state: &AppState, auth: &Authenticated) -> ApiResult<Started> {
     let rp = rp(state)?;
     let now = state.now();
-    crate::service::mfa::require_recent(state, auth, now).await?;
+    crate::service::factors::require_recent(state, auth, now).await?;
     let existing = state
         .store
         .passkeys_of(&auth.user.id)
@@ -260,7 +260,7 @@ pub async fn register_finish(
 ) -> ApiResult<PasskeyView> {
     let rp = rp(state)?;
     let now = state.now();
-    crate::service::mfa::require_recent(state, auth, now).await?;
+    crate::service::factors::require_recent(state, auth, now).await?;
     let name = valid_name(name)?;
     let had_factor = state
         .store
@@ -311,7 +311,7 @@ pub async fn register_finish(
             "hwk"
         };
         let session = Some(&auth.session);
-        crate::service::mfa::first_factor_added(
+        crate::service::factors::first_factor_added(
             state,
             &auth.user,
             session,
@@ -321,7 +321,7 @@ pub async fn register_finish(
         )
         .await?;
     }
-    crate::service::mfa::factor_changed(
+    crate::service::factors::factor_changed(
         state,
         auth,
         client,
@@ -375,7 +375,7 @@ pub async fn delete(
     id: &str,
 ) -> ApiResult<()> {
     let now = state.now();
-    crate::service::mfa::require_recent(state, auth, now).await?;
+    crate::service::factors::require_recent(state, auth, now).await?;
     let found = state.store.delete_passkey(&auth.user.id, id).await?;
     if !found {
         return Err(ApiError::not_found("no such passkey"));
@@ -383,8 +383,8 @@ pub async fn delete(
     // The sessions it opened end with it (this one, which just proved a
     // recent authentication, stays).
     let which = Which::OpenedByBut(id, &auth.session.id);
-    crate::service::mfa::end_sessions_of_factor(state, &auth.user.id, which, now).await?;
-    crate::service::mfa::factor_changed(
+    crate::service::factors::end_sessions_of_factor(state, &auth.user.id, which, now).await?;
+    crate::service::factors::factor_changed(
         state,
         auth,
         client,

@@ -28,7 +28,11 @@ pub async fn check(
         .map_err(ApiError::internal)?;
     if let Err(until) = reserved {
         state.metrics.login("delayed");
-        return Err(crate::service::mfa::wait_error("login_delayed", until, now));
+        return Err(crate::service::factors::wait_error(
+            "login_delayed",
+            until,
+            now,
+        ));
     }
     let verified = state
         .hasher

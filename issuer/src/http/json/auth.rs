@@ -6,10 +6,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::sessions::clear_cookie_response;
 use crate::domain::password;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::http::tokens::clear_cookie_response;
 use crate::service::accounts;
 use crate::store::{AuditEvent, User};
 use crate::AppState;

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use super::auth::UserView;
 use crate::http::error::{ApiError, ApiResult};
 pub use crate::http::extract::cookie_value;
 use crate::http::extract::{Authenticated, Client};
+pub use crate::http::tokens::clear_cookie_response;
 use crate::service::grant::{Delivery, REFRESH_COOKIE};
 use crate::service::sessions;
 use crate::AppState;
@@ -61,17 +62,6 @@ pub async fn refresh(
     Ok(sessions::refresh(&state, &client, &presented, delivery)
         .await?
         .into_response())
-}
-
-pub fn clear_cookie_response() -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "__Host-refresh_token=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
-    );
-    response
 }
 
 #[utoipa::path(
