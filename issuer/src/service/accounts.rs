@@ -230,3 +230,59 @@ fn upgrade_hash_later(state: &AppState, user: &User, password: String) {
         }
     });
 }
+
+/// Changes the password; every session ends, this one included.
+pub async fn change_password(
+    state: &AppState,
+    client: &Client,
+    auth: &crate::service::context::Authenticated,
+    current_password: String,
+    new_password: String,
+) -> ApiResult<()> {
+    let verified = crate::service::password_check::check(
+        state,
+        &auth.user.email,
+        Some(auth.user.password_hash.clone()).filter(|_| auth.user.has_password()),
+        current_password,
+        state.now(),
+    )
+    .await?;
+    if !verified.ok {
+        return Err(ApiError::forbidden("current password is incorrect"));
+    }
+    if let Some(reason) = password::weakness(&new_password, &auth.user.email) {
+        return Err(ApiError::new(Kind::Unprocessable, "weak_password", reason));
+    }
+    let new_hash = state
+        .hasher
+        .hash(new_password)
+        .await
+        .map_err(ApiError::from)?;
+    let now = state.now();
+    let records = state
+        .store
+        .change_password(
+            &auth.user.id,
+            &new_hash,
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await?;
+    state.published(records).await;
+    state
+        .audit(
+            AuditEvent::new(now.ms, "password_changed")
+                .user(&auth.user)
+                .session(&auth.session.id)
+                .client(client),
+        )
+        .await;
+    crate::service::email::notify_password_changed(
+        state,
+        &auth.user.email,
+        "from account settings",
+        client,
+    )
+    .await;
+    Ok(())
+}

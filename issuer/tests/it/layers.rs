@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 const NOT_YET: &[(&str, &str)] = &[
     // Admin pages still call the users, audit and teams handlers.
     ("http/pages/admin.rs", "crate::http::json"),
-    // Password change, profile and linked identities on the account page.
-    ("http/pages/account.rs", "crate::http::json"),
     // GitHub's OAuth start (login, link) and unlink from the pages.
     ("http/pages/github.rs", "crate::http::json"),
 ];

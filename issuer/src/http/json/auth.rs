@@ -6,12 +6,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::password;
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::ApiResult;
 use crate::http::extract::{ApiJson, Authenticated, Client};
 use crate::http::tokens::clear_cookie_response;
 use crate::service::accounts;
-use crate::store::{AuditEvent, User};
+use crate::store::User;
 use crate::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -150,55 +149,13 @@ pub async fn change_password(
     auth: Authenticated,
     ApiJson(req): ApiJson<PasswordChangeRequest>,
 ) -> ApiResult<Response> {
-    let verified = crate::service::password_check::check(
+    accounts::change_password(
         &state,
-        &auth.user.email,
-        Some(auth.user.password_hash.clone()).filter(|_| auth.user.has_password()),
+        &client,
+        &auth,
         req.current_password,
-        state.now(),
+        req.new_password,
     )
     .await?;
-    if !verified.ok {
-        return Err(ApiError::forbidden("current password is incorrect"));
-    }
-    if let Some(reason) = password::weakness(&req.new_password, &auth.user.email) {
-        return Err(ApiError::new(
-            crate::service::error::Kind::Unprocessable,
-            "weak_password",
-            reason,
-        ));
-    }
-    let new_hash = state
-        .hasher
-        .hash(req.new_password)
-        .await
-        .map_err(ApiError::from)?;
-    let now = state.now();
-    let records = state
-        .store
-        .change_password(
-            &auth.user.id,
-            &new_hash,
-            now.ms,
-            state.revocation_expiry(now),
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    state.published(records).await;
-    state
-        .audit(
-            AuditEvent::new(now.ms, "password_changed")
-                .user(&auth.user)
-                .session(&auth.session.id)
-                .client(&client),
-        )
-        .await;
-    crate::service::email::notify_password_changed(
-        &state,
-        &auth.user.email,
-        "from account settings",
-        &client,
-    )
-    .await;
     Ok(clear_cookie_response())
 }

@@ -800,16 +800,6 @@ fn redirect_carrying_cookies(to: &str, tokens: &Response) -> ApiResult<Response>
     Ok(r)
 }
 
-#[derive(Serialize)]
-struct IdentityView {
-    provider: String,
-    subject: String,
-    login: String,
-    email: Option<String>,
-    linked_at: i64,
-    last_used_at: i64,
-}
-
 #[utoipa::path(
     get,
     path = "/auth/identities",
@@ -825,22 +815,7 @@ pub async fn identities(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let list = state
-        .store
-        .identities_of(&auth.user.id)
-        .await
-        .map_err(ApiError::internal)?;
-    let views: Vec<IdentityView> = list
-        .into_iter()
-        .map(|i| IdentityView {
-            provider: i.provider,
-            subject: i.subject,
-            login: i.login,
-            email: i.email,
-            linked_at: i.linked_at,
-            last_used_at: i.last_used_at,
-        })
-        .collect();
+    let views = crate::service::identities::list(&state, &auth).await?;
     Ok(Json(json!({
         "identities": views,
         "has_password": auth.user.has_password(),

@@ -123,7 +123,7 @@ pub async fn change(
     let admin_metadata = req
         .admin_metadata
         .as_ref()
-        .map(super::profile::checked_metadata)
+        .map(crate::service::profile::checked_metadata)
         .transpose()?;
     if let Some(roles) = &req.roles {
         check_roles(roles)?;
@@ -206,7 +206,7 @@ fn view(user: &crate::store::User) -> serde_json::Value {
     json!({
         "user": UserView::from(user),
         "disabled": user.disabled_at.is_some(),
-        "profile": super::profile::view(user),
+        "profile": crate::service::profile::view(user),
     })
 }
 

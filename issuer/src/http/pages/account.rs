@@ -23,10 +23,9 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
         .await
         .map(|f| f.totp)
         .unwrap_or(false);
-    let identities = crate::http::json::github::identities(State(state.clone()), auth.clone())
+    let linked = crate::service::identities::list(&state, &auth)
         .await
-        .map(|j| j.0)
-        .unwrap_or(Value::Null);
+        .unwrap_or_default();
     let name = auth.user.name.clone().unwrap_or_default();
     let verified = auth.user.email_verified_at.is_some();
     let has_password = auth.user.has_password();
@@ -102,12 +101,11 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
                 button type="submit" { "Change password" }
             }
             h2 { "Linked accounts" }
-            @let linked = identities["identities"].as_array().cloned().unwrap_or_default();
             ul id="identities" {
                 @for i in &linked {
-                    @let provider = i["provider"].as_str().unwrap_or_default();
+                    @let provider = i.provider.as_str();
                     li {
-                        "GitHub: " strong { (i["login"].as_str().unwrap_or_default()) } " "
+                        "GitHub: " strong { (i.login) } " "
                         form.inline method="post" action={ "/auth/ui/identities/" (provider) "/unlink" } {
                             button type="submit" aria-label={ "Unlink " (provider) } { "Unlink" }
                         }
@@ -210,30 +208,24 @@ pub async fn password(
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
-    let request = crate::http::json::auth::PasswordChangeRequest {
-        current_password: form.current_password,
-        new_password: form.new_password,
-    };
-    let (status, _, body) = answer_of(
-        crate::http::json::auth::change_password(
-            State(state.clone()),
-            client,
-            auth,
-            ApiJson(request),
-        )
-        .await,
+    let changed = crate::service::accounts::change_password(
+        &state,
+        &client,
+        &auth,
+        form.current_password,
+        form.new_password,
     )
     .await;
-    if !status.is_success() {
+    if let Err(e) = changed {
         return with_status(
             page(
                 "Password not changed",
                 html! {
-                    (error_box(Some(&message_of(&body))))
+                    (error_box(Some(&e.message)))
                     p { a href="/auth/ui/account" { "Back to your account" } }
                 },
             ),
-            status,
+            status_of(&e),
         );
     }
     // Every session ended, this one too: sign in with the new password.
@@ -284,14 +276,8 @@ pub async fn profile(
         return to_login();
     };
     let name = Some(form.name).filter(|n| !n.trim().is_empty());
-    let request = crate::http::json::profile::ProfileRequest {
-        name: Some(name),
-        avatar_url: None,
-        metadata: None,
-    };
     back_or_error(
-        crate::http::json::profile::update(State(state.clone()), client, auth, ApiJson(request))
-            .await,
+        crate::service::profile::update(&state, &client, &auth, Some(name), None, None).await,
         "Your account",
         "/auth/ui/account",
     )
