@@ -3,6 +3,7 @@
 //! security headers) and the one place service errors become responses
 //! (`error`).
 
+pub mod answers;
 pub mod browser;
 pub mod error;
 pub mod extract;

@@ -41,12 +41,6 @@ pub async fn register_start(
     Ok(Json(passkeys::register_start(&state, &auth).await?))
 }
 
-/// The answer to a finished registration (201).
-pub fn added(view: &passkeys::PasskeyView) -> Response {
-    let body = json!({"id": view.id, "name": view.name, "created_at": view.created_at});
-    (StatusCode::CREATED, Json(body)).into_response()
-}
-
 /// `POST /auth/passkeys/register/finish {ceremony_id, credential, name?}`.
 #[utoipa::path(
     post,
@@ -75,7 +69,7 @@ pub async fn register_finish(
         req.name.as_deref(),
     )
     .await?;
-    Ok(added(&view))
+    Ok(crate::http::answers::passkey_added(&view))
 }
 
 /// `GET /auth/passkeys`.

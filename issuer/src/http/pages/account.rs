@@ -157,11 +157,7 @@ async fn refreshed_auth(
     client: &Client,
     headers: &HeaderMap,
 ) -> Option<Authenticated> {
-    let presented = cookie_value(headers, REFRESH_COOKIE)?;
-    let delivery = crate::service::grant::Delivery::CookieOnly;
-    let tokens = crate::service::sessions::refresh(state, client, &presented, delivery)
-        .await
-        .ok()?;
+    let tokens = refresh_cookie_session(state, client, headers).await?;
     // Straight from our own rotation of the refresh cookie.
     crate::service::context::authenticate(state, &tokens.access_token, state.now())
         .await

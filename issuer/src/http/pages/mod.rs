@@ -288,6 +288,21 @@ fn signed_in(state: &AppState, tokens: &Tokens, to: &str) -> Response {
     response
 }
 
+/// The session of the browser's refresh cookie, through one rotation (the
+/// next refresh token goes in the cookie only); `None` without a cookie or
+/// when the refresh is refused.
+async fn refresh_cookie_session(
+    state: &AppState,
+    client: &Client,
+    headers: &HeaderMap,
+) -> Option<Tokens> {
+    let presented = cookie_value(headers, REFRESH_COOKIE)?;
+    let delivery = crate::service::grant::Delivery::CookieOnly;
+    crate::service::sessions::refresh(state, client, &presented, delivery)
+        .await
+        .ok()
+}
+
 /// A query-string or path component, percent-encoded (all but unreserved).
 fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -111,10 +111,7 @@ pub async fn passkey_register_finish(
     )
     .await;
     match added {
-        Ok(view) => {
-            let body = serde_json::json!({"id": view.id, "name": view.name, "created_at": view.created_at});
-            (StatusCode::CREATED, axum::Json(body)).into_response()
-        }
+        Ok(view) => crate::http::answers::passkey_added(&view),
         Err(e) => e.into_response(),
     }
 }

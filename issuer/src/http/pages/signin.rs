@@ -235,13 +235,9 @@ pub async fn resume(
         Ok(to) => to,
         Err(e) => return error_page("Sign in", e).await,
     };
-    let Some(presented) = cookie_value(&headers, REFRESH_COOKIE) else {
-        return signed_out();
-    };
-    let delivery = crate::service::grant::Delivery::CookieOnly;
-    match crate::service::sessions::refresh(&state, &client, &presented, delivery).await {
-        Ok(tokens) => signed_in(&state, &tokens, &to),
-        Err(_) => signed_out(),
+    match refresh_cookie_session(&state, &client, &headers).await {
+        Some(tokens) => signed_in(&state, &tokens, &to),
+        None => signed_out(),
     }
 }
 
