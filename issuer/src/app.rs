@@ -119,6 +119,7 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
     let github =
         github_client::GitHub::from_settings(&settings.github, &settings.issuer_url)?.map(Arc::new);
     let limiter = Arc::new(ratelimit::Limiter::new(settings.redis_url.as_deref())?);
+    limiter.connect(std::time::Duration::from_secs(2)).await;
     let mailer = mail::Mailer::from_settings(&settings.mail)?.map(Arc::new);
     let webauthn = crate::service::passkeys::relying_party(&settings)?.map(Arc::new);
     let tracing = settings

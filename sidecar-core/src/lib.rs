@@ -20,6 +20,7 @@ pub mod revocations;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::authz::Authorizer;
@@ -31,6 +32,24 @@ use crate::policy::Policy;
 pub struct Running {
     pub authz: Arc<Authorizer>,
     tasks: Vec<JoinHandle<()>>,
+    /// The one shutdown signal every follower watches.
+    stop: watch::Sender<bool>,
+}
+
+/// Runs `work` until it ends or `stop` says so (the follower then ends at
+/// its current await point: between steps, never inside a cache swap).
+fn until_stopped(
+    runtime: &tokio::runtime::Handle,
+    stop: &watch::Sender<bool>,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    let mut stopped = stop.subscribe();
+    runtime.spawn(async move {
+        tokio::select! {
+            () = work => {}
+            _ = stopped.wait_for(|s| *s) => {}
+        }
+    })
 }
 
 /// The validated settings and policy as an authorizer (no keys yet).
@@ -40,14 +59,18 @@ fn authorizer(mut settings: Settings) -> anyhow::Result<Authorizer> {
     Authorizer::new(settings, policy, Arc::new(metrics::Metrics::default()))
 }
 
-/// What keeps the state current, on `runtime`.
-fn followers(authz: &Arc<Authorizer>, runtime: &tokio::runtime::Handle) -> Vec<JoinHandle<()>> {
+/// What keeps the state current, on `runtime`, until `stop`.
+fn followers(
+    authz: &Arc<Authorizer>,
+    runtime: &tokio::runtime::Handle,
+    stop: &watch::Sender<bool>,
+) -> Vec<JoinHandle<()>> {
     vec![
-        runtime.spawn(follower::follow_revocations(authz.clone())),
-        runtime.spawn(follower::reconcile(authz.clone())),
-        runtime.spawn(follower::refresh_jwks(authz.clone())),
-        runtime.spawn(follower::watch_policy(authz.clone())),
-        runtime.spawn(follower::housekeeping(authz.clone())),
+        until_stopped(runtime, stop, follower::follow_revocations(authz.clone())),
+        until_stopped(runtime, stop, follower::reconcile(authz.clone())),
+        until_stopped(runtime, stop, follower::refresh_jwks(authz.clone())),
+        until_stopped(runtime, stop, follower::watch_policy(authz.clone())),
+        until_stopped(runtime, stop, follower::housekeeping(authz.clone())),
     ]
 }
 
@@ -60,11 +83,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         authz.load_saved_state();
     }
     let runtime = tokio::runtime::Handle::current();
-    let mut tasks = followers(&authz, &runtime);
+    let (stop, _) = watch::channel(false);
+    let mut tasks = followers(&authz, &runtime, &stop);
     if authz.fetch_jwks_needed() {
-        tasks.push(runtime.spawn(retry_initial_jwks(authz.clone())));
+        tasks.push(until_stopped(
+            &runtime,
+            &stop,
+            retry_initial_jwks(authz.clone()),
+        ));
     }
-    Ok(Running { authz, tasks })
+    Ok(Running { authz, tasks, stop })
 }
 
 /// The same state and followers on `runtime`, returning at once: for a
@@ -74,32 +102,34 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 pub fn start_on(settings: Settings, runtime: &tokio::runtime::Handle) -> anyhow::Result<Running> {
     let authz = Arc::new(authorizer(settings)?);
     let initial = authz.clone();
-    let mut tasks = followers(&authz, runtime);
-    tasks.push(runtime.spawn(async move {
+    let (stop, _) = watch::channel(false);
+    let mut tasks = followers(&authz, runtime, &stop);
+    tasks.push(until_stopped(runtime, &stop, async move {
         if let Err(e) = initial.fetch_jwks().await {
             tracing::warn!(error = %e, "issuer unreachable at start");
             initial.load_saved_state();
             retry_initial_jwks(initial).await;
         }
     }));
-    Ok(Running { authz, tasks })
+    Ok(Running { authz, tasks, stop })
 }
 
 impl Running {
     /// Stops the followers and saves the revocations for the next start.
     pub fn stop(&self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.stop.send_replace(true);
         self.authz.save_revocations(-1);
+    }
+
+    /// Whether every follower has ended (after [`Running::stop`]).
+    pub fn stopped(&self) -> bool {
+        self.tasks.iter().all(JoinHandle::is_finished)
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.stop.send_replace(true);
     }
 }
 
@@ -114,6 +144,28 @@ async fn retry_initial_jwks(authz: Arc<Authorizer>) {
 
 #[cfg(test)]
 mod tests {
+    /// One signal stops every follower (the loops would otherwise run, and
+    /// retry an unreachable issuer, forever).
+    #[tokio::test]
+    async fn stop_ends_every_follower() {
+        let policy =
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/policy.yaml"));
+        let mut settings = crate::config::Settings::for_tests("http://127.0.0.1:9", policy);
+        settings.state_dir = None;
+        let running =
+            super::start_on(settings, &tokio::runtime::Handle::current()).expect("starts");
+        assert!(!running.stopped(), "followers run until stopped");
+        running.stop();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !running.stopped() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "followers still running after stop"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// The Envoy module links this crate: no gRPC, protobuf or HTTP server
     /// may come in with it (they belong to the sidecar's front ends).
     #[test]

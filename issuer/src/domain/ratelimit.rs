@@ -185,6 +185,27 @@ impl Limiter {
         out
     }
 
+    /// Opens the Redis connection before the first request, whose budget
+    /// ([`REDIS_TIMEOUT`]) is too short for a TLS handshake on a busy host:
+    /// without this the first requests after a start decide per replica.
+    /// A failure is logged; requests then connect as before.
+    pub async fn connect(&self, within: Duration) {
+        let Some(client) = &self.redis else {
+            return;
+        };
+        let mut guard = self.conn.lock().await;
+        if guard.is_some() {
+            return;
+        }
+        match tokio::time::timeout(within, client.get_multiplexed_async_connection()).await {
+            Ok(Ok(conn)) => *guard = Some(conn),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "rate limit store unavailable at start; limiting per replica")
+            }
+            Err(_) => tracing::warn!("rate limit store slow at start; limiting per replica"),
+        }
+    }
+
     /// One request under `key` (class and client), at `now_ms` (this
     /// replica's clock, used only when deciding from memory).
     pub async fn check(&self, key: &str, rate: Rate, now_ms: i64) -> Verdict {

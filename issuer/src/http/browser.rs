@@ -11,7 +11,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::pages::PAGE_COOKIE;
 use crate::http::error::ApiError;
-use crate::http::json::github::GITHUB_COOKIE;
+use crate::http::github_state::GITHUB_COOKIE;
 use crate::service::grant::REFRESH_COOKIE;
 use crate::AppState;
 

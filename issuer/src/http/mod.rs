@@ -7,6 +7,7 @@ pub mod answers;
 pub mod browser;
 pub mod error;
 pub mod extract;
+pub mod github_state;
 pub mod json;
 pub mod limits;
 pub mod openapi;

@@ -268,15 +268,11 @@ pub async fn change_password(
             state.revocation_expiry(now),
         )
         .await?;
-    state.published(records).await;
-    state
-        .audit(
-            AuditEvent::new(now.ms, "password_changed")
-                .user(&auth.user)
-                .session(&auth.session.id)
-                .client(client),
-        )
-        .await;
+    let event = AuditEvent::new(now.ms, "password_changed")
+        .user(&auth.user)
+        .session(&auth.session.id)
+        .client(client);
+    crate::service::sessions::ended(state, records, event).await;
     crate::service::email::notify_password_changed(
         state,
         &auth.user.email,

@@ -66,15 +66,13 @@ pub async fn authenticate(state: &AppState, token: &str, now: Now) -> Result<Aut
     let session = state
         .store
         .session(&claims.sid)
-        .await
-        .map_err(Error::internal)?
+        .await?
         .filter(|s| s.user_id == claims.sub && s.is_live(now.secs()))
         .ok_or_else(|| Error::unauthorized("invalid_token", "session has ended"))?;
     let user = state
         .store
         .user_by_id(&claims.sub)
-        .await
-        .map_err(Error::internal)?
+        .await?
         .filter(|u| {
             u.disabled_at.is_none()
                 && claims.iat >= u.password_changed_at
@@ -86,4 +84,22 @@ pub async fn authenticate(state: &AppState, token: &str, now: Now) -> Result<Aut
         user,
         session,
     })
+}
+
+/// `token` as the caller's credential (as [`authenticate`]), and only
+/// beside `refresh`, the refresh token of its own session: `None` when the
+/// two belong to different sessions. (The pages' cookies: a planted access
+/// token alone does not make a caller.)
+pub async fn authenticate_with_refresh(
+    state: &AppState,
+    token: &str,
+    refresh: &str,
+) -> Result<Option<Authenticated>> {
+    let auth = authenticate(state, token, state.now()).await?;
+    let session = state
+        .store
+        .find_refresh(&crate::domain::tokens::refresh_token_hash(refresh))
+        .await?
+        .map(|found| found.session.id);
+    Ok((session.as_deref() == Some(auth.session.id.as_str())).then_some(auth))
 }

@@ -32,8 +32,7 @@ pub async fn first_factor_added(
                     now.secs(),
                     by_passkey,
                 )
-                .await
-                .map_err(ApiError::internal)?;
+                .await?;
             state
                 .store
                 .revoke_other_sessions(
@@ -56,8 +55,7 @@ pub async fn first_factor_added(
                 )
                 .await
         }
-    }
-    .map_err(ApiError::internal)?;
+    }?;
     state.published(records).await;
     Ok(())
 }
@@ -82,12 +80,7 @@ pub async fn require_recent_for(
     // and must not also freshen one that leaked earlier.
     let auth_time = auth.claims.auth_time.unwrap_or(i64::MIN / 2);
     let recent = now.secs() - auth_time <= max_age;
-    let has_factor = state
-        .store
-        .mfa_status(&auth.user.id)
-        .await
-        .map_err(ApiError::internal)?
-        .any();
+    let has_factor = state.store.mfa_status(&auth.user.id).await?.any();
     // The factor, from the session: a step-up down to the password alone
     // weakens every token of it; a first factor just added strengthens it.
     let with_mfa = auth.session.amr.split_whitespace().any(|w| w == "mfa");
@@ -129,8 +122,7 @@ pub async fn end_sessions_of_factor(
             now.ms,
             state.revocation_expiry(now),
         )
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     state.published(ended).await;
     Ok(())
 }

@@ -152,11 +152,7 @@ async fn grant(
             // A user with a second factor gets a ticket for it instead of
             // tokens, however the first factor was proved.
             if !has_second_factor(amr) {
-                let mfa = state
-                    .store
-                    .mfa_status(&user.id)
-                    .await
-                    .map_err(ApiError::internal)?;
+                let mfa = state.store.mfa_status(&user.id).await?;
                 if mfa.any() {
                     return crate::service::tickets::challenge(state, client, user, amr, mfa, now)
                         .await;
@@ -169,7 +165,7 @@ async fn grant(
                 }
             }
             let session_id = new_id();
-            let refresh_token = new_refresh_token().map_err(ApiError::internal)?;
+            let refresh_token = new_refresh_token()?;
             let settings = &state.settings;
             let absolute_expires_at = now.secs() + settings.session_max_lifetime;
             state
@@ -187,8 +183,7 @@ async fn grant(
                     refresh_hash: &refresh_token_hash(&refresh_token),
                     opened_by,
                 })
-                .await
-                .map_err(ApiError::internal)?;
+                .await?;
             state.metrics.login("success");
             state
                 .audit(
@@ -258,12 +253,7 @@ async fn replace_previous(
     let Some(hash) = client.replaces.as_deref() else {
         return Ok(());
     };
-    let Some(found) = state
-        .store
-        .find_refresh(hash)
-        .await
-        .map_err(ApiError::internal)?
-    else {
+    let Some(found) = state.store.find_refresh(hash).await? else {
         return Ok(());
     };
     if found.session.id == new_session || !found.session.is_live(now.secs()) {
@@ -277,8 +267,7 @@ async fn replace_previous(
             now.ms,
             state.revocation_expiry(now),
         )
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     state.published(record.into_iter().collect()).await;
     Ok(())
 }
@@ -303,18 +292,16 @@ async fn end_one_factor_session(
         )
         .await
     {
-        Ok(record) => state.published(record.into_iter().collect()).await,
-        Err(e) => return ApiError::internal(e),
-    }
-    state
-        .audit(
-            AuditEvent::new(now.ms, "session_ended")
+        Ok(record) => {
+            let event = AuditEvent::new(now.ms, "session_ended")
                 .user(user)
                 .client(client)
                 .session(&session.id)
-                .outcome(Outcome::Denied, "role_needs_second_factor"),
-        )
-        .await;
+                .outcome(Outcome::Denied, "role_needs_second_factor");
+            crate::service::sessions::ended(state, record.into_iter().collect(), event).await
+        }
+        Err(e) => return ApiError::internal(e),
+    }
     ApiError::unauthorized(
         "invalid_grant",
         "a role of this account needs a second factor: sign in again",
@@ -372,8 +359,7 @@ pub async fn step_up(
     let live = state
         .store
         .step_up_session(&session.id, amr, now.secs(), by_passkey)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     if !live {
         return Err(ApiError::unauthorized("invalid_token", "session has ended"));
     }
@@ -430,11 +416,7 @@ async fn access_token(
     now: Now,
 ) -> ApiResult<String> {
     let settings = &state.settings;
-    let memberships = state
-        .store
-        .teams_of(&user.id)
-        .await
-        .map_err(ApiError::internal)?;
+    let memberships = state.store.teams_of(&user.id).await?;
     // Bounded, and explicit when over the bound: a cut list would read as
     // "not a member" of the teams left out.
     // Also bounded in bytes: sidecars refuse tokens over 8 KiB.

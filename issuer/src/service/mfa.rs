@@ -71,15 +71,13 @@ async fn enrolment_user(state: &AppState, ticket: &str, now: Now) -> ApiResult<(
     let t = state
         .store
         .attempt_mfa_ticket(&refresh_token_hash(ticket.trim()), now.secs())
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .filter(|t| t.amr.starts_with(ENROL))
         .ok_or_else(invalid)?;
     let user = state
         .store
         .user_by_id(&t.user_id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .filter(|u| u.disabled_at.is_none())
         .ok_or_else(invalid)?;
     let first = t.amr.trim_start_matches(ENROL).to_string();
@@ -122,8 +120,7 @@ pub async fn confirm_with_ticket(
     let spent = state
         .store
         .use_mfa_ticket(&refresh_token_hash(mfa_ticket.trim()), now.secs())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     if !spent {
         return Err(ApiError::unauthorized(
             "invalid_ticket",
@@ -149,18 +146,12 @@ pub struct Enrolment {
 }
 
 async fn begin_enrolment(state: &AppState, user: &User, now: Now) -> ApiResult<Enrolment> {
-    let secret = core::new_secret().map_err(ApiError::internal)?;
-    let sealed = STANDARD.encode(
-        state
-            .keys
-            .seal(&sealed_aad(&user.id), &secret)
-            .map_err(ApiError::internal)?,
-    );
+    let secret = core::new_secret()?;
+    let sealed = STANDARD.encode(state.keys.seal(&sealed_aad(&user.id), &secret)?);
     let started = state
         .store
         .begin_totp(&user.id, &sealed, now.secs())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     if !started {
         return Err(ApiError::new(
             Kind::Conflict,
@@ -168,7 +159,7 @@ async fn begin_enrolment(state: &AppState, user: &User, now: Now) -> ApiResult<E
             "TOTP is already set up; remove it first to set up another",
         ));
     }
-    let e = core::enrolment(&secret, &user.email, ISSUER_LABEL).map_err(ApiError::internal)?;
+    let e = core::enrolment(&secret, &user.email, ISSUER_LABEL)?;
     Ok(Enrolment {
         secret: e.secret_base32,
         otpauth_uri: e.otpauth_uri,
@@ -188,21 +179,13 @@ async fn totp_secret(
     state: &AppState,
     user_id: &str,
 ) -> ApiResult<Option<(Vec<u8>, bool, String)>> {
-    let Some(f) = state
-        .store
-        .totp(user_id)
-        .await
-        .map_err(ApiError::internal)?
-    else {
+    let Some(f) = state.store.totp(user_id).await? else {
         return Ok(None);
     };
     let sealed = STANDARD
         .decode(&f.sealed_secret)
         .map_err(ApiError::internal)?;
-    let secret = state
-        .keys
-        .open_sealed(&sealed_aad(user_id), &sealed)
-        .map_err(ApiError::internal)?;
+    let secret = state.keys.open_sealed(&sealed_aad(user_id), &sealed)?;
     Ok(Some((secret, f.confirmed_at.is_some(), f.sealed_secret)))
 }
 
@@ -217,12 +200,7 @@ pub async fn confirm_totp(
 ) -> ApiResult<Vec<String>> {
     let now = state.now();
     require_recent(state, auth, now).await?;
-    let had_factor = state
-        .store
-        .mfa_status(&auth.user.id)
-        .await
-        .map_err(ApiError::internal)?
-        .any();
+    let had_factor = state.store.mfa_status(&auth.user.id).await?.any();
     let codes =
         confirm_enrolment(state, client, &auth.user, Some(&auth.session.id), code, now).await?;
     if !had_factor {
@@ -253,13 +231,14 @@ async fn confirm_enrolment(
             "TOTP is already active",
         ));
     }
-    let step = core::matching_step(&secret, code, now.secs()).map_err(ApiError::internal)?;
+    let step = core::matching_step(&secret, code, now.secs())?;
     let accepted = match step {
-        Some(step) => state
-            .store
-            .accept_totp_step(&user.id, step, Some((now.secs(), &sealed)))
-            .await
-            .map_err(ApiError::internal)?,
+        Some(step) => {
+            state
+                .store
+                .accept_totp_step(&user.id, step, Some((now.secs(), &sealed)))
+                .await?
+        }
         None => false,
     };
     if !accepted {
@@ -287,13 +266,12 @@ async fn confirm_enrolment(
 }
 
 async fn new_recovery_codes(state: &AppState, user_id: &str, now: Now) -> ApiResult<Vec<String>> {
-    let codes = core::new_recovery_codes().map_err(ApiError::internal)?;
+    let codes = core::new_recovery_codes()?;
     let hashes: Vec<String> = codes.iter().map(|c| core::recovery_code_hash(c)).collect();
     state
         .store
         .replace_recovery_codes(user_id, &hashes, now.secs())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok(codes)
 }
 
@@ -303,11 +281,7 @@ async fn new_recovery_codes(state: &AppState, user_id: &str, now: Now) -> ApiRes
 pub async fn remove_totp(state: &AppState, client: &Client, auth: &Authenticated) -> ApiResult<()> {
     let now = state.now();
     require_recent(state, auth, now).await?;
-    let removed = state
-        .store
-        .remove_mfa(&auth.user.id, false)
-        .await
-        .map_err(ApiError::internal)?;
+    let removed = state.store.remove_mfa(&auth.user.id, false).await?;
     if !removed {
         return Err(ApiError::not_found("no second factor is set up"));
     }
@@ -339,11 +313,7 @@ pub async fn regenerate_codes(
 ) -> ApiResult<Vec<String>> {
     let now = state.now();
     require_recent(state, auth, now).await?;
-    let status = state
-        .store
-        .mfa_status(&auth.user.id)
-        .await
-        .map_err(ApiError::internal)?;
+    let status = state.store.mfa_status(&auth.user.id).await?;
     if !status.totp {
         return Err(ApiError::new(
             Kind::Conflict,
@@ -394,31 +364,19 @@ async fn check_factor(
             let Some((secret, true, _)) = totp_secret(state, &user.id).await? else {
                 return Ok(None);
             };
-            let Some(step) =
-                core::matching_step(&secret, code, now.secs()).map_err(ApiError::internal)?
-            else {
+            let Some(step) = core::matching_step(&secret, code, now.secs())? else {
                 return Ok(None);
             };
-            let fresh = state
-                .store
-                .accept_totp_step(&user.id, step, None)
-                .await
-                .map_err(ApiError::internal)?;
+            let fresh = state.store.accept_totp_step(&user.id, step, None).await?;
             Ok(fresh.then_some("otp"))
         }
         Factor::Recovery(code) => {
             let used = state
                 .store
                 .use_recovery_code(&user.id, &core::recovery_code_hash(code), now.secs())
-                .await
-                .map_err(ApiError::internal)?;
+                .await?;
             if used {
-                let left = state
-                    .store
-                    .mfa_status(&user.id)
-                    .await
-                    .map_err(ApiError::internal)?
-                    .recovery_codes_left;
+                let left = state.store.mfa_status(&user.id).await?.recovery_codes_left;
                 state
                     .audit(
                         AuditEvent::new(now.ms, "recovery_code_used")
@@ -452,8 +410,7 @@ async fn reserve(state: &AppState, client: &Client, user: &User, now: Now) -> Ap
     let reserved = state
         .store
         .reserve_attempt(&factor_key(user), now.ms)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     match reserved {
         Ok(n) => {
             // The first delayed attempt: tell the user once.
@@ -475,11 +432,7 @@ async fn reserve(state: &AppState, client: &Client, user: &User, now: Now) -> Ap
 }
 
 async fn succeeded(state: &AppState, user: &User) -> ApiResult<()> {
-    state
-        .store
-        .clear_login_failures(&factor_key(user))
-        .await
-        .map_err(ApiError::internal)?;
+    state.store.clear_login_failures(&factor_key(user)).await?;
     Ok(())
 }
 
@@ -529,15 +482,13 @@ pub async fn verify(
     let peeked = state
         .store
         .peek_mfa_ticket(&ticket_hash, now.secs())
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .filter(|t| !t.amr.starts_with(ENROL))
         .ok_or_else(invalid_ticket)?;
     let user = state
         .store
         .user_by_id(&peeked.user_id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         // A ticket from before a password change is void.
         .filter(|u| peeked.created_at >= u.password_changed_at)
         .ok_or_else(invalid_ticket)?;
@@ -545,18 +496,12 @@ pub async fn verify(
     let ticket = state
         .store
         .attempt_mfa_ticket(&ticket_hash, now.secs())
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(invalid_ticket)?;
     let Some(word) = check_factor(state, client, &user, factor, now).await? else {
         return Err(failed(state, client, &user, "mfa_failure", now).await);
     };
-    if !state
-        .store
-        .use_mfa_ticket(&ticket_hash, now.secs())
-        .await
-        .map_err(ApiError::internal)?
-    {
+    if !state.store.use_mfa_ticket(&ticket_hash, now.secs()).await? {
         return Err(invalid_ticket());
     }
     succeeded(state, &user).await?;
@@ -695,16 +640,12 @@ pub async fn admin_reset(
         .revoke_all_sessions(id, "mfa_reset", now.ms, state.revocation_expiry(now))
         .await?;
     let ended = records.len();
-    state.published(records).await;
-    state
-        .audit(
-            AuditEvent::new(now.ms, "mfa_reset")
-                .by(auth)
-                .on_user(&user)
-                .client(client)
-                .meta(json!({"had_factors": removed, "sessions_ended": ended})),
-        )
-        .await;
+    let event = AuditEvent::new(now.ms, "mfa_reset")
+        .by(auth)
+        .on_user(&user)
+        .client(client)
+        .meta(json!({"had_factors": removed, "sessions_ended": ended}));
+    crate::service::sessions::ended(state, records, event).await;
     notify(
         state,
         &user,

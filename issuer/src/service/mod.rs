@@ -5,27 +5,33 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod audit;
 pub mod context;
 pub mod email;
 pub mod error;
 pub mod factors;
 pub mod feed;
+pub mod github;
 pub mod github_client;
 pub mod grant;
 pub mod identities;
 pub mod keyring;
+pub mod keys;
 pub mod mail;
 pub mod metrics;
 pub mod mfa;
 pub mod passkeys;
 pub mod password_check;
 pub mod profile;
+pub mod recovery;
 pub mod redirects;
+pub mod revocations;
 pub mod roles;
 pub mod sessions;
 pub mod signin;
 pub mod state;
 pub mod teams;
 pub mod tickets;
+pub mod users;
 
 pub use error::Error;

@@ -101,8 +101,7 @@ async fn begin_ceremony(
             now.secs(),
             now.secs() + CEREMONY_SECS,
         )
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     match stored {
         crate::store::Ceremony::Stored => {}
         crate::store::Ceremony::Full => return Err(busy()),
@@ -188,11 +187,7 @@ pub async fn register_start(state: &AppState, auth: &Authenticated) -> ApiResult
     let rp = rp(state)?;
     let now = state.now();
     crate::service::factors::require_recent(state, auth, now).await?;
-    let existing = state
-        .store
-        .passkeys_of(&auth.user.id)
-        .await
-        .map_err(ApiError::internal)?;
+    let existing = state.store.passkeys_of(&auth.user.id).await?;
     let exclude = existing
         .iter()
         .filter_map(|p| serde_json::from_str::<Passkey>(&p.passkey).ok())
@@ -262,17 +257,11 @@ pub async fn register_finish(
     let now = state.now();
     crate::service::factors::require_recent(state, auth, now).await?;
     let name = valid_name(name)?;
-    let had_factor = state
-        .store
-        .mfa_status(&auth.user.id)
-        .await
-        .map_err(ApiError::internal)?
-        .any();
+    let had_factor = state.store.mfa_status(&auth.user.id).await?.any();
     let (owner, reg) = state
         .store
         .take_ceremony(ceremony_id, REGISTER, now.secs())
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(expired_ceremony)?;
     if owner.as_deref() != Some(auth.user.id.as_str()) {
         return Err(expired_ceremony());
@@ -292,8 +281,7 @@ pub async fn register_finish(
             created_at: now.secs(),
             last_used_at: None,
         })
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     if !added {
         return Err(ApiError::new(
             Kind::Conflict,
@@ -434,8 +422,7 @@ pub async fn verify_assertion(
     let (_, auth_state) = state
         .store
         .take_ceremony(ceremony_id, AUTHENTICATE, now.secs())
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(expired_ceremony)?;
     let auth_state: DiscoverableAuthentication =
         serde_json::from_str(&auth_state).map_err(ApiError::internal)?;
@@ -450,14 +437,9 @@ pub async fn verify_assertion(
     let user = state
         .store
         .user_by_id(&user_id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(refused)?;
-    let keys = state
-        .store
-        .passkeys_of(&user.id)
-        .await
-        .map_err(ApiError::internal)?;
+    let keys = state.store.passkeys_of(&user.id).await?;
     let Some(stored) = keys.iter().find(|k| k.cred_id == cred_id) else {
         return Err(refused());
     };
@@ -488,8 +470,7 @@ pub async fn verify_assertion(
     state
         .store
         .passkey_used(&cred_id, updated.as_deref(), now.secs())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let word = if result.backup_eligible() {
         "swk"
     } else {
@@ -514,8 +495,7 @@ pub async fn login_finish(
             state
                 .store
                 .attempt_mfa_ticket(&refresh_token_hash(t.trim()), now.secs())
-                .await
-                .map_err(ApiError::internal)?
+                .await?
                 .filter(|t| !t.amr.starts_with("enrol:"))
                 .ok_or_else(|| {
                     ApiError::unauthorized(
@@ -540,8 +520,7 @@ pub async fn login_finish(
             let spent = state
                 .store
                 .use_mfa_ticket(&refresh_token_hash(raw.trim()), now.secs())
-                .await
-                .map_err(ApiError::internal)?;
+                .await?;
             if !spent {
                 return Err(ApiError::unauthorized(
                     "invalid_ticket",
@@ -552,10 +531,6 @@ pub async fn login_finish(
         }
         _ => format!("{word} mfa"),
     };
-    state
-        .store
-        .clear_login_failures(&user.email)
-        .await
-        .map_err(ApiError::internal)?;
+    state.store.clear_login_failures(&user.email).await?;
     grant::start_session_by_passkey(state, client, &user, &amr, &cred_id, now).await
 }

@@ -21,11 +21,7 @@ pub async fn check(
     now: Now,
 ) -> ApiResult<Verified> {
     let key = email.trim().to_lowercase();
-    let reserved = state
-        .store
-        .reserve_password_attempt(&key, now.ms)
-        .await
-        .map_err(ApiError::internal)?;
+    let reserved = state.store.reserve_password_attempt(&key, now.ms).await?;
     if let Err(until) = reserved {
         state.metrics.login("delayed");
         return Err(crate::service::factors::wait_error(
@@ -40,11 +36,7 @@ pub async fn check(
         .await
         .map_err(ApiError::from)?;
     if verified.ok {
-        state
-            .store
-            .release_attempt(&key, now.ms)
-            .await
-            .map_err(ApiError::internal)?;
+        state.store.release_attempt(&key, now.ms).await?;
     }
     Ok(verified)
 }

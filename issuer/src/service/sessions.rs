@@ -12,6 +12,15 @@ use crate::service::grant::{self, Delivery, Tokens};
 use crate::store::AuditEvent;
 use crate::store::{Outcome, RefreshLookup, Rotation, Session, User};
 use crate::AppState;
+use auth_types::RevocationRecord;
+
+/// After sessions were revoked in the database: tell the edge (so their
+/// tokens are refused within milliseconds), then record why. Every way of
+/// ending sessions ends here, so neither step can be forgotten.
+pub async fn ended(state: &AppState, records: Vec<RevocationRecord>, event: AuditEvent) {
+    state.published(records).await;
+    state.audit(event).await;
+}
 
 /// Rotates the refresh token `presented`: the session goes on with the
 /// next one (delivered as `delivery` says).
@@ -190,15 +199,11 @@ pub async fn logout(state: &AppState, client: &Client, auth: &Authenticated) -> 
             state.revocation_expiry(now),
         )
         .await?;
-    state.published(record.into_iter().collect()).await;
-    state
-        .audit(
-            AuditEvent::new(now.ms, "logout")
-                .user(&auth.user)
-                .client(client)
-                .session(&auth.session.id),
-        )
-        .await;
+    let event = AuditEvent::new(now.ms, "logout")
+        .user(&auth.user)
+        .client(client)
+        .session(&auth.session.id);
+    ended(state, record.into_iter().collect(), event).await;
     Ok(())
 }
 
@@ -214,17 +219,12 @@ pub async fn logout_all(state: &AppState, client: &Client, auth: &Authenticated)
             state.revocation_expiry(now),
         )
         .await?;
-    let ended = records.len();
-    state.published(records).await;
-    state
-        .audit(
-            AuditEvent::new(now.ms, "logout_all")
-                .user(&auth.user)
-                .client(client)
-                .session(&auth.session.id)
-                .meta(serde_json::json!({"sessions_ended": ended})),
-        )
-        .await;
+    let event = AuditEvent::new(now.ms, "logout_all")
+        .user(&auth.user)
+        .client(client)
+        .session(&auth.session.id)
+        .meta(serde_json::json!({"sessions_ended": records.len()}));
+    ended(state, records, event).await;
     Ok(())
 }
 
@@ -283,14 +283,10 @@ pub async fn delete(
             state.revocation_expiry(now),
         )
         .await?;
-    state.published(record.into_iter().collect()).await;
-    state
-        .audit(
-            AuditEvent::new(now.ms, "session_deleted")
-                .user(&auth.user)
-                .client(client)
-                .session(&session.id),
-        )
-        .await;
+    let event = AuditEvent::new(now.ms, "session_deleted")
+        .user(&auth.user)
+        .client(client)
+        .session(&session.id);
+    ended(state, record.into_iter().collect(), event).await;
     Ok(())
 }

@@ -104,6 +104,14 @@ impl AppState {
         Ok(())
     }
 
+    /// Ready to serve: the database answers.
+    pub async fn ready(&self) -> crate::service::error::Result<()> {
+        self.store
+            .ping()
+            .await
+            .map_err(crate::service::error::Error::unavailable)
+    }
+
     /// Audit failures are logged, not returned: the action itself succeeded.
     pub async fn audit(&self, event: AuditEvent) {
         if let Err(e) = self.store.record_audit(&event).await {

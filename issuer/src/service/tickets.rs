@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::domain::clock::Now;
 use crate::domain::tokens::{random_b64, refresh_token_hash};
 use crate::service::context::Client;
-use crate::service::error::{Error as ApiError, Result as ApiResult};
+use crate::service::error::Result as ApiResult;
 use crate::service::signin::SignIn;
 use crate::store::{AuditEvent, MfaStatus, Outcome, User};
 use crate::AppState;
@@ -32,7 +32,7 @@ pub fn methods(status: MfaStatus) -> Vec<&'static str> {
 }
 
 pub async fn new_ticket(state: &AppState, user: &User, amr: &str, now: Now) -> ApiResult<String> {
-    let ticket = format!("mt_{}", random_b64(32).map_err(ApiError::internal)?);
+    let ticket = format!("mt_{}", random_b64(32)?);
     state
         .store
         .create_mfa_ticket(
@@ -42,8 +42,7 @@ pub async fn new_ticket(state: &AppState, user: &User, amr: &str, now: Now) -> A
             now.secs(),
             now.secs() + TICKET_SECS,
         )
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok(ticket)
 }
 

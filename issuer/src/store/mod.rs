@@ -23,9 +23,8 @@ mod sessions;
 mod teams;
 mod users;
 
-pub use audit::{
-    civil_date, rfc3339_ms, AuditEvent, AuditFilter, AuditRecord, DailyCount, Outcome,
-};
+pub use crate::domain::clock::{civil_date, rfc3339_ms};
+pub use audit::{AuditEvent, AuditFilter, AuditRecord, DailyCount, Outcome};
 pub use identities::{Identity, LinkError, Unlink};
 pub use keys::StoredKey;
 pub use login_failures::{delay_ms, FREE_FAILURES, MAX_DELAY_MS};

@@ -3,8 +3,8 @@
 //! forbidden reference, so the rule stays true as code is added.
 //!
 //! `http`, `cli`, `jobs` → `service` → `store`, `domain`. Never
-//! `service → http`, `pages → json`, `store → service`; no HTTP framework
-//! below `http`. What the restructuring has not yet moved is listed in
+//! `service → http`, `pages → json`, `store → service`, `http → the
+//! database` (`state.store`); no HTTP framework below `http`. What the restructuring has not yet moved is listed in
 //! `NOT_YET` by file: a new violation fails, and so does a listed one that
 //! is gone (the list only shrinks).
 
@@ -12,12 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// (file under src/, forbidden reference) pairs still to move.
-const NOT_YET: &[(&str, &str)] = &[
-    // Admin pages still call the users, audit and teams handlers.
-    ("http/pages/admin.rs", "crate::http::json"),
-    // GitHub's OAuth start (login, link) and unlink from the pages.
-    ("http/pages/github.rs", "crate::http::json"),
-];
+const NOT_YET: &[(&str, &str)] = &[];
 
 /// Which references each part of the source may not make.
 fn forbidden(file: &str) -> Vec<&'static str> {
@@ -52,8 +47,13 @@ fn forbidden(file: &str) -> Vec<&'static str> {
             "crate::http::extract",
         ]);
         rules.extend(["crate::jobs", "axum::"]);
-    } else if file.starts_with("http/pages/") {
-        rules.push("crate::http::json");
+    } else if file.starts_with("http/") {
+        // Handlers and pages reach the database only through a service (they
+        // may name the store's record types, such as `User`).
+        rules.push("state.store");
+        if file.starts_with("http/pages/") {
+            rules.push("crate::http::json");
+        }
     }
     rules
 }
@@ -102,8 +102,10 @@ fn violations() -> BTreeSet<(String, &'static str)> {
     let mut found = BTreeSet::new();
     for (file, text) in &files {
         let code = code(text);
+        // Also without whitespace: `state\n        .store` is `state.store`.
+        let squeezed: String = code.split_whitespace().collect();
         for rule in forbidden(file) {
-            if code.contains(rule) {
+            if code.contains(rule) || squeezed.contains(rule) {
                 found.insert((file.clone(), rule));
             }
         }
@@ -134,6 +136,7 @@ fn a_forbidden_reference_is_caught() {
     assert!(forbidden("service/sessions.rs").contains(&"crate::http"));
     assert!(forbidden("http/pages/signin.rs").contains(&"crate::http::json"));
     assert!(forbidden("store/users.rs").contains(&"crate::service"));
+    assert!(forbidden("http/json/users.rs").contains(&"state.store"));
     assert!(code("use crate::http::json; // x").contains("crate::http::json"));
     assert!(!code("// crate::http::json").contains("crate::http"));
 }

@@ -14,26 +14,11 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::domain::clock::Now;
 use crate::domain::password;
-use crate::domain::tokens::refresh_token_hash;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Authenticated, Client};
-use crate::service::accounts::normalize_email;
-use crate::service::email::{
-    human_duration, link, new_token, notify_password_changed, send_verification,
-};
-use crate::service::mail::{escape, templates};
-use crate::store::{AuditEvent, Outcome, TokenPurpose};
+use crate::service::mail::escape;
 use crate::AppState;
-
-/// Reset mails per account per hour at most; more requests are answered
-/// the same but mail nothing (no mail-bombing a victim).
-const RESET_MAILS_PER_HOUR: i64 = 3;
-
-/// Password reset lookups in flight at most, per replica.
-static FORGOT_WORK: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
-    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(64)));
 
 /// A JSON body, or an HTML form's (which the mailed pages post).
 pub struct JsonOrForm<T> {
@@ -76,26 +61,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonOrForm<T> {
     security(("bearer" = [])),
 )]
 pub async fn resend(State(state): State<AppState>, auth: Authenticated) -> ApiResult<Response> {
-    if auth.user.email_verified_at.is_some() {
-        return Err(ApiError::new(
-            crate::service::error::Kind::Conflict,
-            "already_verified",
-            "this email address is already verified",
-        ));
-    }
-    if state.mailer.is_none() {
-        return Err(mail_not_configured());
-    }
-    send_verification(&state, &auth.user, state.now()).await?;
+    crate::service::email::resend(&state, &auth).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "sent"}))).into_response())
-}
-
-fn mail_not_configured() -> ApiError {
-    ApiError::new(
-        crate::service::error::Kind::Conflict,
-        "mail_not_configured",
-        "this server does not send mail",
-    )
 }
 
 /// Other query parameters (a mail client's tracking tags) are ignored.
@@ -163,13 +130,6 @@ pub struct VerifyRequest {
     password: Option<String>,
 }
 
-fn invalid_link() -> ApiError {
-    ApiError::bad_request(
-        "invalid_token",
-        "this link is invalid, used or expired; ask for a new one",
-    )
-}
-
 /// `POST /auth/email/verify` with the mailed token.
 #[utoipa::path(
     post,
@@ -187,44 +147,24 @@ pub async fn verify(
     client: Client,
     body: JsonOrForm<VerifyRequest>,
 ) -> ApiResult<Response> {
-    let now = state.now();
-    let hash = refresh_token_hash(body.value.token.trim());
-    if let Err(e) = password_holder(&state, &hash, body.value.password, now).await {
-        return Ok(if body.form {
-            error_page(
+    let VerifyRequest { token, password } = body.value;
+    let spent = match crate::service::email::verify(&state, &client, &token, password).await {
+        Ok(spent) => spent,
+        Err(e) if body.form => {
+            // An unusable link, or the account's password missing or wrong.
+            let title = if e.code == "invalid_token" {
+                "Link not valid"
+            } else {
+                "Address not confirmed"
+            };
+            return Ok(error_page(
                 crate::http::error::status_of(e.kind),
-                "Address not confirmed",
+                title,
                 &e.message,
-            )
-        } else {
-            e.into_response()
-        });
-    }
-    let spent = state
-        .store
-        .spend_email_token(&hash, TokenPurpose::VerifyEmail, now.secs())
-        .await
-        .map_err(ApiError::internal)?;
-    let Some(spent) = spent else {
-        return Ok(if body.form {
-            error_page(
-                StatusCode::BAD_REQUEST,
-                "Link not valid",
-                &invalid_link().message,
-            )
-        } else {
-            invalid_link().into_response()
-        });
+            ));
+        }
+        Err(e) => return Err(e),
     };
-    state
-        .audit(
-            AuditEvent::new(now.ms, "email_verified")
-                .actor(&spent.user_id)
-                .target(&spent.user_id)
-                .email(&spent.email)
-                .client(&client),
-        )
-        .await;
     Ok(if body.form {
         page(
             "Email address confirmed",
@@ -233,53 +173,6 @@ pub async fn verify(
     } else {
         Json(json!({"email_verified": true, "email": spent.email})).into_response()
     })
-}
-
-/// Before a link first proves an address: the one confirming must also
-/// hold the account's password (through the throttled check), so the owner
-/// of a mailbox cannot be made to confirm an account an attacker registered
-/// with it. An unknown or spent link passes here and fails at the spend.
-async fn password_holder(
-    state: &AppState,
-    hash: &str,
-    password: Option<String>,
-    now: crate::domain::clock::Now,
-) -> ApiResult<()> {
-    let Some(live) = state
-        .store
-        .peek_email_token(hash, TokenPurpose::VerifyEmail, now.secs())
-        .await
-        .map_err(ApiError::internal)?
-    else {
-        return Ok(());
-    };
-    let Some(user) = state
-        .store
-        .user_by_id(&live.user_id)
-        .await
-        .map_err(ApiError::internal)?
-        .filter(|u| u.has_password() && u.email_verified_at.is_none())
-    else {
-        return Ok(());
-    };
-    let Some(password) = password.filter(|p| !p.is_empty()) else {
-        return Err(ApiError::bad_request(
-            "password_required",
-            "give the account's password to confirm its address",
-        ));
-    };
-    let verified = crate::service::password_check::check(
-        state,
-        &user.email,
-        Some(user.password_hash.clone()),
-        password,
-        now,
-    )
-    .await?;
-    if !verified.ok {
-        return Err(ApiError::forbidden("password is incorrect"));
-    }
-    Ok(())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -308,25 +201,7 @@ pub async fn forgot(
     client: Client,
     body: JsonOrForm<ForgotRequest>,
 ) -> ApiResult<Response> {
-    let email = normalize_email(&body.value.email)?;
-    if state.mailer.is_none() {
-        return Err(mail_not_configured());
-    }
-    let now = state.now();
-    let worker = state.clone();
-    // Bounded: a flood of requests must not pile up background work. Past
-    // the bound the request is answered the same and dropped (logged).
-    match FORGOT_WORK.clone().try_acquire_owned() {
-        Ok(permit) => {
-            tokio::spawn(async move {
-                if let Err(e) = mail_reset(&worker, &email, &client, now).await {
-                    tracing::error!(error = %e.message, "password reset mail failed");
-                }
-                drop(permit);
-            });
-        }
-        Err(_) => tracing::warn!("password reset requests over capacity; one dropped"),
-    }
+    crate::service::recovery::request_reset(&state, &client, &body.value.email)?;
     let message = "If an account has this address, a mail with a reset link is on its way.";
     Ok(if body.form {
         let mut r = page("Check your mail", &format!("<p>{message}</p>"));
@@ -339,55 +214,6 @@ pub async fn forgot(
         )
             .into_response()
     })
-}
-
-async fn mail_reset(state: &AppState, email: &str, client: &Client, now: Now) -> ApiResult<()> {
-    let user = state
-        .store
-        .user_by_email(email)
-        .await
-        .map_err(ApiError::internal)?;
-    let event = AuditEvent::new(now.ms, "password_reset_requested")
-        .email(email)
-        .client(client);
-    let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
-        state
-            .audit(event.outcome(Outcome::Failure, "unknown_or_disabled_account"))
-            .await;
-        return Ok(());
-    };
-    let event = event.actor(&user.id).target(&user.id);
-    let ttl = state.settings.mail.password_reset_ttl_secs;
-    let (token, hash) = new_token()?;
-    let created = state
-        .store
-        .create_email_token(
-            &hash,
-            &user,
-            TokenPurpose::ResetPassword,
-            now.secs(),
-            now.secs() + ttl,
-            now.secs() - 3600,
-            RESET_MAILS_PER_HOUR,
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    if !created {
-        state
-            .audit(event.outcome(Outcome::Denied, "too_many_mails"))
-            .await;
-        return Ok(());
-    }
-    let mail = templates::password_reset(
-        &user.email,
-        &link(state, "/auth/password/reset", &token),
-        &human_duration(ttl),
-    );
-    crate::service::mail::send(state, mail)
-        .await
-        .map_err(ApiError::internal)?;
-    state.audit(event).await;
-    Ok(())
 }
 
 /// `GET /auth/password/reset?token=`: the form the mailed link opens.
@@ -449,7 +275,11 @@ pub async fn reset(
     body: JsonOrForm<ResetRequest>,
 ) -> ApiResult<Response> {
     let form = body.form;
-    match reset_password(&state, &client, body.value).await {
+    let ResetRequest {
+        token,
+        new_password,
+    } = body.value;
+    match crate::service::recovery::reset_password(&state, &client, &token, new_password).await {
         Ok(()) if form => Ok(page(
             "Password changed",
             "<p>Your password is changed and every session was signed out. Sign in with the new password.</p>",
@@ -458,56 +288,4 @@ pub async fn reset(
         Err(e) if form => Ok(error_page(crate::http::error::status_of(e.kind), "Password not changed", &e.message)),
         Err(e) => Err(e),
     }
-}
-
-async fn reset_password(state: &AppState, client: &Client, req: ResetRequest) -> ApiResult<()> {
-    let now = state.now();
-    let hash = refresh_token_hash(req.token.trim());
-    // Checked before the password, and spent only after it passed: a weak
-    // choice does not burn the link.
-    let live = state
-        .store
-        .peek_email_token(&hash, TokenPurpose::ResetPassword, now.secs())
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(invalid_link)?;
-    if let Some(reason) = password::weakness(&req.new_password, &live.email) {
-        return Err(ApiError::new(
-            crate::service::error::Kind::Unprocessable,
-            "weak_password",
-            reason,
-        ));
-    }
-    let new_hash = state
-        .hasher
-        .hash(req.new_password)
-        .await
-        .map_err(ApiError::from)?;
-    let now = state.now();
-    let (spent, records) = state
-        .store
-        .reset_password(&hash, &new_hash, now.ms, state.revocation_expiry(now))
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(invalid_link)?;
-    state.published(records).await;
-    state
-        .store
-        .clear_login_failures(&spent.email)
-        .await
-        .map_err(ApiError::internal)?;
-    state
-        .audit(
-            AuditEvent::new(now.ms, "password_reset")
-                .actor(&spent.user_id)
-                .target(&spent.user_id)
-                .email(&spent.email)
-                .client(client)
-                // The first proof of the mailbox removed the factors and
-                // linked accounts set up before it.
-                .meta(json!({"first_proof": spent.first_proof})),
-        )
-        .await;
-    notify_password_changed(state, &spent.email, "by a reset link", client).await;
-    Ok(())
 }

@@ -17,11 +17,8 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::http::error::ApiError;
+use crate::service::revocations;
 use crate::AppState;
-
-/// Records per snapshot page: a snapshot is read from the database page by
-/// page as the follower takes it, never held whole in memory.
-pub const SNAPSHOT_PAGE: i64 = 5_000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -52,26 +49,6 @@ pub(super) fn check_follower(state: &AppState, headers: &HeaderMap) -> Result<()
     }
 }
 
-/// One page of live records after `after`, up to `upto`.
-async fn page(state: &AppState, after: i64, upto: i64) -> sqlx::Result<RevocationEvent> {
-    let mut records = state
-        .store
-        .revocations_after(after, state.now().secs(), SNAPSHOT_PAGE)
-        .await?;
-    let full = records.len() as i64 == SNAPSHOT_PAGE;
-    records.retain(|r| r.seq <= upto);
-    let complete = !full || records.last().is_none_or(|r| r.seq >= upto);
-    let last_seq = match records.last() {
-        Some(r) if !complete => r.seq,
-        _ => upto.max(after),
-    };
-    Ok(RevocationEvent::Snapshot {
-        records,
-        last_seq,
-        complete,
-    })
-}
-
 /// The first page of live records after `after`; `complete: false` means
 /// ask again from `last_seq`.
 #[utoipa::path(
@@ -92,12 +69,8 @@ pub async fn list(
     Query(query): Query<FeedQuery>,
 ) -> Result<Json<RevocationEvent>, ApiError> {
     check_follower(&state, &headers)?;
-    let upto = state
-        .store
-        .last_revocation_seq()
-        .await
-        .map_err(ApiError::unavailable)?;
-    let event = page(&state, query.after, upto)
+    let upto = revocations::last_seq(&state).await?;
+    let event = revocations::page(&state, query.after, upto)
         .await
         .map_err(ApiError::unavailable)?;
     Ok(Json(event))
@@ -132,12 +105,8 @@ pub async fn stream(
     // between is lost: records up to `upto` come from the database, later
     // ones from the live channel.
     let live = state.feed.subscribe();
-    let upto = state
-        .store
-        .last_revocation_seq()
-        .await
-        .map_err(ApiError::unavailable)?;
-    let first = page(&state, query.after, upto)
+    let upto = revocations::last_seq(&state).await?;
+    let first = revocations::page(&state, query.after, upto)
         .await
         .map_err(ApiError::unavailable)?;
     let metrics = state.metrics.clone();
@@ -155,7 +124,7 @@ pub async fn stream(
                     complete: false,
                     last_seq,
                     ..
-                } => match page(&state, *last_seq, upto).await {
+                } => match revocations::page(&state, *last_seq, upto).await {
                     Ok(e) => Some(e),
                     Err(e) => {
                         tracing::warn!(error = %e, "feed snapshot page failed; ending the stream");

@@ -84,7 +84,7 @@ pub async fn health() -> Json<serde_json::Value> {
     ),
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    state.store.ping().await.map_err(ApiError::unavailable)?;
+    state.ready().await?;
     Ok(Json(json!({"status": "ready"})))
 }
 

@@ -1,7 +1,4 @@
-//! `/admin/roles`: global roles and the permissions they grant. The map is
-//! never put in tokens; sidecars fetch it (`/internal/permissions`) when the
-//! feed says its version moved, so a change here reaches every sidecar
-//! without reissuing any token.
+//! `/admin/roles` and `/internal/permissions` over `service::roles`.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -10,23 +7,11 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::ApiResult;
 use crate::http::extract::{ApiJson, Authenticated, Client};
-use crate::service::admin::Admin;
-use crate::service::roles::{valid_name, MAX_NAME_LEN};
-use crate::store::AuditEvent;
+use crate::service::admin::{require_admin, Admin};
+use crate::service::roles;
 use crate::AppState;
-
-const MAX_PERMISSIONS: usize = 256;
-const MAX_DESCRIPTION_CHARS: usize = 500;
-
-fn invalid(message: String) -> ApiError {
-    ApiError::new(
-        crate::service::error::Kind::Unprocessable,
-        "invalid_role",
-        message,
-    )
-}
 
 #[utoipa::path(
     get,
@@ -43,12 +28,7 @@ pub async fn list(
     State(state): State<AppState>,
     admin: Admin,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let _auth = admin.auth();
-    let map = state
-        .store
-        .permission_map()
-        .await
-        .map_err(ApiError::internal)?;
+    let map = roles::map(&state, &admin).await?;
     Ok(Json(json!({"version": map.version, "roles": map.roles})))
 }
 
@@ -81,54 +61,18 @@ pub async fn set(
     Path(role): Path<String>,
     ApiJson(req): ApiJson<SetRoleRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    super::admin::require_recent_admin(&state, &auth).await?;
-    if !valid_name(&role) {
-        return Err(invalid(format!(
-            "role {role:?}: 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 - _ . :"
-        )));
-    }
-    if req.permissions.len() > MAX_PERMISSIONS {
-        return Err(invalid(format!("at most {MAX_PERMISSIONS} permissions")));
-    }
-    if let Some(p) = req.permissions.iter().find(|p| !valid_name(p)) {
-        return Err(invalid(format!(
-            "permission {p:?}: 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 - _ . :"
-        )));
-    }
-    let description = req
-        .description
-        .map(|d| d.trim().to_string())
-        .filter(|d| !d.is_empty());
-    if description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
-    {
-        return Err(invalid(format!(
-            "description: at most {MAX_DESCRIPTION_CHARS} characters"
-        )));
-    }
-    let mut permissions = req.permissions;
-    permissions.sort();
-    permissions.dedup();
-    let now = state.now();
-    let version = state
-        .store
-        .set_role(&role, description.as_deref(), &permissions, now.secs())
-        .await
-        .map_err(ApiError::internal)?;
-    state.feed.permissions_changed().await;
-    let detail = json!({"role": role, "permissions": permissions, "version": version});
-    state
-        .audit(
-            AuditEvent::new(now.ms, "role_set")
-                .by(&auth)
-                .target(&role)
-                .client(&client)
-                .meta(detail),
-        )
-        .await;
+    let admin = require_admin(auth)?;
+    let defined = roles::set(
+        &state,
+        &client,
+        &admin,
+        &role,
+        req.permissions,
+        req.description,
+    )
+    .await?;
     Ok(Json(
-        json!({"role": role, "permissions": permissions, "version": version}),
+        json!({"role": role, "permissions": defined.permissions, "version": defined.version}),
     ))
 }
 
@@ -150,25 +94,7 @@ pub async fn delete(
     auth: Authenticated,
     Path(role): Path<String>,
 ) -> ApiResult<Response> {
-    super::admin::require_recent_admin(&state, &auth).await?;
-    let now = state.now();
-    let version = state
-        .store
-        .delete_role(&role)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("no such role"))?;
-    state.feed.permissions_changed().await;
-    let detail = json!({"role": role, "version": version});
-    state
-        .audit(
-            AuditEvent::new(now.ms, "role_deleted")
-                .by(&auth)
-                .target(&role)
-                .client(&client)
-                .meta(detail),
-        )
-        .await;
+    roles::delete(&state, &client, &require_admin(auth)?, &role).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -189,10 +115,5 @@ pub async fn internal_map(
     headers: HeaderMap,
 ) -> ApiResult<Json<auth_types::PermissionMap>> {
     super::feed::check_follower(&state, &headers)?;
-    let map = state
-        .store
-        .permission_map()
-        .await
-        .map_err(ApiError::unavailable)?;
-    Ok(Json(map))
+    Ok(Json(roles::map_for_followers(&state).await?))
 }

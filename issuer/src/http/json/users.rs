@@ -1,20 +1,17 @@
-//! `/admin/users`: account changes by operators holding the `admin` role.
-//! Anything that changes what a token says about a user (roles) or whether
-//! the user may hold one (disable) revokes the user's live tokens at once.
+//! `/admin/users`: account changes by operators holding the `admin` role,
+//! over `service::users` (the rules live there).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::UserView;
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::ApiResult;
 use crate::http::extract::{ApiJson, Authenticated, Client};
-use crate::service::admin::Admin;
-use crate::service::roles::check_roles;
-use crate::store::AuditEvent;
-use crate::store::{Changed, DeleteUser, ProfileChange, UserChange};
+use crate::service::admin::{require_admin, Admin};
+use crate::service::users;
 use crate::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -28,16 +25,6 @@ pub struct ChangeUserRequest {
     /// Replaces the admin-only metadata object.
     #[serde(default)]
     pub(crate) admin_metadata: Option<serde_json::Value>,
-}
-
-/// Roles travel space-separated in the database and comma-separated in the
-/// identity header, and are matched literally by the sidecar's policy.
-fn self_refused(what: &str) -> ApiError {
-    ApiError::new(
-        crate::service::error::Kind::Conflict,
-        "self_change_refused",
-        format!("an admin cannot {what} here; ask another admin"),
-    )
 }
 
 #[utoipa::path(
@@ -57,39 +44,26 @@ pub async fn get(
     admin: Admin,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let _auth = admin.auth();
-    let user = state
-        .store
-        .user_by_id(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("no such user"))?;
-    let now = state.now();
-    let store = &state.store;
-    let (mfa, identities, teams, sessions) = tokio::try_join!(
-        store.mfa_status(&id),
-        store.identities_of(&id),
-        store.teams_of(&id),
-        store.live_sessions(&id, now.secs()),
-    )
-    .map_err(ApiError::internal)?;
+    let d = users::detail(&state, &admin, &id).await?;
     // The profile, and what an operator needs to help the user.
-    let mut detail = view(&user);
-    detail["has_password"] = json!(user.has_password());
+    let mut detail = view(&d.user);
+    detail["has_password"] = json!(d.user.has_password());
     detail["mfa"] = json!({
-        "totp": mfa.totp,
-        "passkeys": mfa.passkeys,
-        "recovery_codes_left": mfa.recovery_codes_left,
+        "totp": d.mfa.totp,
+        "passkeys": d.mfa.passkeys,
+        "recovery_codes_left": d.mfa.recovery_codes_left,
     });
-    detail["identities"] = identities
+    detail["identities"] = d
+        .identities
         .iter()
         .map(|i| json!({"provider": i.provider, "login": i.login, "last_used_at": i.last_used_at}))
         .collect();
-    detail["teams"] = teams
+    detail["teams"] = d
+        .teams
         .iter()
         .map(|(slug, role)| json!({"team": slug, "role": role}))
         .collect();
-    detail["live_sessions"] = json!(sessions.len());
+    detail["live_sessions"] = json!(d.live_sessions);
     Ok(Json(detail))
 }
 
@@ -113,92 +87,13 @@ pub async fn change(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<ChangeUserRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    super::admin::require_recent_admin(&state, &auth).await?;
-    if req.roles.is_none() && req.disabled.is_none() && req.admin_metadata.is_none() {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "give roles, disabled and/or admin_metadata",
-        ));
-    }
-    let admin_metadata = req
-        .admin_metadata
-        .as_ref()
-        .map(crate::service::profile::checked_metadata)
-        .transpose()?;
-    if let Some(roles) = &req.roles {
-        check_roles(roles)?;
-    }
-    // An admin cannot lock themselves out (and possibly everyone: they may
-    // be the last admin); another admin can.
-    let demotes_self = req
-        .roles
-        .as_ref()
-        .is_some_and(|r| !r.iter().any(|r| r == "admin"));
-    if id == auth.user.id && (req.disabled == Some(true) || demotes_self) {
-        return Err(self_refused(
-            "disable your own account or remove your own admin role",
-        ));
-    }
-    let change = UserChange {
-        roles: req.roles.map(|mut r| {
-            r.sort();
-            r.dedup();
-            r
-        }),
+    let admin = require_admin(auth)?;
+    let change = users::Change {
+        roles: req.roles,
         disabled: req.disabled,
-        second_factor_roles: state.settings.mfa_required_roles.clone(),
+        admin_metadata: req.admin_metadata,
     };
-    let now = state.now();
-    let mut user = if change.roles.is_some() || change.disabled.is_some() {
-        let changed = state
-            .store
-            .change_user(&id, &change, now.ms, state.revocation_expiry(now))
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::not_found("no such user"))?;
-        let (user, records) = match changed {
-            Changed::Done(user, records) => (*user, records),
-            Changed::LastAdmin => {
-                return Err(ApiError::new(
-                    crate::service::error::Kind::Conflict,
-                    "last_admin",
-                    "no enabled admin would be left",
-                ))
-            }
-        };
-        state.published(records).await;
-        user
-    } else {
-        state
-            .store
-            .user_by_id(&id)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::not_found("no such user"))?
-    };
-    if let Some(m) = &admin_metadata {
-        let profile = ProfileChange {
-            admin_metadata: Some(m.clone()),
-            ..Default::default()
-        };
-        user = state
-            .store
-            .update_profile(&id, &profile)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::not_found("no such user"))?;
-    }
-    let detail = json!({"user": user.id, "roles": change.roles, "disabled": change.disabled,
-        "admin_metadata": admin_metadata.is_some()});
-    state
-        .audit(
-            AuditEvent::new(now.ms, "user_changed")
-                .by(&auth)
-                .target(&id)
-                .client(&client)
-                .meta(detail),
-        )
-        .await;
+    let user = users::change(&state, &client, &admin, &id, change).await?;
     Ok(Json(view(&user)))
 }
 
@@ -209,9 +104,6 @@ fn view(user: &crate::store::User) -> serde_json::Value {
         "profile": crate::service::profile::view(user),
     })
 }
-
-const MAX_PAGE: i64 = 200;
-const MAX_QUERY_CHARS: usize = 100;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -243,49 +135,15 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     admin: Admin,
-    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+    Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let _auth = admin.auth();
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            format!("limit: 1 to {MAX_PAGE}"),
-        ));
-    }
-    let query = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    if query.is_some_and(|s| s.chars().count() > MAX_QUERY_CHARS || s.chars().any(char::is_control))
-    {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            format!("q: at most {MAX_QUERY_CHARS} characters"),
-        ));
-    }
-    // The cursor is the last email seen, opaque to clients.
-    let after = match q.after.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(
-            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, c)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ApiError::bad_request("invalid_request", "after: not a cursor"))?,
-        ),
-    };
-    let mut users = state
-        .store
-        .search_users(query, after.as_deref(), limit + 1)
-        .await
-        .map_err(ApiError::internal)?;
-    let more = users.len() as i64 > limit;
-    users.truncate(limit as usize);
-    let next = more.then(|| users.last()).flatten().map(|u| {
-        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &u.email)
-    });
-    let views: Vec<_> = users
+    let page = users::search(&state, &admin, q.q.as_deref(), q.after.as_deref(), q.limit).await?;
+    let views: Vec<_> = page
+        .users
         .iter()
         .map(|u| json!({"user": UserView::from(u), "disabled": u.disabled_at.is_some()}))
         .collect();
-    Ok(Json(json!({"users": views, "next": next})))
+    Ok(Json(json!({"users": views, "next": page.next})))
 }
 
 /// Deletes the account and everything it had; its tokens die at the edge.
@@ -307,48 +165,7 @@ pub async fn delete(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<axum::response::Response> {
-    super::admin::require_recent_admin(&state, &auth).await?;
-    if id == auth.user.id {
-        return Err(self_refused("delete your own account"));
-    }
-    let now = state.now();
-    let records = match state
-        .store
-        .delete_user(&id, now.ms, state.revocation_expiry(now))
-        .await
-        .map_err(ApiError::internal)?
-    {
-        DeleteUser::Done(records) => records,
-        DeleteUser::NoSuchUser => return Err(ApiError::not_found("no such user")),
-        DeleteUser::LastAdmin => {
-            return Err(ApiError::new(
-                crate::service::error::Kind::Conflict,
-                "last_admin",
-                "no enabled admin would be left",
-            ))
-        }
-        DeleteUser::SoleOwner(teams) => {
-            return Err(ApiError::new(
-                crate::service::error::Kind::Conflict,
-                "sole_team_owner",
-                format!(
-                    "the user is the only owner of {}; make another owner first",
-                    teams.join(", ")
-                ),
-            ))
-        }
-    };
-    state.published(records).await;
-    let detail = json!({"user": id});
-    state
-        .audit(
-            AuditEvent::new(now.ms, "user_deleted")
-                .by(&auth)
-                .target(&id)
-                .client(&client)
-                .meta(detail),
-        )
-        .await;
+    users::delete(&state, &client, &require_admin(auth)?, &id).await?;
     Ok(axum::response::IntoResponse::into_response(
         StatusCode::NO_CONTENT,
     ))
@@ -373,34 +190,7 @@ pub async fn logout_all(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    super::admin::require_recent_admin(&state, &auth).await?;
-    let now = state.now();
-    if state
-        .store
-        .user_by_id(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .is_none()
-    {
-        return Err(ApiError::not_found("no such user"));
-    }
-    let records = state
-        .store
-        .revoke_all_sessions(&id, "ended_by_admin", now.ms, state.revocation_expiry(now))
-        .await
-        .map_err(ApiError::internal)?;
-    let ended = records.len();
-    state.published(records).await;
-    let detail = json!({"user": id, "sessions_ended": ended});
-    state
-        .audit(
-            AuditEvent::new(now.ms, "user_sessions_ended")
-                .by(&auth)
-                .target(&id)
-                .client(&client)
-                .meta(detail),
-        )
-        .await;
+    let ended = users::end_sessions(&state, &client, &require_admin(auth)?, &id).await?;
     Ok(Json(json!({"sessions_ended": ended})))
 }
 
@@ -423,35 +213,6 @@ pub async fn clear_login_delay(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    // It lifts the throttles on guessing: as every admin change.
-    super::admin::require_recent_admin(&state, &auth).await?;
-    let user = state
-        .store
-        .user_by_id(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("no such user"))?;
-    let cleared = state
-        .store
-        .clear_login_failures(&user.email)
-        .await
-        .map_err(ApiError::internal)?;
-    // Second-factor attempts are counted apart (and may be locked).
-    let cleared_mfa = state
-        .store
-        .clear_login_failures(&format!("mfa:{}", user.id))
-        .await
-        .map_err(ApiError::internal)?;
-    let cleared = cleared || cleared_mfa;
-    let detail = json!({"user": id, "cleared": cleared});
-    state
-        .audit(
-            AuditEvent::new(state.now().ms, "login_delay_cleared")
-                .by(&auth)
-                .target(&id)
-                .client(&client)
-                .meta(detail),
-        )
-        .await;
+    let cleared = users::clear_login_delay(&state, &client, &require_admin(auth)?, &id).await?;
     Ok(Json(json!({ "cleared": cleared })))
 }

@@ -58,7 +58,7 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
                         tr data-session=(id) {
                             td { (s.user_agent.as_deref().unwrap_or("unknown device")) }
                             td { (s.ip.as_deref().unwrap_or("")) }
-                            @let seen = crate::store::rfc3339_ms(s.last_used_at * 1000);
+                            @let seen = crate::domain::clock::rfc3339_ms(s.last_used_at * 1000);
                             td { time datetime=(seen) { (seen.get(..16).unwrap_or(&seen).replace('T', " ")) " UTC" } }
                             td {
                                 @if id == current {

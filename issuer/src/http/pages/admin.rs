@@ -1,7 +1,8 @@
 //! Administration: users (search, detail: disable, end sessions, reset
 //! second factors, teams), teams and their members, the daily summary as a
-//! chart and recent security events. Every action is the admin API's
-//! handler, with its checks (an admin cannot disable themselves, …).
+//! chart and recent security events. Every action is a rule of the
+//! services (`service::{users,teams,audit,mfa}`), with its checks (an admin
+//! cannot disable themselves, …), as the admin API's.
 
 use super::*;
 
@@ -31,42 +32,24 @@ pub async fn admin(
     };
     let me = auth.user.id.clone();
     let q = query.q.unwrap_or_default();
-    let list = crate::http::json::users::ListQuery {
-        q: (!q.is_empty()).then(|| q.clone()),
-        after: None,
-        limit: Some(100),
-    };
-    let body = match crate::http::json::users::list(
-        State(state.clone()),
-        admin.clone(),
-        Query(list),
-    )
-    .await
-    {
-        Ok(j) => j.0,
+    let search = (!q.is_empty()).then_some(q.as_str());
+    let users = match crate::service::users::search(&state, &admin, search, None, Some(100)).await {
+        Ok(page) => page.users,
         Err(e) => return error_page("Administration", e).await,
     };
-    let empty = Vec::new();
-    let users = body["users"].as_array().unwrap_or(&empty);
-    let daily = crate::http::json::audit::daily(
-        State(state.clone()),
-        admin.clone(),
-        Query(crate::http::json::audit::SummaryQuery { days: Some(14) }),
-    )
-    .await
-    .map(|j| j.0)
-    .unwrap_or(Value::Null);
-    let events = crate::http::json::audit::list(
-        State(state.clone()),
-        admin,
-        Query(crate::http::json::audit::AuditQuery {
-            limit: Some(15),
-            ..Default::default()
-        }),
-    )
-    .await
-    .map(|j| j.0["events"].clone())
-    .unwrap_or(Value::Null);
+    // The summary and the events are extras: the page stands without them.
+    let daily = crate::service::audit::daily(&state, &admin, Some(14))
+        .await
+        .map(|d| d.days)
+        .unwrap_or_default();
+    let recent = crate::service::audit::AuditQuery {
+        limit: Some(15),
+        ..Default::default()
+    };
+    let events = crate::service::audit::search(&state, &admin, recent)
+        .await
+        .map(|p| p.events)
+        .unwrap_or_default();
     page(
         "Administration",
         html! {
@@ -77,13 +60,13 @@ pub async fn admin(
             table id="events" {
                 thead { tr { th { "Time (UTC)" } th { "Event" } th { "Outcome" } th { "Who" } th { "IP" } } }
                 tbody {
-                    @for e in events.as_array().unwrap_or(&empty) {
+                    @for e in &events {
                         tr {
-                            td { (e["time"].as_str().unwrap_or_default().get(..19).unwrap_or_default().replace('T', " ")) }
-                            td { (e["action"].as_str().unwrap_or_default()) }
-                            td { (e["outcome"].as_str().unwrap_or_default()) }
-                            td { (e["email"].as_str().or(e["target_id"].as_str()).unwrap_or_default()) }
-                            td { (e["ip"].as_str().unwrap_or_default()) }
+                            td { (e.time.get(..19).unwrap_or_default().replace('T', " ")) }
+                            td { (e.action) }
+                            td { (e.outcome) }
+                            td { (e.email.as_deref().or(e.target_id.as_deref()).unwrap_or_default()) }
+                            td { (e.ip.as_deref().unwrap_or_default()) }
                         }
                     }
                 }
@@ -97,13 +80,13 @@ pub async fn admin(
             table {
                 thead { tr { th { "Email" } th { "Roles" } th { "State" } th { "Action" } } }
                 tbody {
-                    @for u in users {
-                        @let id = u["user"]["id"].as_str().unwrap_or_default();
-                        @let email = u["user"]["email"].as_str().unwrap_or_default();
-                        @let disabled = u["disabled"] == true;
+                    @for u in &users {
+                        @let id = u.id.as_str();
+                        @let email = u.email.as_str();
+                        @let disabled = u.disabled_at.is_some();
                         tr data-user=(email) {
                             td { a href={ "/auth/ui/admin/users/" (id) } { (email) } }
-                            td { (u["user"]["roles"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                            td { (u.roles.join(", ")) }
                             td { @if disabled { "disabled" } @else { "active" } }
                             td {
                                 @if id != me {
@@ -124,14 +107,12 @@ pub async fn admin(
 
 /// Sign-ins and failures per day as bars (server-drawn SVG, no script),
 /// with the same numbers in a table for screen readers and text browsers.
-fn daily_chart(daily: &Value) -> Markup {
-    let empty = Vec::new();
-    let mut days: Vec<&Value> = daily["days"].as_array().unwrap_or(&empty).iter().collect();
+fn daily_chart(days: &[crate::service::audit::Day]) -> Markup {
+    let mut days: Vec<_> = days.iter().collect();
     days.reverse(); // oldest first, left to right
-    let n = |d: &Value, k: &str| d[k].as_i64().unwrap_or(0);
     let top = days
         .iter()
-        .map(|d| n(d, "sign_ins").max(n(d, "sign_in_failures")))
+        .map(|d| d.sign_ins.max(d.sign_in_failures))
         .max()
         .unwrap_or(0)
         .max(1);
@@ -142,11 +123,11 @@ fn daily_chart(daily: &Value) -> Markup {
             aria-labelledby="daily-caption" {
             @for (i, d) in days.iter().enumerate() {
                 @let x = i as i64 * 24;
-                rect x=(x) y=(height - h(n(d, "sign_ins"))) width=(bar) height=(h(n(d, "sign_ins"))) fill="#2563eb" {
-                    title { (d["date"].as_str().unwrap_or_default()) ": " (n(d, "sign_ins")) " sign-ins" }
+                rect x=(x) y=(height - h(d.sign_ins)) width=(bar) height=(h(d.sign_ins)) fill="#2563eb" {
+                    title { (d.date) ": " (d.sign_ins) " sign-ins" }
                 }
-                rect x=(x + bar) y=(height - h(n(d, "sign_in_failures"))) width=(bar) height=(h(n(d, "sign_in_failures"))) fill="#b91c1c" {
-                    title { (d["date"].as_str().unwrap_or_default()) ": " (n(d, "sign_in_failures")) " failed" }
+                rect x=(x + bar) y=(height - h(d.sign_in_failures)) width=(bar) height=(h(d.sign_in_failures)) fill="#b91c1c" {
+                    title { (d.date) ": " (d.sign_in_failures) " failed" }
                 }
             }
         }
@@ -156,11 +137,11 @@ fn daily_chart(daily: &Value) -> Markup {
             tbody {
                 @for d in days.iter().rev() {
                     tr {
-                        td { (d["date"].as_str().unwrap_or_default()) }
-                        td { (n(d, "sign_ins")) }
-                        td { (n(d, "sign_in_failures")) }
-                        td { (n(d, "rate_limited")) }
-                        td { (n(d, "active_users")) }
+                        td { (d.date) }
+                        td { (d.sign_ins) }
+                        td { (d.sign_in_failures) }
+                        td { (d.rate_limited) }
+                        td { (d.active_users) }
                     }
                 }
             }
@@ -199,25 +180,26 @@ pub async fn admin_user(
     } else {
         "/auth/ui/admin".to_string()
     };
-    let users = crate::http::json::users::ChangeUserRequest {
-        roles: None,
-        disabled: Some(action == "disable"),
-        admin_metadata: None,
+    let admin = match crate::service::admin::require_admin(auth) {
+        Ok(admin) => admin,
+        Err(e) => return error_page("Administration", e).await,
     };
-    let s = State(state.clone());
     let result = match action.as_str() {
-        "end-sessions" => crate::http::json::users::logout_all(s, client, auth, Path(id))
+        "end-sessions" => crate::service::users::end_sessions(&state, &client, &admin, &id)
             .await
             .map(|_| ()),
-        "reset-mfa" => match crate::service::admin::require_admin(auth) {
-            Ok(admin) => crate::service::mfa::admin_reset(&state, &client, &admin, &id)
+        "reset-mfa" => crate::service::mfa::admin_reset(&state, &client, &admin, &id)
+            .await
+            .map(|_| ()),
+        _ => {
+            let change = crate::service::users::Change {
+                disabled: Some(action == "disable"),
+                ..Default::default()
+            };
+            crate::service::users::change(&state, &client, &admin, &id, change)
                 .await
-                .map(|_| ()),
-            Err(e) => Err(e),
-        },
-        _ => crate::http::json::users::change(s, client, auth, Path(id), ApiJson(users))
-            .await
-            .map(|_| ()),
+                .map(|_| ())
+        }
     };
     back_or_error(result, "Administration", &back).await
 }
@@ -247,54 +229,44 @@ pub async fn admin_user_page(
         Err(e) => return error_page("Administration", e).await,
     };
     let me = auth.user.id == id;
-    let user =
-        match crate::http::json::users::get(State(state.clone()), admin.clone(), Path(id.clone()))
-            .await
-        {
-            Ok(j) => j.0,
-            Err(e) => return error_page("Administration", e).await,
-        };
-    let teams = crate::http::json::teams::list(State(state.clone()), admin)
+    let detail = match crate::service::users::detail(&state, &admin, &id).await {
+        Ok(d) => d,
+        Err(e) => return error_page("Administration", e).await,
+    };
+    let teams = crate::service::teams::list(&state, &admin)
         .await
-        .map(|j| j.0["teams"].as_array().cloned().unwrap_or_default())
         .unwrap_or_default();
-    let email = user["user"]["email"].as_str().unwrap_or_default();
-    let disabled = user["disabled"] == true;
-    let mfa = &user["mfa"];
-    let has_factor = mfa["totp"] == true || mfa["passkeys"].as_i64().unwrap_or(0) > 0;
+    let user = &detail.user;
+    let email = user.email.as_str();
+    let disabled = user.disabled_at.is_some();
+    let mfa = &detail.mfa;
+    let has_factor = mfa.totp || mfa.passkeys > 0;
     let seg = encode_segment(&id);
     let action = |a: &str| format!("/auth/ui/admin/users/{seg}/{a}?from=user");
-    let empty = Vec::new();
-    let roles = user["user"]["roles"]
-        .as_array()
-        .unwrap_or(&empty)
-        .iter()
-        .filter_map(Value::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let roles = user.roles.join(", ");
     page(
         email,
         html! {
             nav { a href="/auth/ui/admin" { "Users" } a href="/auth/ui/admin/teams" { "Teams" } }
             dl id="user-detail" {
-                dt { "Name" } dd { (user["user"]["name"].as_str().unwrap_or("—")) }
-                dt { "Email" } dd { (email) @if user["profile"]["email_verified"] == true { " (verified)" } }
+                dt { "Name" } dd { (user.name.as_deref().unwrap_or("—")) }
+                dt { "Email" } dd { (email) @if user.email_verified_at.is_some() { " (verified)" } }
                 dt { "Roles" } dd { @if roles.is_empty() { "none" } @else { (roles) } }
                 dt { "State" } dd id="user-state" { @if disabled { "disabled" } @else { "active" } }
-                dt { "Created" } dd { (crate::store::rfc3339_ms(user["user"]["created_at"].as_i64().unwrap_or(0) * 1000).get(..10).unwrap_or_default()) }
-                dt { "Live sessions" } dd id="user-sessions" { (user["live_sessions"].as_u64().unwrap_or(0)) }
+                dt { "Created" } dd { (super::utc_date(user.created_at)) }
+                dt { "Live sessions" } dd id="user-sessions" { (detail.live_sessions) }
                 dt { "Second factors" } dd id="user-mfa" {
                     @if has_factor {
-                        @if mfa["totp"] == true { "authenticator app" }
-                        @if mfa["totp"] == true && mfa["passkeys"].as_i64().unwrap_or(0) > 0 { ", " }
-                        @if mfa["passkeys"].as_i64().unwrap_or(0) > 0 { (mfa["passkeys"]) " passkey(s)" }
+                        @if mfa.totp { "authenticator app" }
+                        @if mfa.totp && mfa.passkeys > 0 { ", " }
+                        @if mfa.passkeys > 0 { (mfa.passkeys) " passkey(s)" }
                     } @else { "none" }
                 }
                 dt { "Linked accounts" } dd {
-                    @for i in user["identities"].as_array().unwrap_or(&empty) {
-                        (i["provider"].as_str().unwrap_or_default()) ": " (i["login"].as_str().unwrap_or_default()) " "
+                    @for i in &detail.identities {
+                        (i.provider) ": " (i.login) " "
                     }
-                    @if user["identities"].as_array().is_none_or(Vec::is_empty) { "none" }
+                    @if detail.identities.is_empty() { "none" }
                 }
             }
             @if !me {
@@ -313,10 +285,9 @@ pub async fn admin_user_page(
             }
             h2 { "Teams" }
             ul id="user-teams" {
-                @for t in user["teams"].as_array().unwrap_or(&empty) {
-                    @let slug = t["team"].as_str().unwrap_or_default();
+                @for (slug, role) in &detail.teams {
                     li {
-                        a href={ "/auth/ui/admin/teams/" (encode_segment(slug)) } { (slug) } " (" (t["role"].as_str().unwrap_or_default()) ") "
+                        a href={ "/auth/ui/admin/teams/" (encode_segment(slug)) } { (slug) } " (" (role) ") "
                         form.inline method="post" action={ "/auth/ui/admin/teams/" (encode_segment(slug)) "/members/" (seg) "/remove?from=user" } {
                             button type="submit" aria-label={ "Remove from " (slug) } { "Remove" }
                         }
@@ -327,7 +298,7 @@ pub async fn admin_user_page(
                 form method="post" action={ "/auth/ui/admin/users/" (seg) "/teams" } {
                     label for="team" { "Team" }
                     select id="team" name="team" {
-                        @for t in &teams { option value=(t["slug"].as_str().unwrap_or_default()) { (t["name"].as_str().unwrap_or_default()) } }
+                        @for t in &teams { option value=(t.slug) { (t.name) } }
                     }
                     label for="role" { "Role in the team" }
                     select id="role" name="role" {
@@ -362,19 +333,13 @@ pub async fn admin_user_team(
         return to_login();
     };
     // An admin's page: a team owner has the members API, not this.
-    if let Err(e) = crate::http::json::admin::require_admin(&auth) {
+    if let Err(e) = crate::service::admin::require_admin(auth.clone()) {
         return error_page("Administration", e).await;
     }
     let back = format!("/auth/ui/admin/users/{}", encode_segment(&id));
-    let request = crate::http::json::teams::MemberRequest { role: form.role };
-    let result = crate::http::json::teams::put_member(
-        State(state.clone()),
-        client,
-        auth,
-        Path((form.team, id)),
-        ApiJson(request),
-    )
-    .await;
+    let result =
+        crate::service::teams::put_member(&state, &client, &auth, &form.team, &id, &form.role)
+            .await;
     back_or_error(result, "Administration", &back).await
 }
 
@@ -392,8 +357,8 @@ pub async fn admin_teams(State(state): State<AppState>, headers: HeaderMap) -> R
         Ok(admin) => admin,
         Err(e) => return error_page("Teams", e).await,
     };
-    let teams = match crate::http::json::teams::list(State(state.clone()), admin).await {
-        Ok(j) => j.0["teams"].as_array().cloned().unwrap_or_default(),
+    let teams = match crate::service::teams::list(&state, &admin).await {
+        Ok(teams) => teams,
         Err(e) => return error_page("Teams", e).await,
     };
     page(
@@ -402,8 +367,7 @@ pub async fn admin_teams(State(state): State<AppState>, headers: HeaderMap) -> R
             nav { a href="/auth/ui/admin" { "Users" } a href="/auth/ui/account" { "Your account" } }
             ul id="teams" {
                 @for t in &teams {
-                    @let slug = t["slug"].as_str().unwrap_or_default();
-                    li { a href={ "/auth/ui/admin/teams/" (encode_segment(slug)) } { (t["name"].as_str().unwrap_or_default()) } " (" (slug) ")" }
+                    li { a href={ "/auth/ui/admin/teams/" (encode_segment(&t.slug)) } { (t.name) } " (" (t.slug) ")" }
                 }
             }
             h2 { "New team" }
@@ -438,14 +402,8 @@ pub async fn admin_team_create(
         return to_login();
     };
     let back = format!("/auth/ui/admin/teams/{}", encode_segment(&form.slug));
-    let request = crate::http::json::teams::CreateTeamRequest {
-        slug: form.slug,
-        name: form.name,
-        owner: None,
-    };
     let result =
-        crate::http::json::teams::create(State(state.clone()), client, auth, ApiJson(request))
-            .await;
+        crate::service::teams::create(&state, &client, &auth, &form.slug, &form.name, None).await;
     back_or_error(result, "Teams", &back).await
 }
 
@@ -466,16 +424,13 @@ pub async fn admin_team(
     };
     // The admin API's check first: the members endpoint also lets a team's
     // own members read it, this page is for admins.
-    if let Err(e) = crate::http::json::admin::require_admin(&auth) {
+    if let Err(e) = crate::service::admin::require_admin(auth.clone()) {
         return error_page("Teams", e).await;
     }
-    let members =
-        match crate::http::json::teams::members(State(state.clone()), auth, Path(slug.clone()))
-            .await
-        {
-            Ok(j) => j.0["members"].as_array().cloned().unwrap_or_default(),
-            Err(e) => return error_page("Teams", e).await,
-        };
+    let members = match crate::service::teams::members(&state, &auth, &slug).await {
+        Ok(members) => members,
+        Err(e) => return error_page("Teams", e).await,
+    };
     let seg = encode_segment(&slug);
     page(
         &format!("Team {slug}"),
@@ -485,11 +440,11 @@ pub async fn admin_team(
                 thead { tr { th { "Member" } th { "Role" } th { span.visually-hidden { "Action" } } } }
                 tbody {
                     @for m in &members {
-                        @let user = m["user_id"].as_str().unwrap_or_default();
-                        @let email = m["email"].as_str().unwrap_or_default();
+                        @let user = m.user_id.as_str();
+                        @let email = m.email.as_str();
                         tr data-member=(email) {
                             td { a href={ "/auth/ui/admin/users/" (encode_segment(user)) } { (email) } }
-                            td { (m["role"].as_str().unwrap_or_default()) }
+                            td { (m.role) }
                             td {
                                 form method="post" action={ "/auth/ui/admin/teams/" (seg) "/members/" (encode_segment(user)) "/remove" } {
                                     button type="submit" aria-label={ "Remove " (email) } { "Remove" }
@@ -520,8 +475,7 @@ pub async fn admin_team_delete(
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
-    let result =
-        crate::http::json::teams::delete(State(state.clone()), client, auth, Path(slug)).await;
+    let result = crate::service::teams::delete(&state, &client, &auth, &slug).await;
     back_or_error(result, "Teams", "/auth/ui/admin/teams").await
 }
 
@@ -542,7 +496,7 @@ pub async fn admin_team_remove(
     };
     // Removing yourself is a member's right in the API; here it is an
     // admin's page, so the admin check comes first.
-    if let Err(e) = crate::http::json::admin::require_admin(&auth) {
+    if let Err(e) = crate::service::admin::require_admin(auth.clone()) {
         return error_page("Teams", e).await;
     }
     let back = if from.from.as_deref() == Some("user") {
@@ -550,12 +504,7 @@ pub async fn admin_team_remove(
     } else {
         format!("/auth/ui/admin/teams/{}", encode_segment(&slug))
     };
-    let result = crate::http::json::teams::delete_member(
-        State(state.clone()),
-        client,
-        auth,
-        Path((slug, user_id)),
-    )
-    .await;
+    let result =
+        crate::service::teams::remove_member(&state, &client, &auth, &slug, &user_id).await;
     back_or_error(result, "Teams", &back).await
 }

@@ -1,6 +1,6 @@
 //! GitHub from the pages: signing in, linking GitHub to the account and
-//! unlinking it. The OAuth dance is `api::github`'s; the callback hands its
-//! outcome here when the pages started it.
+//! unlinking it. The OAuth dance is `service::github`'s; the callback hands
+//! its outcome here when the pages started it.
 
 use super::*;
 
@@ -82,18 +82,33 @@ pub async fn github_sign_in(
     Form(form): Form<GitHubForm>,
 ) -> Response {
     let return_to = form.return_to.filter(|r| !r.is_empty());
-    let started = crate::http::json::github::login_for_pages(&state, &client, return_to);
-    on_to_github(started, "Sign in with GitHub", "On to GitHub.").await
+    let started =
+        crate::service::github::start_sign_in(&state, &client, return_to.as_deref(), true);
+    on_to_github(started, "Sign in with GitHub", "On to GitHub.")
 }
 
-/// The API's `{authorize_url}` and state cookie as a page that goes on to
-/// GitHub by itself, not a redirect: the CSP's `form-action 'self'` holds a
+/// A started sign-in as a page that goes on to GitHub by itself, with the
+/// state cookie; not a redirect: the CSP's `form-action 'self'` holds a
 /// form's redirects too, and stays strict.
-async fn on_to_github(started: Result<Response, ApiError>, title: &str, message: &str) -> Response {
-    let (status, cookies, body) = answer_of(started).await;
-    match body["authorize_url"].as_str() {
-        Some(to) if status.is_success() => with_cookies(landing(title, message, to), &cookies),
-        _ => refused(status, &message_of(&body)),
+fn on_to_github(
+    started: Result<crate::service::github::Started, ApiError>,
+    title: &str,
+    message: &str,
+) -> Response {
+    let cookie = started.and_then(|s| {
+        let cookie = crate::http::github_state::state_cookie(
+            &s.sealed,
+            crate::service::github::PENDING_TTL_SECS,
+        )?;
+        Ok((s.authorize_url, cookie))
+    });
+    match cookie {
+        Ok((to, cookie)) => {
+            let mut page = landing(title, message, &to);
+            page.headers_mut().append(header::SET_COOKIE, cookie);
+            page
+        }
+        Err(e) => refused(status_of(&e), &e.message),
     }
 }
 
@@ -116,9 +131,8 @@ pub async fn github_link(
         return to_login();
     };
     let started =
-        crate::http::json::github::start_link(&state, &client, &auth, form.password, None, true)
-            .await;
-    on_to_github(started, "Link GitHub", "On to GitHub to approve the link.").await
+        crate::service::github::start_link(&state, &client, &auth, form.password, None, true).await;
+    on_to_github(started, "Link GitHub", "On to GitHub to approve the link.")
 }
 
 #[utoipa::path(post, path = "/auth/ui/identities/{provider}/unlink", operation_id = "pages_unlink",
@@ -135,7 +149,7 @@ pub async fn unlink(
         return to_login();
     };
     back_or_error(
-        crate::http::json::github::unlink(State(state.clone()), client, auth, Path(provider)).await,
+        crate::service::github::unlink(&state, &client, &auth, &provider).await,
         "Your account",
         "/auth/ui/account",
     )

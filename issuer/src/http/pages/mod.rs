@@ -13,7 +13,6 @@
 //! to come from the pages themselves (Sec-Fetch-Site, or Origin), with or
 //! without cookies, so a foreign page cannot sign a browser in (login CSRF).
 
-use axum::body::to_bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -80,6 +79,11 @@ pub(crate) fn page(title: &str, body: Markup) -> Response {
 /// a cross-site redirect chain lands (GitHub's callback), this navigation
 /// starts from our own page, so the SameSite=Strict cookies it has just
 /// set come with it.
+/// `YYYY-MM-DD` (UTC) of a time in Unix seconds.
+fn utc_date(secs: i64) -> String {
+    crate::domain::clock::civil_date(secs.div_euclid(86_400))
+}
+
 fn landing(title: &str, message: &str, to: &str) -> Response {
     layout(
         title,
@@ -170,40 +174,9 @@ async fn page_auth(state: &AppState, headers: &HeaderMap) -> Result<Authenticate
     let signed_out = || ApiError::unauthorized("missing_token", "not signed in");
     let token = cookie_value(headers, PAGE_COOKIE).ok_or_else(signed_out)?;
     let refresh = cookie_value(headers, REFRESH_COOKIE).ok_or_else(signed_out)?;
-    let auth = crate::service::context::authenticate(state, &token, state.now()).await?;
-    let session = state
-        .store
-        .find_refresh(&crate::domain::tokens::refresh_token_hash(&refresh))
+    crate::service::context::authenticate_with_refresh(state, &token, &refresh)
         .await?
-        .map(|found| found.session.id);
-    if session.as_deref() != Some(auth.session.id.as_str()) {
-        return Err(signed_out());
-    }
-    Ok(auth)
-}
-
-/// A JSON handler's result, whichever way it went, as status, cookies and
-/// body (what a page needs to answer for it).
-async fn answer_of<T: IntoResponse>(
-    result: Result<T, ApiError>,
-) -> (StatusCode, Vec<String>, Value) {
-    json_of(result.map_or_else(IntoResponse::into_response, IntoResponse::into_response)).await
-}
-
-async fn json_of(response: Response) -> (StatusCode, Vec<String>, Value) {
-    let status = response.status();
-    let cookies = response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_string))
-        .collect();
-    let body = to_bytes(response.into_body(), 1 << 20)
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null);
-    (status, cookies, body)
+        .ok_or_else(signed_out)
 }
 
 /// A refusal's HTTP status.
@@ -239,13 +212,6 @@ async fn back_or_error<T>(result: Result<T, ApiError>, title: &str, to: &str) ->
 
 fn to_login() -> Response {
     Redirect::to("/auth/ui/login").into_response()
-}
-
-fn message_of(body: &Value) -> String {
-    body["message"]
-        .as_str()
-        .unwrap_or("something went wrong")
-        .to_string()
 }
 
 const ACCOUNT: &str = "/auth/ui/account";
