@@ -272,7 +272,7 @@ pub async fn change_password(
         .user(&auth.user)
         .session(&auth.session.id)
         .client(client);
-    crate::service::sessions::ended(state, records, event).await;
+    state.sessions_ended(records, event).await;
     crate::service::email::notify_password_changed(
         state,
         &auth.user.email,

@@ -298,7 +298,9 @@ async fn end_one_factor_session(
                 .client(client)
                 .session(&session.id)
                 .outcome(Outcome::Denied, "role_needs_second_factor");
-            crate::service::sessions::ended(state, record.into_iter().collect(), event).await
+            state
+                .sessions_ended(record.into_iter().collect(), event)
+                .await
         }
         Err(e) => return ApiError::internal(e),
     }

@@ -131,7 +131,7 @@ pub async fn reset_password(
         // The first proof of the mailbox removed the factors and linked
         // accounts set up before it.
         .meta(json!({"first_proof": spent.first_proof}));
-    crate::service::sessions::ended(state, records, event).await;
+    state.sessions_ended(records, event).await;
     notify_password_changed(state, &spent.email, "by a reset link", client).await;
     Ok(())
 }

@@ -12,15 +12,6 @@ use crate::service::grant::{self, Delivery, Tokens};
 use crate::store::AuditEvent;
 use crate::store::{Outcome, RefreshLookup, Rotation, Session, User};
 use crate::AppState;
-use auth_types::RevocationRecord;
-
-/// After sessions were revoked in the database: tell the edge (so their
-/// tokens are refused within milliseconds), then record why. Every way of
-/// ending sessions ends here, so neither step can be forgotten.
-pub async fn ended(state: &AppState, records: Vec<RevocationRecord>, event: AuditEvent) {
-    state.published(records).await;
-    state.audit(event).await;
-}
 
 /// Rotates the refresh token `presented`: the session goes on with the
 /// next one (delivered as `delivery` says).
@@ -203,7 +194,9 @@ pub async fn logout(state: &AppState, client: &Client, auth: &Authenticated) -> 
         .user(&auth.user)
         .client(client)
         .session(&auth.session.id);
-    ended(state, record.into_iter().collect(), event).await;
+    state
+        .sessions_ended(record.into_iter().collect(), event)
+        .await;
     Ok(())
 }
 
@@ -224,7 +217,7 @@ pub async fn logout_all(state: &AppState, client: &Client, auth: &Authenticated)
         .client(client)
         .session(&auth.session.id)
         .meta(serde_json::json!({"sessions_ended": records.len()}));
-    ended(state, records, event).await;
+    state.sessions_ended(records, event).await;
     Ok(())
 }
 
@@ -287,6 +280,8 @@ pub async fn delete(
         .user(&auth.user)
         .client(client)
         .session(&session.id);
-    ended(state, record.into_iter().collect(), event).await;
+    state
+        .sessions_ended(record.into_iter().collect(), event)
+        .await;
     Ok(())
 }

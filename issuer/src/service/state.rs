@@ -72,6 +72,18 @@ impl AppState {
         self.feed.revocations_committed().await;
     }
 
+    /// After sessions were revoked in the database: tell the edge (so their
+    /// tokens are refused within milliseconds), then record why. Every way of
+    /// ending sessions ends here, so neither step can be forgotten.
+    pub async fn sessions_ended(
+        &self,
+        records: Vec<RevocationRecord>,
+        event: crate::store::AuditEvent,
+    ) {
+        self.published(records).await;
+        self.audit(event).await;
+    }
+
     /// After a key change in the database: reload, push to this replica's
     /// followers, and tell the other replicas.
     pub async fn keys_changed(&self) -> anyhow::Result<()> {

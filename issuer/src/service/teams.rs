@@ -132,7 +132,7 @@ pub async fn delete(
         .target(slug)
         .client(client)
         .meta(json!({"team": slug, "members": records.len()}));
-    crate::service::sessions::ended(state, records, event).await;
+    state.sessions_ended(records, event).await;
     Ok(())
 }
 

@@ -249,7 +249,7 @@ pub async fn delete(state: &AppState, client: &Client, admin: &Admin, id: &str) 
         .target(id)
         .client(client)
         .meta(json!({"user": id}));
-    crate::service::sessions::ended(state, records, event).await;
+    state.sessions_ended(records, event).await;
     Ok(())
 }
 
@@ -273,7 +273,7 @@ pub async fn end_sessions(
         .target(id)
         .client(client)
         .meta(json!({"user": id, "sessions_ended": ended}));
-    crate::service::sessions::ended(state, records, event).await;
+    state.sessions_ended(records, event).await;
     Ok(ended)
 }
 

@@ -433,7 +433,7 @@ pub async fn unlink(
                     "login": identity.login,
                     "sessions_ended": records.len(),
                 }));
-            crate::service::sessions::ended(state, records, event).await;
+            state.sessions_ended(records, event).await;
             Ok(())
         }
         Unlink::NotLinked => Err(ApiError::not_found("no such linked identity")),
