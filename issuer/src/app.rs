@@ -16,10 +16,11 @@ use crate::domain::password::PasswordHasher;
 use crate::domain::ratelimit;
 use crate::jobs::Jobs;
 use crate::service::feed::FeedHub;
+use crate::service::github::client as github_client;
 use crate::service::keyring::Keyring;
+use crate::service::mail;
 use crate::service::metrics::Metrics;
 use crate::service::state::AppState;
-use crate::service::{github_client, mail};
 use crate::store::Store;
 
 /// How long in-flight requests may take to finish after shutdown begins.

@@ -12,7 +12,6 @@ pub mod error;
 pub mod factors;
 pub mod feed;
 pub mod github;
-pub mod github_client;
 pub mod grant;
 pub mod identities;
 pub mod keyring;

@@ -11,9 +11,10 @@ use crate::domain::clock::{Clock, Now};
 use crate::domain::password::PasswordHasher;
 use crate::domain::{ratelimit, rotation};
 use crate::service::feed::FeedHub;
+use crate::service::github::client as github_client;
 use crate::service::keyring::Keyring;
+use crate::service::mail;
 use crate::service::metrics::{self, Metrics};
-use crate::service::{github_client, mail};
 use crate::store::{AuditEvent, Store};
 
 /// Verifiers may allow up to this much clock skew past `exp` (sidecars cannot

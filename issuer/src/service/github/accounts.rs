@@ -5,7 +5,7 @@ use crate::domain::clock::Now;
 use crate::domain::tokens::new_id;
 use crate::service::context::Client;
 use crate::service::error::{Error as ApiError, Kind};
-use crate::service::github_client::Profile;
+use crate::service::github::client::Profile;
 use crate::store::{AuditEvent, Identity, LinkError, User};
 use crate::AppState;
 

@@ -16,13 +16,14 @@ use crate::domain::clock::Now;
 use crate::domain::tokens::refresh_token_hash;
 use crate::service::context::{Authenticated, Client};
 use crate::service::error::{Error as ApiError, Kind, Result as ApiResult};
-use crate::service::github_client::{GitHub, GitHubError, Profile};
+use crate::service::github::client::{GitHub, GitHubError, Profile};
 use crate::service::grant::{self, SignIn};
 use crate::service::redirects::allowed_return_to;
 use crate::store::{AuditEvent, Outcome, Unlink};
 use crate::AppState;
 
 mod accounts;
+pub mod client;
 
 pub const PROVIDER: &str = "github";
 /// RFC 8176 has no value for "an external identity provider vouched"; `fed`
