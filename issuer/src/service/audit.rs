@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::service::admin::Admin;
@@ -82,16 +80,13 @@ impl AuditQuery {
                 Error::bad_request("invalid_request", "outcome: success, failure or denied")
             })?),
         };
-        let before_id = match self.after.as_deref() {
-            None | Some("") => None,
-            Some(c) => Some(
-                URL_SAFE_NO_PAD
-                    .decode(c)
+        let before_id = match crate::service::cursor::after(self.after.as_deref())? {
+            None => None,
+            Some(key) => Some(
+                key.parse::<i64>()
                     .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .and_then(|s| s.parse::<i64>().ok())
                     .filter(|id| *id > 0)
-                    .ok_or_else(|| Error::bad_request("invalid_request", "after: not a cursor"))?,
+                    .ok_or_else(crate::service::cursor::not_a_cursor)?,
             ),
         };
         let filter = AuditFilter {
@@ -131,7 +126,7 @@ pub async fn search(state: &AppState, _admin: &Admin, q: AuditQuery) -> Result<P
     let next = more
         .then(|| events.last())
         .flatten()
-        .map(|e| URL_SAFE_NO_PAD.encode(&e.id));
+        .map(|e| crate::service::cursor::next(&e.id));
     Ok(Page { events, next })
 }
 

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod context;
+pub mod cursor;
 pub mod email;
 pub mod error;
 pub mod factors;

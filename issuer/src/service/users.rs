@@ -3,8 +3,6 @@
 //! Anything that changes what a token says about a user (roles) or whether
 //! the user may hold one (disable) revokes the user's live tokens at once.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::json;
 
 use crate::service::admin::Admin;
@@ -72,16 +70,7 @@ pub async fn search(
             format!("q: at most {MAX_QUERY_CHARS} characters"),
         ));
     }
-    let after = match after {
-        None | Some("") => None,
-        Some(c) => Some(
-            URL_SAFE_NO_PAD
-                .decode(c)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| Error::bad_request("invalid_request", "after: not a cursor"))?,
-        ),
-    };
+    let after = crate::service::cursor::after(after)?;
     let mut users = state
         .store
         .search_users(query, after.as_deref(), limit + 1)
@@ -91,7 +80,7 @@ pub async fn search(
     let next = more
         .then(|| users.last())
         .flatten()
-        .map(|u| URL_SAFE_NO_PAD.encode(&u.email));
+        .map(|u| crate::service::cursor::next(&u.email));
     Ok(Page { users, next })
 }
 

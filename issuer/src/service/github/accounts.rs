@@ -77,18 +77,6 @@ pub(super) async fn resolve(
             )
             .about(profile));
         };
-        let link_required = || {
-            Failure::new(
-                "github_link_required",
-                ApiError::new(
-                    Kind::Conflict,
-                    "link_required",
-                    "an account with this email exists: sign in to it and link GitHub \
-                     (POST /auth/github/link)",
-                ),
-            )
-            .about(profile)
-        };
         if state
             .store
             .user_by_email(&email)
@@ -101,7 +89,7 @@ pub(super) async fn resolve(
             if round == 0 {
                 continue;
             }
-            return Err(link_required());
+            return Err(link_required(profile));
         }
         let user = User {
             id: new_id(),
@@ -137,7 +125,13 @@ pub(super) async fn resolve(
             Err(LinkError::Db(e)) => return Err(db(e)),
         }
     }
-    Err(Failure::new(
+    Err(link_required(profile))
+}
+
+/// An account already has this verified address: its owner must sign in
+/// and link GitHub, so no one takes over an account by its email.
+fn link_required(profile: &Profile) -> Failure {
+    Failure::new(
         "github_link_required",
         ApiError::new(
             Kind::Conflict,
@@ -146,7 +140,7 @@ pub(super) async fn resolve(
              (POST /auth/github/link)",
         ),
     )
-    .about(profile))
+    .about(profile)
 }
 
 pub(super) async fn link_to(
