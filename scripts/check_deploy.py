@@ -33,10 +33,12 @@ def fail(where, message):
 
 
 def flags(path):
-    return set(re.findall(r'env = "([A-Z0-9_]+)"', (ROOT / path).read_text()))
+    p = ROOT / path
+    files = sorted(p.glob("*.rs")) if p.is_dir() else [p]
+    return set(re.findall(r'env = "([A-Z0-9_]+)"', "".join(f.read_text() for f in files)))
 
 
-ISSUER_ENV = flags("issuer/src/config/mod.rs")
+ISSUER_ENV = flags("issuer/src/config")
 SIDECAR_ENV = flags("sidecar-core/src/config.rs")
 SUBCOMMANDS = {"devmentor/issuer": {"serve", "migrate"}, "devmentor/sidecar": {"serve", "check-policy"}}
 README = (ROOT / "README.md").read_text()
