@@ -66,6 +66,10 @@ pub struct AccessClaims {
     /// Unix seconds; distinct from `iat`, which a refresh renews.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// What an OAuth client was granted (space-separated, RFC 9068 §2.2.3);
+    /// absent on the issuer's own tokens, which are not scoped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// Roles inside a team (the `teams` claim's values), highest first; each
@@ -156,6 +160,7 @@ mod tests {
             email_verified: false,
             acr: None,
             auth_time: None,
+            scope: None,
         }
     }
 

@@ -45,6 +45,7 @@ fn claims() -> AccessClaims {
         email_verified: false,
         acr: None,
         auth_time: None,
+        scope: None,
     }
 }
 

@@ -437,6 +437,7 @@ rules:
             email_verified: false,
             acr: None,
             auth_time: None,
+            scope: None,
         }
     }
 

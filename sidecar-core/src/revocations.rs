@@ -110,6 +110,7 @@ mod tests {
             email_verified: false,
             acr: None,
             auth_time: None,
+            scope: None,
         }
     }
 

@@ -221,6 +221,7 @@ async fn mint(
             email_verified: false,
             acr: None,
             auth_time: None,
+            scope: None,
         };
         writeln!(
             file,

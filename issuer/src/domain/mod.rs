@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod keys;
 pub mod mfa;
+pub mod oauth;
 pub mod password;
 pub mod ratelimit;
 pub mod rotation;

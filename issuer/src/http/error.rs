@@ -55,3 +55,30 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// An OAuth endpoint's error (RFC 6749 §5.2): `{"error", "error_description"}`,
+/// never cached; `invalid_client` carries the `Basic` challenge.
+pub fn oauth_error(e: ApiError) -> Response {
+    let status = status_of(e.kind);
+    let body = Json(json!({"error": e.code, "error_description": e.message}));
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if status == StatusCode::UNAUTHORIZED {
+        let value = e
+            .challenge
+            .clone()
+            .unwrap_or_else(|| format!("Bearer error=\"{}\"", e.code));
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    if status == StatusCode::FORBIDDEN && e.code == "insufficient_scope" {
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"insufficient_scope\", scope=\"openid\""),
+        );
+    }
+    response
+}

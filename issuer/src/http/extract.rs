@@ -180,7 +180,7 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+pub(crate) fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
     let value = parts
         .headers
         .get(header::AUTHORIZATION)

@@ -90,6 +90,11 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(json::teams::members))
         .routes(routes!(json::teams::put_member, json::teams::delete_member))
         .routes(routes!(json::roles::internal_map))
+        .routes(routes!(json::oauth::token))
+        .routes(routes!(json::oauth::userinfo))
+        .routes(routes!(json::oauth::list, json::oauth::create))
+        .routes(routes!(json::oauth::delete))
+        .routes(routes!(json::oauth::rotate_secret))
         .routes(routes!(json::ops::jwks))
         .routes(routes!(json::ops::openid_configuration))
         .routes(routes!(json::feed::list))
@@ -129,6 +134,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(pages::github_link))
         .routes(routes!(pages::unlink))
         .routes(routes!(pages::register_page, pages::register))
+        .routes(routes!(pages::authorize, pages::authorize_consent))
         .split_for_parts();
     openapi::finish(&mut doc);
     (router, doc)

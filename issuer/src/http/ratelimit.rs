@@ -28,7 +28,7 @@ pub fn classify(settings: &ServeArgs, method: &Method, path: &str) -> Option<(&'
             ("login", settings.rate_limit_login)
         }
         "/auth/register" | "/auth/ui/register" => ("register", settings.rate_limit_register),
-        "/auth/refresh" | "/auth/ui/resume" | "/auth/ui/logout" => {
+        "/auth/refresh" | "/auth/ui/resume" | "/auth/ui/logout" | "/auth/oauth2/token" => {
             ("refresh", settings.rate_limit_refresh)
         }
         "/auth/password"

@@ -54,7 +54,39 @@ pub struct Authenticated {
 /// enabled user, issued after the last password change and token-generation
 /// bump. The issuer checks its own database, so a revoked session is
 /// refused at once, without waiting for any feed.
+///
+/// Only the issuer's own sessions: an OAuth client's token (the scopes a
+/// user allowed an app) does not act on the user's account through the
+/// issuer's API.
 pub async fn authenticate(state: &AppState, token: &str, now: Now) -> Result<Authenticated> {
+    let auth = verify_token(state, token, now).await?;
+    if auth.session.client_id.is_some() {
+        return Err(Error::unauthorized(
+            "invalid_token",
+            "an application's token does not act on the account",
+        ));
+    }
+    Ok(auth)
+}
+
+/// An OAuth client's access token (for `userinfo`), checked as
+/// [`authenticate`] checks the issuer's own.
+pub async fn authenticate_client_token(
+    state: &AppState,
+    token: &str,
+    now: Now,
+) -> Result<Authenticated> {
+    let auth = verify_token(state, token, now).await?;
+    if auth.session.client_id.is_none() {
+        return Err(Error::unauthorized(
+            "invalid_token",
+            "not an application's token",
+        ));
+    }
+    Ok(auth)
+}
+
+async fn verify_token(state: &AppState, token: &str, now: Now) -> Result<Authenticated> {
     let keys = state.keys.snapshot();
     let verified = jws::verify(token, &keys.verifying)
         .map_err(|e| Error::unauthorized("invalid_token", e.to_string()))?;

@@ -1,6 +1,7 @@
 //! The one path that hands out tokens. Every way of signing in (password,
 //! and later GitHub, passkeys, MFA completion) ends in [`start_session`];
-//! every refresh ends in [`continue_session`]. Both go through [`grant`], so
+//! an authorization code's exchange in [`start_client_session`]; every
+//! refresh ends in [`continue_session`]. Both go through [`grant`], so
 //! rules such as "disabled users get no tokens", and the metrics and audit
 //! of a sign-in, live in one place. The outcome is typed ([`SignIn`],
 //! [`Tokens`]); `http::tokens` writes it as an answer, a page as cookies.
@@ -12,7 +13,7 @@ use crate::domain::tokens::{mint_access_token, new_id, new_refresh_token, refres
 use crate::service::context::Client;
 use crate::service::error::{Error as ApiError, Result as ApiResult};
 use crate::store::{AuditEvent, Outcome};
-use crate::store::{NewSession, Session, User};
+use crate::store::{NewSession, OAuthBinding, Session, User};
 use crate::AppState;
 
 pub use crate::service::signin::{Delivery, Refresh, SignIn, Tokens};
@@ -38,6 +39,9 @@ enum Grant<'a> {
         /// The passkey that proved it, if one did.
         opened_by: Option<&'a str>,
     },
+    /// An OAuth client's session, from an authorization code: the user
+    /// proved who they are in the browser (`amr`, `auth_time`).
+    Client(ClientGrant<'a>),
     Continue {
         session: &'a Session,
         refresh_token: String,
@@ -45,6 +49,36 @@ enum Grant<'a> {
         outcome: &'static str,
         delivery: Delivery,
     },
+}
+
+/// What an authorization code grants: a session of the client's own.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientGrant<'a> {
+    /// Chosen before the code was spent, so a replay can find it.
+    pub session_id: &'a str,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub amr: &'a str,
+    pub auth_time: i64,
+}
+
+/// A session (and tokens) for an OAuth client, through the same gate as a
+/// sign-in. The code was only issued to a signed-in browser, so no factor
+/// is asked for here: a user whose role needs a second factor the sign-in
+/// did not prove gets nothing.
+pub async fn start_client_session(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    g: ClientGrant<'_>,
+    now: Now,
+) -> ApiResult<Tokens> {
+    match grant(state, client, user, Grant::Client(g), now).await? {
+        SignIn::Tokens(tokens) => Ok(tokens),
+        _ => Err(ApiError::internal(
+            "a code exchange was answered with a challenge",
+        )),
+    }
 }
 
 /// A new session for a user who has just proved who they are. `amr` lists
@@ -133,11 +167,33 @@ async fn grant(
                     "account is disabled",
                 )
             }
+            Grant::Client(g) => {
+                state.metrics.login("disabled");
+                state
+                    .audit(
+                        AuditEvent::new(now.ms, "login_disabled")
+                            .user(user)
+                            .client(client)
+                            .outcome(Outcome::Denied, "account_disabled")
+                            .meta(serde_json::json!({"client_id": g.client_id})),
+                    )
+                    .await;
+                ApiError::bad_request("invalid_grant", "the account is disabled")
+            }
             Grant::Continue { .. } => {
                 state.metrics.refresh("disabled");
                 ApiError::unauthorized("invalid_grant", "refresh token is invalid")
             }
         });
+    }
+    if let Grant::Client(g) = &grant {
+        if role_needs_second_factor(state, user) && !has_second_factor(g.amr) {
+            state.metrics.login("mfa_required");
+            return Err(ApiError::bad_request(
+                "invalid_grant",
+                "a role of this account needs a second factor: sign in again with it",
+            ));
+        }
     }
     if let Grant::Continue { session, .. } = &grant {
         // The same gate as a sign-in: a session that began with one factor
@@ -182,6 +238,7 @@ async fn grant(
                     amr,
                     refresh_hash: &refresh_token_hash(&refresh_token),
                     opened_by,
+                    oauth: None,
                 })
                 .await?;
             state.metrics.login("success");
@@ -213,6 +270,65 @@ async fn grant(
                 amr,
                 now.secs(),
                 refresh_token,
+                Bound::NONE,
+                now,
+            )
+            .await
+            .map(SignIn::Tokens)
+        }
+        Grant::Client(g) => {
+            let refresh_token = new_refresh_token()?;
+            let settings = &state.settings;
+            let absolute_expires_at = now.secs() + settings.session_max_lifetime;
+            state
+                .store
+                .create_session(&NewSession {
+                    id: g.session_id,
+                    user_id: &user.id,
+                    now: now.secs(),
+                    idle_expires_at: (now.secs() + settings.session_idle_timeout)
+                        .min(absolute_expires_at),
+                    absolute_expires_at,
+                    ip: client.ip.as_deref(),
+                    user_agent: client.user_agent.as_deref(),
+                    amr: g.amr,
+                    refresh_hash: &refresh_token_hash(&refresh_token),
+                    opened_by: None,
+                    oauth: Some(OAuthBinding {
+                        client_id: g.client_id,
+                        scope: g.scope,
+                        auth_time: g.auth_time,
+                    }),
+                })
+                .await?;
+            state.metrics.login("authorization_code");
+            state
+                .audit(
+                    AuditEvent::new(now.ms, "login_success")
+                        .user(user)
+                        .client(client)
+                        .session(g.session_id)
+                        .meta(serde_json::json!({
+                            "amr": g.amr,
+                            "client_id": g.client_id,
+                            "scope": g.scope,
+                            "grant_type": "authorization_code",
+                        })),
+                )
+                .await;
+            let bound = Bound {
+                client_id: Some(g.client_id),
+                scope: Some(g.scope),
+            };
+            tokens(
+                state,
+                Delivery::Body,
+                user,
+                g.session_id,
+                g.amr,
+                g.auth_time,
+                refresh_token,
+                bound,
                 now,
             )
             .await
@@ -233,6 +349,7 @@ async fn grant(
                 &session.amr,
                 session.auth_time,
                 refresh_token,
+                Bound::of(session),
                 now,
             )
             .await
@@ -375,7 +492,16 @@ pub async fn step_up(
                 .meta(serde_json::json!({"amr": amr})),
         )
         .await;
-    let access_token = access_token(state, user, &session.id, amr, now.secs(), now).await?;
+    let access_token = access_token(
+        state,
+        user,
+        &session.id,
+        amr,
+        now.secs(),
+        Bound::of(session),
+        now,
+    )
+    .await?;
     Ok(Tokens {
         access_token,
         expires_in: state.settings.keys.access_token_ttl,
@@ -393,10 +519,11 @@ async fn tokens(
     amr: &str,
     auth_time: i64,
     refresh_token: String,
+    bound: Bound<'_>,
     now: Now,
 ) -> ApiResult<Tokens> {
     let settings = &state.settings;
-    let access_token = access_token(state, user, session_id, amr, auth_time, now).await?;
+    let access_token = access_token(state, user, session_id, amr, auth_time, bound, now).await?;
     Ok(Tokens {
         access_token,
         expires_in: settings.keys.access_token_ttl,
@@ -409,12 +536,35 @@ async fn tokens(
     })
 }
 
+/// The OAuth client a session was opened for, and its scope: the access
+/// token carries them (none for the issuer's own sessions).
+#[derive(Debug, Clone, Copy)]
+struct Bound<'a> {
+    client_id: Option<&'a str>,
+    scope: Option<&'a str>,
+}
+
+impl<'a> Bound<'a> {
+    const NONE: Bound<'static> = Bound {
+        client_id: None,
+        scope: None,
+    };
+
+    fn of(session: &'a Session) -> Self {
+        Bound {
+            client_id: session.client_id.as_deref(),
+            scope: session.scope.as_deref(),
+        }
+    }
+}
+
 async fn access_token(
     state: &AppState,
     user: &User,
     session_id: &str,
     amr: &str,
     auth_time: i64,
+    bound: Bound<'_>,
     now: Now,
 ) -> ApiResult<String> {
     let settings = &state.settings;
@@ -445,11 +595,14 @@ async fn access_token(
         auth_time: Some(auth_time),
         jti: new_id(),
         sid: session_id.to_string(),
-        client_id: settings.client_id.clone(),
+        client_id: bound
+            .client_id
+            .map_or_else(|| settings.client_id.clone(), str::to_string),
         roles: user.roles.clone(),
         permissions: Vec::new(),
         amr: amr.split_whitespace().map(str::to_string).collect(),
         email: Some(user.email.clone()),
+        scope: bound.scope.map(str::to_string),
     };
     let keys = state.keys.snapshot();
     mint_access_token(&keys.signing, &claims).map_err(ApiError::internal)

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod mail;
 pub mod metrics;
 pub mod mfa;
+pub mod oauth;
 pub mod passkeys;
 pub mod password_check;
 pub mod profile;

@@ -14,16 +14,26 @@ use crate::store::{Outcome, RefreshLookup, Rotation, Session, User};
 use crate::AppState;
 
 /// Rotates the refresh token `presented`: the session goes on with the
-/// next one (delivered as `delivery` says).
+/// next one (delivered as `delivery` says). `for_client` is the OAuth
+/// client presenting it (`None`: the issuer's own API and pages): a token
+/// is refreshed only by the client its session was opened for, so a
+/// confidential client's token cannot be refreshed without its secret
+/// through the issuer's own endpoint.
 pub async fn refresh(
     state: &AppState,
     client: &Client,
     presented: &str,
     delivery: Delivery,
+    for_client: Option<&str>,
 ) -> ApiResult<Tokens> {
     let now = state.now();
     let hash = refresh_token_hash(presented);
-    let Some(found) = state.store.find_refresh(&hash).await? else {
+    let Some(found) = state
+        .store
+        .find_refresh(&hash)
+        .await?
+        .filter(|f| f.session.client_id.as_deref() == for_client)
+    else {
         state.metrics.refresh("invalid");
         return Err(invalid_grant());
     };

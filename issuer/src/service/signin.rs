@@ -47,4 +47,7 @@ pub enum SignIn {
 pub enum Delivery {
     CookieOnly,
     CookieAndBody,
+    /// An OAuth client's token response: the body alone, never a cookie
+    /// (the client is not the issuer's origin).
+    Body,
 }

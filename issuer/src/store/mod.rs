@@ -17,6 +17,7 @@ mod keys;
 mod login_failures;
 mod mail;
 mod mfa;
+mod oauth;
 mod passkeys;
 mod revocations;
 mod sessions;
@@ -30,9 +31,10 @@ pub use keys::StoredKey;
 pub use login_failures::{delay_ms, FREE_FAILURES, MAX_DELAY_MS};
 pub use mail::{NewMail, OutboxCounts, OutboxMail, SpentToken, TokenPurpose};
 pub use mfa::{MfaStatus, MfaTicket, TotpFactor, TICKET_ATTEMPTS};
+pub use oauth::{Code, NewCode, OAuthClient, Redeemed};
 pub use passkeys::{Ceremony, StoredPasskey, MAX_CEREMONIES_PER_CLIENT, MAX_PASSKEYS};
 pub use revocations::NewRevocation;
-pub use sessions::{NewSession, RefreshLookup, Rotation, Session, Successor, Which};
+pub use sessions::{NewSession, OAuthBinding, RefreshLookup, Rotation, Session, Successor, Which};
 pub use teams::{CreateTeam, Membership, MembershipChange, PermissionMap, Team, TEAM_ROLES};
 pub use users::{
     Changed, CreateUserError, DeleteUser, ProfileChange, User, UserChange, UserTotals,

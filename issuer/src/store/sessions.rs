@@ -22,6 +22,11 @@ pub struct Session {
     /// When the user last actively authenticated in this session (sign-in
     /// or step-up), Unix seconds.
     pub auth_time: i64,
+    /// The OAuth client the session was opened for (its tokens carry it,
+    /// only it may refresh); `None` for the issuer's own sign-in.
+    pub client_id: Option<String>,
+    /// The scope granted to that client.
+    pub scope: Option<String>,
 }
 
 impl Session {
@@ -42,6 +47,16 @@ pub struct NewSession<'a> {
     pub refresh_hash: &'a str,
     /// The passkey (credential id) that opened it, if one did.
     pub opened_by: Option<&'a str>,
+    /// For an OAuth client: its id, the granted scope, and when the user
+    /// authenticated (the browser session's, not now).
+    pub oauth: Option<OAuthBinding<'a>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct OAuthBinding<'a> {
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub auth_time: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -78,7 +93,7 @@ pub struct Rotation<'a> {
 pub(super) const SESSION_COLUMNS: &str =
     "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, \
      s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent, s.amr, \
-     COALESCE(s.auth_time, s.created_at) AS auth_time";
+     COALESCE(s.auth_time, s.created_at) AS auth_time, s.client_id, s.scope";
 
 impl Store {
     // ---- sessions and refresh tokens ----
@@ -87,8 +102,8 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, \
-             absolute_expires_at, ip, user_agent, amr, opened_by) \
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9)",
+             absolute_expires_at, ip, user_agent, amr, opened_by, client_id, scope, auth_time) \
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(s.id)
         .bind(s.user_id)
@@ -99,6 +114,9 @@ impl Store {
         .bind(s.user_agent.map(str::to_string))
         .bind(s.amr)
         .bind(s.opened_by.map(str::to_string))
+        .bind(s.oauth.map(|o| o.client_id.to_string()))
+        .bind(s.oauth.map(|o| o.scope.to_string()))
+        .bind(s.oauth.map(|o| o.auth_time))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -397,6 +415,8 @@ pub enum Which<'a> {
     OpenedByBut(&'a str, &'a str),
     /// Those a one-time code (TOTP, a recovery code) completed, but `keep`.
     CodesBut(&'a str),
+    /// Those opened for this OAuth client.
+    OfClient(&'a str),
 }
 
 pub(super) async fn revoke_sessions_where(
@@ -418,6 +438,7 @@ pub(super) async fn revoke_sessions_where(
              OR (' ' || amr || ' ') LIKE '% rc %')",
             vec![keep],
         ),
+        Which::OfClient(client) => (" AND client_id = $4", vec![client]),
     };
     let insert = format!(
         "INSERT INTO revocations (kind, subject, issued_before, created_at_ms, expires_at) \
@@ -475,5 +496,7 @@ pub(super) fn session_from_row(row: &AnyRow) -> sqlx::Result<Session> {
         user_agent: row.try_get("user_agent")?,
         amr: row.try_get("amr")?,
         auth_time: row.try_get("auth_time")?,
+        client_id: row.try_get("client_id")?,
+        scope: row.try_get("scope")?,
     })
 }

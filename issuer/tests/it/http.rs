@@ -933,24 +933,54 @@ async fn well_known_and_operational_endpoints(backend: Backend) {
         config["jwks_uri"],
         format!("{}/.well-known/jwks.json", issuer::testing::TEST_ISSUER_URL)
     );
-    // Nothing the API does not offer: no grant types, endpoints or ID tokens.
+    // Only what is offered, and every endpoint it names answers as one.
     let advertised: Vec<&str> = config
         .as_object()
         .expect("object")
         .keys()
         .map(String::as_str)
         .collect();
+    let offered = [
+        "issuer",
+        "authorization_endpoint",
+        "token_endpoint",
+        "userinfo_endpoint",
+        "jwks_uri",
+        "response_types_supported",
+        "response_modes_supported",
+        "grant_types_supported",
+        "code_challenge_methods_supported",
+        "token_endpoint_auth_methods_supported",
+        "scopes_supported",
+        "prompt_values_supported",
+        "subject_types_supported",
+        "id_token_signing_alg_values_supported",
+        "authorization_response_iss_parameter_supported",
+        "request_parameter_supported",
+        "request_uri_parameter_supported",
+        "claims_parameter_supported",
+        "claims_supported",
+    ];
     for key in &advertised {
         assert!(
-            [
-                "issuer",
-                "jwks_uri",
-                "subject_types_supported",
-                "claims_supported"
-            ]
-            .contains(key),
-            "advertises {key}, which the API does not support"
+            offered.contains(key),
+            "advertises {key}, which is not offered"
         );
+    }
+    assert_eq!(config["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(config["response_types_supported"], json!(["code"]));
+    for (key, method, status) in [
+        ("authorization_endpoint", "GET", StatusCode::BAD_REQUEST),
+        ("token_endpoint", "POST", StatusCode::BAD_REQUEST),
+        ("userinfo_endpoint", "GET", StatusCode::UNAUTHORIZED),
+    ] {
+        let url = config[key]
+            .as_str()
+            .expect(key)
+            .replace(issuer::testing::TEST_ISSUER_URL, &t.url(""));
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let r = t.http.request(method, url).send().await.expect("send");
+        assert_eq!(r.status(), status, "{key}");
     }
     assert_eq!(
         t.http

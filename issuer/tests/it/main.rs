@@ -12,6 +12,7 @@ mod layers;
 mod limits;
 mod mail;
 mod mfa;
+mod oauth;
 mod openapi;
 mod passkeys;
 mod ratelimit;

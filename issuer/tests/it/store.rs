@@ -52,6 +52,7 @@ async fn session(store: &Store, user_id: &str, id: &str, refresh_hash: &str) {
             amr: "pwd",
             refresh_hash,
             opened_by: None,
+            oauth: None,
         })
         .await
         .expect("session");

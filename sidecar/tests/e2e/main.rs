@@ -174,6 +174,7 @@ async fn allow_deny_and_identity_headers_through_envoy(front: Front) {
         email_verified: false,
         acr: None,
         auth_time: None,
+        scope: None,
     };
     let signing = stack.issuer().state.keys.snapshot().signing.clone();
     let expired_token =

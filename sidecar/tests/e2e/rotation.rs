@@ -58,6 +58,7 @@ pub fn claims(sub: &str, ttl: i64) -> AccessClaims {
         email_verified: false,
         acr: None,
         auth_time: None,
+        scope: None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod email;
 pub mod feed;
 pub mod github;
 pub mod mfa;
+pub mod oauth;
 pub mod ops;
 pub mod passkeys;
 pub mod profile;

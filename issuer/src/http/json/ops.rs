@@ -35,10 +35,10 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     response
 }
 
-/// Only what the API really offers. There is no OAuth authorization or
-/// token endpoint (sign-in is `/auth/login`, refresh is `/auth/refresh`, both
-/// JSON APIs of their own), no ID token and no RFC 7009 revocation endpoint,
-/// so none is advertised: a client that trusted the document would fail.
+/// Only what the issuer really offers (a client that trusted more would
+/// fail): the authorization code flow with PKCE S256, the token endpoint
+/// with client secrets or none, ID tokens signed with the issuer's current
+/// key, and `userinfo`.
 #[utoipa::path(
     get,
     path = "/.well-known/openid-configuration",
@@ -51,11 +51,27 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 )]
 pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
     let base = &state.settings.issuer_url;
+    let alg = state.keys.snapshot().signing.alg.as_str();
     Json(json!({
         "issuer": base,
+        "authorization_endpoint": format!("{base}/auth/ui/authorize"),
+        "token_endpoint": format!("{base}/auth/oauth2/token"),
+        "userinfo_endpoint": format!("{base}/auth/oauth2/userinfo"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "scopes_supported": crate::domain::oauth::KNOWN_SCOPES,
+        "prompt_values_supported": ["none", "login", "consent"],
         "subject_types_supported": ["public"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "client_id", "roles", "permissions", "amr", "email", "user_gen"],
+        "id_token_signing_alg_values_supported": [alg],
+        "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "claims_parameter_supported": false,
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash", "email", "email_verified", "name", "picture"],
     }))
 }
 

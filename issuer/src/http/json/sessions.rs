@@ -59,9 +59,11 @@ pub async fn refresh(
     body: Bytes,
 ) -> ApiResult<Response> {
     let (presented, delivery) = presented_refresh_token(&headers, &body)?;
-    Ok(sessions::refresh(&state, &client, &presented, delivery)
-        .await?
-        .into_response())
+    Ok(
+        sessions::refresh(&state, &client, &presented, delivery, None)
+            .await?
+            .into_response(),
+    )
 }
 
 #[utoipa::path(

@@ -32,6 +32,7 @@ mod account;
 mod admin;
 mod github;
 mod mfa;
+mod oauth;
 mod passkeys;
 mod signin;
 
@@ -39,6 +40,7 @@ pub use account::*;
 pub use admin::*;
 pub use github::*;
 pub use mfa::*;
+pub use oauth::*;
 pub use passkeys::*;
 pub use signin::*;
 
@@ -75,15 +77,15 @@ pub(crate) fn page(title: &str, body: Markup) -> Response {
     layout(title, None, body)
 }
 
-/// A page that moves on to `to` by itself (and says so, with a link). Where
-/// a cross-site redirect chain lands (GitHub's callback), this navigation
-/// starts from our own page, so the SameSite=Strict cookies it has just
-/// set come with it.
 /// `YYYY-MM-DD` (UTC) of a time in Unix seconds.
 fn utc_date(secs: i64) -> String {
     crate::domain::clock::civil_date(secs.div_euclid(86_400))
 }
 
+/// A page that moves on to `to` by itself (and says so, with a link). Where
+/// a cross-site redirect chain lands (GitHub's callback), this navigation
+/// starts from our own page, so the SameSite=Strict cookies it has just
+/// set come with it.
 fn landing(title: &str, message: &str, to: &str) -> Response {
     layout(
         title,
@@ -231,7 +233,12 @@ fn destination(state: &AppState, return_to: Option<&str>) -> Result<String, ApiE
 /// itself, because the pages' CSP (`form-action 'self'`) also holds a
 /// form's redirects to our own origin.
 fn signed_in(state: &AppState, tokens: &Tokens, to: &str) -> Response {
-    let next = if to.starts_with("/auth/ui/") {
+    // The authorization endpoint answers with a redirect to the client's
+    // origin, which `form-action 'self'` would block at the end of this
+    // form's redirect chain: a page goes on to it instead.
+    let next = if to.starts_with("/auth/ui/")
+        && !to.starts_with(crate::service::oauth::authorize::AUTHORIZE_PATH)
+    {
         Redirect::to(to).into_response()
     } else {
         landing("Signed in", "Signed in.", to)
@@ -264,7 +271,7 @@ async fn refresh_cookie_session(
 ) -> Option<Tokens> {
     let presented = cookie_value(headers, REFRESH_COOKIE)?;
     let delivery = crate::service::grant::Delivery::CookieOnly;
-    crate::service::sessions::refresh(state, client, &presented, delivery)
+    crate::service::sessions::refresh(state, client, &presented, delivery, None)
         .await
         .ok()
 }

@@ -1,0 +1,218 @@
+//! The pure rules of OAuth 2.1 / OpenID Connect: PKCE, redirect-URI
+//! matching, scopes, `at_hash`, and signing an ID token.
+
+use auth_types::jws::b64url_encode;
+use auth_types::SigningAlg;
+use ring::digest::{digest, SHA256, SHA512};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::domain::keys::SigningKey;
+
+/// The scopes the issuer knows. `openid` asks for an ID token; `profile`
+/// and `email` for those claims; `offline_access` for a refresh token.
+pub const KNOWN_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+
+/// A client-defined scope (`notes:read`): lower-case letters, digits and
+/// `:._-`, at most 64 characters.
+pub fn valid_scope_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b":._-".contains(&b))
+}
+
+/// RFC 7636 §4.1: 43 to 128 characters of `[A-Za-z0-9-._~]`.
+pub fn valid_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// An S256 challenge is the base64url SHA-256 of a verifier: 43 characters.
+pub fn valid_challenge(c: &str) -> bool {
+    c.len() == 43
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether `verifier` is the one `challenge` (S256) was made from. Both
+/// sides are public once presented, so a plain comparison is enough.
+pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    valid_verifier(verifier)
+        && b64url_encode(digest(&SHA256, verifier.as_bytes()).as_ref()) == challenge
+}
+
+/// Whether the presented `redirect_uri` is the registered one. Exact string
+/// match (no normalisation: `/cb` and `/cb/`, `HTTPS:` and `https:` differ),
+/// except that a native app's loopback redirect (`http://127.0.0.1/…` or
+/// `http://[::1]/…` registered without a port) may use any port (RFC 8252
+/// §7.3). `localhost` gets no such leeway: it can resolve elsewhere.
+pub fn redirect_matches(registered: &str, presented: &str) -> bool {
+    if registered == presented {
+        return true;
+    }
+    for host in ["http://127.0.0.1", "http://[::1]"] {
+        let (Some(reg_rest), Some(pre_rest)) =
+            (registered.strip_prefix(host), presented.strip_prefix(host))
+        else {
+            continue;
+        };
+        // Registered without a port: the presented one may add any port.
+        if !reg_rest.starts_with('/') {
+            return false;
+        }
+        let Some(after_colon) = pre_rest.strip_prefix(':') else {
+            return false;
+        };
+        let digits = after_colon.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 5 {
+            return false;
+        }
+        let (port, path) = after_colon.split_at(digits);
+        return port.parse::<u16>().is_ok_and(|p| p > 0) && path == reg_rest;
+    }
+    false
+}
+
+/// Whether a URI may be registered as a redirect: absolute, no fragment
+/// (RFC 6749 §3.1.2), no userinfo; https, or http only on a loopback IP;
+/// or a private-use scheme for native apps (`com.example.app:/cb`, RFC
+/// 8252 §7.1: reverse domain, so with a dot).
+pub fn registrable_redirect(uri: &str) -> bool {
+    let Ok(url) = oauth2::url::Url::parse(uri) else {
+        return false;
+    };
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return false;
+    }
+    // What was parsed must be what was written: no normalisation hides in it.
+    if url.as_str() != uri && url.as_str() != format!("{uri}/") {
+        return false;
+    }
+    match url.scheme() {
+        "https" => url.host_str().is_some(),
+        "http" => matches!(url.host_str(), Some("127.0.0.1") | Some("[::1]")),
+        s => s.contains('.') && !matches!(s, "javascript" | "data" | "file"),
+    }
+}
+
+/// `at_hash` (OIDC Core §3.1.3.6): the left half of the hash the ID
+/// token's `alg` uses, over the access token. Ed25519 hashes with SHA-512.
+pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {
+    let d = match alg {
+        SigningAlg::EdDSA => digest(&SHA512, access_token.as_bytes()),
+        _ => digest(&SHA256, access_token.as_bytes()),
+    };
+    let bytes = d.as_ref();
+    b64url_encode(&bytes[..bytes.len() / 2])
+}
+
+/// A signed ID token: `typ: JWT`, the key's `kid` and `alg`.
+pub fn mint_id_token<C: Serialize>(key: &SigningKey, claims: &C) -> anyhow::Result<String> {
+    let header = json!({"alg": key.alg.as_str(), "typ": "JWT", "kid": key.kid});
+    let mut token = b64url_encode(&serde_json::to_vec(&header)?);
+    token.push('.');
+    token.push_str(&b64url_encode(&serde_json::to_vec(claims)?));
+    let signature = key.sign(token.as_bytes())?;
+    token.push('.');
+    token.push_str(&b64url_encode(&signature));
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_rfc7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(valid_challenge(challenge));
+        assert!(pkce_matches(verifier, challenge));
+        assert!(!pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXK",
+            challenge
+        ));
+        // `plain`: the verifier presented as its own challenge.
+        assert!(!pkce_matches(verifier, verifier));
+        assert!(!valid_verifier("short"));
+        assert!(!valid_verifier(&"a".repeat(129)));
+        assert!(!valid_verifier(&format!("{}+", "a".repeat(43))));
+    }
+
+    #[test]
+    fn redirects_match_exactly_but_loopback_ports() {
+        let reg = "https://app.example.com/cb";
+        assert!(redirect_matches(reg, reg));
+        for bad in [
+            "https://app.example.com/cb/",
+            "https://APP.example.com/cb",
+            "HTTPS://app.example.com/cb",
+            "https://app.example.com/cb?x=1",
+            "https://app.example.com/cb#f",
+            "https://app.example.com/%63b",
+            "https://user@app.example.com/cb",
+            "https://app.example.com:443/cb",
+            "https://app.example.com.evil.com/cb",
+            "https://app.example.com/cb/../cb",
+        ] {
+            assert!(!redirect_matches(reg, bad), "{bad}");
+        }
+        let native = "http://127.0.0.1/callback";
+        assert!(redirect_matches(native, "http://127.0.0.1:51004/callback"));
+        assert!(redirect_matches("http://[::1]/cb", "http://[::1]:8080/cb"));
+        for bad in [
+            "http://127.0.0.1:51004/callback/x",
+            "http://127.0.0.1:0/callback",
+            "http://127.0.0.1:99999/callback",
+            "http://127.0.0.1:80x/callback",
+            "http://127.0.0.1@evil.com:80/callback",
+            "http://localhost:51004/callback",
+            "http://127.0.0.1:51004/callback?x",
+        ] {
+            assert!(!redirect_matches(native, bad), "{bad}");
+        }
+        // Registered with a port: exact only.
+        assert!(!redirect_matches(
+            "http://127.0.0.1:8080/cb",
+            "http://127.0.0.1:9090/cb"
+        ));
+    }
+
+    #[test]
+    fn what_may_be_registered() {
+        for ok in [
+            "https://app.example.com/cb",
+            "http://127.0.0.1/cb",
+            "http://[::1]/cb",
+            "com.example.app:/oauth",
+        ] {
+            assert!(registrable_redirect(ok), "{ok}");
+        }
+        for bad in [
+            "http://app.example.com/cb",
+            "http://localhost/cb",
+            "https://app.example.com/cb#x",
+            "https://u:p@app.example.com/cb",
+            "javascript:alert(1)",
+            "/relative",
+            "https://app.example.com/a/../cb",
+        ] {
+            assert!(!registrable_redirect(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn at_hash_is_the_left_half() {
+        // OIDC Core §A.3's example: at_hash of this token with RS256.
+        assert_eq!(
+            at_hash(
+                SigningAlg::RS256,
+                "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"
+            ),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
+        assert_eq!(at_hash(SigningAlg::EdDSA, "x").len(), 43);
+    }
+}

@@ -1,0 +1,236 @@
+//! The OAuth token and userinfo endpoints, and `/admin/clients`, over
+//! `service::oauth`.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::json;
+
+use crate::http::error::{oauth_error, ApiError, ApiResult};
+use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::service::admin::{require_admin, Admin};
+use crate::service::oauth::clients::{self, ClientView, NewClient, Registered};
+use crate::service::oauth::token::{self, TokenRequest, TokenResponse};
+use crate::AppState;
+
+/// `Authorization: Basic` credentials, each part form-decoded (RFC 6749
+/// §2.3.1). `None` without the header; an error when it is malformed.
+fn basic(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || clients::invalid_client("malformed Basic credentials");
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(malformed());
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
+    let text = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = text.split_once(':').ok_or_else(malformed)?;
+    let decode = |s: &str| -> String {
+        oauth2::url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((decode(id), decode(secret))))
+}
+
+/// The form's fields, each at most once (RFC 6749 §3.2).
+fn form(headers: &HeaderMap, body: &str) -> Result<TokenRequest, ApiError> {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form_type {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let mut req = TokenRequest::default();
+    for (k, v) in oauth2::url::form_urlencoded::parse(body.as_bytes()) {
+        let slot = match k.as_ref() {
+            "grant_type" => &mut req.grant_type,
+            "code" => &mut req.code,
+            "redirect_uri" => &mut req.redirect_uri,
+            "code_verifier" => &mut req.code_verifier,
+            "refresh_token" => &mut req.refresh_token,
+            "scope" => &mut req.scope,
+            "client_id" => &mut req.client_id,
+            "client_secret" => &mut req.client_secret,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("{k} is given more than once"),
+            ));
+        }
+        *slot = Some(v.into_owned());
+    }
+    Ok(req)
+}
+
+#[utoipa::path(
+    post,
+    path = "/auth/oauth2/token",
+    operation_id = "oauth_token",
+    tag = "oauth",
+    summary = "Token endpoint",
+    description = "`authorization_code` (with the PKCE `code_verifier`) and `refresh_token` grants. Confidential clients authenticate with `client_secret_basic` or `client_secret_post`; public clients send `client_id` alone.",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Tokens", body = TokenResponse),
+        (status = 400, description = "`invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope`", body = crate::http::openapi::AnyObject),
+        (status = 401, description = "`invalid_client`", body = crate::http::openapi::AnyObject),
+    ),
+)]
+pub async fn token(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let result = async {
+        let req = form(&headers, &body)?;
+        let basic = basic(&headers)?;
+        token::token(&state, &client, basic, req).await
+    }
+    .await;
+    match result {
+        Ok(tokens) => {
+            let mut response = Json(tokens).into_response();
+            let h = response.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            response
+        }
+        Err(e) => oauth_error(e),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/auth/oauth2/userinfo",
+    operation_id = "oauth_userinfo",
+    tag = "oauth",
+    summary = "UserInfo endpoint (OpenID Connect Core §5.3)",
+    responses(
+        (status = 200, description = "`sub` and the claims the token's scope releases", body = crate::http::openapi::AnyObject),
+        (status = 401, description = "No valid application token", body = crate::http::openapi::AnyObject),
+        (status = 403, description = "`insufficient_scope`: the token lacks `openid`", body = crate::http::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn userinfo(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let result = async {
+        let bearer = crate::http::extract::bearer_token(&parts)?;
+        let auth =
+            crate::service::context::authenticate_client_token(&state, bearer, state.now()).await?;
+        token::userinfo(&auth)
+    }
+    .await;
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => oauth_error(e),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/clients",
+    operation_id = "clients_create",
+    tag = "oauth",
+    summary = "Register an OAuth client",
+    description = "A confidential client's `client_secret` is answered this once; only its hash is kept.",
+    request_body = NewClient,
+    responses(
+        (status = 201, description = "The client (and its secret)", body = Registered),
+        (status = 409, description = "`client_exists`", body = crate::http::openapi::AnyObject),
+        (status = 422, description = "`invalid_client_metadata`", body = crate::http::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    ApiJson(req): ApiJson<NewClient>,
+) -> ApiResult<Response> {
+    let admin = require_admin(auth)?;
+    let registered = clients::register(&state, &admin, &client, &req).await?;
+    Ok((StatusCode::CREATED, Json(registered)).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin/clients",
+    operation_id = "clients_list",
+    tag = "oauth",
+    summary = "OAuth clients",
+    responses(
+        (status = 200, description = "Every registered client", body = Vec<ClientView>),
+    ),
+    security(("admin" = [])),
+)]
+pub async fn list(State(state): State<AppState>, admin: Admin) -> ApiResult<Json<Vec<ClientView>>> {
+    Ok(Json(clients::list(&state, &admin).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/admin/clients/{client_id}",
+    operation_id = "clients_delete",
+    tag = "oauth",
+    summary = "Delete an OAuth client",
+    description = "Every session opened for it ends, and the edge refuses its tokens.",
+    params(("client_id" = String, Path, description = "The client")),
+    responses(
+        (status = 200, description = "Deleted", body = crate::http::openapi::AnyObject),
+        (status = 404, description = "No such client", body = crate::http::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    client: Client,
+    admin: Admin,
+    Path(client_id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let ended = clients::delete(&state, &admin, &client, &client_id).await?;
+    Ok(Json(json!({"deleted": client_id, "sessions_ended": ended})))
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/clients/{client_id}/secret",
+    operation_id = "clients_rotate_secret",
+    tag = "oauth",
+    summary = "Rotate a confidential client's secret",
+    description = "The new secret is answered this once; the old one keeps working for a day.",
+    params(("client_id" = String, Path, description = "The client")),
+    responses(
+        (status = 200, description = "The new secret", body = crate::http::openapi::AnyObject),
+        (status = 404, description = "No such confidential client", body = crate::http::openapi::AnyObject),
+    ),
+    security(("admin" = [])),
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    client: Client,
+    admin: Admin,
+    Path(client_id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let secret = clients::rotate_secret(&state, &admin, &client, &client_id).await?;
+    Ok(Json(json!({
+        "client_id": client_id,
+        "client_secret": secret,
+        "previous_valid_for": clients::SECRET_OVERLAP_SECS,
+    })))
+}

@@ -1,0 +1,344 @@
+//! The client registry (admin API, CLI) and client authentication at the
+//! token endpoint.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::oauth::{registrable_redirect, valid_scope_name, KNOWN_SCOPES};
+use crate::domain::tokens::{random_b64, refresh_token_hash};
+use crate::service::admin::Admin;
+use crate::service::context::Client;
+use crate::service::error::{Error, Kind, Result};
+use crate::store::{AuditEvent, OAuthClient};
+use crate::AppState;
+
+/// How long a rotated-out secret keeps working.
+pub const SECRET_OVERLAP_SECS: i64 = 24 * 3600;
+const MAX_URIS: usize = 16;
+const MAX_SCOPES: usize = 32;
+
+/// A client to register, as an admin describes it.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    /// Lower-case letters, digits and `-`, 3 to 64 characters.
+    pub client_id: String,
+    pub name: String,
+    /// `confidential` (gets a secret) or `public` (native and browser
+    /// apps: PKCE alone).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Scopes it may ask for: `openid`, `profile`, `email`,
+    /// `offline_access`, and route scopes such as `notes:read`.
+    pub scopes: Vec<String>,
+    /// Trusted (the platform's own apps): users are not asked to consent.
+    #[serde(default)]
+    pub first_party: bool,
+}
+
+/// A registered client as the admin API shows it (never its secret).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ClientView {
+    pub client_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub first_party: bool,
+    pub created_at: i64,
+}
+
+impl From<&OAuthClient> for ClientView {
+    fn from(c: &OAuthClient) -> Self {
+        ClientView {
+            client_id: c.id.clone(),
+            name: c.name.clone(),
+            kind: if c.confidential() {
+                "confidential"
+            } else {
+                "public"
+            },
+            redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_uris.clone(),
+            scopes: c.scopes.clone(),
+            first_party: c.first_party,
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// A registered client, with its secret shown this once (confidential).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Registered {
+    #[serde(flatten)]
+    pub client: ClientView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::new(Kind::Unprocessable, "invalid_client_metadata", message)
+}
+
+fn valid_client_id(id: &str) -> bool {
+    (3..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Checks a description and makes the client (and its secret).
+pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)> {
+    if !valid_client_id(&new.client_id) {
+        return Err(invalid(
+            "client_id: 3 to 64 lower-case letters, digits and '-'",
+        ));
+    }
+    let name = new.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(invalid("name: 1 to 100 characters"));
+    }
+    let confidential = match new.kind.as_str() {
+        "confidential" => true,
+        "public" => false,
+        _ => return Err(invalid("type: confidential or public")),
+    };
+    if new.redirect_uris.is_empty() || new.redirect_uris.len() > MAX_URIS {
+        return Err(invalid(format!("redirect_uris: 1 to {MAX_URIS}")));
+    }
+    if new.post_logout_redirect_uris.len() > MAX_URIS {
+        return Err(invalid(format!(
+            "post_logout_redirect_uris: at most {MAX_URIS}"
+        )));
+    }
+    for uri in new
+        .redirect_uris
+        .iter()
+        .chain(&new.post_logout_redirect_uris)
+    {
+        if !registrable_redirect(uri) {
+            return Err(invalid(format!(
+                "{uri:?}: an absolute https URI without fragment or userinfo \
+                 (http only on 127.0.0.1 or [::1]; native apps may use a reverse-domain scheme)"
+            )));
+        }
+    }
+    if new.scopes.len() > MAX_SCOPES {
+        return Err(invalid(format!("scopes: at most {MAX_SCOPES}")));
+    }
+    let mut scopes: Vec<String> = Vec::new();
+    for s in &new.scopes {
+        if !(KNOWN_SCOPES.contains(&s.as_str()) || valid_scope_name(s)) {
+            return Err(invalid(format!("{s:?}: not a scope name")));
+        }
+        if !scopes.contains(s) {
+            scopes.push(s.clone());
+        }
+    }
+    let secret = if confidential {
+        Some(format!("cs_{}", random_b64(32)?))
+    } else {
+        None
+    };
+    let client = OAuthClient {
+        id: new.client_id.clone(),
+        name: name.to_string(),
+        secret_hash: secret.as_deref().map(refresh_token_hash),
+        previous_secret_hash: None,
+        previous_expires_at: None,
+        redirect_uris: new.redirect_uris.clone(),
+        post_logout_uris: new.post_logout_redirect_uris.clone(),
+        scopes,
+        first_party: new.first_party,
+        created_at: now,
+    };
+    Ok((client, secret))
+}
+
+/// Registers a client; the secret of a confidential one is answered once.
+pub async fn register(
+    state: &AppState,
+    admin: &Admin,
+    client: &Client,
+    new: &NewClient,
+) -> Result<Registered> {
+    let auth = admin.recent(state).await?;
+    let now = state.now();
+    let (record, secret) = check(new, now.secs())?;
+    if !state.store.create_client(&record, &auth.user.id).await? {
+        return Err(Error::new(
+            Kind::Conflict,
+            "client_exists",
+            "a client with this client_id exists",
+        ));
+    }
+    state
+        .audit(
+            AuditEvent::new(now.ms, "oauth_client_created")
+                .by(auth)
+                .client(client)
+                .meta(serde_json::json!({
+                    "client_id": record.id,
+                    "type": ClientView::from(&record).kind,
+                    "redirect_uris": record.redirect_uris,
+                    "scopes": record.scopes,
+                    "first_party": record.first_party,
+                })),
+        )
+        .await;
+    Ok(Registered {
+        client: ClientView::from(&record),
+        client_secret: secret,
+    })
+}
+
+pub async fn list(state: &AppState, _admin: &Admin) -> Result<Vec<ClientView>> {
+    Ok(state
+        .store
+        .clients()
+        .await?
+        .iter()
+        .map(ClientView::from)
+        .collect())
+}
+
+/// A new secret, answered once; the old one works for
+/// [`SECRET_OVERLAP_SECS`] more, so deployments can roll over.
+pub async fn rotate_secret(
+    state: &AppState,
+    admin: &Admin,
+    client: &Client,
+    client_id: &str,
+) -> Result<String> {
+    let auth = admin.recent(state).await?;
+    let now = state.now();
+    let secret = format!("cs_{}", random_b64(32)?);
+    let rotated = state
+        .store
+        .rotate_client_secret(
+            client_id,
+            &refresh_token_hash(&secret),
+            now.secs() + SECRET_OVERLAP_SECS,
+        )
+        .await?;
+    if !rotated {
+        return Err(Error::not_found("no such confidential client"));
+    }
+    state
+        .audit(
+            AuditEvent::new(now.ms, "oauth_client_secret_rotated")
+                .by(auth)
+                .client(client)
+                .meta(serde_json::json!({"client_id": client_id})),
+        )
+        .await;
+    Ok(secret)
+}
+
+/// Deletes a client; every session opened for it ends, at the edge too.
+pub async fn delete(
+    state: &AppState,
+    admin: &Admin,
+    client: &Client,
+    client_id: &str,
+) -> Result<usize> {
+    let auth = admin.recent(state).await?;
+    let now = state.now();
+    let records = state
+        .store
+        .delete_client(client_id, now.ms, state.revocation_expiry(now))
+        .await?
+        .ok_or_else(|| Error::not_found("no such client"))?;
+    let ended = records.len();
+    let event = AuditEvent::new(now.ms, "oauth_client_deleted")
+        .by(auth)
+        .client(client)
+        .meta(serde_json::json!({"client_id": client_id, "sessions_ended": ended}));
+    state.sessions_ended(records, event).await;
+    Ok(ended)
+}
+
+/// How a client authenticated at the token endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// From `Authorization: Basic` (`client_secret_basic`).
+    pub basic: Option<(String, String)>,
+    /// `client_id` in the body.
+    pub client_id: Option<String>,
+    /// `client_secret` in the body (`client_secret_post`).
+    pub client_secret: Option<String>,
+}
+
+/// `invalid_client` (401): the adapter adds `WWW-Authenticate: Basic`.
+pub fn invalid_client(message: &str) -> Error {
+    let mut e = Error::unauthorized("invalid_client", message);
+    e.challenge = Some("Basic realm=\"token\"".into());
+    e
+}
+
+/// The client the credentials prove: a confidential client by its secret
+/// (basic or post, not both), a public one by its id alone. A public
+/// client presenting a secret, or a confidential one presenting none, is
+/// refused: either is a client that is not what was registered.
+pub async fn authenticate(state: &AppState, creds: &Credentials) -> Result<OAuthClient> {
+    let (id, secret) = match (&creds.basic, &creds.client_secret) {
+        (Some(_), Some(_)) => {
+            return Err(Error::bad_request(
+                "invalid_request",
+                "use one client authentication method, not two",
+            ))
+        }
+        (Some((id, secret)), None) => {
+            if creds.client_id.as_deref().is_some_and(|b| b != id) {
+                return Err(Error::bad_request(
+                    "invalid_request",
+                    "client_id differs from the authenticated client",
+                ));
+            }
+            (id.clone(), Some(secret.as_str()))
+        }
+        (None, secret) => match &creds.client_id {
+            Some(id) => (id.clone(), secret.as_deref()),
+            None => return Err(invalid_client("client authentication is required")),
+        },
+    };
+    let now = state.now().secs();
+    let Some(found) = state.store.client(&id).await? else {
+        return Err(invalid_client("unknown client"));
+    };
+    match (&found.secret_hash, secret) {
+        (None, None) => Ok(found),
+        (None, Some(_)) => Err(invalid_client(
+            "a public client authenticates with no secret",
+        )),
+        (Some(_), None) => Err(invalid_client("this client must authenticate")),
+        (Some(current), Some(presented)) => {
+            let hash = refresh_token_hash(presented);
+            let previous_live = found.previous_expires_at.is_some_and(|t| now < t);
+            let ok = same(current, &hash)
+                || (previous_live
+                    && found
+                        .previous_secret_hash
+                        .as_deref()
+                        .is_some_and(|p| same(p, &hash)));
+            if ok {
+                Ok(found)
+            } else {
+                Err(invalid_client("client authentication failed"))
+            }
+        }
+    }
+}
+
+/// Compares two hashes without an early exit.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}

@@ -1,0 +1,384 @@
+//! The token endpoint's grants (authorization code with PKCE, refresh
+//! token), the ID token, and `userinfo`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::clock::Now;
+use crate::domain::oauth::{at_hash, mint_id_token, pkce_matches};
+use crate::domain::tokens::{new_id, refresh_token_hash};
+use crate::service::context::{Authenticated, Client};
+use crate::service::error::{Error, Result};
+use crate::service::grant::{self, ClientGrant, Delivery, Tokens};
+use crate::service::oauth::clients::{self, Credentials};
+use crate::store::{AuditEvent, OAuthClient, Outcome, Redeemed, User};
+use crate::AppState;
+
+/// The token endpoint's form.
+#[derive(Debug, Default, Deserialize)]
+pub struct TokenRequest {
+    pub grant_type: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub scope: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+/// RFC 6749 §5.1, with OIDC's `id_token`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+fn invalid_grant(message: &str) -> Error {
+    Error::bad_request("invalid_grant", message)
+}
+
+/// Answers a token request.
+pub async fn token(
+    state: &AppState,
+    client: &Client,
+    basic: Option<(String, String)>,
+    req: TokenRequest,
+) -> Result<TokenResponse> {
+    let creds = Credentials {
+        basic,
+        client_id: req.client_id.clone(),
+        client_secret: req.client_secret.clone(),
+    };
+    let grant_type = req
+        .grant_type
+        .as_deref()
+        .ok_or_else(|| Error::bad_request("invalid_request", "grant_type is missing"))?;
+    if !matches!(grant_type, "authorization_code" | "refresh_token") {
+        return Err(Error::bad_request(
+            "unsupported_grant_type",
+            "grant_type: authorization_code or refresh_token",
+        ));
+    }
+    let oauth_client = clients::authenticate(state, &creds).await?;
+    match grant_type {
+        "authorization_code" => exchange_code(state, client, &oauth_client, &req).await,
+        _ => refresh(state, client, &oauth_client, &req).await,
+    }
+}
+
+async fn exchange_code(
+    state: &AppState,
+    client: &Client,
+    oauth_client: &OAuthClient,
+    req: &TokenRequest,
+) -> Result<TokenResponse> {
+    let missing = |name: &str| Error::bad_request("invalid_request", format!("{name} is missing"));
+    let code = req.code.as_deref().ok_or_else(|| missing("code"))?;
+    let redirect_uri = req
+        .redirect_uri
+        .as_deref()
+        .ok_or_else(|| missing("redirect_uri"))?;
+    let verifier = req
+        .code_verifier
+        .as_deref()
+        .ok_or_else(|| missing("code_verifier"))?;
+    let now = state.now();
+    let code_hash = refresh_token_hash(code);
+    let session_id = new_id();
+    let redeemed = state
+        .store
+        .redeem_code(
+            &code_hash,
+            &session_id,
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await?;
+    let found = match redeemed {
+        Redeemed::Fresh(found) => found,
+        Redeemed::Invalid => return Err(invalid_grant("the code is invalid or has expired")),
+        Redeemed::Replayed {
+            client_id,
+            user_id,
+            records,
+        } => {
+            // RFC 9700 §4.2.4: a code seen twice was stolen; what it
+            // issued is ended, at the edge too.
+            tracing::warn!(client_id = %client_id, user_id = %user_id, "authorization code replayed");
+            let event = AuditEvent::new(now.ms, "oauth_code_replayed")
+                .actor(&user_id)
+                .client(client)
+                .outcome(Outcome::Denied, "code_replayed")
+                .meta(serde_json::json!({"client_id": client_id, "sessions_ended": records.len()}));
+            state.sessions_ended(records, event).await;
+            return Err(invalid_grant("the code was already used"));
+        }
+    };
+    // Spent whatever follows: a code stolen and tried with the wrong
+    // verifier is gone for the thief and the client alike.
+    if found.client_id != oauth_client.id {
+        return Err(invalid_grant("the code was issued to another client"));
+    }
+    if found.redirect_uri != redirect_uri {
+        return Err(invalid_grant(
+            "redirect_uri differs from the authorization request's",
+        ));
+    }
+    if !pkce_matches(verifier, &found.code_challenge) {
+        return Err(invalid_grant(
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+    let user = state
+        .store
+        .user_by_id(&found.user_id)
+        .await?
+        .ok_or_else(|| invalid_grant("the code is invalid or has expired"))?;
+    let tokens = grant::start_client_session(
+        state,
+        client,
+        &user,
+        ClientGrant {
+            session_id: &session_id,
+            client_id: &oauth_client.id,
+            scope: &found.scope,
+            amr: &found.amr,
+            auth_time: found.auth_time,
+        },
+        now,
+    )
+    .await?;
+    // A replay that raced this exchange found no session to end yet.
+    if state.store.code_replayed(&code_hash).await? {
+        let record = state
+            .store
+            .revoke_session(
+                &session_id,
+                "code_replayed",
+                now.ms,
+                state.revocation_expiry(now),
+            )
+            .await?;
+        let event = AuditEvent::new(now.ms, "oauth_code_replayed")
+            .user(&user)
+            .client(client)
+            .session(&session_id)
+            .outcome(Outcome::Denied, "code_replayed");
+        state
+            .sessions_ended(record.into_iter().collect(), event)
+            .await;
+        return Err(invalid_grant("the code was already used"));
+    }
+    let scope = found.scope.clone();
+    let session = Issued {
+        session_id: &session_id,
+        amr: &found.amr,
+        auth_time: found.auth_time,
+        nonce: found.nonce.as_deref(),
+    };
+    respond(state, oauth_client, &user, session, &scope, tokens, now)
+}
+
+async fn refresh(
+    state: &AppState,
+    client: &Client,
+    oauth_client: &OAuthClient,
+    req: &TokenRequest,
+) -> Result<TokenResponse> {
+    let presented = req
+        .refresh_token
+        .as_deref()
+        .ok_or_else(|| Error::bad_request("invalid_request", "refresh_token is missing"))?;
+    let session = state
+        .store
+        .find_refresh(&refresh_token_hash(presented))
+        .await?
+        .map(|f| f.session);
+    let tokens = crate::service::sessions::refresh(
+        state,
+        client,
+        presented,
+        Delivery::Body,
+        Some(&oauth_client.id),
+    )
+    .await
+    .map_err(|e| match e.code {
+        // RFC 6749 §5.2: a refused refresh token is invalid_grant, 400.
+        "invalid_grant" => invalid_grant(&e.message),
+        _ => e,
+    })?;
+    let Some(session) = session else {
+        return Err(invalid_grant("refresh token is invalid"));
+    };
+    let scope = session.scope.clone().unwrap_or_default();
+    // A narrower scope may be asked for; never a wider one. The tokens
+    // keep the session's scope (narrowing per request is not offered).
+    if let Some(asked) = req.scope.as_deref() {
+        if !asked
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .all(|s| scope.split(' ').any(|g| g == s))
+        {
+            return Err(Error::bad_request("invalid_scope", "more than was granted"));
+        }
+    }
+    let user = state
+        .store
+        .user_by_id(&session.user_id)
+        .await?
+        .ok_or_else(|| invalid_grant("refresh token is invalid"))?;
+    let issued = Issued {
+        session_id: &session.id,
+        amr: &session.amr,
+        auth_time: session.auth_time,
+        nonce: None,
+    };
+    respond(
+        state,
+        oauth_client,
+        &user,
+        issued,
+        &scope,
+        tokens,
+        state.now(),
+    )
+}
+
+/// What the ID token tells of the session.
+#[derive(Clone, Copy)]
+struct Issued<'a> {
+    session_id: &'a str,
+    amr: &'a str,
+    auth_time: i64,
+    nonce: Option<&'a str>,
+}
+
+fn respond(
+    state: &AppState,
+    oauth_client: &OAuthClient,
+    user: &User,
+    issued: Issued<'_>,
+    scope: &str,
+    tokens: Tokens,
+    now: Now,
+) -> Result<TokenResponse> {
+    let id_token = if has_scope(scope, "openid") {
+        Some(id_token(
+            state,
+            oauth_client,
+            user,
+            issued,
+            scope,
+            &tokens.access_token,
+            now,
+        )?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token: tokens.access_token,
+        token_type: "Bearer",
+        expires_in: tokens.expires_in,
+        refresh_token: tokens.refresh.map(|r| r.token),
+        scope: scope.to_string(),
+        id_token,
+    })
+}
+
+fn has_scope(scope: &str, wanted: &str) -> bool {
+    scope.split(' ').any(|s| s == wanted)
+}
+
+#[derive(Serialize)]
+struct IdClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+    iat: i64,
+    auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    acr: &'a str,
+    amr: Vec<&'a str>,
+    sid: &'a str,
+    at_hash: String,
+    #[serde(flatten)]
+    profile: Profile<'a>,
+}
+
+/// The claims `profile` and `email` scopes release (ID token, userinfo).
+#[derive(Serialize, Default)]
+pub struct Profile<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture: Option<&'a str>,
+}
+
+fn profile<'a>(user: &'a User, scope: &str) -> Profile<'a> {
+    let mut p = Profile::default();
+    if has_scope(scope, "email") {
+        p.email = Some(&user.email);
+        p.email_verified = Some(user.email_verified_at.is_some());
+    }
+    if has_scope(scope, "profile") {
+        p.name = user.name.as_deref();
+        p.picture = user.avatar_url.as_deref();
+    }
+    p
+}
+
+fn id_token(
+    state: &AppState,
+    oauth_client: &OAuthClient,
+    user: &User,
+    issued: Issued<'_>,
+    scope: &str,
+    access_token: &str,
+    now: Now,
+) -> Result<String> {
+    let keys = state.keys.snapshot();
+    let key = &keys.signing;
+    let claims = IdClaims {
+        iss: &state.settings.issuer_url,
+        sub: &user.id,
+        aud: &oauth_client.id,
+        exp: now.secs() + state.settings.keys.access_token_ttl,
+        iat: now.secs(),
+        auth_time: issued.auth_time,
+        nonce: issued.nonce,
+        acr: crate::domain::mfa::acr_of(issued.amr),
+        amr: issued.amr.split_whitespace().collect(),
+        sid: issued.session_id,
+        at_hash: at_hash(key.alg, access_token),
+        profile: profile(user, scope),
+    };
+    Ok(mint_id_token(key, &claims)?)
+}
+
+/// `userinfo` (OIDC Core §5.3): the subject and what the token's scope
+/// releases. Needs `openid`.
+pub fn userinfo(auth: &Authenticated) -> Result<serde_json::Value> {
+    let scope = auth.session.scope.as_deref().unwrap_or("");
+    if !has_scope(scope, "openid") {
+        let mut e = Error::forbidden("the token's scope lacks openid");
+        e.code = "insufficient_scope";
+        return Err(e);
+    }
+    let mut body = serde_json::to_value(profile(&auth.user, scope)).map_err(Error::internal)?;
+    if let Some(map) = body.as_object_mut() {
+        map.insert("sub".into(), auth.user.id.clone().into());
+    }
+    Ok(body)
+}

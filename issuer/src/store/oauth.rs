@@ -1,0 +1,419 @@
+//! OAuth clients, authorization codes and remembered consent.
+
+use auth_types::RevocationRecord;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::sessions::{revoke_one_session, revoke_sessions_where, Which};
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthClient {
+    pub id: String,
+    pub name: String,
+    /// `None` for a public client (it authenticates with nothing).
+    pub secret_hash: Option<String>,
+    /// The secret before the last rotation, valid until `previous_expires_at`.
+    pub previous_secret_hash: Option<String>,
+    pub previous_expires_at: Option<i64>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub first_party: bool,
+    pub created_at: i64,
+}
+
+impl OAuthClient {
+    pub fn confidential(&self) -> bool {
+        self.secret_hash.is_some()
+    }
+}
+
+/// An authorization code as issued, found by its hash.
+#[derive(Debug, Clone)]
+pub struct NewCode<'a> {
+    pub code_hash: &'a str,
+    pub client_id: &'a str,
+    pub user_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub code_challenge: &'a str,
+    pub scope: &'a str,
+    pub nonce: Option<&'a str>,
+    pub amr: &'a str,
+    pub auth_time: i64,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Code {
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub amr: String,
+    pub auth_time: i64,
+}
+
+/// What presenting a code found.
+#[derive(Debug)]
+pub enum Redeemed {
+    /// Unused and unexpired: now used, and `session_id` is the session the
+    /// exchange is to open.
+    Fresh(Code),
+    /// Used before: the session it opened (if any yet) was ended.
+    Replayed {
+        client_id: String,
+        user_id: String,
+        records: Vec<RevocationRecord>,
+    },
+    /// Unknown or expired.
+    Invalid,
+}
+
+const CLIENT_COLUMNS: &str = "id, name, secret_hash, previous_secret_hash, previous_expires_at, \
+     redirect_uris, post_logout_uris, scopes, first_party, created_at";
+
+fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
+    let list = |name: &str| -> sqlx::Result<Vec<String>> {
+        let text: String = row.try_get(name)?;
+        serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))
+    };
+    let scopes: String = row.try_get("scopes")?;
+    Ok(OAuthClient {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        secret_hash: row.try_get("secret_hash")?,
+        previous_secret_hash: row.try_get("previous_secret_hash")?,
+        previous_expires_at: row.try_get("previous_expires_at")?,
+        redirect_uris: list("redirect_uris")?,
+        post_logout_uris: list("post_logout_uris")?,
+        scopes: scopes.split_whitespace().map(str::to_string).collect(),
+        first_party: row.try_get::<i64, _>("first_party")? != 0,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn json_list(list: &[String]) -> String {
+    serde_json::Value::from(list.to_vec()).to_string()
+}
+
+impl Store {
+    // ---- OAuth clients ----
+
+    /// Registers `c`; false when its id is taken.
+    pub async fn create_client(&self, c: &OAuthClient, created_by: &str) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, post_logout_uris, \
+             scopes, first_party, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(c.secret_hash.clone())
+        .bind(json_list(&c.redirect_uris))
+        .bind(json_list(&c.post_logout_uris))
+        .bind(c.scopes.join(" "))
+        .bind(i64::from(c.first_party))
+        .bind(c.created_at)
+        .bind(created_by)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn client(&self, id: &str) -> sqlx::Result<Option<OAuthClient>> {
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    pub async fn clients(&self) -> sqlx::Result<Vec<OAuthClient>> {
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients ORDER BY id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    /// A new secret for a confidential client; the old one keeps working
+    /// until `previous_until`. False when there is no such confidential
+    /// client.
+    pub async fn rotate_client_secret(
+        &self,
+        id: &str,
+        new_hash: &str,
+        previous_until: i64,
+    ) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE oauth_clients SET previous_secret_hash = secret_hash, \
+             previous_expires_at = $1, secret_hash = $2 \
+             WHERE id = $3 AND secret_hash IS NOT NULL",
+        )
+        .bind(previous_until)
+        .bind(new_hash)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes the client and ends every session opened for it (their
+    /// revocation records are returned). `None` when there was no client.
+    pub async fn delete_client(
+        &self,
+        id: &str,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Option<Vec<RevocationRecord>>> {
+        let mut tx = self.begin_revoking().await?;
+        let users: Vec<String> = sqlx::query(
+            "SELECT DISTINCT user_id FROM sessions WHERE client_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("user_id"))
+        .collect::<sqlx::Result<_>>()?;
+        let mut records = Vec::new();
+        for user in &users {
+            let which = Which::OfClient(id);
+            records.extend(
+                revoke_sessions_where(
+                    &mut tx,
+                    user,
+                    which,
+                    "client_deleted",
+                    now_ms,
+                    revocation_expires_at,
+                )
+                .await?,
+            );
+        }
+        let deleted = sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        records.sort_by_key(|r| r.seq);
+        Ok(Some(records))
+    }
+
+    // ---- authorization codes ----
+
+    pub async fn insert_code(&self, c: &NewCode<'_>) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, \
+             code_challenge, scope, nonce, amr, auth_time, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(c.code_hash)
+        .bind(c.client_id)
+        .bind(c.user_id)
+        .bind(c.redirect_uri)
+        .bind(c.code_challenge)
+        .bind(c.scope)
+        .bind(c.nonce.map(str::to_string))
+        .bind(c.amr)
+        .bind(c.auth_time)
+        .bind(c.now)
+        .bind(c.expires_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Spends the code `code_hash` for the session `session_id` (which the
+    /// caller opens next). Of two concurrent redemptions exactly one is
+    /// `Fresh`; the other, and any later one, is `Replayed` and ends the
+    /// session the first opened.
+    pub async fn redeem_code(
+        &self,
+        code_hash: &str,
+        session_id: &str,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Redeemed> {
+        let now = now_ms.div_euclid(1000);
+        let won = sqlx::query(
+            "UPDATE oauth_codes SET used_at = $1, session_id = $2 \
+             WHERE code_hash = $3 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING client_id, user_id, redirect_uri, code_challenge, scope, nonce, amr, auth_time",
+        )
+        .bind(now)
+        .bind(session_id)
+        .bind(code_hash)
+        .fetch_optional(&self.writer)
+        .await?;
+        if let Some(row) = won {
+            return Ok(Redeemed::Fresh(Code {
+                client_id: row.try_get("client_id")?,
+                user_id: row.try_get("user_id")?,
+                redirect_uri: row.try_get("redirect_uri")?,
+                code_challenge: row.try_get("code_challenge")?,
+                scope: row.try_get("scope")?,
+                nonce: row.try_get("nonce")?,
+                amr: row.try_get("amr")?,
+                auth_time: row.try_get("auth_time")?,
+            }));
+        }
+        let mut tx = self.begin_revoking().await?;
+        let replayed = sqlx::query(
+            "UPDATE oauth_codes SET reused_at = $1 WHERE code_hash = $2 AND used_at IS NOT NULL \
+             RETURNING client_id, user_id, session_id",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = replayed else {
+            tx.rollback().await?;
+            return Ok(Redeemed::Invalid);
+        };
+        let issued: Option<String> = row.try_get("session_id")?;
+        let mut records = Vec::new();
+        if let Some(sid) = issued {
+            records.extend(
+                revoke_one_session(
+                    &mut tx,
+                    &sid,
+                    "code_replayed",
+                    now_ms,
+                    revocation_expires_at,
+                )
+                .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(Redeemed::Replayed {
+            client_id: row.try_get("client_id")?,
+            user_id: row.try_get("user_id")?,
+            records,
+        })
+    }
+
+    /// Whether the code was presented again (after its session was
+    /// opened, the opener checks: a replay racing the exchange may have
+    /// found no session to end yet).
+    pub async fn code_replayed(&self, code_hash: &str) -> sqlx::Result<bool> {
+        let row = sqlx::query("SELECT reused_at FROM oauth_codes WHERE code_hash = $1")
+            .bind(code_hash)
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<i64>, _>("reused_at")?.is_some(),
+            None => false,
+        })
+    }
+
+    /// Deletes codes that expired before `before` (a replay of one is then
+    /// just unknown: its session was opened long ago and is still ended
+    /// by a replay within the code's life).
+    pub async fn prune_codes(&self, before: i64) -> sqlx::Result<u64> {
+        let done = sqlx::query("DELETE FROM oauth_codes WHERE expires_at < $1")
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    // ---- consent ----
+
+    pub async fn consent(&self, user_id: &str, client_id: &str) -> sqlx::Result<Option<String>> {
+        let row =
+            sqlx::query("SELECT scope FROM oauth_consents WHERE user_id = $1 AND client_id = $2")
+                .bind(user_id)
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| r.try_get("scope")).transpose()
+    }
+
+    pub async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO oauth_consents (user_id, client_id, scope, granted_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = $3, granted_at = $4",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .bind(scope)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Withdraws the consent and ends the client's sessions of this user.
+    /// `None` when there was no consent.
+    pub async fn revoke_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Option<Vec<RevocationRecord>>> {
+        let mut tx = self.begin_revoking().await?;
+        let gone = sqlx::query("DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let records = revoke_sessions_where(
+            &mut tx,
+            user_id,
+            Which::OfClient(client_id),
+            "consent_revoked",
+            now_ms,
+            revocation_expires_at,
+        )
+        .await?;
+        if gone == 0 && records.is_empty() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(records))
+    }
+
+    /// The clients the user allowed, or holds live sessions of.
+    pub async fn connected_clients(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> sqlx::Result<Vec<(OAuthClient, Option<String>)>> {
+        let sql = format!(
+            "SELECT {CLIENT_COLUMNS}, (SELECT scope FROM oauth_consents k \
+             WHERE k.user_id = $1 AND k.client_id = c.id) AS consent \
+             FROM oauth_clients c WHERE EXISTS (SELECT 1 FROM oauth_consents k \
+             WHERE k.user_id = $1 AND k.client_id = c.id) \
+             OR EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = $1 AND s.client_id = c.id \
+             AND s.revoked_at IS NULL AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2) \
+             ORDER BY c.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((client_from_row(r)?, r.try_get("consent")?)))
+            .collect()
+    }
+}
