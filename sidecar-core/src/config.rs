@@ -79,6 +79,9 @@ pub struct Settings {
     pub roles_header: String,
     #[arg(long, env = "SIDECAR_SESSION_HEADER", default_value = "x-session-id")]
     pub session_header: String,
+    /// The token's OAuth client (`client_id`), for gateways that tell apps apart.
+    #[arg(long, env = "SIDECAR_CLIENT_ID_HEADER", default_value = "x-client-id")]
+    pub client_id_header: String,
     /// The issuer's cookies (session, pages, sign-in state): removed from
     /// the `cookie` header of every request the edge forwards, so no
     /// application or its logs ever holds them. The issuer's own routes

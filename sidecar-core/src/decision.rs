@@ -66,6 +66,11 @@ pub enum DenyReason {
     /// The rule needs a more recent authentication than the token's
     /// `auth_time` (401 with an RFC 9470 challenge: step up).
     AuthenticationTooOld,
+    /// An application's token lacks a scope the rule needs (403, RFC 6750
+    /// `insufficient_scope` naming them).
+    InsufficientScope,
+    /// The token's OAuth client is not one the rule admits.
+    ClientNotAllowed,
 }
 
 impl DenyReason {
@@ -95,6 +100,8 @@ impl DenyReason {
             DenyReason::QuotaExceeded => "quota_exceeded",
             DenyReason::MfaRequired => "mfa_required",
             DenyReason::AuthenticationTooOld => "authentication_too_old",
+            DenyReason::InsufficientScope => "insufficient_scope",
+            DenyReason::ClientNotAllowed => "client_not_allowed",
         }
     }
 
@@ -111,7 +118,9 @@ impl DenyReason {
             | DenyReason::NotTeamMember
             | DenyReason::TeamClaimsOverflow
             | DenyReason::CrossSiteRequest
-            | DenyReason::EmailNotVerified => 403,
+            | DenyReason::EmailNotVerified
+            | DenyReason::InsufficientScope
+            | DenyReason::ClientNotAllowed => 403,
             DenyReason::QuotaExceeded => 429,
             DenyReason::StaleState => 503,
             _ => 401,
@@ -283,6 +292,15 @@ pub fn decide_routed(
     }
     if matched.rule.email_verified && !claims.email_verified {
         return deny(DenyReason::EmailNotVerified);
+    }
+    if !matched.rule.clients.is_empty() && !matched.rule.clients.contains(&claims.client_id) {
+        return deny(DenyReason::ClientNotAllowed);
+    }
+    if let Some(granted) = claims.scope.as_deref() {
+        let has = |s: &String| granted.split(' ').any(|g| g == s);
+        if !matched.rule.scopes.iter().all(has) {
+            return deny(DenyReason::InsufficientScope);
+        }
     }
     // Step-up last: only a caller the rule would otherwise admit is told to
     // authenticate again. A token without `auth_time` is as old as can be.
@@ -628,6 +646,58 @@ rules:
             }
             Decision::Allow { .. } => panic!("POST must not fall through to the broader rule"),
         }
+    }
+
+    #[test]
+    fn scopes_bind_application_tokens_and_clients_pick_applications() {
+        let p = Policy::parse(
+            "rules:\n  - {prefix: /notes/, allow: authenticated, scopes: [notes:read]}\n  - {prefix: /web/, allow: authenticated, clients: [notes-web]}\n",
+            "t",
+        )
+        .expect("policy");
+        let run = |path: &str, c: AccessClaims| {
+            denied(&decide(
+                &p,
+                RequestAttrs {
+                    method: "GET",
+                    host: "h",
+                    path,
+                },
+                || verified(c),
+                &RevocationSet::default(),
+                &PermissionMap::default(),
+                &expect(),
+                NOW,
+            ))
+        };
+        let app = |scope: &str| {
+            let mut c = claims();
+            c.client_id = "notes-web".into();
+            c.scope = Some(scope.into());
+            c
+        };
+        assert_eq!(run("/notes/1", app("openid notes:read")), None);
+        assert_eq!(
+            run("/notes/1", app("openid notes:readx")),
+            Some(DenyReason::InsufficientScope)
+        );
+        assert_eq!(
+            run("/notes/1", app("")),
+            Some(DenyReason::InsufficientScope)
+        );
+        // The issuer's own token (no scope claim): the user, not an app.
+        assert_eq!(run("/notes/1", claims()), None);
+        assert_eq!(run("/web/x", app("openid")), None);
+        assert_eq!(run("/web/x", claims()), Some(DenyReason::ClientNotAllowed));
+        assert_eq!(DenyReason::InsufficientScope.http_status(), 403);
+        assert!(
+            Policy::parse("rules:\n  - {prefix: /, allow: public, scopes: [a]}\n", "t").is_err()
+        );
+        assert!(Policy::parse(
+            "rules:\n  - {prefix: /, allow: authenticated, scopes: ['a b']}\n",
+            "t"
+        )
+        .is_err());
     }
 
     #[test]

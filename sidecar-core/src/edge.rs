@@ -124,6 +124,11 @@ pub fn answer(
                 Some(claims) => {
                     set.push((settings.user_id_header.clone(), claims.sub.clone()));
                     set.push((settings.session_header.clone(), claims.sid.clone()));
+                    if claims.client_id.is_empty() {
+                        remove.push(settings.client_id_header.clone());
+                    } else {
+                        set.push((settings.client_id_header.clone(), claims.client_id.clone()));
+                    }
                     if claims.roles.is_empty() {
                         // No empty value: the client's copies go instead.
                         remove.push(settings.roles_header.clone());
@@ -136,6 +141,7 @@ pub fn answer(
                     settings.user_id_header.clone(),
                     settings.roles_header.clone(),
                     settings.session_header.clone(),
+                    settings.client_id_header.clone(),
                 ]),
             }
             if settings.strip_authorization {

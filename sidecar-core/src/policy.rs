@@ -32,6 +32,10 @@
 //!     mfa: true               # signed in with a second factor (else 401, RFC 9470)
 //!     max_auth_age: 300       # authenticated at most 5 minutes ago (else 401, RFC 9470)
 //!     quota: 60/60            # per user, at most 60 requests a minute (429 beyond)
+//!   - prefix: /notes/
+//!     allow: authenticated
+//!     scopes: [notes:read]    # an application's token must carry all of these
+//!     clients: [notes-web]    # only tokens of these OAuth clients (client_id)
 //! ```
 
 use std::collections::HashMap;
@@ -94,6 +98,13 @@ pub struct Rule {
     pub mfa: bool,
     /// The token's `auth_time` must be at most this many seconds old.
     pub max_auth_age: Option<u64>,
+    /// An application's token (one with a `scope` claim) must carry all of
+    /// these. The issuer's own tokens carry no `scope`: they are the user
+    /// acting directly, not an application acting for them (`clients`
+    /// excludes them where that matters).
+    pub scopes: Vec<String>,
+    /// If not empty, the token's `client_id` must be one of these.
+    pub clients: Vec<String>,
 }
 
 /// `limit` requests per `period_secs`, per user (GCRA: a burst of `limit`,
@@ -199,6 +210,10 @@ struct RawRule {
     mfa: bool,
     #[serde(default)]
     max_auth_age: Option<u64>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    clients: Vec<String>,
 }
 
 const METHODS: [&str; 9] = [
@@ -451,10 +466,25 @@ fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
             "quota, email_verified, mfa and max_auth_age need a token (not allow: public)".into(),
         );
     }
+    if requirement == Requirement::Public && !(r.scopes.is_empty() && r.clients.is_empty()) {
+        return Err("scopes and clients need a token (not allow: public)".into());
+    }
+    for s in &r.scopes {
+        if s.is_empty() || s.contains(char::is_whitespace) {
+            return Err(format!("scopes: {s:?} is not a scope"));
+        }
+    }
+    for c in &r.clients {
+        if c.is_empty() || c.contains(char::is_whitespace) {
+            return Err(format!("clients: {c:?} is not a client_id"));
+        }
+    }
     if r.max_auth_age.is_some_and(|a| a == 0 || a > 31_536_000) {
         return Err("max_auth_age: 1 to 31536000 seconds".into());
     }
     Ok(Rule {
+        scopes: r.scopes,
+        clients: r.clients,
         mfa: r.mfa,
         max_auth_age: r.max_auth_age,
         email_verified: r.email_verified,

@@ -384,7 +384,7 @@ async fn cookie_tokens_identity_headers_and_authorization_stripping() {
         .iter()
         .filter_map(|h| h.header.as_ref().map(|v| (v.key.as_str(), h.append_action)))
         .collect();
-    for name in ["x-user-id", "x-session-id"] {
+    for name in ["x-user-id", "x-session-id", "x-client-id"] {
         assert!(
             set.contains(&(name, HeaderAppendAction::OverwriteIfExistsOrAdd as i32)),
             "{name} overwrites client copies: {set:?}"
@@ -448,7 +448,7 @@ async fn cookie_tokens_identity_headers_and_authorization_stripping() {
         panic!("public route allowed")
     };
     assert!(ok.headers.is_empty());
-    for name in ["x-user-id", "x-user-roles", "x-session-id"] {
+    for name in ["x-user-id", "x-user-roles", "x-session-id", "x-client-id"] {
         assert!(ok.headers_to_remove.contains(&name.to_string()), "{name}");
     }
     sidecar.stop().await;

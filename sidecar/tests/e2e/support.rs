@@ -81,6 +81,7 @@ pub fn module_args(s: &Settings) -> Vec<String> {
     kv("user-id-header", s.user_id_header.clone());
     kv("roles-header", s.roles_header.clone());
     kv("session-header", s.session_header.clone());
+    kv("client-id-header", s.client_id_header.clone());
     kv("token-cache-capacity", s.token_cache_capacity.to_string());
     if let Some(c) = &s.token_cookie {
         kv("token-cookie", c.clone());
