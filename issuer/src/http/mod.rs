@@ -92,9 +92,13 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(json::roles::internal_map))
         .routes(routes!(json::oauth::token))
         .routes(routes!(json::oauth::userinfo))
+        .routes(routes!(json::oauth::revoke))
+        .routes(routes!(json::oauth::introspect))
         .routes(routes!(json::oauth::list, json::oauth::create))
         .routes(routes!(json::oauth::delete))
         .routes(routes!(json::oauth::rotate_secret))
+        .routes(routes!(json::oauth::apps))
+        .routes(routes!(json::oauth::disconnect))
         .routes(routes!(json::ops::jwks))
         .routes(routes!(json::ops::openid_configuration))
         .routes(routes!(json::feed::list))
@@ -135,6 +139,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(pages::unlink))
         .routes(routes!(pages::register_page, pages::register))
         .routes(routes!(pages::authorize, pages::authorize_consent))
+        .routes(routes!(pages::disconnect_app))
         .split_for_parts();
     openapi::finish(&mut doc);
     (router, doc)

@@ -28,9 +28,12 @@ pub fn classify(settings: &ServeArgs, method: &Method, path: &str) -> Option<(&'
             ("login", settings.rate_limit_login)
         }
         "/auth/register" | "/auth/ui/register" => ("register", settings.rate_limit_register),
-        "/auth/refresh" | "/auth/ui/resume" | "/auth/ui/logout" | "/auth/oauth2/token" => {
-            ("refresh", settings.rate_limit_refresh)
-        }
+        "/auth/refresh"
+        | "/auth/ui/resume"
+        | "/auth/ui/logout"
+        | "/auth/oauth2/token"
+        | "/auth/oauth2/revoke"
+        | "/auth/oauth2/introspect" => ("refresh", settings.rate_limit_refresh),
         "/auth/password"
         | "/auth/password/forgot"
         | "/auth/password/reset"

@@ -86,7 +86,8 @@ pub async fn authenticate_client_token(
     Ok(auth)
 }
 
-async fn verify_token(state: &AppState, token: &str, now: Now) -> Result<Authenticated> {
+/// Any live token of this issuer, an application's or its own (introspection).
+pub async fn verify_token(state: &AppState, token: &str, now: Now) -> Result<Authenticated> {
     let keys = state.keys.snapshot();
     let verified = jws::verify(token, &keys.verifying)
         .map_err(|e| Error::unauthorized("invalid_token", e.to_string()))?;

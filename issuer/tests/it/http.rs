@@ -945,6 +945,10 @@ async fn well_known_and_operational_endpoints(backend: Backend) {
         "authorization_endpoint",
         "token_endpoint",
         "userinfo_endpoint",
+        "revocation_endpoint",
+        "introspection_endpoint",
+        "revocation_endpoint_auth_methods_supported",
+        "introspection_endpoint_auth_methods_supported",
         "jwks_uri",
         "response_types_supported",
         "response_modes_supported",
@@ -973,6 +977,8 @@ async fn well_known_and_operational_endpoints(backend: Backend) {
         ("authorization_endpoint", "GET", StatusCode::BAD_REQUEST),
         ("token_endpoint", "POST", StatusCode::BAD_REQUEST),
         ("userinfo_endpoint", "GET", StatusCode::UNAUTHORIZED),
+        ("revocation_endpoint", "POST", StatusCode::BAD_REQUEST),
+        ("introspection_endpoint", "POST", StatusCode::BAD_REQUEST),
     ] {
         let url = config[key]
             .as_str()

@@ -21,6 +21,7 @@ on_both_backends!(
     a_replayed_code_ends_what_it_issued,
     pkce_redirect_uri_and_client_attacks_are_refused,
     third_party_clients_ask_for_consent_once,
+    revocation_introspection_and_disconnecting_an_app,
 );
 
 const REDIRECT: &str = "https://app.test/cb";
@@ -666,4 +667,192 @@ async fn third_party_clients_ask_for_consent_once(backend: Backend) {
     let r = authorize(&t, &cookies, &url).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(param(&location(&r), "code").is_some());
+}
+
+async fn form_post(
+    t: &TestIssuer,
+    path: &str,
+    client: (&str, Option<&str>),
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    t.http
+        .post(t.url(path))
+        .basic_auth(client.0, client.1)
+        .form(form)
+        .send()
+        .await
+        .expect("send")
+}
+
+/// RFC 7009 and RFC 7662, and the account's "disconnect": each ends the
+/// application's session, and the edge hears of it on the feed.
+async fn revocation_introspection_and_disconnecting_an_app(backend: Backend) {
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    let secret = register_client(&t, &admin, confidential("notes", true)).await["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    let other = register_client(&t, &admin, confidential("other", true)).await["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    register_client(
+        &t,
+        &admin,
+        json!({"client_id": "cli", "name": "CLI", "type": "public",
+               "redirect_uris": [REDIRECT], "scopes": ["openid"], "first_party": true}),
+    )
+    .await;
+    let email = unique_email("revoke");
+    t.register(&email, PASSWORD).await;
+    let cookies = page_sign_in(&t, &email).await;
+    let tokens_for = |p: Pkce| {
+        let (t, cookies, secret) = (&t, cookies.clone(), secret.clone());
+        async move {
+            let code = code_for(t, &cookies, "notes", &p).await;
+            let r = exchange(t, ("notes", Some(&secret)), &code, &p.verifier).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let tokens = tokens_for(pkce()).await;
+    let access = tokens["access_token"].as_str().expect("at").to_string();
+    let refresh = tokens["refresh_token"].as_str().expect("rt").to_string();
+    let sid = t.verify(&access).await.sid;
+
+    let introspect = |who: (&'static str, Option<String>), token: String| {
+        let t = &t;
+        async move {
+            let r = form_post(
+                t,
+                "/auth/oauth2/introspect",
+                (who.0, who.1.as_deref()),
+                &[("token", &token)],
+            )
+            .await;
+            let status = r.status();
+            (status, r.json::<Value>().await.expect("json"))
+        }
+    };
+    let (status, body) = introspect(("notes", Some(secret.clone())), access.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["active"], true, "{body}");
+    assert_eq!(body["client_id"], "notes");
+    assert_eq!(body["scope"], "openid");
+    // A resource server (another confidential client) may introspect the
+    // access token; a public client may not introspect at all.
+    assert_eq!(
+        introspect(("other", Some(other.clone())), access.clone())
+            .await
+            .1["active"],
+        true
+    );
+    assert_eq!(
+        introspect(("other", Some(other.clone())), refresh.clone())
+            .await
+            .1["active"],
+        false
+    );
+    assert_eq!(
+        introspect(("cli", None), access.clone()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        introspect(("notes", Some(secret.clone())), "garbage".into())
+            .await
+            .1,
+        json!({"active": false})
+    );
+
+    // Another client's revocation does nothing (and says nothing).
+    let r = form_post(
+        &t,
+        "/auth/oauth2/revoke",
+        ("other", Some(&other)),
+        &[("token", &refresh)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        introspect(("notes", Some(secret.clone())), access.clone())
+            .await
+            .1["active"],
+        true
+    );
+    let r = form_post(
+        &t,
+        "/auth/oauth2/revoke",
+        ("notes", Some(&secret)),
+        &[("token", &refresh), ("token_type_hint", "refresh_token")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        introspect(("notes", Some(secret.clone())), access.clone())
+            .await
+            .1["active"],
+        false
+    );
+    assert!(feed_records(&t).await.iter().any(|r| r.subject == sid));
+    let r = form_post(
+        &t,
+        "/auth/oauth2/revoke",
+        ("notes", Some(&secret)),
+        &[("token", "unknown")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // The account page's list, and disconnecting: the session ends.
+    let tokens = tokens_for(pkce()).await;
+    let sid = t
+        .verify(tokens["access_token"].as_str().expect("at"))
+        .await
+        .sid;
+    let own = t.login(&email, PASSWORD).await;
+    let apps: Value = t
+        .get_auth("/auth/apps", &own.access)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(apps[0]["client_id"], "notes", "{apps}");
+    let r = t
+        .http
+        .delete(t.url("/auth/apps/notes"))
+        .bearer_auth(&own.access)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.expect("json")["sessions_ended"], 1);
+    assert!(feed_records(&t).await.iter().any(|r| r.subject == sid));
+    let r = form_post(
+        &t,
+        "/auth/oauth2/token",
+        ("notes", Some(&secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            (
+                "refresh_token",
+                tokens["refresh_token"].as_str().expect("rt"),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(
+        oauth_error(r).await,
+        (StatusCode::BAD_REQUEST, "invalid_grant".into())
+    );
+    let r = t
+        .http
+        .delete(t.url("/auth/apps/notes"))
+        .bearer_auth(&own.access)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

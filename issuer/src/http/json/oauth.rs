@@ -1,6 +1,8 @@
 //! The OAuth token and userinfo endpoints, and `/admin/clients`, over
 //! `service::oauth`.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +14,10 @@ use serde_json::json;
 use crate::http::error::{oauth_error, ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Authenticated, Client};
 use crate::service::admin::{require_admin, Admin};
+use crate::service::oauth::clients::Credentials;
 use crate::service::oauth::clients::{self, ClientView, NewClient, Registered};
+use crate::service::oauth::consent::{self, Connected};
+use crate::service::oauth::introspect::{self, Introspection};
 use crate::service::oauth::token::{self, TokenRequest, TokenResponse};
 use crate::AppState;
 
@@ -40,8 +45,12 @@ fn basic(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
     Ok(Some((decode(id), decode(secret))))
 }
 
-/// The form's fields, each at most once (RFC 6749 §3.2).
-fn form(headers: &HeaderMap, body: &str) -> Result<TokenRequest, ApiError> {
+/// The form's fields, each at most once (RFC 6749 §3.2); others ignored.
+fn form(
+    headers: &HeaderMap,
+    body: &str,
+    known: &[&'static str],
+) -> Result<HashMap<&'static str, String>, ApiError> {
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -52,28 +61,39 @@ fn form(headers: &HeaderMap, body: &str) -> Result<TokenRequest, ApiError> {
             "the body must be application/x-www-form-urlencoded",
         ));
     }
-    let mut req = TokenRequest::default();
+    let mut fields = HashMap::new();
     for (k, v) in oauth2::url::form_urlencoded::parse(body.as_bytes()) {
-        let slot = match k.as_ref() {
-            "grant_type" => &mut req.grant_type,
-            "code" => &mut req.code,
-            "redirect_uri" => &mut req.redirect_uri,
-            "code_verifier" => &mut req.code_verifier,
-            "refresh_token" => &mut req.refresh_token,
-            "scope" => &mut req.scope,
-            "client_id" => &mut req.client_id,
-            "client_secret" => &mut req.client_secret,
-            _ => continue,
+        let Some(name) = known.iter().find(|n| **n == k) else {
+            continue;
         };
-        if slot.is_some() {
+        if fields.insert(*name, v.into_owned()).is_some() {
             return Err(ApiError::bad_request(
                 "invalid_request",
                 format!("{k} is given more than once"),
             ));
         }
-        *slot = Some(v.into_owned());
     }
-    Ok(req)
+    Ok(fields)
+}
+
+const CLIENT_FIELDS: [&str; 2] = ["client_id", "client_secret"];
+
+fn credentials(
+    headers: &HeaderMap,
+    fields: &mut HashMap<&'static str, String>,
+) -> Result<Credentials, ApiError> {
+    Ok(Credentials {
+        basic: basic(headers)?,
+        client_id: fields.remove("client_id"),
+        client_secret: fields.remove("client_secret"),
+    })
+}
+
+fn no_store(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
 }
 
 #[utoipa::path(
@@ -97,19 +117,103 @@ pub async fn token(
     body: String,
 ) -> Response {
     let result = async {
-        let req = form(&headers, &body)?;
-        let basic = basic(&headers)?;
-        token::token(&state, &client, basic, req).await
+        let known = [
+            "grant_type",
+            "code",
+            "redirect_uri",
+            "code_verifier",
+            "refresh_token",
+            "scope",
+            CLIENT_FIELDS[0],
+            CLIENT_FIELDS[1],
+        ];
+        let mut f = form(&headers, &body, &known)?;
+        let creds = credentials(&headers, &mut f)?;
+        let req = TokenRequest {
+            grant_type: f.remove("grant_type"),
+            code: f.remove("code"),
+            redirect_uri: f.remove("redirect_uri"),
+            code_verifier: f.remove("code_verifier"),
+            refresh_token: f.remove("refresh_token"),
+            scope: f.remove("scope"),
+        };
+        token::token(&state, &client, creds, req).await
     }
     .await;
     match result {
-        Ok(tokens) => {
-            let mut response = Json(tokens).into_response();
-            let h = response.headers_mut();
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            response
-        }
+        Ok(tokens) => no_store(Json(tokens).into_response()),
+        Err(e) => oauth_error(e),
+    }
+}
+
+const TOKEN_FIELDS: [&str; 4] = ["token", "token_type_hint", "client_id", "client_secret"];
+
+#[utoipa::path(
+    post,
+    path = "/auth/oauth2/revoke",
+    operation_id = "oauth_revoke",
+    tag = "oauth",
+    summary = "Token revocation (RFC 7009)",
+    description = "The client's own refresh or access token: its session ends, and the edge refuses its tokens. Unknown tokens get the same 200.",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 401, description = "`invalid_client`", body = crate::http::openapi::AnyObject),
+    ),
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let result = async {
+        let mut f = form(&headers, &body, &TOKEN_FIELDS)?;
+        let creds = credentials(&headers, &mut f)?;
+        let hint = f.get("token_type_hint").map(String::as_str);
+        introspect::revoke(
+            &state,
+            &client,
+            &creds,
+            f.get("token").map(String::as_str),
+            hint,
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(e) => oauth_error(e),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/auth/oauth2/introspect",
+    operation_id = "oauth_introspect",
+    tag = "oauth",
+    summary = "Token introspection (RFC 7662)",
+    description = "For confidential clients (resource servers among them).",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "`active`, and what an active token stands for", body = Introspection),
+        (status = 401, description = "`invalid_client`", body = crate::http::openapi::AnyObject),
+    ),
+)]
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let result = async {
+        let mut f = form(&headers, &body, &TOKEN_FIELDS)?;
+        let creds = credentials(&headers, &mut f)?;
+        let hint = f.get("token_type_hint").map(String::as_str);
+        introspect::introspect(&state, &creds, f.get("token").map(String::as_str), hint).await
+    }
+    .await;
+    match result {
+        Ok(answer) => no_store(Json(answer).into_response()),
         Err(e) => oauth_error(e),
     }
 }
@@ -233,4 +337,48 @@ pub async fn rotate_secret(
         "client_secret": secret,
         "previous_valid_for": clients::SECRET_OVERLAP_SECS,
     })))
+}
+
+#[utoipa::path(
+    get,
+    path = "/auth/apps",
+    operation_id = "oauth_connected_apps",
+    tag = "oauth",
+    summary = "Applications the caller let in",
+    responses(
+        (status = 200, description = "Connected applications", body = Vec<Connected>),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn apps(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> ApiResult<Json<Vec<Connected>>> {
+    Ok(Json(consent::connected(&state, &auth).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/auth/apps/{client_id}",
+    operation_id = "oauth_disconnect_app",
+    tag = "oauth",
+    summary = "Disconnect an application",
+    description = "Withdraws the consent and ends the application's sessions; the edge refuses their tokens within the feed's lag.",
+    params(("client_id" = String, Path, description = "The application")),
+    responses(
+        (status = 200, description = "Disconnected", body = crate::http::openapi::AnyObject),
+        (status = 404, description = "Not connected", body = crate::http::openapi::AnyObject),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn disconnect(
+    State(state): State<AppState>,
+    client: Client,
+    auth: Authenticated,
+    Path(client_id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let ended = consent::disconnect(&state, &client, &auth, &client_id).await?;
+    Ok(Json(
+        json!({"client_id": client_id, "sessions_ended": ended}),
+    ))
 }

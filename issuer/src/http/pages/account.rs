@@ -32,6 +32,9 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
     let passkeys = crate::service::passkeys::list(&state, &auth)
         .await
         .unwrap_or_default();
+    let apps = crate::service::oauth::consent::connected(&state, &auth)
+        .await
+        .unwrap_or_default();
     page(
         "Your account",
         html! {
@@ -123,6 +126,22 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
                     p { "No account linked." }
                 }
             }
+            h2 { "Connected applications" }
+            @if apps.is_empty() {
+                p { "No application has access to your account." }
+            }
+            ul id="apps" {
+                @for a in &apps {
+                    li {
+                        strong { (a.name) } " (" code { (a.client_id) } ")"
+                        @if let Some(scope) = &a.scope { " — " (scope) }
+                        " "
+                        form.inline method="post" action={ "/auth/ui/apps/" (a.client_id) "/disconnect" } {
+                            button type="submit" aria-label={ "Disconnect " (a.name) } { "Disconnect" }
+                        }
+                    }
+                }
+            }
             h2 { "Two-factor authentication" }
             @if totp {
                 p id="totp-status" { "An authenticator app is set up." }
@@ -179,6 +198,27 @@ pub async fn end_session(
     };
     back_or_error(
         crate::service::sessions::delete(&state, &client, &auth, &id).await,
+        "Your account",
+        "/auth/ui/account",
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/auth/ui/apps/{client_id}/disconnect", operation_id = "pages_disconnect_app",
+    tag = "pages", summary = "Disconnect an application (its sessions end)",
+    params(("client_id" = String, Path, description = "The application")),
+    responses((status = 303, description = "Back to the account page")))]
+pub async fn disconnect_app(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    back_or_error(
+        crate::service::oauth::consent::disconnect(&state, &client, &auth, &client_id).await,
         "Your account",
         "/auth/ui/account",
     )

@@ -6,4 +6,6 @@
 
 pub mod authorize;
 pub mod clients;
+pub mod consent;
+pub mod introspect;
 pub mod token;

@@ -22,8 +22,6 @@ pub struct TokenRequest {
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
     pub scope: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret: Option<String>,
 }
 
 /// RFC 6749 §5.1, with OIDC's `id_token`.
@@ -47,14 +45,9 @@ fn invalid_grant(message: &str) -> Error {
 pub async fn token(
     state: &AppState,
     client: &Client,
-    basic: Option<(String, String)>,
+    creds: Credentials,
     req: TokenRequest,
 ) -> Result<TokenResponse> {
-    let creds = Credentials {
-        basic,
-        client_id: req.client_id.clone(),
-        client_secret: req.client_secret.clone(),
-    };
     let grant_type = req
         .grant_type
         .as_deref()

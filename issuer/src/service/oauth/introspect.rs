@@ -1,0 +1,165 @@
+//! Token revocation (RFC 7009) and introspection (RFC 7662), for clients
+//! and for resource servers that cannot verify JWTs themselves.
+
+use serde::Serialize;
+
+use crate::domain::tokens::refresh_token_hash;
+use crate::service::context::{verify_token, Client};
+use crate::service::error::{Error, Result};
+use crate::service::oauth::clients::{self, Credentials};
+use crate::store::{AuditEvent, Session};
+use crate::AppState;
+
+/// The token a request names, as the issuer knows it.
+enum Found {
+    /// A refresh token of this session.
+    Refresh(Session),
+    /// A live access token of this session.
+    Access(Box<crate::service::context::Authenticated>),
+    None,
+}
+
+async fn find(state: &AppState, token: &str, hint: Option<&str>) -> Result<Found> {
+    let by_refresh = || async {
+        Ok::<_, Error>(
+            state
+                .store
+                .find_refresh(&refresh_token_hash(token))
+                .await?
+                .filter(|f| f.rotated_at.is_none())
+                .map(|f| f.session),
+        )
+    };
+    // The hint only orders the look-ups (RFC 7009 §2.1).
+    if hint != Some("access_token") {
+        if let Some(s) = by_refresh().await? {
+            return Ok(Found::Refresh(s));
+        }
+    }
+    if let Ok(auth) = verify_token(state, token, state.now()).await {
+        return Ok(Found::Access(Box::new(auth)));
+    }
+    if hint == Some("access_token") {
+        if let Some(s) = by_refresh().await? {
+            return Ok(Found::Refresh(s));
+        }
+    }
+    Ok(Found::None)
+}
+
+/// RFC 7009: the client's own token (its session) ends, at the edge too.
+/// Unknown tokens, and other clients' tokens, are answered the same way
+/// (success, nothing done): the answer tells nothing about them.
+pub async fn revoke(
+    state: &AppState,
+    client: &Client,
+    creds: &Credentials,
+    token: Option<&str>,
+    hint: Option<&str>,
+) -> Result<()> {
+    let oauth_client = clients::authenticate(state, creds).await?;
+    let token = token.ok_or_else(|| Error::bad_request("invalid_request", "token is missing"))?;
+    let session = match find(state, token, hint).await? {
+        Found::Refresh(s) => s,
+        Found::Access(auth) => auth.session,
+        Found::None => return Ok(()),
+    };
+    if session.client_id.as_deref() != Some(oauth_client.id.as_str()) {
+        return Ok(());
+    }
+    let now = state.now();
+    let record = state
+        .store
+        .revoke_session(
+            &session.id,
+            "revoked_by_client",
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await?;
+    let event = AuditEvent::new(now.ms, "oauth_token_revoked")
+        .actor(&session.user_id)
+        .session(&session.id)
+        .client(client)
+        .meta(serde_json::json!({"client_id": oauth_client.id}));
+    state
+        .sessions_ended(record.into_iter().collect(), event)
+        .await;
+    Ok(())
+}
+
+/// RFC 7662 §2.2.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+/// RFC 7662: whether the token is live, and what it stands for. Only
+/// confidential clients (resource servers among them) may ask: a public
+/// client's id is no credential.
+pub async fn introspect(
+    state: &AppState,
+    creds: &Credentials,
+    token: Option<&str>,
+    hint: Option<&str>,
+) -> Result<Introspection> {
+    let caller = clients::authenticate(state, creds).await?;
+    if !caller.confidential() {
+        return Err(clients::invalid_client(
+            "introspection is for confidential clients",
+        ));
+    }
+    let token = token.ok_or_else(|| Error::bad_request("invalid_request", "token is missing"))?;
+    let now = state.now().secs();
+    let issuer = Some(state.settings.issuer_url.clone());
+    Ok(match find(state, token, hint).await? {
+        Found::Access(auth) => Introspection {
+            active: true,
+            scope: auth.claims.scope.clone(),
+            client_id: Some(auth.claims.client_id.clone()),
+            token_type: Some("Bearer"),
+            exp: Some(auth.claims.exp),
+            iat: Some(auth.claims.iat),
+            sub: Some(auth.claims.sub.clone()),
+            iss: issuer,
+            sid: Some(auth.claims.sid.clone()),
+        },
+        // A refresh token is its client's alone.
+        Found::Refresh(s)
+            if s.is_live(now) && s.client_id.as_deref() == Some(caller.id.as_str()) =>
+        {
+            Introspection {
+                active: true,
+                scope: s.scope.clone(),
+                client_id: Some(
+                    s.client_id
+                        .clone()
+                        .unwrap_or_else(|| state.settings.client_id.clone()),
+                ),
+                token_type: Some("refresh_token"),
+                exp: Some(s.idle_expires_at.min(s.absolute_expires_at)),
+                iat: None,
+                sub: Some(s.user_id.clone()),
+                iss: issuer,
+                sid: Some(s.id.clone()),
+            }
+        }
+        _ => Introspection::default(),
+    })
+}
