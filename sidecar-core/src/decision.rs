@@ -297,8 +297,12 @@ pub fn decide_routed(
         return deny(DenyReason::ClientNotAllowed);
     }
     if let Some(granted) = claims.scope.as_deref() {
+        // An application's token reaches only rules written for
+        // applications (naming scopes or clients): a rule written before
+        // applications existed must not hand them the user's full power.
+        let for_apps = !matched.rule.scopes.is_empty() || !matched.rule.clients.is_empty();
         let has = |s: &String| granted.split(' ').any(|g| g == s);
-        if !matched.rule.scopes.iter().all(has) {
+        if !for_apps || !matched.rule.scopes.iter().all(has) {
             return deny(DenyReason::InsufficientScope);
         }
     }
@@ -688,6 +692,15 @@ rules:
         // The issuer's own token (no scope claim): the user, not an app.
         assert_eq!(run("/notes/1", claims()), None);
         assert_eq!(run("/web/x", app("openid")), None);
+        // A rule that names neither scopes nor clients is not for apps.
+        assert_eq!(
+            decide_with("/ai/x", app("openid notes:read"), &PermissionMap::default()),
+            Some(DenyReason::InsufficientScope)
+        );
+        assert_eq!(
+            decide_with("/ai/x", claims(), &PermissionMap::default()),
+            None
+        );
         assert_eq!(run("/web/x", claims()), Some(DenyReason::ClientNotAllowed));
         assert_eq!(DenyReason::InsufficientScope.http_status(), 403);
         assert!(

@@ -99,9 +99,10 @@ pub struct Rule {
     /// The token's `auth_time` must be at most this many seconds old.
     pub max_auth_age: Option<u64>,
     /// An application's token (one with a `scope` claim) must carry all of
-    /// these. The issuer's own tokens carry no `scope`: they are the user
-    /// acting directly, not an application acting for them (`clients`
-    /// excludes them where that matters).
+    /// these, and reaches only rules that name scopes or clients. The
+    /// issuer's own tokens carry no `scope`: they are the user acting
+    /// directly, not an application acting for them (`clients` excludes
+    /// them where that matters).
     pub scopes: Vec<String>,
     /// If not empty, the token's `client_id` must be one of these.
     pub clients: Vec<String>,

@@ -27,6 +27,11 @@ pub(super) async fn prune(state: AppState, mut stop: Stop) {
         if let Err(e) = state.store.prune_mfa_tickets(now).await {
             tracing::warn!(error = %e, "MFA ticket prune failed");
         }
+        // Kept an hour past expiry, so a replay within it still ends
+        // the session the code opened.
+        if let Err(e) = state.store.prune_codes(now - 3600).await {
+            tracing::warn!(error = %e, "authorization code prune failed");
+        }
         if let Err(e) = state.store.prune_oauth_states(now).await {
             tracing::warn!(error = %e, "oauth state prune failed");
         }

@@ -590,7 +590,10 @@ async fn access_token(
         user_gen: user.token_generation,
         teams,
         teams_overflow,
-        email_verified: user.email_verified_at.is_some(),
+        email_verified: user.email_verified_at.is_some()
+            && bound
+                .scope
+                .is_none_or(|s| s.split(' ').any(|w| w == "email")),
         acr: Some(crate::domain::mfa::acr_of(amr).to_string()),
         auth_time: Some(auth_time),
         jti: new_id(),
@@ -601,7 +604,11 @@ async fn access_token(
         roles: user.roles.clone(),
         permissions: Vec::new(),
         amr: amr.split_whitespace().map(str::to_string).collect(),
-        email: Some(user.email.clone()),
+        // An application sees the address only if it was allowed to.
+        email: bound
+            .scope
+            .is_none_or(|s| s.split(' ').any(|w| w == "email"))
+            .then(|| user.email.clone()),
         scope: bound.scope.map(str::to_string),
     };
     let keys = state.keys.snapshot();

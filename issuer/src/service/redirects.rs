@@ -7,18 +7,7 @@ use crate::AppState;
 
 /// `return_to` must be an absolute http(s) URL on an allow-listed origin.
 /// What is checked is the parsed form, and that is what the redirect uses.
-///
-/// Also the authorization endpoint's own continuation (a relative
-/// `/auth/ui/authorize?…`, which the sign-in returns to).
 pub fn allowed_return_to(state: &AppState, raw: &str) -> ApiResult<String> {
-    if let Some(query) = raw.strip_prefix(crate::service::oauth::authorize::AUTHORIZE_PATH) {
-        if query.starts_with('?')
-            && !query.contains(['#', '\\'])
-            && !query.chars().any(char::is_control)
-        {
-            return Ok(raw.to_string());
-        }
-    }
     let invalid = || {
         ApiError::bad_request(
             "invalid_return_to",
@@ -40,4 +29,19 @@ pub fn allowed_return_to(state: &AppState, raw: &str) -> ApiResult<String> {
         return Err(invalid());
     }
     Ok(url.to_string())
+}
+
+/// Where the hosted pages may go after a sign-in: as [`allowed_return_to`],
+/// and also the authorization endpoint's own continuation (a relative
+/// `/auth/ui/authorize?…`, which only the pages can follow).
+pub fn allowed_page_return_to(state: &AppState, raw: &str) -> ApiResult<String> {
+    if let Some(query) = raw.strip_prefix(crate::service::oauth::authorize::AUTHORIZE_PATH) {
+        if query.starts_with('?')
+            && !query.contains(['#', '\\'])
+            && !query.chars().any(char::is_control)
+        {
+            return Ok(raw.to_string());
+        }
+    }
+    allowed_return_to(state, raw)
 }

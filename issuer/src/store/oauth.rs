@@ -304,8 +304,18 @@ impl Store {
     /// Whether the code was presented again (after its session was
     /// opened, the opener checks: a replay racing the exchange may have
     /// found no session to end yet).
+    ///
+    /// On PostgreSQL the read waits for the code row's lock: a replay whose
+    /// transaction marked the code (and found no session yet) commits
+    /// first, and this read then sees it. SQLite has one writer at a time.
     pub async fn code_replayed(&self, code_hash: &str) -> sqlx::Result<bool> {
-        let row = sqlx::query("SELECT reused_at FROM oauth_codes WHERE code_hash = $1")
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "SELECT reused_at FROM oauth_codes WHERE code_hash = $1 FOR UPDATE"
+            }
+            Backend::Sqlite => "SELECT reused_at FROM oauth_codes WHERE code_hash = $1",
+        };
+        let row = sqlx::query(sql)
             .bind(code_hash)
             .fetch_optional(&self.writer)
             .await?;
@@ -316,8 +326,7 @@ impl Store {
     }
 
     /// Deletes codes that expired before `before` (a replay of one is then
-    /// just unknown: its session was opened long ago and is still ended
-    /// by a replay within the code's life).
+    /// just unknown).
     pub async fn prune_codes(&self, before: i64) -> sqlx::Result<u64> {
         let done = sqlx::query("DELETE FROM oauth_codes WHERE expires_at < $1")
             .bind(before)

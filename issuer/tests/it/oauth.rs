@@ -22,6 +22,7 @@ on_both_backends!(
     pkce_redirect_uri_and_client_attacks_are_refused,
     third_party_clients_ask_for_consent_once,
     revocation_introspection_and_disconnecting_an_app,
+    prompt_login_and_max_age_need_a_new_sign_in,
 );
 
 const REDIRECT: &str = "https://app.test/cb";
@@ -376,6 +377,51 @@ async fn a_replayed_code_ends_what_it_issued(backend: Backend) {
         oauth_error(r).await,
         (StatusCode::BAD_REQUEST, "invalid_grant".into())
     );
+
+    // Two exchanges of one code at once: at most one gets tokens, and
+    // whatever it got is ended by the other.
+    for _ in 0..5 {
+        let p = pkce();
+        let code = code_for(&t, &cookies, "notes", &p).await;
+        let (a, b) = tokio::join!(
+            exchange(&t, ("notes", Some(&secret)), &code, &p.verifier),
+            exchange(&t, ("notes", Some(&secret)), &code, &p.verifier),
+        );
+        let mut issued = Vec::new();
+        for r in [a, b] {
+            if r.status() == StatusCode::OK {
+                issued.push(r.json::<Value>().await.expect("json"));
+            } else {
+                assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+            }
+        }
+        assert!(issued.len() <= 1, "{issued:?}");
+        for tokens in issued {
+            let r = t
+                .http
+                .post(t.url("/auth/oauth2/token"))
+                .basic_auth("notes", Some(&secret))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    (
+                        "refresh_token",
+                        tokens["refresh_token"].as_str().expect("rt"),
+                    ),
+                ])
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(
+                r.status(),
+                StatusCode::BAD_REQUEST,
+                "the raced session ended"
+            );
+        }
+    }
+    // The issuer's own token is not an application's: userinfo refuses it.
+    let own = t.login(&email, PASSWORD).await;
+    let r = t.get_auth("/auth/oauth2/userinfo", &own.access).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
 async fn pkce_redirect_uri_and_client_attacks_are_refused(backend: Backend) {
@@ -629,21 +675,21 @@ async fn third_party_clients_ask_for_consent_once(backend: Backend) {
     );
 
     let query = url.split_once('?').expect("query").1.to_string();
-    let answer = |decision: &str| {
+    let token = hidden(&page, "consent_token");
+    let answer = |decision: &str, token: &str| {
         no_redirects()
             .post(t.url("/auth/ui/authorize"))
             .header("cookie", &cookies)
             .header("sec-fetch-site", "same-origin")
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("{query}&decision={decision}"))
+            .body(format!("{query}&decision={decision}&consent_token={token}"))
             .send()
     };
-    let denied = answer("deny")
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("page");
+    // A form the issuer did not render for this session: refused.
+    let r = answer("allow", "forged").await.expect("send");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let denied = answer("deny", &token).await.expect("send");
+    let denied = denied.text().await.expect("page");
     assert!(denied.contains("error=access_denied"), "{denied}");
     // A form from another site is refused (the pages' CSRF check).
     let r = no_redirects()
@@ -651,22 +697,151 @@ async fn third_party_clients_ask_for_consent_once(backend: Backend) {
         .header("cookie", &cookies)
         .header("sec-fetch-site", "cross-site")
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("{query}&decision=allow"))
+        .body(format!("{query}&decision=allow&consent_token={token}"))
         .send()
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let allowed = answer("allow")
-        .await
-        .expect("send")
-        .text()
-        .await
-        .expect("page");
-    assert!(allowed.contains("code="), "{allowed}");
+    let allowed = answer("allow", &token).await.expect("send");
+    let allowed = allowed.text().await.expect("page");
+    // Without offline_access, a third-party application gets no refresh token.
+    let to = landing_url(&allowed);
+    let code = param(&oauth2::url::Url::parse(&to).expect("url"), "code").expect("code");
+    let r = exchange(&t, ("grafana", None), &code, &p.verifier).await;
+    let tokens: Value = r.json().await.expect("json");
+    assert!(tokens["access_token"].is_string(), "{tokens}");
+    assert!(tokens.get("refresh_token").is_none(), "{tokens}");
     // Remembered: the next request goes straight back with a code.
     let r = authorize(&t, &cookies, &url).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(param(&location(&r), "code").is_some());
+    // Even a request for no scope at all asks a user who never answered.
+    let stranger = unique_email("stranger");
+    t.register(&stranger, PASSWORD).await;
+    let theirs = page_sign_in(&t, &stranger).await;
+    let r = authorize(&t, &theirs, &url.replace("scope=openid", "scope=")).await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.headers());
+    assert!(r.text().await.expect("page").contains("Allow"));
+}
+
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    page.split(&marker)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        .to_string()
+}
+
+/// Where a page that moves on by itself goes.
+fn landing_url(page: &str) -> String {
+    page.split("url=")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no landing URL in {page}"))
+        .replace("&amp;", "&")
+}
+
+/// The page-login with `return_to`: its cookies, and where its page goes.
+async fn sign_in_returning(t: &TestIssuer, email: &str, return_to: &str) -> (String, String) {
+    let r = no_redirects()
+        .post(t.url("/auth/ui/login"))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[
+            ("email", email),
+            ("password", PASSWORD),
+            ("return_to", return_to),
+        ])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "a page goes on to the authorization endpoint"
+    );
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .map(str::to_string)
+        .collect();
+    let page = r.text().await.expect("page");
+    (cookies.join("; "), t.url(&landing_url(&page)))
+}
+
+/// `prompt=login` and `max_age` send a signed-in browser to sign in again,
+/// and only a sign-in after the issuer's sealed marker satisfies them:
+/// removing or forging the marker does not.
+async fn prompt_login_and_max_age_need_a_new_sign_in(backend: Backend) {
+    let clock = manual_clock();
+    let Some(t) = start_with(backend, clock.clone(), |_| {}).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    register_client(
+        &t,
+        &admin,
+        json!({"client_id": "cli", "name": "CLI", "type": "public",
+               "redirect_uris": [REDIRECT], "scopes": ["openid"], "first_party": true}),
+    )
+    .await;
+    let email = unique_email("prompt");
+    t.register(&email, PASSWORD).await;
+    let cookies = page_sign_in(&t, &email).await;
+    let p = pkce();
+    for extra in ["&prompt=login", "&max_age=5"] {
+        // The session is older than max_age by now.
+        clock.advance_secs(6);
+        let url = authorize_url(&t, "cli", REDIRECT, &p.challenge, extra);
+        let r = authorize(&t, &cookies, &url).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let to = r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        assert!(to.starts_with("/auth/ui/login?return_to="), "{extra}: {to}");
+        let return_to = param(
+            &oauth2::url::Url::parse(&t.url(&to)).expect("url"),
+            "return_to",
+        )
+        .expect("return_to");
+        assert!(return_to.contains("auth_after="), "{return_to}");
+        // The continuation without its marker, or with a forged one: no code.
+        let bare: String = return_to
+            .split('&')
+            .filter(|kv| !kv.starts_with("auth_after="))
+            .collect::<Vec<_>>()
+            .join("&");
+        let r = authorize(&t, &cookies, &t.url(&bare)).await;
+        let l = r.headers()["location"].to_str().expect("l").to_string();
+        assert!(l.starts_with("/auth/ui/login"), "{extra}: {l}");
+        let forged = format!("{bare}&auth_after=0");
+        let back = location(&authorize(&t, &cookies, &t.url(&forged)).await);
+        assert_eq!(
+            param(&back, "error").as_deref(),
+            Some("invalid_request"),
+            "{extra}"
+        );
+        // An old marker (the sign-in took too long) is refused too.
+        clock.advance_secs(601);
+        let back = location(&authorize(&t, &cookies, &t.url(&return_to)).await);
+        assert_eq!(
+            param(&back, "error").as_deref(),
+            Some("invalid_request"),
+            "{extra}"
+        );
+        clock.advance_secs(-601);
+        // A new sign-in, then the continuation: a code.
+        clock.advance_secs(1);
+        let (fresh, next) = sign_in_returning(&t, &email, &return_to).await;
+        let r = authorize(&t, &fresh, &next).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let back = location(&r);
+        assert!(param(&back, "code").is_some(), "{extra}: {back}");
+    }
 }
 
 async fn form_post(

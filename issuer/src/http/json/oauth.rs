@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -311,14 +311,22 @@ pub async fn delete(
     Ok(Json(json!({"deleted": client_id, "sessions_ended": ended})))
 }
 
+#[derive(serde::Deserialize)]
+pub struct RotateQuery {
+    immediate: Option<bool>,
+}
+
 #[utoipa::path(
     post,
     path = "/admin/clients/{client_id}/secret",
     operation_id = "clients_rotate_secret",
     tag = "oauth",
     summary = "Rotate a confidential client's secret",
-    description = "The new secret is answered this once; the old one keeps working for a day.",
-    params(("client_id" = String, Path, description = "The client")),
+    description = "The new secret is answered this once; the old one keeps working for a day, or stops at once with `immediate=true` (a leaked secret).",
+    params(
+        ("client_id" = String, Path, description = "The client"),
+        ("immediate" = Option<bool>, Query, description = "The old secret stops at once"),
+    ),
     responses(
         (status = 200, description = "The new secret", body = crate::http::openapi::AnyObject),
         (status = 404, description = "No such confidential client", body = crate::http::openapi::AnyObject),
@@ -330,12 +338,14 @@ pub async fn rotate_secret(
     client: Client,
     admin: Admin,
     Path(client_id): Path<String>,
+    Query(q): Query<RotateQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let secret = clients::rotate_secret(&state, &admin, &client, &client_id).await?;
+    let immediate = q.immediate.unwrap_or(false);
+    let secret = clients::rotate_secret(&state, &admin, &client, &client_id, immediate).await?;
     Ok(Json(json!({
         "client_id": client_id,
         "client_secret": secret,
-        "previous_valid_for": clients::SECRET_OVERLAP_SECS,
+        "previous_valid_for": if immediate { 0 } else { clients::SECRET_OVERLAP_SECS },
     })))
 }
 

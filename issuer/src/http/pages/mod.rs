@@ -224,7 +224,7 @@ const ACCOUNT: &str = "/auth/ui/account";
 fn destination(state: &AppState, return_to: Option<&str>) -> Result<String, ApiError> {
     match return_to {
         None => Ok(ACCOUNT.to_string()),
-        Some(r) => crate::service::redirects::allowed_return_to(state, r),
+        Some(r) => crate::service::redirects::allowed_page_return_to(state, r),
     }
 }
 

@@ -42,7 +42,9 @@ fn parse(raw: &str) -> Result<AuthorizeRequest, ApiError> {
     Ok(req)
 }
 
-async fn validated(state: &AppState, raw: &str) -> Result<Valid, Response> {
+/// `form`: the consent form's post, whose redirects `form-action 'self'`
+/// would block: a page goes on to the client instead.
+async fn validated(state: &AppState, raw: &str, form: bool) -> Result<Valid, Response> {
     let req = match parse(raw) {
         Ok(r) => r,
         Err(e) => return Err(error_page("Sign-in request refused", e).await),
@@ -50,6 +52,7 @@ async fn validated(state: &AppState, raw: &str) -> Result<Valid, Response> {
     match authorize::validate(state, &req).await {
         Ok(v) => Ok(v),
         Err(Refusal::Shown(e)) => Err(error_page("Sign-in request refused", e).await),
+        Err(Refusal::Redirect(to)) if form => Err(back_to_client(&to)),
         Err(Refusal::Redirect(to)) => Err(Redirect::to(&to).into_response()),
     }
 }
@@ -70,7 +73,7 @@ pub async fn authorize(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let raw = raw.unwrap_or_default();
-    let valid = match validated(&state, &raw).await {
+    let valid = match validated(&state, &raw, false).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -102,7 +105,11 @@ async fn answer(
             q.append_pair("return_to", &continue_at);
             Redirect::to(&format!("/auth/ui/login?{}", q.finish())).into_response()
         }
-        Ok(Answer::Consent { client_name, scope }) => consent_page(valid, &client_name, &scope),
+        Ok(Answer::Consent {
+            client_name,
+            scope,
+            token,
+        }) => consent_page(valid, &client_name, &scope, &token),
         Err(e) => error_page("Sign-in request failed", e).await,
     }
 }
@@ -118,7 +125,7 @@ fn describe(scope: &str) -> String {
     }
 }
 
-fn consent_page(valid: &Valid, client_name: &str, scope: &[String]) -> Response {
+fn consent_page(valid: &Valid, client_name: &str, scope: &[String], token: &str) -> Response {
     let fields = valid.request.pairs();
     page(
         "Allow access?",
@@ -132,6 +139,7 @@ fn consent_page(valid: &Valid, client_name: &str, scope: &[String]) -> Response 
                 @for (k, v) in &fields {
                     input type="hidden" name=(k) value=(v);
                 }
+                input type="hidden" name="consent_token" value=(token);
                 button type="submit" name="decision" value="allow" { "Allow" }
                 " "
                 button type="submit" name="decision" value="deny" { "Deny" }
@@ -153,13 +161,17 @@ pub async fn authorize_consent(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let valid = match validated(&state, &body).await {
+    let valid = match validated(&state, &body, true).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let decision = oauth2::url::form_urlencoded::parse(body.as_bytes())
-        .find(|(k, _)| k == "decision")
-        .map(|(_, v)| v.into_owned());
+    let field = |name: &str| {
+        oauth2::url::form_urlencoded::parse(body.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let decision = field("decision");
+    let token = field("consent_token").unwrap_or_default();
     let allow = match decision.as_deref() {
         Some("allow") => true,
         Some("deny") => false,
@@ -171,14 +183,18 @@ pub async fn authorize_consent(
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
-    match authorize::consented(&state, &client, &valid, &auth, allow).await {
-        // The pages' CSP (`form-action 'self'`) holds a form's redirects to
-        // our origin: a page moves on to the client instead.
-        Ok(to) => landing(
-            "Returning to the application",
-            "Returning to the application.",
-            &to,
-        ),
+    match authorize::consented(&state, &client, &valid, &auth, allow, &token).await {
+        Ok(to) => back_to_client(&to),
         Err(e) => error_page("Sign-in request failed", e).await,
     }
+}
+
+/// The pages' CSP (`form-action 'self'`) holds a form's redirects to our
+/// origin: a page moves on to the client instead.
+fn back_to_client(to: &str) -> Response {
+    landing(
+        "Returning to the application",
+        "Returning to the application.",
+        to,
+    )
 }

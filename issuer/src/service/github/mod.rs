@@ -82,6 +82,12 @@ fn checked_return_to(state: &AppState, raw: Option<&str>) -> ApiResult<Option<St
     raw.map(|r| allowed_return_to(state, r)).transpose()
 }
 
+/// The pages may also come back to the authorization endpoint.
+fn checked_page_return_to(state: &AppState, raw: Option<&str>) -> ApiResult<Option<String>> {
+    raw.map(|r| crate::service::redirects::allowed_page_return_to(state, r))
+        .transpose()
+}
+
 fn begin(
     state: &AppState,
     gh: &GitHub,
@@ -118,7 +124,11 @@ pub fn start_sign_in(
     pages: bool,
 ) -> ApiResult<Started> {
     let gh = github(state)?;
-    let return_to = checked_return_to(state, return_to)?;
+    let return_to = if pages {
+        checked_page_return_to(state, return_to)?
+    } else {
+        checked_return_to(state, return_to)?
+    };
     begin(
         state,
         gh,

@@ -31,8 +31,9 @@ pub struct AuthorizeRequest {
     pub response_mode: Option<String>,
     pub request: Option<String>,
     pub request_uri: Option<String>,
-    /// Set by the issuer on the way back from a forced sign-in
-    /// (`prompt=login`, `max_age`): the sign-in must be this recent.
+    /// Set by the issuer on its way to the sign-in page, sealed (bound to
+    /// the client and the PKCE challenge, good for [`MARKER_TTL_SECS`]):
+    /// when the browser comes back, its sign-in must be newer than this.
     pub auth_after: Option<String>,
 }
 
@@ -48,6 +49,8 @@ pub struct Valid {
     pub code_challenge: String,
     pub prompt: Prompt,
     pub max_age: Option<i64>,
+    /// When the issuer sent the browser to sign in for this request (from
+    /// the sealed `auth_after`).
     pub auth_after: Option<i64>,
     /// The request as sent, to continue it after a sign-in or consent.
     pub request: AuthorizeRequest,
@@ -78,10 +81,12 @@ pub enum Answer {
     Redirect(String),
     /// Sign in first, then continue at this (relative) URL.
     SignIn { continue_at: String },
-    /// Ask the user whether the client may have `scope`.
+    /// Ask the user whether the client may have `scope`; the form carries
+    /// `token` (see [`consent_token`]).
     Consent {
         client_name: String,
         scope: Vec<String>,
+        token: String,
     },
 }
 
@@ -201,7 +206,17 @@ pub async fn validate(
             .ok_or_else(|| back("invalid_request", &format!("{name}: a number of seconds"))),
     };
     let max_age = number(&req.max_age, "max_age")?;
-    let auth_after = number(&req.auth_after, "auth_after")?;
+    let auth_after = match req.auth_after.as_deref() {
+        None => None,
+        Some(marker) => Some(
+            open_marker(state, &client.id, &code_challenge, marker).ok_or_else(|| {
+                back(
+                    "invalid_request",
+                    "auth_after: not the issuer's, or the sign-in took too long",
+                )
+            })?,
+        ),
+    };
     for (name, v) in [("state", &req.state), ("nonce", &req.nonce)] {
         if v.as_deref().is_some_and(|s| s.len() > 512) {
             return Err(back(
@@ -279,47 +294,35 @@ pub async fn decide(
             valid.state.as_deref(),
         ))
     };
-    // How recent the sign-in must be.
-    let mut after = valid.auth_after;
-    if let Some(max_age) = valid.max_age {
-        after = after.max(Some(now.secs() - max_age));
-    }
-    let fresh_enough = |auth: &Authenticated| after.is_none_or(|a| auth.session.auth_time >= a);
     let auth = match who {
-        Some(auth)
-            if auth.user.disabled_at.is_none()
-                && fresh_enough(auth)
-                && (valid.prompt != Prompt::Login || valid.auth_after.is_some()) =>
-        {
-            auth
-        }
+        Some(auth) if auth.user.disabled_at.is_none() && fresh(valid, auth, now.secs()) => auth,
         _ if valid.prompt == Prompt::None => {
             return Ok(back("login_required", "the user is not signed in"))
         }
         _ => {
-            // Back here after the sign-in, which must then be newer than now.
+            // Back here after the sign-in, which must then be newer than
+            // now; `prompt` stays, and only the sealed marker satisfies it.
             let mut next = valid.request.clone();
-            if valid.prompt == Prompt::Login || valid.max_age.is_some() || who.is_some() {
-                next.auth_after = Some(now.secs().to_string());
-            }
-            if next.prompt.as_deref() == Some("login") {
-                next.prompt = None;
-            }
+            next.auth_after = Some(seal_marker(
+                state,
+                &valid.client.id,
+                &valid.code_challenge,
+                now.secs(),
+            )?);
             return Ok(Answer::SignIn {
                 continue_at: continue_url(&next),
             });
         }
     };
     if !valid.client.first_party {
-        let allowed = state
-            .store
-            .consent(&auth.user.id, &valid.client.id)
-            .await?
-            .unwrap_or_default();
-        let covered = valid
-            .scope
-            .iter()
-            .all(|s| allowed.split(' ').any(|a| a == s));
+        // Asked at least once, whatever the scope (even none).
+        let covered = match state.store.consent(&auth.user.id, &valid.client.id).await? {
+            Some(allowed) => valid
+                .scope
+                .iter()
+                .all(|s| allowed.split(' ').any(|a| a == s)),
+            None => false,
+        };
         if !covered || valid.prompt == Prompt::Consent {
             if valid.prompt == Prompt::None {
                 return Ok(back(
@@ -330,6 +333,7 @@ pub async fn decide(
             return Ok(Answer::Consent {
                 client_name: valid.client.name.clone(),
                 scope: valid.scope.clone(),
+                token: consent_token(state, valid, auth)?,
             });
         }
     }
@@ -346,8 +350,21 @@ pub async fn consented(
     valid: &Valid,
     auth: &Authenticated,
     allow: bool,
+    consent_token: &str,
 ) -> Result<String> {
     let now = state.now();
+    if !open_consent_token(state, valid, auth, consent_token) {
+        return Err(Error::bad_request(
+            "invalid_request",
+            "this consent form is not the one the issuer showed you, or it is too old: start again",
+        ));
+    }
+    if !fresh(valid, auth, now.secs()) {
+        return Err(Error::bad_request(
+            "invalid_request",
+            "the sign-in is no longer recent enough for this request: start again",
+        ));
+    }
     if !allow {
         state
             .audit(
@@ -472,3 +489,79 @@ impl AuthorizeRequest {
 }
 
 pub const AUTHORIZE_PATH: &str = "/auth/ui/authorize";
+
+/// How long a sign-in (or a consent form) may take.
+pub const MARKER_TTL_SECS: i64 = 600;
+
+/// Whether the browser's sign-in is recent enough for the request: newer
+/// than the issuer's own marker when there is one (set on the way to the
+/// sign-in page), else within `max_age`; `prompt=login` is satisfied only
+/// by a sign-in after the marker.
+fn fresh(valid: &Valid, auth: &Authenticated, now: i64) -> bool {
+    let after = match valid.auth_after {
+        Some(marker) => Some(marker),
+        None if valid.prompt == Prompt::Login => return false,
+        None => valid.max_age.map(|m| now - m),
+    };
+    after.is_none_or(|a| auth.session.auth_time >= a)
+}
+
+fn marker_aad(purpose: &str, client_id: &str, code_challenge: &str) -> String {
+    format!("authorize-{purpose}:{client_id}:{code_challenge}")
+}
+
+fn seal_marker(state: &AppState, client_id: &str, code_challenge: &str, at: i64) -> Result<String> {
+    let aad = marker_aad("marker", client_id, code_challenge);
+    let sealed = state.keys.seal(&aad, at.to_string().as_bytes())?;
+    Ok(auth_types::jws::b64url_encode(&sealed))
+}
+
+/// The time a sealed marker holds, if it is the issuer's, for this client
+/// and challenge, and not older than [`MARKER_TTL_SECS`].
+fn open_sealed_time(state: &AppState, aad: &str, sealed: &str) -> Option<i64> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sealed)
+        .ok()?;
+    let plain = state.keys.open_sealed(aad, &bytes).ok()?;
+    let at: i64 = std::str::from_utf8(&plain).ok()?.parse().ok()?;
+    let now = state.now().secs();
+    (now - at <= MARKER_TTL_SECS && at <= now).then_some(at)
+}
+
+fn open_marker(
+    state: &AppState,
+    client_id: &str,
+    code_challenge: &str,
+    marker: &str,
+) -> Option<i64> {
+    open_sealed_time(
+        state,
+        &marker_aad("marker", client_id, code_challenge),
+        marker,
+    )
+}
+
+fn consent_aad(valid: &Valid, auth: &Authenticated) -> String {
+    let scope = valid.scope.join(" ");
+    format!(
+        "{}:{}:{scope}",
+        marker_aad("consent", &valid.client.id, &valid.code_challenge),
+        auth.session.id
+    )
+}
+
+/// The consent form's token: bound to the browser's session, the client,
+/// the PKCE challenge and the scope shown, good for [`MARKER_TTL_SECS`].
+/// A form not rendered for this session (posted by any other page) fails.
+pub fn consent_token(state: &AppState, valid: &Valid, auth: &Authenticated) -> Result<String> {
+    let now = state.now().secs();
+    let sealed = state
+        .keys
+        .seal(&consent_aad(valid, auth), now.to_string().as_bytes())?;
+    Ok(auth_types::jws::b64url_encode(&sealed))
+}
+
+fn open_consent_token(state: &AppState, valid: &Valid, auth: &Authenticated, token: &str) -> bool {
+    open_sealed_time(state, &consent_aad(valid, auth), token).is_some()
+}

@@ -207,12 +207,14 @@ pub async fn list(state: &AppState, _admin: &Admin) -> Result<Vec<ClientView>> {
 }
 
 /// A new secret, answered once; the old one works for
-/// [`SECRET_OVERLAP_SECS`] more, so deployments can roll over.
+/// [`SECRET_OVERLAP_SECS`] more, so deployments can roll over, or stops at
+/// once when `immediate` (a leaked secret).
 pub async fn rotate_secret(
     state: &AppState,
     admin: &Admin,
     client: &Client,
     client_id: &str,
+    immediate: bool,
 ) -> Result<String> {
     let auth = admin.recent(state).await?;
     let now = state.now();
@@ -222,7 +224,11 @@ pub async fn rotate_secret(
         .rotate_client_secret(
             client_id,
             &refresh_token_hash(&secret),
-            now.secs() + SECRET_OVERLAP_SECS,
+            if immediate {
+                now.secs()
+            } else {
+                now.secs() + SECRET_OVERLAP_SECS
+            },
         )
         .await?;
     if !rotated {
@@ -233,7 +239,7 @@ pub async fn rotate_secret(
             AuditEvent::new(now.ms, "oauth_client_secret_rotated")
                 .by(auth)
                 .client(client)
-                .meta(serde_json::json!({"client_id": client_id})),
+                .meta(serde_json::json!({"client_id": client_id, "immediate": immediate})),
         )
         .await;
     Ok(secret)

@@ -13,7 +13,7 @@ use crate::AppState;
 /// The token a request names, as the issuer knows it.
 enum Found {
     /// A refresh token of this session.
-    Refresh(Session),
+    Refresh(Box<Session>),
     /// A live access token of this session.
     Access(Box<crate::service::context::Authenticated>),
     None,
@@ -33,7 +33,7 @@ async fn find(state: &AppState, token: &str, hint: Option<&str>) -> Result<Found
     // The hint only orders the look-ups (RFC 7009 §2.1).
     if hint != Some("access_token") {
         if let Some(s) = by_refresh().await? {
-            return Ok(Found::Refresh(s));
+            return Ok(Found::Refresh(Box::new(s)));
         }
     }
     if let Ok(auth) = verify_token(state, token, state.now()).await {
@@ -41,7 +41,7 @@ async fn find(state: &AppState, token: &str, hint: Option<&str>) -> Result<Found
     }
     if hint == Some("access_token") {
         if let Some(s) = by_refresh().await? {
-            return Ok(Found::Refresh(s));
+            return Ok(Found::Refresh(Box::new(s)));
         }
     }
     Ok(Found::None)
@@ -60,7 +60,7 @@ pub async fn revoke(
     let oauth_client = clients::authenticate(state, creds).await?;
     let token = token.ok_or_else(|| Error::bad_request("invalid_request", "token is missing"))?;
     let session = match find(state, token, hint).await? {
-        Found::Refresh(s) => s,
+        Found::Refresh(s) => *s,
         Found::Access(auth) => auth.session,
         Found::None => return Ok(()),
     };

@@ -278,7 +278,12 @@ fn respond(
         access_token: tokens.access_token,
         token_type: "Bearer",
         expires_in: tokens.expires_in,
-        refresh_token: tokens.refresh.map(|r| r.token),
+        // A third-party application stays signed in only if allowed to
+        // (`offline_access`, which its consent page names).
+        refresh_token: tokens
+            .refresh
+            .filter(|_| oauth_client.first_party || has_scope(scope, "offline_access"))
+            .map(|r| r.token),
         scope: scope.to_string(),
         id_token,
     })
