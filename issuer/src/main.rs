@@ -19,6 +19,7 @@ async fn main() {
         Command::Keys(command) => issuer::cli::keys(&command).await,
         Command::Roles(command) => issuer::cli::roles(&command).await,
         Command::Teams(command) => issuer::cli::teams(&command).await,
+        Command::Clients(command) => issuer::cli::clients(&command).await,
     };
     if let Err(e) = result {
         eprintln!("issuer: {e:#}");

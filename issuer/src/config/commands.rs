@@ -250,3 +250,54 @@ impl KeyArgs {
         }
     }
 }
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    List(DbOnly),
+    /// Register an OAuth client; a confidential one's secret is printed once.
+    Add(AddClientArgs),
+    /// A new secret (printed once); the old one works a day more, or not at all with --immediate.
+    RotateSecret(ClientSecretArgs),
+    /// Delete a client; every session opened for it ends.
+    Delete(NamedClient),
+}
+
+#[derive(Debug, Args)]
+pub struct AddClientArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    pub client_id: String,
+    #[arg(long)]
+    pub name: String,
+    /// A public client (native or browser app: PKCE, no secret).
+    #[arg(long)]
+    pub public: bool,
+    /// Exact redirect URI (repeat for more).
+    #[arg(long = "redirect-uri", required = true)]
+    pub redirect_uri: Vec<String>,
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uri: Vec<String>,
+    /// A scope it may ask for (repeat for more).
+    #[arg(long = "scope")]
+    pub scope: Vec<String>,
+    /// Trusted: users are not asked to consent.
+    #[arg(long)]
+    pub first_party: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientSecretArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    pub client_id: String,
+    /// The old secret stops at once (it leaked).
+    #[arg(long)]
+    pub immediate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NamedClient {
+    #[command(flatten)]
+    pub db: DbArgs,
+    pub client_id: String,
+}

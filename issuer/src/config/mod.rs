@@ -42,6 +42,9 @@ pub enum Command {
     /// Manage teams and memberships (works while servers run).
     #[command(subcommand)]
     Teams(TeamsCommand),
+    /// Manage OAuth / OpenID Connect clients (works while servers run).
+    #[command(subcommand)]
+    Clients(ClientsCommand),
 }
 
 /// Parses the command line, first folding in `--config FILE` (YAML map of

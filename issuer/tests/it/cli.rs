@@ -420,3 +420,68 @@ fn users_roles_and_teams_from_the_command_line() {
         assert!(events.contains(&e.to_string()), "{e} in {events:?}");
     }
 }
+
+#[test]
+fn oauth_clients_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}/cli.db", dir.path().display());
+    let run = |args: &[&str]| {
+        let out = issuer()
+            .args(args)
+            .args(["--database-url", &db])
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, added, err) = run(&[
+        "clients",
+        "add",
+        "grafana",
+        "--name",
+        "Grafana",
+        "--redirect-uri",
+        "https://grafana.example/login/generic_oauth",
+        "--scope",
+        "openid",
+        "--scope",
+        "email",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(added.contains("grafana  confidential  Grafana"), "{added}");
+    let secret = added
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .expect("secret printed once");
+    assert!(secret.starts_with("cs_"));
+    // The same checks as the admin API: a redirect URI in doubt is refused.
+    let (code, _, err) = run(&[
+        "clients",
+        "add",
+        "bad",
+        "--name",
+        "Bad",
+        "--redirect-uri",
+        "http://example.com/cb",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("http only on 127.0.0.1"), "{err}");
+    let (code, listed, _) = run(&["clients", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        listed.contains("grafana") && !listed.contains("cs_"),
+        "{listed}"
+    );
+    let (code, rotated, _) = run(&["clients", "rotate-secret", "grafana", "--immediate"]);
+    assert_eq!(code, Some(0));
+    assert!(!rotated.contains(secret), "{rotated}");
+    let (code, deleted, _) = run(&["clients", "delete", "grafana"]);
+    assert_eq!(code, Some(0));
+    assert!(deleted.contains("deleted client grafana"), "{deleted}");
+    let (code, _, err) = run(&["clients", "delete", "grafana"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no such client"), "{err}");
+}

@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+mod clients;
+pub use clients::clients;
+
 use crate::config::{CreateUserArgs, DbArgs};
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::password::{weakness, PasswordHasher};

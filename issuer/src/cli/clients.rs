@@ -1,0 +1,111 @@
+//! `issuer clients …`: the OAuth client registry from the shell, with the
+//! same checks as the admin API (`service::oauth::clients::check`).
+
+use super::{admin_store, api_error, audit, now_ms, revocation_expiry};
+use crate::config::ClientsCommand;
+use crate::domain::tokens::{random_b64, refresh_token_hash};
+use crate::service::oauth::clients::{check, ClientView, NewClient, SECRET_OVERLAP_SECS};
+
+fn print(c: &ClientView) {
+    println!(
+        "{}  {}  {}{}  redirect_uris=[{}]  scopes=[{}]",
+        c.client_id,
+        c.kind,
+        c.name,
+        if c.first_party { "  first-party" } else { "" },
+        c.redirect_uris.join(","),
+        c.scopes.join(",")
+    );
+}
+
+pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
+    match command {
+        ClientsCommand::List(args) => {
+            let store = admin_store(&args.db).await?;
+            for c in store.clients().await? {
+                print(&ClientView::from(&c));
+            }
+            Ok(())
+        }
+        ClientsCommand::Add(args) => {
+            let new = NewClient {
+                client_id: args.client_id.clone(),
+                name: args.name.clone(),
+                kind: if args.public {
+                    "public".into()
+                } else {
+                    "confidential".into()
+                },
+                redirect_uris: args.redirect_uri.clone(),
+                post_logout_redirect_uris: args.post_logout_redirect_uri.clone(),
+                scopes: args.scope.clone(),
+                first_party: args.first_party,
+            };
+            let (client, secret) = check(&new, now_ms().div_euclid(1000)).map_err(api_error)?;
+            let store = admin_store(&args.db).await?;
+            if !store.create_client(&client, "cli").await? {
+                anyhow::bail!("client {} exists", client.id);
+            }
+            print(&ClientView::from(&client));
+            if let Some(secret) = secret {
+                // Shown once: only its hash is kept.
+                println!("client_secret: {secret}");
+            }
+            audit(
+                &store,
+                "oauth_client_created",
+                serde_json::json!({"client_id": client.id}),
+            )
+            .await;
+            Ok(())
+        }
+        ClientsCommand::RotateSecret(args) => {
+            let store = admin_store(&args.db).await?;
+            let secret = format!("cs_{}", random_b64(32)?);
+            let now = now_ms().div_euclid(1000);
+            let until = if args.immediate {
+                now
+            } else {
+                now + SECRET_OVERLAP_SECS
+            };
+            if !store
+                .rotate_client_secret(&args.client_id, &refresh_token_hash(&secret), until)
+                .await?
+            {
+                anyhow::bail!("no such confidential client: {}", args.client_id);
+            }
+            println!("client_secret: {secret}");
+            audit(
+                &store,
+                "oauth_client_secret_rotated",
+                serde_json::json!({"client_id": args.client_id, "immediate": args.immediate}),
+            )
+            .await;
+            Ok(())
+        }
+        ClientsCommand::Delete(args) => {
+            let store = admin_store(&args.db).await?;
+            let now = now_ms();
+            match store
+                .delete_client(&args.client_id, now, revocation_expiry(now))
+                .await?
+            {
+                Some(records) => {
+                    println!(
+                        "deleted client {} ({} session(s) ended)",
+                        args.client_id,
+                        records.len()
+                    );
+                    audit(
+                        &store,
+                        "oauth_client_deleted",
+                        serde_json::json!({"client_id": args.client_id, "sessions_ended": records.len()}),
+                    )
+                    .await;
+                    Ok(())
+                }
+                None => anyhow::bail!("no such client: {}", args.client_id),
+            }
+        }
+    }
+}
