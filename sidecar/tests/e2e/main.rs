@@ -6,6 +6,7 @@ mod edge;
 mod forward;
 mod github;
 mod module;
+mod oauth;
 mod observability;
 mod pages;
 mod quota;
