@@ -212,6 +212,38 @@ pub struct VerifiedToken {
 /// Checks structure, header rules and signature, then decodes the claims.
 /// Time, issuer and audience are checked separately by `AccessClaims::validate`.
 pub fn verify(token: &str, keys: &VerifyingKeySet) -> Result<VerifiedToken, JwsError> {
+    let (payload, kid, alg) = verify_signed(token, keys, is_access_token_typ)?;
+    let claims: AccessClaims = serde_json::from_slice(&payload).map_err(|_| JwsError::BadClaims)?;
+    Ok(VerifiedToken { claims, kid, alg })
+}
+
+/// What the issuer reads from an ID token it signed (`id_token_hint` of
+/// RP-initiated logout): who, for which client, in which session. Its
+/// expiry is not checked: a hint may be presented after it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct IdTokenHint {
+    pub iss: String,
+    pub sub: String,
+    pub aud: crate::Audience,
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
+/// An ID token's signature and header (`typ: JWT`), then its claims.
+pub fn verify_id_token(token: &str, keys: &VerifyingKeySet) -> Result<IdTokenHint, JwsError> {
+    let (payload, _, _) = verify_signed(token, keys, |typ| {
+        typ.is_some_and(|t| t.eq_ignore_ascii_case("JWT"))
+    })?;
+    serde_json::from_slice(&payload).map_err(|_| JwsError::BadClaims)
+}
+
+/// Structure, header rules (`typ` as `typ_ok` says) and signature; the
+/// payload's bytes, the key id and the algorithm.
+fn verify_signed(
+    token: &str,
+    keys: &VerifyingKeySet,
+    typ_ok: fn(Option<&str>) -> bool,
+) -> Result<(Vec<u8>, String, SigningAlg), JwsError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(JwsError::TooLarge);
     }
@@ -230,7 +262,7 @@ pub fn verify(token: &str, keys: &VerifyingKeySet) -> Result<VerifiedToken, JwsE
     if header.crit.is_some() {
         return Err(JwsError::UnsupportedCritical);
     }
-    if !is_access_token_typ(header.typ.as_deref()) {
+    if !typ_ok(header.typ.as_deref()) {
         return Err(JwsError::WrongType);
     }
     let kid = header.kid.ok_or(JwsError::MissingKid)?;
@@ -244,12 +276,7 @@ pub fn verify(token: &str, keys: &VerifyingKeySet) -> Result<VerifiedToken, JwsE
         return Err(JwsError::BadSignature);
     }
     let payload = b64url_decode(p64).ok_or(JwsError::Malformed)?;
-    let claims: AccessClaims = serde_json::from_slice(&payload).map_err(|_| JwsError::BadClaims)?;
-    Ok(VerifiedToken {
-        claims,
-        kid: key.kid.clone(),
-        alg: key.alg,
-    })
+    Ok((payload, key.kid.clone(), key.alg))
 }
 
 /// RFC 9068 §4: `typ` must be `at+jwt` (the `application/` prefix is allowed).

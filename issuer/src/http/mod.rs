@@ -140,6 +140,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(pages::register_page, pages::register))
         .routes(routes!(pages::authorize, pages::authorize_consent))
         .routes(routes!(pages::disconnect_app))
+        .routes(routes!(pages::end_session_rp))
         .split_for_parts();
     openapi::finish(&mut doc);
     (router, doc)

@@ -947,6 +947,7 @@ async fn well_known_and_operational_endpoints(backend: Backend) {
         "userinfo_endpoint",
         "revocation_endpoint",
         "introspection_endpoint",
+        "end_session_endpoint",
         "revocation_endpoint_auth_methods_supported",
         "introspection_endpoint_auth_methods_supported",
         "jwks_uri",
@@ -979,6 +980,7 @@ async fn well_known_and_operational_endpoints(backend: Backend) {
         ("userinfo_endpoint", "GET", StatusCode::UNAUTHORIZED),
         ("revocation_endpoint", "POST", StatusCode::BAD_REQUEST),
         ("introspection_endpoint", "POST", StatusCode::BAD_REQUEST),
+        ("end_session_endpoint", "GET", StatusCode::OK),
     ] {
         let url = config[key]
             .as_str()

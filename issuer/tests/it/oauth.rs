@@ -23,6 +23,7 @@ on_both_backends!(
     third_party_clients_ask_for_consent_once,
     revocation_introspection_and_disconnecting_an_app,
     prompt_login_and_max_age_need_a_new_sign_in,
+    authlib_relying_party_does_the_whole_dance,
 );
 
 const REDIRECT: &str = "https://app.test/cb";
@@ -1030,4 +1031,62 @@ async fn revocation_introspection_and_disconnecting_an_app(backend: Backend) {
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// Authlib (PyPI), a relying party we did not write: discovery, code +
+/// PKCE, ID-token validation, userinfo, refresh, revocation and
+/// RP-initiated logout (scripts/interop/authlib_rp.py).
+async fn authlib_relying_party_does_the_whole_dance(backend: Backend) {
+    let Some(python) = issuer::testing::required_service("DM_TEST_PYTHON", "Python with Authlib")
+    else {
+        return;
+    };
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    let registered = register_client(
+        &t,
+        &admin,
+        json!({"client_id": "py-rp", "name": "Python RP", "type": "confidential",
+               "redirect_uris": [REDIRECT], "post_logout_redirect_uris": ["https://app.test/bye"],
+               "scopes": ["openid", "email"], "first_party": true}),
+    )
+    .await;
+    let secret = registered["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    let email = unique_email("authlib");
+    t.register(&email, PASSWORD).await;
+    let cookies = page_sign_in(&t, &email).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/interop/authlib_rp.py"
+    );
+    let args = [
+        script.to_string(),
+        t.url(""),
+        issuer::testing::TEST_ISSUER_URL.to_string(),
+        "py-rp".into(),
+        secret,
+        cookies,
+        REDIRECT.into(),
+        "https://app.test/bye".into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args(&args)
+            .output()
+            .expect("run python")
+    })
+    .await
+    .expect("join");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("all steps passed"), "{text}");
 }

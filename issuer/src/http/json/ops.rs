@@ -59,6 +59,7 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
         "userinfo_endpoint": format!("{base}/auth/oauth2/userinfo"),
         "revocation_endpoint": format!("{base}/auth/oauth2/revoke"),
         "introspection_endpoint": format!("{base}/auth/oauth2/introspect"),
+        "end_session_endpoint": format!("{base}/auth/ui/logout/end"),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "jwks_uri": format!("{base}/.well-known/jwks.json"),

@@ -198,3 +198,36 @@ fn back_to_client(to: &str) -> Response {
         to,
     )
 }
+
+#[utoipa::path(get, path = "/auth/ui/logout/end", operation_id = "pages_end_session_rp",
+    tag = "pages", summary = "RP-initiated logout (OpenID Connect)",
+    description = "Ends the application's session that `id_token_hint` names; back to a registered `post_logout_redirect_uri` with `state`, or a page offering to sign out of the issuer too.",
+    responses(
+        (status = 303, description = "To the registered post-logout URI"),
+        (status = 200, description = "Signed out of the application", content_type = "text/html", body = String),
+        (status = 400, description = "A hint, client or URI the issuer does not know", content_type = "text/html", body = String),
+    ))]
+pub async fn end_session_rp(
+    State(state): State<AppState>,
+    client: Client,
+    Query(req): Query<crate::service::oauth::logout::EndSession>,
+) -> Response {
+    use crate::service::oauth::logout::{end_session, Ended};
+    match end_session(&state, &client, &req).await {
+        Ok(Ended::Redirect(to)) => Redirect::to(&to).into_response(),
+        Ok(Ended::Page { client_name }) => page(
+            "Signed out",
+            html! {
+                @if let Some(name) = client_name {
+                    p { "You are signed out of " strong { (name) } "." }
+                } @else {
+                    p { "You are signed out of the application." }
+                }
+                form method="post" action="/auth/ui/logout" {
+                    button type="submit" { "Also sign out of DevMentor" }
+                }
+            },
+        ),
+        Err(e) => error_page("Sign-out refused", e).await,
+    }
+}

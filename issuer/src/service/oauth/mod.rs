@@ -8,4 +8,5 @@ pub mod authorize;
 pub mod clients;
 pub mod consent;
 pub mod introspect;
+pub mod logout;
 pub mod token;

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""An OpenID Connect relying party built on Authlib (a client we did not
+write), against the running issuer: discovery, code + PKCE, ID-token
+validation (signature, nonce, at_hash, audience, expiry), userinfo,
+refresh, revocation (RFC 7009) and RP-initiated logout.
+
+The "browser" is a signed-in cookie header the test passes in. Requests to
+the issuer's public URL (https://issuer.test) go to the test server: a
+transport shim, nothing more.
+
+Usage: authlib_rp.py REAL_BASE ISSUER CLIENT_ID SECRET COOKIES REDIRECT POST_LOGOUT
+Prints one line per step; exits 1 on the first failure.
+"""
+import secrets
+import sys
+from urllib.parse import parse_qs, urlparse
+
+import requests
+from authlib.integrations.requests_client import OAuth2Session, OAuthError
+from authlib.jose import JsonWebKey, jwt
+from authlib.oidc.core import CodeIDToken
+
+real, issuer, client_id, secret, cookies, redirect, post_logout = sys.argv[1:8]
+
+
+class ToTestServer(requests.adapters.HTTPAdapter):
+    def send(self, request, **kwargs):
+        request.url = request.url.replace(issuer, real, 1)
+        return super().send(request, **kwargs)
+
+
+def session(s):
+    s.mount(issuer, ToTestServer())
+    return s
+
+
+def check(ok, what):
+    if not ok:
+        print(f"FAIL {what}")
+        sys.exit(1)
+    print(f"ok {what}")
+
+
+plain = session(requests.Session())
+meta = plain.get(f"{issuer}/.well-known/openid-configuration").json()
+check(meta["issuer"] == issuer, "discovery: issuer")
+check("S256" in meta["code_challenge_methods_supported"], "discovery: S256")
+jwks = JsonWebKey.import_key_set(plain.get(meta["jwks_uri"]).json())
+
+
+def sign_in():
+    """One authorization code flow; the tokens and the nonce."""
+    rp = session(
+        OAuth2Session(
+            client_id,
+            secret,
+            scope="openid email",
+            redirect_uri=redirect,
+            code_challenge_method="S256",
+            token_endpoint_auth_method="client_secret_basic",
+        )
+    )
+    verifier = secrets.token_urlsafe(48)
+    nonce = secrets.token_urlsafe(16)
+    url, state = rp.create_authorization_url(
+        meta["authorization_endpoint"], nonce=nonce, code_verifier=verifier
+    )
+    r = plain.get(
+        url,
+        headers={"cookie": cookies, "sec-fetch-site": "same-origin"},
+        allow_redirects=False,
+    )
+    check(r.status_code == 303, f"authorize answers a redirect ({r.status_code})")
+    back = r.headers["location"]
+    q = parse_qs(urlparse(back).query)
+    check(q.get("iss") == [issuer], "authorization response carries iss (RFC 9207)")
+    token = rp.fetch_token(
+        meta["token_endpoint"], authorization_response=back, code_verifier=verifier
+    )
+    claims = jwt.decode(
+        token["id_token"],
+        jwks,
+        claims_cls=CodeIDToken,
+        claims_options={"iss": {"essential": True, "value": issuer}},
+        claims_params={
+            "nonce": nonce,
+            "client_id": client_id,
+            "access_token": token["access_token"],
+        },
+    )
+    claims.validate()
+    check(claims["aud"] == client_id, "ID token valid (signature, nonce, at_hash, aud, exp)")
+    return rp, token, claims
+
+
+rp, token, claims = sign_in()
+info = rp.get(meta["userinfo_endpoint"]).json()
+check(info.get("sub") == claims["sub"] and "@" in info.get("email", ""), "userinfo")
+refreshed = rp.refresh_token(meta["token_endpoint"], refresh_token=token["refresh_token"])
+check(refreshed["access_token"] != token["access_token"], "refresh")
+r = rp.revoke_token(
+    meta["revocation_endpoint"],
+    token=refreshed["refresh_token"],
+    token_type_hint="refresh_token",
+)
+check(r.status_code == 200, "revocation answers 200")
+try:
+    rp.refresh_token(meta["token_endpoint"], refresh_token=refreshed["refresh_token"])
+    check(False, "a revoked refresh token is refused")
+except OAuthError as e:
+    check(e.error == "invalid_grant", "a revoked refresh token is refused")
+
+rp, token, claims = sign_in()
+r = plain.get(
+    meta["end_session_endpoint"],
+    params={
+        "id_token_hint": token["id_token"],
+        "post_logout_redirect_uri": post_logout,
+        "state": "bye",
+    },
+    allow_redirects=False,
+)
+check(
+    r.status_code == 303 and r.headers["location"] == f"{post_logout}?state=bye",
+    "RP-initiated logout returns to the registered URI with state",
+)
+try:
+    rp.refresh_token(meta["token_endpoint"], refresh_token=token["refresh_token"])
+    check(False, "the logged-out session's refresh token is refused")
+except OAuthError as e:
+    check(e.error == "invalid_grant", "the logged-out session's refresh token is refused")
+print("authlib relying party: all steps passed")
