@@ -22,7 +22,7 @@ Every error is JSON: `{\"error\": code, \"message\": text}`; a 401 carries `WWW-
 a 429 `Retry-After`.",
         license(name = "Apache-2.0")
     ),
-    components(schemas(ErrorBody, AnyObject, FeedEvent)),
+    components(schemas(ErrorBody, OAuthErrorBody, AnyObject, FeedEvent)),
     modifiers(&Security),
     tags(
         (name = "auth", description = "Accounts and password sign-in"),
@@ -52,6 +52,17 @@ pub struct ErrorBody {
     pub error: String,
     /// What went wrong, for people.
     pub message: String,
+}
+
+/// The OAuth endpoints' errors (RFC 6749 §5.2): `error` and
+/// `error_description`. What the shared layers refuse before the endpoint
+/// runs (size, rate) comes as the other error bodies do, with `message`.
+#[derive(ToSchema)]
+pub struct OAuthErrorBody {
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, ...
+    pub error: String,
+    pub error_description: Option<String>,
+    pub message: Option<String>,
 }
 
 /// A JSON object (its fields are described in README).
@@ -156,17 +167,19 @@ impl Modify for CommonErrors {
         // operations refer to it.
         let components = openapi.components.get_or_insert_with(Default::default);
         for (status, description) in COMMON {
-            for form in [false, true] {
+            for kind in [Kind::Json, Kind::Form, Kind::OAuth] {
                 components.responses.insert(
-                    response_name(status, form),
-                    error_response(description, form).into(),
+                    response_name(status, kind),
+                    error_response(description, kind).into(),
                 );
             }
         }
         for (path, item) in openapi.paths.paths.iter_mut() {
             // The hosted pages answer a person with a page, and anything
-            // the shared layers refuse with JSON: both.
+            // the shared layers refuse with JSON: both. The OAuth
+            // endpoints answer in RFC 6749's words.
             let page = path.starts_with("/auth/ui/");
+            let oauth = path.starts_with("/auth/oauth2/");
             for op in [
                 &mut item.get,
                 &mut item.post,
@@ -177,30 +190,41 @@ impl Modify for CommonErrors {
             .into_iter()
             .flatten()
             {
-                add_errors(op, page);
+                add_errors(op, page, oauth);
             }
         }
     }
 }
 
-fn response_name(status: &str, form: bool) -> String {
-    if form {
-        format!("Error{status}Form")
-    } else {
-        format!("Error{status}")
+#[derive(Clone, Copy)]
+enum Kind {
+    Json,
+    Form,
+    OAuth,
+}
+
+fn response_name(status: &str, kind: Kind) -> String {
+    match kind {
+        Kind::Json => format!("Error{status}"),
+        Kind::Form => format!("Error{status}Form"),
+        Kind::OAuth => format!("Error{status}OAuth"),
     }
 }
 
 /// A form posted by a browser (the mailed links' pages) or a hosted page
 /// gets its errors as a page; a JSON client gets JSON.
-fn error_response(description: &str, form: bool) -> utoipa::openapi::Response {
+fn error_response(description: &str, kind: Kind) -> utoipa::openapi::Response {
+    let schema = match kind {
+        Kind::OAuth => "OAuthErrorBody",
+        Kind::Json | Kind::Form => "ErrorBody",
+    };
     let mut response = ResponseBuilder::new().description(description).content(
         "application/json",
         ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .schema(Some(Ref::from_schema_name(schema)))
             .build(),
     );
-    if form {
+    if matches!(kind, Kind::Form) {
         response = response.content(
             "text/html",
             ContentBuilder::new()
@@ -213,13 +237,18 @@ fn error_response(description: &str, form: bool) -> utoipa::openapi::Response {
     response.build()
 }
 
-fn add_errors(op: &mut Operation, page: bool) {
+fn add_errors(op: &mut Operation, page: bool, oauth: bool) {
     let form = page
         || matches!(
             op.request_body.as_ref(),
             Some(utoipa::openapi::RefOr::T(b))
                 if b.content.contains_key("application/x-www-form-urlencoded")
         );
+    let kind = match (oauth, form) {
+        (true, _) => Kind::OAuth,
+        (false, true) => Kind::Form,
+        (false, false) => Kind::Json,
+    };
     for (status, _) in COMMON {
         op.responses
             .responses
@@ -227,7 +256,7 @@ fn add_errors(op: &mut Operation, page: bool) {
             .or_insert_with(|| {
                 Ref::new(format!(
                     "#/components/responses/{}",
-                    response_name(status, form)
+                    response_name(status, kind)
                 ))
                 .into()
             });

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::http::error::{oauth_error, ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::http::openapi::OAuthErrorBody;
 use crate::service::admin::{require_admin, Admin};
 use crate::service::oauth::clients::Credentials;
 use crate::service::oauth::clients::{self, ClientView, NewClient, Registered};
@@ -20,6 +21,37 @@ use crate::service::oauth::consent::{self, Connected};
 use crate::service::oauth::introspect::{self, Introspection};
 use crate::service::oauth::token::{self, TokenRequest, TokenResponse};
 use crate::AppState;
+
+/// The token endpoint's form (RFC 6749 §4.1.3 and §6). Client credentials
+/// come here or in `Authorization: Basic`.
+#[derive(utoipa::ToSchema)]
+pub struct TokenForm {
+    pub grant_type: GrantType,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub scope: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(non_camel_case_types)]
+pub enum GrantType {
+    authorization_code,
+    refresh_token,
+}
+
+/// The revocation and introspection form (RFC 7009 §2.1, RFC 7662 §2.1).
+#[derive(utoipa::ToSchema)]
+pub struct TokenTypeForm {
+    pub token: String,
+    /// `refresh_token` or `access_token`.
+    pub token_type_hint: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
 
 /// `Authorization: Basic` credentials, each part form-decoded (RFC 6749
 /// §2.3.1). `None` without the header; an error when it is malformed.
@@ -103,11 +135,11 @@ fn no_store(mut response: Response) -> Response {
     tag = "oauth",
     summary = "Token endpoint",
     description = "`authorization_code` (with the PKCE `code_verifier`) and `refresh_token` grants. Confidential clients authenticate with `client_secret_basic` or `client_secret_post`; public clients send `client_id` alone.",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Tokens", body = TokenResponse),
-        (status = 400, description = "`invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope`", body = crate::http::openapi::AnyObject),
-        (status = 401, description = "`invalid_client`", body = crate::http::openapi::AnyObject),
+        (status = 400, description = "`invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope`", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
     ),
 )]
 pub async fn token(
@@ -155,10 +187,10 @@ const TOKEN_FIELDS: [&str; 4] = ["token", "token_type_hint", "client_id", "clien
     tag = "oauth",
     summary = "Token revocation (RFC 7009)",
     description = "The client's own refresh or access token: its session ends, and the edge refuses its tokens. Unknown tokens get the same 200.",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TokenTypeForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
-        (status = 401, description = "`invalid_client`", body = crate::http::openapi::AnyObject),
+        (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
     ),
 )]
 pub async fn revoke(
@@ -194,10 +226,10 @@ pub async fn revoke(
     tag = "oauth",
     summary = "Token introspection (RFC 7662)",
     description = "For confidential clients (resource servers among them).",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TokenTypeForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "`active`, and what an active token stands for", body = Introspection),
-        (status = 401, description = "`invalid_client`", body = crate::http::openapi::AnyObject),
+        (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
     ),
 )]
 pub async fn introspect(
@@ -226,8 +258,8 @@ pub async fn introspect(
     summary = "UserInfo endpoint (OpenID Connect Core §5.3)",
     responses(
         (status = 200, description = "`sub` and the claims the token's scope releases", body = crate::http::openapi::AnyObject),
-        (status = 401, description = "No valid application token", body = crate::http::openapi::AnyObject),
-        (status = 403, description = "`insufficient_scope`: the token lacks `openid`", body = crate::http::openapi::AnyObject),
+        (status = 401, description = "No valid application token", body = OAuthErrorBody),
+        (status = 403, description = "`insufficient_scope`: the token lacks `openid`", body = OAuthErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -256,8 +288,8 @@ pub async fn userinfo(State(state): State<AppState>, request: axum::extract::Req
     request_body = NewClient,
     responses(
         (status = 201, description = "The client (and its secret)", body = Registered),
-        (status = 409, description = "`client_exists`", body = crate::http::openapi::AnyObject),
-        (status = 422, description = "`invalid_client_metadata`", body = crate::http::openapi::AnyObject),
+        (status = 409, description = "`client_exists`", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "`invalid_client_metadata`", body = crate::http::openapi::ErrorBody),
     ),
     security(("admin" = [])),
 )]
@@ -297,7 +329,7 @@ pub async fn list(State(state): State<AppState>, admin: Admin) -> ApiResult<Json
     params(("client_id" = String, Path, description = "The client")),
     responses(
         (status = 200, description = "Deleted", body = crate::http::openapi::AnyObject),
-        (status = 404, description = "No such client", body = crate::http::openapi::AnyObject),
+        (status = 404, description = "No such client", body = crate::http::openapi::ErrorBody),
     ),
     security(("admin" = [])),
 )]
@@ -329,7 +361,7 @@ pub struct RotateQuery {
     ),
     responses(
         (status = 200, description = "The new secret", body = crate::http::openapi::AnyObject),
-        (status = 404, description = "No such confidential client", body = crate::http::openapi::AnyObject),
+        (status = 404, description = "No such confidential client", body = crate::http::openapi::ErrorBody),
     ),
     security(("admin" = [])),
 )]
@@ -377,7 +409,7 @@ pub async fn apps(
     params(("client_id" = String, Path, description = "The application")),
     responses(
         (status = 200, description = "Disconnected", body = crate::http::openapi::AnyObject),
-        (status = 404, description = "Not connected", body = crate::http::openapi::AnyObject),
+        (status = 404, description = "Not connected", body = crate::http::openapi::ErrorBody),
     ),
     security(("bearer" = [])),
 )]

@@ -26,6 +26,7 @@ pub struct TokenRequest {
 
 /// RFC 6749 §5.1, with OIDC's `id_token`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OAuthTokenResponse)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
