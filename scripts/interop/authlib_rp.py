@@ -9,6 +9,9 @@ the issuer's public URL (https://issuer.test) go to the test server: a
 transport shim, nothing more.
 
 Usage: authlib_rp.py REAL_BASE ISSUER CLIENT_ID SECRET COOKIES REDIRECT POST_LOGOUT
+SECRET is the client secret (client_secret_basic), or pkjwt:KEY_PEM_FILE:KID
+for private_key_jwt (RFC 7523): Authlib signs the client assertions with
+that RS256 key (a PEM file), at the token and revocation endpoints.
 Prints one line per step; exits 1 on the first failure.
 """
 import secrets
@@ -18,6 +21,7 @@ from urllib.parse import parse_qs, urlparse
 import requests
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 from authlib.jose import JsonWebKey, jwt
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oidc.core import CodeIDToken
 
 real, issuer, client_id, secret, cookies, redirect, post_logout = sys.argv[1:8]
@@ -48,9 +52,28 @@ check("S256" in meta["code_challenge_methods_supported"], "discovery: S256")
 jwks = JsonWebKey.import_key_set(plain.get(meta["jwks_uri"]).json())
 
 
-def sign_in():
-    """One authorization code flow; the tokens and the nonce."""
-    rp = session(
+def client():
+    """The relying party's OAuth session, authenticating as registered."""
+    if secret.startswith("pkjwt:"):
+        _, path, kid = secret.split(":", 2)
+        # The PEM itself: Authlib imports it (with authlib.jose or joserfc,
+        # by version) when it signs.
+        with open(path) as f:
+            key = f.read()
+        rp = OAuth2Session(
+            client_id,
+            key,
+            scope="openid email",
+            redirect_uri=redirect,
+            code_challenge_method="S256",
+            token_endpoint_auth_method="private_key_jwt",
+            revocation_endpoint_auth_method="private_key_jwt",
+        )
+        rp.register_client_auth_method(
+            PrivateKeyJWT(meta["token_endpoint"], alg="RS256", headers={"kid": kid})
+        )
+        return session(rp)
+    return session(
         OAuth2Session(
             client_id,
             secret,
@@ -60,6 +83,11 @@ def sign_in():
             token_endpoint_auth_method="client_secret_basic",
         )
     )
+
+
+def sign_in():
+    """One authorization code flow; the tokens and the nonce."""
+    rp = client()
     verifier = secrets.token_urlsafe(48)
     nonce = secrets.token_urlsafe(16)
     url, state = rp.create_authorization_url(
@@ -103,7 +131,7 @@ r = rp.revoke_token(
     token=refreshed["refresh_token"],
     token_type_hint="refresh_token",
 )
-check(r.status_code == 200, "revocation answers 200")
+check(r.status_code == 200, f"revocation answers 200 ({r.status_code} {r.text[:200]})")
 try:
     rp.refresh_token(meta["token_endpoint"], refresh_token=refreshed["refresh_token"])
     check(False, "a revoked refresh token is refused")

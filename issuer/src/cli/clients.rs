@@ -4,18 +4,26 @@
 use super::{admin_store, api_error, audit, now_ms, revocation_expiry};
 use crate::config::ClientsCommand;
 use crate::domain::tokens::{random_b64, refresh_token_hash};
+use crate::service::oauth::assertion::check_jwks;
 use crate::service::oauth::clients::{check, ClientView, NewClient, SECRET_OVERLAP_SECS};
 
 fn print(c: &ClientView) {
     println!(
-        "{}  {}  {}{}  redirect_uris=[{}]  scopes=[{}]",
+        "{}  {}  {}{}  redirect_uris=[{}]  scopes=[{}]  auth={}",
         c.client_id,
         c.kind,
         c.name,
         if c.first_party { "  first-party" } else { "" },
         c.redirect_uris.join(","),
-        c.scopes.join(",")
+        c.scopes.join(","),
+        c.token_endpoint_auth_method
     );
+}
+
+fn read_jwks(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not JSON ({e})", path.display()))
 }
 
 pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
@@ -28,6 +36,7 @@ pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ClientsCommand::Add(args) => {
+            let jwks = args.jwks_file.as_deref().map(read_jwks).transpose()?;
             let new = NewClient {
                 client_id: args.client_id.clone(),
                 name: args.name.clone(),
@@ -40,6 +49,8 @@ pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
                 post_logout_redirect_uris: args.post_logout_redirect_uri.clone(),
                 scopes: args.scope.clone(),
                 first_party: args.first_party,
+                token_endpoint_auth_method: jwks.as_ref().map(|_| "private_key_jwt".into()),
+                jwks,
             };
             let (client, secret) = check(&new, now_ms().div_euclid(1000)).map_err(api_error)?;
             let store = admin_store(&args.db).await?;
@@ -55,6 +66,21 @@ pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
                 &store,
                 "oauth_client_created",
                 serde_json::json!({"client_id": client.id}),
+            )
+            .await;
+            Ok(())
+        }
+        ClientsCommand::SetKeys(args) => {
+            let jwks = check_jwks(&read_jwks(&args.jwks_file)?).map_err(api_error)?;
+            let store = admin_store(&args.db).await?;
+            if !store.set_client_jwks(&args.client_id, &jwks).await? {
+                anyhow::bail!("no such private_key_jwt client: {}", args.client_id);
+            }
+            println!("keys replaced for {}", args.client_id);
+            audit(
+                &store,
+                "oauth_client_keys_replaced",
+                serde_json::json!({"client_id": args.client_id}),
             )
             .await;
             Ok(())

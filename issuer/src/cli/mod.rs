@@ -104,20 +104,21 @@ async fn announce_key_change(redis_url: Option<&str>, version: i64) {
 
 fn print_keys(keys: &[crate::store::StoredKey]) {
     println!(
-        "{:<18} {:<6} {:<8} {:>12} {:>12} {:>12} {:>12}",
+        "{:<18} {:<6} {:<8} {:>12} {:>12} {:>12} {:>12} USE",
         "KID", "ALG", "STATE", "CREATED", "ACTIVATES", "RETIRES", "REMOVES"
     );
     let opt = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |t| t.to_string());
     for k in keys {
         println!(
-            "{:<18} {:<6} {:<8} {:>12} {:>12} {:>12} {:>12}",
+            "{:<18} {:<6} {:<8} {:>12} {:>12} {:>12} {:>12} {}",
             k.kid,
             k.alg,
             k.state,
             k.created_at,
             k.activates_at,
             opt(k.retires_at),
-            opt(k.removes_at)
+            opt(k.removes_at),
+            k.key_use.as_str()
         );
     }
 }
@@ -138,16 +139,11 @@ pub async fn keys(command: &crate::config::KeysCommand) -> anyhow::Result<()> {
             if let Some(alg) = args.alg {
                 life.alg = alg;
             }
-            let maker = crate::domain::keys::KeyMaker {
-                kek: &kek,
-                alg: life.alg,
-                now,
-            };
+            let maker = crate::domain::keys::KeyMaker { kek: &kek, now };
             let changes = store
                 .change_keys(|keys| {
-                    rotation::plan_rotate(keys, now, &life, args.now, &mut |st, at| {
-                        maker.make(st, at)
-                    })
+                    let mut make = |u, a, st: &str, at| maker.make(u, a, st, at);
+                    rotation::plan_rotate_access(keys, now, &life, args.now, life.alg, &mut make)
                 })
                 .await?;
             if let Some(kid) = crate::service::keyring::created_kid(&changes) {
@@ -162,14 +158,12 @@ pub async fn keys(command: &crate::config::KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Revoke(args) => {
             let (store, kek) = key_context(&args.common).await?;
-            let maker = crate::domain::keys::KeyMaker {
-                kek: &kek,
-                alg: args.common.keys.signing_alg,
-                now,
-            };
+            let maker = crate::domain::keys::KeyMaker { kek: &kek, now };
+            let alg = args.common.keys.signing_alg;
             store
                 .change_keys(|keys| {
-                    rotation::plan_revoke(keys, &args.kid, now, &mut |st, at| maker.make(st, at))
+                    let mut make = |u, a, st: &str, at| maker.make(u, a, st, at);
+                    rotation::plan_revoke_any(keys, &args.kid, now, alg, &mut make)
                 })
                 .await?;
             println!("revoked {}", args.kid);

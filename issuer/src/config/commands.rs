@@ -258,6 +258,8 @@ pub enum ClientsCommand {
     Add(AddClientArgs),
     /// A new secret (printed once); the old one works a day more, or not at all with --immediate.
     RotateSecret(ClientSecretArgs),
+    /// Replace a private_key_jwt client's public keys.
+    SetKeys(ClientKeysArgs),
     /// Delete a client; every session opened for it ends.
     Delete(NamedClient),
 }
@@ -283,6 +285,19 @@ pub struct AddClientArgs {
     /// Trusted: users are not asked to consent.
     #[arg(long)]
     pub first_party: bool,
+    /// private_key_jwt: the client's public keys (a JWK Set file); no secret is made.
+    #[arg(long, value_name = "FILE", conflicts_with = "public")]
+    pub jwks_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientKeysArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    pub client_id: String,
+    /// The new JWK Set (list old and new keys to roll over, then the new alone).
+    #[arg(long, value_name = "FILE")]
+    pub jwks_file: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -244,6 +244,7 @@ pub fn new_kid() -> String {
 /// A generated key, sealed for storage.
 pub fn new_stored_key(
     kek: &Kek,
+    key_use: KeyUse,
     alg: SigningAlg,
     state: &str,
     now: i64,
@@ -257,6 +258,7 @@ pub fn new_stored_key(
         private_key_enc: kek.seal(&kid, &pkcs8)?,
         kid,
         alg: alg.as_str().to_string(),
+        key_use,
         state: state.to_string(),
         created_at: now,
         activates_at,
@@ -265,10 +267,38 @@ pub fn new_stored_key(
     })
 }
 
+/// Which tokens a key signs. Access tokens (everything the edge verifies)
+/// use the configured algorithm; OpenID Connect requires ID tokens to be
+/// available in RS256 (Core §15.1), so while the access keys are not RS256
+/// a second lane of RS256 keys, with the same lifecycle, signs ID tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyUse {
+    Access,
+    IdToken,
+}
+
+impl KeyUse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyUse::Access => "access",
+            KeyUse::IdToken => "id_token",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "access" => Some(KeyUse::Access),
+            "id_token" => Some(KeyUse::IdToken),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct StoredKey {
     pub kid: String,
     pub alg: String,
+    pub key_use: KeyUse,
     pub state: String,
     pub public_jwk: String,
     pub private_key_enc: Vec<u8>,
@@ -284,6 +314,7 @@ impl std::fmt::Debug for StoredKey {
         f.debug_struct("StoredKey")
             .field("kid", &self.kid)
             .field("alg", &self.alg)
+            .field("use", &self.key_use)
             .field("state", &self.state)
             .field("private_key_enc", &"<sealed, not shown>")
             .field("created_at", &self.created_at)
@@ -296,13 +327,18 @@ impl std::fmt::Debug for StoredKey {
 
 pub struct KeyMaker<'a> {
     pub kek: &'a Kek,
-    pub alg: SigningAlg,
     pub now: i64,
 }
 
 impl KeyMaker<'_> {
-    pub fn make(&self, state: &str, activates_at: i64) -> anyhow::Result<StoredKey> {
-        new_stored_key(self.kek, self.alg, state, self.now, activates_at)
+    pub fn make(
+        &self,
+        key_use: KeyUse,
+        alg: SigningAlg,
+        state: &str,
+        activates_at: i64,
+    ) -> anyhow::Result<StoredKey> {
+        new_stored_key(self.kek, key_use, alg, state, self.now, activates_at)
     }
 }
 

@@ -14,6 +14,7 @@
 
 use auth_types::SigningAlg;
 
+pub use crate::domain::keys::KeyUse;
 use crate::domain::keys::StoredKey;
 
 pub const NEXT: &str = "next";
@@ -179,6 +180,125 @@ pub fn plan_revoke(
     Ok(changes)
 }
 
+/// Makes a key of a lane and algorithm: (use, alg, state, activates_at).
+pub type MakeKey<'a> = dyn FnMut(KeyUse, SigningAlg, &str, i64) -> anyhow::Result<StoredKey> + 'a;
+
+/// One lane's keys; the plans above each see one lane only, so a change in
+/// one never retires or replaces a key of the other.
+pub fn lane(keys: &[StoredKey], key_use: KeyUse) -> Vec<StoredKey> {
+    keys.iter()
+        .filter(|k| k.key_use == key_use)
+        .cloned()
+        .collect()
+}
+
+/// The scheduled transitions of both lanes; `id_tokens_wanted` (clients
+/// are registered) makes the ID-token lane's first key.
+pub fn plan_tick_all(
+    keys: &[StoredKey],
+    now: i64,
+    life: &Lifecycle,
+    id_tokens_wanted: bool,
+    make: &mut MakeKey<'_>,
+) -> anyhow::Result<Vec<KeyChange>> {
+    let access = lane(keys, KeyUse::Access);
+    let mut changes = plan_tick(&access, now, life, &mut |st, at| {
+        make(KeyUse::Access, life.alg, st, at)
+    })?;
+    changes.extend(plan_id_token_lane(keys, now, life, id_tokens_wanted, make)?);
+    Ok(changes)
+}
+
+/// The ID-token lane: kept while the access keys are not RS256, wound down
+/// when they are (its keys retire, staying published while ID tokens they
+/// signed may still be checked). `create` makes its first key, current at
+/// once: registering the first client asks for it (before any relying
+/// party reads the JWKS for it), so issuers without clients never pay for
+/// RSA.
+pub fn plan_id_token_lane(
+    keys: &[StoredKey],
+    now: i64,
+    life: &Lifecycle,
+    create: bool,
+    make: &mut MakeKey<'_>,
+) -> anyhow::Result<Vec<KeyChange>> {
+    let access_alg = current(&lane(keys, KeyUse::Access)).map(|k| k.alg.clone());
+    let ids = lane(keys, KeyUse::IdToken);
+    let mut make_id = |st: &str, at: i64| make(KeyUse::IdToken, SigningAlg::RS256, st, at);
+    let needed = access_alg.is_some_and(|alg| alg != SigningAlg::RS256.as_str());
+    if needed && current(&ids).is_some() {
+        let id_life = Lifecycle {
+            alg: SigningAlg::RS256,
+            ..*life
+        };
+        return plan_tick(&ids, now, &id_life, &mut make_id);
+    }
+    let mut changes = Vec::new();
+    if needed {
+        if create {
+            changes.push(KeyChange::Create(make_id(CURRENT, now)?));
+        }
+    } else {
+        for old in by_state(&ids, CURRENT) {
+            changes.push(KeyChange::Retire {
+                kid: old.kid.clone(),
+                at: now,
+                removes_at: now + life.retired_keep,
+            });
+        }
+    }
+    for next in by_state(&ids, NEXT) {
+        changes.push(KeyChange::Remove {
+            kid: next.kid.clone(),
+        });
+    }
+    for retired in by_state(&ids, RETIRED) {
+        if retired.removes_at.is_some_and(|at| at <= now) {
+            changes.push(KeyChange::Remove {
+                kid: retired.kid.clone(),
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// An operator's rotation of the access keys (to `alg`).
+pub fn plan_rotate_access(
+    keys: &[StoredKey],
+    now: i64,
+    life: &Lifecycle,
+    immediately: bool,
+    alg: SigningAlg,
+    make: &mut MakeKey<'_>,
+) -> Result<Vec<KeyChange>, RotationError> {
+    let access = lane(keys, KeyUse::Access);
+    plan_rotate(&access, now, life, immediately, &mut |st, at| {
+        make(KeyUse::Access, alg, st, at)
+    })
+}
+
+/// Revokes a key of either lane; a signing key is replaced in its lane
+/// (access keys by one of `access_alg`, ID-token keys by RS256).
+pub fn plan_revoke_any(
+    keys: &[StoredKey],
+    kid: &str,
+    now: i64,
+    access_alg: SigningAlg,
+    make: &mut MakeKey<'_>,
+) -> Result<Vec<KeyChange>, RotationError> {
+    let key_use = keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .map_or(KeyUse::Access, |k| k.key_use);
+    let alg = match key_use {
+        KeyUse::Access => access_alg,
+        KeyUse::IdToken => SigningAlg::RS256,
+    };
+    plan_revoke(&lane(keys, key_use), kid, now, &mut |st, at| {
+        make(key_use, alg, st, at)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +307,7 @@ mod tests {
         StoredKey {
             kid: kid.into(),
             alg: "ES256".into(),
+            key_use: KeyUse::Access,
             state: state.into(),
             public_jwk: String::new(),
             private_key_enc: Vec::new(),
@@ -273,5 +394,92 @@ mod tests {
             plan_revoke(&keys, "nope", 30, &mut make),
             Err(RotationError::UnknownKey(_))
         ));
+    }
+
+    fn id_key(kid: &str, state: &str, activates_at: i64, removes_at: Option<i64>) -> StoredKey {
+        StoredKey {
+            alg: "RS256".into(),
+            key_use: KeyUse::IdToken,
+            ..key(kid, state, activates_at, removes_at)
+        }
+    }
+
+    fn lane_maker() -> impl FnMut(KeyUse, SigningAlg, &str, i64) -> anyhow::Result<StoredKey> {
+        |key_use, alg, state: &str, at: i64| {
+            Ok(StoredKey {
+                alg: alg.as_str().into(),
+                key_use,
+                ..key("new", state, at, None)
+            })
+        }
+    }
+
+    #[test]
+    fn es256_access_keys_get_an_rs256_id_token_lane_that_rotates_on_its_own() {
+        let mut make = lane_maker();
+        let keys = vec![key("a1", CURRENT, 0, None)];
+        assert!(
+            plan_tick_all(&keys, 10, &life(), false, &mut make)
+                .expect("plan")
+                .is_empty(),
+            "no lane until a client is registered"
+        );
+        let changes = plan_id_token_lane(&keys, 10, &life(), true, &mut make).expect("plan");
+        assert!(matches!(&changes[..], [KeyChange::Create(k)]
+            if k.key_use == KeyUse::IdToken && k.alg == "RS256" && k.state == CURRENT));
+
+        // Each lane's schedule sees its own keys: the ID key, made later,
+        // rotates later, and rotating one never retires the other.
+        let keys = vec![
+            key("a1", CURRENT, 0, None),
+            id_key("i1", CURRENT, 500, None),
+        ];
+        let changes = plan_tick_all(&keys, 900, &life(), true, &mut make).expect("plan");
+        assert!(matches!(&changes[..], [KeyChange::Create(k)]
+            if k.key_use == KeyUse::Access && k.alg == "ES256" && k.state == NEXT));
+        let keys = vec![
+            key("a1", CURRENT, 0, None),
+            key("a2", NEXT, 1000, None),
+            id_key("i1", CURRENT, 500, None),
+        ];
+        let changes = plan_tick_all(&keys, 1000, &life(), true, &mut make).expect("plan");
+        assert!(matches!(&changes[..], [
+            KeyChange::Activate { kid: a, .. }, KeyChange::Retire { kid: r, .. },
+        ] if a == "a2" && r == "a1"));
+        let changes = plan_rotate_access(&keys, 1000, &life(), true, SigningAlg::ES256, &mut make)
+            .expect("plan");
+        assert!(!changes.iter().any(
+            |c| matches!(c, KeyChange::Retire { kid, .. } | KeyChange::Remove { kid } if kid == "i1")
+        ));
+
+        // Revoking the ID key replaces it with RS256 in its lane.
+        let changes = plan_revoke_any(&keys, "i1", 30, SigningAlg::ES256, &mut make).expect("plan");
+        assert!(
+            matches!(&changes[..], [KeyChange::Revoke { kid, .. }, KeyChange::Create(k)]
+            if kid == "i1" && k.key_use == KeyUse::IdToken && k.alg == "RS256")
+        );
+    }
+
+    #[test]
+    fn rs256_access_keys_sign_id_tokens_and_the_lane_winds_down() {
+        let mut make = lane_maker();
+        let rs = |kid: &str| StoredKey {
+            alg: "RS256".into(),
+            ..key(kid, CURRENT, 0, None)
+        };
+        assert!(
+            plan_id_token_lane(&[rs("a1")], 10, &life(), true, &mut make)
+                .expect("plan")
+                .is_empty()
+        );
+        let keys = vec![
+            rs("a1"),
+            id_key("i1", CURRENT, 0, None),
+            id_key("i0", RETIRED, 0, Some(5)),
+        ];
+        let changes = plan_tick_all(&keys, 10, &life(), true, &mut make).expect("plan");
+        assert!(matches!(&changes[..], [
+            KeyChange::Retire { kid: r, removes_at: 60, .. }, KeyChange::Remove { kid: gone },
+        ] if r == "i1" && gone == "i0"));
     }
 }

@@ -97,6 +97,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(json::oauth::list, json::oauth::create))
         .routes(routes!(json::oauth::delete))
         .routes(routes!(json::oauth::rotate_secret))
+        .routes(routes!(json::oauth::set_keys))
         .routes(routes!(json::oauth::apps))
         .routes(routes!(json::oauth::disconnect))
         .routes(routes!(json::ops::jwks))

@@ -48,11 +48,15 @@ pub(super) async fn key_lifecycle(state: AppState, mut stop: Stop) {
 pub async fn key_tick(state: &AppState) -> anyhow::Result<()> {
     let now = state.now().secs();
     let life = state.settings.keys.lifecycle();
+    // Clients registered from the shell get their ID-token key here.
+    let wanted = state.store.has_clients().await?;
     let changes = state
         .store
         .change_keys(|keys| {
-            let mut make = |st: &str, at: i64| state.keys.make_key(life.alg, st, now, at);
-            Ok(rotation::plan_tick(keys, now, &life, &mut make)?)
+            let mut make = |u, alg, st: &str, at| state.keys.make_key(u, alg, st, now, at);
+            Ok(rotation::plan_tick_all(
+                keys, now, &life, wanted, &mut make,
+            )?)
         })
         .await?;
     if !changes.is_empty() {

@@ -7,13 +7,16 @@ use anyhow::{anyhow, bail, Context};
 use arc_swap::ArcSwap;
 use auth_types::{Jwk, JwkSet, SigningAlg, VerifyingKeySet};
 
-use crate::domain::keys::{new_stored_key, Kek, SigningKey, StoredKey};
-use crate::domain::rotation::KeyChange;
+use crate::domain::keys::{new_stored_key, Kek, KeyUse, SigningKey, StoredKey};
+use crate::domain::rotation::{self, KeyChange};
 use crate::store::Store;
 
 /// What the keyring serves at one moment.
 pub struct KeySnapshot {
     pub signing: Arc<SigningKey>,
+    /// Signs ID tokens: RS256, the ID-token lane's key or the access key
+    /// when that is RS256.
+    pub id_signing: Arc<SigningKey>,
     /// When the signing key began signing (Unix seconds).
     pub signing_created_at: i64,
     pub jwks: JwkSet,
@@ -37,8 +40,8 @@ impl Keyring {
         let mut keys = store.keys().await?;
         // Generate only when needed (an RSA key takes a while); the insert
         // itself re-checks under the key lock, so racing replicas make one.
-        if !keys.iter().any(|k| k.state == "current") {
-            let first = new_stored_key(&kek, alg, "current", now, now)?;
+        if current_of(&keys, KeyUse::Access).is_none() {
+            let first = new_stored_key(&kek, KeyUse::Access, alg, rotation::CURRENT, now, now)?;
             if store.insert_first_key(&first).await? {
                 tracing::info!(kid = %first.kid, alg = %alg, "created the first signing key");
             }
@@ -55,12 +58,13 @@ impl Keyring {
     /// A new key sealed under this keyring's KEK.
     pub fn make_key(
         &self,
+        key_use: KeyUse,
         alg: SigningAlg,
         state: &str,
         now: i64,
         activates_at: i64,
     ) -> anyhow::Result<StoredKey> {
-        new_stored_key(&self.kek, alg, state, now, activates_at)
+        new_stored_key(&self.kek, key_use, alg, state, now, activates_at)
     }
 
     /// Seals other secrets at rest (the refresh grace window's successor,
@@ -88,7 +92,9 @@ impl Keyring {
         if next.jwks.version < current.jwks.version {
             return Ok(false);
         }
-        let changed = next.jwks != current.jwks || next.signing.kid != current.signing.kid;
+        let changed = next.jwks != current.jwks
+            || next.signing.kid != current.signing.kid
+            || next.id_signing.kid != current.id_signing.kid;
         if changed {
             self.snapshot.store(Arc::new(next));
         }
@@ -100,16 +106,29 @@ impl Keyring {
     }
 }
 
-fn build_snapshot(kek: &Kek, keys: &[StoredKey], version: i64) -> anyhow::Result<KeySnapshot> {
-    let current = keys
-        .iter()
-        .filter(|k| k.state == "current")
+fn current_of(keys: &[StoredKey], key_use: KeyUse) -> Option<&StoredKey> {
+    keys.iter()
+        .filter(|k| k.state == rotation::CURRENT && k.key_use == key_use)
         .max_by_key(|k| k.activates_at)
-        .ok_or_else(|| anyhow!("no current signing key"))?;
-    let alg = SigningAlg::parse(&current.alg)
-        .ok_or_else(|| anyhow!("key {}: unknown alg {}", current.kid, current.alg))?;
-    let pkcs8 = kek.open(&current.kid, &current.private_key_enc)?;
-    let signing = Arc::new(SigningKey::from_pkcs8(&current.kid, alg, &pkcs8)?);
+}
+
+fn open_key(kek: &Kek, key: &StoredKey) -> anyhow::Result<Arc<SigningKey>> {
+    let alg = SigningAlg::parse(&key.alg)
+        .ok_or_else(|| anyhow!("key {}: unknown alg {}", key.kid, key.alg))?;
+    let pkcs8 = kek.open(&key.kid, &key.private_key_enc)?;
+    Ok(Arc::new(SigningKey::from_pkcs8(&key.kid, alg, &pkcs8)?))
+}
+
+fn build_snapshot(kek: &Kek, keys: &[StoredKey], version: i64) -> anyhow::Result<KeySnapshot> {
+    let current =
+        current_of(keys, KeyUse::Access).ok_or_else(|| anyhow!("no current signing key"))?;
+    let signing = open_key(kek, current)?;
+    // Until the lane has a key (it is made when the first ID token is),
+    // this is the access key; the minting checks.
+    let id_signing = match current_of(keys, KeyUse::IdToken) {
+        Some(k) if signing.alg != SigningAlg::RS256 => open_key(kek, k)?,
+        _ => signing.clone(),
+    };
     let mut jwks = JwkSet {
         keys: Vec::new(),
         version,
@@ -129,6 +148,7 @@ fn build_snapshot(kek: &Kek, keys: &[StoredKey], version: i64) -> anyhow::Result
     let jwks_json = bytes::Bytes::from(serde_json::to_vec(&jwks)?);
     Ok(KeySnapshot {
         signing,
+        id_signing,
         signing_created_at: current.activates_at,
         jwks,
         jwks_json,

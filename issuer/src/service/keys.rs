@@ -4,6 +4,7 @@
 
 use auth_types::SigningAlg;
 
+use crate::domain::keys::SigningKey;
 use crate::domain::rotation::{self, RotationError};
 use crate::service::admin::Admin;
 use crate::service::context::Client;
@@ -52,8 +53,8 @@ pub async fn rotate(
     let changes = state
         .store
         .change_keys(|keys| {
-            let mut make = |st: &str, at: i64| state.keys.make_key(alg, st, now, at);
-            rotation::plan_rotate(keys, now, &life, now_please, &mut make)
+            let mut make = |u, a, st: &str, at| state.keys.make_key(u, a, st, now, at);
+            rotation::plan_rotate_access(keys, now, &life, now_please, alg, &mut make)
         })
         .await
         .map_err(rotation_error)?;
@@ -84,8 +85,8 @@ pub async fn revoke(
     state
         .store
         .change_keys(|keys| {
-            let mut make = |st: &str, at: i64| state.keys.make_key(alg, st, now, at);
-            rotation::plan_revoke(keys, kid, now, &mut make)
+            let mut make = |u, a, st: &str, at| state.keys.make_key(u, a, st, now, at);
+            rotation::plan_revoke_any(keys, kid, now, alg, &mut make)
         })
         .await
         .map_err(rotation_error)?;
@@ -100,4 +101,39 @@ pub async fn revoke(
         )
         .await;
     Ok(state.store.keys().await?)
+}
+
+/// The key that signs ID tokens (and logout tokens): RS256, as OpenID
+/// Connect requires. When the access keys use another algorithm and the
+/// ID-token lane has no key yet, it is made now, once across replicas
+/// (the key lock), and announced like any key change. Registering a client
+/// calls this, so the key is in the JWKS before a relying party reads it.
+pub async fn id_token_key(state: &AppState) -> Result<std::sync::Arc<SigningKey>> {
+    let key = state.keys.snapshot().id_signing.clone();
+    if key.alg == SigningAlg::RS256 {
+        return Ok(key);
+    }
+    let now = state.now().secs();
+    let life = state.settings.keys.lifecycle();
+    let changes = state
+        .store
+        .change_keys(|keys| {
+            let mut make = |u, a, st: &str, at| state.keys.make_key(u, a, st, now, at);
+            Ok(rotation::plan_id_token_lane(
+                keys, now, &life, true, &mut make,
+            )?)
+        })
+        .await
+        .map_err(rotation_error)?;
+    if let Some(kid) = created_kid(&changes) {
+        tracing::info!(%kid, "created the first ID-token signing key (RS256)");
+    }
+    state.keys_changed().await?;
+    let key = state.keys.snapshot().id_signing.clone();
+    if key.alg != SigningAlg::RS256 {
+        return Err(Error::internal(anyhow::anyhow!(
+            "no RS256 key for ID tokens after making one"
+        )));
+    }
+    Ok(key)
 }

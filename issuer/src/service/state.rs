@@ -8,6 +8,7 @@ use auth_types::{Expectations, RevocationRecord};
 
 use crate::config::ServeArgs;
 use crate::domain::clock::{Clock, Now};
+use crate::domain::keys::KeyUse;
 use crate::domain::password::PasswordHasher;
 use crate::domain::{ratelimit, rotation};
 use crate::service::feed::FeedHub;
@@ -109,7 +110,9 @@ impl AppState {
                 .get_or_create(&metrics::StateLabels { state })
                 .set(n as i64);
         }
-        if let Some(newest) = keys.iter().map(|k| k.created_at).max() {
+        // The access keys' rotation; the ID-token lane follows the same schedule.
+        let access = keys.iter().filter(|k| k.key_use == KeyUse::Access);
+        if let Some(newest) = access.map(|k| k.created_at).max() {
             self.metrics
                 .seconds_since_rotation
                 .set((now - newest) as f64);

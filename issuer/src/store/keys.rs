@@ -5,7 +5,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::*;
 
-pub use crate::domain::keys::StoredKey;
+pub use crate::domain::keys::{KeyUse, StoredKey};
 use crate::domain::rotation::{KeyChange, RotationError};
 
 /// At least one more than before, and at least the wall clock in ms: after
@@ -21,7 +21,7 @@ fn now_ms_for_version() -> i64 {
 }
 
 pub(super) const KEY_COLUMNS: &str =
-    "kid, alg, state, public_jwk, private_key_enc, created_at, activates_at, \
+    "kid, alg, key_use, state, public_jwk, private_key_enc, created_at, activates_at, \
      retires_at, removes_at";
 
 impl Store {
@@ -57,11 +57,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let existing: i64 =
-            sqlx::query("SELECT COUNT(*) AS n FROM signing_keys WHERE state = 'current'")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("n")?;
+        let existing: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM signing_keys WHERE state = 'current' AND key_use = $1",
+        )
+        .bind(key.key_use.as_str())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
         if existing > 0 {
             tx.rollback().await?;
             return Ok(false);
@@ -99,11 +101,13 @@ impl Store {
         for change in &changes {
             let query = match change {
                 KeyChange::Create(key) => sqlx::query(
-                    "INSERT INTO signing_keys (kid, alg, state, public_jwk, private_key_enc, created_at, \
-                     activates_at, retires_at, removes_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    "INSERT INTO signing_keys (kid, alg, key_use, state, public_jwk, private_key_enc, \
+                     created_at, activates_at, retires_at, removes_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(key.kid.clone())
                 .bind(key.alg.clone())
+                .bind(key.key_use.as_str())
                 .bind(key.state.clone())
                 .bind(key.public_jwk.clone())
                 .bind(key.private_key_enc.clone())
@@ -151,6 +155,11 @@ pub(super) fn key_from_row(row: &AnyRow) -> sqlx::Result<StoredKey> {
     Ok(StoredKey {
         kid: row.try_get("kid")?,
         alg: row.try_get("alg")?,
+        key_use: {
+            let text: String = row.try_get("key_use")?;
+            KeyUse::parse(&text)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown key_use {text}").into()))?
+        },
         state: row.try_get("state")?,
         public_jwk: row.try_get("public_jwk")?,
         private_key_enc: row.try_get("private_key_enc")?,
@@ -165,11 +174,13 @@ pub(super) fn key_from_row(row: &AnyRow) -> sqlx::Result<StoredKey> {
 /// transaction.
 async fn insert_key_row(tx: &mut Transaction<'static, Any>, key: &StoredKey) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO signing_keys (kid, alg, state, public_jwk, private_key_enc, created_at, \
-         activates_at, retires_at, removes_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO signing_keys (kid, alg, key_use, state, public_jwk, private_key_enc, \
+         created_at, activates_at, retires_at, removes_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&key.kid)
     .bind(&key.alg)
+    .bind(key.key_use.as_str())
     .bind(&key.state)
     .bind(&key.public_jwk)
     .bind(key.private_key_enc.clone())

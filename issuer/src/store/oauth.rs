@@ -21,11 +21,14 @@ pub struct OAuthClient {
     pub scopes: Vec<String>,
     pub first_party: bool,
     pub created_at: i64,
+    /// `private_key_jwt`: the client's public keys (a JWK Set, JSON); such
+    /// a client has no secret.
+    pub jwks: Option<String>,
 }
 
 impl OAuthClient {
     pub fn confidential(&self) -> bool {
-        self.secret_hash.is_some()
+        self.secret_hash.is_some() || self.jwks.is_some()
     }
 }
 
@@ -74,7 +77,7 @@ pub enum Redeemed {
 }
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, previous_secret_hash, previous_expires_at, \
-     redirect_uris, post_logout_uris, scopes, first_party, created_at";
+     redirect_uris, post_logout_uris, scopes, first_party, created_at, jwks";
 
 fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
     let list = |name: &str| -> sqlx::Result<Vec<String>> {
@@ -93,6 +96,7 @@ fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
         scopes: scopes.split_whitespace().map(str::to_string).collect(),
         first_party: row.try_get::<i64, _>("first_party")? != 0,
         created_at: row.try_get("created_at")?,
+        jwks: row.try_get("jwks")?,
     })
 }
 
@@ -107,8 +111,8 @@ impl Store {
     pub async fn create_client(&self, c: &OAuthClient, created_by: &str) -> sqlx::Result<bool> {
         let done = sqlx::query(
             "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, post_logout_uris, \
-             scopes, first_party, created_at, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+             scopes, first_party, created_at, created_by, jwks) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -119,6 +123,7 @@ impl Store {
         .bind(i64::from(c.first_party))
         .bind(c.created_at)
         .bind(created_by)
+        .bind(c.jwks.clone())
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -131,6 +136,14 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(client_from_row).transpose()
+    }
+
+    /// Whether any client is registered (then ID tokens need their key).
+    pub async fn has_clients(&self) -> sqlx::Result<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM (SELECT 1 FROM oauth_clients LIMIT 1) c")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
     pub async fn clients(&self) -> sqlx::Result<Vec<OAuthClient>> {
@@ -326,13 +339,53 @@ impl Store {
     }
 
     /// Deletes codes that expired before `before` (a replay of one is then
-    /// just unknown).
+    /// just unknown), and assertion ids whose assertions have expired (a
+    /// replay of one is then refused for its expiry).
     pub async fn prune_codes(&self, before: i64) -> sqlx::Result<u64> {
         let done = sqlx::query("DELETE FROM oauth_codes WHERE expires_at < $1")
             .bind(before)
             .execute(&self.writer)
             .await?;
-        Ok(done.rows_affected())
+        let ids = sqlx::query("DELETE FROM oauth_assertion_ids WHERE expires_at < $1")
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() + ids.rows_affected())
+    }
+
+    // ---- private_key_jwt ----
+
+    /// Records a client assertion's `jti`; false when the client used it
+    /// before (a replay), on any replica.
+    pub async fn use_assertion_id(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO oauth_assertion_ids (client_id, jti, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (client_id, jti) DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces a `private_key_jwt` client's keys (a rotation publishes old
+    /// and new together, then the new alone). False when there is no such
+    /// client using keys.
+    pub async fn set_client_jwks(&self, id: &str, jwks: &str) -> sqlx::Result<bool> {
+        let done =
+            sqlx::query("UPDATE oauth_clients SET jwks = $1 WHERE id = $2 AND jwks IS NOT NULL")
+                .bind(jwks)
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     // ---- consent ----

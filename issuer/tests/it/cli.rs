@@ -478,6 +478,51 @@ fn oauth_clients_from_the_command_line() {
     let (code, rotated, _) = run(&["clients", "rotate-secret", "grafana", "--immediate"]);
     assert_eq!(code, Some(0));
     assert!(!rotated.contains(secret), "{rotated}");
+
+    // private_key_jwt: public keys from a file, and no secret at all.
+    let alg = auth_types::SigningAlg::ES256;
+    let pkcs8 = issuer::domain::keys::generate_pkcs8(alg).expect("key");
+    let jwk = issuer::domain::keys::SigningKey::from_pkcs8("k1", alg, &pkcs8)
+        .expect("load")
+        .public_jwk();
+    let mut jwk = serde_json::to_value(jwk).expect("jwk");
+    let keys = dir.path().join("keys.json");
+    std::fs::write(
+        &keys,
+        serde_json::json!({"keys": [jwk.clone()]}).to_string(),
+    )
+    .expect("write");
+    let keys = keys.display().to_string();
+    let add_batch = |file: &str| {
+        run(&[
+            "clients",
+            "add",
+            "batch",
+            "--name",
+            "Batch",
+            "--redirect-uri",
+            "https://batch.example/cb",
+            "--jwks-file",
+            file,
+        ])
+    };
+    jwk["d"] = serde_json::json!("c2VjcmV0");
+    let private = dir.path().join("private.json");
+    std::fs::write(&private, serde_json::json!({"keys": [jwk]}).to_string()).expect("write");
+    let (code, _, err) = add_batch(&private.display().to_string());
+    assert_eq!(code, Some(1));
+    assert!(err.contains("public keys only"), "{err}");
+    let (code, added, err) = add_batch(&keys);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        added.contains("auth=private_key_jwt") && !added.contains("client_secret"),
+        "{added}"
+    );
+    let (code, _, err) = run(&["clients", "set-keys", "batch", "--jwks-file", &keys]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(&["clients", "set-keys", "grafana", "--jwks-file", &keys]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no such private_key_jwt client"), "{err}");
     let (code, deleted, _) = run(&["clients", "delete", "grafana"]);
     assert_eq!(code, Some(0));
     assert!(deleted.contains("deleted client grafana"), "{deleted}");

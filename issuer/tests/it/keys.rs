@@ -371,9 +371,15 @@ async fn embedded_default_generates_a_private_kek_and_postgres_requires_one() {
 #[test]
 fn sealed_private_keys_never_reach_a_log_line() {
     let kek = Kek::from_bytes(&[3u8; 32]).expect("kek");
-    let key =
-        issuer::domain::keys::new_stored_key(&kek, auth_types::SigningAlg::EdDSA, "next", 1, 2)
-            .expect("key");
+    let key = issuer::domain::keys::new_stored_key(
+        &kek,
+        issuer::domain::keys::KeyUse::Access,
+        auth_types::SigningAlg::EdDSA,
+        "next",
+        1,
+        2,
+    )
+    .expect("key");
     // Key changes are logged with `?changes`, i.e. through Debug.
     let logged = format!(
         "{:?}",

@@ -3,6 +3,7 @@
 
 mod audit;
 mod cli;
+mod client_keys;
 mod feed;
 mod github;
 mod http;

@@ -24,9 +24,10 @@ on_both_backends!(
     revocation_introspection_and_disconnecting_an_app,
     prompt_login_and_max_age_need_a_new_sign_in,
     authlib_relying_party_does_the_whole_dance,
+    id_tokens_are_rs256_from_a_key_lane_of_their_own,
 );
 
-const REDIRECT: &str = "https://app.test/cb";
+pub(crate) const REDIRECT: &str = "https://app.test/cb";
 
 /// The issuer's public URL (`https://issuer.test`) sent to the test server.
 type HttpFuture =
@@ -71,7 +72,7 @@ fn no_redirects() -> reqwest::Client {
 }
 
 /// A browser signed in on the hosted pages: its cookie header.
-async fn page_sign_in(t: &TestIssuer, email: &str) -> String {
+pub(crate) async fn page_sign_in(t: &TestIssuer, email: &str) -> String {
     let r = no_redirects()
         .post(t.url("/auth/ui/login"))
         .header("sec-fetch-site", "same-origin")
@@ -115,7 +116,7 @@ fn param(url: &oauth2::url::Url, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-async fn register_client(t: &TestIssuer, admin: &str, body: Value) -> Value {
+pub(crate) async fn register_client(t: &TestIssuer, admin: &str, body: Value) -> Value {
     let r = t.post_auth("/admin/clients", admin, Some(body)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     r.json().await.expect("json")
@@ -196,6 +197,11 @@ async fn openidconnect_crate_signs_in_refreshes_and_reads_userinfo(backend: Back
     let id_token = tokens.id_token().expect("id_token");
     let verifier = client.id_token_verifier();
     let claims = id_token.claims(&verifier, &nonce).expect("valid ID token");
+    // The crate's own default (RS256), whatever the access tokens use.
+    assert_eq!(
+        id_token.signing_alg().expect("alg"),
+        &openidconnect::core::CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256
+    );
     assert_eq!(claims.subject().as_str(), user["id"].as_str().expect("id"));
     assert_eq!(claims.email().map(|e| e.as_str()), Some(email.as_str()));
     let expected_hash = AccessTokenHash::from_token(
@@ -259,12 +265,12 @@ async fn openidconnect_crate_signs_in_refreshes_and_reads_userinfo(backend: Back
     assert_eq!(body["error"], "invalid_grant");
 }
 
-struct Pkce {
-    verifier: String,
-    challenge: String,
+pub(crate) struct Pkce {
+    pub(crate) verifier: String,
+    pub(crate) challenge: String,
 }
 
-fn pkce() -> Pkce {
+pub(crate) fn pkce() -> Pkce {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     Pkce {
         verifier: verifier.secret().clone(),
@@ -290,7 +296,7 @@ fn authorize_url(
     format!("{}?{}{extra}", t.url("/auth/ui/authorize"), q.finish())
 }
 
-async fn code_for(t: &TestIssuer, cookies: &str, client_id: &str, p: &Pkce) -> String {
+pub(crate) async fn code_for(t: &TestIssuer, cookies: &str, client_id: &str, p: &Pkce) -> String {
     let r = authorize(
         t,
         cookies,
@@ -321,7 +327,7 @@ async fn exchange(
     req.form(&form).send().await.expect("send")
 }
 
-async fn oauth_error(r: reqwest::Response) -> (StatusCode, String) {
+pub(crate) async fn oauth_error(r: reqwest::Response) -> (StatusCode, String) {
     let status = r.status();
     assert_eq!(r.headers()["cache-control"], "no-store");
     let body: Value = r.json().await.expect("json");
@@ -1057,9 +1063,20 @@ async fn authlib_relying_party_does_the_whole_dance(backend: Backend) {
         .as_str()
         .expect("secret")
         .to_string();
-    let email = unique_email("authlib");
+    run_authlib(&t, &python, "py-rp", secret, "authlib").await;
+}
+
+/// Runs scripts/interop/authlib_rp.py for a fresh user of `t`.
+pub(crate) async fn run_authlib(
+    t: &TestIssuer,
+    python: &str,
+    client_id: &str,
+    secret: String,
+    who: &str,
+) {
+    let email = unique_email(who);
     t.register(&email, PASSWORD).await;
-    let cookies = page_sign_in(&t, &email).await;
+    let cookies = page_sign_in(t, &email).await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../scripts/interop/authlib_rp.py"
@@ -1068,12 +1085,13 @@ async fn authlib_relying_party_does_the_whole_dance(backend: Backend) {
         script.to_string(),
         t.url(""),
         issuer::testing::TEST_ISSUER_URL.to_string(),
-        "py-rp".into(),
+        client_id.into(),
         secret,
         cookies,
         REDIRECT.into(),
         "https://app.test/bye".into(),
     ];
+    let python = python.to_string();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
             .args(&args)
@@ -1089,4 +1107,133 @@ async fn authlib_relying_party_does_the_whole_dance(backend: Backend) {
     );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("all steps passed"), "{text}");
+}
+
+pub(crate) fn header_of(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').next().expect("header");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+async fn keys_of_use(t: &TestIssuer, admin: &str, key_use: &str) -> Vec<Value> {
+    let r = t.get_auth("/admin/keys", admin).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("json");
+    body["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter(|k| k["use"] == key_use)
+        .cloned()
+        .collect()
+}
+
+/// OIDC Core §15.1: ID tokens in RS256 while access tokens keep the
+/// configured ES256. The RS256 key is made with the first ID token, is
+/// published, survives a rotation of the access keys, and a revoked one
+/// is replaced in its own lane.
+async fn id_tokens_are_rs256_from_a_key_lane_of_their_own(backend: Backend) {
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    assert!(
+        keys_of_use(&t, &admin, "id_token").await.is_empty(),
+        "no RSA key until a client is registered"
+    );
+    let secret = register_client(&t, &admin, confidential("rs256", true)).await["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    let email = unique_email("rs256");
+    t.register(&email, PASSWORD).await;
+    let cookies = page_sign_in(&t, &email).await;
+    let id_token = |cookies: String| {
+        let (t, secret) = (&t, &secret);
+        async move {
+            let p = pkce();
+            let code = code_for(t, &cookies, "rs256", &p).await;
+            let r = exchange(t, ("rs256", Some(secret)), &code, &p.verifier).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            let body: Value = r.json().await.expect("json");
+            let access = body["access_token"].as_str().expect("access").to_string();
+            let id = body["id_token"].as_str().expect("id_token").to_string();
+            (access, id)
+        }
+    };
+    let (access, first) = id_token(cookies.clone()).await;
+    assert_eq!(header_of(&access)["alg"], "ES256");
+    let header = header_of(&first);
+    assert_eq!(header["alg"], "RS256");
+    let kid = header["kid"].as_str().expect("kid").to_string();
+    let lane = keys_of_use(&t, &admin, "id_token").await;
+    assert_eq!(lane.len(), 1);
+    assert_eq!(
+        (&lane[0]["kid"], &lane[0]["alg"], &lane[0]["state"]),
+        (&json!(kid), &json!("RS256"), &json!("current"))
+    );
+    let jwks: Value = t
+        .http
+        .get(t.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    assert!(jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .any(|k| k["kid"] == kid.as_str() && k["kty"] == "RSA"));
+    let discovery: Value = t
+        .http
+        .get(t.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        discovery["id_token_signing_alg_values_supported"],
+        json!(["RS256"])
+    );
+
+    // Rotating the access keys leaves the ID-token key signing.
+    let r = t
+        .post_auth("/admin/keys/rotate", &admin, Some(json!({"now": true})))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, second) = id_token(cookies.clone()).await;
+    assert_eq!(header_of(&second)["kid"], kid.as_str());
+
+    // Revoking it: a new RS256 key in the same lane signs the next one.
+    let r = t
+        .post_auth(&format!("/admin/keys/{kid}/revoke"), &admin, None)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (access, third) = id_token(cookies).await;
+    let header = header_of(&third);
+    assert_eq!(header["alg"], "RS256");
+    assert_ne!(header["kid"], kid.as_str());
+    assert_eq!(header_of(&access)["alg"], "ES256");
+    let lane = keys_of_use(&t, &admin, "id_token").await;
+    let states: Vec<(&str, &str)> = lane
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().expect("kid"),
+                k["state"].as_str().expect("state"),
+            )
+        })
+        .collect();
+    assert!(states.contains(&(kid.as_str(), "revoked")), "{states:?}");
+    assert!(
+        states.contains(&(header["kid"].as_str().expect("kid"), "current")),
+        "{states:?}"
+    );
 }

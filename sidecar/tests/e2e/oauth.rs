@@ -27,6 +27,8 @@ async fn an_apps_token_reaches_only_its_scope_and_dies_with_its_consent(front: F
             post_logout_redirect_uris: vec![],
             scopes: vec!["openid".into(), "notes:read".into()],
             first_party: false,
+            token_endpoint_auth_method: None,
+            jwks: None,
         },
         state.now().secs(),
     )

@@ -26,8 +26,10 @@ pub async fn token_from_an_unannounced_key(state: &issuer::AppState, sub: &str) 
         .store
         .change_keys(|keys| {
             let life = state.settings.keys.lifecycle();
-            let mut make = |st: &str, at: i64| state.keys.make_key(life.alg, st, now, at);
-            issuer::domain::rotation::plan_rotate(keys, now, &life, true, &mut make)
+            let mut make = |u, a, st: &str, at| state.keys.make_key(u, a, st, now, at);
+            issuer::domain::rotation::plan_rotate_access(
+                keys, now, &life, true, life.alg, &mut make,
+            )
         })
         .await
         .expect("rotate");

@@ -19,6 +19,9 @@ use crate::AppState;
 pub struct KeyView {
     kid: String,
     alg: String,
+    /// `access` or `id_token`.
+    #[serde(rename = "use")]
+    key_use: &'static str,
     state: String,
     created_at: i64,
     activates_at: i64,
@@ -31,6 +34,7 @@ impl From<&StoredKey> for KeyView {
         KeyView {
             kid: k.kid.clone(),
             alg: k.alg.clone(),
+            key_use: k.key_use.as_str(),
             state: k.state.clone(),
             created_at: k.created_at,
             activates_at: k.activates_at,

@@ -34,6 +34,10 @@ pub struct TokenForm {
     pub scope: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
+    /// (`private_key_jwt`, with `client_assertion`).
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
 }
 
 #[derive(utoipa::ToSchema)]
@@ -51,6 +55,8 @@ pub struct TokenTypeForm {
     pub token_type_hint: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
 }
 
 /// `Authorization: Basic` credentials, each part form-decoded (RFC 6749
@@ -108,7 +114,12 @@ fn form(
     Ok(fields)
 }
 
-const CLIENT_FIELDS: [&str; 2] = ["client_id", "client_secret"];
+const CLIENT_FIELDS: [&str; 4] = [
+    "client_id",
+    "client_secret",
+    "client_assertion_type",
+    "client_assertion",
+];
 
 fn credentials(
     headers: &HeaderMap,
@@ -118,6 +129,8 @@ fn credentials(
         basic: basic(headers)?,
         client_id: fields.remove("client_id"),
         client_secret: fields.remove("client_secret"),
+        assertion_type: fields.remove("client_assertion_type"),
+        assertion: fields.remove("client_assertion"),
     })
 }
 
@@ -134,7 +147,7 @@ fn no_store(mut response: Response) -> Response {
     operation_id = "oauth_token",
     tag = "oauth",
     summary = "Token endpoint",
-    description = "`authorization_code` (with the PKCE `code_verifier`) and `refresh_token` grants. Confidential clients authenticate with `client_secret_basic` or `client_secret_post`; public clients send `client_id` alone.",
+    description = "`authorization_code` (with the PKCE `code_verifier`) and `refresh_token` grants. Confidential clients authenticate with `client_secret_basic`, `client_secret_post` or `private_key_jwt` (RFC 7523); public clients send `client_id` alone.",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Tokens", body = TokenResponse),
@@ -158,6 +171,8 @@ pub async fn token(
             "scope",
             CLIENT_FIELDS[0],
             CLIENT_FIELDS[1],
+            CLIENT_FIELDS[2],
+            CLIENT_FIELDS[3],
         ];
         let mut f = form(&headers, &body, &known)?;
         let creds = credentials(&headers, &mut f)?;
@@ -178,7 +193,14 @@ pub async fn token(
     }
 }
 
-const TOKEN_FIELDS: [&str; 4] = ["token", "token_type_hint", "client_id", "client_secret"];
+const TOKEN_FIELDS: [&str; 6] = [
+    "token",
+    "token_type_hint",
+    CLIENT_FIELDS[0],
+    CLIENT_FIELDS[1],
+    CLIENT_FIELDS[2],
+    CLIENT_FIELDS[3],
+];
 
 #[utoipa::path(
     post,
@@ -379,6 +401,43 @@ pub async fn rotate_secret(
         "client_secret": secret,
         "previous_valid_for": if immediate { 0 } else { clients::SECRET_OVERLAP_SECS },
     })))
+}
+
+/// A `private_key_jwt` client's new public keys.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientKeys {
+    /// A JWK Set of 1 to 8 public keys, each with a `kid`.
+    #[schema(value_type = Object)]
+    pub jwks: serde_json::Value,
+}
+
+#[utoipa::path(
+    put,
+    path = "/admin/clients/{client_id}/jwks",
+    operation_id = "clients_set_keys",
+    tag = "oauth",
+    summary = "Replace a private_key_jwt client's public keys",
+    description = "To roll a key over, send the old and new keys together, move the client to the new one, then send the new one alone. Assertions signed by a key no longer listed are refused at once.",
+    params(("client_id" = String, Path, description = "The client")),
+    request_body = ClientKeys,
+    responses(
+        (status = 200, description = "The client as it now is", body = ClientView),
+        (status = 404, description = "No such private_key_jwt client", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "`invalid_client_metadata`", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
+pub async fn set_keys(
+    State(state): State<AppState>,
+    client: Client,
+    admin: Admin,
+    Path(client_id): Path<String>,
+    ApiJson(req): ApiJson<ClientKeys>,
+) -> ApiResult<Json<ClientView>> {
+    Ok(Json(
+        clients::set_keys(&state, &admin, &client, &client_id, &req.jwks).await?,
+    ))
 }
 
 #[utoipa::path(

@@ -37,8 +37,9 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 
 /// Only what the issuer really offers (a client that trusted more would
 /// fail): the authorization code flow with PKCE S256, the token endpoint
-/// with client secrets or none, ID tokens signed with the issuer's current
-/// key, and `userinfo`.
+/// with client secrets, `private_key_jwt` or none, ID tokens signed with RS256 (OIDC Core
+/// §15.1; a key of their own while access tokens use another algorithm),
+/// and `userinfo`.
 #[utoipa::path(
     get,
     path = "/.well-known/openid-configuration",
@@ -51,7 +52,6 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 )]
 pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
     let base = &state.settings.issuer_url;
-    let alg = state.keys.snapshot().signing.alg.as_str();
     Json(json!({
         "issuer": base,
         "authorization_endpoint": format!("{base}/auth/ui/authorize"),
@@ -60,18 +60,21 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
         "revocation_endpoint": format!("{base}/auth/oauth2/revoke"),
         "introspection_endpoint": format!("{base}/auth/oauth2/introspect"),
         "end_session_endpoint": format!("{base}/auth/ui/logout/end"),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
         "scopes_supported": crate::domain::oauth::KNOWN_SCOPES,
         "prompt_values_supported": ["none", "login", "consent"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [alg],
+        "id_token_signing_alg_values_supported": ["RS256"],
         "authorization_response_iss_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::assertion;
 use crate::domain::oauth::{registrable_redirect, valid_scope_name, KNOWN_SCOPES};
 use crate::domain::tokens::{random_b64, refresh_token_hash};
 use crate::service::admin::Admin;
@@ -36,6 +37,16 @@ pub struct NewClient {
     /// Trusted (the platform's own apps): users are not asked to consent.
     #[serde(default)]
     pub first_party: bool,
+    /// How a confidential client authenticates: `client_secret_basic` (the
+    /// default; `client_secret_post` is accepted too) or `private_key_jwt`
+    /// (RFC 7523; no secret exists, `jwks` holds its public keys).
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    /// For `private_key_jwt`: a JWK Set of 1 to 8 public keys, each with a
+    /// `kid`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
 }
 
 /// A registered client as the admin API shows it (never its secret).
@@ -50,6 +61,12 @@ pub struct ClientView {
     pub scopes: Vec<String>,
     pub first_party: bool,
     pub created_at: i64,
+    /// `client_secret_basic`, `private_key_jwt` or `none`.
+    pub token_endpoint_auth_method: &'static str,
+    /// The public keys of a `private_key_jwt` client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
 }
 
 impl From<&OAuthClient> for ClientView {
@@ -67,6 +84,8 @@ impl From<&OAuthClient> for ClientView {
             scopes: c.scopes.clone(),
             first_party: c.first_party,
             created_at: c.created_at,
+            token_endpoint_auth_method: auth_method(c),
+            jwks: c.jwks.as_deref().and_then(|j| serde_json::from_str(j).ok()),
         }
     }
 }
@@ -78,6 +97,16 @@ pub struct Registered {
     pub client: ClientView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
+}
+
+fn auth_method(c: &OAuthClient) -> &'static str {
+    if c.jwks.is_some() {
+        "private_key_jwt"
+    } else if c.secret_hash.is_some() {
+        "client_secret_basic"
+    } else {
+        "none"
+    }
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -139,7 +168,32 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
             scopes.push(s.clone());
         }
     }
-    let secret = if confidential {
+    let method = new.token_endpoint_auth_method.as_deref();
+    let keys = match (confidential, method) {
+        (true, None | Some("client_secret_basic" | "client_secret_post")) => None,
+        (true, Some("private_key_jwt")) => Some(
+            new.jwks
+                .as_ref()
+                .ok_or_else(|| invalid("private_key_jwt needs jwks"))?,
+        ),
+        (false, None | Some("none")) => None,
+        (true, Some(m)) => {
+            return Err(invalid(format!(
+                "token_endpoint_auth_method {m:?}: client_secret_basic, client_secret_post \
+                 or private_key_jwt"
+            )))
+        }
+        (false, Some(m)) => {
+            return Err(invalid(format!(
+                "token_endpoint_auth_method {m:?}: a public client authenticates with none"
+            )))
+        }
+    };
+    if keys.is_none() && new.jwks.is_some() {
+        return Err(invalid("jwks is for private_key_jwt clients"));
+    }
+    let jwks = keys.map(assertion::check_jwks).transpose()?;
+    let secret = if confidential && jwks.is_none() {
         Some(format!("cs_{}", random_b64(32)?))
     } else {
         None
@@ -155,6 +209,7 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
         scopes,
         first_party: new.first_party,
         created_at: now,
+        jwks,
     };
     Ok((client, secret))
 }
@@ -169,6 +224,7 @@ pub async fn register(
     let auth = admin.recent(state).await?;
     let now = state.now();
     let (record, secret) = check(new, now.secs())?;
+    crate::service::keys::id_token_key(state).await?;
     if !state.store.create_client(&record, &auth.user.id).await? {
         return Err(Error::new(
             Kind::Conflict,
@@ -245,6 +301,38 @@ pub async fn rotate_secret(
     Ok(secret)
 }
 
+/// Replaces a `private_key_jwt` client's public keys.
+pub async fn set_keys(
+    state: &AppState,
+    admin: &Admin,
+    client: &Client,
+    client_id: &str,
+    jwks: &serde_json::Value,
+) -> Result<ClientView> {
+    let auth = admin.recent(state).await?;
+    let stored = assertion::check_jwks(jwks)?;
+    if !state.store.set_client_jwks(client_id, &stored).await? {
+        return Err(Error::not_found("no such private_key_jwt client"));
+    }
+    let kids: Vec<String> = serde_json::from_str::<auth_types::JwkSet>(&stored)
+        .map(|s| s.keys.into_iter().map(|k| k.kid).collect())
+        .unwrap_or_default();
+    state
+        .audit(
+            AuditEvent::new(state.now().ms, "oauth_client_keys_replaced")
+                .by(auth)
+                .client(client)
+                .meta(serde_json::json!({"client_id": client_id, "kids": kids})),
+        )
+        .await;
+    let found = state
+        .store
+        .client(client_id)
+        .await?
+        .ok_or_else(|| Error::not_found("no such client"))?;
+    Ok(ClientView::from(&found))
+}
+
 /// Deletes a client; every session opened for it ends, at the edge too.
 pub async fn delete(
     state: &AppState,
@@ -277,6 +365,9 @@ pub struct Credentials {
     pub client_id: Option<String>,
     /// `client_secret` in the body (`client_secret_post`).
     pub client_secret: Option<String>,
+    /// `client_assertion_type` and `client_assertion` (`private_key_jwt`).
+    pub assertion_type: Option<String>,
+    pub assertion: Option<String>,
 }
 
 /// `invalid_client` (401): the adapter adds `WWW-Authenticate: Basic`.
@@ -291,6 +382,9 @@ pub fn invalid_client(message: &str) -> Error {
 /// client presenting a secret, or a confidential one presenting none, is
 /// refused: either is a client that is not what was registered.
 pub async fn authenticate(state: &AppState, creds: &Credentials) -> Result<OAuthClient> {
+    if creds.assertion_type.is_some() || creds.assertion.is_some() {
+        return authenticate_by_assertion(state, creds).await;
+    }
     let (id, secret) = match (&creds.basic, &creds.client_secret) {
         (Some(_), Some(_)) => {
             return Err(Error::bad_request(
@@ -316,6 +410,11 @@ pub async fn authenticate(state: &AppState, creds: &Credentials) -> Result<OAuth
     let Some(found) = state.store.client(&id).await? else {
         return Err(invalid_client("unknown client"));
     };
+    if found.jwks.is_some() {
+        return Err(invalid_client(
+            "this client authenticates with private_key_jwt",
+        ));
+    }
     match (&found.secret_hash, secret) {
         (None, None) => Ok(found),
         (None, Some(_)) => Err(invalid_client(
@@ -338,6 +437,44 @@ pub async fn authenticate(state: &AppState, creds: &Credentials) -> Result<OAuth
             }
         }
     }
+}
+
+/// `private_key_jwt`: the assertion alone (no secret besides it); the
+/// client is the one `client_id` names, or else the assertion's `sub`.
+async fn authenticate_by_assertion(state: &AppState, creds: &Credentials) -> Result<OAuthClient> {
+    if creds.basic.is_some() || creds.client_secret.is_some() {
+        return Err(Error::bad_request(
+            "invalid_request",
+            "use one client authentication method, not two",
+        ));
+    }
+    let (Some(kind), Some(assertion)) = (&creds.assertion_type, &creds.assertion) else {
+        return Err(Error::bad_request(
+            "invalid_request",
+            "client_assertion_type and client_assertion go together",
+        ));
+    };
+    if kind != assertion::ASSERTION_TYPE {
+        return Err(Error::bad_request(
+            "invalid_request",
+            format!(
+                "client_assertion_type must be {}",
+                assertion::ASSERTION_TYPE
+            ),
+        ));
+    }
+    let claimed = assertion::claimed_client(assertion)
+        .ok_or_else(|| invalid_client("client assertion: malformed"))?;
+    if creds.client_id.as_deref().is_some_and(|id| id != claimed) {
+        return Err(invalid_client(
+            "client assertion: sub differs from client_id",
+        ));
+    }
+    let Some(found) = state.store.client(&claimed).await? else {
+        return Err(invalid_client("unknown client"));
+    };
+    assertion::verify(state, &found, assertion).await?;
+    Ok(found)
 }
 
 /// Compares two hashes without an early exit.

@@ -60,6 +60,10 @@ pub async fn token(
         ));
     }
     let oauth_client = clients::authenticate(state, &creds).await?;
+    if oauth_client.scopes.iter().any(|s| s == "openid") {
+        // Before a code is spent: the first ID token may need its key made.
+        crate::service::keys::id_token_key(state).await?;
+    }
     match grant_type {
         "authorization_code" => exchange_code(state, client, &oauth_client, &req).await,
         _ => refresh(state, client, &oauth_client, &req).await,
@@ -176,7 +180,7 @@ async fn exchange_code(
         auth_time: found.auth_time,
         nonce: found.nonce.as_deref(),
     };
-    respond(state, oauth_client, &user, session, &scope, tokens, now)
+    respond(state, oauth_client, &user, session, &scope, tokens, now).await
 }
 
 async fn refresh(
@@ -242,6 +246,7 @@ async fn refresh(
         tokens,
         state.now(),
     )
+    .await
 }
 
 /// What the ID token tells of the session.
@@ -253,7 +258,7 @@ struct Issued<'a> {
     nonce: Option<&'a str>,
 }
 
-fn respond(
+async fn respond(
     state: &AppState,
     oauth_client: &OAuthClient,
     user: &User,
@@ -263,15 +268,18 @@ fn respond(
     now: Now,
 ) -> Result<TokenResponse> {
     let id_token = if has_scope(scope, "openid") {
-        Some(id_token(
-            state,
-            oauth_client,
-            user,
-            issued,
-            scope,
-            &tokens.access_token,
-            now,
-        )?)
+        Some(
+            id_token(
+                state,
+                oauth_client,
+                user,
+                issued,
+                scope,
+                &tokens.access_token,
+                now,
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -338,7 +346,7 @@ fn profile<'a>(user: &'a User, scope: &str) -> Profile<'a> {
     p
 }
 
-fn id_token(
+async fn id_token(
     state: &AppState,
     oauth_client: &OAuthClient,
     user: &User,
@@ -347,8 +355,7 @@ fn id_token(
     access_token: &str,
     now: Now,
 ) -> Result<String> {
-    let keys = state.keys.snapshot();
-    let key = &keys.signing;
+    let key = crate::service::keys::id_token_key(state).await?;
     let claims = IdClaims {
         iss: &state.settings.issuer_url,
         sub: &user.id,
@@ -363,7 +370,7 @@ fn id_token(
         at_hash: at_hash(key.alg, access_token),
         profile: profile(user, scope),
     };
-    Ok(mint_id_token(key, &claims)?)
+    Ok(mint_id_token(&key, &claims)?)
 }
 
 /// `userinfo` (OIDC Core §5.3): the subject and what the token's scope
