@@ -142,6 +142,7 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
         metrics: Arc::new(Metrics::default()),
         clock: clock.clone(),
         feed: feed.clone(),
+        backchannel_wake: Arc::new(tokio::sync::Notify::new()),
     };
 
     let jobs = Jobs::start(&state);

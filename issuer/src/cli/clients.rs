@@ -51,6 +51,7 @@ pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
                 first_party: args.first_party,
                 token_endpoint_auth_method: jwks.as_ref().map(|_| "private_key_jwt".into()),
                 jwks,
+                backchannel_logout_uri: args.backchannel_logout_uri.clone(),
             };
             let (client, secret) = check(&new, now_ms().div_euclid(1000)).map_err(api_error)?;
             let store = admin_store(&args.db).await?;

@@ -288,6 +288,9 @@ pub struct AddClientArgs {
     /// private_key_jwt: the client's public keys (a JWK Set file); no secret is made.
     #[arg(long, value_name = "FILE", conflicts_with = "public")]
     pub jwks_file: Option<std::path::PathBuf>,
+    /// Back-channel logout: logout tokens are posted here when its sessions end.
+    #[arg(long, value_name = "URI")]
+    pub backchannel_logout_uri: Option<String>,
 }
 
 #[derive(Debug, Args)]

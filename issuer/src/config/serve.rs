@@ -187,6 +187,8 @@ pub struct ServeArgs {
     pub github: GithubArgs,
     #[command(flatten)]
     pub mail: MailArgs,
+    #[command(flatten)]
+    pub backchannel: BackchannelArgs,
     /// Export traces over OTLP/gRPC to this collector (`http://host:4317`);
     /// off when unset. Requests continue the trace in their `traceparent`.
     #[arg(long, env = "ISSUER_OTLP_ENDPOINT")]
@@ -296,6 +298,26 @@ pub struct MailArgs {
     /// replica is sent at once.
     #[arg(long, env = "ISSUER_MAIL_POLL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub mail_poll_ms: u64,
+}
+
+/// Back-channel logout (OpenID Connect): logout tokens delivered to the
+/// clients that registered a `backchannel_logout_uri` when a session of
+/// theirs ends.
+#[derive(Debug, Clone, Args)]
+pub struct BackchannelArgs {
+    /// A failed delivery is retried after this long, doubling each time (ms).
+    #[arg(long, env = "ISSUER_BACKCHANNEL_RETRY_BASE_MS", default_value_t = 5_000, value_parser = clap::value_parser!(i64).range(10..=3_600_000))]
+    pub backchannel_retry_base_ms: i64,
+    /// Deliveries tried at most, then given up (and audited).
+    #[arg(long, env = "ISSUER_BACKCHANNEL_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(i64).range(1..=50))]
+    pub backchannel_max_attempts: i64,
+    /// How often due deliveries are checked (ms); sessions ended on this
+    /// replica are delivered at once.
+    #[arg(long, env = "ISSUER_BACKCHANNEL_POLL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub backchannel_poll_ms: u64,
+    /// How long one delivery may take (ms).
+    #[arg(long, env = "ISSUER_BACKCHANNEL_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub backchannel_timeout_ms: u64,
 }
 
 /// Sign in with GitHub (an OAuth app). Off unless a client id is given.

@@ -110,7 +110,17 @@ pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {
 
 /// A signed ID token: `typ: JWT`, the key's `kid` and `alg`.
 pub fn mint_id_token<C: Serialize>(key: &SigningKey, claims: &C) -> anyhow::Result<String> {
-    let header = json!({"alg": key.alg.as_str(), "typ": "JWT", "kid": key.kid});
+    mint_typed(key, "JWT", claims)
+}
+
+/// A signed back-channel logout token: `typ: logout+jwt` (explicit typing,
+/// so it can be taken for no other kind of token).
+pub fn mint_logout_token<C: Serialize>(key: &SigningKey, claims: &C) -> anyhow::Result<String> {
+    mint_typed(key, "logout+jwt", claims)
+}
+
+fn mint_typed<C: Serialize>(key: &SigningKey, typ: &str, claims: &C) -> anyhow::Result<String> {
+    let header = json!({"alg": key.alg.as_str(), "typ": typ, "kid": key.kid});
     let mut token = b64url_encode(&serde_json::to_vec(&header)?);
     token.push('.');
     token.push_str(&b64url_encode(&serde_json::to_vec(claims)?));

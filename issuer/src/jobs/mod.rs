@@ -2,6 +2,7 @@
 //! [`Jobs::stop`] tells every loop, which returns at its next wait (a loop
 //! mid-step finishes the step), and waits for them. No `abort()`.
 
+mod backchannel;
 mod keys;
 mod outbox;
 mod prune;
@@ -82,6 +83,7 @@ impl Jobs {
         ));
         tasks.spawn(keys::key_lifecycle(state.clone(), stop_of()));
         tasks.spawn(prune::prune(state.clone(), stop_of()));
+        tasks.spawn(backchannel::run(state.clone(), stop_of()));
         if let Some(mailer) = state.mailer.clone() {
             tasks.spawn(outbox::run_outbox(state.clone(), mailer, stop_of()));
         }

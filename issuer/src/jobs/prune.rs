@@ -32,6 +32,9 @@ pub(super) async fn prune(state: AppState, mut stop: Stop) {
         if let Err(e) = state.store.prune_codes(now - 3600).await {
             tracing::warn!(error = %e, "authorization code prune failed");
         }
+        if let Err(e) = state.store.prune_logouts(now - 86_400).await {
+            tracing::warn!(error = %e, "back-channel logout prune failed");
+        }
         if let Err(e) = state.store.prune_oauth_states(now).await {
             tracing::warn!(error = %e, "oauth state prune failed");
         }

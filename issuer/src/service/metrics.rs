@@ -51,6 +51,8 @@ pub struct Metrics {
     pub mails: Family<OutcomeLabels, Counter>,
     /// Mail waiting in the outbox (every replica's), as last counted here.
     pub mail_backlog: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Back-channel logout deliveries by outcome (delivered, retry, failed).
+    pub backchannel_logouts: Family<OutcomeLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -139,7 +141,14 @@ impl Default for Metrics {
             "Mails waiting in the outbox",
             mail_backlog.clone(),
         );
+        let backchannel_logouts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "backchannel_logouts",
+            "Back-channel logout deliveries by outcome (delivered, retry, failed)",
+            backchannel_logouts.clone(),
+        );
         Metrics {
+            backchannel_logouts,
             mails,
             mail_backlog,
             rate_limited,
@@ -159,6 +168,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn backchannel_logout(&self, outcome: &'static str) {
+        self.backchannel_logouts
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
     pub fn login(&self, outcome: &'static str) {
         self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
     }

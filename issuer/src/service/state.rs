@@ -41,6 +41,8 @@ pub struct AppState {
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
     /// `None` unless an OTLP endpoint is configured.
     pub tracing: Option<Arc<telemetry::Tracing>>,
+    /// Wakes the back-channel logout job when sessions end here.
+    pub backchannel_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -72,6 +74,26 @@ impl AppState {
         }
         self.metrics.revocations.inc_by(records.len() as u64);
         self.feed.revocations_committed().await;
+        self.queue_backchannel_logouts(&records).await;
+    }
+
+    /// Sessions of clients with a back-channel logout URI get a logout
+    /// token (`service::oauth::backchannel`). A failure to queue is logged:
+    /// the revocation itself has committed and the edge was told.
+    async fn queue_backchannel_logouts(&self, records: &[RevocationRecord]) {
+        let sessions: Vec<String> = records
+            .iter()
+            .filter(|r| r.kind == auth_types::RevocationKind::Session)
+            .map(|r| r.subject.clone())
+            .collect();
+        if sessions.is_empty() {
+            return;
+        }
+        match self.store.queue_logouts(&sessions, self.now().secs()).await {
+            Ok(0) => {}
+            Ok(_) => self.backchannel_wake.notify_one(),
+            Err(e) => tracing::error!(error = %e, "queueing back-channel logouts failed"),
+        }
     }
 
     /// After sessions were revoked in the database: tell the edge (so their

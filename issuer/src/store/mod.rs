@@ -12,6 +12,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
 mod audit;
+mod backchannel;
 mod identities;
 mod keys;
 mod login_failures;
@@ -26,6 +27,7 @@ mod users;
 
 pub use crate::domain::clock::{civil_date, rfc3339_ms};
 pub use audit::{AuditEvent, AuditFilter, AuditRecord, DailyCount, Outcome};
+pub use backchannel::LogoutDelivery;
 pub use identities::{Identity, LinkError, Unlink};
 pub use keys::StoredKey;
 pub use login_failures::{delay_ms, FREE_FAILURES, MAX_DELAY_MS};

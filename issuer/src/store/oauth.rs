@@ -24,6 +24,8 @@ pub struct OAuthClient {
     /// `private_key_jwt`: the client's public keys (a JWK Set, JSON); such
     /// a client has no secret.
     pub jwks: Option<String>,
+    /// Where logout tokens go when one of its sessions ends.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 impl OAuthClient {
@@ -77,7 +79,7 @@ pub enum Redeemed {
 }
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, previous_secret_hash, previous_expires_at, \
-     redirect_uris, post_logout_uris, scopes, first_party, created_at, jwks";
+     redirect_uris, post_logout_uris, scopes, first_party, created_at, jwks, backchannel_logout_uri";
 
 fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
     let list = |name: &str| -> sqlx::Result<Vec<String>> {
@@ -97,6 +99,7 @@ fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
         first_party: row.try_get::<i64, _>("first_party")? != 0,
         created_at: row.try_get("created_at")?,
         jwks: row.try_get("jwks")?,
+        backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
     })
 }
 
@@ -111,8 +114,8 @@ impl Store {
     pub async fn create_client(&self, c: &OAuthClient, created_by: &str) -> sqlx::Result<bool> {
         let done = sqlx::query(
             "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, post_logout_uris, \
-             scopes, first_party, created_at, created_by, jwks) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+             scopes, first_party, created_at, created_by, jwks, backchannel_logout_uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -124,6 +127,7 @@ impl Store {
         .bind(c.created_at)
         .bind(created_by)
         .bind(c.jwks.clone())
+        .bind(c.backchannel_logout_uri.clone())
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -948,6 +948,8 @@ async fn well_known_and_operational_endpoints(backend: Backend) {
         "revocation_endpoint",
         "introspection_endpoint",
         "end_session_endpoint",
+        "backchannel_logout_supported",
+        "backchannel_logout_session_supported",
         "revocation_endpoint_auth_methods_supported",
         "revocation_endpoint_auth_signing_alg_values_supported",
         "introspection_endpoint_auth_methods_supported",

@@ -2,6 +2,7 @@
 //! and on PostgreSQL (the latter provided by ./scripts/test.sh).
 
 mod audit;
+mod backchannel;
 mod cli;
 mod client_keys;
 mod feed;

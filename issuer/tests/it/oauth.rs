@@ -307,7 +307,7 @@ pub(crate) async fn code_for(t: &TestIssuer, cookies: &str, client_id: &str, p: 
     param(&location(&r), "code").expect("code")
 }
 
-async fn exchange(
+pub(crate) async fn exchange(
     t: &TestIssuer,
     client: (&str, Option<&str>),
     code: &str,

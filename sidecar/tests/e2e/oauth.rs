@@ -29,6 +29,7 @@ async fn an_apps_token_reaches_only_its_scope_and_dies_with_its_consent(front: F
             first_party: false,
             token_endpoint_auth_method: None,
             jwks: None,
+            backchannel_logout_uri: None,
         },
         state.now().secs(),
     )

@@ -60,6 +60,8 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
         "revocation_endpoint": format!("{base}/auth/oauth2/revoke"),
         "introspection_endpoint": format!("{base}/auth/oauth2/introspect"),
         "end_session_endpoint": format!("{base}/auth/ui/logout/end"),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "revocation_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],

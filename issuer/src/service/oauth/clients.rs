@@ -47,6 +47,10 @@ pub struct NewClient {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    /// OpenID Connect Back-Channel Logout: logout tokens are posted here
+    /// when a session of this client ends (https, or http on loopback).
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// A registered client as the admin API shows it (never its secret).
@@ -67,6 +71,8 @@ pub struct ClientView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
 }
 
 impl From<&OAuthClient> for ClientView {
@@ -86,6 +92,7 @@ impl From<&OAuthClient> for ClientView {
             created_at: c.created_at,
             token_endpoint_auth_method: auth_method(c),
             jwks: c.jwks.as_deref().and_then(|j| serde_json::from_str(j).ok()),
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
         }
     }
 }
@@ -156,6 +163,15 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
             )));
         }
     }
+    if let Some(uri) = &new.backchannel_logout_uri {
+        let web = uri.starts_with("https://") || uri.starts_with("http://");
+        if !(web && registrable_redirect(uri)) {
+            return Err(invalid(format!(
+                "backchannel_logout_uri {uri:?}: an absolute https URI without fragment or \
+                 userinfo (http only on 127.0.0.1 or [::1])"
+            )));
+        }
+    }
     if new.scopes.len() > MAX_SCOPES {
         return Err(invalid(format!("scopes: at most {MAX_SCOPES}")));
     }
@@ -210,6 +226,7 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
         first_party: new.first_party,
         created_at: now,
         jwks,
+        backchannel_logout_uri: new.backchannel_logout_uri.clone(),
     };
     Ok((client, secret))
 }

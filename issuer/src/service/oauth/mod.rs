@@ -7,6 +7,7 @@
 
 pub mod assertion;
 pub mod authorize;
+pub mod backchannel;
 pub mod clients;
 pub mod consent;
 pub mod introspect;
