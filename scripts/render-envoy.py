@@ -10,7 +10,11 @@ Addresses (SIDECAR, ISSUER, AI_GATEWAY, MEMORY, OTEL) are HOST:PORT or
 unix:/PATH (sidecar only). An IP literal becomes a STATIC cluster, a name a
 STRICT_DNS one. KEY_PORT=N is shorthand for KEY=127.0.0.1:N. Blocks: issuer,
 ai, memory (routes and their clusters), tracing (Envoy's OpenTelemetry
-tracer; on by default when OTEL is set).
+tracer; on by default when OTEL is set), sample_app (a second listener on
+SAMPLE_APP_PORT where Envoy's OAuth2 filter signs people in with the issuer
+as client SAMPLE_CLIENT_ID, sending them to AUTHORIZE_URL; the client
+secret and the cookie key are read from SAMPLE_SECRET_FILE and
+SAMPLE_HMAC_FILE; needs ext_authz, issuer and memory).
 --authz module decides inside Envoy with the dynamic module
 (libdevmentor_authz.so, found through ENVOY_DYNAMIC_MODULES_SEARCH_PATH)
 instead of calling the sidecar; --module-arg gives it `sidecar serve`'s
@@ -63,7 +67,15 @@ PROFILES = {
 }
 ADDRESSES = ["SIDECAR", "ISSUER", "AI_GATEWAY", "MEMORY", "OTEL"]
 NUMBERS = ["ENVOY_PORT", "ENVOY_ADMIN_PORT", "TRACE_SAMPLE_PERCENT", "XFF_TRUSTED_HOPS"]
-KEYS = set(ADDRESSES) | set(NUMBERS) | {"SERVICE_NAME"}
+# The sample app's values, each with what it may hold (they land in YAML).
+SAMPLE = {
+    "SAMPLE_APP_PORT": r"[0-9]{1,5}",
+    "SAMPLE_CLIENT_ID": r"[a-z0-9-]{3,64}",
+    "AUTHORIZE_URL": r"https?://[A-Za-z0-9.:\[\]-]+/[A-Za-z0-9/._-]*",
+    "SAMPLE_SECRET_FILE": r"/[A-Za-z0-9/._-]+",
+    "SAMPLE_HMAC_FILE": r"/[A-Za-z0-9/._-]+",
+}
+KEYS = set(ADDRESSES) | set(NUMBERS) | {"SERVICE_NAME"} | set(SAMPLE)
 BLOCK_OF = {"ISSUER": "issuer", "AI_GATEWAY": "ai", "MEMORY": "memory", "OTEL": "tracing"}
 
 
@@ -163,6 +175,12 @@ def main():
     for key in NUMBERS:
         if not values.get(key, "").isdigit():
             fail(f"{key} must be a number")
+    if "sample_app" in blocks:
+        if not {"ext_authz", "issuer", "memory"} <= blocks:
+            fail("sample_app needs the issuer and memory blocks and --authz ext_authz")
+        for key, pattern in SAMPLE.items():
+            if not re.fullmatch(pattern, values.get(key, "")):
+                fail(f"{key} is needed for sample_app (--set {key}=...), matching {pattern}")
     # Values land in YAML unquoted: nothing that could start a new node.
     if not re.fullmatch(r"[A-Za-z0-9._-]+", values.get("SERVICE_NAME", "")):
         fail("SERVICE_NAME: letters, digits, '.', '_' and '-' only")

@@ -162,3 +162,142 @@ async fn an_apps_token_reaches_only_its_scope_and_dies_with_its_consent(front: F
 }
 
 crate::both_fronts!(an_apps_token_reaches_only_its_scope_and_dies_with_its_consent);
+
+/// Envoy's own OAuth2 filter (a client we did not write) in front of a
+/// sample app, with the issuer as its authorization server: headless
+/// Chromium signs two people in on the hosted pages (one with a TOTP code
+/// from pyotp), consents, and reaches the app's scoped route with the token
+/// Envoy obtained, which the sidecar judges; a route the app was not
+/// granted is refused; disconnecting the app on the account page is
+/// refused at the edge (scripts/browser/oauth_app_test.py).
+async fn envoys_oauth2_filter_signs_people_in(postgres: bool) {
+    let Some(python) =
+        issuer::testing::required_service("DM_TEST_PYTHON", "Python with Playwright and pyotp")
+    else {
+        return;
+    };
+    let chromium = "/usr/bin/chromium";
+    if !std::path::Path::new(chromium).exists() {
+        assert_ne!(
+            std::env::var("DM_REQUIRE_SERVICES").as_deref(),
+            Ok("1"),
+            "Chromium is required at {chromium}; run ./scripts/test.sh"
+        );
+        return;
+    }
+    // The client, as an admin registers it; its secret and the filter's
+    // cookie key in files Envoy reads.
+    let (client, secret) = issuer::service::oauth::clients::check(
+        &issuer::service::oauth::clients::NewClient {
+            client_id: "sample-app".into(),
+            name: "Sample app".into(),
+            kind: "confidential".into(),
+            // Loopback, any port (RFC 8252 §7.3): Envoy's listener's.
+            redirect_uris: vec!["http://127.0.0.1/oauth2/callback".into()],
+            post_logout_redirect_uris: vec![],
+            scopes: vec!["openid".into(), "notes:read".into()],
+            first_party: false,
+            token_endpoint_auth_method: None,
+            jwks: None,
+            backchannel_logout_uri: None,
+        },
+        0,
+    )
+    .expect("client");
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let secret_file = secrets.path().join("client-secret");
+    std::fs::write(
+        &secret_file,
+        secret.expect("a confidential client's secret"),
+    )
+    .expect("write");
+    let hmac_file = secrets.path().join("hmac");
+    std::fs::write(
+        &hmac_file,
+        issuer::domain::tokens::random_b64(32).expect("random"),
+    )
+    .expect("write");
+    let Some(stack) = Stack::start_on(postgres, |_| {}, |_| {}).await else {
+        return;
+    };
+    let state = &stack.issuer().state;
+    assert!(state
+        .store
+        .create_client(&client, "test")
+        .await
+        .expect("db"));
+    // The app's Envoy: the shipped template with the sample_app block. It
+    // sends people to the hosted pages that the stack's Envoy serves at
+    // http://localhost:PORT, a port known once that one runs.
+    let pages = format!("http://localhost:{}", stack.envoy.port);
+    let args = [
+        "--with".to_string(),
+        "sample_app".into(),
+        "--set".into(),
+        "SAMPLE_APP_PORT=0".into(),
+        "--set".into(),
+        "SAMPLE_CLIENT_ID=sample-app".into(),
+        "--set".into(),
+        format!("AUTHORIZE_URL={pages}/auth/ui/authorize"),
+        "--set".into(),
+        format!("SAMPLE_SECRET_FILE={}", secret_file.display()),
+        "--set".into(),
+        format!("SAMPLE_HMAC_FILE={}", hmac_file.display()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let memory = echo_upstream("memory-service").await;
+    let app_envoy = start_envoy_with(
+        &envoy_bin().expect("envoy"),
+        stack.issuer().addr.port(),
+        stack.sidecar.as_ref().expect("sidecar").grpc.port(),
+        memory.port(),
+        memory.port(),
+        &args,
+    )
+    .await;
+    let app = format!("http://127.0.0.1:{}", app_envoy.listener("sample_app"));
+    let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/screenshots");
+    std::fs::create_dir_all(shots).expect("screenshots dir");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/browser/oauth_app_test.py"
+    );
+    let args = [
+        script.to_string(),
+        app,
+        pages,
+        PASSWORD.into(),
+        shots.into(),
+        unique_email("envoy-oauth-a"),
+        unique_email("envoy-oauth-b"),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args(&args)
+            .output()
+            .expect("run python")
+    })
+    .await
+    .expect("join");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("all steps passed"),
+        "{text}\nthe app's envoy:\n{}",
+        app_envoy.log()
+    );
+    eprintln!("{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoys_oauth2_filter_on_sqlite() {
+    envoys_oauth2_filter_signs_people_in(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoys_oauth2_filter_on_postgres() {
+    envoys_oauth2_filter_signs_people_in(true).await;
+}

@@ -354,10 +354,21 @@ pub async fn start_sidecar(settings: Settings, grpc_port: u16) -> RunningSidecar
 pub struct Envoy {
     child: Child,
     pub port: u16,
+    /// Every listener's name and port.
+    pub listeners: Vec<(String, u16)>,
     _dir: tempfile::TempDir,
 }
 
 impl Envoy {
+    /// The port of the listener called `name`.
+    pub fn listener(&self, name: &str) -> u16 {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("no listener {name}: {:?}", self.listeners))
+    }
+
     /// What Envoy logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("envoy.log")).unwrap_or_default()
@@ -379,14 +390,29 @@ impl Drop for Envoy {
 /// Envoy binds its own ports (0: any free one) and reports them, so no port
 /// is ever picked, released and hoped to be free again.
 pub async fn start_envoy(envoy: &str, issuer: u16, sidecar: u16, ai: u16, memory: u16) -> Envoy {
-    let config = render(&[
-        ("ENVOY_PORT", 0),
-        ("ENVOY_ADMIN_PORT", 0),
-        ("SIDECAR_PORT", sidecar),
-        ("ISSUER_PORT", issuer),
-        ("AI_GATEWAY_PORT", ai),
-        ("MEMORY_PORT", memory),
-    ]);
+    start_envoy_with(envoy, issuer, sidecar, ai, memory, &[]).await
+}
+
+/// [`start_envoy`] with more of the renderer's arguments (`extra`).
+pub async fn start_envoy_with(
+    envoy: &str,
+    issuer: u16,
+    sidecar: u16,
+    ai: u16,
+    memory: u16,
+    extra: &[&str],
+) -> Envoy {
+    let config = render_with(
+        &[
+            ("ENVOY_PORT", 0),
+            ("ENVOY_ADMIN_PORT", 0),
+            ("SIDECAR_PORT", sidecar),
+            ("ISSUER_PORT", issuer),
+            ("AI_GATEWAY_PORT", ai),
+            ("MEMORY_PORT", memory),
+        ],
+        extra,
+    );
     start_envoy_config(envoy, config).await
 }
 
@@ -424,6 +450,7 @@ pub async fn start_envoy_config(envoy: &str, config: String) -> Envoy {
     let mut envoy = Envoy {
         child,
         port: 0,
+        listeners: Vec::new(),
         _dir: dir,
     };
     let fail = |envoy: &Envoy, what: &str| -> ! {
@@ -460,10 +487,19 @@ pub async fn start_envoy_config(envoy: &str, config: String) -> Envoy {
         .json()
         .await
         .expect("json");
-    envoy.port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok())
-        .unwrap_or_else(|| fail(&envoy, &format!("listener port unknown: {listeners}")));
+    for status in listeners["listener_statuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let port = status["local_address"]["socket_address"]["port_value"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_else(|| fail(&envoy, &format!("listener port unknown: {listeners}")));
+        let name = status["name"].as_str().unwrap_or_default().to_string();
+        envoy.listeners.push((name, port));
+    }
+    envoy.port = envoy.listener("front");
     envoy
 }
 
