@@ -130,6 +130,12 @@ impl VerifyingKey {
                 if n.len() < 256 {
                     return Err(fail("RSA modulus shorter than 2048 bits"));
                 }
+                // ring verifies 2048 to 8192 bits; a minimal integer has no
+                // leading zero byte (RFC 7518 §6.3.1).
+                if n.len() > 1024 || n.first() == Some(&0) || e.is_empty() || e.first() == Some(&0)
+                {
+                    return Err(fail("RSA key outside 2048 to 8192 bits, or not minimal"));
+                }
                 (SigningAlg::RS256, KeyMaterial::Rsa { n, e })
             }
             _ => return Err(fail("unsupported key type")),
@@ -503,5 +509,27 @@ mod tests {
         let mut wrong = jwk;
         wrong.alg = Some("ES256".into());
         assert!(VerifyingKey::from_jwk(&wrong).is_err());
+    }
+
+    #[test]
+    fn rsa_keys_outside_what_ring_verifies_are_refused_when_loaded() {
+        let rsa = |n: Vec<u8>, e: Vec<u8>| Jwk {
+            kty: "RSA".into(),
+            kid: "r".into(),
+            alg: None,
+            use_: None,
+            crv: None,
+            x: None,
+            y: None,
+            n: Some(b64url_encode(&n)),
+            e: Some(b64url_encode(&e)),
+        };
+        let mut modulus = vec![0xc5u8; 256];
+        assert!(VerifyingKey::from_jwk(&rsa(modulus.clone(), vec![1, 0, 1])).is_ok());
+        // A registered key ring would refuse every signature of: refused here.
+        assert!(VerifyingKey::from_jwk(&rsa(vec![0xc5; 1025], vec![1, 0, 1])).is_err());
+        modulus.insert(0, 0);
+        assert!(VerifyingKey::from_jwk(&rsa(modulus, vec![1, 0, 1])).is_err());
+        assert!(VerifyingKey::from_jwk(&rsa(vec![0xc5; 256], vec![0, 1])).is_err());
     }
 }

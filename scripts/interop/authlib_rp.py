@@ -69,8 +69,10 @@ def client():
             token_endpoint_auth_method="private_key_jwt",
             revocation_endpoint_auth_method="private_key_jwt",
         )
+        # Authlib puts its first argument in `aud`: the issuer identifier,
+        # the only audience the issuer takes (no audience injection).
         rp.register_client_auth_method(
-            PrivateKeyJWT(meta["token_endpoint"], alg="RS256", headers={"kid": kid})
+            PrivateKeyJWT(meta["issuer"], alg="RS256", headers={"kid": kid})
         )
         return session(rp)
     return session(

@@ -89,7 +89,7 @@ pub async fn authenticate_client_token(
 /// Any live token of this issuer, an application's or its own (introspection).
 pub async fn verify_token(state: &AppState, token: &str, now: Now) -> Result<Authenticated> {
     let keys = state.keys.snapshot();
-    let verified = jws::verify(token, &keys.verifying)
+    let verified = jws::verify(token, &keys.verifying_access)
         .map_err(|e| Error::unauthorized("invalid_token", e.to_string()))?;
     verified
         .claims

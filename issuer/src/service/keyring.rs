@@ -22,7 +22,11 @@ pub struct KeySnapshot {
     pub jwks: JwkSet,
     /// The JWKS serialised once, served as is.
     pub jwks_json: bytes::Bytes,
+    /// Every published key (ID token hints).
     pub verifying: VerifyingKeySet,
+    /// The access lane's published keys: the issuer accepts its own
+    /// access tokens only from those.
+    pub verifying_access: VerifyingKeySet,
 }
 
 /// Published keys and the current signer, swapped atomically on reload.
@@ -145,6 +149,20 @@ fn build_snapshot(kek: &Kek, keys: &[StoredKey], version: i64) -> anyhow::Result
     if let Some(bad) = skipped.first() {
         bail!("{bad}");
     }
+    let access_kids: Vec<&str> = keys
+        .iter()
+        .filter(|k| k.key_use == KeyUse::Access && PUBLISHED.contains(&k.state.as_str()))
+        .map(|k| k.kid.as_str())
+        .collect();
+    let (verifying_access, _) = VerifyingKeySet::from_jwks(&JwkSet {
+        keys: jwks
+            .keys
+            .iter()
+            .filter(|k| access_kids.contains(&k.kid.as_str()))
+            .cloned()
+            .collect(),
+        version,
+    });
     let jwks_json = bytes::Bytes::from(serde_json::to_vec(&jwks)?);
     Ok(KeySnapshot {
         signing,
@@ -153,6 +171,7 @@ fn build_snapshot(kek: &Kek, keys: &[StoredKey], version: i64) -> anyhow::Result
         jwks,
         jwks_json,
         verifying,
+        verifying_access,
     })
 }
 

@@ -74,25 +74,17 @@ impl AppState {
         }
         self.metrics.revocations.inc_by(records.len() as u64);
         self.feed.revocations_committed().await;
-        self.queue_backchannel_logouts(&records).await;
+        self.wake_backchannel(&records);
     }
 
-    /// Sessions of clients with a back-channel logout URI get a logout
-    /// token (`service::oauth::backchannel`). A failure to queue is logged:
-    /// the revocation itself has committed and the edge was told.
-    async fn queue_backchannel_logouts(&self, records: &[RevocationRecord]) {
-        let sessions: Vec<String> = records
+    /// Sessions ended: their back-channel logouts (queued in the revoking
+    /// transaction) are delivered now rather than at the next poll.
+    fn wake_backchannel(&self, records: &[RevocationRecord]) {
+        if records
             .iter()
-            .filter(|r| r.kind == auth_types::RevocationKind::Session)
-            .map(|r| r.subject.clone())
-            .collect();
-        if sessions.is_empty() {
-            return;
-        }
-        match self.store.queue_logouts(&sessions, self.now().secs()).await {
-            Ok(0) => {}
-            Ok(_) => self.backchannel_wake.notify_one(),
-            Err(e) => tracing::error!(error = %e, "queueing back-channel logouts failed"),
+            .any(|r| r.kind == auth_types::RevocationKind::Session)
+        {
+            self.backchannel_wake.notify_one();
         }
     }
 

@@ -2,7 +2,7 @@
 //! registered a URI, claimed by pushing `next_at` ahead (so one replica
 //! delivers it at a time), retried until delivered or given up.
 
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use super::*;
 
@@ -15,37 +15,45 @@ pub struct LogoutDelivery {
     pub uri: String,
     /// Tries made before this one.
     pub attempts: i64,
+    /// Claimed until then: the outcome is recorded only while the claim
+    /// holds (another replica may have taken it over since).
+    pub claimed_until: i64,
 }
 
 /// At most this many session ids in one statement.
 const CHUNK: usize = 200;
 
-impl Store {
-    /// Queues a delivery for each of these sessions that belongs to a
-    /// client with a back-channel URI (once per session, however many
-    /// times it is revoked). Returns how many were queued.
-    pub async fn queue_logouts(&self, session_ids: &[String], now: i64) -> sqlx::Result<u64> {
-        let mut queued = 0;
-        for chunk in session_ids.chunks(CHUNK) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "INSERT INTO oauth_logout_deliveries \
-                 (session_id, client_id, user_id, uri, attempts, next_at, created_at) \
-                 SELECT s.id, s.client_id, s.user_id, c.backchannel_logout_uri, 0, $1, $1 \
-                 FROM sessions s JOIN oauth_clients c ON c.id = s.client_id \
-                 WHERE c.backchannel_logout_uri IS NOT NULL AND s.id IN ({}) \
-                 ON CONFLICT (session_id) DO NOTHING",
-                list.join(", ")
-            );
-            let mut q = sqlx::query(&sql).bind(now);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            queued += q.execute(&self.writer).await?.rows_affected();
+/// Queues a delivery for each of these sessions that belongs to a client
+/// with a back-channel URI (once per session), inside the transaction that
+/// revokes them: a revocation that commits always has its logouts, whoever
+/// made it (the API, the CLI) and even if the process stops right after,
+/// and a user's deletion later in the same transaction cannot hide them.
+pub(super) async fn queue_logouts(
+    tx: &mut Transaction<'static, Any>,
+    session_ids: &[String],
+    now: i64,
+) -> sqlx::Result<()> {
+    for chunk in session_ids.chunks(CHUNK) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "INSERT INTO oauth_logout_deliveries \
+             (session_id, client_id, user_id, uri, attempts, next_at, created_at) \
+             SELECT s.id, s.client_id, s.user_id, c.backchannel_logout_uri, 0, $1, $1 \
+             FROM sessions s JOIN oauth_clients c ON c.id = s.client_id \
+             WHERE c.backchannel_logout_uri IS NOT NULL AND s.id IN ({}) \
+             ON CONFLICT (session_id) DO NOTHING",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for id in chunk {
+            q = q.bind(id);
         }
-        Ok(queued)
+        q.execute(&mut **tx).await?;
     }
+    Ok(())
+}
 
+impl Store {
     /// Claims up to `limit` due deliveries: each one's `next_at` moves to
     /// `lease_until`, so no other replica takes it meanwhile; an outcome
     /// recorded after the attempt replaces it.
@@ -87,19 +95,21 @@ impl Store {
                     user_id: row.try_get("user_id")?,
                     uri: row.try_get("uri")?,
                     attempts: row.try_get("attempts")?,
+                    claimed_until: lease_until,
                 });
             }
         }
         Ok(claimed)
     }
 
-    pub async fn logout_delivered(&self, session_id: &str, now: i64) -> sqlx::Result<()> {
+    pub async fn logout_delivered(&self, d: &LogoutDelivery, now: i64) -> sqlx::Result<()> {
         sqlx::query(
             "UPDATE oauth_logout_deliveries SET delivered_at = $1, attempts = attempts + 1 \
-             WHERE session_id = $2",
+             WHERE session_id = $2 AND next_at = $3",
         )
         .bind(now)
-        .bind(session_id)
+        .bind(&d.session_id)
+        .bind(d.claimed_until)
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -108,23 +118,24 @@ impl Store {
     /// A failed try: again at `retry_at`, or given up when that is `None`.
     pub async fn logout_failed(
         &self,
-        session_id: &str,
+        d: &LogoutDelivery,
         now: i64,
         retry_at: Option<i64>,
     ) -> sqlx::Result<()> {
         let sql = match retry_at {
             Some(_) => {
                 "UPDATE oauth_logout_deliveries SET attempts = attempts + 1, next_at = $1 \
-                 WHERE session_id = $2"
+                 WHERE session_id = $2 AND next_at = $3"
             }
             None => {
                 "UPDATE oauth_logout_deliveries SET attempts = attempts + 1, failed_at = $1 \
-                 WHERE session_id = $2"
+                 WHERE session_id = $2 AND next_at = $3"
             }
         };
         sqlx::query(sql)
             .bind(retry_at.unwrap_or(now))
-            .bind(session_id)
+            .bind(&d.session_id)
+            .bind(d.claimed_until)
             .execute(&self.writer)
             .await?;
         Ok(())

@@ -364,6 +364,8 @@ pub(super) async fn revoke_one_session(
     if ended == 0 {
         return Ok(None);
     }
+    super::backchannel::queue_logouts(tx, &[session_id.to_string()], now_ms.div_euclid(1000))
+        .await?;
     let record = insert_revocation(
         tx,
         &NewRevocation {
@@ -454,6 +456,11 @@ pub(super) async fn revoke_sessions_where(
         q = q.bind(*a);
     }
     let rows = q.fetch_all(&mut **tx).await?;
+    let ended: Vec<String> = rows
+        .iter()
+        .map(|row| row.try_get("subject"))
+        .collect::<sqlx::Result<_>>()?;
+    super::backchannel::queue_logouts(tx, &ended, now_ms.div_euclid(1000)).await?;
     let update = format!(
         "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
          WHERE user_id = $3 AND revoked_at IS NULL{only}"

@@ -217,4 +217,30 @@ async fn logout_tokens_reach_clients_with_retries_and_failures_are_audited(backe
         .await;
     assert!(r.status().is_success());
     assert_eq!(rx.tokens("flaky").len(), 2);
+
+    // A deleted user's sessions go with the user's rows, in the same
+    // transaction; the logout is queued in it, before they go.
+    let email = unique_email("bcl-deleted");
+    let gone = t.register(&email, PASSWORD).await;
+    let gone_id = gone["id"].as_str().expect("id").to_string();
+    let cookies = page_sign_in(&t, &email).await;
+    let p = pkce();
+    let code = code_for(&t, &cookies, "flaky-rp", &p).await;
+    let r = exchange(&t, ("flaky-rp", Some(&secrets[0])), &code, &p.verifier).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = t
+        .http
+        .delete(t.url(&format!("/admin/users/{gone_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("delete");
+    assert!(r.status().is_success(), "{}", r.status());
+    eventually("the deleted user's logout", || {
+        rx.tokens("flaky").len() >= 3
+    })
+    .await;
+    let last = rx.tokens("flaky").last().cloned().expect("token");
+    let claims: Value = auth_types::jws::verify_assertion(&last, &keys).expect("signed");
+    assert_eq!(claims["sub"], gone_id.as_str());
 }

@@ -49,7 +49,7 @@ fn token_endpoint() -> String {
 /// Good claims for `client`, a fresh `jti` each time.
 fn claims(client: &str) -> Value {
     json!({
-        "iss": client, "sub": client, "aud": token_endpoint(),
+        "iss": client, "sub": client, "aud": issuer::testing::TEST_ISSUER_URL,
         "iat": now(), "exp": now() + 60,
         "jti": issuer::domain::tokens::random_b64(16).expect("jti"),
     })
@@ -182,17 +182,39 @@ async fn private_key_jwt_assertions_are_checked_and_work_once(backend: Backend) 
         }
         c
     };
+    let issuer_url = issuer::testing::TEST_ISSUER_URL;
     for (patch, why) in [
         (json!({"aud": "https://elsewhere.test"}), "another audience"),
+        // Audience injection: only the issuer identifier, alone.
+        (
+            json!({"aud": token_endpoint()}),
+            "the token endpoint as audience",
+        ),
+        (
+            json!({"aud": [issuer_url, "https://elsewhere.test"]}),
+            "a second audience",
+        ),
         (json!({"exp": now() - 120}), "expired"),
         (json!({"exp": now() + 7200}), "good for two hours"),
+        (
+            json!({"iat": now() - 7200, "exp": now() + 60}),
+            "made two hours ago",
+        ),
+        (json!({"iat": now() + 600}), "made in the future"),
         (json!({"nbf": now() + 600}), "not valid yet"),
         (json!({"iss": "attacker"}), "iss is not the client"),
         (json!({"jti": null}), "no jti"),
+        (json!({"jti": "j".repeat(300)}), "a jti of 300 bytes"),
         (json!({"exp": null}), "no exp"),
+        (json!({"iat": null}), "no iat"),
     ] {
         refused(&t, &sign(&k1, &with(patch)), why).await;
     }
+    // The client's own key, but typed as an access token: never an assertion.
+    let header = b64(br#"{"alg":"ES256","typ":"at+jwt","kid":"k1"}"#);
+    let input = format!("{header}.{}", b64(claims("svc").to_string().as_bytes()));
+    let typed = format!("{input}.{}", b64(&k1.sign(input.as_bytes()).expect("sign")));
+    refused(&t, &typed, "typ at+jwt").await;
     let (impostor, _) = client_key("k1");
     refused(
         &t,
@@ -211,12 +233,8 @@ async fn private_key_jwt_assertions_are_checked_and_work_once(backend: Backend) 
     let ours = t.login(&email, PASSWORD).await.access;
     refused(&t, &ours, "one of the issuer's own access tokens").await;
 
-    // The issuer itself is an accepted audience too.
-    let r = with_assertion(
-        &t,
-        &sign(&k1, &with(json!({"aud": issuer::testing::TEST_ISSUER_URL}))),
-    )
-    .await;
+    // The issuer alone, as a one-element array, is the same audience.
+    let r = with_assertion(&t, &sign(&k1, &with(json!({"aud": [issuer_url]})))).await;
     assert_eq!(r.status(), StatusCode::OK);
 
     // One method at a time, and the one registered.

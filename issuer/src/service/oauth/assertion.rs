@@ -33,8 +33,7 @@ struct Claims {
     exp: i64,
     #[serde(default)]
     nbf: Option<i64>,
-    #[serde(default)]
-    iat: Option<i64>,
+    iat: i64,
     jti: String,
 }
 
@@ -89,8 +88,15 @@ pub fn claimed_client(assertion: &str) -> Option<String> {
 }
 
 /// Verifies `assertion` for `client`: signed by one of its keys; `iss` and
-/// `sub` the client; `aud` this issuer or its token endpoint; not expired,
-/// not valid for more than an hour; a `jti` not used before.
+/// `sub` the client; `aud` this issuer's identifier and nothing else; made
+/// (`iat`) within the last hour and good (`exp`) for at most an hour from
+/// then; a `jti` not used before.
+///
+/// `aud` is the issuer alone, not the token endpoint's URL that RFC 7523
+/// and OIDC Core once suggested: a client that takes its token endpoint
+/// from another provider's metadata could be made to sign an assertion
+/// for ours (audience injection; the rfc7523bis draft and OIDC Core
+/// errata 2 require the issuer identifier as the only audience).
 pub async fn verify(state: &AppState, client: &OAuthClient, assertion: &str) -> Result<()> {
     let Some(jwks) = client.jwks.as_deref() else {
         return Err(invalid_client(
@@ -108,23 +114,27 @@ pub async fn verify(state: &AppState, client: &OAuthClient, assertion: &str) -> 
         ));
     }
     let issuer = &state.settings.issuer_url;
-    let token_endpoint = format!("{issuer}/auth/oauth2/token");
-    if !(claims.aud.contains(issuer) || claims.aud.contains(&token_endpoint)) {
+    let only_issuer = match &claims.aud {
+        Audience::One(a) => a == issuer,
+        Audience::Many(list) => list.len() == 1 && list[0] == *issuer,
+    };
+    if !only_issuer {
         return Err(invalid_client(
-            "client assertion: aud must be the issuer or its token endpoint",
+            "client assertion: aud must be the issuer identifier alone",
         ));
     }
     let now = state.now().secs();
     if claims.exp <= now - LEEWAY_SECS {
         return Err(invalid_client("client assertion: expired"));
     }
-    if claims.exp > now + MAX_LIFETIME_SECS + LEEWAY_SECS {
+    if claims.iat < now - MAX_LIFETIME_SECS - LEEWAY_SECS
+        || claims.exp - claims.iat > MAX_LIFETIME_SECS
+    {
         return Err(invalid_client(
-            "client assertion: exp is more than an hour ahead",
+            "client assertion: made more than an hour ago, or good for longer",
         ));
     }
-    let early = |t: Option<i64>| t.is_some_and(|t| t > now + LEEWAY_SECS);
-    if early(claims.nbf) || early(claims.iat) {
+    if claims.iat > now + LEEWAY_SECS || claims.nbf.is_some_and(|t| t > now + LEEWAY_SECS) {
         return Err(invalid_client("client assertion: not valid yet"));
     }
     if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {

@@ -16,8 +16,11 @@ use crate::service::error::Result;
 use crate::store::{AuditEvent, LogoutDelivery};
 use crate::AppState;
 
-/// Deliveries taken per pass.
-pub const BATCH: i64 = 20;
+/// Deliveries taken per pass, and tried at once: the claim covers one
+/// attempt's timeout, so a slow relying party holds up at most this pass.
+pub const BATCH: i64 = 8;
+/// The longest wait between tries.
+const MAX_WAIT_MS: i64 = 3_600_000;
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// A logout token is made for one delivery attempt.
 const TOKEN_TTL_SECS: i64 = 120;
@@ -57,8 +60,9 @@ pub async fn deliver_due(state: &AppState, http: &reqwest::Client) -> Result<usi
         return Ok(0);
     }
     let key = crate::service::keys::id_token_key(state).await?;
-    for delivery in &due {
-        deliver(state, http, &key, delivery).await?;
+    let tries = due.iter().map(|d| deliver(state, http, &key, d));
+    for outcome in futures_util::future::join_all(tries).await {
+        outcome?;
     }
     Ok(due.len())
 }
@@ -98,14 +102,14 @@ async fn deliver(
         }),
     };
     let Some(problem) = problem else {
-        state.store.logout_delivered(&d.session_id, now).await?;
+        state.store.logout_delivered(d, now).await?;
         state.metrics.backchannel_logout("delivered");
         return Ok(());
     };
     let settings = &state.settings.backchannel;
     let tried = d.attempts + 1;
     if tried >= settings.backchannel_max_attempts {
-        state.store.logout_failed(&d.session_id, now, None).await?;
+        state.store.logout_failed(d, now, None).await?;
         state.metrics.backchannel_logout("failed");
         tracing::warn!(client_id = %d.client_id, uri = %d.uri, %problem, attempts = tried,
             "back-channel logout given up");
@@ -123,15 +127,13 @@ async fn deliver(
             .await;
         return Ok(());
     }
-    // 1×, 2×, 4× … the base; seconds, rounded up.
+    // 1×, 2×, 4× … the base, at most an hour; seconds, rounded up.
     let wait_ms = settings
         .backchannel_retry_base_ms
-        .saturating_mul(1i64 << (tried - 1).min(20));
+        .saturating_mul(1i64 << (tried - 1).min(20))
+        .min(MAX_WAIT_MS);
     let retry_at = now + (wait_ms + 999) / 1000;
-    state
-        .store
-        .logout_failed(&d.session_id, now, Some(retry_at))
-        .await?;
+    state.store.logout_failed(d, now, Some(retry_at)).await?;
     state.metrics.backchannel_logout("retry");
     tracing::info!(client_id = %d.client_id, uri = %d.uri, %problem, attempts = tried,
         "back-channel logout will be retried");

@@ -374,7 +374,7 @@ pub async fn delete(
 }
 
 /// How a client authenticated at the token endpoint.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Credentials {
     /// From `Authorization: Basic` (`client_secret_basic`).
     pub basic: Option<(String, String)>,
@@ -385,6 +385,22 @@ pub struct Credentials {
     /// `client_assertion_type` and `client_assertion` (`private_key_jwt`).
     pub assertion_type: Option<String>,
     pub assertion: Option<String>,
+}
+
+/// Secrets and assertions are never shown, not even in a debug dump.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("basic", &self.basic.as_ref().map(|(id, _)| id))
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<hidden>"),
+            )
+            .field("assertion_type", &self.assertion_type)
+            .field("assertion", &self.assertion.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 /// `invalid_client` (401): the adapter adds `WWW-Authenticate: Basic`.
