@@ -106,6 +106,11 @@ if other:
                 f"password login p50 {ms(pw['p50_us'])} ms, p99 {ms(pw['p99_us'])} ms "
                 f"(callback/password p50 {r['callback_to_password_p50']:.2f}×) |"
             )
+        elif b == "oauth-token-endpoint":
+            print(
+                f"| {r['operation']} ({r['concurrency']} back-to-back, {r.get('database', 'SQLite')}) | "
+                f"{r['per_second']:.0f}/s, p50 {ms(r['p50_us'])} ms, p99 {ms(r['p99_us'])} ms |"
+            )
         elif "refreshes_per_second" in r:
             print(f"| {b} ({r['concurrency']} sessions) | {r['refreshes_per_second']:.0f} refreshes/s, p50 {ms(r['latency']['p50_us'])} ms, p99 {ms(r['latency']['p99_us'])} ms |")
         elif "revocations" in r:

@@ -8,7 +8,9 @@
 #   6. Envoy + the same decision as a dynamic module, cached / uncached
 #   and the sidecar's gRPC handler alone; then the issuer: login storm,
 #   refresh throughput (SQLite, PostgreSQL), revocation lag (one replica;
-#   two replicas with and without Redis). Ends with the micro-benchmarks.
+#   two replicas with and without Redis), the OAuth token endpoint (code
+#   exchange, refresh grant) beside password login and the issuer's own
+#   refresh. Ends with the micro-benchmarks.
 # Writes benches/results/<time>.jsonl and .md (the README's table).
 # BENCH_SECONDS (default 5) sets each load run's length.
 set -euo pipefail
@@ -218,6 +220,7 @@ log "issuer: login storm (OWASP argon2id) with refresh and JWKS beside it"
 "$bin/issuer-bench" login-storm --url "http://127.0.0.1:$ISSUER_PORT" --rate 60 --seconds $((secs * 2)) | tee -a "$results"
 "$bin/issuer-bench" refresh --url "http://127.0.0.1:$ISSUER_PORT" --label "refresh, SQLite" --seconds "$secs" | tee -a "$results"
 "$bin/issuer-bench" github-sign-in --count 200 | tee -a "$results"
+"$bin/oauth-bench" --seconds "$secs" | tee -a "$results"
 "$bin/issuer-bench" admin-change-lag --count 100 | tee -a "$results"
 "$TOOLS_PYTHON" benches/mfa_latency.py "$bin/issuer" --count 40 | tee -a "$results"
 
@@ -235,6 +238,10 @@ start_issuer issuer-pg-a "$pg_db" --redis-url "$REDIS_URL"
 a_port=$ISSUER_PORT
 "$bin/issuer-bench" refresh --url "http://127.0.0.1:$a_port" --label "refresh, PostgreSQL" --seconds "$secs" | tee -a "$results"
 "$bin/issuer-bench" user-search --postgres-url "$POSTGRES_URL" --users 1000000 | tee -a "$results"
+oauth_db="oauth_bench_$(date +%s)"
+psql "$POSTGRES_URL" -q -c "CREATE DATABASE $oauth_db"
+pg_oauth="${POSTGRES_URL%/*}/$oauth_db"
+"$bin/oauth-bench" --database-url "$pg_oauth" --seconds "$secs" | tee -a "$results"
 start_issuer issuer-pg-b "$pg_db" --redis-url "$REDIS_URL" --feed-poll-ms 60000 --feed-heartbeat-ms 20000
 start_sidecar sidecar-b "$ISSUER_PORT"
 "$bin/issuer-bench" revocation-lag --issuer-url "http://127.0.0.1:$a_port" --sidecar "127.0.0.1:$SIDECAR_PORT" --sidecar-admin "$SIDECAR_ADMIN" \

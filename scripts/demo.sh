@@ -7,6 +7,8 @@
 # DEMO_AUTHZ=module decides inside Envoy with the dynamic module
 # (libdevmentor_authz.so) instead of the sidecar: the same walk-through,
 # no sidecar process.
+# With the sidecar, a sample app (:8081) signs people in with Envoy's own
+# OAuth2 filter, the issuer as its OpenID Provider.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
@@ -19,7 +21,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for port in 8080 9901 9001 9002 3001 3002 3003 3999 2525; do
+for port in 8080 8081 9901 9001 9002 3001 3002 3003 3999 2525; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then die "port $port is in use; stop what holds it first"; fi
 done
 
@@ -80,6 +82,24 @@ log "starting echo upstreams on :3001 (AI gateway) and :3003 (memory service)"
 python3 scripts/echo_upstream.py ai-gateway 3001 & pids+=($!)
 python3 scripts/echo_upstream.py memory-service 3003 & pids+=($!)
 
+sample=()
+if [[ $module == sidecar ]]; then
+  # A client of the issuer, registered from the shell (again on each run:
+  # its secret is shown once). Envoy reads the secret and its cookie key
+  # from files, as a deployment would.
+  log "registering the sample app (OAuth client sample-app) for Envoy's OAuth2 filter on :8081"
+  db=sqlite://data/issuer.db
+  ./target/release/issuer clients delete sample-app --database-url "$db" >/dev/null 2>&1 || true
+  registered=$(./target/release/issuer clients add sample-app --name "Sample app" --database-url "$db" \
+    --redirect-uri http://127.0.0.1/oauth2/callback --scope openid --scope notes:read)
+  printf '%s' "$(sed -n 's/^client_secret: //p' <<<"$registered")" >data/sample-app-secret
+  head -c 32 /dev/urandom | base64 | tr -d '\n' >data/sample-app-hmac
+  chmod 600 data/sample-app-secret data/sample-app-hmac
+  sample=(--with sample_app --set SAMPLE_APP_PORT=8081 --set SAMPLE_CLIENT_ID=sample-app
+    --set AUTHORIZE_URL=http://localhost:8080/auth/ui/authorize
+    --set "SAMPLE_SECRET_FILE=$PWD/data/sample-app-secret" --set "SAMPLE_HMAC_FILE=$PWD/data/sample-app-hmac")
+fi
+
 if [[ $module == module ]]; then
   log "starting Envoy on :8080, deciding with the module (target/release/libdevmentor_authz.so)"
   export ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$PWD/target/release
@@ -87,8 +107,8 @@ if [[ $module == module ]]; then
   for a in "${authz_args[@]}"; do module_args+=("--module-arg=$a"); done
   python3 scripts/render-envoy.py --profile demo --authz module "${module_args[@]}" >data/envoy.yaml
 else
-  log "starting Envoy on :8080"
-  scripts/render-envoy.sh >data/envoy.yaml
+  log "starting Envoy on :8080 (and the sample app on :8081)"
+  scripts/render-envoy.sh "${sample[@]}" >data/envoy.yaml
 fi
 "$ENVOY_BIN" -c data/envoy.yaml --concurrency 1 --disable-hot-restart -l warning \
   >data/logs/envoy-access.log 2>data/logs/envoy.log &
@@ -241,10 +261,23 @@ echo
 show curl -i -X POST localhost:8080/auth/login -H 'content-type: application/json' \
   -d "{\"email\":\"$email\",\"password\":\"not the password\"}"
 
+if [[ $module == sidecar ]]; then
+  printf '\n\033[1m--- An app behind Envoy'"'"'s OAuth2 filter, the issuer as its OpenID Provider ---\033[0m\n'
+  step "curl localhost:8081/memory/notes/today (the sample app: Envoy sends you to the issuer, with PKCE)"
+  curl -s -o /dev/null -w '→ HTTP %{http_code}, Location: %{redirect_url}\n' http://127.0.0.1:8081/memory/notes/today
+  step "curl localhost:8080/.well-known/openid-configuration (what any OIDC library reads)"
+  curl -s localhost:8080/.well-known/openid-configuration | "$TOOLS_PYTHON" -c \
+    'import json,sys; d=json.load(sys.stdin); print({k: d[k] for k in ("authorization_endpoint","token_endpoint","id_token_signing_alg_values_supported","code_challenge_methods_supported")})'
+  echo "   A script stops here: open http://127.0.0.1:8081/memory/notes/today in a browser,"
+  echo "   sign in, allow Sample app, and the memory service answers with x-client-id: sample-app."
+  echo "   Disconnect it on http://localhost:8080/auth/ui/account and the next request is refused at the edge."
+fi
+
 if [[ $module == module ]]; then
   authz_line="decisions      inside Envoy (libdevmentor_authz.so; no sidecar process)"
 else
-  authz_line="sidecar admin  http://localhost:9002   (/ready, /metrics)"
+  authz_line="sidecar admin  http://localhost:9002   (/ready, /metrics)
+  Sample app     http://127.0.0.1:8081/memory/notes/today   (Envoy's OAuth2 filter; client sample-app)"
 fi
 cat <<TXT
 

@@ -9,4 +9,5 @@ args=(--profile demo
   --set "SIDECAR_PORT=${SIDECAR_PORT:-9001}" --set "ISSUER_PORT=${ISSUER_PORT:-3002}"
   --set "AI_GATEWAY_PORT=${AI_GATEWAY_PORT:-3001}" --set "MEMORY_PORT=${MEMORY_PORT:-3003}")
 if [[ -n "${OTEL_COLLECTOR:-}" ]]; then args+=(--set "OTEL=$OTEL_COLLECTOR"); fi
-exec python3 scripts/render-envoy.py "${args[@]}"
+# Further arguments go to the renderer (the demo adds --with sample_app).
+exec python3 scripts/render-envoy.py "${args[@]}" "$@"

@@ -122,15 +122,7 @@ async fn logout_tokens_reach_clients_with_retries_and_failures_are_audited(backe
                 .to_string(),
         );
     }
-    let discovery: Value = t
-        .http
-        .get(t.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let discovery = t.get_json("/.well-known/openid-configuration").await;
     assert_eq!(discovery["backchannel_logout_supported"], true);
 
     let email = unique_email("bcl");
@@ -162,16 +154,7 @@ async fn logout_tokens_reach_clients_with_retries_and_failures_are_audited(backe
         rx.tokens("flaky").len() >= 2
     })
     .await;
-    let jwks: auth_types::JwkSet = t
-        .http
-        .get(t.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
-    let (keys, _) = auth_types::jws::VerifyingKeySet::from_jwks(&jwks);
+    let keys = t.jwks().await;
     let delivered = rx.tokens("flaky").last().cloned().expect("a token");
     let header = header_of(&delivered);
     assert_eq!(header["typ"], "logout+jwt");

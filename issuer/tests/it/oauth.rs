@@ -1175,29 +1175,13 @@ async fn id_tokens_are_rs256_from_a_key_lane_of_their_own(backend: Backend) {
         (&lane[0]["kid"], &lane[0]["alg"], &lane[0]["state"]),
         (&json!(kid), &json!("RS256"), &json!("current"))
     );
-    let jwks: Value = t
-        .http
-        .get(t.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
+    let jwks = t.get_json("/.well-known/jwks.json").await;
     assert!(jwks["keys"]
         .as_array()
         .expect("keys")
         .iter()
         .any(|k| k["kid"] == kid.as_str() && k["kty"] == "RSA"));
-    let discovery: Value = t
-        .http
-        .get(t.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let discovery = t.get_json("/.well-known/openid-configuration").await;
     assert_eq!(
         discovery["id_token_signing_alg_values_supported"],
         json!(["RS256"])

@@ -113,16 +113,21 @@ impl TestIssuer {
     }
 
     pub async fn jwks(&self) -> VerifyingKeySet {
-        let set: JwkSet = self
-            .http
-            .get(self.url("/.well-known/jwks.json"))
+        let set: JwkSet = serde_json::from_value(self.get_json("/.well-known/jwks.json").await)
+            .expect("a JWK Set");
+        VerifyingKeySet::from_jwks(&set).0
+    }
+
+    /// A public GET answered with JSON (discovery, the JWKS).
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
             .send()
             .await
-            .expect("jwks")
+            .expect(path)
             .json()
             .await
-            .expect("jwks json");
-        VerifyingKeySet::from_jwks(&set).0
+            .expect("json")
     }
 
     pub async fn verify(&self, token: &str) -> AccessClaims {
