@@ -248,8 +248,24 @@ pub fn decide_routed(
         TokenInput::Invalid(reason) => return deny(reason),
         TokenInput::Verified(claims) => claims,
     };
-    if let Err(e) = claims.validate(expect, now) {
+    if let Err(e) = claims.validate_except_audience(expect, now) {
         return deny(DenyReason::from_claims(e));
+    }
+    // RFC 8707: a token for the mesh (the configured audience) serves the
+    // rules that name no audiences; a rule naming audiences takes only a
+    // token minted for one of them, so a token for a resource serves only
+    // the rules written for that resource.
+    let audience_ok = if matched.rule.audiences.is_empty() {
+        claims.aud.contains(&expect.audience)
+    } else {
+        matched
+            .rule
+            .audiences
+            .iter()
+            .any(|a| claims.aud.contains(a))
+    };
+    if !audience_ok {
+        return deny(DenyReason::WrongAudience);
     }
     if revocations.is_revoked(&claims) {
         return deny(DenyReason::Revoked);
@@ -708,6 +724,64 @@ rules:
         );
         assert!(Policy::parse(
             "rules:\n  - {prefix: /, allow: authenticated, scopes: ['a b']}\n",
+            "t"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_token_for_a_resource_serves_only_the_rules_naming_it() {
+        let p = Policy::parse(
+            "rules:\n  - {prefix: /vault/, allow: authenticated, scopes: [notes:read], audiences: [https://vault.example]}\n  - {prefix: /notes/, allow: authenticated, scopes: [notes:read]}\n",
+            "t",
+        )
+        .expect("policy");
+        let run = |path: &str, c: AccessClaims| {
+            denied(&decide(
+                &p,
+                RequestAttrs {
+                    method: "GET",
+                    host: "h",
+                    path,
+                },
+                || verified(c),
+                &RevocationSet::default(),
+                &PermissionMap::default(),
+                &expect(),
+                NOW,
+            ))
+        };
+        let app = |aud: &str| {
+            let mut c = claims();
+            c.client_id = "notes-web".into();
+            c.scope = Some("notes:read".into());
+            c.aud = Audience::One(aud.into());
+            c
+        };
+        assert_eq!(run("/vault/1", app("https://vault.example")), None);
+        // Minted for the vault: not a token for the rest of the mesh.
+        assert_eq!(
+            run("/notes/1", app("https://vault.example")),
+            Some(DenyReason::WrongAudience)
+        );
+        // A token for the mesh does not reach the vault's rule.
+        assert_eq!(run("/notes/1", app("mesh")), None);
+        assert_eq!(
+            run("/vault/1", app("mesh")),
+            Some(DenyReason::WrongAudience)
+        );
+        assert_eq!(run("/vault/1", claims()), Some(DenyReason::WrongAudience));
+        assert_eq!(
+            run("/vault/1", app("https://other.example")),
+            Some(DenyReason::WrongAudience)
+        );
+        assert!(Policy::parse(
+            "rules:\n  - {prefix: /, allow: public, audiences: [https://a.example]}\n",
+            "t"
+        )
+        .is_err());
+        assert!(Policy::parse(
+            "rules:\n  - {prefix: /, allow: authenticated, audiences: [vault]}\n",
             "t"
         )
         .is_err());

@@ -36,6 +36,7 @@
 //!     allow: authenticated
 //!     scopes: [notes:read]    # an application's token must carry all of these
 //!     clients: [notes-web]    # only tokens of these OAuth clients (client_id)
+//!     audiences: [https://notes.example]  # only tokens asked for this resource (RFC 8707)
 //! ```
 
 use std::collections::HashMap;
@@ -106,6 +107,10 @@ pub struct Rule {
     pub scopes: Vec<String>,
     /// If not empty, the token's `client_id` must be one of these.
     pub clients: Vec<String>,
+    /// If not empty, the token's `aud` must be one of these resources (RFC
+    /// 8707) instead of the mesh's audience: tokens an application asked
+    /// for this resource, and no others.
+    pub audiences: Vec<String>,
 }
 
 /// `limit` requests per `period_secs`, per user (GCRA: a burst of `limit`,
@@ -215,6 +220,8 @@ struct RawRule {
     scopes: Vec<String>,
     #[serde(default)]
     clients: Vec<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
 }
 
 const METHODS: [&str; 9] = [
@@ -467,8 +474,15 @@ fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
             "quota, email_verified, mfa and max_auth_age need a token (not allow: public)".into(),
         );
     }
-    if requirement == Requirement::Public && !(r.scopes.is_empty() && r.clients.is_empty()) {
-        return Err("scopes and clients need a token (not allow: public)".into());
+    if requirement == Requirement::Public
+        && !(r.scopes.is_empty() && r.clients.is_empty() && r.audiences.is_empty())
+    {
+        return Err("scopes, clients and audiences need a token (not allow: public)".into());
+    }
+    for a in &r.audiences {
+        if !a.contains(':') || a.contains(char::is_whitespace) {
+            return Err(format!("audiences: {a:?} is not an absolute URI"));
+        }
     }
     for s in &r.scopes {
         if s.is_empty() || s.contains(char::is_whitespace) {
@@ -486,6 +500,7 @@ fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
     Ok(Rule {
         scopes: r.scopes,
         clients: r.clients,
+        audiences: r.audiences,
         mfa: r.mfa,
         max_auth_age: r.max_auth_age,
         email_verified: r.email_verified,

@@ -189,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
             token_endpoint_auth_method: None,
             jwks: None,
             backchannel_logout_uri: None,
+            audiences: vec![],
         },
         0,
     )

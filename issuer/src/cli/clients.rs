@@ -52,6 +52,7 @@ pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
                 token_endpoint_auth_method: jwks.as_ref().map(|_| "private_key_jwt".into()),
                 jwks,
                 backchannel_logout_uri: args.backchannel_logout_uri.clone(),
+                audiences: args.audience.clone(),
             };
             let (client, secret) = check(&new, now_ms().div_euclid(1000)).map_err(api_error)?;
             let store = admin_store(&args.db).await?;

@@ -291,6 +291,9 @@ pub struct AddClientArgs {
     /// Back-channel logout: logout tokens are posted here when its sessions end.
     #[arg(long, value_name = "URI")]
     pub backchannel_logout_uri: Option<String>,
+    /// A resource (RFC 8707) it may ask tokens for (repeat for more).
+    #[arg(long = "audience", value_name = "URI")]
+    pub audience: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -97,6 +97,14 @@ pub fn registrable_redirect(uri: &str) -> bool {
     }
 }
 
+/// A resource indicator (RFC 8707 §2): an absolute URI without fragment
+/// or query, at most 256 bytes.
+pub fn valid_resource(uri: &str) -> bool {
+    uri.len() <= 256
+        && oauth2::url::Url::parse(uri)
+            .is_ok_and(|u| u.fragment().is_none() && u.query().is_none() && !u.cannot_be_a_base())
+}
+
 /// `at_hash` (OIDC Core §3.1.3.6): the left half of the hash the ID
 /// token's `alg` uses, over the access token. Ed25519 hashes with SHA-512.
 pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {

@@ -60,6 +60,8 @@ pub struct ClientGrant<'a> {
     pub scope: &'a str,
     pub amr: &'a str,
     pub auth_time: i64,
+    /// The resource (RFC 8707) the access tokens are for.
+    pub resource: Option<&'a str>,
 }
 
 /// A session (and tokens) for an OAuth client, through the same gate as a
@@ -298,6 +300,7 @@ async fn grant(
                         client_id: g.client_id,
                         scope: g.scope,
                         auth_time: g.auth_time,
+                        resource: g.resource,
                     }),
                 })
                 .await?;
@@ -312,6 +315,7 @@ async fn grant(
                             "amr": g.amr,
                             "client_id": g.client_id,
                             "scope": g.scope,
+                            "resource": g.resource,
                             "grant_type": "authorization_code",
                         })),
                 )
@@ -319,6 +323,7 @@ async fn grant(
             let bound = Bound {
                 client_id: Some(g.client_id),
                 scope: Some(g.scope),
+                resource: g.resource,
             };
             tokens(
                 state,
@@ -542,18 +547,22 @@ async fn tokens(
 struct Bound<'a> {
     client_id: Option<&'a str>,
     scope: Option<&'a str>,
+    /// The token's `aud` when it is for a resource (RFC 8707).
+    resource: Option<&'a str>,
 }
 
 impl<'a> Bound<'a> {
     const NONE: Bound<'static> = Bound {
         client_id: None,
         scope: None,
+        resource: None,
     };
 
     fn of(session: &'a Session) -> Self {
         Bound {
             client_id: session.client_id.as_deref(),
             scope: session.scope.as_deref(),
+            resource: session.resource.as_deref(),
         }
     }
 }
@@ -583,7 +592,7 @@ async fn access_token(
     let claims = AccessClaims {
         iss: settings.issuer_url.clone(),
         sub: user.id.clone(),
-        aud: Audience::One(settings.audience.clone()),
+        aud: Audience::One(bound.resource.unwrap_or(&settings.audience).to_string()),
         exp: now.secs() + settings.keys.access_token_ttl,
         iat: now.secs(),
         nbf: Some(now.secs()),

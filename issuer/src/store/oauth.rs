@@ -26,6 +26,8 @@ pub struct OAuthClient {
     pub jwks: Option<String>,
     /// Where logout tokens go when one of its sessions ends.
     pub backchannel_logout_uri: Option<String>,
+    /// Resources (RFC 8707) it may ask tokens for.
+    pub audiences: Vec<String>,
 }
 
 impl OAuthClient {
@@ -48,6 +50,8 @@ pub struct NewCode<'a> {
     pub auth_time: i64,
     pub now: i64,
     pub expires_at: i64,
+    /// The resource (RFC 8707) asked for, if any.
+    pub resource: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +64,7 @@ pub struct Code {
     pub nonce: Option<String>,
     pub amr: String,
     pub auth_time: i64,
+    pub resource: Option<String>,
 }
 
 /// What presenting a code found.
@@ -79,7 +84,7 @@ pub enum Redeemed {
 }
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, previous_secret_hash, previous_expires_at, \
-     redirect_uris, post_logout_uris, scopes, first_party, created_at, jwks, backchannel_logout_uri";
+     redirect_uris, post_logout_uris, scopes, first_party, created_at, jwks, backchannel_logout_uri, audiences";
 
 fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
     let list = |name: &str| -> sqlx::Result<Vec<String>> {
@@ -100,6 +105,7 @@ fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
         created_at: row.try_get("created_at")?,
         jwks: row.try_get("jwks")?,
         backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
+        audiences: list("audiences")?,
     })
 }
 
@@ -114,8 +120,8 @@ impl Store {
     pub async fn create_client(&self, c: &OAuthClient, created_by: &str) -> sqlx::Result<bool> {
         let done = sqlx::query(
             "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, post_logout_uris, \
-             scopes, first_party, created_at, created_by, jwks, backchannel_logout_uri) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+             scopes, first_party, created_at, created_by, jwks, backchannel_logout_uri, audiences) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -128,6 +134,7 @@ impl Store {
         .bind(created_by)
         .bind(c.jwks.clone())
         .bind(c.backchannel_logout_uri.clone())
+        .bind(json_list(&c.audiences))
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -230,8 +237,8 @@ impl Store {
     pub async fn insert_code(&self, c: &NewCode<'_>) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO oauth_codes (code_hash, client_id, user_id, redirect_uri, \
-             code_challenge, scope, nonce, amr, auth_time, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             code_challenge, scope, nonce, amr, auth_time, created_at, expires_at, resource) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(c.code_hash)
         .bind(c.client_id)
@@ -244,6 +251,7 @@ impl Store {
         .bind(c.auth_time)
         .bind(c.now)
         .bind(c.expires_at)
+        .bind(c.resource.map(str::to_string))
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -264,7 +272,8 @@ impl Store {
         let won = sqlx::query(
             "UPDATE oauth_codes SET used_at = $1, session_id = $2 \
              WHERE code_hash = $3 AND used_at IS NULL AND expires_at > $1 \
-             RETURNING client_id, user_id, redirect_uri, code_challenge, scope, nonce, amr, auth_time",
+             RETURNING client_id, user_id, redirect_uri, code_challenge, scope, nonce, amr, auth_time, \
+             resource",
         )
         .bind(now)
         .bind(session_id)
@@ -281,6 +290,7 @@ impl Store {
                 nonce: row.try_get("nonce")?,
                 amr: row.try_get("amr")?,
                 auth_time: row.try_get("auth_time")?,
+                resource: row.try_get("resource")?,
             }));
         }
         let mut tx = self.begin_revoking().await?;

@@ -27,6 +27,9 @@ pub struct Session {
     pub client_id: Option<String>,
     /// The scope granted to that client.
     pub scope: Option<String>,
+    /// The resource (RFC 8707) its access tokens are for; `None`: the
+    /// issuer's audience.
+    pub resource: Option<String>,
 }
 
 impl Session {
@@ -57,6 +60,8 @@ pub struct OAuthBinding<'a> {
     pub client_id: &'a str,
     pub scope: &'a str,
     pub auth_time: i64,
+    /// The resource (RFC 8707) its access tokens are for.
+    pub resource: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +98,7 @@ pub struct Rotation<'a> {
 pub(super) const SESSION_COLUMNS: &str =
     "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, \
      s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent, s.amr, \
-     COALESCE(s.auth_time, s.created_at) AS auth_time, s.client_id, s.scope";
+     COALESCE(s.auth_time, s.created_at) AS auth_time, s.client_id, s.scope, s.resource";
 
 impl Store {
     // ---- sessions and refresh tokens ----
@@ -102,8 +107,9 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, \
-             absolute_expires_at, ip, user_agent, amr, opened_by, client_id, scope, auth_time) \
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             absolute_expires_at, ip, user_agent, amr, opened_by, client_id, scope, auth_time, \
+             resource) \
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(s.id)
         .bind(s.user_id)
@@ -117,6 +123,7 @@ impl Store {
         .bind(s.oauth.map(|o| o.client_id.to_string()))
         .bind(s.oauth.map(|o| o.scope.to_string()))
         .bind(s.oauth.map(|o| o.auth_time))
+        .bind(s.oauth.and_then(|o| o.resource.map(str::to_string)))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -505,5 +512,6 @@ pub(super) fn session_from_row(row: &AnyRow) -> sqlx::Result<Session> {
         auth_time: row.try_get("auth_time")?,
         client_id: row.try_get("client_id")?,
         scope: row.try_get("scope")?,
+        resource: row.try_get("resource")?,
     })
 }

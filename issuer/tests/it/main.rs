@@ -18,6 +18,7 @@ mod oauth;
 mod openapi;
 mod passkeys;
 mod ratelimit;
+mod resources;
 mod review;
 mod store;
 mod support;

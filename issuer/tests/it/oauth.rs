@@ -94,7 +94,7 @@ pub(crate) async fn page_sign_in(t: &TestIssuer, email: &str) -> String {
 }
 
 /// The authorization endpoint, as the signed-in browser visits it.
-async fn authorize(t: &TestIssuer, cookies: &str, url: &str) -> reqwest::Response {
+pub(crate) async fn authorize(t: &TestIssuer, cookies: &str, url: &str) -> reqwest::Response {
     let real = url.replace(issuer::testing::TEST_ISSUER_URL, &t.url(""));
     no_redirects()
         .get(real)
@@ -105,12 +105,12 @@ async fn authorize(t: &TestIssuer, cookies: &str, url: &str) -> reqwest::Respons
         .expect("authorize")
 }
 
-fn location(r: &reqwest::Response) -> oauth2::url::Url {
+pub(crate) fn location(r: &reqwest::Response) -> oauth2::url::Url {
     let l = r.headers()["location"].to_str().expect("location");
     oauth2::url::Url::parse(l).unwrap_or_else(|e| panic!("{l}: {e}"))
 }
 
-fn param(url: &oauth2::url::Url, name: &str) -> Option<String> {
+pub(crate) fn param(url: &oauth2::url::Url, name: &str) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
@@ -278,7 +278,7 @@ pub(crate) fn pkce() -> Pkce {
     }
 }
 
-fn authorize_url(
+pub(crate) fn authorize_url(
     t: &TestIssuer,
     client_id: &str,
     redirect: &str,

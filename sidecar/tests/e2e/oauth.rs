@@ -30,6 +30,7 @@ async fn an_apps_token_reaches_only_its_scope_and_dies_with_its_consent(front: F
             token_endpoint_auth_method: None,
             jwks: None,
             backchannel_logout_uri: None,
+            audiences: vec![],
         },
         state.now().secs(),
     )
@@ -200,6 +201,7 @@ async fn envoys_oauth2_filter_signs_people_in(postgres: bool) {
             token_endpoint_auth_method: None,
             jwks: None,
             backchannel_logout_uri: None,
+            audiences: vec![],
         },
         0,
     )

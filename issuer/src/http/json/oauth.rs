@@ -32,6 +32,8 @@ pub struct TokenForm {
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
     pub scope: Option<String>,
+    /// RFC 8707: the resource the access token is for (one).
+    pub resource: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
@@ -169,6 +171,7 @@ pub async fn token(
             "code_verifier",
             "refresh_token",
             "scope",
+            "resource",
             CLIENT_FIELDS[0],
             CLIENT_FIELDS[1],
             CLIENT_FIELDS[2],
@@ -183,6 +186,7 @@ pub async fn token(
             code_verifier: f.remove("code_verifier"),
             refresh_token: f.remove("refresh_token"),
             scope: f.remove("scope"),
+            resource: f.remove("resource"),
         };
         token::token(&state, &client, creds, req).await
     }

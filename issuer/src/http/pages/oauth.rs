@@ -26,6 +26,9 @@ fn parse(raw: &str) -> Result<AuthorizeRequest, ApiError> {
             "response_mode" => &mut req.response_mode,
             "request" => &mut req.request,
             "request_uri" => &mut req.request_uri,
+            // One resource per request (RFC 8707 allows several; a token
+            // here is for one audience).
+            "resource" => &mut req.resource,
             "auth_after" => &mut req.auth_after,
             // Unknown parameters are ignored (RFC 6749 §3.1); `decision`
             // is the consent form's own.

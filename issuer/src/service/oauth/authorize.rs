@@ -5,7 +5,7 @@
 use oauth2::url::Url;
 use serde::Deserialize;
 
-use crate::domain::oauth::{redirect_matches, valid_challenge};
+use crate::domain::oauth::{redirect_matches, valid_challenge, valid_resource};
 use crate::domain::tokens::{random_b64, refresh_token_hash};
 use crate::service::context::{Authenticated, Client};
 use crate::service::error::{Error, Result};
@@ -31,6 +31,8 @@ pub struct AuthorizeRequest {
     pub response_mode: Option<String>,
     pub request: Option<String>,
     pub request_uri: Option<String>,
+    /// RFC 8707: the one resource the access tokens are to be for.
+    pub resource: Option<String>,
     /// Set by the issuer on its way to the sign-in page, sealed (bound to
     /// the client and the PKCE challenge, good for [`MARKER_TTL_SECS`]):
     /// when the browser comes back, its sign-in must be newer than this.
@@ -47,6 +49,8 @@ pub struct Valid {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: String,
+    /// The resource (RFC 8707) asked for: one the client may ask for.
+    pub resource: Option<String>,
     pub prompt: Prompt,
     pub max_age: Option<i64>,
     /// When the issuer sent the browser to sign in for this request (from
@@ -206,6 +210,14 @@ pub async fn validate(
             .ok_or_else(|| back("invalid_request", &format!("{name}: a number of seconds"))),
     };
     let max_age = number(&req.max_age, "max_age")?;
+    if let Some(r) = req.resource.as_deref() {
+        if !(valid_resource(r) && client.audiences.iter().any(|a| a == r)) {
+            return Err(back(
+                "invalid_target",
+                "resource: not a resource this client may ask for",
+            ));
+        }
+    }
     let auth_after = match req.auth_after.as_deref() {
         None => None,
         Some(marker) => Some(
@@ -232,6 +244,7 @@ pub async fn validate(
         state: req.state.clone(),
         nonce: req.nonce.clone(),
         code_challenge,
+        resource: req.resource.clone(),
         prompt,
         max_age,
         auth_after,
@@ -434,6 +447,7 @@ async fn issue_code(
             auth_time: auth.session.auth_time,
             now: now.secs(),
             expires_at: now.secs() + CODE_TTL_SECS,
+            resource: valid.resource.as_deref(),
         })
         .await?;
     state
@@ -480,6 +494,7 @@ impl AuthorizeRequest {
             ("response_mode", &self.response_mode),
             ("request", &self.request),
             ("request_uri", &self.request_uri),
+            ("resource", &self.resource),
             ("auth_after", &self.auth_after),
         ]
         .into_iter()

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::assertion;
-use crate::domain::oauth::{registrable_redirect, valid_scope_name, KNOWN_SCOPES};
+use crate::domain::oauth::{registrable_redirect, valid_resource, valid_scope_name, KNOWN_SCOPES};
 use crate::domain::tokens::{random_b64, refresh_token_hash};
 use crate::service::admin::Admin;
 use crate::service::context::Client;
@@ -51,6 +51,11 @@ pub struct NewClient {
     /// when a session of this client ends (https, or http on loopback).
     #[serde(default)]
     pub backchannel_logout_uri: Option<String>,
+    /// Resources (RFC 8707) it may ask tokens for with `resource`: absolute
+    /// URIs, at most 8. A token for one carries it as its `aud` and is
+    /// taken only by edge rules naming that audience.
+    #[serde(default)]
+    pub audiences: Vec<String>,
 }
 
 /// A registered client as the admin API shows it (never its secret).
@@ -73,6 +78,7 @@ pub struct ClientView {
     pub jwks: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backchannel_logout_uri: Option<String>,
+    pub audiences: Vec<String>,
 }
 
 impl From<&OAuthClient> for ClientView {
@@ -93,6 +99,7 @@ impl From<&OAuthClient> for ClientView {
             token_endpoint_auth_method: auth_method(c),
             jwks: c.jwks.as_deref().and_then(|j| serde_json::from_str(j).ok()),
             backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+            audiences: c.audiences.clone(),
         }
     }
 }
@@ -172,6 +179,20 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
             )));
         }
     }
+    if new.audiences.len() > 8 {
+        return Err(invalid("audiences: at most 8"));
+    }
+    let mut audiences: Vec<String> = Vec::new();
+    for a in &new.audiences {
+        if !valid_resource(a) {
+            return Err(invalid(format!(
+                "audiences: {a:?} is not an absolute URI without fragment or query"
+            )));
+        }
+        if !audiences.contains(a) {
+            audiences.push(a.clone());
+        }
+    }
     if new.scopes.len() > MAX_SCOPES {
         return Err(invalid(format!("scopes: at most {MAX_SCOPES}")));
     }
@@ -227,6 +248,7 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
         created_at: now,
         jwks,
         backchannel_logout_uri: new.backchannel_logout_uri.clone(),
+        audiences,
     };
     Ok((client, secret))
 }

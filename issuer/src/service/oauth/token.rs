@@ -22,6 +22,8 @@ pub struct TokenRequest {
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
     pub scope: Option<String>,
+    /// RFC 8707.
+    pub resource: Option<String>,
 }
 
 /// RFC 6749 §5.1, with OIDC's `id_token`.
@@ -40,6 +42,10 @@ pub struct TokenResponse {
 
 fn invalid_grant(message: &str) -> Error {
     Error::bad_request("invalid_grant", message)
+}
+
+fn invalid_target(message: &str) -> Error {
+    Error::bad_request("invalid_target", message)
 }
 
 /// Answers a token request.
@@ -133,6 +139,19 @@ async fn exchange_code(
             "code_verifier does not match the code_challenge",
         ));
     }
+    let resource = match (req.resource.as_deref(), found.resource.as_deref()) {
+        (Some(asked), Some(granted)) if asked != granted => {
+            return Err(invalid_target(
+                "resource differs from the authorization request's",
+            ))
+        }
+        (Some(asked), None) if !oauth_client.audiences.iter().any(|a| a == asked) => {
+            return Err(invalid_target(
+                "resource: not a resource this client may ask for",
+            ))
+        }
+        (asked, granted) => granted.or(asked),
+    };
     let user = state
         .store
         .user_by_id(&found.user_id)
@@ -148,6 +167,7 @@ async fn exchange_code(
             scope: &found.scope,
             amr: &found.amr,
             auth_time: found.auth_time,
+            resource,
         },
         now,
     )
@@ -198,6 +218,15 @@ async fn refresh(
         .find_refresh(&refresh_token_hash(presented))
         .await?
         .map(|f| f.session);
+    // RFC 8707: a refresh may name the session's resource, no other
+    // (checked before the token rotates).
+    if let (Some(asked), Some(s)) = (req.resource.as_deref(), &session) {
+        if s.resource.as_deref() != Some(asked) {
+            return Err(invalid_target(
+                "resource differs from the one this grant is for",
+            ));
+        }
+    }
     let tokens = crate::service::sessions::refresh(
         state,
         client,
