@@ -9,6 +9,7 @@ GitHub has users octo-link and octo-new (GITHUB_EMAIL, no account yet). Prints o
 measurements (page weight, first contentful paint) at the end; exits
 non-zero with the failing step on any failure.
 """
+import base64
 import json
 import sys
 import time
@@ -30,6 +31,24 @@ CHROMIUM_ARGS = [
 OPEN_PAGES = []
 # An application's page on the public origin, as a sign-in's return_to.
 APP_RETURN = urllib.parse.quote(PUBLIC + "/ai/welcome", safe="")
+
+
+def token_endpoint(client_id, secret):
+    """A made-up code at the token endpoint with the client's secret: what
+    the issuer answers tells whether the secret authenticated."""
+    data = urllib.parse.urlencode({
+        "grant_type": "authorization_code", "code": "made-up",
+        "redirect_uri": "http://127.0.0.1/cb", "code_verifier": "v" * 43,
+    }).encode()
+    req = urllib.request.Request(BASE + "/auth/oauth2/token", data=data, method="POST")
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    req.add_header("authorization", f"Basic {basic}")
+    req.add_header("content-type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read()).get("error")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()).get("error")
 
 
 def api(method, path, body=None, token=None):
@@ -369,6 +388,40 @@ def main():
             page_c.get_by_role("button", name="Delete this team").click()
             expect(page_c).to_have_url(BASE + "/auth/ui/admin/teams")
             expect(page_c.locator("#teams")).not_to_contain_text(team)
+
+            # Applications: register a confidential client, its secret shown
+            # once works at the token endpoint; a new secret that stops the old
+            # one at once; delete it.
+            app_id = f"app-{uuid.uuid4().hex[:8]}"
+            page_c.get_by_role("link", name="Users").click()
+            page_c.get_by_role("link", name="Applications").click()
+            expect(page_c).to_have_url(BASE + "/auth/ui/admin/clients")
+            page_c.get_by_label("Client id (a-z, 0-9, -; 3 to 64)").fill(app_id)
+            page_c.get_by_label("Name users see").fill("Pages app")
+            page_c.get_by_label("Redirect URIs, one per line (exact; http only on loopback)").fill(
+                "http://127.0.0.1/cb\nhttps://app.example/cb")
+            page_c.locator("summary").click()
+            page_c.get_by_label("Access-token lifetime in seconds (empty: the issuer's)").fill("300")
+            page_c.get_by_role("button", name="Register").click()
+            expect(page_c.get_by_role("heading", name="Application registered")).to_be_visible()
+            first_secret = page_c.locator("#client-secret").inner_text().strip()
+            assert token_endpoint(app_id, first_secret) == (400, "invalid_grant"), \
+                "the shown secret authenticates (the made-up code is what is refused)"
+            page_c.get_by_role("link", name="Back to the applications").click()
+            row = page_c.locator(f'tr[data-client="{app_id}"]')
+            expect(row).to_contain_text("access 300 s")
+            expect(row).to_contain_text("authorization_code, refresh_token")
+            page_c.screenshot(path=f"{SHOTS}/admin-clients.png", full_page=True)
+            row.get_by_role("button", name=f"New secret for {app_id}, the old one stops now").click()
+            second_secret = page_c.locator("#client-secret").inner_text().strip()
+            assert second_secret != first_secret
+            assert token_endpoint(app_id, first_secret) == (401, "invalid_client")
+            assert token_endpoint(app_id, second_secret) == (400, "invalid_grant")
+            page_c.get_by_role("link", name="Back to the applications").click()
+            page_c.get_by_role("button", name=f"Delete {app_id}").click()
+            expect(page_c).to_have_url(BASE + "/auth/ui/admin/clients")
+            expect(page_c.locator("#clients")).not_to_contain_text(app_id)
+            assert token_endpoint(app_id, second_secret) == (401, "invalid_client")
 
             # A form posted from another site is refused (login CSRF): from a
             # blank page, and from a real other origin (127.0.0.1 is another

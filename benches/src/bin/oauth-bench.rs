@@ -186,10 +186,7 @@ async fn main() -> anyhow::Result<()> {
             post_logout_redirect_uris: vec![],
             scopes: vec!["openid".into()],
             first_party: true,
-            token_endpoint_auth_method: None,
-            jwks: None,
-            backchannel_logout_uri: None,
-            audiences: vec![],
+            ..Default::default()
         },
         0,
     )

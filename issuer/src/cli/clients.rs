@@ -9,14 +9,21 @@ use crate::service::oauth::clients::{check, ClientView, NewClient, SECRET_OVERLA
 
 fn print(c: &ClientView) {
     println!(
-        "{}  {}  {}{}  redirect_uris=[{}]  scopes=[{}]  auth={}",
+        "{}  {}  {}{}  redirect_uris=[{}]  scopes=[{}]  auth={}  grants=[{}]{}{}",
         c.client_id,
         c.kind,
         c.name,
         if c.first_party { "  first-party" } else { "" },
         c.redirect_uris.join(","),
         c.scopes.join(","),
-        c.token_endpoint_auth_method
+        c.token_endpoint_auth_method,
+        c.grant_types.join(","),
+        c.access_token_ttl
+            .map(|t| format!("  access_token_ttl={t}"))
+            .unwrap_or_default(),
+        c.refresh_token_ttl
+            .map(|t| format!("  refresh_token_ttl={t}"))
+            .unwrap_or_default(),
     );
 }
 
@@ -53,6 +60,9 @@ pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
                 jwks,
                 backchannel_logout_uri: args.backchannel_logout_uri.clone(),
                 audiences: args.audience.clone(),
+                grant_types: (!args.grant_type.is_empty()).then(|| args.grant_type.clone()),
+                access_token_ttl: args.access_token_ttl,
+                refresh_token_ttl: args.refresh_token_ttl,
             };
             let (client, secret) = check(&new, now_ms().div_euclid(1000)).map_err(api_error)?;
             let store = admin_store(&args.db).await?;

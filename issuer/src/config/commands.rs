@@ -255,7 +255,7 @@ impl KeyArgs {
 pub enum ClientsCommand {
     List(DbOnly),
     /// Register an OAuth client; a confidential one's secret is printed once.
-    Add(AddClientArgs),
+    Add(Box<AddClientArgs>),
     /// A new secret (printed once); the old one works a day more, or not at all with --immediate.
     RotateSecret(ClientSecretArgs),
     /// Replace a private_key_jwt client's public keys.
@@ -294,6 +294,15 @@ pub struct AddClientArgs {
     /// A resource (RFC 8707) it may ask tokens for (repeat for more).
     #[arg(long = "audience", value_name = "URI")]
     pub audience: Vec<String>,
+    /// A grant it may use: authorization_code, refresh_token (repeat; both when left out).
+    #[arg(long = "grant-type", value_name = "GRANT")]
+    pub grant_type: Vec<String>,
+    /// Its access tokens' lifetime in seconds (never longer than the issuer's).
+    #[arg(long, value_name = "SECS")]
+    pub access_token_ttl: Option<i64>,
+    /// Its sessions' lifetime in seconds: refresh tokens stop after it.
+    #[arg(long, value_name = "SECS")]
+    pub refresh_token_ttl: Option<i64>,
 }
 
 #[derive(Debug, Args)]

@@ -55,6 +55,14 @@ impl Error {
         Self::new(Kind::Unauthorized, code, message)
     }
 
+    /// A client that failed to authenticate at the token endpoint: 401
+    /// with the `Basic` challenge RFC 6749 5.2 asks for.
+    pub fn invalid_client(message: &str) -> Self {
+        let mut e = Self::unauthorized("invalid_client", message);
+        e.challenge = Some("Basic realm=\"token\"".into());
+        e
+    }
+
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(Kind::Forbidden, "forbidden", message)
     }

@@ -8,6 +8,7 @@
 
 use auth_types::{AccessClaims, Audience};
 
+use crate::config::ServeArgs;
 use crate::domain::clock::Now;
 use crate::domain::tokens::{mint_access_token, new_id, new_refresh_token, refresh_token_hash};
 use crate::service::context::Client;
@@ -62,6 +63,10 @@ pub struct ClientGrant<'a> {
     pub auth_time: i64,
     /// The resource (RFC 8707) the access tokens are for.
     pub resource: Option<&'a str>,
+    /// The client's lifetimes (seconds), when shorter than the issuer's:
+    /// its access tokens', and its session's (the refresh token's).
+    pub access_ttl: Option<i64>,
+    pub session_ttl: Option<i64>,
 }
 
 /// A session (and tokens) for an OAuth client, through the same gate as a
@@ -281,7 +286,10 @@ async fn grant(
         Grant::Client(g) => {
             let refresh_token = new_refresh_token()?;
             let settings = &state.settings;
-            let absolute_expires_at = now.secs() + settings.session_max_lifetime;
+            let lifetime = g.session_ttl.map_or(settings.session_max_lifetime, |t| {
+                t.min(settings.session_max_lifetime)
+            });
+            let absolute_expires_at = now.secs() + lifetime;
             state
                 .store
                 .create_session(&NewSession {
@@ -301,6 +309,7 @@ async fn grant(
                         scope: g.scope,
                         auth_time: g.auth_time,
                         resource: g.resource,
+                        access_ttl: g.access_ttl,
                     }),
                 })
                 .await?;
@@ -324,6 +333,7 @@ async fn grant(
                 client_id: Some(g.client_id),
                 scope: Some(g.scope),
                 resource: g.resource,
+                access_ttl: g.access_ttl,
             };
             tokens(
                 state,
@@ -509,7 +519,7 @@ pub async fn step_up(
     .await?;
     Ok(Tokens {
         access_token,
-        expires_in: state.settings.keys.access_token_ttl,
+        expires_in: Bound::of(session).access_ttl(&state.settings),
         session_id: session.id.clone(),
         refresh: None,
     })
@@ -531,7 +541,7 @@ async fn tokens(
     let access_token = access_token(state, user, session_id, amr, auth_time, bound, now).await?;
     Ok(Tokens {
         access_token,
-        expires_in: settings.keys.access_token_ttl,
+        expires_in: bound.access_ttl(settings),
         session_id: session_id.to_string(),
         refresh: Some(Refresh {
             token: refresh_token,
@@ -549,6 +559,8 @@ struct Bound<'a> {
     scope: Option<&'a str>,
     /// The token's `aud` when it is for a resource (RFC 8707).
     resource: Option<&'a str>,
+    /// The client's access-token lifetime, if it set one.
+    access_ttl: Option<i64>,
 }
 
 impl<'a> Bound<'a> {
@@ -556,6 +568,7 @@ impl<'a> Bound<'a> {
         client_id: None,
         scope: None,
         resource: None,
+        access_ttl: None,
     };
 
     fn of(session: &'a Session) -> Self {
@@ -563,7 +576,14 @@ impl<'a> Bound<'a> {
             client_id: session.client_id.as_deref(),
             scope: session.scope.as_deref(),
             resource: session.resource.as_deref(),
+            access_ttl: session.access_ttl,
         }
+    }
+
+    /// A client's lifetime only ever shortens the issuer's.
+    fn access_ttl(&self, settings: &ServeArgs) -> i64 {
+        let issuer = settings.keys.access_token_ttl;
+        self.access_ttl.map_or(issuer, |t| t.min(issuer))
     }
 }
 
@@ -593,7 +613,7 @@ async fn access_token(
         iss: settings.issuer_url.clone(),
         sub: user.id.clone(),
         aud: Audience::One(bound.resource.unwrap_or(&settings.audience).to_string()),
-        exp: now.secs() + settings.keys.access_token_ttl,
+        exp: now.secs() + bound.access_ttl(settings),
         iat: now.secs(),
         nbf: Some(now.secs()),
         user_gen: user.token_generation,

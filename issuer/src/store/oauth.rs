@@ -28,11 +28,21 @@ pub struct OAuthClient {
     pub backchannel_logout_uri: Option<String>,
     /// Resources (RFC 8707) it may ask tokens for.
     pub audiences: Vec<String>,
+    /// The grants it may use at the token endpoint.
+    pub grant_types: Vec<String>,
+    /// Its access tokens' lifetime in seconds (`None`: the issuer's).
+    pub access_token_ttl: Option<i64>,
+    /// Its sessions' (refresh tokens') absolute lifetime in seconds.
+    pub refresh_token_ttl: Option<i64>,
 }
 
 impl OAuthClient {
     pub fn confidential(&self) -> bool {
         self.secret_hash.is_some() || self.jwks.is_some()
+    }
+
+    pub fn may_use(&self, grant_type: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant_type)
     }
 }
 
@@ -84,7 +94,8 @@ pub enum Redeemed {
 }
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, previous_secret_hash, previous_expires_at, \
-     redirect_uris, post_logout_uris, scopes, first_party, created_at, jwks, backchannel_logout_uri, audiences";
+     redirect_uris, post_logout_uris, scopes, first_party, created_at, jwks, backchannel_logout_uri, audiences, \
+     grant_types, access_token_ttl, refresh_token_ttl";
 
 fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
     let list = |name: &str| -> sqlx::Result<Vec<String>> {
@@ -106,6 +117,9 @@ fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
         jwks: row.try_get("jwks")?,
         backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
         audiences: list("audiences")?,
+        grant_types: list("grant_types")?,
+        access_token_ttl: row.try_get("access_token_ttl")?,
+        refresh_token_ttl: row.try_get("refresh_token_ttl")?,
     })
 }
 
@@ -120,8 +134,10 @@ impl Store {
     pub async fn create_client(&self, c: &OAuthClient, created_by: &str) -> sqlx::Result<bool> {
         let done = sqlx::query(
             "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, post_logout_uris, \
-             scopes, first_party, created_at, created_by, jwks, backchannel_logout_uri, audiences) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
+             scopes, first_party, created_at, created_by, jwks, backchannel_logout_uri, audiences, \
+             grant_types, access_token_ttl, refresh_token_ttl) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -135,6 +151,9 @@ impl Store {
         .bind(c.jwks.clone())
         .bind(c.backchannel_logout_uri.clone())
         .bind(json_list(&c.audiences))
+        .bind(json_list(&c.grant_types))
+        .bind(c.access_token_ttl)
+        .bind(c.refresh_token_ttl)
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -30,6 +30,8 @@ pub struct Session {
     /// The resource (RFC 8707) its access tokens are for; `None`: the
     /// issuer's audience.
     pub resource: Option<String>,
+    /// Its access tokens' lifetime when its client set one (seconds).
+    pub access_ttl: Option<i64>,
 }
 
 impl Session {
@@ -62,6 +64,8 @@ pub struct OAuthBinding<'a> {
     pub auth_time: i64,
     /// The resource (RFC 8707) its access tokens are for.
     pub resource: Option<&'a str>,
+    /// The client's access-token lifetime, kept for the session's refreshes.
+    pub access_ttl: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +102,8 @@ pub struct Rotation<'a> {
 pub(super) const SESSION_COLUMNS: &str =
     "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, \
      s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent, s.amr, \
-     COALESCE(s.auth_time, s.created_at) AS auth_time, s.client_id, s.scope, s.resource";
+     COALESCE(s.auth_time, s.created_at) AS auth_time, s.client_id, s.scope, s.resource, \
+     s.access_ttl";
 
 impl Store {
     // ---- sessions and refresh tokens ----
@@ -108,8 +113,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, \
              absolute_expires_at, ip, user_agent, amr, opened_by, client_id, scope, auth_time, \
-             resource) \
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             resource, access_ttl) \
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(s.id)
         .bind(s.user_id)
@@ -124,6 +129,7 @@ impl Store {
         .bind(s.oauth.map(|o| o.scope.to_string()))
         .bind(s.oauth.map(|o| o.auth_time))
         .bind(s.oauth.and_then(|o| o.resource.map(str::to_string)))
+        .bind(s.oauth.and_then(|o| o.access_ttl))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -513,5 +519,6 @@ pub(super) fn session_from_row(row: &AnyRow) -> sqlx::Result<Session> {
         client_id: row.try_get("client_id")?,
         scope: row.try_get("scope")?,
         resource: row.try_get("resource")?,
+        access_ttl: row.try_get("access_ttl")?,
     })
 }

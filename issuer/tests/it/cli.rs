@@ -469,10 +469,38 @@ fn oauth_clients_from_the_command_line() {
     ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("http only on 127.0.0.1"), "{err}");
+    // Grant types and lifetimes, checked the same way.
+    let kiosk = |ttl: &str| {
+        run(&[
+            "clients",
+            "add",
+            "kiosk",
+            "--name",
+            "Kiosk",
+            "--redirect-uri",
+            "https://kiosk.example/cb",
+            "--grant-type",
+            "authorization_code",
+            "--access-token-ttl",
+            ttl,
+            "--refresh-token-ttl",
+            "28800",
+        ])
+    };
+    let (code, _, err) = kiosk("30");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("access_token_ttl: 60 to 86400"), "{err}");
+    let (code, _, err) = kiosk("300");
+    assert_eq!(code, Some(0), "{err}");
     let (code, listed, _) = run(&["clients", "list"]);
     assert_eq!(code, Some(0));
     assert!(
         listed.contains("grafana") && !listed.contains("cs_"),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .contains("grants=[authorization_code]  access_token_ttl=300  refresh_token_ttl=28800"),
         "{listed}"
     );
     let (code, rotated, _) = run(&["clients", "rotate-secret", "grafana", "--immediate"]);

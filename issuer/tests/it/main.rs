@@ -5,6 +5,7 @@ mod audit;
 mod backchannel;
 mod cli;
 mod client_keys;
+mod client_policy;
 mod feed;
 mod github;
 mod http;

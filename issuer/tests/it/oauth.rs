@@ -118,8 +118,10 @@ pub(crate) fn param(url: &oauth2::url::Url, name: &str) -> Option<String> {
 
 pub(crate) async fn register_client(t: &TestIssuer, admin: &str, body: Value) -> Value {
     let r = t.post_auth("/admin/clients", admin, Some(body)).await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json().await.expect("json")
+    let status = r.status();
+    let answer: Value = r.json().await.expect("json");
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    answer
 }
 
 fn confidential(id: &str, first_party: bool) -> Value {

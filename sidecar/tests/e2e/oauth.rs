@@ -27,10 +27,7 @@ async fn an_apps_token_reaches_only_its_scope_and_dies_with_its_consent(front: F
             post_logout_redirect_uris: vec![],
             scopes: vec!["openid".into(), "notes:read".into()],
             first_party: false,
-            token_endpoint_auth_method: None,
-            jwks: None,
-            backchannel_logout_uri: None,
-            audiences: vec![],
+            ..Default::default()
         },
         state.now().secs(),
     )
@@ -198,10 +195,7 @@ async fn envoys_oauth2_filter_signs_people_in(postgres: bool) {
             post_logout_redirect_uris: vec![],
             scopes: vec!["openid".into(), "notes:read".into()],
             first_party: false,
-            token_endpoint_auth_method: None,
-            jwks: None,
-            backchannel_logout_uri: None,
-            audiences: vec![],
+            ..Default::default()
         },
         0,
     )

@@ -15,7 +15,7 @@ use crate::http::error::{oauth_error, ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Authenticated, Client};
 use crate::http::openapi::OAuthErrorBody;
 use crate::service::admin::{require_admin, Admin};
-use crate::service::oauth::clients::Credentials;
+use crate::service::oauth::client_auth::Credentials;
 use crate::service::oauth::clients::{self, ClientView, NewClient, Registered};
 use crate::service::oauth::consent::{self, Connected};
 use crate::service::oauth::introspect::{self, Introspection};
@@ -67,7 +67,7 @@ fn basic(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let malformed = || clients::invalid_client("malformed Basic credentials");
+    let malformed = || crate::service::Error::invalid_client("malformed Basic credentials");
     let value = value.to_str().map_err(|_| malformed())?;
     let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
     if !scheme.eq_ignore_ascii_case("basic") {

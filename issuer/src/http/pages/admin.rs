@@ -53,7 +53,7 @@ pub async fn admin(
     page(
         "Administration",
         html! {
-            nav { a href="/auth/ui/account" { "Your account" } a href="/auth/ui/admin/teams" { "Teams" } }
+            nav { a href="/auth/ui/account" { "Your account" } a href="/auth/ui/admin/teams" { "Teams" } a href="/auth/ui/admin/clients" { "Applications" } }
             h2 { "Sign-ins, last 14 days" }
             (daily_chart(&daily))
             h2 { "Recent security events" }
@@ -205,7 +205,7 @@ pub async fn admin_user(
 }
 
 /// A path segment from an id or slug we did not mint here.
-fn encode_segment(s: &str) -> String {
+pub(super) fn encode_segment(s: &str) -> String {
     encode_component(s)
 }
 
@@ -364,7 +364,7 @@ pub async fn admin_teams(State(state): State<AppState>, headers: HeaderMap) -> R
     page(
         "Teams",
         html! {
-            nav { a href="/auth/ui/admin" { "Users" } a href="/auth/ui/account" { "Your account" } }
+            nav { a href="/auth/ui/admin" { "Users" } a href="/auth/ui/admin/clients" { "Applications" } a href="/auth/ui/account" { "Your account" } }
             ul id="teams" {
                 @for t in &teams {
                     li { a href={ "/auth/ui/admin/teams/" (encode_segment(&t.slug)) } { (t.name) } " (" (t.slug) ")" }

@@ -30,6 +30,7 @@ use crate::AppState;
 
 mod account;
 mod admin;
+mod clients;
 mod github;
 mod mfa;
 mod oauth;
@@ -38,6 +39,7 @@ mod signin;
 
 pub use account::*;
 pub use admin::*;
+pub use clients::*;
 pub use github::*;
 pub use mfa::*;
 pub use oauth::*;
@@ -61,7 +63,7 @@ const STYLE: &str = "\
 :root{color-scheme:light dark;font-family:system-ui,sans-serif;line-height:1.5}\
 body{margin:0 auto;max-width:40rem;padding:1rem}\
 label{display:block;margin:.75rem 0 .25rem}\
-input{font:inherit;padding:.5rem;width:100%;box-sizing:border-box}\
+input,textarea{font:inherit;padding:.5rem;width:100%;box-sizing:border-box}\
 button{font:inherit;padding:.5rem 1rem;margin:.5rem .5rem .5rem 0;cursor:pointer}\
 :focus-visible{outline:3px solid #2563eb;outline-offset:2px}\
 .error{color:#b91c1c;border-left:4px solid #b91c1c;padding-left:.5rem}\

@@ -7,7 +7,6 @@ use auth_types::jws::{peek_claims, verify_assertion, VerifyingKeySet};
 use auth_types::{Audience, JwkSet, VerifyingKey};
 use serde::Deserialize;
 
-use super::clients::invalid_client;
 use crate::service::error::{Error, Kind, Result};
 use crate::store::OAuthClient;
 use crate::AppState;
@@ -99,7 +98,7 @@ pub fn claimed_client(assertion: &str) -> Option<String> {
 /// errata 2 require the issuer identifier as the only audience).
 pub async fn verify(state: &AppState, client: &OAuthClient, assertion: &str) -> Result<()> {
     let Some(jwks) = client.jwks.as_deref() else {
-        return Err(invalid_client(
+        return Err(Error::invalid_client(
             "this client authenticates with a secret, not private_key_jwt",
         ));
     };
@@ -107,9 +106,9 @@ pub async fn verify(state: &AppState, client: &OAuthClient, assertion: &str) -> 
         serde_json::from_str(jwks).map_err(|e| Error::internal(anyhow::anyhow!(e)))?;
     let (keys, _) = VerifyingKeySet::from_jwks(&set);
     let claims: Claims = verify_assertion(assertion, &keys)
-        .map_err(|e| invalid_client(&format!("client assertion: {e}")))?;
+        .map_err(|e| Error::invalid_client(&format!("client assertion: {e}")))?;
     if claims.iss != client.id || claims.sub != client.id {
-        return Err(invalid_client(
+        return Err(Error::invalid_client(
             "client assertion: iss and sub must be the client_id",
         ));
     }
@@ -119,26 +118,28 @@ pub async fn verify(state: &AppState, client: &OAuthClient, assertion: &str) -> 
         Audience::Many(list) => list.len() == 1 && list[0] == *issuer,
     };
     if !only_issuer {
-        return Err(invalid_client(
+        return Err(Error::invalid_client(
             "client assertion: aud must be the issuer identifier alone",
         ));
     }
     let now = state.now().secs();
     if claims.exp <= now - LEEWAY_SECS {
-        return Err(invalid_client("client assertion: expired"));
+        return Err(Error::invalid_client("client assertion: expired"));
     }
     if claims.iat < now - MAX_LIFETIME_SECS - LEEWAY_SECS
         || claims.exp - claims.iat > MAX_LIFETIME_SECS
     {
-        return Err(invalid_client(
+        return Err(Error::invalid_client(
             "client assertion: made more than an hour ago, or good for longer",
         ));
     }
     if claims.iat > now + LEEWAY_SECS || claims.nbf.is_some_and(|t| t > now + LEEWAY_SECS) {
-        return Err(invalid_client("client assertion: not valid yet"));
+        return Err(Error::invalid_client("client assertion: not valid yet"));
     }
     if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
-        return Err(invalid_client("client assertion: jti of 1 to 256 bytes"));
+        return Err(Error::invalid_client(
+            "client assertion: jti of 1 to 256 bytes",
+        ));
     }
     // Kept past `exp` by the leeway, which still admits it until then.
     let fresh = state
@@ -146,7 +147,9 @@ pub async fn verify(state: &AppState, client: &OAuthClient, assertion: &str) -> 
         .use_assertion_id(&client.id, &claims.jti, claims.exp + LEEWAY_SECS)
         .await?;
     if !fresh {
-        return Err(invalid_client("client assertion: already used (jti)"));
+        return Err(Error::invalid_client(
+            "client assertion: already used (jti)",
+        ));
     }
     Ok(())
 }

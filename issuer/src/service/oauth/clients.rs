@@ -18,7 +18,7 @@ const MAX_URIS: usize = 16;
 const MAX_SCOPES: usize = 32;
 
 /// A client to register, as an admin describes it.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClient {
     /// Lower-case letters, digits and `-`, 3 to 64 characters.
@@ -56,7 +56,26 @@ pub struct NewClient {
     /// taken only by edge rules naming that audience.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// The grants it may use: `authorization_code` (required) and
+    /// `refresh_token`; both when left out. Without `refresh_token` it is
+    /// never given a refresh token.
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    /// Its access tokens' lifetime in seconds (60 to 86400); the issuer's
+    /// `--access-token-ttl` when left out, and never longer than it.
+    #[serde(default)]
+    pub access_token_ttl: Option<i64>,
+    /// Its sessions' absolute lifetime in seconds (300 to 31536000), after
+    /// which its refresh token stops working; the issuer's
+    /// `--session-max-lifetime` when left out, and never longer than it.
+    #[serde(default)]
+    pub refresh_token_ttl: Option<i64>,
 }
+
+/// What a client may use when its registration names no grant types.
+pub const DEFAULT_GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
+const ACCESS_TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=86_400;
+const REFRESH_TTL_RANGE: std::ops::RangeInclusive<i64> = 300..=31_536_000;
 
 /// A registered client as the admin API shows it (never its secret).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -79,6 +98,12 @@ pub struct ClientView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backchannel_logout_uri: Option<String>,
     pub audiences: Vec<String>,
+    pub grant_types: Vec<String>,
+    /// Seconds; absent: the issuer's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token_ttl: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token_ttl: Option<i64>,
 }
 
 impl From<&OAuthClient> for ClientView {
@@ -100,6 +125,9 @@ impl From<&OAuthClient> for ClientView {
             jwks: c.jwks.as_deref().and_then(|j| serde_json::from_str(j).ok()),
             backchannel_logout_uri: c.backchannel_logout_uri.clone(),
             audiences: c.audiences.clone(),
+            grant_types: c.grant_types.clone(),
+            access_token_ttl: c.access_token_ttl,
+            refresh_token_ttl: c.refresh_token_ttl,
         }
     }
 }
@@ -205,6 +233,23 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
             scopes.push(s.clone());
         }
     }
+    let grant_types = check_grant_types(new.grant_types.as_deref(), &scopes)?;
+    for (name, value, range) in [
+        ("access_token_ttl", new.access_token_ttl, ACCESS_TTL_RANGE),
+        (
+            "refresh_token_ttl",
+            new.refresh_token_ttl,
+            REFRESH_TTL_RANGE,
+        ),
+    ] {
+        if value.is_some_and(|v| !range.contains(&v)) {
+            return Err(invalid(format!(
+                "{name}: {} to {} seconds",
+                range.start(),
+                range.end()
+            )));
+        }
+    }
     let method = new.token_endpoint_auth_method.as_deref();
     let keys = match (confidential, method) {
         (true, None | Some("client_secret_basic" | "client_secret_post")) => None,
@@ -249,8 +294,40 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
         jwks,
         backchannel_logout_uri: new.backchannel_logout_uri.clone(),
         audiences,
+        grant_types,
+        access_token_ttl: new.access_token_ttl,
+        refresh_token_ttl: new.refresh_token_ttl,
     };
     Ok((client, secret))
+}
+
+/// The grants a client registers for: the code grant always (the way its
+/// sessions begin), the refresh grant if it is to stay signed in.
+fn check_grant_types(asked: Option<&[String]>, scopes: &[String]) -> Result<Vec<String>> {
+    let Some(asked) = asked else {
+        return Ok(DEFAULT_GRANT_TYPES.map(str::to_string).to_vec());
+    };
+    let mut grants: Vec<String> = Vec::new();
+    for g in asked {
+        if !DEFAULT_GRANT_TYPES.contains(&g.as_str()) {
+            return Err(invalid(format!(
+                "grant_types: {g:?} is not one of authorization_code, refresh_token"
+            )));
+        }
+        if !grants.contains(g) {
+            grants.push(g.clone());
+        }
+    }
+    if !grants.iter().any(|g| g == "authorization_code") {
+        return Err(invalid("grant_types: authorization_code is required"));
+    }
+    if !grants.iter().any(|g| g == "refresh_token") && scopes.iter().any(|s| s == "offline_access")
+    {
+        return Err(invalid(
+            "scopes: offline_access needs the refresh_token grant",
+        ));
+    }
+    Ok(grants)
 }
 
 /// Registers a client; the secret of a confidential one is answered once.
@@ -282,6 +359,9 @@ pub async fn register(
                     "redirect_uris": record.redirect_uris,
                     "scopes": record.scopes,
                     "first_party": record.first_party,
+                    "grant_types": record.grant_types,
+                    "access_token_ttl": record.access_token_ttl,
+                    "refresh_token_ttl": record.refresh_token_ttl,
                 })),
         )
         .await;
@@ -393,150 +473,4 @@ pub async fn delete(
         .meta(serde_json::json!({"client_id": client_id, "sessions_ended": ended}));
     state.sessions_ended(records, event).await;
     Ok(ended)
-}
-
-/// How a client authenticated at the token endpoint.
-#[derive(Clone, Default)]
-pub struct Credentials {
-    /// From `Authorization: Basic` (`client_secret_basic`).
-    pub basic: Option<(String, String)>,
-    /// `client_id` in the body.
-    pub client_id: Option<String>,
-    /// `client_secret` in the body (`client_secret_post`).
-    pub client_secret: Option<String>,
-    /// `client_assertion_type` and `client_assertion` (`private_key_jwt`).
-    pub assertion_type: Option<String>,
-    pub assertion: Option<String>,
-}
-
-/// Secrets and assertions are never shown, not even in a debug dump.
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("basic", &self.basic.as_ref().map(|(id, _)| id))
-            .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "<hidden>"),
-            )
-            .field("assertion_type", &self.assertion_type)
-            .field("assertion", &self.assertion.as_ref().map(|_| "<hidden>"))
-            .finish()
-    }
-}
-
-/// `invalid_client` (401): the adapter adds `WWW-Authenticate: Basic`.
-pub fn invalid_client(message: &str) -> Error {
-    let mut e = Error::unauthorized("invalid_client", message);
-    e.challenge = Some("Basic realm=\"token\"".into());
-    e
-}
-
-/// The client the credentials prove: a confidential client by its secret
-/// (basic or post, not both), a public one by its id alone. A public
-/// client presenting a secret, or a confidential one presenting none, is
-/// refused: either is a client that is not what was registered.
-pub async fn authenticate(state: &AppState, creds: &Credentials) -> Result<OAuthClient> {
-    if creds.assertion_type.is_some() || creds.assertion.is_some() {
-        return authenticate_by_assertion(state, creds).await;
-    }
-    let (id, secret) = match (&creds.basic, &creds.client_secret) {
-        (Some(_), Some(_)) => {
-            return Err(Error::bad_request(
-                "invalid_request",
-                "use one client authentication method, not two",
-            ))
-        }
-        (Some((id, secret)), None) => {
-            if creds.client_id.as_deref().is_some_and(|b| b != id) {
-                return Err(Error::bad_request(
-                    "invalid_request",
-                    "client_id differs from the authenticated client",
-                ));
-            }
-            (id.clone(), Some(secret.as_str()))
-        }
-        (None, secret) => match &creds.client_id {
-            Some(id) => (id.clone(), secret.as_deref()),
-            None => return Err(invalid_client("client authentication is required")),
-        },
-    };
-    let now = state.now().secs();
-    let Some(found) = state.store.client(&id).await? else {
-        return Err(invalid_client("unknown client"));
-    };
-    if found.jwks.is_some() {
-        return Err(invalid_client(
-            "this client authenticates with private_key_jwt",
-        ));
-    }
-    match (&found.secret_hash, secret) {
-        (None, None) => Ok(found),
-        (None, Some(_)) => Err(invalid_client(
-            "a public client authenticates with no secret",
-        )),
-        (Some(_), None) => Err(invalid_client("this client must authenticate")),
-        (Some(current), Some(presented)) => {
-            let hash = refresh_token_hash(presented);
-            let previous_live = found.previous_expires_at.is_some_and(|t| now < t);
-            let ok = same(current, &hash)
-                || (previous_live
-                    && found
-                        .previous_secret_hash
-                        .as_deref()
-                        .is_some_and(|p| same(p, &hash)));
-            if ok {
-                Ok(found)
-            } else {
-                Err(invalid_client("client authentication failed"))
-            }
-        }
-    }
-}
-
-/// `private_key_jwt`: the assertion alone (no secret besides it); the
-/// client is the one `client_id` names, or else the assertion's `sub`.
-async fn authenticate_by_assertion(state: &AppState, creds: &Credentials) -> Result<OAuthClient> {
-    if creds.basic.is_some() || creds.client_secret.is_some() {
-        return Err(Error::bad_request(
-            "invalid_request",
-            "use one client authentication method, not two",
-        ));
-    }
-    let (Some(kind), Some(assertion)) = (&creds.assertion_type, &creds.assertion) else {
-        return Err(Error::bad_request(
-            "invalid_request",
-            "client_assertion_type and client_assertion go together",
-        ));
-    };
-    if kind != assertion::ASSERTION_TYPE {
-        return Err(Error::bad_request(
-            "invalid_request",
-            format!(
-                "client_assertion_type must be {}",
-                assertion::ASSERTION_TYPE
-            ),
-        ));
-    }
-    let claimed = assertion::claimed_client(assertion)
-        .ok_or_else(|| invalid_client("client assertion: malformed"))?;
-    if creds.client_id.as_deref().is_some_and(|id| id != claimed) {
-        return Err(invalid_client(
-            "client assertion: sub differs from client_id",
-        ));
-    }
-    let Some(found) = state.store.client(&claimed).await? else {
-        return Err(invalid_client("unknown client"));
-    };
-    assertion::verify(state, &found, assertion).await?;
-    Ok(found)
-}
-
-/// Compares two hashes without an early exit.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }

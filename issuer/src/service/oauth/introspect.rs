@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::domain::tokens::refresh_token_hash;
 use crate::service::context::{verify_token, Client};
 use crate::service::error::{Error, Result};
-use crate::service::oauth::clients::{self, Credentials};
+use crate::service::oauth::client_auth::{self, Credentials};
 use crate::store::{AuditEvent, Session};
 use crate::AppState;
 
@@ -57,7 +57,7 @@ pub async fn revoke(
     token: Option<&str>,
     hint: Option<&str>,
 ) -> Result<()> {
-    let oauth_client = clients::authenticate(state, creds).await?;
+    let oauth_client = client_auth::authenticate(state, creds).await?;
     let token = token.ok_or_else(|| Error::bad_request("invalid_request", "token is missing"))?;
     let session = match find(state, token, hint).await? {
         Found::Refresh(s) => *s,
@@ -119,9 +119,9 @@ pub async fn introspect(
     token: Option<&str>,
     hint: Option<&str>,
 ) -> Result<Introspection> {
-    let caller = clients::authenticate(state, creds).await?;
+    let caller = client_auth::authenticate(state, creds).await?;
     if !caller.confidential() {
-        return Err(clients::invalid_client(
+        return Err(Error::invalid_client(
             "introspection is for confidential clients",
         ));
     }

@@ -1,6 +1,6 @@
 //! The issuer as an OAuth 2.1 authorization server and OpenID Provider:
-//! the client registry (`clients.rs`, with `private_key_jwt` in
-//! `assertion.rs`), the authorization endpoint's rules
+//! the client registry (`clients.rs`), client authentication
+//! (`client_auth.rs`, with `private_key_jwt` in `assertion.rs`), the authorization endpoint's rules
 //! (`authorize.rs`) and the token endpoint's grants with the ID token and
 //! `userinfo` (`token.rs`). Every token still comes from `grant.rs`
 //! (`start_client_session`, `continue_session`), through its one gate.
@@ -8,6 +8,7 @@
 pub mod assertion;
 pub mod authorize;
 pub mod backchannel;
+pub mod client_auth;
 pub mod clients;
 pub mod consent;
 pub mod introspect;

@@ -9,7 +9,7 @@ use crate::domain::tokens::{new_id, refresh_token_hash};
 use crate::service::context::{Authenticated, Client};
 use crate::service::error::{Error, Result};
 use crate::service::grant::{self, ClientGrant, Delivery, Tokens};
-use crate::service::oauth::clients::{self, Credentials};
+use crate::service::oauth::client_auth::{self, Credentials};
 use crate::store::{AuditEvent, OAuthClient, Outcome, Redeemed, User};
 use crate::AppState;
 
@@ -65,7 +65,14 @@ pub async fn token(
             "grant_type: authorization_code or refresh_token",
         ));
     }
-    let oauth_client = clients::authenticate(state, &creds).await?;
+    let oauth_client = client_auth::authenticate(state, &creds).await?;
+    if !oauth_client.may_use(grant_type) {
+        // RFC 6749 §5.2; a refresh token it holds stays as it was.
+        return Err(Error::bad_request(
+            "unauthorized_client",
+            "this client is not registered for this grant_type",
+        ));
+    }
     if oauth_client.scopes.iter().any(|s| s == "openid") {
         // Before a code is spent: the first ID token may need its key made.
         crate::service::keys::id_token_key(state).await?;
@@ -168,6 +175,8 @@ async fn exchange_code(
             amr: &found.amr,
             auth_time: found.auth_time,
             resource,
+            access_ttl: oauth_client.access_token_ttl,
+            session_ttl: oauth_client.refresh_token_ttl,
         },
         now,
     )
@@ -317,9 +326,11 @@ async fn respond(
         token_type: "Bearer",
         expires_in: tokens.expires_in,
         // A third-party application stays signed in only if allowed to
-        // (`offline_access`, which its consent page names).
+        // (`offline_access`, which its consent page names), and a client
+        // registered without the refresh grant never holds a refresh token.
         refresh_token: tokens
             .refresh
+            .filter(|_| oauth_client.may_use("refresh_token"))
             .filter(|_| oauth_client.first_party || has_scope(scope, "offline_access"))
             .map(|r| r.token),
         scope: scope.to_string(),

@@ -1,0 +1,266 @@
+//! What a client is registered for bounds what it gets: its grant types
+//! (a client without the refresh grant never holds a refresh token, and is
+//! refused the grant) and its token lifetimes (only ever shorter than the
+//! issuer's; a session keeps its client's access-token lifetime across
+//! refreshes and ends at its client's session lifetime).
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::oauth::{
+    code_for, exchange, oauth_error, page_sign_in, pkce, register_client, REDIRECT,
+};
+use crate::on_both_backends;
+use crate::support::*;
+
+on_both_backends!(
+    grant_types_and_lifetimes_are_checked_at_registration,
+    a_client_without_the_refresh_grant_gets_no_refresh_token,
+    a_clients_lifetimes_bound_its_tokens_and_its_session
+);
+
+fn client(id: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "client_id": id, "name": "App", "type": "confidential",
+        "redirect_uris": [REDIRECT], "scopes": ["openid"], "first_party": true,
+    });
+    for (k, v) in extra.as_object().expect("object") {
+        body[k] = v.clone();
+    }
+    body
+}
+
+async fn refresh_grant(t: &TestIssuer, id: &str, secret: &str, rt: &str) -> reqwest::Response {
+    t.http
+        .post(t.url("/auth/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", rt)])
+        .send()
+        .await
+        .expect("send")
+}
+
+fn secret_of(registered: &Value) -> String {
+    registered["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_string()
+}
+
+async fn grant_types_and_lifetimes_are_checked_at_registration(backend: Backend) {
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    for (extra, names) in [
+        (json!({"grant_types": ["implicit"]}), "grant_types"),
+        (json!({"grant_types": ["password"]}), "grant_types"),
+        (
+            json!({"grant_types": ["refresh_token"]}),
+            "authorization_code",
+        ),
+        (json!({"grant_types": []}), "authorization_code"),
+        (
+            json!({"grant_types": ["authorization_code"], "scopes": ["openid", "offline_access"]}),
+            "offline_access",
+        ),
+        (json!({"access_token_ttl": 59}), "access_token_ttl"),
+        (json!({"access_token_ttl": 86401}), "access_token_ttl"),
+        (json!({"access_token_ttl": -1}), "access_token_ttl"),
+        (json!({"refresh_token_ttl": 299}), "refresh_token_ttl"),
+        (json!({"refresh_token_ttl": 31536001}), "refresh_token_ttl"),
+    ] {
+        let r = t
+            .post_auth("/admin/clients", &admin, Some(client("bad", extra.clone())))
+            .await;
+        let (status, code, message) = error_code(r).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_client_metadata"),
+            "{extra}"
+        );
+        assert!(message.contains(names), "{extra}: {message}");
+    }
+    // Nothing half-made: the id is still free.
+    let made = register_client(&t, &admin, client("bad", json!({}))).await;
+    // Left out: both grants, the issuer's lifetimes.
+    assert_eq!(
+        made["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
+    assert!(made.get("access_token_ttl").is_none());
+    let made = register_client(
+        &t,
+        &admin,
+        client(
+            "tuned",
+            json!({"grant_types": ["authorization_code", "authorization_code"],
+                   "access_token_ttl": 120, "refresh_token_ttl": 600}),
+        ),
+    )
+    .await;
+    assert_eq!(made["grant_types"], json!(["authorization_code"]));
+    assert_eq!(
+        (
+            made["access_token_ttl"].as_i64(),
+            made["refresh_token_ttl"].as_i64()
+        ),
+        (Some(120), Some(600))
+    );
+    let listed: Value = t
+        .http
+        .get(t.url("/admin/clients"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let tuned = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|c| c["client_id"] == "tuned")
+        .expect("listed");
+    assert_eq!(tuned["access_token_ttl"], 120);
+}
+
+async fn a_client_without_the_refresh_grant_gets_no_refresh_token(backend: Backend) {
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    let code_only = secret_of(
+        &register_client(
+            &t,
+            &admin,
+            client("code-only", json!({"grant_types": ["authorization_code"]})),
+        )
+        .await,
+    );
+    let both = secret_of(&register_client(&t, &admin, client("both", json!({}))).await);
+    let email = unique_email("grants");
+    t.register(&email, PASSWORD).await;
+    let cookies = page_sign_in(&t, &email).await;
+
+    // First-party, which would otherwise get one.
+    let p = pkce();
+    let code = code_for(&t, &cookies, "both", &p).await;
+    let v: Value = exchange(&t, ("both", Some(&both)), &code, &p.verifier)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let rt = v["refresh_token"].as_str().expect("refresh").to_string();
+
+    let p = pkce();
+    let code = code_for(&t, &cookies, "code-only", &p).await;
+    let r = exchange(&t, ("code-only", Some(&code_only)), &code, &p.verifier).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.expect("json");
+    assert!(v["access_token"].is_string());
+    assert!(
+        v.get("refresh_token").is_none(),
+        "a refresh token was answered"
+    );
+
+    // The refresh grant is refused to it, even with another client's
+    // refresh token, before that token is looked at: it stays usable.
+    let (status, error) = oauth_error(refresh_grant(&t, "code-only", &code_only, &rt).await).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (StatusCode::BAD_REQUEST, "unauthorized_client")
+    );
+    let r = refresh_grant(&t, "both", &both, &rt).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn a_clients_lifetimes_bound_its_tokens_and_its_session(backend: Backend) {
+    let clock = manual_clock();
+    let Some(t) = start_with(backend, clock.clone(), |_| {}).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    let short = secret_of(
+        &register_client(
+            &t,
+            &admin,
+            client(
+                "short",
+                json!({"access_token_ttl": 120, "refresh_token_ttl": 600}),
+            ),
+        )
+        .await,
+    );
+    // Longer than the issuer's 900 s: cut to the issuer's.
+    let long = secret_of(
+        &register_client(
+            &t,
+            &admin,
+            client("long", json!({"access_token_ttl": 86400})),
+        )
+        .await,
+    );
+    let email = unique_email("lifetimes");
+    t.register(&email, PASSWORD).await;
+    let cookies = page_sign_in(&t, &email).await;
+    let issuer_ttl = t.server.state.settings.keys.access_token_ttl;
+    assert_eq!(issuer_ttl, 900, "the test assumes the issuer's default");
+
+    let p = pkce();
+    let code = code_for(&t, &cookies, "long", &p).await;
+    let v: Value = exchange(&t, ("long", Some(&long)), &code, &p.verifier)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["expires_in"], issuer_ttl);
+    let claims = t.verify(v["access_token"].as_str().expect("access")).await;
+    assert_eq!(claims.exp - claims.iat, issuer_ttl);
+
+    let p = pkce();
+    let code = code_for(&t, &cookies, "short", &p).await;
+    let v: Value = exchange(&t, ("short", Some(&short)), &code, &p.verifier)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["expires_in"], 120);
+    let claims = t.verify(v["access_token"].as_str().expect("access")).await;
+    assert_eq!(claims.exp - claims.iat, 120);
+    let id_token = v["id_token"].as_str().expect("id_token");
+    assert!(!id_token.is_empty());
+
+    // A refresh keeps the client's lifetime.
+    clock.advance_secs(300);
+    let r = refresh_grant(
+        &t,
+        "short",
+        &short,
+        v["refresh_token"].as_str().expect("rt"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["expires_in"], 120);
+    let claims = t.verify(v["access_token"].as_str().expect("access")).await;
+    assert_eq!(claims.exp - claims.iat, 120);
+
+    // The session ends at the client's 600 s, however recently refreshed.
+    clock.advance_secs(301);
+    let (status, error) = oauth_error(
+        refresh_grant(
+            &t,
+            "short",
+            &short,
+            v["refresh_token"].as_str().expect("rt"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, error.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_grant")
+    );
+}
