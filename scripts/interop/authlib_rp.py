@@ -8,7 +8,11 @@ The "browser" is a signed-in cookie header the test passes in. Requests to
 the issuer's public URL (https://issuer.test) go to the test server: a
 transport shim, nothing more.
 
-Usage: authlib_rp.py REAL_BASE ISSUER CLIENT_ID SECRET COOKIES REDIRECT POST_LOGOUT
+Usage: authlib_rp.py REAL_BASE ISSUER CLIENT_ID SECRET COOKIES REDIRECT POST_LOGOUT [EDGE_URL]
+With EDGE_URL (a route behind Envoy whose rule names `scopes: [notes:read]`),
+the RP also asks for notes:read and checks the edge: its access token
+passes there, and is refused within two seconds of its revocation and of
+the RP-initiated logout.
 SECRET is the client secret (client_secret_basic), or pkjwt:KEY_PEM_FILE:KID
 for private_key_jwt (RFC 7523): Authlib signs the client assertions with
 that RS256 key (a PEM file), at the token and revocation endpoints.
@@ -16,6 +20,7 @@ Prints one line per step; exits 1 on the first failure.
 """
 import secrets
 import sys
+import time
 from urllib.parse import parse_qs, urlparse
 
 import requests
@@ -25,6 +30,8 @@ from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oidc.core import CodeIDToken
 
 real, issuer, client_id, secret, cookies, redirect, post_logout = sys.argv[1:8]
+edge_url = sys.argv[8] if len(sys.argv) > 8 else None
+scope = "openid email notes:read" if edge_url else "openid email"
 
 
 class ToTestServer(requests.adapters.HTTPAdapter):
@@ -63,7 +70,7 @@ def client():
         rp = OAuth2Session(
             client_id,
             key,
-            scope="openid email",
+            scope=scope,
             redirect_uri=redirect,
             code_challenge_method="S256",
             token_endpoint_auth_method="private_key_jwt",
@@ -79,12 +86,29 @@ def client():
         OAuth2Session(
             client_id,
             secret,
-            scope="openid email",
+            scope=scope,
             redirect_uri=redirect,
             code_challenge_method="S256",
             token_endpoint_auth_method="client_secret_basic",
         )
     )
+
+
+def edge(access_token):
+    """The edge's answer to the token (Envoy, then the sidecar or module)."""
+    r = requests.get(edge_url, headers={"authorization": f"Bearer {access_token}"}, timeout=5)
+    return r.status_code, r
+
+
+def refused_at_edge(access_token, what):
+    """Polls until the edge refuses the token (the feed's lag), at most 2 s."""
+    if not edge_url:
+        return
+    start = time.monotonic()
+    while edge(access_token)[0] != 401:
+        check(time.monotonic() - start < 2, what)
+        time.sleep(0.01)
+    check(True, f"{what} (after {1000 * (time.monotonic() - start):.0f} ms)")
 
 
 def sign_in():
@@ -128,6 +152,10 @@ info = rp.get(meta["userinfo_endpoint"]).json()
 check(info.get("sub") == claims["sub"] and "@" in info.get("email", ""), "userinfo")
 refreshed = rp.refresh_token(meta["token_endpoint"], refresh_token=token["refresh_token"])
 check(refreshed["access_token"] != token["access_token"], "refresh")
+if edge_url:
+    status, answer = edge(refreshed["access_token"])
+    check(status == 200, f"the edge lets the app's token through ({status})")
+    check(answer.json()["headers"].get("x-client-id") == [client_id], "the upstream learns the client")
 r = rp.revoke_token(
     meta["revocation_endpoint"],
     token=refreshed["refresh_token"],
@@ -139,6 +167,7 @@ try:
     check(False, "a revoked refresh token is refused")
 except OAuthError as e:
     check(e.error == "invalid_grant", "a revoked refresh token is refused")
+refused_at_edge(refreshed["access_token"], "the revoked grant's access token is refused at the edge")
 
 rp, token, claims = sign_in()
 r = plain.get(
@@ -159,4 +188,5 @@ try:
     check(False, "the logged-out session's refresh token is refused")
 except OAuthError as e:
     check(e.error == "invalid_grant", "the logged-out session's refresh token is refused")
+refused_at_edge(token["access_token"], "the logged-out session's access token is refused at the edge")
 print("authlib relying party: all steps passed")

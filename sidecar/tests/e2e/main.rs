@@ -5,6 +5,7 @@ mod direct;
 mod edge;
 mod forward;
 mod github;
+mod interop;
 mod module;
 mod oauth;
 mod observability;

@@ -45,23 +45,7 @@ async fn an_apps_token_reaches_only_its_scope_and_dies_with_its_consent(front: F
         .build()
         .expect("client");
     // The browser signs in on the hosted pages, through Envoy.
-    let r = no_redirects
-        .post(stack.url("/auth/ui/login"))
-        .header("sec-fetch-site", "same-origin")
-        .form(&[("email", email.as_str()), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(r.status(), 303);
-    let cookies: Vec<String> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .map(str::to_string)
-        .collect();
-    let cookies = cookies.join("; ");
+    let cookies = stack.page_cookies(&email).await;
     let query = format!(
         "response_type=code&client_id=notes&redirect_uri={}&scope=openid+notes%3Aread\
          &state=s&code_challenge={CHALLENGE}&code_challenge_method=S256",

@@ -667,6 +667,31 @@ impl Stack {
         r.json().await.expect("json")
     }
 
+    /// Signs in on the hosted pages through Envoy, as a browser does: the
+    /// cookies it then holds, as one `cookie` header.
+    pub async fn page_cookies(&self, email: &str) -> String {
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+            .post(self.url("/auth/ui/login"))
+            .header("sec-fetch-site", "same-origin")
+            .form(&[("email", email), ("password", PASSWORD)])
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 303);
+        let cookies: Vec<String> = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .map(str::to_string)
+            .collect();
+        cookies.join("; ")
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         let mut req = self.http.get(self.url(path));
         if let Some(t) = token {
