@@ -116,6 +116,17 @@ async fn exchange(
     req.form(&form).send().await.expect("token")
 }
 
+/// An ID token's claims, read without verifying (the relying parties
+/// above verify; this looks at one claim).
+fn id_token_claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
 async fn error_of(r: reqwest::Response) -> (u16, String) {
     let status = r.status().as_u16();
     let body: Value = r.json().await.expect("json");
@@ -466,6 +477,28 @@ async fn standard_clients_and_attacks_through_envoy(postgres: bool) {
     .await
     .expect("the replayed code's token refused at the edge");
     eprintln!("code replay → its access token denied at the edge after {lag:?}");
+
+    // State and nonce replay: the same state twice yields two different
+    // single-use codes, and each ID token carries its own request's nonce
+    // (an old one replayed with a new response does not match).
+    let mut nonces = Vec::new();
+    for nonce in ["n-1", "n-2"] {
+        let r = authorize(
+            &stack,
+            &cookies,
+            "bcp-web",
+            REDIRECT,
+            &format!("&nonce={nonce}"),
+        )
+        .await;
+        assert_eq!(back_param(&r, "state").as_deref(), Some("s-1"));
+        let code = back_param(&r, "code").expect("code");
+        let r = exchange(&stack, "bcp-web", Some(&web_secret), &code, VERIFIER).await;
+        let v: Value = r.json().await.expect("json");
+        let id_token = v["id_token"].as_str().expect("id_token");
+        nonces.push(id_token_claims(id_token)["nonce"].clone());
+    }
+    assert_eq!(nonces, ["n-1", "n-2"]);
 
     // Consent clickjacking (§4.16): the consent page may not be framed.
     let r = authorize(&stack, &cookies, "bcp-third", REDIRECT, "").await;
