@@ -412,6 +412,18 @@ def main():
             expect(row).to_contain_text("access 300 s")
             expect(row).to_contain_text("authorization_code, refresh_token")
             page_c.screenshot(path=f"{SHOTS}/admin-clients.png", full_page=True)
+            # Changed in place: the form comes filled in; its secret stays.
+            row.get_by_role("link", name="Pages app").click()
+            expect(page_c.get_by_label("Name users see")).to_have_value("Pages app")
+            page_c.get_by_label("Name users see").fill("Pages app, renamed")
+            page_c.get_by_label("Access-token lifetime in seconds (empty: the issuer's)").fill("600")
+            page_c.get_by_role("button", name="Save").click()
+            expect(page_c.locator("#sessions-ended")).to_contain_text("0 session(s)")
+            page_c.get_by_role("link", name="Back to the applications").click()
+            row = page_c.locator(f'tr[data-client="{app_id}"]')
+            expect(row).to_contain_text("Pages app, renamed")
+            expect(row).to_contain_text("access 600 s")
+            assert token_endpoint(app_id, first_secret) == (400, "invalid_grant"), "the secret stays"
             row.get_by_role("button", name=f"New secret for {app_id}, the old one stops now").click()
             second_secret = page_c.locator("#client-secret").inner_text().strip()
             assert second_secret != first_secret

@@ -2,10 +2,12 @@
 //! same checks as the admin API (`service::oauth::clients::check`).
 
 use super::{admin_store, api_error, audit, now_ms, revocation_expiry};
-use crate::config::ClientsCommand;
+use crate::config::{ClientDescription, ClientsCommand};
 use crate::domain::tokens::{random_b64, refresh_token_hash};
 use crate::service::oauth::assertion::check_jwks;
-use crate::service::oauth::clients::{check, ClientView, NewClient, SECRET_OVERLAP_SECS};
+use crate::service::oauth::clients::{
+    check, check_update, exceeds, ClientView, NewClient, SECRET_OVERLAP_SECS,
+};
 
 fn print(c: &ClientView) {
     println!(
@@ -33,6 +35,24 @@ fn read_jwks(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
     serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not JSON ({e})", path.display()))
 }
 
+/// A description from the command line, for `add` and `update`.
+fn described(client_id: &str, d: &ClientDescription) -> NewClient {
+    NewClient {
+        client_id: client_id.to_string(),
+        name: d.name.clone(),
+        redirect_uris: d.redirect_uri.clone(),
+        post_logout_redirect_uris: d.post_logout_redirect_uri.clone(),
+        scopes: d.scope.clone(),
+        first_party: d.first_party,
+        backchannel_logout_uri: d.backchannel_logout_uri.clone(),
+        audiences: d.audience.clone(),
+        grant_types: (!d.grant_type.is_empty()).then(|| d.grant_type.clone()),
+        access_token_ttl: d.access_token_ttl,
+        refresh_token_ttl: d.refresh_token_ttl,
+        ..Default::default()
+    }
+}
+
 pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
     match command {
         ClientsCommand::List(args) => {
@@ -45,24 +65,14 @@ pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
         ClientsCommand::Add(args) => {
             let jwks = args.jwks_file.as_deref().map(read_jwks).transpose()?;
             let new = NewClient {
-                client_id: args.client_id.clone(),
-                name: args.name.clone(),
                 kind: if args.public {
                     "public".into()
                 } else {
                     "confidential".into()
                 },
-                redirect_uris: args.redirect_uri.clone(),
-                post_logout_redirect_uris: args.post_logout_redirect_uri.clone(),
-                scopes: args.scope.clone(),
-                first_party: args.first_party,
                 token_endpoint_auth_method: jwks.as_ref().map(|_| "private_key_jwt".into()),
                 jwks,
-                backchannel_logout_uri: args.backchannel_logout_uri.clone(),
-                audiences: args.audience.clone(),
-                grant_types: (!args.grant_type.is_empty()).then(|| args.grant_type.clone()),
-                access_token_ttl: args.access_token_ttl,
-                refresh_token_ttl: args.refresh_token_ttl,
+                ..described(&args.client_id, &args.description)
             };
             let (client, secret) = check(&new, now_ms().div_euclid(1000)).map_err(api_error)?;
             let store = admin_store(&args.db).await?;
@@ -78,6 +88,33 @@ pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
                 &store,
                 "oauth_client_created",
                 serde_json::json!({"client_id": client.id}),
+            )
+            .await;
+            Ok(())
+        }
+        ClientsCommand::Update(args) => {
+            let store = admin_store(&args.db).await?;
+            let Some(found) = store.client(&args.client_id).await? else {
+                anyhow::bail!("no such client: {}", args.client_id);
+            };
+            let new = NewClient {
+                kind: ClientView::from(&found).kind.into(),
+                ..described(&args.client_id, &args.description)
+            };
+            let changed = check_update(&found, &new).map_err(api_error)?;
+            let now = now_ms();
+            let Some(records) = store
+                .update_client(&changed, exceeds, now, revocation_expiry(now))
+                .await?
+            else {
+                anyhow::bail!("no such client: {}", args.client_id);
+            };
+            print(&ClientView::from(&changed));
+            println!("{} session(s) ended", records.len());
+            audit(
+                &store,
+                "oauth_client_updated",
+                serde_json::json!({"client_id": changed.id, "sessions_ended": records.len()}),
             )
             .await;
             Ok(())

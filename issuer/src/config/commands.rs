@@ -256,6 +256,8 @@ pub enum ClientsCommand {
     List(DbOnly),
     /// Register an OAuth client; a confidential one's secret is printed once.
     Add(Box<AddClientArgs>),
+    /// Change a client's description (the whole of it); sessions holding a scope or resource it lost end.
+    Update(Box<UpdateClientArgs>),
     /// A new secret (printed once); the old one works a day more, or not at all with --immediate.
     RotateSecret(ClientSecretArgs),
     /// Replace a private_key_jwt client's public keys.
@@ -269,11 +271,30 @@ pub struct AddClientArgs {
     #[command(flatten)]
     pub db: DbArgs,
     pub client_id: String,
-    #[arg(long)]
-    pub name: String,
     /// A public client (native or browser app: PKCE, no secret).
     #[arg(long)]
     pub public: bool,
+    /// private_key_jwt: the client's public keys (a JWK Set file); no secret is made.
+    #[arg(long, value_name = "FILE", conflicts_with = "public")]
+    pub jwks_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub description: ClientDescription,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateClientArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    pub client_id: String,
+    #[command(flatten)]
+    pub description: ClientDescription,
+}
+
+/// What `add` and `update` describe (the whole of it: `update` replaces).
+#[derive(Debug, Args)]
+pub struct ClientDescription {
+    #[arg(long)]
+    pub name: String,
     /// Exact redirect URI (repeat for more).
     #[arg(long = "redirect-uri", required = true)]
     pub redirect_uri: Vec<String>,
@@ -285,9 +306,6 @@ pub struct AddClientArgs {
     /// Trusted: users are not asked to consent.
     #[arg(long)]
     pub first_party: bool,
-    /// private_key_jwt: the client's public keys (a JWK Set file); no secret is made.
-    #[arg(long, value_name = "FILE", conflicts_with = "public")]
-    pub jwks_file: Option<std::path::PathBuf>,
     /// Back-channel logout: logout tokens are posted here when its sessions end.
     #[arg(long, value_name = "URI")]
     pub backchannel_logout_uri: Option<String>,

@@ -206,6 +206,69 @@ impl Store {
 
     /// Deletes the client and ends every session opened for it (their
     /// revocation records are returned). `None` when there was no client.
+    /// Replaces what an admin may change about a client (not its id, kind
+    /// or credentials) and, in the same transaction, ends its live sessions
+    /// whose grant `exceeds` the new description (a scope or resource it
+    /// may no longer ask for). `None`: no such client.
+    pub async fn update_client(
+        &self,
+        c: &OAuthClient,
+        exceeds: impl Fn(&OAuthClient, Option<&str>, Option<&str>) -> bool,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Option<Vec<RevocationRecord>>> {
+        let mut tx = self.begin_revoking().await?;
+        let updated = sqlx::query(
+            "UPDATE oauth_clients SET name = $2, redirect_uris = $3, post_logout_uris = $4, \
+             scopes = $5, first_party = $6, backchannel_logout_uri = $7, audiences = $8, \
+             grant_types = $9, access_token_ttl = $10, refresh_token_ttl = $11 WHERE id = $1",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(json_list(&c.redirect_uris))
+        .bind(json_list(&c.post_logout_uris))
+        .bind(c.scopes.join(" "))
+        .bind(i64::from(c.first_party))
+        .bind(c.backchannel_logout_uri.clone())
+        .bind(json_list(&c.audiences))
+        .bind(json_list(&c.grant_types))
+        .bind(c.access_token_ttl)
+        .bind(c.refresh_token_ttl)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let live = sqlx::query(
+            "SELECT id, scope, resource FROM sessions WHERE client_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(&c.id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut records = Vec::new();
+        for row in &live {
+            let scope: Option<String> = row.try_get("scope")?;
+            let resource: Option<String> = row.try_get("resource")?;
+            if exceeds(c, scope.as_deref(), resource.as_deref()) {
+                let id: String = row.try_get("id")?;
+                records.extend(
+                    revoke_one_session(
+                        &mut tx,
+                        &id,
+                        "client_narrowed",
+                        now_ms,
+                        revocation_expires_at,
+                    )
+                    .await?,
+                );
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(records))
+    }
+
     pub async fn delete_client(
         &self,
         id: &str,

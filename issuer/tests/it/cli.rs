@@ -492,6 +492,32 @@ fn oauth_clients_from_the_command_line() {
     assert!(err.contains("access_token_ttl: 60 to 86400"), "{err}");
     let (code, _, err) = kiosk("300");
     assert_eq!(code, Some(0), "{err}");
+    // Changed in place: the whole description, checked the same way.
+    let update = |ttl: &str| {
+        run(&[
+            "clients",
+            "update",
+            "kiosk",
+            "--name",
+            "Lobby kiosk",
+            "--redirect-uri",
+            "https://kiosk.example/cb",
+            "--grant-type",
+            "authorization_code",
+            "--access-token-ttl",
+            ttl,
+            "--refresh-token-ttl",
+            "28800",
+        ])
+    };
+    let (code, _, err) = update("5");
+    assert_eq!(code, Some(1), "{err}");
+    let (code, updated, err) = update("300");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        updated.contains("Lobby kiosk") && updated.contains("0 session(s) ended"),
+        "{updated}"
+    );
     let (code, listed, _) = run(&["clients", "list"]);
     assert_eq!(code, Some(0));
     assert!(

@@ -8,12 +8,14 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::oauth::{
-    code_for, exchange, oauth_error, page_sign_in, pkce, register_client, REDIRECT,
+    authorize, authorize_url, code_for, exchange, location, oauth_error, page_sign_in, param, pkce,
+    register_client, REDIRECT,
 };
 use crate::on_both_backends;
 use crate::support::*;
 
 on_both_backends!(
+    an_update_keeps_the_credentials_and_ends_grants_it_no_longer_allows,
     grant_types_and_lifetimes_are_checked_at_registration,
     a_client_without_the_refresh_grant_gets_no_refresh_token,
     a_clients_lifetimes_bound_its_tokens_and_its_session
@@ -262,5 +264,124 @@ async fn a_clients_lifetimes_bound_its_tokens_and_its_session(backend: Backend) 
     assert_eq!(
         (status, error.as_str()),
         (StatusCode::BAD_REQUEST, "invalid_grant")
+    );
+}
+
+async fn put_client(t: &TestIssuer, admin: &str, id: &str, body: Value) -> reqwest::Response {
+    t.http
+        .put(t.url(&format!("/admin/clients/{id}")))
+        .bearer_auth(admin)
+        .json(&body)
+        .send()
+        .await
+        .expect("put")
+}
+
+async fn an_update_keeps_the_credentials_and_ends_grants_it_no_longer_allows(backend: Backend) {
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    let wide = json!({"scopes": ["openid", "notes:read"]});
+    let secret = secret_of(&register_client(&t, &admin, client("notes", wide.clone())).await);
+    let email = unique_email("update");
+    t.register(&email, PASSWORD).await;
+    let cookies = page_sign_in(&t, &email).await;
+    // Two grants: one with notes:read, one with openid alone.
+    let mut refresh_tokens = Vec::new();
+    for scope in ["openid+notes%3Aread", "openid"] {
+        let p = pkce();
+        let url = authorize_url(&t, "notes", REDIRECT, &p.challenge, "")
+            .replace("scope=openid", &format!("scope={scope}"));
+        let code = param(&location(&authorize(&t, &cookies, &url).await), "code").expect("code");
+        let v: Value = exchange(&t, ("notes", Some(&secret)), &code, &p.verifier)
+            .await
+            .json()
+            .await
+            .expect("json");
+        refresh_tokens.push(v["refresh_token"].as_str().expect("rt").to_string());
+    }
+
+    // What may not change: the id, the type, the method; keys go elsewhere.
+    for (body, names) in [
+        (client("other", wide.clone()), "client_id"),
+        (
+            client("notes", json!({"type": "public", "scopes": ["openid"]})),
+            "type",
+        ),
+        (
+            client(
+                "notes",
+                json!({"token_endpoint_auth_method": "private_key_jwt"}),
+            ),
+            "token_endpoint_auth_method",
+        ),
+        (client("notes", json!({"jwks": {"keys": []}})), "jwks"),
+        (
+            client("notes", json!({"access_token_ttl": 5})),
+            "access_token_ttl",
+        ),
+    ] {
+        let (status, code, message) = error_code(put_client(&t, &admin, "notes", body).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_client_metadata")
+        );
+        assert!(message.contains(names), "{names}: {message}");
+    }
+    let r = put_client(&t, &admin, "nobody", client("nobody", json!({}))).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let before = feed_records(&t).await.len();
+
+    // Narrowed: the grant holding notes:read ends (and reaches the feed);
+    // the other, and the client's secret, are untouched.
+    let r = put_client(
+        &t,
+        &admin,
+        "notes",
+        client(
+            "notes",
+            json!({"name": "Notes, renamed", "redirect_uris": [REDIRECT, "https://app.test/cb2"]}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["sessions_ended"], 1);
+    assert_eq!(v["name"], "Notes, renamed");
+    assert_eq!(v["scopes"], json!(["openid"]));
+    assert_eq!(v["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(feed_records(&t).await.len(), before + 1);
+    let (status, error) =
+        oauth_error(refresh_grant(&t, "notes", &secret, &refresh_tokens[0]).await).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_grant")
+    );
+    let r = refresh_grant(&t, "notes", &secret, &refresh_tokens[1]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // The new redirect URI works at once.
+    let p = pkce();
+    let r = authorize(
+        &t,
+        &cookies,
+        &authorize_url(&t, "notes", "https://app.test/cb2", &p.challenge, ""),
+    )
+    .await;
+    assert!(param(&location(&r), "code").is_some());
+    // Audited with what changed.
+    let events: Value = t
+        .http
+        .get(t.url("/admin/audit?action=oauth_client_updated"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        events["events"][0]["metadata"]["sessions_ended"], 1,
+        "{events}"
     );
 }

@@ -369,6 +369,34 @@ pub async fn delete(
     Ok(Json(json!({"deleted": client_id, "sessions_ended": ended})))
 }
 
+#[utoipa::path(
+    put,
+    path = "/admin/clients/{client_id}",
+    operation_id = "clients_update",
+    tag = "oauth",
+    summary = "Change an OAuth client",
+    description = "The whole description, as at registration; its id, type and authentication method stay (secrets and keys change by rotation). Sessions holding a scope or resource the client may no longer ask for end, and the edge refuses their tokens.",
+    params(("client_id" = String, Path, description = "The client")),
+    request_body = NewClient,
+    responses(
+        (status = 200, description = "The client as changed", body = clients::Updated),
+        (status = 404, description = "No such client", body = crate::http::openapi::ErrorBody),
+        (status = 422, description = "`invalid_client_metadata`", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    client: Client,
+    admin: Admin,
+    Path(client_id): Path<String>,
+    ApiJson(req): ApiJson<NewClient>,
+) -> ApiResult<Json<clients::Updated>> {
+    Ok(Json(
+        clients::update(&state, &admin, &client, &client_id, &req).await?,
+    ))
+}
+
 #[derive(serde::Deserialize)]
 pub struct RotateQuery {
     immediate: Option<bool>,

@@ -38,7 +38,7 @@ pub async fn admin_clients(State(state): State<AppState>, headers: HeaderMap) ->
                 tbody { @for c in &clients { (client_row(c)) } }
             }
             h2 { "Register an application" }
-            (new_client_form())
+            (client_form(None))
         },
     )
 }
@@ -51,7 +51,7 @@ fn client_row(c: &ClientView) -> Markup {
     let seg = encode_segment(&c.client_id);
     html! {
         tr data-client=(c.client_id) {
-            td { strong { (c.name) } br; code { (c.client_id) } }
+            td { a href={ (LIST) "/" (seg) } { strong { (c.name) } } br; code { (c.client_id) } }
             td {
                 (c.kind) br; (c.token_endpoint_auth_method)
                 @if c.first_party { br; "first-party (no consent)" }
@@ -77,40 +77,71 @@ fn client_row(c: &ClientView) -> Markup {
     }
 }
 
-fn new_client_form() -> Markup {
+/// The registration form, or with `existing` the form that changes it
+/// (its id, kind and credentials stay: they are shown, not asked).
+fn client_form(existing: Option<&ClientView>) -> Markup {
+    let action = existing.map_or_else(
+        || LIST.to_string(),
+        |c| format!("{LIST}/{}", encode_segment(&c.client_id)),
+    );
+    let joined = |f: fn(&ClientView) -> &Vec<String>, sep: &str| {
+        existing.map(|c| f(c).join(sep)).unwrap_or_default()
+    };
+    let scopes = existing.map_or_else(
+        || "openid profile email".to_string(),
+        |c| c.scopes.join(" "),
+    );
+    let first_party = existing.is_some_and(|c| c.first_party);
+    let refresh = existing.is_none_or(|c| c.grant_types.iter().any(|g| g == "refresh_token"));
+    let ttl = |v: Option<i64>| v.map(|t| t.to_string()).unwrap_or_default();
     html! {
-        form method="post" action=(LIST) {
-            label for="client_id" { "Client id (a-z, 0-9, -; 3 to 64)" }
-            input id="client_id" name="client_id" required maxlength="64" pattern="[a-z0-9\\-]{3,64}" autocapitalize="off";
+        form method="post" action=(action) {
+            @if let Some(c) = existing {
+                p { "Client id " code { (c.client_id) } ", " (c.kind) ", " (c.token_endpoint_auth_method) }
+                input type="hidden" name="client_id" value=(c.client_id);
+                input type="hidden" name="type" value=(c.kind);
+            } @else {
+                label for="client_id" { "Client id (a-z, 0-9, -; 3 to 64)" }
+                input id="client_id" name="client_id" required maxlength="64" pattern="[a-z0-9\\-]{3,64}" autocapitalize="off";
+            }
             label for="client_name" { "Name users see" }
-            input id="client_name" name="name" required maxlength="100";
-            label for="client_type" { "Kind" }
-            select id="client_type" name="type" {
-                option value="confidential" { "Confidential: a server-side app with a secret (or keys)" }
-                option value="public" { "Public: a browser, mobile or CLI app (PKCE alone)" }
+            input id="client_name" name="name" required maxlength="100" value=[existing.map(|c| c.name.as_str())];
+            @if existing.is_none() {
+                label for="client_type" { "Kind" }
+                select id="client_type" name="type" {
+                    option value="confidential" { "Confidential: a server-side app with a secret (or keys)" }
+                    option value="public" { "Public: a browser, mobile or CLI app (PKCE alone)" }
+                }
             }
             label for="redirect_uris" { "Redirect URIs, one per line (exact; http only on loopback)" }
-            textarea id="redirect_uris" name="redirect_uris" required rows="2" {}
+            textarea id="redirect_uris" name="redirect_uris" required rows="2" { (joined(|c| &c.redirect_uris, "\n")) }
             label for="scopes" { "Scopes it may ask for, separated by spaces" }
-            input id="scopes" name="scopes" value="openid profile email";
-            label { input type="checkbox" name="first_party" value="on" class="short"; " First-party: users are not asked to consent" }
-            label { input type="checkbox" name="refresh" value="on" class="short" checked; " May stay signed in (the refresh_token grant)" }
-            details {
+            input id="scopes" name="scopes" value=(scopes);
+            label { input type="checkbox" name="first_party" value="on" class="short" checked[first_party]; " First-party: users are not asked to consent" }
+            label { input type="checkbox" name="refresh" value="on" class="short" checked[refresh]; " May stay signed in (the refresh_token grant)" }
+            details open[existing.is_some()] {
                 summary { "More" }
                 label for="post_logout_redirect_uris" { "Post-logout redirect URIs, one per line" }
-                textarea id="post_logout_redirect_uris" name="post_logout_redirect_uris" rows="2" {}
+                textarea id="post_logout_redirect_uris" name="post_logout_redirect_uris" rows="2" { (joined(|c| &c.post_logout_redirect_uris, "\n")) }
                 label for="backchannel_logout_uri" { "Back-channel logout URI" }
-                input id="backchannel_logout_uri" name="backchannel_logout_uri" type="url";
+                input id="backchannel_logout_uri" name="backchannel_logout_uri" type="url" value=[existing.and_then(|c| c.backchannel_logout_uri.as_deref())];
                 label for="audiences" { "Resources (RFC 8707) it may ask tokens for, one per line" }
-                textarea id="audiences" name="audiences" rows="2" {}
+                textarea id="audiences" name="audiences" rows="2" { (joined(|c| &c.audiences, "\n")) }
                 label for="access_token_ttl" { "Access-token lifetime in seconds (empty: the issuer's)" }
-                input.short id="access_token_ttl" name="access_token_ttl" inputmode="numeric";
+                input.short id="access_token_ttl" name="access_token_ttl" inputmode="numeric" value=(ttl(existing.and_then(|c| c.access_token_ttl)));
                 label for="refresh_token_ttl" { "Session lifetime in seconds (empty: the issuer's)" }
-                input.short id="refresh_token_ttl" name="refresh_token_ttl" inputmode="numeric";
-                label for="jwks" { "Public keys for private_key_jwt (a JWK Set; no secret is made)" }
-                textarea id="jwks" name="jwks" rows="3" {}
+                input.short id="refresh_token_ttl" name="refresh_token_ttl" inputmode="numeric" value=(ttl(existing.and_then(|c| c.refresh_token_ttl)));
+                @if existing.is_none() {
+                    label for="jwks" { "Public keys for private_key_jwt (a JWK Set; no secret is made)" }
+                    textarea id="jwks" name="jwks" rows="3" {}
+                }
             }
-            button type="submit" { "Register" }
+            @if existing.is_some() {
+                p { "Sessions holding a scope or resource it may no longer ask for end when you save." }
+                button type="submit" { "Save" }
+            } @else {
+                button type="submit" { "Register" }
+            }
         }
     }
 }
@@ -313,4 +344,74 @@ pub async fn admin_client_delete(
     };
     let result = registry::delete(&state, &admin, &client, &client_id).await;
     back_or_error(result, TITLE, LIST).await
+}
+
+#[utoipa::path(get, path = "/auth/ui/admin/clients/{client_id}", operation_id = "pages_admin_client",
+    tag = "pages", summary = "Administration: change an OAuth client",
+    params(("client_id" = String, Path, description = "The client")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+    ))]
+pub async fn admin_client(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    let admin = match crate::service::admin::require_admin(auth) {
+        Ok(admin) => admin,
+        Err(e) => return error_page(TITLE, e).await,
+    };
+    match registry::get(&state, &admin, &client_id).await {
+        Ok(c) => page(
+            &format!("Application {}", c.client_id),
+            html! {
+                nav { a href=(LIST) { "Applications" } a href="/auth/ui/admin" { "Users" } }
+                (client_form(Some(&c)))
+            },
+        ),
+        Err(e) => error_page(TITLE, e).await,
+    }
+}
+
+#[utoipa::path(post, path = "/auth/ui/admin/clients/{client_id}", operation_id = "pages_admin_client_update",
+    tag = "pages", summary = "Change an OAuth client",
+    params(("client_id" = String, Path, description = "The client")),
+    request_body(content = ClientForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Saved: how many sessions ended", content_type = "text/html", body = String),
+        (status = 422, description = "The description was refused (the page says why)", content_type = "text/html", body = String),
+    ))]
+pub async fn admin_client_update(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+    Form(form): Form<ClientForm>,
+) -> Response {
+    let Ok(auth) = page_auth(&state, &headers).await else {
+        return to_login();
+    };
+    let admin = match crate::service::admin::require_admin(auth) {
+        Ok(admin) => admin,
+        Err(e) => return error_page(TITLE, e).await,
+    };
+    let new = match form.to_new() {
+        Ok(new) => new,
+        Err(e) => return error_page(TITLE, e).await,
+    };
+    match registry::update(&state, &admin, &client, &client_id, &new).await {
+        Ok(updated) => page(
+            TITLE,
+            html! {
+                h2 { "Application saved" }
+                p #sessions-ended { (updated.sessions_ended) " session(s) that held a scope or resource it may no longer ask for ended." }
+                p { a href=(LIST) { "Back to the applications" } }
+            },
+        ),
+        Err(e) => error_page(TITLE, e).await,
+    }
 }

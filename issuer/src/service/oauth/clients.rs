@@ -169,15 +169,73 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
             "client_id: 3 to 64 lower-case letters, digits and '-'",
         ));
     }
-    let name = new.name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(invalid("name: 1 to 100 characters"));
-    }
     let confidential = match new.kind.as_str() {
         "confidential" => true,
         "public" => false,
         _ => return Err(invalid("type: confidential or public")),
     };
+    let mut client = OAuthClient {
+        id: new.client_id.clone(),
+        name: String::new(),
+        secret_hash: None,
+        previous_secret_hash: None,
+        previous_expires_at: None,
+        redirect_uris: Vec::new(),
+        post_logout_uris: Vec::new(),
+        scopes: Vec::new(),
+        first_party: false,
+        created_at: now,
+        jwks: None,
+        backchannel_logout_uri: None,
+        audiences: Vec::new(),
+        grant_types: Vec::new(),
+        access_token_ttl: None,
+        refresh_token_ttl: None,
+    };
+    describe(&mut client, new)?;
+    let method = new.token_endpoint_auth_method.as_deref();
+    let keys = match (confidential, method) {
+        (true, None | Some("client_secret_basic" | "client_secret_post")) => None,
+        (true, Some("private_key_jwt")) => Some(
+            new.jwks
+                .as_ref()
+                .ok_or_else(|| invalid("private_key_jwt needs jwks"))?,
+        ),
+        (false, None | Some("none")) => None,
+        (true, Some(m)) => {
+            return Err(invalid(format!(
+                "token_endpoint_auth_method {m:?}: client_secret_basic, client_secret_post \
+                 or private_key_jwt"
+            )))
+        }
+        (false, Some(m)) => {
+            return Err(invalid(format!(
+                "token_endpoint_auth_method {m:?}: a public client authenticates with none"
+            )))
+        }
+    };
+    if keys.is_none() && new.jwks.is_some() {
+        return Err(invalid("jwks is for private_key_jwt clients"));
+    }
+    let jwks = keys.map(assertion::check_jwks).transpose()?;
+    let secret = if confidential && jwks.is_none() {
+        Some(format!("cs_{}", random_b64(32)?))
+    } else {
+        None
+    };
+    client.secret_hash = secret.as_deref().map(refresh_token_hash);
+    client.jwks = jwks;
+    Ok((client, secret))
+}
+
+/// Checks what an admin may change about a client (everything but its id,
+/// kind and credentials), the same at registration and at an update, and
+/// writes it into `client`.
+fn describe(client: &mut OAuthClient, new: &NewClient) -> Result<()> {
+    let name = new.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(invalid("name: 1 to 100 characters"));
+    }
     if new.redirect_uris.is_empty() || new.redirect_uris.len() > MAX_URIS {
         return Err(invalid(format!("redirect_uris: 1 to {MAX_URIS}")));
     }
@@ -250,55 +308,17 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
             )));
         }
     }
-    let method = new.token_endpoint_auth_method.as_deref();
-    let keys = match (confidential, method) {
-        (true, None | Some("client_secret_basic" | "client_secret_post")) => None,
-        (true, Some("private_key_jwt")) => Some(
-            new.jwks
-                .as_ref()
-                .ok_or_else(|| invalid("private_key_jwt needs jwks"))?,
-        ),
-        (false, None | Some("none")) => None,
-        (true, Some(m)) => {
-            return Err(invalid(format!(
-                "token_endpoint_auth_method {m:?}: client_secret_basic, client_secret_post \
-                 or private_key_jwt"
-            )))
-        }
-        (false, Some(m)) => {
-            return Err(invalid(format!(
-                "token_endpoint_auth_method {m:?}: a public client authenticates with none"
-            )))
-        }
-    };
-    if keys.is_none() && new.jwks.is_some() {
-        return Err(invalid("jwks is for private_key_jwt clients"));
-    }
-    let jwks = keys.map(assertion::check_jwks).transpose()?;
-    let secret = if confidential && jwks.is_none() {
-        Some(format!("cs_{}", random_b64(32)?))
-    } else {
-        None
-    };
-    let client = OAuthClient {
-        id: new.client_id.clone(),
-        name: name.to_string(),
-        secret_hash: secret.as_deref().map(refresh_token_hash),
-        previous_secret_hash: None,
-        previous_expires_at: None,
-        redirect_uris: new.redirect_uris.clone(),
-        post_logout_uris: new.post_logout_redirect_uris.clone(),
-        scopes,
-        first_party: new.first_party,
-        created_at: now,
-        jwks,
-        backchannel_logout_uri: new.backchannel_logout_uri.clone(),
-        audiences,
-        grant_types,
-        access_token_ttl: new.access_token_ttl,
-        refresh_token_ttl: new.refresh_token_ttl,
-    };
-    Ok((client, secret))
+    client.name = name.to_string();
+    client.redirect_uris = new.redirect_uris.clone();
+    client.post_logout_uris = new.post_logout_redirect_uris.clone();
+    client.scopes = scopes;
+    client.first_party = new.first_party;
+    client.backchannel_logout_uri = new.backchannel_logout_uri.clone();
+    client.audiences = audiences;
+    client.grant_types = grant_types;
+    client.access_token_ttl = new.access_token_ttl;
+    client.refresh_token_ttl = new.refresh_token_ttl;
+    Ok(())
 }
 
 /// The grants a client registers for: the code grant always (the way its
@@ -381,6 +401,15 @@ pub async fn list(state: &AppState, _admin: &Admin) -> Result<Vec<ClientView>> {
         .collect())
 }
 
+pub async fn get(state: &AppState, _admin: &Admin, client_id: &str) -> Result<ClientView> {
+    state
+        .store
+        .client(client_id)
+        .await?
+        .map(|c| ClientView::from(&c))
+        .ok_or_else(|| Error::not_found("no such client"))
+}
+
 /// A new secret, answered once; the old one works for
 /// [`SECRET_OVERLAP_SECS`] more, so deployments can roll over, or stops at
 /// once when `immediate` (a leaked secret).
@@ -418,6 +447,101 @@ pub async fn rotate_secret(
         )
         .await;
     Ok(secret)
+}
+
+/// A client as changed, and how many of its sessions ended with the change.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Updated {
+    #[serde(flatten)]
+    pub client: ClientView,
+    /// Sessions that held a scope or resource the client may no longer ask
+    /// for: ended, at the edge too.
+    pub sessions_ended: usize,
+}
+
+/// Whether a session's grant exceeds what its client may now ask for: a
+/// grant never outlives a permission its client lost.
+pub fn exceeds(client: &OAuthClient, scope: Option<&str>, resource: Option<&str>) -> bool {
+    scope
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|s| !client.scopes.iter().any(|k| k == s))
+        || resource.is_some_and(|r| !client.audiences.iter().any(|a| a == r))
+}
+
+/// The stored client with `new`'s description: its id, kind and way of
+/// authenticating stay (a secret or keys change by rotation).
+pub fn check_update(found: &OAuthClient, new: &NewClient) -> Result<OAuthClient> {
+    if new.client_id != found.id {
+        return Err(invalid("client_id cannot change"));
+    }
+    let kind = ClientView::from(found).kind;
+    if new.kind != kind {
+        return Err(invalid(format!(
+            "type cannot change (it is {kind}): register a new client"
+        )));
+    }
+    let method = auth_method(found);
+    if let Some(m) = new.token_endpoint_auth_method.as_deref() {
+        let same = m == method || (method == "client_secret_basic" && m == "client_secret_post");
+        if !same {
+            return Err(invalid(format!(
+                "token_endpoint_auth_method cannot change (it is {method})"
+            )));
+        }
+    }
+    if new.jwks.is_some() {
+        return Err(invalid(
+            "jwks: replace a client's keys with PUT /admin/clients/{client_id}/jwks",
+        ));
+    }
+    let mut client = found.clone();
+    describe(&mut client, new)?;
+    Ok(client)
+}
+
+/// Changes a client's description; its sessions that hold a scope or a
+/// resource it may no longer ask for end, at the edge too.
+pub async fn update(
+    state: &AppState,
+    admin: &Admin,
+    client: &Client,
+    client_id: &str,
+    new: &NewClient,
+) -> Result<Updated> {
+    let auth = admin.recent(state).await?;
+    let found = state
+        .store
+        .client(client_id)
+        .await?
+        .ok_or_else(|| Error::not_found("no such client"))?;
+    let changed = check_update(&found, new)?;
+    let now = state.now();
+    let records = state
+        .store
+        .update_client(&changed, exceeds, now.ms, state.revocation_expiry(now))
+        .await?
+        .ok_or_else(|| Error::not_found("no such client"))?;
+    let ended = records.len();
+    let event = AuditEvent::new(now.ms, "oauth_client_updated")
+        .by(auth)
+        .client(client)
+        .meta(serde_json::json!({
+            "client_id": changed.id,
+            "redirect_uris": changed.redirect_uris,
+            "scopes": changed.scopes,
+            "audiences": changed.audiences,
+            "first_party": changed.first_party,
+            "grant_types": changed.grant_types,
+            "access_token_ttl": changed.access_token_ttl,
+            "refresh_token_ttl": changed.refresh_token_ttl,
+            "sessions_ended": ended,
+        }));
+    state.sessions_ended(records, event).await;
+    Ok(Updated {
+        client: ClientView::from(&changed),
+        sessions_ended: ended,
+    })
 }
 
 /// Replaces a `private_key_jwt` client's public keys.
