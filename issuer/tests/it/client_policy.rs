@@ -329,6 +329,11 @@ async fn an_update_keeps_the_credentials_and_ends_grants_it_no_longer_allows(bac
         );
         assert!(message.contains(names), "{names}: {message}");
     }
+    // A code issued before the change, redeemed after it.
+    let pending_pkce = pkce();
+    let url = authorize_url(&t, "notes", REDIRECT, &pending_pkce.challenge, "")
+        .replace("scope=openid", "scope=openid+notes%3Aread");
+    let pending = param(&location(&authorize(&t, &cookies, &url).await), "code").expect("code");
     let r = put_client(&t, &admin, "nobody", client("nobody", json!({}))).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let before = feed_records(&t).await.len();
@@ -360,6 +365,18 @@ async fn an_update_keeps_the_credentials_and_ends_grants_it_no_longer_allows(bac
     );
     let r = refresh_grant(&t, "notes", &secret, &refresh_tokens[1]).await;
     assert_eq!(r.status(), StatusCode::OK);
+    let r = exchange(
+        &t,
+        ("notes", Some(&secret)),
+        &pending,
+        &pending_pkce.verifier,
+    )
+    .await;
+    assert_eq!(
+        oauth_error(r).await,
+        (StatusCode::BAD_REQUEST, "invalid_grant".to_string()),
+        "a code for a scope the client lost"
+    );
     // The new redirect URI works at once.
     let p = pkce();
     let r = authorize(

@@ -159,6 +159,13 @@ async fn exchange_code(
         }
         (asked, granted) => granted.or(asked),
     };
+    // A code issued before an admin narrowed the client grants no more
+    // than the client may now ask for.
+    if super::clients::exceeds(oauth_client, Some(&found.scope), resource) {
+        return Err(invalid_grant(
+            "this client may no longer ask for what the code grants",
+        ));
+    }
     let user = state
         .store
         .user_by_id(&found.user_id)
@@ -227,6 +234,15 @@ async fn refresh(
         .find_refresh(&refresh_token_hash(presented))
         .await?
         .map(|f| f.session);
+    // A grant never outlives a permission its client lost (the update
+    // ends such sessions; this holds in the race with it too).
+    if let Some(s) = &session {
+        if super::clients::exceeds(oauth_client, s.scope.as_deref(), s.resource.as_deref()) {
+            return Err(invalid_grant(
+                "this client may no longer ask for what this grant holds",
+            ));
+        }
+    }
     // RFC 8707: a refresh may name the session's resource, no other
     // (checked before the token rotates).
     if let (Some(asked), Some(s)) = (req.resource.as_deref(), &session) {
