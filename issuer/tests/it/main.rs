@@ -1,6 +1,7 @@
 //! Issuer integration tests: the real server on a loopback port, on SQLite
 //! and on PostgreSQL (the latter provided by ./scripts/test.sh).
 
+mod acr;
 mod audit;
 mod backchannel;
 mod cli;

@@ -13,7 +13,7 @@ use crate::on_both_backends;
 use crate::support::*;
 
 /// The code pyotp computes for `secret` (base32) at Unix time `t`.
-fn otp(secret: &str, t: i64) -> Option<String> {
+pub(crate) fn otp(secret: &str, t: i64) -> Option<String> {
     let python = required_service("DM_TEST_PYTHON", "Python with pyotp")?;
     let out = std::process::Command::new(python)
         .args([

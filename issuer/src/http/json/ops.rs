@@ -75,6 +75,7 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
         "scopes_supported": crate::domain::oauth::KNOWN_SCOPES,
         "prompt_values_supported": ["none", "login", "consent"],
+        "acr_values_supported": [crate::domain::mfa::ACR_ONE_FACTOR, crate::domain::mfa::ACR_TWO_FACTORS],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "authorization_response_iss_parameter_supported": true,

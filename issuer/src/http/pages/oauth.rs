@@ -29,6 +29,7 @@ fn parse(raw: &str) -> Result<AuthorizeRequest, ApiError> {
             // One resource per request (RFC 8707 allows several; a token
             // here is for one audience).
             "resource" => &mut req.resource,
+            "acr_values" => &mut req.acr_values,
             "auth_after" => &mut req.auth_after,
             // Unknown parameters are ignored (RFC 6749 §3.1); `decision`
             // is the consent form's own.

@@ -5,6 +5,7 @@
 use oauth2::url::Url;
 use serde::Deserialize;
 
+use crate::domain::mfa::{acr_of, ACR_ONE_FACTOR, ACR_TWO_FACTORS};
 use crate::domain::oauth::{redirect_matches, valid_challenge, valid_resource};
 use crate::domain::tokens::{random_b64, refresh_token_hash};
 use crate::service::context::{Authenticated, Client};
@@ -33,6 +34,8 @@ pub struct AuthorizeRequest {
     pub request_uri: Option<String>,
     /// RFC 8707: the one resource the access tokens are to be for.
     pub resource: Option<String>,
+    /// OIDC Core 3.1.2.1: acceptable `acr` values, in order of preference.
+    pub acr_values: Option<String>,
     /// Set by the issuer on its way to the sign-in page, sealed (bound to
     /// the client and the PKCE challenge, good for [`MARKER_TTL_SECS`]):
     /// when the browser comes back, its sign-in must be newer than this.
@@ -53,6 +56,9 @@ pub struct Valid {
     pub resource: Option<String>,
     pub prompt: Prompt,
     pub max_age: Option<i64>,
+    /// `acr_values` named only `aal2` among the values the issuer knows:
+    /// the sign-in must have had a second factor.
+    pub needs_second_factor: bool,
     /// When the issuer sent the browser to sign in for this request (from
     /// the sealed `auth_after`).
     pub auth_after: Option<i64>,
@@ -210,6 +216,13 @@ pub async fn validate(
             .ok_or_else(|| back("invalid_request", &format!("{name}: a number of seconds"))),
     };
     let max_age = number(&req.max_age, "max_age")?;
+    let needs_second_factor = needs_second_factor(req.acr_values.as_deref());
+    if req.acr_values.as_deref().is_some_and(|a| a.len() > 512) {
+        return Err(back(
+            "invalid_request",
+            "acr_values: at most 512 characters",
+        ));
+    }
     if let Some(r) = req.resource.as_deref() {
         if !(valid_resource(r) && client.audiences.iter().any(|a| a == r)) {
             return Err(back(
@@ -247,9 +260,22 @@ pub async fn validate(
         resource: req.resource.clone(),
         prompt,
         max_age,
+        needs_second_factor,
         auth_after,
         request: req.clone(),
     })
+}
+
+/// Whether `acr_values` asks for a second factor: the values are a list of
+/// acceptable ones, so `aal1` anywhere in it accepts any sign-in; values the
+/// issuer does not know are voluntary (OIDC Core 3.1.2.1) and left aside.
+fn needs_second_factor(acr_values: Option<&str>) -> bool {
+    let known: Vec<&str> = acr_values
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|v| [ACR_ONE_FACTOR, ACR_TWO_FACTORS].contains(v))
+        .collect();
+    !known.is_empty() && !known.contains(&ACR_ONE_FACTOR)
 }
 
 /// `redirect_uri` with the error, `state` and `iss` (RFC 9207) added.
@@ -312,21 +338,28 @@ pub async fn decide(
         _ if valid.prompt == Prompt::None => {
             return Ok(back("login_required", "the user is not signed in"))
         }
-        _ => {
-            // Back here after the sign-in, which must then be newer than
-            // now; `prompt` stays, and only the sealed marker satisfies it.
-            let mut next = valid.request.clone();
-            next.auth_after = Some(seal_marker(
-                state,
-                &valid.client.id,
-                &valid.code_challenge,
-                now.secs(),
-            )?);
-            return Ok(Answer::SignIn {
-                continue_at: continue_url(&next),
-            });
-        }
+        _ => return sign_in_again(state, valid, now.secs()),
     };
+    if valid.needs_second_factor && acr_of(&auth.session.amr) != ACR_TWO_FACTORS {
+        // A one-factor session of a user with a factor can sign in again
+        // with it (once: a sign-in after the marker that still has none
+        // will not get one); a user without one cannot here.
+        let just_signed_in = valid
+            .auth_after
+            .is_some_and(|a| auth.session.auth_time >= a);
+        let has_factor = state.store.mfa_status(&auth.user.id).await?.any();
+        return Ok(match (has_factor, just_signed_in, valid.prompt) {
+            (true, false, Prompt::None) => back(
+                "login_required",
+                "acr_values asks for a second factor: the user must sign in again",
+            ),
+            (true, false, _) => return sign_in_again(state, valid, now.secs()),
+            _ => back(
+                "unmet_authentication_requirements",
+                "acr_values asks for a second factor, which this user has not set up",
+            ),
+        });
+    }
     if !valid.client.first_party {
         // Asked at least once, whatever the scope (even none).
         let covered = match state.store.consent(&auth.user.id, &valid.client.id).await? {
@@ -353,6 +386,21 @@ pub async fn decide(
     issue_code(state, client, valid, auth)
         .await
         .map(Answer::Redirect)
+}
+
+/// To the sign-in page, and back here after it, which must then be newer
+/// than now; `prompt` stays, and only the sealed marker satisfies it.
+fn sign_in_again(state: &AppState, valid: &Valid, now: i64) -> Result<Answer> {
+    let mut next = valid.request.clone();
+    next.auth_after = Some(seal_marker(
+        state,
+        &valid.client.id,
+        &valid.code_challenge,
+        now,
+    )?);
+    Ok(Answer::SignIn {
+        continue_at: continue_url(&next),
+    })
 }
 
 /// The user answered the consent question: allowed, a code; refused, the
@@ -495,6 +543,7 @@ impl AuthorizeRequest {
             ("request", &self.request),
             ("request_uri", &self.request_uri),
             ("resource", &self.resource),
+            ("acr_values", &self.acr_values),
             ("auth_after", &self.auth_after),
         ]
         .into_iter()
