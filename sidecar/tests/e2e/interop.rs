@@ -361,23 +361,8 @@ async fn standard_clients_and_attacks_through_envoy(postgres: bool) {
         "https://app.test/bye".into(),
         stack.url(NOTES),
     ];
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .args(&args)
-            .output()
-            .expect("run python")
-    })
-    .await
-    .expect("join");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("all steps passed"),
-        "{text}"
-    );
+    let (succeeded, text) = run_script(python, args.to_vec()).await;
+    assert!(succeeded && text.contains("all steps passed"), "{text}");
     eprintln!("{text}");
 
     // The logout above ended the pages' session: sign in again.

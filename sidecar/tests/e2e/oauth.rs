@@ -251,21 +251,9 @@ async fn envoys_oauth2_filter_signs_people_in(postgres: bool) {
         unique_email("envoy-oauth-a"),
         unique_email("envoy-oauth-b"),
     ];
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .args(&args)
-            .output()
-            .expect("run python")
-    })
-    .await
-    .expect("join");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (succeeded, text) = run_script(python, args.to_vec()).await;
     assert!(
-        out.status.success() && text.contains("all steps passed"),
+        succeeded && text.contains("all steps passed"),
         "{text}\nthe app's envoy:\n{}",
         app_envoy.log()
     );

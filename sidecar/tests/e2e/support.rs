@@ -717,3 +717,22 @@ pub fn token(v: &Value) -> String {
 pub fn unique_email(tag: &str) -> String {
     format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
 }
+
+/// Runs a test script with the tools' Python, off the async runtime:
+/// whether it succeeded, and what it printed (stdout, then stderr).
+pub async fn run_script(python: String, args: Vec<String>) -> (bool, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args(&args)
+            .output()
+            .expect("run python")
+    })
+    .await
+    .expect("join");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

@@ -9,6 +9,21 @@ use crate::service::oauth::clients::{self as registry, ClientView, NewClient};
 const TITLE: &str = "Applications";
 const LIST: &str = "/auth/ui/admin/clients";
 
+/// The signed-in admin, or the page anyone else gets (the sign-in page, or
+/// the refusal).
+async fn admin_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<crate::service::admin::Admin, Response> {
+    let Ok(auth) = page_auth(state, headers).await else {
+        return Err(to_login());
+    };
+    match crate::service::admin::require_admin(auth) {
+        Ok(admin) => Ok(admin),
+        Err(e) => Err(error_page(TITLE, e).await),
+    }
+}
+
 #[utoipa::path(get, path = "/auth/ui/admin/clients", operation_id = "pages_admin_clients",
     tag = "pages", summary = "Administration: OAuth clients",
     responses(
@@ -16,12 +31,9 @@ const LIST: &str = "/auth/ui/admin/clients";
         (status = 303, description = "Not signed in: to the sign-in page"),
     ))]
 pub async fn admin_clients(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Ok(auth) = page_auth(&state, &headers).await else {
-        return to_login();
-    };
-    let admin = match crate::service::admin::require_admin(auth) {
+    let admin = match admin_caller(&state, &headers).await {
         Ok(admin) => admin,
-        Err(e) => return error_page(TITLE, e).await,
+        Err(page) => return page,
     };
     let clients = match registry::list(&state, &admin).await {
         Ok(clients) => clients,
@@ -263,12 +275,9 @@ pub async fn admin_client_create(
     headers: HeaderMap,
     Form(form): Form<ClientForm>,
 ) -> Response {
-    let Ok(auth) = page_auth(&state, &headers).await else {
-        return to_login();
-    };
-    let admin = match crate::service::admin::require_admin(auth) {
+    let admin = match admin_caller(&state, &headers).await {
         Ok(admin) => admin,
-        Err(e) => return error_page(TITLE, e).await,
+        Err(page) => return page,
     };
     let new = match form.to_new() {
         Ok(new) => new,
@@ -303,12 +312,9 @@ pub async fn admin_client_rotate(
     Path(client_id): Path<String>,
     Form(form): Form<RotateForm>,
 ) -> Response {
-    let Ok(auth) = page_auth(&state, &headers).await else {
-        return to_login();
-    };
-    let admin = match crate::service::admin::require_admin(auth) {
+    let admin = match admin_caller(&state, &headers).await {
         Ok(admin) => admin,
-        Err(e) => return error_page(TITLE, e).await,
+        Err(page) => return page,
     };
     let immediate = form.immediate.is_some();
     match registry::rotate_secret(&state, &admin, &client, &client_id, immediate).await {
@@ -335,12 +341,9 @@ pub async fn admin_client_delete(
     headers: HeaderMap,
     Path(client_id): Path<String>,
 ) -> Response {
-    let Ok(auth) = page_auth(&state, &headers).await else {
-        return to_login();
-    };
-    let admin = match crate::service::admin::require_admin(auth) {
+    let admin = match admin_caller(&state, &headers).await {
         Ok(admin) => admin,
-        Err(e) => return error_page(TITLE, e).await,
+        Err(page) => return page,
     };
     let result = registry::delete(&state, &admin, &client, &client_id).await;
     back_or_error(result, TITLE, LIST).await
@@ -358,12 +361,9 @@ pub async fn admin_client(
     headers: HeaderMap,
     Path(client_id): Path<String>,
 ) -> Response {
-    let Ok(auth) = page_auth(&state, &headers).await else {
-        return to_login();
-    };
-    let admin = match crate::service::admin::require_admin(auth) {
+    let admin = match admin_caller(&state, &headers).await {
         Ok(admin) => admin,
-        Err(e) => return error_page(TITLE, e).await,
+        Err(page) => return page,
     };
     match registry::get(&state, &admin, &client_id).await {
         Ok(c) => page(
@@ -392,12 +392,9 @@ pub async fn admin_client_update(
     Path(client_id): Path<String>,
     Form(form): Form<ClientForm>,
 ) -> Response {
-    let Ok(auth) = page_auth(&state, &headers).await else {
-        return to_login();
-    };
-    let admin = match crate::service::admin::require_admin(auth) {
+    let admin = match admin_caller(&state, &headers).await {
         Ok(admin) => admin,
-        Err(e) => return error_page(TITLE, e).await,
+        Err(page) => return page,
     };
     let new = match form.to_new() {
         Ok(new) => new,
