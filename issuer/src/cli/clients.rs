@@ -6,8 +6,9 @@ use crate::config::{ClientDescription, ClientsCommand};
 use crate::domain::tokens::{random_b64, refresh_token_hash};
 use crate::service::oauth::assertion::check_jwks;
 use crate::service::oauth::clients::{
-    check, check_update, exceeds, ClientView, NewClient, SECRET_OVERLAP_SECS,
+    check, check_update, exceeds, in_overlap, ClientView, NewClient, SECRET_OVERLAP_SECS,
 };
+use crate::store::Rotated;
 
 fn print(c: &ClientView) {
     println!(
@@ -47,8 +48,9 @@ fn described(client_id: &str, d: &ClientDescription) -> NewClient {
         backchannel_logout_uri: d.backchannel_logout_uri.clone(),
         audiences: d.audience.clone(),
         grant_types: (!d.grant_type.is_empty()).then(|| d.grant_type.clone()),
-        access_token_ttl: d.access_token_ttl,
-        refresh_token_ttl: d.refresh_token_ttl,
+        // Left out: the issuer's when added, as they were when updated.
+        access_token_ttl: d.access_token_ttl.map(Some),
+        refresh_token_ttl: d.refresh_token_ttl.map(Some),
         ..Default::default()
     }
 }
@@ -143,11 +145,15 @@ pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
             } else {
                 now + SECRET_OVERLAP_SECS
             };
-            if !store
-                .rotate_client_secret(&args.client_id, &refresh_token_hash(&secret), until)
+            match store
+                .rotate_client_secret(&args.client_id, &refresh_token_hash(&secret), until, now)
                 .await?
             {
-                anyhow::bail!("no such confidential client: {}", args.client_id);
+                Rotated::Done => {}
+                Rotated::NoSuchClient => {
+                    anyhow::bail!("no such confidential client: {}", args.client_id)
+                }
+                Rotated::InOverlap(until) => return Err(api_error(in_overlap(until))),
             }
             println!("client_secret: {secret}");
             audit(

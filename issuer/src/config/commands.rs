@@ -312,13 +312,13 @@ pub struct ClientDescription {
     /// A resource (RFC 8707) it may ask tokens for (repeat for more).
     #[arg(long = "audience", value_name = "URI")]
     pub audience: Vec<String>,
-    /// A grant it may use: authorization_code, refresh_token (repeat; both when left out).
+    /// A grant it may use: authorization_code, refresh_token (repeat; left out: both when added, as they were when updated).
     #[arg(long = "grant-type", value_name = "GRANT")]
     pub grant_type: Vec<String>,
-    /// Its access tokens' lifetime in seconds (never longer than the issuer's).
+    /// Its access tokens' lifetime in seconds (never longer than the issuer's; left out of an update: as it was).
     #[arg(long, value_name = "SECS")]
     pub access_token_ttl: Option<i64>,
-    /// Its sessions' lifetime in seconds: refresh tokens stop after it.
+    /// Its sessions' lifetime in seconds: refresh tokens stop after it (left out of an update: as it was).
     #[arg(long, value_name = "SECS")]
     pub refresh_token_ttl: Option<i64>,
 }

@@ -33,7 +33,7 @@ pub use keys::StoredKey;
 pub use login_failures::{delay_ms, FREE_FAILURES, MAX_DELAY_MS};
 pub use mail::{NewMail, OutboxCounts, OutboxMail, SpentToken, TokenPurpose};
 pub use mfa::{MfaStatus, MfaTicket, TotpFactor, TICKET_ATTEMPTS};
-pub use oauth::{Code, NewCode, OAuthClient, Redeemed};
+pub use oauth::{Code, NewCode, OAuthClient, Redeemed, Rotated};
 pub use passkeys::{Ceremony, StoredPasskey, MAX_CEREMONIES_PER_CLIENT, MAX_PASSKEYS};
 pub use revocations::NewRevocation;
 pub use sessions::{NewSession, OAuthBinding, RefreshLookup, Rotation, Session, Successor, Which};

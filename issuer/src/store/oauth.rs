@@ -46,6 +46,17 @@ impl OAuthClient {
     }
 }
 
+/// What a secret rotation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotated {
+    Done,
+    /// No confidential client with a secret by that id.
+    NoSuchClient,
+    /// The secret before still works until then: rotating again with an
+    /// overlap would stop it at once.
+    InOverlap(Option<i64>),
+}
+
 /// An authorization code as issued, found by its hash.
 #[derive(Debug, Clone)]
 pub struct NewCode<'a> {
@@ -183,29 +194,37 @@ impl Store {
     }
 
     /// A new secret for a confidential client; the old one keeps working
-    /// until `previous_until`. False when there is no such confidential
-    /// client.
+    /// until `previous_until`. A rotation with an overlap (`previous_until`
+    /// after `now`) is refused while the secret before is still in its own
+    /// overlap: it would stop the secret deployments may still be using.
     pub async fn rotate_client_secret(
         &self,
         id: &str,
         new_hash: &str,
         previous_until: i64,
-    ) -> sqlx::Result<bool> {
+        now: i64,
+    ) -> sqlx::Result<Rotated> {
         let done = sqlx::query(
             "UPDATE oauth_clients SET previous_secret_hash = secret_hash, \
              previous_expires_at = $1, secret_hash = $2 \
-             WHERE id = $3 AND secret_hash IS NOT NULL",
+             WHERE id = $3 AND secret_hash IS NOT NULL \
+             AND ($1 <= $4 OR previous_expires_at IS NULL OR previous_expires_at <= $4)",
         )
         .bind(previous_until)
         .bind(new_hash)
         .bind(id)
+        .bind(now)
         .execute(&self.writer)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 1 {
+            return Ok(Rotated::Done);
+        }
+        Ok(match self.client(id).await? {
+            Some(c) if c.secret_hash.is_some() => Rotated::InOverlap(c.previous_expires_at),
+            _ => Rotated::NoSuchClient,
+        })
     }
 
-    /// Deletes the client and ends every session opened for it (their
-    /// revocation records are returned). `None` when there was no client.
     /// Replaces what an admin may change about a client (not its id, kind
     /// or credentials) and, in the same transaction, ends its live sessions
     /// whose grant `exceeds` the new description (a scope or resource it
@@ -241,10 +260,37 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
+        let now = now_ms.div_euclid(1000);
+        // Shorter lifetimes reach the live sessions too (never longer).
+        if let Some(ttl) = c.access_token_ttl {
+            sqlx::query(
+                "UPDATE sessions SET access_ttl = $2 WHERE client_id = $1 \
+                 AND revoked_at IS NULL AND (access_ttl IS NULL OR access_ttl > $2)",
+            )
+            .bind(&c.id)
+            .bind(ttl)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(ttl) = c.refresh_token_ttl {
+            sqlx::query(
+                "UPDATE sessions SET absolute_expires_at = created_at + $2, \
+                 idle_expires_at = CASE WHEN idle_expires_at > created_at + $2 \
+                 THEN created_at + $2 ELSE idle_expires_at END \
+                 WHERE client_id = $1 AND revoked_at IS NULL \
+                 AND absolute_expires_at > created_at + $2",
+            )
+            .bind(&c.id)
+            .bind(ttl)
+            .execute(&mut *tx)
+            .await?;
+        }
         let live = sqlx::query(
-            "SELECT id, scope, resource FROM sessions WHERE client_id = $1 AND revoked_at IS NULL",
+            "SELECT id, scope, resource FROM sessions WHERE client_id = $1 \
+             AND revoked_at IS NULL AND idle_expires_at > $2 AND absolute_expires_at > $2",
         )
         .bind(&c.id)
+        .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         let mut records = Vec::new();
@@ -269,6 +315,62 @@ impl Store {
         Ok(Some(records))
     }
 
+    /// A session just opened for a client, checked against the client as
+    /// it is now, under the same lock as [`Store::update_client`]: if an
+    /// update narrowed the client while the session was being opened (and
+    /// its scan missed it), the session ends here. Its record, if it ended.
+    pub async fn end_if_client_narrowed(
+        &self,
+        session_id: &str,
+        exceeds: impl Fn(&OAuthClient, Option<&str>, Option<&str>) -> bool,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<Option<RevocationRecord>> {
+        let mut tx = self.begin_revoking().await?;
+        let row = sqlx::query(
+            "SELECT client_id, scope, resource FROM sessions WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(session_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let client_id: Option<String> = row.try_get("client_id")?;
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1");
+        let client = match client_id {
+            Some(id) => sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .as_ref()
+                .map(client_from_row)
+                .transpose()?,
+            None => None,
+        };
+        let scope: Option<String> = row.try_get("scope")?;
+        let resource: Option<String> = row.try_get("resource")?;
+        // A client deleted meanwhile ended its sessions itself.
+        let narrowed = client.is_some_and(|c| exceeds(&c, scope.as_deref(), resource.as_deref()));
+        let record = if narrowed {
+            revoke_one_session(
+                &mut tx,
+                session_id,
+                "client_narrowed",
+                now_ms,
+                revocation_expires_at,
+            )
+            .await?
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Deletes the client and ends every session opened for it (their
+    /// revocation records are returned). `None` when there was no client.
     pub async fn delete_client(
         &self,
         id: &str,

@@ -17,7 +17,7 @@ use crate::support::*;
 
 on_both_backends!(acr_values_ask_for_a_second_factor);
 
-fn claims_of(jwt: &str) -> Value {
+pub(crate) fn claims_of(jwt: &str) -> Value {
     use base64::Engine;
     let payload = jwt.split('.').nth(1).expect("payload");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

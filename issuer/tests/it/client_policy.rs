@@ -15,6 +15,7 @@ use crate::on_both_backends;
 use crate::support::*;
 
 on_both_backends!(
+    a_second_rotation_during_the_overlap_is_refused,
     an_update_keeps_the_credentials_and_ends_grants_it_no_longer_allows,
     grant_types_and_lifetimes_are_checked_at_registration,
     a_client_without_the_refresh_grant_gets_no_refresh_token,
@@ -231,8 +232,12 @@ async fn a_clients_lifetimes_bound_its_tokens_and_its_session(backend: Backend) 
     assert_eq!(v["expires_in"], 120);
     let claims = t.verify(v["access_token"].as_str().expect("access")).await;
     assert_eq!(claims.exp - claims.iat, 120);
-    let id_token = v["id_token"].as_str().expect("id_token");
-    assert!(!id_token.is_empty());
+    // The ID token lives no longer than the access token it comes with.
+    let id = crate::acr::claims_of(v["id_token"].as_str().expect("id_token"));
+    assert_eq!(
+        id["exp"].as_i64().expect("exp") - id["iat"].as_i64().expect("iat"),
+        120
+    );
 
     // A refresh keeps the client's lifetime.
     clock.advance_secs(300);
@@ -385,7 +390,53 @@ async fn an_update_keeps_the_credentials_and_ends_grants_it_no_longer_allows(bac
         &authorize_url(&t, "notes", "https://app.test/cb2", &p.challenge, ""),
     )
     .await;
-    assert!(param(&location(&r), "code").is_some());
+    let cb2_code = param(&location(&r), "code").expect("code");
+
+    // Left out of an update, grant types and lifetimes stay (their defaults
+    // are the widest); null clears a lifetime; a shorter one reaches the
+    // live sessions; a removed redirect URI's codes no longer redeem.
+    let narrow = json!({"grant_types": ["authorization_code"], "access_token_ttl": 120,
+                        "refresh_token_ttl": 3600});
+    let r = put_client(&t, &admin, "notes", client("notes", narrow)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = put_client(&t, &admin, "notes", client("notes", json!({})))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["grant_types"], json!(["authorization_code"]), "{v}");
+    assert_eq!(
+        (
+            v["access_token_ttl"].as_i64(),
+            v["refresh_token_ttl"].as_i64()
+        ),
+        (Some(120), Some(3600))
+    );
+    let r = exchange(&t, ("notes", Some(&secret)), &cb2_code, &p.verifier).await;
+    assert_eq!(
+        oauth_error(r).await,
+        (StatusCode::BAD_REQUEST, "invalid_grant".to_string()),
+        "a code for a redirect URI no longer registered"
+    );
+    // The surviving session was opened with the issuer's lifetime: its
+    // refresh now gets 120 s tokens. (The refresh grant is gone from the
+    // client, so it is put back first.)
+    let widened = json!({"grant_types": ["authorization_code", "refresh_token"],
+                         "access_token_ttl": null});
+    let v: Value = put_client(&t, &admin, "notes", client("notes", widened))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(v.get("access_token_ttl").is_none(), "null clears: {v}");
+    assert_eq!(v["refresh_token_ttl"], 3600);
+    // The session keeps the 120 s it was cut to (lifetimes only shorten).
+    let refreshed: Value = refresh_grant(&t, "notes", &secret, &refresh_tokens[1])
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(refreshed["expires_in"], 120, "{refreshed}");
     // Audited with what changed.
     let events: Value = t
         .http
@@ -397,8 +448,64 @@ async fn an_update_keeps_the_credentials_and_ends_grants_it_no_longer_allows(bac
         .json()
         .await
         .expect("json");
+    let first = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["metadata"]["sessions_ended"] == 1);
+    assert!(first.is_some(), "{events}");
+}
+
+async fn a_second_rotation_during_the_overlap_is_refused(backend: Backend) {
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    let first = secret_of(&register_client(&t, &admin, client("rot", json!({}))).await);
+    let rotate = |immediate: bool| {
+        let (t, admin) = (&t, &admin);
+        async move {
+            t.post_auth(
+                &format!("/admin/clients/rot/secret?immediate={immediate}"),
+                admin,
+                None,
+            )
+            .await
+        }
+    };
+    let authenticates = |secret: String| {
+        let t = &t;
+        async move {
+            // A made-up refresh token: invalid_grant means the secret passed.
+            oauth_error(refresh_grant(t, "rot", &secret, "rt_made-up").await)
+                .await
+                .1
+                == "invalid_grant"
+        }
+    };
+    let r = rotate(false).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let second = r.json::<Value>().await.expect("json")["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    assert!(authenticates(first.clone()).await && authenticates(second.clone()).await);
+    // Again, with an overlap, while the first one's runs (a double click, a
+    // reloaded page): refused, and both secrets still work.
+    let (status, code, message) = error_code(rotate(false).await).await;
     assert_eq!(
-        events["events"][0]["metadata"]["sessions_ended"], 1,
-        "{events}"
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "rotation_in_progress")
     );
+    assert!(message.contains("immediate"), "{message}");
+    assert!(authenticates(first.clone()).await && authenticates(second.clone()).await);
+    // Immediate: only the newest works.
+    let r = rotate(true).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let third = r.json::<Value>().await.expect("json")["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    assert!(authenticates(third).await);
+    assert!(!authenticates(first).await && !authenticates(second).await);
 }

@@ -1,7 +1,9 @@
 //! The store's guarantees, on SQLite and PostgreSQL alike.
 
 use auth_types::RevocationKind;
-use issuer::store::{CreateUserError, NewRevocation, NewSession, Rotation, Store, User};
+use issuer::store::{
+    CreateUserError, NewRevocation, NewSession, OAuthBinding, Rotation, Store, User,
+};
 
 use crate::on_both_backends;
 use crate::support::{database, Backend};
@@ -12,6 +14,7 @@ on_both_backends!(
     session_revocation_is_recorded_once_and_in_order,
     revocations_expire_and_are_pruned,
     migrations_are_idempotent,
+    a_session_opened_across_a_narrowing_update_ends,
 );
 
 async fn store(backend: Backend) -> Option<(Store, crate::support::Db)> {
@@ -250,4 +253,98 @@ async fn migrations_are_idempotent(backend: Backend) {
     let again = Store::connect(&db.url, 1).await.expect("reconnect");
     again.migrate().await.expect("migrate from another pool");
     again.ping().await.expect("ping");
+}
+
+/// The race an update and a code exchange can run: the exchange loaded the
+/// client before the update, which committed before the session existed
+/// (so its scan missed it). The exchange's check under the update's lock
+/// ends the session; one the client still allows stays.
+async fn a_session_opened_across_a_narrowing_update_ends(backend: Backend) {
+    let Some((store, _db)) = store(backend).await else {
+        return;
+    };
+    let u = user("race@example.com");
+    store.create_user(&u).await.expect("create");
+    let (mut client, _) = issuer::service::oauth::clients::check(
+        &issuer::service::oauth::clients::NewClient {
+            client_id: "race".into(),
+            name: "Race".into(),
+            kind: "public".into(),
+            redirect_uris: vec!["https://app.test/cb".into()],
+            scopes: vec!["openid".into(), "notes:read".into()],
+            ..Default::default()
+        },
+        100,
+    )
+    .expect("client");
+    assert!(store.create_client(&client, "test").await.expect("db"));
+    // The update commits first: no sessions yet.
+    client.scopes = vec!["openid".into()];
+    let ended = store
+        .update_client(
+            &client,
+            issuer::service::oauth::clients::exceeds,
+            200_000,
+            9_000,
+        )
+        .await
+        .expect("db")
+        .expect("client");
+    assert!(ended.is_empty());
+    // Then the exchange that loaded the old client opens its sessions.
+    for (id, scope) in [("s-wide", "openid notes:read"), ("s-narrow", "openid")] {
+        store
+            .create_session(&NewSession {
+                id,
+                user_id: &u.id,
+                now: 200,
+                idle_expires_at: 1_000,
+                absolute_expires_at: 5_000,
+                ip: None,
+                user_agent: None,
+                amr: "pwd",
+                refresh_hash: &format!("h-{id}"),
+                opened_by: None,
+                oauth: Some(OAuthBinding {
+                    client_id: "race",
+                    scope,
+                    auth_time: 200,
+                    resource: None,
+                    access_ttl: None,
+                }),
+            })
+            .await
+            .expect("session");
+    }
+    let check = |id: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .end_if_client_narrowed(
+                    id,
+                    issuer::service::oauth::clients::exceeds,
+                    201_000,
+                    9_000,
+                )
+                .await
+                .expect("db")
+        }
+    };
+    let record = check("s-wide").await.expect("the wide session ends");
+    assert_eq!(record.kind, RevocationKind::Session);
+    assert!(check("s-narrow").await.is_none());
+    assert!(store
+        .session("s-wide")
+        .await
+        .expect("db")
+        .expect("row")
+        .revoked_at
+        .is_some());
+    assert!(store
+        .session("s-narrow")
+        .await
+        .expect("db")
+        .expect("row")
+        .revoked_at
+        .is_none());
 }

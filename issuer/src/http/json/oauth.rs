@@ -416,6 +416,7 @@ pub struct RotateQuery {
     responses(
         (status = 200, description = "The new secret", body = crate::http::openapi::AnyObject),
         (status = 404, description = "No such confidential client", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "`rotation_in_progress`: the secret before still works; rotate with `immediate=true` or wait", body = crate::http::openapi::ErrorBody),
     ),
     security(("admin" = [])),
 )]

@@ -240,8 +240,9 @@ impl ClientForm {
             backchannel_logout_uri: (!backchannel.is_empty()).then(|| backchannel.to_string()),
             audiences: lines(&self.audiences),
             grant_types: Some(grants),
-            access_token_ttl: seconds("access_token_ttl", &self.access_token_ttl)?,
-            refresh_token_ttl: seconds("refresh_token_ttl", &self.refresh_token_ttl)?,
+            // The form shows every field: empty is the issuer's.
+            access_token_ttl: Some(seconds("access_token_ttl", &self.access_token_ttl)?),
+            refresh_token_ttl: Some(seconds("refresh_token_ttl", &self.refresh_token_ttl)?),
         })
     }
 }

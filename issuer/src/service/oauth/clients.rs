@@ -9,7 +9,7 @@ use crate::domain::tokens::{random_b64, refresh_token_hash};
 use crate::service::admin::Admin;
 use crate::service::context::Client;
 use crate::service::error::{Error, Kind, Result};
-use crate::store::{AuditEvent, OAuthClient};
+use crate::store::{AuditEvent, OAuthClient, Rotated};
 use crate::AppState;
 
 /// How long a rotated-out secret keeps working.
@@ -57,19 +57,33 @@ pub struct NewClient {
     #[serde(default)]
     pub audiences: Vec<String>,
     /// The grants it may use: `authorization_code` (required) and
-    /// `refresh_token`; both when left out. Without `refresh_token` it is
-    /// never given a refresh token.
+    /// `refresh_token`; both when left out of a registration, and as they
+    /// were when left out of an update. Without `refresh_token` it is never
+    /// given a refresh token.
     #[serde(default)]
     pub grant_types: Option<Vec<String>>,
-    /// Its access tokens' lifetime in seconds (60 to 86400); the issuer's
-    /// `--access-token-ttl` when left out, and never longer than it.
-    #[serde(default)]
-    pub access_token_ttl: Option<i64>,
+    /// Its access tokens' lifetime in seconds (60 to 86400), never longer
+    /// than the issuer's `--access-token-ttl`; `null`: the issuer's. Left
+    /// out: the issuer's at a registration, as it was at an update.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub access_token_ttl: Option<Option<i64>>,
     /// Its sessions' absolute lifetime in seconds (300 to 31536000), after
-    /// which its refresh token stops working; the issuer's
-    /// `--session-max-lifetime` when left out, and never longer than it.
-    #[serde(default)]
-    pub refresh_token_ttl: Option<i64>,
+    /// which its refresh token stops working, never longer than the
+    /// issuer's `--session-max-lifetime`; `null` and left out as above.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub refresh_token_ttl: Option<Option<i64>>,
+}
+
+/// A field that is there, even as `null` (`Some(None)`), against one left
+/// out (`None`): an update keeps what is left out. Their defaults are the
+/// widest (both grants, the issuer's lifetimes), so leaving them out must
+/// never widen a client.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
 }
 
 /// What a client may use when its registration names no grant types.
@@ -291,14 +305,15 @@ fn describe(client: &mut OAuthClient, new: &NewClient) -> Result<()> {
             scopes.push(s.clone());
         }
     }
-    let grant_types = check_grant_types(new.grant_types.as_deref(), &scopes)?;
+    // Left out of an update, the grants and lifetimes stay as they were
+    // (a registration starts from none: the defaults).
+    let kept = (!client.grant_types.is_empty()).then(|| client.grant_types.clone());
+    let grant_types = check_grant_types(new.grant_types.as_deref().or(kept.as_deref()), &scopes)?;
+    let access_token_ttl = new.access_token_ttl.unwrap_or(client.access_token_ttl);
+    let refresh_token_ttl = new.refresh_token_ttl.unwrap_or(client.refresh_token_ttl);
     for (name, value, range) in [
-        ("access_token_ttl", new.access_token_ttl, ACCESS_TTL_RANGE),
-        (
-            "refresh_token_ttl",
-            new.refresh_token_ttl,
-            REFRESH_TTL_RANGE,
-        ),
+        ("access_token_ttl", access_token_ttl, ACCESS_TTL_RANGE),
+        ("refresh_token_ttl", refresh_token_ttl, REFRESH_TTL_RANGE),
     ] {
         if value.is_some_and(|v| !range.contains(&v)) {
             return Err(invalid(format!(
@@ -316,8 +331,8 @@ fn describe(client: &mut OAuthClient, new: &NewClient) -> Result<()> {
     client.backchannel_logout_uri = new.backchannel_logout_uri.clone();
     client.audiences = audiences;
     client.grant_types = grant_types;
-    client.access_token_ttl = new.access_token_ttl;
-    client.refresh_token_ttl = new.refresh_token_ttl;
+    client.access_token_ttl = access_token_ttl;
+    client.refresh_token_ttl = refresh_token_ttl;
     Ok(())
 }
 
@@ -433,10 +448,13 @@ pub async fn rotate_secret(
             } else {
                 now.secs() + SECRET_OVERLAP_SECS
             },
+            now.secs(),
         )
         .await?;
-    if !rotated {
-        return Err(Error::not_found("no such confidential client"));
+    match rotated {
+        Rotated::Done => {}
+        Rotated::NoSuchClient => return Err(Error::not_found("no such confidential client")),
+        Rotated::InOverlap(until) => return Err(in_overlap(until)),
     }
     state
         .audit(
@@ -542,6 +560,20 @@ pub async fn update(
         client: ClientView::from(&changed),
         sessions_ended: ended,
     })
+}
+
+/// A second rotation with an overlap while the first one's runs would stop
+/// the secret deployments may still use: refused (409), naming the way out.
+pub fn in_overlap(until: Option<i64>) -> Error {
+    Error::new(
+        Kind::Conflict,
+        "rotation_in_progress",
+        format!(
+            "the secret before the last rotation works until {} (Unix time); rotate with \
+             immediate to stop it now, or wait",
+            until.unwrap_or_default()
+        ),
+    )
 }
 
 /// Replaces a `private_key_jwt` client's public keys.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::clock::Now;
-use crate::domain::oauth::{at_hash, mint_id_token, pkce_matches};
+use crate::domain::oauth::{at_hash, mint_id_token, pkce_matches, redirect_matches};
 use crate::domain::tokens::{new_id, refresh_token_hash};
 use crate::service::context::{Authenticated, Client};
 use crate::service::error::{Error, Result};
@@ -141,6 +141,15 @@ async fn exchange_code(
             "redirect_uri differs from the authorization request's",
         ));
     }
+    if !oauth_client
+        .redirect_uris
+        .iter()
+        .any(|r| redirect_matches(r, &found.redirect_uri))
+    {
+        return Err(invalid_grant(
+            "the code's redirect_uri is no longer registered for this client",
+        ));
+    }
     if !pkce_matches(verifier, &found.code_challenge) {
         return Err(invalid_grant(
             "code_verifier does not match the code_challenge",
@@ -209,6 +218,29 @@ async fn exchange_code(
             .await;
         return Err(invalid_grant("the code was already used"));
     }
+    // An admin narrowed the client while this session was being opened
+    // (the update's scan may have missed it): it ends before any token
+    // leaves, under the update's lock.
+    if let Some(record) = state
+        .store
+        .end_if_client_narrowed(
+            &session_id,
+            super::clients::exceeds,
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await?
+    {
+        let event = AuditEvent::new(now.ms, "oauth_client_narrowed")
+            .user(&user)
+            .client(client)
+            .session(&session_id)
+            .outcome(Outcome::Denied, "client_narrowed");
+        state.sessions_ended(vec![record], event).await;
+        return Err(invalid_grant(
+            "this client may no longer ask for what the code grants",
+        ));
+    }
     let scope = found.scope.clone();
     let session = Issued {
         session_id: &session_id,
@@ -236,7 +268,10 @@ async fn refresh(
         .map(|f| f.session);
     // A grant never outlives a permission its client lost (the update
     // ends such sessions; this holds in the race with it too).
-    if let Some(s) = &session {
+    if let Some(s) = session
+        .as_ref()
+        .filter(|s| s.client_id.as_deref() == Some(oauth_client.id.as_str()))
+    {
         if super::clients::exceeds(oauth_client, s.scope.as_deref(), s.resource.as_deref()) {
             return Err(invalid_grant(
                 "this client may no longer ask for what this grant holds",
@@ -329,7 +364,7 @@ async fn respond(
                 user,
                 issued,
                 scope,
-                &tokens.access_token,
+                (&tokens.access_token, tokens.expires_in),
                 now,
             )
             .await?,
@@ -408,7 +443,7 @@ async fn id_token(
     user: &User,
     issued: Issued<'_>,
     scope: &str,
-    access_token: &str,
+    (access_token, lifetime): (&str, i64),
     now: Now,
 ) -> Result<String> {
     let key = crate::service::keys::id_token_key(state).await?;
@@ -416,7 +451,9 @@ async fn id_token(
         iss: &state.settings.issuer_url,
         sub: &user.id,
         aud: &oauth_client.id,
-        exp: now.secs() + state.settings.keys.access_token_ttl,
+        // No longer than the access token it comes with (the client's
+        // lifetime, when it set a shorter one).
+        exp: now.secs() + lifetime,
         iat: now.secs(),
         auth_time: issued.auth_time,
         nonce: issued.nonce,
