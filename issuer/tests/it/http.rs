@@ -963,6 +963,7 @@ async fn well_known_and_operational_endpoints(backend: Backend) {
         "token_endpoint_auth_methods_supported",
         "scopes_supported",
         "prompt_values_supported",
+        "acr_values_supported",
         "subject_types_supported",
         "id_token_signing_alg_values_supported",
         "authorization_response_iss_parameter_supported",
