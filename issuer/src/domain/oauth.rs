@@ -38,6 +38,16 @@ pub fn valid_challenge(c: &str) -> bool {
 
 /// Whether `verifier` is the one `challenge` (S256) was made from. Both
 /// sides are public once presented, so a plain comparison is enough.
+/// Whether a user's consent (the scopes they allowed a client, by spaces)
+/// covers every scope in `scope`.
+pub fn consent_covers(consented: Option<&str>, scope: &str) -> bool {
+    consented.is_some_and(|allowed| {
+        scope
+            .split_whitespace()
+            .all(|s| allowed.split_whitespace().any(|a| a == s))
+    })
+}
+
 pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     valid_verifier(verifier)
         && b64url_encode(digest(&SHA256, verifier.as_bytes()).as_ref()) == challenge

@@ -237,6 +237,16 @@ impl Store {
         revocation_expires_at: i64,
     ) -> sqlx::Result<Option<Vec<RevocationRecord>>> {
         let mut tx = self.begin_revoking().await?;
+        let was_first_party = sqlx::query("SELECT first_party FROM oauth_clients WHERE id = $1")
+            .bind(&c.id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<i64, _>("first_party"))
+            .transpose()?
+            .is_some_and(|f| f != 0);
+        // No longer first-party: sessions opened without the user's consent
+        // (first-party clients skip it) end unless a consent covers them.
+        let demoted = was_first_party && !c.first_party;
         let updated = sqlx::query(
             "UPDATE oauth_clients SET name = $2, redirect_uris = $3, post_logout_uris = $4, \
              scopes = $5, first_party = $6, backchannel_logout_uri = $7, audiences = $8, \
@@ -286,8 +296,10 @@ impl Store {
             .await?;
         }
         let live = sqlx::query(
-            "SELECT id, scope, resource FROM sessions WHERE client_id = $1 \
-             AND revoked_at IS NULL AND idle_expires_at > $2 AND absolute_expires_at > $2",
+            "SELECT s.id, s.scope, s.resource, c.scope AS consented FROM sessions s \
+             LEFT JOIN oauth_consents c ON c.user_id = s.user_id AND c.client_id = s.client_id \
+             WHERE s.client_id = $1 AND s.revoked_at IS NULL \
+             AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2",
         )
         .bind(&c.id)
         .bind(now)
@@ -297,7 +309,13 @@ impl Store {
         for row in &live {
             let scope: Option<String> = row.try_get("scope")?;
             let resource: Option<String> = row.try_get("resource")?;
-            if exceeds(c, scope.as_deref(), resource.as_deref()) {
+            let consented: Option<String> = row.try_get("consented")?;
+            let unconsented = demoted
+                && !crate::domain::oauth::consent_covers(
+                    consented.as_deref(),
+                    scope.as_deref().unwrap_or_default(),
+                );
+            if unconsented || exceeds(c, scope.as_deref(), resource.as_deref()) {
                 let id: String = row.try_get("id")?;
                 records.extend(
                     revoke_one_session(

@@ -16,6 +16,7 @@ use crate::support::*;
 
 on_both_backends!(
     a_second_rotation_during_the_overlap_is_refused,
+    demoting_a_client_ends_the_sessions_no_one_consented_to,
     an_update_keeps_the_credentials_and_ends_grants_it_no_longer_allows,
     grant_types_and_lifetimes_are_checked_at_registration,
     a_client_without_the_refresh_grant_gets_no_refresh_token,
@@ -508,4 +509,94 @@ async fn a_second_rotation_during_the_overlap_is_refused(backend: Backend) {
         .to_string();
     assert!(authenticates(third).await);
     assert!(!authenticates(first).await && !authenticates(second).await);
+}
+
+async fn introspect(t: &TestIssuer, secret: &str, token: &str) -> bool {
+    let v: Value = t
+        .http
+        .post(t.url("/auth/oauth2/introspect"))
+        .basic_auth("demo", Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .expect("json");
+    v["active"] == true
+}
+
+/// First-party clients skip consent; one made third-party again keeps only
+/// the sessions a consent covers.
+async fn demoting_a_client_ends_the_sessions_no_one_consented_to(backend: Backend) {
+    let Some(t) = start(backend).await else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    let third = json!({"first_party": false});
+    let secret = secret_of(&register_client(&t, &admin, client("demo", third.clone())).await);
+    // B allows it on the consent page.
+    let b = unique_email("consented");
+    t.register(&b, PASSWORD).await;
+    let cookies = page_sign_in(&t, &b).await;
+    let p = pkce();
+    let url = authorize_url(&t, "demo", REDIRECT, &p.challenge, "");
+    let page = authorize(&t, &cookies, &url)
+        .await
+        .text()
+        .await
+        .expect("consent page");
+    let query = url.split_once('?').expect("query").1.to_string();
+    let allowed = crate::oauth::no_redirects()
+        .post(t.url("/auth/ui/authorize"))
+        .header("cookie", &cookies)
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "{query}&decision=allow&consent_token={}",
+            crate::oauth::hidden(&page, "consent_token")
+        ))
+        .send()
+        .await
+        .expect("allow")
+        .text()
+        .await
+        .expect("page");
+    let to = crate::oauth::landing_url(&allowed);
+    let code = param(&oauth2::url::Url::parse(&to).expect("url"), "code").expect("code");
+    let v: Value = exchange(&t, ("demo", Some(&secret)), &code, &p.verifier)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let b_token = v["access_token"].as_str().expect("access").to_string();
+    // Made first-party: A is never asked.
+    let first = json!({"first_party": true});
+    let v: Value = put_client(&t, &admin, "demo", client("demo", first))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["sessions_ended"], 0);
+    let a = unique_email("never-asked");
+    t.register(&a, PASSWORD).await;
+    let cookies = page_sign_in(&t, &a).await;
+    let p = pkce();
+    let code = code_for(&t, &cookies, "demo", &p).await;
+    let v: Value = exchange(&t, ("demo", Some(&secret)), &code, &p.verifier)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let a_token = v["access_token"].as_str().expect("access").to_string();
+    assert!(introspect(&t, &secret, &a_token).await);
+    // Third-party again: A's session ends, B's consent still covers B's.
+    let v: Value = put_client(&t, &admin, "demo", client("demo", third))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["sessions_ended"], 1, "{v}");
+    assert!(!introspect(&t, &secret, &a_token).await);
+    assert!(introspect(&t, &secret, &b_token).await);
 }

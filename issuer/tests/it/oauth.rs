@@ -64,7 +64,7 @@ fn transport(real: String) -> impl Fn(openidconnect::HttpRequest) -> HttpFuture 
     }
 }
 
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -733,7 +733,7 @@ async fn third_party_clients_ask_for_consent_once(backend: Backend) {
     assert!(r.text().await.expect("page").contains("Allow"));
 }
 
-fn hidden(page: &str, name: &str) -> String {
+pub(crate) fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     page.split(&marker)
         .nth(1)
@@ -743,7 +743,7 @@ fn hidden(page: &str, name: &str) -> String {
 }
 
 /// Where a page that moves on by itself goes.
-fn landing_url(page: &str) -> String {
+pub(crate) fn landing_url(page: &str) -> String {
     page.split("url=")
         .nth(1)
         .and_then(|r| r.split('"').next())

@@ -6,7 +6,7 @@ use oauth2::url::Url;
 use serde::Deserialize;
 
 use crate::domain::mfa::{acr_of, ACR_ONE_FACTOR, ACR_TWO_FACTORS};
-use crate::domain::oauth::{redirect_matches, valid_challenge, valid_resource};
+use crate::domain::oauth::{consent_covers, redirect_matches, valid_challenge, valid_resource};
 use crate::domain::tokens::{random_b64, refresh_token_hash};
 use crate::service::context::{Authenticated, Client};
 use crate::service::error::{Error, Result};
@@ -362,13 +362,8 @@ pub async fn decide(
     }
     if !valid.client.first_party {
         // Asked at least once, whatever the scope (even none).
-        let covered = match state.store.consent(&auth.user.id, &valid.client.id).await? {
-            Some(allowed) => valid
-                .scope
-                .iter()
-                .all(|s| allowed.split(' ').any(|a| a == s)),
-            None => false,
-        };
+        let allowed = state.store.consent(&auth.user.id, &valid.client.id).await?;
+        let covered = consent_covers(allowed.as_deref(), &valid.scope.join(" "));
         if !covered || valid.prompt == Prompt::Consent {
             if valid.prompt == Prompt::None {
                 return Ok(back(
