@@ -34,6 +34,8 @@ pub struct OAuthClient {
     pub access_token_ttl: Option<i64>,
     /// Its sessions' (refresh tokens') absolute lifetime in seconds.
     pub refresh_token_ttl: Option<i64>,
+    /// Raised by every change of its description.
+    pub version: i64,
 }
 
 impl OAuthClient {
@@ -106,7 +108,7 @@ pub enum Redeemed {
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, previous_secret_hash, previous_expires_at, \
      redirect_uris, post_logout_uris, scopes, first_party, created_at, jwks, backchannel_logout_uri, audiences, \
-     grant_types, access_token_ttl, refresh_token_ttl";
+     grant_types, access_token_ttl, refresh_token_ttl, version";
 
 fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
     let list = |name: &str| -> sqlx::Result<Vec<String>> {
@@ -131,6 +133,7 @@ fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
         grant_types: list("grant_types")?,
         access_token_ttl: row.try_get("access_token_ttl")?,
         refresh_token_ttl: row.try_get("refresh_token_ttl")?,
+        version: row.try_get("version")?,
     })
 }
 
@@ -228,7 +231,9 @@ impl Store {
     /// Replaces what an admin may change about a client (not its id, kind
     /// or credentials) and, in the same transaction, ends its live sessions
     /// whose grant `exceeds` the new description (a scope or resource it
-    /// may no longer ask for). `None`: no such client.
+    /// may no longer ask for). `c.version` is the version it was made from:
+    /// `None` when there is no such client at that version (another change
+    /// came first, or it is gone).
     pub async fn update_client(
         &self,
         c: &OAuthClient,
@@ -250,7 +255,8 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE oauth_clients SET name = $2, redirect_uris = $3, post_logout_uris = $4, \
              scopes = $5, first_party = $6, backchannel_logout_uri = $7, audiences = $8, \
-             grant_types = $9, access_token_ttl = $10, refresh_token_ttl = $11 WHERE id = $1",
+             grant_types = $9, access_token_ttl = $10, refresh_token_ttl = $11, \
+             version = version + 1 WHERE id = $1 AND version = $12",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -263,6 +269,7 @@ impl Store {
         .bind(json_list(&c.grant_types))
         .bind(c.access_token_ttl)
         .bind(c.refresh_token_ttl)
+        .bind(c.version)
         .execute(&mut *tx)
         .await?
         .rows_affected();

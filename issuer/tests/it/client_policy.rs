@@ -360,6 +360,18 @@ async fn an_update_keeps_the_credentials_and_ends_grants_it_no_longer_allows(bac
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["sessions_ended"], 1);
     assert_eq!(v["name"], "Notes, renamed");
+    // Two admins from the same read: the second, naming the version it
+    // read, is refused rather than undo the first.
+    assert_eq!(v["version"], 2);
+    let stale = client(
+        "notes",
+        json!({"version": 1, "scopes": ["openid", "notes:read"]}),
+    );
+    let (status, code, _) = error_code(put_client(&t, &admin, "notes", stale).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "client_changed")
+    );
     assert_eq!(v["scopes"], json!(["openid"]));
     assert_eq!(v["token_endpoint_auth_method"], "client_secret_basic");
     assert_eq!(feed_records(&t).await.len(), before + 1);

@@ -112,6 +112,7 @@ fn client_form(existing: Option<&ClientView>) -> Markup {
                 p { "Client id " code { (c.client_id) } ", " (c.kind) ", " (c.token_endpoint_auth_method) }
                 input type="hidden" name="client_id" value=(c.client_id);
                 input type="hidden" name="type" value=(c.kind);
+                input type="hidden" name="version" value=(c.version);
             } @else {
                 label for="client_id" { "Client id (a-z, 0-9, -; 3 to 64)" }
                 input id="client_id" name="client_id" required maxlength="64" pattern="[a-z0-9\\-]{3,64}" autocapitalize="off";
@@ -185,6 +186,9 @@ pub struct ClientForm {
     refresh_token_ttl: String,
     #[serde(default)]
     jwks: String,
+    /// The edit form's: the version it was filled from.
+    #[serde(default)]
+    version: Option<String>,
 }
 
 fn lines(text: &str) -> Vec<String> {
@@ -240,6 +244,11 @@ impl ClientForm {
             backchannel_logout_uri: (!backchannel.is_empty()).then(|| backchannel.to_string()),
             audiences: lines(&self.audiences),
             grant_types: Some(grants),
+            version: match self.version.as_deref().map(str::parse::<i64>) {
+                None => None,
+                Some(Ok(v)) => Some(v),
+                Some(Err(_)) => return Err(unprocessable("version: a number".into())),
+            },
             // The form shows every field: empty is the issuer's.
             access_token_ttl: Some(seconds("access_token_ttl", &self.access_token_ttl)?),
             refresh_token_ttl: Some(seconds("refresh_token_ttl", &self.refresh_token_ttl)?),

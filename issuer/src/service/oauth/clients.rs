@@ -74,6 +74,10 @@ pub struct NewClient {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>)]
     pub refresh_token_ttl: Option<Option<i64>>,
+    /// For an update: the `version` the change was made from; if another
+    /// change came first, 409 `client_changed` (left out: the last wins).
+    #[serde(default)]
+    pub version: Option<i64>,
 }
 
 /// A field that is there, even as `null` (`Some(None)`), against one left
@@ -118,6 +122,8 @@ pub struct ClientView {
     pub access_token_ttl: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token_ttl: Option<i64>,
+    /// Raised by every change (name it in an update to refuse a lost one).
+    pub version: i64,
 }
 
 impl From<&OAuthClient> for ClientView {
@@ -142,6 +148,7 @@ impl From<&OAuthClient> for ClientView {
             grant_types: c.grant_types.clone(),
             access_token_ttl: c.access_token_ttl,
             refresh_token_ttl: c.refresh_token_ttl,
+            version: c.version,
         }
     }
 }
@@ -205,6 +212,7 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
         grant_types: Vec::new(),
         access_token_ttl: None,
         refresh_token_ttl: None,
+        version: 1,
     };
     describe(&mut client, new)?;
     let method = new.token_endpoint_auth_method.as_deref();
@@ -513,9 +521,22 @@ pub fn check_update(found: &OAuthClient, new: &NewClient) -> Result<OAuthClient>
             "jwks: replace a client's keys with PUT /admin/clients/{client_id}/jwks",
         ));
     }
+    if new.version.is_some_and(|v| v != found.version) {
+        return Err(client_changed());
+    }
     let mut client = found.clone();
     describe(&mut client, new)?;
     Ok(client)
+}
+
+/// Another change came first (or the client went): the caller's view of
+/// it is stale.
+pub fn client_changed() -> Error {
+    Error::new(
+        Kind::Conflict,
+        "client_changed",
+        "the client was changed (or deleted) since you read it: read it again",
+    )
 }
 
 /// Changes a client's description; its sessions that hold a scope or a
@@ -539,7 +560,11 @@ pub async fn update(
         .store
         .update_client(&changed, exceeds, now.ms, state.revocation_expiry(now))
         .await?
-        .ok_or_else(|| Error::not_found("no such client"))?;
+        .ok_or_else(client_changed)?;
+    let changed = OAuthClient {
+        version: changed.version + 1,
+        ..changed
+    };
     let ended = records.len();
     let event = AuditEvent::new(now.ms, "oauth_client_updated")
         .by(auth)
