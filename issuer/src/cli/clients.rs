@@ -155,6 +155,12 @@ pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
                 }
                 Rotated::InOverlap(until) => return Err(api_error(in_overlap(until))),
             }
+            if args.immediate {
+                // Published by the running issuers' feeds on their next poll.
+                store
+                    .revoke_own_tokens(&args.client_id, now * 1000, revocation_expiry(now * 1000))
+                    .await?;
+            }
             println!("client_secret: {secret}");
             audit(
                 &store,

@@ -38,6 +38,13 @@ pub fn valid_challenge(c: &str) -> bool {
 
 /// Whether `verifier` is the one `challenge` (S256) was made from. Both
 /// sides are public once presented, so a plain comparison is enough.
+/// The subject of a client's own tokens (`client_credentials`): not a
+/// user's id, so no user's rules or revocations apply to it, and one
+/// `user_before` revocation of it ends every token the client holds.
+pub fn client_subject(client_id: &str) -> String {
+    format!("client:{client_id}")
+}
+
 /// Whether a user's consent (the scopes they allowed a client, by spaces)
 /// covers every scope in `scope`.
 pub fn consent_covers(consented: Option<&str>, scope: &str) -> bool {

@@ -4,6 +4,7 @@ use auth_types::RevocationRecord;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::revocations::{insert_revocation, NewRevocation};
 use super::sessions::{revoke_one_session, revoke_sessions_where, Which};
 use super::*;
 
@@ -45,6 +46,18 @@ impl OAuthClient {
 
     pub fn may_use(&self, grant_type: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant_type)
+    }
+}
+
+/// Every token a client holds as itself, up to now (the second it ends
+/// in included: none is issued after).
+fn own_tokens_revoked(subject: &str, now_ms: i64, expires_at: i64) -> NewRevocation<'_> {
+    NewRevocation {
+        kind: auth_types::RevocationKind::UserBefore,
+        subject,
+        issued_before: now_ms.div_euclid(1000) + 1,
+        created_at_ms: now_ms,
+        expires_at,
     }
 }
 
@@ -242,16 +255,29 @@ impl Store {
         revocation_expires_at: i64,
     ) -> sqlx::Result<Option<Vec<RevocationRecord>>> {
         let mut tx = self.begin_revoking().await?;
-        let was_first_party = sqlx::query("SELECT first_party FROM oauth_clients WHERE id = $1")
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1");
+        let Some(before) = sqlx::query(&sql)
             .bind(&c.id)
             .fetch_optional(&mut *tx)
             .await?
-            .map(|r| r.try_get::<i64, _>("first_party"))
+            .as_ref()
+            .map(client_from_row)
             .transpose()?
-            .is_some_and(|f| f != 0);
+        else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
         // No longer first-party: sessions opened without the user's consent
         // (first-party clients skip it) end unless a consent covers them.
-        let demoted = was_first_party && !c.first_party;
+        let demoted = before.first_party && !c.first_party;
+        // Its own tokens (client_credentials) carry no session: any scope,
+        // resource or the grant itself taken away ends them all (the
+        // service asks again for what it still may have).
+        let lost = |old: &[String], new: &[String]| old.iter().any(|x| !new.contains(x));
+        let own_tokens_narrowed = before.may_use("client_credentials")
+            && (lost(&before.scopes, &c.scopes)
+                || lost(&before.audiences, &c.audiences)
+                || !c.may_use("client_credentials"));
         let updated = sqlx::query(
             "UPDATE oauth_clients SET name = $2, redirect_uris = $3, post_logout_uris = $4, \
              scopes = $5, first_party = $6, backchannel_logout_uri = $7, audiences = $8, \
@@ -336,8 +362,34 @@ impl Store {
                 );
             }
         }
+        if own_tokens_narrowed {
+            records.push(
+                insert_revocation(
+                    &mut tx,
+                    &own_tokens_revoked(
+                        &crate::domain::oauth::client_subject(&c.id),
+                        now_ms,
+                        revocation_expires_at,
+                    ),
+                )
+                .await?,
+            );
+        }
         tx.commit().await?;
         Ok(Some(records))
+    }
+
+    /// Ends every token a client holds as itself (`client_credentials`):
+    /// its secret leaked.
+    pub async fn revoke_own_tokens(
+        &self,
+        client_id: &str,
+        now_ms: i64,
+        revocation_expires_at: i64,
+    ) -> sqlx::Result<RevocationRecord> {
+        let subject = crate::domain::oauth::client_subject(client_id);
+        self.record_revocation(&own_tokens_revoked(&subject, now_ms, revocation_expires_at))
+            .await
     }
 
     /// A session just opened for a client, checked against the client as
@@ -436,6 +488,18 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
+        // Its own tokens (client_credentials) end too.
+        records.push(
+            insert_revocation(
+                &mut tx,
+                &own_tokens_revoked(
+                    &crate::domain::oauth::client_subject(id),
+                    now_ms,
+                    revocation_expires_at,
+                ),
+            )
+            .await?,
+        );
         tx.commit().await?;
         records.sort_by_key(|r| r.seq);
         Ok(Some(records))

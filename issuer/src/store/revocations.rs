@@ -62,6 +62,35 @@ impl Store {
         rows.iter().map(revocation_from_row).collect()
     }
 
+    /// The latest live `user_before` cut-off for `subject`: its tokens
+    /// issued before it are revoked.
+    pub async fn revoked_before(&self, subject: &str, now: i64) -> sqlx::Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(issued_before) AS cutoff FROM revocations \
+             WHERE kind = $1 AND subject = $2 AND expires_at > $3",
+        )
+        .bind(RevocationKind::UserBefore.as_str())
+        .bind(subject)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_get("cutoff")
+    }
+
+    /// Whether one access token (by `jti`) was revoked.
+    pub async fn token_revoked(&self, jti: &str, now: i64) -> sqlx::Result<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM revocations WHERE kind = $1 AND subject = $2 \
+             AND expires_at > $3",
+        )
+        .bind(RevocationKind::Token.as_str())
+        .bind(jti)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
     pub async fn last_revocation_seq(&self) -> sqlx::Result<i64> {
         let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM revocations")
             .fetch_one(&self.pool)

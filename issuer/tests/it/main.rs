@@ -22,6 +22,7 @@ mod passkeys;
 mod ratelimit;
 mod resources;
 mod review;
+mod service_tokens;
 mod store;
 mod support;
 mod teams;

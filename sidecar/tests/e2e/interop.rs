@@ -494,6 +494,66 @@ async fn standard_clients_and_attacks_through_envoy(postgres: bool) {
         .to_string();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(r.text().await.expect("page").contains("consent_token"));
+
+    service_through_envoy(&stack).await;
+}
+
+/// A service (`client_credentials`) through Envoy: its token reaches the
+/// route its scope names, the upstream learns the client, no route written
+/// for people; deleting the client is refused at the edge.
+async fn service_through_envoy(stack: &Stack) {
+    let secret = register(
+        stack,
+        NewClient {
+            client_id: "svc".into(),
+            name: "Nightly batch".into(),
+            kind: "confidential".into(),
+            grant_types: Some(vec!["client_credentials".into()]),
+            scopes: vec!["notes:read".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("secret");
+    let r = stack
+        .http
+        .post(stack.url("/auth/oauth2/token"))
+        .basic_auth("svc", Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(r.status(), 200);
+    let svc = token(&r.json::<Value>().await.expect("json"));
+    let r = stack.get(NOTES, Some(&svc)).await;
+    assert_eq!(r.status(), 200);
+    let seen: Value = r.json().await.expect("json");
+    assert_eq!(seen["headers"]["x-client-id"], serde_json::json!(["svc"]));
+    assert_eq!(
+        seen["headers"]["x-user-id"],
+        serde_json::json!(["client:svc"])
+    );
+    assert_eq!(stack.get("/ai/chat", Some(&svc)).await.status(), 403);
+    let state = &stack.issuer().state;
+    let now = state.now();
+    let records = state
+        .store
+        .delete_client("svc", now.ms, state.revocation_expiry(now))
+        .await
+        .expect("db")
+        .expect("deleted");
+    state
+        .sessions_ended(
+            records,
+            issuer::store::AuditEvent::new(now.ms, "oauth_client_deleted"),
+        )
+        .await;
+    let lag = wait_until(Duration::from_secs(2), || async {
+        stack.get(NOTES, Some(&svc)).await.status() == 401
+    })
+    .await
+    .expect("a deleted service's token refused at the edge");
+    eprintln!("service deleted → its token denied at the edge after {lag:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

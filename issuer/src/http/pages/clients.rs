@@ -104,7 +104,13 @@ fn client_form(existing: Option<&ClientView>) -> Markup {
         |c| c.scopes.join(" "),
     );
     let first_party = existing.is_some_and(|c| c.first_party);
-    let refresh = existing.is_none_or(|c| c.grant_types.iter().any(|g| g == "refresh_token"));
+    let grant =
+        |g: &str, default: bool| existing.map_or(default, |c| c.grant_types.iter().any(|x| x == g));
+    let (code, refresh, service) = (
+        grant("authorization_code", true),
+        grant("refresh_token", true),
+        grant("client_credentials", false),
+    );
     let ttl = |v: Option<i64>| v.map(|t| t.to_string()).unwrap_or_default();
     html! {
         form method="post" action=(action) {
@@ -127,11 +133,13 @@ fn client_form(existing: Option<&ClientView>) -> Markup {
                 }
             }
             label for="redirect_uris" { "Redirect URIs, one per line (exact; http only on loopback)" }
-            textarea id="redirect_uris" name="redirect_uris" required rows="2" { (joined(|c| &c.redirect_uris, "\n")) }
+            textarea id="redirect_uris" name="redirect_uris" rows="2" { (joined(|c| &c.redirect_uris, "\n")) }
             label for="scopes" { "Scopes it may ask for, separated by spaces" }
             input id="scopes" name="scopes" value=(scopes);
             label { input type="checkbox" name="first_party" value="on" class="short" checked[first_party]; " First-party: users are not asked to consent" }
+            label { input type="checkbox" name="code" value="on" class="short" checked[code]; " Signs people in (the authorization_code grant)" }
             label { input type="checkbox" name="refresh" value="on" class="short" checked[refresh]; " May stay signed in (the refresh_token grant)" }
+            label { input type="checkbox" name="service" value="on" class="short" checked[service]; " Acts as itself, a service (the client_credentials grant; confidential only)" }
             details open[existing.is_some()] {
                 summary { "More" }
                 label for="post_logout_redirect_uris" { "Post-logout redirect URIs, one per line" }
@@ -175,7 +183,11 @@ pub struct ClientForm {
     #[serde(default)]
     first_party: Option<String>,
     #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
     refresh: Option<String>,
+    #[serde(default)]
+    service: Option<String>,
     #[serde(default)]
     backchannel_logout_uri: String,
     #[serde(default)]
@@ -226,10 +238,15 @@ impl ClientForm {
                     .map_err(|_| unprocessable("jwks: not JSON".into()))?,
             ),
         };
-        let mut grants = vec!["authorization_code".to_string()];
-        if self.refresh.is_some() {
-            grants.push("refresh_token".into());
-        }
+        let grants = [
+            (&self.code, "authorization_code"),
+            (&self.refresh, "refresh_token"),
+            (&self.service, "client_credentials"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| on.is_some())
+        .map(|(_, g)| g.to_string())
+        .collect();
         let backchannel = self.backchannel_logout_uri.trim();
         Ok(NewClient {
             client_id: self.client_id.trim().to_string(),

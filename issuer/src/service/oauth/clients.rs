@@ -56,8 +56,10 @@ pub struct NewClient {
     /// taken only by edge rules naming that audience.
     #[serde(default)]
     pub audiences: Vec<String>,
-    /// The grants it may use: `authorization_code` (required) and
-    /// `refresh_token`; both when left out of a registration, and as they
+    /// The grants it may use: `authorization_code` (people sign in through
+    /// it; needs redirect URIs), `refresh_token` (with it), and
+    /// `client_credentials` (a confidential client acting as itself, a
+    /// service); the first two when left out of a registration, as they
     /// were when left out of an update. Without `refresh_token` it is never
     /// given a refresh token.
     #[serde(default)]
@@ -92,6 +94,8 @@ fn present<'de, D: serde::Deserializer<'de>>(
 
 /// What a client may use when its registration names no grant types.
 pub const DEFAULT_GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
+/// `client_credentials`: a confidential client acting as itself (a service).
+const KNOWN_GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
 const ACCESS_TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=86_400;
 const REFRESH_TTL_RANGE: std::ops::RangeInclusive<i64> = 300..=31_536_000;
 
@@ -214,7 +218,6 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
         refresh_token_ttl: None,
         version: 1,
     };
-    describe(&mut client, new)?;
     let method = new.token_endpoint_auth_method.as_deref();
     let keys = match (confidential, method) {
         (true, None | Some("client_secret_basic" | "client_secret_post")) => None,
@@ -247,6 +250,8 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
     };
     client.secret_hash = secret.as_deref().map(refresh_token_hash);
     client.jwks = jwks;
+    // After the credentials: what it may do depends on whether it has any.
+    describe(&mut client, new)?;
     Ok((client, secret))
 }
 
@@ -258,8 +263,8 @@ fn describe(client: &mut OAuthClient, new: &NewClient) -> Result<()> {
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(invalid("name: 1 to 100 characters"));
     }
-    if new.redirect_uris.is_empty() || new.redirect_uris.len() > MAX_URIS {
-        return Err(invalid(format!("redirect_uris: 1 to {MAX_URIS}")));
+    if new.redirect_uris.len() > MAX_URIS {
+        return Err(invalid(format!("redirect_uris: at most {MAX_URIS}")));
     }
     if new.post_logout_redirect_uris.len() > MAX_URIS {
         return Err(invalid(format!(
@@ -331,6 +336,19 @@ fn describe(client: &mut OAuthClient, new: &NewClient) -> Result<()> {
             )));
         }
     }
+    let has = |g: &str| grant_types.iter().any(|x| x == g);
+    if has("authorization_code") && new.redirect_uris.is_empty() {
+        return Err(invalid(format!(
+            "redirect_uris: 1 to {MAX_URIS} for the authorization_code grant"
+        )));
+    }
+    // A service has no secret to keep from its users: only a client that
+    // authenticates may act as itself.
+    if has("client_credentials") && !client.confidential() {
+        return Err(invalid(
+            "grant_types: client_credentials is for confidential clients",
+        ));
+    }
     client.name = name.to_string();
     client.redirect_uris = new.redirect_uris.clone();
     client.post_logout_uris = new.post_logout_redirect_uris.clone();
@@ -352,20 +370,28 @@ fn check_grant_types(asked: Option<&[String]>, scopes: &[String]) -> Result<Vec<
     };
     let mut grants: Vec<String> = Vec::new();
     for g in asked {
-        if !DEFAULT_GRANT_TYPES.contains(&g.as_str()) {
+        if !KNOWN_GRANT_TYPES.contains(&g.as_str()) {
             return Err(invalid(format!(
-                "grant_types: {g:?} is not one of authorization_code, refresh_token"
+                "grant_types: {g:?} is not one of authorization_code, refresh_token, \
+                 client_credentials"
             )));
         }
         if !grants.contains(g) {
             grants.push(g.clone());
         }
     }
-    if !grants.iter().any(|g| g == "authorization_code") {
-        return Err(invalid("grant_types: authorization_code is required"));
+    let has = |g: &str| grants.iter().any(|x| x == g);
+    if !has("authorization_code") && !has("client_credentials") {
+        return Err(invalid(
+            "grant_types: authorization_code or client_credentials, at least one",
+        ));
     }
-    if !grants.iter().any(|g| g == "refresh_token") && scopes.iter().any(|s| s == "offline_access")
-    {
+    if has("refresh_token") && !has("authorization_code") {
+        return Err(invalid(
+            "grant_types: refresh_token needs authorization_code (a service asks again)",
+        ));
+    }
+    if !has("refresh_token") && scopes.iter().any(|s| s == "offline_access") {
         return Err(invalid(
             "scopes: offline_access needs the refresh_token grant",
         ));
@@ -464,14 +490,20 @@ pub async fn rotate_secret(
         Rotated::NoSuchClient => return Err(Error::not_found("no such confidential client")),
         Rotated::InOverlap(until) => return Err(in_overlap(until)),
     }
-    state
-        .audit(
-            AuditEvent::new(now.ms, "oauth_client_secret_rotated")
-                .by(auth)
-                .client(client)
-                .meta(serde_json::json!({"client_id": client_id, "immediate": immediate})),
-        )
-        .await;
+    let event = AuditEvent::new(now.ms, "oauth_client_secret_rotated")
+        .by(auth)
+        .client(client)
+        .meta(serde_json::json!({"client_id": client_id, "immediate": immediate}));
+    if immediate {
+        // A leaked secret: what it obtained as the client itself ends too.
+        let record = state
+            .store
+            .revoke_own_tokens(client_id, now.ms, state.revocation_expiry(now))
+            .await?;
+        state.sessions_ended(vec![record], event).await;
+    } else {
+        state.audit(event).await;
+    }
     Ok(secret)
 }
 

@@ -7,7 +7,11 @@ use crate::domain::tokens::refresh_token_hash;
 use crate::service::context::{verify_token, Client};
 use crate::service::error::{Error, Result};
 use crate::service::oauth::client_auth::{self, Credentials};
-use crate::store::{AuditEvent, Session};
+use auth_types::{AccessClaims, RevocationKind};
+
+use crate::domain::oauth::client_subject;
+use crate::service::state::REVOCATION_LEEWAY_SECS;
+use crate::store::{AuditEvent, NewRevocation, Session};
 use crate::AppState;
 
 /// The token a request names, as the issuer knows it.
@@ -16,7 +20,39 @@ enum Found {
     Refresh(Box<Session>),
     /// A live access token of this session.
     Access(Box<crate::service::context::Authenticated>),
+    /// A live token a service got as itself (`client_credentials`).
+    Service(Box<AccessClaims>),
     None,
+}
+
+/// A service's own token: live while it verifies, its client still may
+/// act as itself, and no revocation of the client's tokens (or of this
+/// one) came after it.
+async fn service_token(state: &AppState, token: &str) -> Result<Option<AccessClaims>> {
+    let now = state.now().secs();
+    let keys = state.keys.snapshot();
+    let Ok(verified) = auth_types::jws::verify(token, &keys.verifying_access) else {
+        return Ok(None);
+    };
+    let claims = verified.claims;
+    if claims.validate(&state.expectations(), now).is_err()
+        || claims.sub != client_subject(&claims.client_id)
+    {
+        return Ok(None);
+    }
+    let allowed = state
+        .store
+        .client(&claims.client_id)
+        .await?
+        .is_some_and(|c| c.may_use("client_credentials"));
+    let cut = state.store.revoked_before(&claims.sub, now).await?;
+    if !allowed
+        || cut.is_some_and(|c| claims.iat < c)
+        || state.store.token_revoked(&claims.jti, now).await?
+    {
+        return Ok(None);
+    }
+    Ok(Some(claims))
 }
 
 async fn find(state: &AppState, token: &str, hint: Option<&str>) -> Result<Found> {
@@ -38,6 +74,9 @@ async fn find(state: &AppState, token: &str, hint: Option<&str>) -> Result<Found
     }
     if let Ok(auth) = verify_token(state, token, state.now()).await {
         return Ok(Found::Access(Box::new(auth)));
+    }
+    if let Some(claims) = service_token(state, token).await? {
+        return Ok(Found::Service(Box::new(claims)));
     }
     if hint == Some("access_token") {
         if let Some(s) = by_refresh().await? {
@@ -62,7 +101,26 @@ pub async fn revoke(
     let session = match find(state, token, hint).await? {
         Found::Refresh(s) => *s,
         Found::Access(auth) => auth.session,
-        Found::None => return Ok(()),
+        Found::Service(claims) if claims.client_id == oauth_client.id => {
+            // No session: this one token ends (by jti), at the edge too.
+            let now = state.now();
+            let record = state
+                .store
+                .record_revocation(&NewRevocation {
+                    kind: RevocationKind::Token,
+                    subject: &claims.jti,
+                    issued_before: claims.exp,
+                    created_at_ms: now.ms,
+                    expires_at: claims.exp + REVOCATION_LEEWAY_SECS,
+                })
+                .await?;
+            let event = AuditEvent::new(now.ms, "oauth_token_revoked")
+                .client(client)
+                .meta(serde_json::json!({"client_id": oauth_client.id, "service": true}));
+            state.sessions_ended(vec![record], event).await;
+            return Ok(());
+        }
+        Found::Service(_) | Found::None => return Ok(()),
     };
     if session.client_id.as_deref() != Some(oauth_client.id.as_str()) {
         return Ok(());
@@ -139,6 +197,17 @@ pub async fn introspect(
             sub: Some(auth.claims.sub.clone()),
             iss: issuer,
             sid: Some(auth.claims.sid.clone()),
+        },
+        Found::Service(claims) => Introspection {
+            active: true,
+            scope: claims.scope.clone(),
+            client_id: Some(claims.client_id.clone()),
+            token_type: Some("Bearer"),
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            sub: Some(claims.sub.clone()),
+            iss: issuer,
+            sid: None,
         },
         // A refresh token is its client's alone.
         Found::Refresh(s)

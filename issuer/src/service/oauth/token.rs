@@ -59,10 +59,13 @@ pub async fn token(
         .grant_type
         .as_deref()
         .ok_or_else(|| Error::bad_request("invalid_request", "grant_type is missing"))?;
-    if !matches!(grant_type, "authorization_code" | "refresh_token") {
+    if !matches!(
+        grant_type,
+        "authorization_code" | "refresh_token" | "client_credentials"
+    ) {
         return Err(Error::bad_request(
             "unsupported_grant_type",
-            "grant_type: authorization_code or refresh_token",
+            "grant_type: authorization_code, refresh_token or client_credentials",
         ));
     }
     let oauth_client = client_auth::authenticate(state, &creds).await?;
@@ -79,8 +82,71 @@ pub async fn token(
     }
     match grant_type {
         "authorization_code" => exchange_code(state, client, &oauth_client, &req).await,
+        "client_credentials" => service_token(state, client, &oauth_client, &req).await,
         _ => refresh(state, client, &oauth_client, &req).await,
     }
+}
+
+/// Scopes about a person (OpenID Connect's, and staying signed in): a
+/// service acting as itself has none of them.
+const PERSONAL_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+/// `client_credentials` (RFC 6749 §4.4): the scopes asked for (by default
+/// every route scope the client has) and at most one resource.
+async fn service_token(
+    state: &AppState,
+    client: &Client,
+    oauth_client: &OAuthClient,
+    req: &TokenRequest,
+) -> Result<TokenResponse> {
+    let granted: Vec<&str> = oauth_client
+        .scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !PERSONAL_SCOPES.contains(s))
+        .collect();
+    let scope = match req.scope.as_deref() {
+        None => granted.join(" "),
+        Some(asked) => {
+            let mut scope: Vec<&str> = Vec::new();
+            for s in asked.split(' ').filter(|s| !s.is_empty()) {
+                if !granted.contains(&s) {
+                    return Err(Error::bad_request(
+                        "invalid_scope",
+                        format!("{s}: not a scope this client may ask for as itself"),
+                    ));
+                }
+                if !scope.contains(&s) {
+                    scope.push(s);
+                }
+            }
+            scope.join(" ")
+        }
+    };
+    if let Some(r) = req.resource.as_deref() {
+        if !oauth_client.audiences.iter().any(|a| a == r) {
+            return Err(invalid_target(
+                "resource: not a resource this client may ask for",
+            ));
+        }
+    }
+    let tokens = grant::client_credentials(
+        state,
+        client,
+        oauth_client,
+        &scope,
+        req.resource.as_deref(),
+        state.now(),
+    )
+    .await?;
+    Ok(TokenResponse {
+        access_token: tokens.access_token,
+        token_type: "Bearer",
+        expires_in: tokens.expires_in,
+        refresh_token: None,
+        scope,
+        id_token: None,
+    })
 }
 
 async fn exchange_code(
