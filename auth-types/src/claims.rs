@@ -70,6 +70,18 @@ pub struct AccessClaims {
     /// absent on the issuer's own tokens, which are not scoped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Who acts for `sub` (RFC 8693 §4.1): set on a token one service got
+    /// by exchanging a user's token, absent when the subject acts itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// The acting party of a delegated token: an OAuth client (a service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// `client:<client_id>`, the subject of the service's own tokens.
+    pub sub: String,
+    pub client_id: String,
 }
 
 /// Roles inside a team (the `teams` claim's values), highest first; each
@@ -175,6 +187,7 @@ mod tests {
             acr: None,
             auth_time: None,
             scope: None,
+            act: None,
         }
     }
 

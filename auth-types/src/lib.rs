@@ -9,7 +9,9 @@ pub mod jwk;
 pub mod jws;
 pub mod revocation;
 
-pub use claims::{team_role_rank, AccessClaims, Audience, ClaimError, Expectations, TEAM_ROLES};
+pub use claims::{
+    team_role_rank, AccessClaims, Actor, Audience, ClaimError, Expectations, TEAM_ROLES,
+};
 pub use jwk::{Jwk, JwkSet, SigningAlg};
 pub use jws::{JwsError, VerifiedToken, VerifyingKey, VerifyingKeySet};
 pub use revocation::{

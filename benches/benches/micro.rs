@@ -46,6 +46,7 @@ fn claims() -> AccessClaims {
         acr: None,
         auth_time: None,
         scope: None,
+        act: None,
     }
 }
 

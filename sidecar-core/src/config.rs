@@ -82,6 +82,10 @@ pub struct Settings {
     /// The token's OAuth client (`client_id`), for gateways that tell apps apart.
     #[arg(long, env = "SIDECAR_CLIENT_ID_HEADER", default_value = "x-client-id")]
     pub client_id_header: String,
+    /// The service acting for the user (a delegated token's `act`,
+    /// RFC 8693); removed when nobody acts for anyone.
+    #[arg(long, env = "SIDECAR_ACTOR_ID_HEADER", default_value = "x-actor-id")]
+    pub actor_id_header: String,
     /// The issuer's cookies (session, pages, sign-in state): removed from
     /// the `cookie` header of every request the edge forwards, so no
     /// application or its logs ever holds them. The issuer's own routes

@@ -71,6 +71,9 @@ pub enum DenyReason {
     InsufficientScope,
     /// The token's OAuth client is not one the rule admits.
     ClientNotAllowed,
+    /// The token acts for a user by a service the rule does not name (or
+    /// the rule needs such a token and it is not one).
+    ActorNotAllowed,
 }
 
 impl DenyReason {
@@ -102,6 +105,7 @@ impl DenyReason {
             DenyReason::AuthenticationTooOld => "authentication_too_old",
             DenyReason::InsufficientScope => "insufficient_scope",
             DenyReason::ClientNotAllowed => "client_not_allowed",
+            DenyReason::ActorNotAllowed => "actor_not_allowed",
         }
     }
 
@@ -120,7 +124,8 @@ impl DenyReason {
             | DenyReason::CrossSiteRequest
             | DenyReason::EmailNotVerified
             | DenyReason::InsufficientScope
-            | DenyReason::ClientNotAllowed => 403,
+            | DenyReason::ClientNotAllowed
+            | DenyReason::ActorNotAllowed => 403,
             DenyReason::QuotaExceeded => 429,
             DenyReason::StaleState => 503,
             _ => 401,
@@ -312,6 +317,16 @@ pub fn decide_routed(
     if !matched.rule.clients.is_empty() && !matched.rule.clients.contains(&claims.client_id) {
         return deny(DenyReason::ClientNotAllowed);
     }
+    if let Some(actors) = &matched.rule.actors {
+        // `actors: []`: only tokens in which nobody acts for another.
+        let admitted = match &claims.act {
+            Some(act) => actors.contains(&act.client_id),
+            None => actors.is_empty(),
+        };
+        if !admitted {
+            return deny(DenyReason::ActorNotAllowed);
+        }
+    }
     if let Some(granted) = claims.scope.as_deref() {
         // An application's token reaches only rules written for
         // applications (naming scopes or clients): a rule written before
@@ -476,6 +491,7 @@ rules:
             acr: None,
             auth_time: None,
             scope: None,
+            act: None,
         }
     }
 
@@ -724,6 +740,65 @@ rules:
         );
         assert!(Policy::parse(
             "rules:\n  - {prefix: /, allow: authenticated, scopes: ['a b']}\n",
+            "t"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn actors_pick_who_may_act_for_a_user() {
+        let p = Policy::parse(
+            "rules:\n  - {prefix: /memory/, allow: authenticated, scopes: [memory:read], actors: [ai-gateway]}\n  - {prefix: /direct/, allow: authenticated, scopes: [memory:read], actors: []}\n  - {prefix: /any/, allow: authenticated, scopes: [memory:read]}\n",
+            "t",
+        )
+        .expect("policy");
+        let run = |path: &str, c: AccessClaims| {
+            denied(&decide(
+                &p,
+                RequestAttrs {
+                    method: "GET",
+                    host: "h",
+                    path,
+                },
+                || verified(c),
+                &RevocationSet::default(),
+                &PermissionMap::default(),
+                &expect(),
+                NOW,
+            ))
+        };
+        let by = |actor: Option<&str>| {
+            let mut c = claims();
+            c.client_id = actor.unwrap_or("svc").into();
+            c.scope = Some("memory:read".into());
+            c.act = actor.map(|a| auth_types::Actor {
+                sub: format!("client:{a}"),
+                client_id: a.into(),
+            });
+            c
+        };
+        assert_eq!(run("/memory/1", by(Some("ai-gateway"))), None);
+        assert_eq!(
+            run("/memory/1", by(Some("other"))),
+            Some(DenyReason::ActorNotAllowed)
+        );
+        // Not delegated: the service (or user) acting as itself.
+        assert_eq!(
+            run("/memory/1", by(None)),
+            Some(DenyReason::ActorNotAllowed)
+        );
+        assert_eq!(
+            run("/direct/1", by(Some("ai-gateway"))),
+            Some(DenyReason::ActorNotAllowed)
+        );
+        assert_eq!(run("/direct/1", by(None)), None);
+        assert_eq!(run("/any/1", by(Some("other"))), None);
+        assert_eq!(DenyReason::ActorNotAllowed.http_status(), 403);
+        assert!(
+            Policy::parse("rules:\n  - {prefix: /, allow: public, actors: []}\n", "t").is_err()
+        );
+        assert!(Policy::parse(
+            "rules:\n  - {prefix: /, allow: authenticated, actors: ['a b']}\n",
             "t"
         )
         .is_err());

@@ -129,6 +129,12 @@ pub fn answer(
                     } else {
                         set.push((settings.client_id_header.clone(), claims.client_id.clone()));
                     }
+                    match &claims.act {
+                        Some(act) => {
+                            set.push((settings.actor_id_header.clone(), act.client_id.clone()))
+                        }
+                        None => remove.push(settings.actor_id_header.clone()),
+                    }
                     if claims.roles.is_empty() {
                         // No empty value: the client's copies go instead.
                         remove.push(settings.roles_header.clone());
@@ -142,6 +148,7 @@ pub fn answer(
                     settings.roles_header.clone(),
                     settings.session_header.clone(),
                     settings.client_id_header.clone(),
+                    settings.actor_id_header.clone(),
                 ]),
             }
             if settings.strip_authorization {

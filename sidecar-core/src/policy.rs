@@ -37,6 +37,11 @@
 //!     scopes: [notes:read]    # an application's token must carry all of these
 //!     clients: [notes-web]    # only tokens of these OAuth clients (client_id)
 //!     audiences: [https://notes.example]  # only tokens asked for this resource (RFC 8707)
+//!   - prefix: /memory/
+//!     audiences: [https://memory.example]
+//!     scopes: [memory:read]
+//!     actors: [ai-gateway]    # only on behalf of a user, by one of these services (RFC 8693);
+//!                             # `actors: []` refuses every delegated token
 //! ```
 
 use std::collections::HashMap;
@@ -111,6 +116,9 @@ pub struct Rule {
     /// 8707) instead of the mesh's audience: tokens an application asked
     /// for this resource, and no others.
     pub audiences: Vec<String>,
+    /// Delegated tokens (RFC 8693 `act`): `None` takes any token; a list
+    /// takes only tokens a service in it got for a user (`[]`: none).
+    pub actors: Option<Vec<String>>,
 }
 
 /// `limit` requests per `period_secs`, per user (GCRA: a burst of `limit`,
@@ -222,6 +230,8 @@ struct RawRule {
     clients: Vec<String>,
     #[serde(default)]
     audiences: Vec<String>,
+    #[serde(default)]
+    actors: Option<Vec<String>>,
 }
 
 const METHODS: [&str; 9] = [
@@ -475,9 +485,14 @@ fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
         );
     }
     if requirement == Requirement::Public
-        && !(r.scopes.is_empty() && r.clients.is_empty() && r.audiences.is_empty())
+        && !(r.scopes.is_empty()
+            && r.clients.is_empty()
+            && r.audiences.is_empty()
+            && r.actors.is_none())
     {
-        return Err("scopes, clients and audiences need a token (not allow: public)".into());
+        return Err(
+            "scopes, clients, audiences and actors need a token (not allow: public)".into(),
+        );
     }
     for a in &r.audiences {
         if !a.contains(':') || a.contains(char::is_whitespace) {
@@ -494,6 +509,11 @@ fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
             return Err(format!("clients: {c:?} is not a client_id"));
         }
     }
+    for c in r.actors.iter().flatten() {
+        if c.is_empty() || c.contains(char::is_whitespace) {
+            return Err(format!("actors: {c:?} is not a client_id"));
+        }
+    }
     if r.max_auth_age.is_some_and(|a| a == 0 || a > 31_536_000) {
         return Err("max_auth_age: 1 to 31536000 seconds".into());
     }
@@ -501,6 +521,7 @@ fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
         scopes: r.scopes,
         clients: r.clients,
         audiences: r.audiences,
+        actors: r.actors,
         mfa: r.mfa,
         max_auth_age: r.max_auth_age,
         email_verified: r.email_verified,

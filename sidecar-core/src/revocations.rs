@@ -63,6 +63,13 @@ impl RevocationSet {
                 .generations
                 .get(&claims.sub)
                 .is_some_and(|(first_valid, _)| claims.user_gen < *first_valid)
+            // A delegated token ends with its actor too: a service deleted
+            // or cut off no longer acts for anyone.
+            || claims.act.as_ref().is_some_and(|act| {
+                self.users
+                    .get(&act.sub)
+                    .is_some_and(|(before, _)| claims.iat < *before)
+            })
     }
 
     /// Drops entries once every token they cover has expired.
@@ -111,6 +118,7 @@ mod tests {
             acr: None,
             auth_time: None,
             scope: None,
+            act: None,
         }
     }
 
@@ -161,5 +169,25 @@ mod tests {
         same_second.user_gen = 3;
         assert!(!set.is_revoked(&same_second));
         assert_eq!(set.prune(2_000), 1);
+    }
+
+    #[test]
+    fn a_delegated_token_ends_with_its_actor() {
+        let mut set = RevocationSet::default();
+        set.apply(&record(1, RevocationKind::UserBefore, "client:gw", 50, 300));
+        let mut delegated = claims("jx", "sx", "u1", 49);
+        delegated.act = Some(auth_types::Actor {
+            sub: "client:gw".into(),
+            client_id: "gw".into(),
+        });
+        assert!(set.is_revoked(&delegated));
+        delegated.iat = 50;
+        assert!(!set.is_revoked(&delegated), "issued after the cut-off");
+        let mut other = claims("jx", "sx", "u1", 49);
+        other.act = Some(auth_types::Actor {
+            sub: "client:other".into(),
+            client_id: "other".into(),
+        });
+        assert!(!set.is_revoked(&other));
     }
 }

@@ -222,6 +222,7 @@ async fn mint(
             acr: None,
             auth_time: None,
             scope: None,
+            act: None,
         };
         writeln!(
             file,

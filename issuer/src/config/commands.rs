@@ -312,7 +312,7 @@ pub struct ClientDescription {
     /// A resource (RFC 8707) it may ask tokens for (repeat for more).
     #[arg(long = "audience", value_name = "URI")]
     pub audience: Vec<String>,
-    /// A grant it may use: authorization_code, refresh_token (repeat; left out: both when added, as they were when updated).
+    /// A grant it may use: authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:token-exchange (repeat; left out: the first two when added, as they were when updated).
     #[arg(long = "grant-type", value_name = "GRANT")]
     pub grant_type: Vec<String>,
     /// Its access tokens' lifetime in seconds (never longer than the issuer's; left out of an update: as it was).

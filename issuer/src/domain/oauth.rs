@@ -45,6 +45,10 @@ pub fn client_subject(client_id: &str) -> String {
     format!("client:{client_id}")
 }
 
+/// The token exchange grant (RFC 8693): a service trades a user's token
+/// for one to call another service for that user.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
 /// Whether a user's consent (the scopes they allowed a client, by spaces)
 /// covers every scope in `scope`.
 pub fn consent_covers(consented: Option<&str>, scope: &str) -> bool {

@@ -86,14 +86,36 @@ pub async fn authenticate_client_token(
     Ok(auth)
 }
 
-/// Any live token of this issuer, an application's or its own (introspection).
+/// Any live token of this issuer for the mesh, an application's or its
+/// own, in which the user acts (not a service for them: a delegated token
+/// is for the service it was made for, never for the issuer's API).
 pub async fn verify_token(state: &AppState, token: &str, now: Now) -> Result<Authenticated> {
+    let auth = verify_token_any_audience(state, token, now).await?;
+    if !auth.claims.aud.contains(&state.settings.audience) {
+        return Err(Error::unauthorized("invalid_token", "wrong audience"));
+    }
+    if auth.claims.act.is_some() {
+        return Err(Error::unauthorized(
+            "invalid_token",
+            "a token a service got for a user is for that service alone",
+        ));
+    }
+    Ok(auth)
+}
+
+/// As [`verify_token`], for a token minted for any audience (a resource,
+/// RFC 8707): introspection answers for every token the issuer made.
+pub async fn verify_token_any_audience(
+    state: &AppState,
+    token: &str,
+    now: Now,
+) -> Result<Authenticated> {
     let keys = state.keys.snapshot();
     let verified = jws::verify(token, &keys.verifying_access)
         .map_err(|e| Error::unauthorized("invalid_token", e.to_string()))?;
     verified
         .claims
-        .validate(&state.expectations(), now.secs())
+        .validate_except_audience(&state.expectations(), now.secs())
         .map_err(|e| Error::unauthorized("invalid_token", e.to_string()))?;
     let claims = verified.claims;
     let session = state

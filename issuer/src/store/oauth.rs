@@ -7,6 +7,7 @@ use sqlx::Row;
 use super::revocations::{insert_revocation, NewRevocation};
 use super::sessions::{revoke_one_session, revoke_sessions_where, Which};
 use super::*;
+use crate::domain::oauth::TOKEN_EXCHANGE;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthClient {
@@ -270,14 +271,18 @@ impl Store {
         // No longer first-party: sessions opened without the user's consent
         // (first-party clients skip it) end unless a consent covers them.
         let demoted = before.first_party && !c.first_party;
-        // Its own tokens (client_credentials) carry no session: any scope,
-        // resource or the grant itself taken away ends them all (the
-        // service asks again for what it still may have).
+        // Its tokens as itself (client_credentials) and for users (token
+        // exchange) carry no session of their own: any scope, resource or
+        // such grant taken away ends them all (the service asks again for
+        // what it still may have).
         let lost = |old: &[String], new: &[String]| old.iter().any(|x| !new.contains(x));
-        let own_tokens_narrowed = before.may_use("client_credentials")
+        let grant_lost = |g: &str| before.may_use(g) && !c.may_use(g);
+        let acts = before.may_use("client_credentials") || before.may_use(TOKEN_EXCHANGE);
+        let own_tokens_narrowed = acts
             && (lost(&before.scopes, &c.scopes)
                 || lost(&before.audiences, &c.audiences)
-                || !c.may_use("client_credentials"));
+                || grant_lost("client_credentials")
+                || grant_lost(TOKEN_EXCHANGE));
         let updated = sqlx::query(
             "UPDATE oauth_clients SET name = $2, redirect_uris = $3, post_logout_uris = $4, \
              scopes = $5, first_party = $6, backchannel_logout_uri = $7, audiences = $8, \
@@ -488,7 +493,8 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
-        // Its own tokens (client_credentials) end too.
+        // Its own tokens (client_credentials), and those it got for users
+        // (token exchange: `act` names it), end too.
         records.push(
             insert_revocation(
                 &mut tx,

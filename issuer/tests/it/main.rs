@@ -27,4 +27,5 @@ mod store;
 mod support;
 mod teams;
 mod tls;
+mod token_exchange;
 mod users;

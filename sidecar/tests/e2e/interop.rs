@@ -496,6 +496,7 @@ async fn standard_clients_and_attacks_through_envoy(postgres: bool) {
     assert!(r.text().await.expect("page").contains("consent_token"));
 
     service_through_envoy(&stack).await;
+    on_behalf_through_envoy(&stack).await;
 }
 
 /// A service (`client_credentials`) through Envoy: its token reaches the
@@ -554,6 +555,133 @@ async fn service_through_envoy(stack: &Stack) {
     .await
     .expect("a deleted service's token refused at the edge");
     eprintln!("service deleted → its token denied at the edge after {lag:?}");
+}
+
+/// The memory route the AI gateway calls for users (envoy/policy.yaml:
+/// `audiences`, `scopes: [memory:read]`, `actors: [ai-gateway]`).
+const RECALL: &str = "/memory/recall/1";
+const MEMORY_AUD: &str = "https://memory.devmentor.local";
+
+/// On-behalf-of through Envoy (RFC 8693): the gateway trades the user's
+/// token for one to the memory service; the edge takes it only on the rule
+/// naming the gateway as actor, tells the upstream both (and drops a
+/// client's own `x-actor-id`), refuses the user's token and the gateway's
+/// own there, and refuses the derived token once the user signs out.
+async fn on_behalf_through_envoy(stack: &Stack) {
+    let secret = register(
+        stack,
+        NewClient {
+            client_id: "ai-gateway".into(),
+            name: "AI gateway".into(),
+            kind: "confidential".into(),
+            grant_types: Some(vec![
+                "client_credentials".into(),
+                "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+            ]),
+            scopes: vec!["memory:read".into()],
+            audiences: vec![MEMORY_AUD.into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("secret");
+    let user_token = token(&stack.login(&unique_email("obo")).await);
+    let me: Value = stack
+        .get("/auth/me", Some(&user_token))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let grant = |form: Vec<(&'static str, String)>| {
+        let secret = secret.clone();
+        async move {
+            let r = stack
+                .http
+                .post(stack.url("/auth/oauth2/token"))
+                .basic_auth("ai-gateway", Some(&secret))
+                .form(&form)
+                .send()
+                .await
+                .expect("token");
+            assert_eq!(r.status(), 200);
+            token(&r.json::<Value>().await.expect("json"))
+        }
+    };
+    let delegated = grant(vec![
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+        ),
+        ("subject_token", user_token.clone()),
+        (
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:access_token".into(),
+        ),
+        ("resource", MEMORY_AUD.into()),
+    ])
+    .await;
+    let r = stack
+        .http
+        .get(stack.url(RECALL))
+        .bearer_auth(&delegated)
+        .header("x-actor-id", "someone-else")
+        .send()
+        .await
+        .expect("recall");
+    assert_eq!(r.status(), 200);
+    let seen: Value = r.json().await.expect("json");
+    assert_eq!(
+        seen["headers"]["x-actor-id"],
+        serde_json::json!(["ai-gateway"])
+    );
+    assert_eq!(
+        seen["headers"]["x-user-id"],
+        serde_json::json!([me["user"]["id"].clone()])
+    );
+    // The user's own token: not for the memory service's resource; the
+    // gateway as itself (for that resource): not acting for anyone.
+    assert_eq!(stack.get(RECALL, Some(&user_token)).await.status(), 401);
+    let own = grant(vec![
+        ("grant_type", "client_credentials".into()),
+        ("resource", MEMORY_AUD.into()),
+    ])
+    .await;
+    let r = stack.get(RECALL, Some(&own)).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["error"],
+        "actor_not_allowed"
+    );
+    // A delegated token is for its resource alone.
+    assert_eq!(stack.get(NOTES, Some(&delegated)).await.status(), 401);
+    // A user's request carrying its own x-actor-id loses it.
+    let r = stack
+        .http
+        .get(stack.url("/ai/chat"))
+        .bearer_auth(&user_token)
+        .header("x-actor-id", "ai-gateway")
+        .send()
+        .await
+        .expect("chat");
+    assert_eq!(r.status(), 200);
+    let seen: Value = r.json().await.expect("json");
+    assert!(seen["headers"].get("x-actor-id").is_none(), "{seen}");
+
+    // The user signs out: what the gateway got for them is refused too.
+    let r = stack
+        .http
+        .post(stack.url("/auth/logout"))
+        .bearer_auth(&user_token)
+        .send()
+        .await
+        .expect("logout");
+    assert!(r.status().is_success(), "{}", r.status());
+    let lag = wait_until(Duration::from_secs(2), || async {
+        stack.get(RECALL, Some(&delegated)).await.status() == 401
+    })
+    .await
+    .expect("the derived token refused at the edge after the user's logout");
+    eprintln!("user signed out → the gateway's token for them denied at the edge after {lag:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,6 +177,7 @@ async fn allow_deny_and_identity_headers_through_envoy(front: Front) {
         acr: None,
         auth_time: None,
         scope: None,
+        act: None,
     };
     let signing = stack.issuer().state.keys.snapshot().signing.clone();
     let expired_token =

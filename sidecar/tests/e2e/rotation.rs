@@ -61,6 +61,7 @@ pub fn claims(sub: &str, ttl: i64) -> AccessClaims {
         acr: None,
         auth_time: None,
         scope: None,
+        act: None,
     }
 }
 

@@ -82,6 +82,7 @@ pub fn module_args(s: &Settings) -> Vec<String> {
     kv("roles-header", s.roles_header.clone());
     kv("session-header", s.session_header.clone());
     kv("client-id-header", s.client_id_header.clone());
+    kv("actor-id-header", s.actor_id_header.clone());
     kv("token-cache-capacity", s.token_cache_capacity.to_string());
     if let Some(c) = &s.token_cookie {
         kv("token-cookie", c.clone());

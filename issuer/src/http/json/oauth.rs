@@ -34,6 +34,14 @@ pub struct TokenForm {
     pub scope: Option<String>,
     /// RFC 8707: the resource the access token is for (one).
     pub resource: Option<String>,
+    /// Token exchange (RFC 8693): the user's access token the client acts for.
+    pub subject_token: Option<String>,
+    /// `urn:ietf:params:oauth:token-type:access_token` (or `…:jwt`).
+    pub subject_token_type: Option<String>,
+    /// Token exchange: the target, as `resource` (one of the two).
+    pub audience: Option<String>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token`, if given.
+    pub requested_token_type: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
@@ -42,11 +50,14 @@ pub struct TokenForm {
     pub client_assertion: Option<String>,
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[allow(non_camel_case_types)]
 pub enum GrantType {
     authorization_code,
     refresh_token,
+    client_credentials,
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    token_exchange,
 }
 
 /// The revocation and introspection form (RFC 7009 §2.1, RFC 7662 §2.1).
@@ -149,7 +160,7 @@ fn no_store(mut response: Response) -> Response {
     operation_id = "oauth_token",
     tag = "oauth",
     summary = "Token endpoint",
-    description = "`authorization_code` (with the PKCE `code_verifier`) and `refresh_token` grants. Confidential clients authenticate with `client_secret_basic`, `client_secret_post` or `private_key_jwt` (RFC 7523); public clients send `client_id` alone.",
+    description = "`authorization_code` (with the PKCE `code_verifier`), `refresh_token`, `client_credentials` (a service as itself) and token exchange (RFC 8693: a service acting for the user whose `subject_token` it holds, for one `resource` or `audience` it is registered for). Confidential clients authenticate with `client_secret_basic`, `client_secret_post` or `private_key_jwt` (RFC 7523); public clients send `client_id` alone.",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Tokens", body = TokenResponse),
@@ -172,6 +183,12 @@ pub async fn token(
             "refresh_token",
             "scope",
             "resource",
+            "subject_token",
+            "subject_token_type",
+            "actor_token",
+            "actor_token_type",
+            "audience",
+            "requested_token_type",
             CLIENT_FIELDS[0],
             CLIENT_FIELDS[1],
             CLIENT_FIELDS[2],
@@ -187,6 +204,11 @@ pub async fn token(
             refresh_token: f.remove("refresh_token"),
             scope: f.remove("scope"),
             resource: f.remove("resource"),
+            subject_token: f.remove("subject_token"),
+            subject_token_type: f.remove("subject_token_type"),
+            actor_token: f.remove("actor_token"),
+            audience: f.remove("audience"),
+            requested_token_type: f.remove("requested_token_type"),
         };
         token::token(&state, &client, creds, req).await
     }

@@ -69,7 +69,12 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            crate::domain::oauth::TOKEN_EXCHANGE
+        ],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],

@@ -4,6 +4,7 @@
 
 use super::admin::encode_segment;
 use super::*;
+use crate::domain::oauth::TOKEN_EXCHANGE;
 use crate::service::oauth::clients::{self as registry, ClientView, NewClient};
 
 const TITLE: &str = "Applications";
@@ -106,10 +107,11 @@ fn client_form(existing: Option<&ClientView>) -> Markup {
     let first_party = existing.is_some_and(|c| c.first_party);
     let grant =
         |g: &str, default: bool| existing.map_or(default, |c| c.grant_types.iter().any(|x| x == g));
-    let (code, refresh, service) = (
+    let (code, refresh, service, on_behalf) = (
         grant("authorization_code", true),
         grant("refresh_token", true),
         grant("client_credentials", false),
+        grant(TOKEN_EXCHANGE, false),
     );
     let ttl = |v: Option<i64>| v.map(|t| t.to_string()).unwrap_or_default();
     html! {
@@ -140,6 +142,7 @@ fn client_form(existing: Option<&ClientView>) -> Markup {
             label { input type="checkbox" name="code" value="on" class="short" checked[code]; " Signs people in (the authorization_code grant)" }
             label { input type="checkbox" name="refresh" value="on" class="short" checked[refresh]; " May stay signed in (the refresh_token grant)" }
             label { input type="checkbox" name="service" value="on" class="short" checked[service]; " Acts as itself, a service (the client_credentials grant; confidential only)" }
+            label { input type="checkbox" name="on_behalf" value="on" class="short" checked[on_behalf]; " Calls the resources below for the users who call it (token exchange; confidential only)" }
             details open[existing.is_some()] {
                 summary { "More" }
                 label for="post_logout_redirect_uris" { "Post-logout redirect URIs, one per line" }
@@ -188,6 +191,8 @@ pub struct ClientForm {
     refresh: Option<String>,
     #[serde(default)]
     service: Option<String>,
+    #[serde(default)]
+    on_behalf: Option<String>,
     #[serde(default)]
     backchannel_logout_uri: String,
     #[serde(default)]
@@ -242,6 +247,7 @@ impl ClientForm {
             (&self.code, "authorization_code"),
             (&self.refresh, "refresh_token"),
             (&self.service, "client_credentials"),
+            (&self.on_behalf, TOKEN_EXCHANGE),
         ]
         .into_iter()
         .filter(|(on, _)| on.is_some())

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::assertion;
-use crate::domain::oauth::{registrable_redirect, valid_resource, valid_scope_name, KNOWN_SCOPES};
+use crate::domain::oauth::{
+    registrable_redirect, valid_resource, valid_scope_name, KNOWN_SCOPES, TOKEN_EXCHANGE,
+};
 use crate::domain::tokens::{random_b64, refresh_token_hash};
 use crate::service::admin::Admin;
 use crate::service::context::Client;
@@ -59,7 +61,9 @@ pub struct NewClient {
     /// The grants it may use: `authorization_code` (people sign in through
     /// it; needs redirect URIs), `refresh_token` (with it), and
     /// `client_credentials` (a confidential client acting as itself, a
-    /// service); the first two when left out of a registration, as they
+    /// service), and `urn:ietf:params:oauth:grant-type:token-exchange` (a
+    /// confidential client acting for the users who call it, towards its
+    /// `audiences`: RFC 8693); the first two when left out of a registration, as they
     /// were when left out of an update. Without `refresh_token` it is never
     /// given a refresh token.
     #[serde(default)]
@@ -94,8 +98,14 @@ fn present<'de, D: serde::Deserializer<'de>>(
 
 /// What a client may use when its registration names no grant types.
 pub const DEFAULT_GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
-/// `client_credentials`: a confidential client acting as itself (a service).
-const KNOWN_GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+/// `client_credentials`: a confidential client acting as itself (a
+/// service); token exchange: one acting for users (RFC 8693).
+const KNOWN_GRANT_TYPES: [&str; 4] = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    TOKEN_EXCHANGE,
+];
 const ACCESS_TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=86_400;
 const REFRESH_TTL_RANGE: std::ops::RangeInclusive<i64> = 300..=31_536_000;
 
@@ -349,6 +359,18 @@ fn describe(client: &mut OAuthClient, new: &NewClient) -> Result<()> {
             "grant_types: client_credentials is for confidential clients",
         ));
     }
+    if has(TOKEN_EXCHANGE) && !client.confidential() {
+        return Err(invalid(
+            "grant_types: token exchange is for confidential clients",
+        ));
+    }
+    // The audiences are where it may act for users (RFC 8693's may_act):
+    // without any, the grant could give nothing.
+    if has(TOKEN_EXCHANGE) && audiences.is_empty() {
+        return Err(invalid(
+            "audiences: token exchange needs at least one (the services it may call for users)",
+        ));
+    }
     client.name = name.to_string();
     client.redirect_uris = new.redirect_uris.clone();
     client.post_logout_uris = new.post_logout_redirect_uris.clone();
@@ -373,7 +395,7 @@ fn check_grant_types(asked: Option<&[String]>, scopes: &[String]) -> Result<Vec<
         if !KNOWN_GRANT_TYPES.contains(&g.as_str()) {
             return Err(invalid(format!(
                 "grant_types: {g:?} is not one of authorization_code, refresh_token, \
-                 client_credentials"
+                 client_credentials, {TOKEN_EXCHANGE}"
             )));
         }
         if !grants.contains(g) {
@@ -381,9 +403,9 @@ fn check_grant_types(asked: Option<&[String]>, scopes: &[String]) -> Result<Vec<
         }
     }
     let has = |g: &str| grants.iter().any(|x| x == g);
-    if !has("authorization_code") && !has("client_credentials") {
+    if !has("authorization_code") && !has("client_credentials") && !has(TOKEN_EXCHANGE) {
         return Err(invalid(
-            "grant_types: authorization_code or client_credentials, at least one",
+            "grant_types: authorization_code, client_credentials or token exchange, at least one",
         ));
     }
     if has("refresh_token") && !has("authorization_code") {

@@ -4,12 +4,12 @@
 use serde::Serialize;
 
 use crate::domain::tokens::refresh_token_hash;
-use crate::service::context::{verify_token, Client};
+use crate::service::context::{verify_token_any_audience, Client};
 use crate::service::error::{Error, Result};
 use crate::service::oauth::client_auth::{self, Credentials};
 use auth_types::{AccessClaims, RevocationKind};
 
-use crate::domain::oauth::client_subject;
+use crate::domain::oauth::{client_subject, TOKEN_EXCHANGE};
 use crate::service::state::REVOCATION_LEEWAY_SECS;
 use crate::store::{AuditEvent, NewRevocation, Session};
 use crate::AppState;
@@ -18,7 +18,8 @@ use crate::AppState;
 enum Found {
     /// A refresh token of this session.
     Refresh(Box<Session>),
-    /// A live access token of this session.
+    /// A live access token of this session (one a service got for the
+    /// user included: `act`).
     Access(Box<crate::service::context::Authenticated>),
     /// A live token a service got as itself (`client_credentials`).
     Service(Box<AccessClaims>),
@@ -35,7 +36,9 @@ async fn service_token(state: &AppState, token: &str) -> Result<Option<AccessCla
         return Ok(None);
     };
     let claims = verified.claims;
-    if claims.validate(&state.expectations(), now).is_err()
+    if claims
+        .validate_except_audience(&state.expectations(), now)
+        .is_err()
         || claims.sub != client_subject(&claims.client_id)
     {
         return Ok(None);
@@ -55,6 +58,56 @@ async fn service_token(state: &AppState, token: &str) -> Result<Option<AccessCla
     Ok(Some(claims))
 }
 
+/// What a session's liveness does not tell of an access token: that it
+/// was not revoked alone, and for a delegated one, that its actor still
+/// may act for users and had its tokens cut no later.
+async fn access_live(state: &AppState, claims: &AccessClaims) -> Result<bool> {
+    let now = state.now().secs();
+    if state.store.token_revoked(&claims.jti, now).await? {
+        return Ok(false);
+    }
+    let Some(act) = &claims.act else {
+        return Ok(true);
+    };
+    let allowed = state
+        .store
+        .client(&act.client_id)
+        .await?
+        .is_some_and(|c| c.may_use(TOKEN_EXCHANGE));
+    let cut = state.store.revoked_before(&act.sub, now).await?;
+    Ok(allowed && cut.is_none_or(|c| claims.iat >= c))
+}
+
+/// RFC 7009 for a token without a session of its own (a service's, as
+/// itself or for a user): it alone ends, by `jti`, at the edge too.
+async fn revoke_one(
+    state: &AppState,
+    client: &Client,
+    oauth_client: &crate::store::OAuthClient,
+    claims: &AccessClaims,
+) -> Result<()> {
+    let now = state.now();
+    let record = state
+        .store
+        .record_revocation(&NewRevocation {
+            kind: RevocationKind::Token,
+            subject: &claims.jti,
+            issued_before: claims.exp,
+            created_at_ms: now.ms,
+            expires_at: claims.exp + REVOCATION_LEEWAY_SECS,
+        })
+        .await?;
+    let event = AuditEvent::new(now.ms, "oauth_token_revoked")
+        .client(client)
+        .meta(serde_json::json!({
+            "client_id": oauth_client.id,
+            "service": claims.act.is_none(),
+            "for_user": claims.act.as_ref().map(|_| &claims.sub),
+        }));
+    state.sessions_ended(vec![record], event).await;
+    Ok(())
+}
+
 async fn find(state: &AppState, token: &str, hint: Option<&str>) -> Result<Found> {
     let by_refresh = || async {
         Ok::<_, Error>(
@@ -72,8 +125,11 @@ async fn find(state: &AppState, token: &str, hint: Option<&str>) -> Result<Found
             return Ok(Found::Refresh(Box::new(s)));
         }
     }
-    if let Ok(auth) = verify_token(state, token, state.now()).await {
-        return Ok(Found::Access(Box::new(auth)));
+    if let Ok(auth) = verify_token_any_audience(state, token, state.now()).await {
+        if access_live(state, &auth.claims).await? {
+            return Ok(Found::Access(Box::new(auth)));
+        }
+        return Ok(Found::None);
     }
     if let Some(claims) = service_token(state, token).await? {
         return Ok(Found::Service(Box::new(claims)));
@@ -100,25 +156,16 @@ pub async fn revoke(
     let token = token.ok_or_else(|| Error::bad_request("invalid_request", "token is missing"))?;
     let session = match find(state, token, hint).await? {
         Found::Refresh(s) => *s,
+        // A delegated token is its actor's; the user's session is not.
+        Found::Access(auth) if auth.claims.act.is_some() => {
+            if auth.claims.client_id == oauth_client.id {
+                revoke_one(state, client, &oauth_client, &auth.claims).await?;
+            }
+            return Ok(());
+        }
         Found::Access(auth) => auth.session,
         Found::Service(claims) if claims.client_id == oauth_client.id => {
-            // No session: this one token ends (by jti), at the edge too.
-            let now = state.now();
-            let record = state
-                .store
-                .record_revocation(&NewRevocation {
-                    kind: RevocationKind::Token,
-                    subject: &claims.jti,
-                    issued_before: claims.exp,
-                    created_at_ms: now.ms,
-                    expires_at: claims.exp + REVOCATION_LEEWAY_SECS,
-                })
-                .await?;
-            let event = AuditEvent::new(now.ms, "oauth_token_revoked")
-                .client(client)
-                .meta(serde_json::json!({"client_id": oauth_client.id, "service": true}));
-            state.sessions_ended(vec![record], event).await;
-            return Ok(());
+            return revoke_one(state, client, &oauth_client, &claims).await;
         }
         Found::Service(_) | Found::None => return Ok(()),
     };
@@ -166,6 +213,13 @@ pub struct Introspection {
     pub iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub aud: Option<auth_types::Audience>,
+    /// Who acts for `sub` (RFC 8693 §4.1), on a token a service got for a user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub act: Option<auth_types::Actor>,
 }
 
 /// RFC 7662: whether the token is live, and what it stands for. Only
@@ -197,6 +251,8 @@ pub async fn introspect(
             sub: Some(auth.claims.sub.clone()),
             iss: issuer,
             sid: Some(auth.claims.sid.clone()),
+            aud: Some(auth.claims.aud.clone()),
+            act: auth.claims.act.clone(),
         },
         Found::Service(claims) => Introspection {
             active: true,
@@ -208,6 +264,8 @@ pub async fn introspect(
             sub: Some(claims.sub.clone()),
             iss: issuer,
             sid: None,
+            aud: Some(claims.aud.clone()),
+            act: None,
         },
         // A refresh token is its client's alone.
         Found::Refresh(s)
@@ -227,6 +285,8 @@ pub async fn introspect(
                 sub: Some(s.user_id.clone()),
                 iss: issuer,
                 sid: Some(s.id.clone()),
+                aud: None,
+                act: None,
             }
         }
         _ => Introspection::default(),

@@ -2,8 +2,10 @@
 //! the client registry (`clients.rs`), client authentication
 //! (`client_auth.rs`, with `private_key_jwt` in `assertion.rs`), the authorization endpoint's rules
 //! (`authorize.rs`) and the token endpoint's grants with the ID token and
-//! `userinfo` (`token.rs`). Every token still comes from `grant.rs`
-//! (`start_client_session`, `continue_session`), through its one gate.
+//! `userinfo` (`token.rs`), token exchange for services acting for a user
+//! (`exchange.rs`). Every token still comes from `grant/`
+//! (`start_client_session`, `continue_session`, `client_credentials`,
+//! `delegated`), through its one gate.
 
 pub mod assertion;
 pub mod authorize;
@@ -11,6 +13,7 @@ pub mod backchannel;
 pub mod client_auth;
 pub mod clients;
 pub mod consent;
+pub mod exchange;
 pub mod introspect;
 pub mod logout;
 pub mod token;

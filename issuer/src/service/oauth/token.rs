@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::clock::Now;
-use crate::domain::oauth::{at_hash, mint_id_token, pkce_matches, redirect_matches};
+use crate::domain::oauth::{
+    at_hash, mint_id_token, pkce_matches, redirect_matches, TOKEN_EXCHANGE,
+};
 use crate::domain::tokens::{new_id, refresh_token_hash};
 use crate::service::context::{Authenticated, Client};
 use crate::service::error::{Error, Result};
@@ -24,6 +26,12 @@ pub struct TokenRequest {
     pub scope: Option<String>,
     /// RFC 8707.
     pub resource: Option<String>,
+    /// Token exchange (RFC 8693).
+    pub subject_token: Option<String>,
+    pub subject_token_type: Option<String>,
+    pub actor_token: Option<String>,
+    pub audience: Option<String>,
+    pub requested_token_type: Option<String>,
 }
 
 /// RFC 6749 §5.1, with OIDC's `id_token`.
@@ -38,13 +46,16 @@ pub struct TokenResponse {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// Token exchange (RFC 8693 §2.2.1): what `access_token` holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 fn invalid_grant(message: &str) -> Error {
     Error::bad_request("invalid_grant", message)
 }
 
-fn invalid_target(message: &str) -> Error {
+pub(super) fn invalid_target(message: &str) -> Error {
     Error::bad_request("invalid_target", message)
 }
 
@@ -61,11 +72,12 @@ pub async fn token(
         .ok_or_else(|| Error::bad_request("invalid_request", "grant_type is missing"))?;
     if !matches!(
         grant_type,
-        "authorization_code" | "refresh_token" | "client_credentials"
+        "authorization_code" | "refresh_token" | "client_credentials" | TOKEN_EXCHANGE
     ) {
         return Err(Error::bad_request(
             "unsupported_grant_type",
-            "grant_type: authorization_code, refresh_token or client_credentials",
+            "grant_type: authorization_code, refresh_token, client_credentials or \
+             urn:ietf:params:oauth:grant-type:token-exchange",
         ));
     }
     let oauth_client = client_auth::authenticate(state, &creds).await?;
@@ -83,13 +95,14 @@ pub async fn token(
     match grant_type {
         "authorization_code" => exchange_code(state, client, &oauth_client, &req).await,
         "client_credentials" => service_token(state, client, &oauth_client, &req).await,
+        TOKEN_EXCHANGE => super::exchange::exchange(state, client, &oauth_client, &req).await,
         _ => refresh(state, client, &oauth_client, &req).await,
     }
 }
 
 /// Scopes about a person (OpenID Connect's, and staying signed in): a
 /// service acting as itself has none of them.
-const PERSONAL_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+pub(super) const PERSONAL_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
 /// `client_credentials` (RFC 6749 §4.4): the scopes asked for (by default
 /// every route scope the client has) and at most one resource.
@@ -146,6 +159,7 @@ async fn service_token(
         refresh_token: None,
         scope,
         id_token: None,
+        issued_token_type: None,
     })
 }
 
@@ -452,6 +466,7 @@ async fn respond(
             .map(|r| r.token),
         scope: scope.to_string(),
         id_token,
+        issued_token_type: None,
     })
 }
 

@@ -18,6 +18,9 @@ use crate::store::{NewSession, OAuthBinding, Session, User};
 use crate::AppState;
 
 pub use crate::service::signin::{Delivery, Refresh, SignIn, Tokens};
+pub use machine::{client_credentials, delegated, OnBehalf};
+
+mod machine;
 
 pub const REFRESH_COOKIE: &str = "__Host-refresh_token";
 /// The `teams` claim's JSON at most, whatever `--max-token-teams` says.
@@ -373,70 +376,6 @@ async fn grant(
     }
 }
 
-/// A service's token (`client_credentials`): the client acting as itself,
-/// with the scope and resource it asked for (already checked against its
-/// registration). No session and no refresh token: it asks again.
-pub async fn client_credentials(
-    state: &AppState,
-    client: &Client,
-    oauth_client: &crate::store::OAuthClient,
-    scope: &str,
-    resource: Option<&str>,
-    now: Now,
-) -> ApiResult<Tokens> {
-    let settings = &state.settings;
-    let bound = Bound {
-        client_id: Some(&oauth_client.id),
-        scope: Some(scope),
-        resource,
-        access_ttl: oauth_client.access_token_ttl,
-    };
-    let ttl = bound.access_ttl(settings);
-    let claims = AccessClaims {
-        iss: settings.issuer_url.clone(),
-        sub: crate::domain::oauth::client_subject(&oauth_client.id),
-        aud: Audience::One(resource.unwrap_or(&settings.audience).to_string()),
-        exp: now.secs() + ttl,
-        iat: now.secs(),
-        nbf: Some(now.secs()),
-        user_gen: 0,
-        teams: Default::default(),
-        teams_overflow: false,
-        email_verified: false,
-        acr: None,
-        auth_time: None,
-        jti: new_id(),
-        // One per token: there is no session to end, only the client.
-        sid: format!("cc:{}", new_id()),
-        client_id: oauth_client.id.clone(),
-        roles: Vec::new(),
-        permissions: Vec::new(),
-        amr: Vec::new(),
-        email: None,
-        scope: Some(scope.to_string()),
-    };
-    let keys = state.keys.snapshot();
-    let access_token = mint_access_token(&keys.signing, &claims).map_err(ApiError::internal)?;
-    state.metrics.login("client_credentials");
-    state
-        .audit(
-            AuditEvent::new(now.ms, "client_credentials_grant")
-                .client(client)
-                .meta(serde_json::json!({
-                    "client_id": oauth_client.id,
-                    "scope": scope,
-                    "resource": resource,
-                })),
-        )
-        .await;
-    Ok(Tokens {
-        access_token,
-        expires_in: ttl,
-        session_id: claims.sid,
-        refresh: None,
-    })
-}
-
 /// A sign-in from a browser that still held another session's refresh
 /// cookie: the new cookie replaces it, so that session ends rather than
 /// live on unseen.
@@ -703,6 +642,7 @@ async fn access_token(
             .is_none_or(|s| s.split(' ').any(|w| w == "email"))
             .then(|| user.email.clone()),
         scope: bound.scope.map(str::to_string),
+        act: None,
     };
     let keys = state.keys.snapshot();
     mint_access_token(&keys.signing, &claims).map_err(ApiError::internal)

@@ -1,0 +1,163 @@
+//! Token exchange (RFC 8693) for on-behalf-of calls: a service (the AI
+//! gateway, say) trades the token a user called it with for a token to
+//! another service (the memory service) for that user, narrower in scope
+//! and audience, naming itself as the actor (`act`).
+//!
+//! Which service may act for users, and towards which services, is its
+//! registration: the token exchange grant, and `audiences` (RFC 8693's
+//! `may_act`, kept on the actor rather than in every user's token).
+
+use crate::domain::oauth::TOKEN_EXCHANGE;
+use crate::service::context::{verify_token, Client};
+use crate::service::error::{Error, Result};
+use crate::service::grant::{self, OnBehalf};
+use crate::store::OAuthClient;
+use crate::AppState;
+
+use super::token::{invalid_target, TokenRequest, TokenResponse, PERSONAL_SCOPES};
+
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// RFC 8693 §2.2.2: a request, or a subject token, not acceptable.
+fn invalid_request(message: impl Into<String>) -> Error {
+    Error::bad_request("invalid_request", message)
+}
+
+/// Answers a token exchange request from `actor` (already authenticated,
+/// and registered for the grant).
+pub async fn exchange(
+    state: &AppState,
+    client: &Client,
+    actor: &OAuthClient,
+    req: &TokenRequest,
+) -> Result<TokenResponse> {
+    debug_assert!(actor.may_use(TOKEN_EXCHANGE));
+    let subject_token = req
+        .subject_token
+        .as_deref()
+        .ok_or_else(|| invalid_request("subject_token is missing"))?;
+    match req.subject_token_type.as_deref() {
+        Some(ACCESS_TOKEN_TYPE | JWT_TOKEN_TYPE) => {}
+        Some(_) => {
+            return Err(invalid_request(
+                "subject_token_type: only an access token of this issuer \
+                 (urn:ietf:params:oauth:token-type:access_token) is exchanged",
+            ))
+        }
+        None => return Err(invalid_request("subject_token_type is missing")),
+    }
+    if req.actor_token.is_some() {
+        // The client's own authentication names the actor; a second
+        // credential could only disagree with it.
+        return Err(invalid_request(
+            "actor_token: not accepted; the client's authentication names the actor",
+        ));
+    }
+    if req
+        .requested_token_type
+        .as_deref()
+        .is_some_and(|t| t != ACCESS_TOKEN_TYPE)
+    {
+        return Err(invalid_request(
+            "requested_token_type: only urn:ietf:params:oauth:token-type:access_token",
+        ));
+    }
+    let resource = match (req.resource.as_deref(), req.audience.as_deref()) {
+        (Some(r), Some(a)) if r != a => {
+            return Err(invalid_target(
+                "resource and audience name different targets",
+            ))
+        }
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => {
+            return Err(invalid_request(
+                "resource (or audience) is missing: a token for another service names it",
+            ))
+        }
+    };
+    if !actor.audiences.iter().any(|a| a == resource) {
+        return Err(invalid_target(
+            "resource: this client may not act for users towards it",
+        ));
+    }
+    let now = state.now();
+    // The user's token for the mesh, live, its session live, its user
+    // enabled: exactly what the issuer's own API accepts.
+    let subject = verify_token(state, subject_token, now)
+        .await
+        .map_err(|_| invalid_request("subject_token is invalid, expired or revoked"))?;
+    if subject.claims.act.is_some() {
+        // One hop: a token already acted with is not passed on again.
+        return Err(invalid_request(
+            "subject_token: a delegated token is not exchanged again",
+        ));
+    }
+    if state
+        .store
+        .token_revoked(&subject.claims.jti, now.secs())
+        .await?
+    {
+        return Err(invalid_request(
+            "subject_token is invalid, expired or revoked",
+        ));
+    }
+    let scope = narrowed_scope(actor, subject.claims.scope.as_deref(), req.scope.as_deref())?;
+    let asked = OnBehalf {
+        scope: &scope,
+        resource,
+    };
+    let tokens = grant::delegated(state, client, actor, &subject, asked, now).await?;
+    Ok(TokenResponse {
+        access_token: tokens.access_token,
+        token_type: "Bearer",
+        expires_in: tokens.expires_in,
+        refresh_token: None,
+        scope,
+        id_token: None,
+        issued_token_type: Some(ACCESS_TOKEN_TYPE),
+    })
+}
+
+/// The scopes the derived token carries: what the actor may ask for (its
+/// route scopes, none of a person's), within what the user's token holds
+/// (an application's token its scope; the user's own token is not
+/// scoped), and within what was asked (by default all of that).
+fn narrowed_scope(
+    actor: &OAuthClient,
+    subject: Option<&str>,
+    asked: Option<&str>,
+) -> Result<String> {
+    let held = |s: &str| subject.is_none_or(|held| held.split(' ').any(|h| h == s));
+    let grantable: Vec<&str> = actor
+        .scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !PERSONAL_SCOPES.contains(s) && held(s))
+        .collect();
+    let scope: Vec<&str> = match asked {
+        None => grantable,
+        Some(asked) => {
+            let mut scope: Vec<&str> = Vec::new();
+            for s in asked.split(' ').filter(|s| !s.is_empty()) {
+                if !grantable.contains(&s) {
+                    return Err(Error::bad_request(
+                        "invalid_scope",
+                        format!("{s}: not a scope this client may ask for on this user's behalf"),
+                    ));
+                }
+                if !scope.contains(&s) {
+                    scope.push(s);
+                }
+            }
+            scope
+        }
+    };
+    if scope.is_empty() {
+        return Err(Error::bad_request(
+            "invalid_scope",
+            "no scope this client may ask for on this user's behalf",
+        ));
+    }
+    Ok(scope.join(" "))
+}
