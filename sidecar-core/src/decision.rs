@@ -317,15 +317,17 @@ pub fn decide_routed(
     if !matched.rule.clients.is_empty() && !matched.rule.clients.contains(&claims.client_id) {
         return deny(DenyReason::ClientNotAllowed);
     }
-    if let Some(actors) = &matched.rule.actors {
-        // `actors: []`: only tokens in which nobody acts for another.
-        let admitted = match &claims.act {
-            Some(act) => actors.contains(&act.client_id),
-            None => actors.is_empty(),
-        };
-        if !admitted {
-            return deny(DenyReason::ActorNotAllowed);
-        }
+    // Delegation is opt-in: a token a service got for a user reaches only
+    // rules naming that service in `actors`; `actors: []` takes only
+    // tokens in which nobody acts for another.
+    let admitted = match (&matched.rule.actors, &claims.act) {
+        (None, None) => true,
+        (None, Some(_)) => false,
+        (Some(actors), Some(act)) => actors.contains(&act.client_id),
+        (Some(actors), None) => actors.is_empty(),
+    };
+    if !admitted {
+        return deny(DenyReason::ActorNotAllowed);
     }
     if let Some(granted) = claims.scope.as_deref() {
         // An application's token reaches only rules written for
@@ -792,7 +794,12 @@ rules:
             Some(DenyReason::ActorNotAllowed)
         );
         assert_eq!(run("/direct/1", by(None)), None);
-        assert_eq!(run("/any/1", by(Some("other"))), None);
+        // Without `actors`, no delegated token: delegation is opt-in.
+        assert_eq!(
+            run("/any/1", by(Some("ai-gateway"))),
+            Some(DenyReason::ActorNotAllowed)
+        );
+        assert_eq!(run("/any/1", by(None)), None);
         assert_eq!(DenyReason::ActorNotAllowed.http_status(), 403);
         assert!(
             Policy::parse("rules:\n  - {prefix: /, allow: public, actors: []}\n", "t").is_err()

@@ -116,8 +116,9 @@ pub struct Rule {
     /// 8707) instead of the mesh's audience: tokens an application asked
     /// for this resource, and no others.
     pub audiences: Vec<String>,
-    /// Delegated tokens (RFC 8693 `act`): `None` takes any token; a list
-    /// takes only tokens a service in it got for a user (`[]`: none).
+    /// Delegated tokens (RFC 8693 `act`): a list takes only tokens a
+    /// service in it got for a user (`[]`: none); `None` none either, but
+    /// takes any other token.
     pub actors: Option<Vec<String>>,
 }
 

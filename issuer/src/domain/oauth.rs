@@ -49,6 +49,10 @@ pub fn client_subject(client_id: &str) -> String {
 /// for one to call another service for that user.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
+/// Scopes about a person (OpenID Connect's, and staying signed in): a
+/// service, as itself or acting for a user, is given none of them.
+pub const PERSONAL_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
 /// Whether a user's consent (the scopes they allowed a client, by spaces)
 /// covers every scope in `scope`.
 pub fn consent_covers(consented: Option<&str>, scope: &str) -> bool {

@@ -7,16 +7,30 @@
 //! registration: the token exchange grant, and `audiences` (RFC 8693's
 //! `may_act`, kept on the actor rather than in every user's token).
 
-use crate::domain::oauth::TOKEN_EXCHANGE;
+use crate::domain::oauth::{PERSONAL_SCOPES, TOKEN_EXCHANGE};
 use crate::service::context::{verify_token, Client};
 use crate::service::error::{Error, Result};
-use crate::service::grant::{self, OnBehalf};
+use crate::service::grant::{self, OnBehalf, Tokens};
 use crate::store::OAuthClient;
 use crate::AppState;
 
-use super::token::{invalid_target, TokenRequest, TokenResponse, PERSONAL_SCOPES};
+/// RFC 8693 §2.1's fields (the token endpoint's form).
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeRequest<'a> {
+    pub subject_token: Option<&'a str>,
+    pub subject_token_type: Option<&'a str>,
+    pub actor_token: Option<&'a str>,
+    pub requested_token_type: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    pub audience: Option<&'a str>,
+    pub scope: Option<&'a str>,
+}
 
-const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+fn invalid_target(message: &str) -> Error {
+    Error::bad_request("invalid_target", message)
+}
+
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// RFC 8693 §2.2.2: a request, or a subject token, not acceptable.
@@ -30,14 +44,13 @@ pub async fn exchange(
     state: &AppState,
     client: &Client,
     actor: &OAuthClient,
-    req: &TokenRequest,
-) -> Result<TokenResponse> {
+    req: ExchangeRequest<'_>,
+) -> Result<(Tokens, String)> {
     debug_assert!(actor.may_use(TOKEN_EXCHANGE));
     let subject_token = req
         .subject_token
-        .as_deref()
         .ok_or_else(|| invalid_request("subject_token is missing"))?;
-    match req.subject_token_type.as_deref() {
+    match req.subject_token_type {
         Some(ACCESS_TOKEN_TYPE | JWT_TOKEN_TYPE) => {}
         Some(_) => {
             return Err(invalid_request(
@@ -56,14 +69,13 @@ pub async fn exchange(
     }
     if req
         .requested_token_type
-        .as_deref()
         .is_some_and(|t| t != ACCESS_TOKEN_TYPE)
     {
         return Err(invalid_request(
             "requested_token_type: only urn:ietf:params:oauth:token-type:access_token",
         ));
     }
-    let resource = match (req.resource.as_deref(), req.audience.as_deref()) {
+    let resource = match (req.resource, req.audience) {
         (Some(r), Some(a)) if r != a => {
             return Err(invalid_target(
                 "resource and audience name different targets",
@@ -102,21 +114,13 @@ pub async fn exchange(
             "subject_token is invalid, expired or revoked",
         ));
     }
-    let scope = narrowed_scope(actor, subject.claims.scope.as_deref(), req.scope.as_deref())?;
+    let scope = narrowed_scope(actor, subject.claims.scope.as_deref(), req.scope)?;
     let asked = OnBehalf {
         scope: &scope,
         resource,
     };
     let tokens = grant::delegated(state, client, actor, &subject, asked, now).await?;
-    Ok(TokenResponse {
-        access_token: tokens.access_token,
-        token_type: "Bearer",
-        expires_in: tokens.expires_in,
-        refresh_token: None,
-        scope,
-        id_token: None,
-        issued_token_type: Some(ACCESS_TOKEN_TYPE),
-    })
+    Ok((tokens, scope))
 }
 
 /// The scopes the derived token carries: what the actor may ask for (its

@@ -5,13 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::clock::Now;
 use crate::domain::oauth::{
-    at_hash, mint_id_token, pkce_matches, redirect_matches, TOKEN_EXCHANGE,
+    at_hash, mint_id_token, pkce_matches, redirect_matches, PERSONAL_SCOPES, TOKEN_EXCHANGE,
 };
 use crate::domain::tokens::{new_id, refresh_token_hash};
 use crate::service::context::{Authenticated, Client};
 use crate::service::error::{Error, Result};
 use crate::service::grant::{self, ClientGrant, Delivery, Tokens};
 use crate::service::oauth::client_auth::{self, Credentials};
+use crate::service::oauth::exchange::{ExchangeRequest, ACCESS_TOKEN_TYPE};
 use crate::store::{AuditEvent, OAuthClient, Outcome, Redeemed, User};
 use crate::AppState;
 
@@ -55,7 +56,7 @@ fn invalid_grant(message: &str) -> Error {
     Error::bad_request("invalid_grant", message)
 }
 
-pub(super) fn invalid_target(message: &str) -> Error {
+fn invalid_target(message: &str) -> Error {
     Error::bad_request("invalid_target", message)
 }
 
@@ -95,14 +96,38 @@ pub async fn token(
     match grant_type {
         "authorization_code" => exchange_code(state, client, &oauth_client, &req).await,
         "client_credentials" => service_token(state, client, &oauth_client, &req).await,
-        TOKEN_EXCHANGE => super::exchange::exchange(state, client, &oauth_client, &req).await,
+        TOKEN_EXCHANGE => on_behalf(state, client, &oauth_client, &req).await,
         _ => refresh(state, client, &oauth_client, &req).await,
     }
 }
 
-/// Scopes about a person (OpenID Connect's, and staying signed in): a
-/// service acting as itself has none of them.
-pub(super) const PERSONAL_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+/// Token exchange (RFC 8693): the answer to `exchange.rs`'s grant.
+async fn on_behalf(
+    state: &AppState,
+    client: &Client,
+    actor: &OAuthClient,
+    req: &TokenRequest,
+) -> Result<TokenResponse> {
+    let asked = ExchangeRequest {
+        subject_token: req.subject_token.as_deref(),
+        subject_token_type: req.subject_token_type.as_deref(),
+        actor_token: req.actor_token.as_deref(),
+        requested_token_type: req.requested_token_type.as_deref(),
+        resource: req.resource.as_deref(),
+        audience: req.audience.as_deref(),
+        scope: req.scope.as_deref(),
+    };
+    let (tokens, scope) = super::exchange::exchange(state, client, actor, asked).await?;
+    Ok(TokenResponse {
+        access_token: tokens.access_token,
+        token_type: "Bearer",
+        expires_in: tokens.expires_in,
+        refresh_token: None,
+        scope,
+        id_token: None,
+        issued_token_type: Some(ACCESS_TOKEN_TYPE),
+    })
+}
 
 /// `client_credentials` (RFC 6749 §4.4): the scopes asked for (by default
 /// every route scope the client has) and at most one resource.
