@@ -47,6 +47,8 @@ fn described(client_id: &str, d: &ClientDescription) -> NewClient {
         first_party: d.first_party,
         backchannel_logout_uri: d.backchannel_logout_uri.clone(),
         audiences: d.audience.clone(),
+        subject_clients: d.subject_client.clone(),
+        serves: d.serves.clone(),
         grant_types: (!d.grant_type.is_empty()).then(|| d.grant_type.clone()),
         // Left out: the issuer's when added, as they were when updated.
         access_token_ttl: d.access_token_ttl.map(Some),

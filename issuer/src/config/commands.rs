@@ -312,6 +312,12 @@ pub struct ClientDescription {
     /// A resource (RFC 8707) it may ask tokens for (repeat for more).
     #[arg(long = "audience", value_name = "URI")]
     pub audience: Vec<String>,
+    /// Token exchange: a client whose users' tokens it may trade (repeat for more; the issuer's own sign-in is its --client-id, devmentor-auth by default).
+    #[arg(long = "subject-client", value_name = "CLIENT_ID")]
+    pub subject_client: Vec<String>,
+    /// A resource it serves: it may introspect tokens for it (repeat for more).
+    #[arg(long = "serves", value_name = "URI")]
+    pub serves: Vec<String>,
     /// A grant it may use: authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:token-exchange (repeat; left out: the first two when added, as they were when updated).
     #[arg(long = "grant-type", value_name = "GRANT")]
     pub grant_type: Vec<String>,

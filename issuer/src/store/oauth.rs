@@ -30,6 +30,10 @@ pub struct OAuthClient {
     pub backchannel_logout_uri: Option<String>,
     /// Resources (RFC 8707) it may ask tokens for.
     pub audiences: Vec<String>,
+    /// Token exchange: the clients whose users' tokens it may trade.
+    pub subject_clients: Vec<String>,
+    /// Resources it serves: it may introspect tokens for them.
+    pub serves: Vec<String>,
     /// The grants it may use at the token endpoint.
     pub grant_types: Vec<String>,
     /// Its access tokens' lifetime in seconds (`None`: the issuer's).
@@ -122,7 +126,7 @@ pub enum Redeemed {
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, previous_secret_hash, previous_expires_at, \
      redirect_uris, post_logout_uris, scopes, first_party, created_at, jwks, backchannel_logout_uri, audiences, \
-     grant_types, access_token_ttl, refresh_token_ttl, version";
+     grant_types, access_token_ttl, refresh_token_ttl, version, subject_clients, serves";
 
 fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
     let list = |name: &str| -> sqlx::Result<Vec<String>> {
@@ -144,6 +148,8 @@ fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
         jwks: row.try_get("jwks")?,
         backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
         audiences: list("audiences")?,
+        subject_clients: list("subject_clients")?,
+        serves: list("serves")?,
         grant_types: list("grant_types")?,
         access_token_ttl: row.try_get("access_token_ttl")?,
         refresh_token_ttl: row.try_get("refresh_token_ttl")?,
@@ -163,8 +169,8 @@ impl Store {
         let done = sqlx::query(
             "INSERT INTO oauth_clients (id, name, secret_hash, redirect_uris, post_logout_uris, \
              scopes, first_party, created_at, created_by, jwks, backchannel_logout_uri, audiences, \
-             grant_types, access_token_ttl, refresh_token_ttl) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             grant_types, access_token_ttl, refresh_token_ttl, subject_clients, serves) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&c.id)
@@ -182,6 +188,8 @@ impl Store {
         .bind(json_list(&c.grant_types))
         .bind(c.access_token_ttl)
         .bind(c.refresh_token_ttl)
+        .bind(json_list(&c.subject_clients))
+        .bind(json_list(&c.serves))
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -281,12 +289,14 @@ impl Store {
         let own_tokens_narrowed = acts
             && (lost(&before.scopes, &c.scopes)
                 || lost(&before.audiences, &c.audiences)
+                || lost(&before.subject_clients, &c.subject_clients)
                 || grant_lost("client_credentials")
                 || grant_lost(TOKEN_EXCHANGE));
         let updated = sqlx::query(
             "UPDATE oauth_clients SET name = $2, redirect_uris = $3, post_logout_uris = $4, \
              scopes = $5, first_party = $6, backchannel_logout_uri = $7, audiences = $8, \
              grant_types = $9, access_token_ttl = $10, refresh_token_ttl = $11, \
+             subject_clients = $13, serves = $14, \
              version = version + 1 WHERE id = $1 AND version = $12",
         )
         .bind(&c.id)
@@ -301,6 +311,8 @@ impl Store {
         .bind(c.access_token_ttl)
         .bind(c.refresh_token_ttl)
         .bind(c.version)
+        .bind(json_list(&c.subject_clients))
+        .bind(json_list(&c.serves))
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -883,6 +883,13 @@ async fn revocation_introspection_and_disconnecting_an_app(backend: Backend) {
         .as_str()
         .expect("secret")
         .to_string();
+    // A resource server of the mesh: it serves the mesh's audience.
+    let mut rs = confidential("mesh-rs", true);
+    rs["serves"] = json!(["devmentor"]);
+    let rs = register_client(&t, &admin, rs).await["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
     register_client(
         &t,
         &admin,
@@ -926,13 +933,21 @@ async fn revocation_introspection_and_disconnecting_an_app(backend: Backend) {
     assert_eq!(body["active"], true, "{body}");
     assert_eq!(body["client_id"], "notes");
     assert_eq!(body["scope"], "openid");
-    // A resource server (another confidential client) may introspect the
-    // access token; a public client may not introspect at all.
+    // A resource server of its audience may introspect the access token;
+    // another client (confidential, authenticated) learns nothing of it
+    // (RFC 7662 §4), and a public client may not introspect at all.
+    let (status, body) = introspect(("mesh-rs", Some(rs.clone())), access.clone()).await;
+    assert_eq!(
+        (status, body["active"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{body}"
+    );
+    assert_eq!(body["client_id"], "notes");
     assert_eq!(
         introspect(("other", Some(other.clone())), access.clone())
             .await
-            .1["active"],
-        true
+            .1,
+        json!({"active": false})
     );
     assert_eq!(
         introspect(("other", Some(other.clone())), refresh.clone())

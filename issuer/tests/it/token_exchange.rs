@@ -17,11 +17,14 @@ on_both_backends!(services_act_for_users);
 const MEMORY: &str = "https://memory.devmentor.test";
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// The issuer's own sign-in (`--client-id`'s default).
+const FIRST_PARTY: &str = "devmentor-auth";
 
 fn gateway(id: &str, extra: Value) -> Value {
     let mut body = json!({"client_id": id, "name": "AI gateway", "type": "confidential",
         "redirect_uris": [], "grant_types": [EXCHANGE],
-        "scopes": ["openid", "memory:read", "memory:write"], "audiences": [MEMORY]});
+        "scopes": ["openid", "memory:read", "memory:write"], "audiences": [MEMORY],
+        "subject_clients": [FIRST_PARTY]});
     for (k, v) in extra.as_object().expect("object") {
         body[k] = v.clone();
     }
@@ -79,6 +82,20 @@ async fn services_act_for_users(backend: Backend) {
     for (body, names) in [
         (gateway("pub-gw", json!({"type": "public"})), "confidential"),
         (gateway("aud-gw", json!({"audiences": []})), "audiences"),
+        // Whose users' tokens it may trade is said, never assumed; and only
+        // a client that exchanges says it.
+        (
+            gateway("subj-gw", json!({"subject_clients": []})),
+            "subject_clients",
+        ),
+        (
+            gateway("cc-gw", json!({"grant_types": ["client_credentials"]})),
+            "subject_clients",
+        ),
+        (
+            gateway("sc-gw", json!({"subject_clients": ["Not An Id"]})),
+            "subject_clients",
+        ),
     ] {
         let (status, code, message) =
             error_code(t.post_auth("/admin/clients", &admin, Some(body)).await).await;
@@ -139,6 +156,38 @@ async fn services_act_for_users(backend: Backend) {
     .await
     .expect("json");
     assert_eq!(v["scope"], "memory:read", "{v}");
+
+    // A service registered to act with another client's tokens only: the
+    // user's own token (which reached it somehow) is not one of them. The
+    // refusal is audited, without the token.
+    let picky = register_client(
+        &t,
+        &admin,
+        gateway("picky-gw", json!({"subject_clients": ["notes-app"]})),
+    )
+    .await;
+    let picky = ("picky-gw", picky["client_secret"].as_str().expect("secret"));
+    let r = exchange(&t, picky, &tokens.access, &[("resource", MEMORY)]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"], "invalid_request");
+    assert!(
+        v["error_description"]
+            .as_str()
+            .is_some_and(|m| m.contains("subject_clients")),
+        "{v}"
+    );
+    let audit = t
+        .get_auth("/admin/audit?action=token_exchange&outcome=failure", &admin)
+        .await
+        .text()
+        .await
+        .expect("audit");
+    let events: Value = serde_json::from_str(&audit).expect("json");
+    let refused = &events["events"][0];
+    assert_eq!(refused["reason"], "invalid_request", "{events}");
+    assert_eq!(refused["metadata"]["actor"], "picky-gw", "{events}");
+    assert!(!audit.contains(&tokens.access), "no token in the audit log");
 
     // The spec's refusals.
     let bad = |extra: &'static [(&'static str, &'static str)], subject: String, want| {
@@ -243,7 +292,10 @@ async fn services_act_for_users(backend: Backend) {
     let batch = register_client(
         &t,
         &admin,
-        gateway("batch", json!({"grant_types": ["client_credentials"]})),
+        gateway(
+            "batch",
+            json!({"grant_types": ["client_credentials"], "subject_clients": []}),
+        ),
     )
     .await;
     let r = exchange(
@@ -288,7 +340,16 @@ async fn services_act_for_users(backend: Backend) {
         .await
         .iter()
         .any(|r| r.kind == auth_types::RevocationKind::Token && r.subject == claims.jti));
-    assert_eq!(introspect(&t, gw, &tokens.access).await["active"], true);
+    assert_eq!(
+        t.get_auth("/auth/me", &tokens.access).await.status(),
+        StatusCode::OK
+    );
+    // The user's own token is not the gateway's to introspect (RFC 7662
+    // §4: neither its client nor a resource server of its audience).
+    assert_eq!(
+        introspect(&t, gw, &tokens.access).await,
+        json!({"active": false})
+    );
 
     // Taking the grant away ends what the gateway got for users (one
     // user_before record of client:gw, which the edge applies to `act`).
@@ -308,7 +369,7 @@ async fn services_act_for_users(backend: Backend) {
         .bearer_auth(&admin)
         .json(&gateway(
             "ai-gw",
-            json!({"grant_types": ["client_credentials"]}),
+            json!({"grant_types": ["client_credentials"], "subject_clients": []}),
         ))
         .send()
         .await
@@ -356,4 +417,18 @@ async fn services_act_for_users(backend: Backend) {
         "invalid_request",
     )
     .await;
+
+    // Taking a subject client away ends what the gateway got with its
+    // tokens (the same cut as any narrowing of a service).
+    let cuts = cut(&feed_records(&t).await);
+    let r = t
+        .http
+        .put(t.url("/admin/clients/ai-gw"))
+        .bearer_auth(&admin)
+        .json(&gateway("ai-gw", json!({"subject_clients": ["notes-app"]})))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(cut(&feed_records(&t).await), cuts + 1);
 }

@@ -580,6 +580,8 @@ async fn on_behalf_through_envoy(stack: &Stack) {
             ]),
             scopes: vec!["memory:read".into()],
             audiences: vec![MEMORY_AUD.into()],
+            // Users call the gateway with the issuer's own sign-in.
+            subject_clients: vec!["devmentor-auth".into()],
             ..Default::default()
         },
     )

@@ -51,7 +51,7 @@ pub async fn admin_clients(State(state): State<AppState>, headers: HeaderMap) ->
                 tbody { @for c in &clients { (client_row(c)) } }
             }
             h2 { "Register an application" }
-            (client_form(None))
+            (client_form(None, &state.settings.client_id))
         },
     )
 }
@@ -92,7 +92,7 @@ fn client_row(c: &ClientView) -> Markup {
 
 /// The registration form, or with `existing` the form that changes it
 /// (its id, kind and credentials stay: they are shown, not asked).
-fn client_form(existing: Option<&ClientView>) -> Markup {
+fn client_form(existing: Option<&ClientView>, own_client: &str) -> Markup {
     let action = existing.map_or_else(
         || LIST.to_string(),
         |c| format!("{LIST}/{}", encode_segment(&c.client_id)),
@@ -151,6 +151,10 @@ fn client_form(existing: Option<&ClientView>) -> Markup {
                 input id="backchannel_logout_uri" name="backchannel_logout_uri" type="url" value=[existing.and_then(|c| c.backchannel_logout_uri.as_deref())];
                 label for="audiences" { "Resources (RFC 8707) it may ask tokens for, one per line" }
                 textarea id="audiences" name="audiences" rows="2" { (joined(|c| &c.audiences, "\n")) }
+                label for="subject_clients" { "Token exchange: the clients whose users' tokens it may trade, one per line (the issuer's own sign-in is " code { (own_client) } ")" }
+                textarea id="subject_clients" name="subject_clients" rows="2" { (joined(|c| &c.subject_clients, "\n")) }
+                label for="serves" { "Resources it serves, one per line: it may introspect their tokens" }
+                textarea id="serves" name="serves" rows="2" { (joined(|c| &c.serves, "\n")) }
                 label for="access_token_ttl" { "Access-token lifetime in seconds (empty: the issuer's)" }
                 input.short id="access_token_ttl" name="access_token_ttl" inputmode="numeric" value=(ttl(existing.and_then(|c| c.access_token_ttl)));
                 label for="refresh_token_ttl" { "Session lifetime in seconds (empty: the issuer's)" }
@@ -197,6 +201,10 @@ pub struct ClientForm {
     backchannel_logout_uri: String,
     #[serde(default)]
     audiences: String,
+    #[serde(default)]
+    subject_clients: String,
+    #[serde(default)]
+    serves: String,
     #[serde(default)]
     access_token_ttl: String,
     #[serde(default)]
@@ -266,6 +274,8 @@ impl ClientForm {
             jwks,
             backchannel_logout_uri: (!backchannel.is_empty()).then(|| backchannel.to_string()),
             audiences: lines(&self.audiences),
+            subject_clients: lines(&self.subject_clients),
+            serves: lines(&self.serves),
             grant_types: Some(grants),
             version: match self.version.as_deref().map(str::parse::<i64>) {
                 None => None,
@@ -403,7 +413,7 @@ pub async fn admin_client(
             &format!("Application {}", c.client_id),
             html! {
                 nav { a href=(LIST) { "Applications" } a href="/auth/ui/admin" { "Users" } }
-                (client_form(Some(&c)))
+                (client_form(Some(&c), &state.settings.client_id))
             },
         ),
         Err(e) => error_page(TITLE, e).await,

@@ -7,11 +7,12 @@
 //! registration: the token exchange grant, and `audiences` (RFC 8693's
 //! `may_act`, kept on the actor rather than in every user's token).
 
+use crate::domain::clock::Now;
 use crate::domain::oauth::{PERSONAL_SCOPES, TOKEN_EXCHANGE};
-use crate::service::context::{verify_token, Client};
-use crate::service::error::{Error, Result};
+use crate::service::context::{verify_token, Authenticated, Client};
+use crate::service::error::{Error, Kind, Result};
 use crate::service::grant::{self, OnBehalf, Tokens};
-use crate::store::OAuthClient;
+use crate::store::{AuditEvent, OAuthClient, Outcome};
 use crate::AppState;
 
 /// RFC 8693 §2.1's fields (the token endpoint's form).
@@ -39,7 +40,8 @@ fn invalid_request(message: impl Into<String>) -> Error {
 }
 
 /// Answers a token exchange request from `actor` (already authenticated,
-/// and registered for the grant).
+/// and registered for the grant). A refused one is audited (who asked,
+/// and why), never with the token it named.
 pub async fn exchange(
     state: &AppState,
     client: &Client,
@@ -47,6 +49,43 @@ pub async fn exchange(
     req: ExchangeRequest<'_>,
 ) -> Result<(Tokens, String)> {
     debug_assert!(actor.may_use(TOKEN_EXCHANGE));
+    let now = state.now();
+    let (subject, asked) = match check(state, actor, req, now).await {
+        Ok(checked) => checked,
+        Err(e) => {
+            if e.kind != Kind::Internal {
+                state.metrics.login("token_exchange_refused");
+                state
+                    .audit(
+                        AuditEvent::new(now.ms, "token_exchange")
+                            .client(client)
+                            .outcome(Outcome::Failure, e.code)
+                            .meta(serde_json::json!({"actor": actor.id, "message": e.message})),
+                    )
+                    .await;
+            }
+            return Err(e);
+        }
+    };
+    let on_behalf = OnBehalf {
+        scope: &asked.0,
+        resource: asked.1,
+    };
+    // The gate (disabled, second factor) audits its own refusals.
+    let tokens = grant::delegated(state, client, actor, &subject, on_behalf, now).await?;
+    Ok((tokens, asked.0))
+}
+
+/// The request's checks, in order: its form, the target, the subject
+/// token (live, one of the clients the actor may act with, not
+/// delegated), the scope. The user's token, and the scope and resource
+/// the derived one gets.
+async fn check<'a>(
+    state: &AppState,
+    actor: &OAuthClient,
+    req: ExchangeRequest<'a>,
+    now: Now,
+) -> Result<(Authenticated, (String, &'a str))> {
     let subject_token = req
         .subject_token
         .ok_or_else(|| invalid_request("subject_token is missing"))?;
@@ -93,7 +132,6 @@ pub async fn exchange(
             "resource: this client may not act for users towards it",
         ));
     }
-    let now = state.now();
     // The user's token for the mesh, live, its session live, its user
     // enabled: exactly what the issuer's own API accepts.
     let subject = verify_token(state, subject_token, now)
@@ -114,13 +152,16 @@ pub async fn exchange(
             "subject_token is invalid, expired or revoked",
         ));
     }
+    // Only tokens the user got through a client the actor is registered
+    // to act with (its own sign-in, say): a token the user gave another
+    // app, which reached the actor, is not one to act with.
+    if !actor.subject_clients.contains(&subject.claims.client_id) {
+        return Err(invalid_request(
+            "subject_token: not from a client this client may act with (its subject_clients)",
+        ));
+    }
     let scope = narrowed_scope(actor, subject.claims.scope.as_deref(), req.scope)?;
-    let asked = OnBehalf {
-        scope: &scope,
-        resource,
-    };
-    let tokens = grant::delegated(state, client, actor, &subject, asked, now).await?;
-    Ok((tokens, scope))
+    Ok((subject, (scope, resource)))
 }
 
 /// The scopes the derived token carries: what the actor may ask for (its

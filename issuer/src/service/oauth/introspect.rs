@@ -223,8 +223,10 @@ pub struct Introspection {
 }
 
 /// RFC 7662: whether the token is live, and what it stands for. Only
-/// confidential clients (resource servers among them) may ask: a public
-/// client's id is no credential.
+/// confidential clients may ask (a public client's id is no credential),
+/// and only of tokens that are theirs (by `client_id`: a delegated one is
+/// its actor's) or for a resource they serve (§4); of any other, the
+/// answer is the one for an unknown token.
 pub async fn introspect(
     state: &AppState,
     creds: &Credentials,
@@ -240,8 +242,11 @@ pub async fn introspect(
     let token = token.ok_or_else(|| Error::bad_request("invalid_request", "token is missing"))?;
     let now = state.now().secs();
     let issuer = Some(state.settings.issuer_url.clone());
+    let may_see = |claims: &AccessClaims| {
+        claims.client_id == caller.id || caller.serves.iter().any(|r| claims.aud.contains(r))
+    };
     Ok(match find(state, token, hint).await? {
-        Found::Access(auth) => Introspection {
+        Found::Access(auth) if may_see(&auth.claims) => Introspection {
             active: true,
             scope: auth.claims.scope.clone(),
             client_id: Some(auth.claims.client_id.clone()),
@@ -254,7 +259,7 @@ pub async fn introspect(
             aud: Some(auth.claims.aud.clone()),
             act: auth.claims.act.clone(),
         },
-        Found::Service(claims) => Introspection {
+        Found::Service(claims) if may_see(&claims) => Introspection {
             active: true,
             scope: claims.scope.clone(),
             client_id: Some(claims.client_id.clone()),

@@ -1,21 +1,17 @@
-//! The client registry (admin API, CLI) and client authentication at the
-//! token endpoint.
+//! What a client's registration may say: the checks the admin API, the
+//! pages and the CLI share, at registration and at an update.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::assertion;
+use super::super::assertion;
+use super::view::{auth_method, ClientView};
 use crate::domain::oauth::{
     registrable_redirect, valid_resource, valid_scope_name, KNOWN_SCOPES, TOKEN_EXCHANGE,
 };
 use crate::domain::tokens::{random_b64, refresh_token_hash};
-use crate::service::admin::Admin;
-use crate::service::context::Client;
 use crate::service::error::{Error, Kind, Result};
-use crate::store::{AuditEvent, OAuthClient, Rotated};
-use crate::AppState;
+use crate::store::OAuthClient;
 
-/// How long a rotated-out secret keeps working.
-pub const SECRET_OVERLAP_SECS: i64 = 24 * 3600;
 const MAX_URIS: usize = 16;
 const MAX_SCOPES: usize = 32;
 
@@ -58,6 +54,18 @@ pub struct NewClient {
     /// taken only by edge rules naming that audience.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// For token exchange: the clients whose users' tokens it may trade,
+    /// by `client_id`, at most 16; it needs one at least. The issuer's own
+    /// sign-in (password, GitHub, passkey; `devmentor-auth` unless
+    /// `--client-id` says otherwise) gives tokens without a scope: from one
+    /// it gets every scope it may ask for.
+    #[serde(default)]
+    pub subject_clients: Vec<String>,
+    /// A resource server's: the resources it serves (absolute URIs, or the
+    /// mesh's audience), at most 8. It may introspect tokens for them
+    /// (RFC 7662 §4), besides its own.
+    #[serde(default)]
+    pub serves: Vec<String>,
     /// The grants it may use: `authorization_code` (people sign in through
     /// it; needs redirect URIs), `refresh_token` (with it), and
     /// `client_credentials` (a confidential client acting as itself, a
@@ -109,83 +117,6 @@ const KNOWN_GRANT_TYPES: [&str; 4] = [
 const ACCESS_TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=86_400;
 const REFRESH_TTL_RANGE: std::ops::RangeInclusive<i64> = 300..=31_536_000;
 
-/// A registered client as the admin API shows it (never its secret).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ClientView {
-    pub client_id: String,
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub redirect_uris: Vec<String>,
-    pub post_logout_redirect_uris: Vec<String>,
-    pub scopes: Vec<String>,
-    pub first_party: bool,
-    pub created_at: i64,
-    /// `client_secret_basic`, `private_key_jwt` or `none`.
-    pub token_endpoint_auth_method: &'static str,
-    /// The public keys of a `private_key_jwt` client.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub jwks: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backchannel_logout_uri: Option<String>,
-    pub audiences: Vec<String>,
-    pub grant_types: Vec<String>,
-    /// Seconds; absent: the issuer's.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub access_token_ttl: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token_ttl: Option<i64>,
-    /// Raised by every change (name it in an update to refuse a lost one).
-    pub version: i64,
-}
-
-impl From<&OAuthClient> for ClientView {
-    fn from(c: &OAuthClient) -> Self {
-        ClientView {
-            client_id: c.id.clone(),
-            name: c.name.clone(),
-            kind: if c.confidential() {
-                "confidential"
-            } else {
-                "public"
-            },
-            redirect_uris: c.redirect_uris.clone(),
-            post_logout_redirect_uris: c.post_logout_uris.clone(),
-            scopes: c.scopes.clone(),
-            first_party: c.first_party,
-            created_at: c.created_at,
-            token_endpoint_auth_method: auth_method(c),
-            jwks: c.jwks.as_deref().and_then(|j| serde_json::from_str(j).ok()),
-            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
-            audiences: c.audiences.clone(),
-            grant_types: c.grant_types.clone(),
-            access_token_ttl: c.access_token_ttl,
-            refresh_token_ttl: c.refresh_token_ttl,
-            version: c.version,
-        }
-    }
-}
-
-/// A registered client, with its secret shown this once (confidential).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Registered {
-    #[serde(flatten)]
-    pub client: ClientView,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
-}
-
-fn auth_method(c: &OAuthClient) -> &'static str {
-    if c.jwks.is_some() {
-        "private_key_jwt"
-    } else if c.secret_hash.is_some() {
-        "client_secret_basic"
-    } else {
-        "none"
-    }
-}
-
 fn invalid(message: impl Into<String>) -> Error {
     Error::new(Kind::Unprocessable, "invalid_client_metadata", message)
 }
@@ -223,6 +154,8 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
         jwks: None,
         backchannel_logout_uri: None,
         audiences: Vec::new(),
+        subject_clients: Vec::new(),
+        serves: Vec::new(),
         grant_types: Vec::new(),
         access_token_ttl: None,
         refresh_token_ttl: None,
@@ -302,20 +235,27 @@ fn describe(client: &mut OAuthClient, new: &NewClient) -> Result<()> {
             )));
         }
     }
-    if new.audiences.len() > 8 {
-        return Err(invalid("audiences: at most 8"));
-    }
-    let mut audiences: Vec<String> = Vec::new();
-    for a in &new.audiences {
-        if !valid_resource(a) {
-            return Err(invalid(format!(
-                "audiences: {a:?} is not an absolute URI without fragment or query"
-            )));
-        }
-        if !audiences.contains(a) {
-            audiences.push(a.clone());
-        }
-    }
+    let audiences = distinct(
+        "audiences",
+        &new.audiences,
+        8,
+        valid_resource,
+        "an absolute URI without fragment or query",
+    )?;
+    let subject_clients = distinct(
+        "subject_clients",
+        &new.subject_clients,
+        16,
+        valid_client_id,
+        "not a client id",
+    )?;
+    let serves = distinct(
+        "serves",
+        &new.serves,
+        8,
+        |a| valid_resource(a) || valid_audience_name(a),
+        "an absolute URI without fragment or query, or an audience name",
+    )?;
     if new.scopes.len() > MAX_SCOPES {
         return Err(invalid(format!("scopes: at most {MAX_SCOPES}")));
     }
@@ -371,6 +311,27 @@ fn describe(client: &mut OAuthClient, new: &NewClient) -> Result<()> {
             "audiences: token exchange needs at least one (the services it may call for users)",
         ));
     }
+    // Which users' tokens it may trade is said, never assumed: a token a
+    // user gave any app is not one the service may act with.
+    match (has(TOKEN_EXCHANGE), subject_clients.is_empty()) {
+        (true, true) => {
+            return Err(invalid(
+                "subject_clients: token exchange needs at least one (the clients whose users' \
+                 tokens it may trade)",
+            ))
+        }
+        (false, false) => {
+            return Err(invalid(
+                "subject_clients: only with the token exchange grant",
+            ))
+        }
+        _ => {}
+    }
+    if !serves.is_empty() && !client.confidential() {
+        return Err(invalid(
+            "serves: only a confidential client introspects (a public client's id is no credential)",
+        ));
+    }
     client.name = name.to_string();
     client.redirect_uris = new.redirect_uris.clone();
     client.post_logout_uris = new.post_logout_redirect_uris.clone();
@@ -378,10 +339,42 @@ fn describe(client: &mut OAuthClient, new: &NewClient) -> Result<()> {
     client.first_party = new.first_party;
     client.backchannel_logout_uri = new.backchannel_logout_uri.clone();
     client.audiences = audiences;
+    client.subject_clients = subject_clients;
+    client.serves = serves;
     client.grant_types = grant_types;
     client.access_token_ttl = access_token_ttl;
     client.refresh_token_ttl = refresh_token_ttl;
     Ok(())
+}
+
+/// A list without repeats, each entry checked.
+fn distinct(
+    name: &str,
+    list: &[String],
+    max: usize,
+    ok: impl Fn(&str) -> bool,
+    what: &str,
+) -> Result<Vec<String>> {
+    if list.len() > max {
+        return Err(invalid(format!("{name}: at most {max}")));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for x in list {
+        if !ok(x) {
+            return Err(invalid(format!("{name}: {x:?} is {what}")));
+        }
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// An audience that is not a URI (the mesh's, `devmentor` by default).
+fn valid_audience_name(a: &str) -> bool {
+    (1..=100).contains(&a.len())
+        && a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
 }
 
 /// The grants a client registers for: the code grant always (the way its
@@ -419,134 +412,6 @@ fn check_grant_types(asked: Option<&[String]>, scopes: &[String]) -> Result<Vec<
         ));
     }
     Ok(grants)
-}
-
-/// Registers a client; the secret of a confidential one is answered once.
-pub async fn register(
-    state: &AppState,
-    admin: &Admin,
-    client: &Client,
-    new: &NewClient,
-) -> Result<Registered> {
-    let auth = admin.recent(state).await?;
-    let now = state.now();
-    let (record, secret) = check(new, now.secs())?;
-    crate::service::keys::id_token_key(state).await?;
-    if !state.store.create_client(&record, &auth.user.id).await? {
-        return Err(Error::new(
-            Kind::Conflict,
-            "client_exists",
-            "a client with this client_id exists",
-        ));
-    }
-    state
-        .audit(
-            AuditEvent::new(now.ms, "oauth_client_created")
-                .by(auth)
-                .client(client)
-                .meta(serde_json::json!({
-                    "client_id": record.id,
-                    "type": ClientView::from(&record).kind,
-                    "redirect_uris": record.redirect_uris,
-                    "scopes": record.scopes,
-                    "first_party": record.first_party,
-                    "grant_types": record.grant_types,
-                    "access_token_ttl": record.access_token_ttl,
-                    "refresh_token_ttl": record.refresh_token_ttl,
-                })),
-        )
-        .await;
-    Ok(Registered {
-        client: ClientView::from(&record),
-        client_secret: secret,
-    })
-}
-
-pub async fn list(state: &AppState, _admin: &Admin) -> Result<Vec<ClientView>> {
-    Ok(state
-        .store
-        .clients()
-        .await?
-        .iter()
-        .map(ClientView::from)
-        .collect())
-}
-
-pub async fn get(state: &AppState, _admin: &Admin, client_id: &str) -> Result<ClientView> {
-    state
-        .store
-        .client(client_id)
-        .await?
-        .map(|c| ClientView::from(&c))
-        .ok_or_else(|| Error::not_found("no such client"))
-}
-
-/// A new secret, answered once; the old one works for
-/// [`SECRET_OVERLAP_SECS`] more, so deployments can roll over, or stops at
-/// once when `immediate` (a leaked secret).
-pub async fn rotate_secret(
-    state: &AppState,
-    admin: &Admin,
-    client: &Client,
-    client_id: &str,
-    immediate: bool,
-) -> Result<String> {
-    let auth = admin.recent(state).await?;
-    let now = state.now();
-    let secret = format!("cs_{}", random_b64(32)?);
-    let rotated = state
-        .store
-        .rotate_client_secret(
-            client_id,
-            &refresh_token_hash(&secret),
-            if immediate {
-                now.secs()
-            } else {
-                now.secs() + SECRET_OVERLAP_SECS
-            },
-            now.secs(),
-        )
-        .await?;
-    match rotated {
-        Rotated::Done => {}
-        Rotated::NoSuchClient => return Err(Error::not_found("no such confidential client")),
-        Rotated::InOverlap(until) => return Err(in_overlap(until)),
-    }
-    let event = AuditEvent::new(now.ms, "oauth_client_secret_rotated")
-        .by(auth)
-        .client(client)
-        .meta(serde_json::json!({"client_id": client_id, "immediate": immediate}));
-    if immediate {
-        // A leaked secret: what it obtained as the client itself ends too.
-        let record = state
-            .store
-            .revoke_own_tokens(client_id, now.ms, state.revocation_expiry(now))
-            .await?;
-        state.sessions_ended(vec![record], event).await;
-    } else {
-        state.audit(event).await;
-    }
-    Ok(secret)
-}
-
-/// A client as changed, and how many of its sessions ended with the change.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Updated {
-    #[serde(flatten)]
-    pub client: ClientView,
-    /// Sessions that held a scope or resource the client may no longer ask
-    /// for: ended, at the edge too.
-    pub sessions_ended: usize,
-}
-
-/// Whether a session's grant exceeds what its client may now ask for: a
-/// grant never outlives a permission its client lost.
-pub fn exceeds(client: &OAuthClient, scope: Option<&str>, resource: Option<&str>) -> bool {
-    scope
-        .unwrap_or_default()
-        .split_whitespace()
-        .any(|s| !client.scopes.iter().any(|k| k == s))
-        || resource.is_some_and(|r| !client.audiences.iter().any(|a| a == r))
 }
 
 /// The stored client with `new`'s description: its id, kind and way of
@@ -591,121 +456,4 @@ pub fn client_changed() -> Error {
         "client_changed",
         "the client was changed (or deleted) since you read it: read it again",
     )
-}
-
-/// Changes a client's description; its sessions that hold a scope or a
-/// resource it may no longer ask for end, at the edge too.
-pub async fn update(
-    state: &AppState,
-    admin: &Admin,
-    client: &Client,
-    client_id: &str,
-    new: &NewClient,
-) -> Result<Updated> {
-    let auth = admin.recent(state).await?;
-    let found = state
-        .store
-        .client(client_id)
-        .await?
-        .ok_or_else(|| Error::not_found("no such client"))?;
-    let changed = check_update(&found, new)?;
-    let now = state.now();
-    let records = state
-        .store
-        .update_client(&changed, exceeds, now.ms, state.revocation_expiry(now))
-        .await?
-        .ok_or_else(client_changed)?;
-    let changed = OAuthClient {
-        version: changed.version + 1,
-        ..changed
-    };
-    let ended = records.len();
-    let event = AuditEvent::new(now.ms, "oauth_client_updated")
-        .by(auth)
-        .client(client)
-        .meta(serde_json::json!({
-            "client_id": changed.id,
-            "redirect_uris": changed.redirect_uris,
-            "scopes": changed.scopes,
-            "audiences": changed.audiences,
-            "first_party": changed.first_party,
-            "grant_types": changed.grant_types,
-            "access_token_ttl": changed.access_token_ttl,
-            "refresh_token_ttl": changed.refresh_token_ttl,
-            "sessions_ended": ended,
-        }));
-    state.sessions_ended(records, event).await;
-    Ok(Updated {
-        client: ClientView::from(&changed),
-        sessions_ended: ended,
-    })
-}
-
-/// A second rotation with an overlap while the first one's runs would stop
-/// the secret deployments may still use: refused (409), naming the way out.
-pub fn in_overlap(until: Option<i64>) -> Error {
-    Error::new(
-        Kind::Conflict,
-        "rotation_in_progress",
-        format!(
-            "the secret before the last rotation works until {} (Unix time); rotate with \
-             immediate to stop it now, or wait",
-            until.unwrap_or_default()
-        ),
-    )
-}
-
-/// Replaces a `private_key_jwt` client's public keys.
-pub async fn set_keys(
-    state: &AppState,
-    admin: &Admin,
-    client: &Client,
-    client_id: &str,
-    jwks: &serde_json::Value,
-) -> Result<ClientView> {
-    let auth = admin.recent(state).await?;
-    let stored = assertion::check_jwks(jwks)?;
-    if !state.store.set_client_jwks(client_id, &stored).await? {
-        return Err(Error::not_found("no such private_key_jwt client"));
-    }
-    let kids: Vec<String> = serde_json::from_str::<auth_types::JwkSet>(&stored)
-        .map(|s| s.keys.into_iter().map(|k| k.kid).collect())
-        .unwrap_or_default();
-    state
-        .audit(
-            AuditEvent::new(state.now().ms, "oauth_client_keys_replaced")
-                .by(auth)
-                .client(client)
-                .meta(serde_json::json!({"client_id": client_id, "kids": kids})),
-        )
-        .await;
-    let found = state
-        .store
-        .client(client_id)
-        .await?
-        .ok_or_else(|| Error::not_found("no such client"))?;
-    Ok(ClientView::from(&found))
-}
-
-/// Deletes a client; every session opened for it ends, at the edge too.
-pub async fn delete(
-    state: &AppState,
-    admin: &Admin,
-    client: &Client,
-    client_id: &str,
-) -> Result<usize> {
-    let auth = admin.recent(state).await?;
-    let now = state.now();
-    let records = state
-        .store
-        .delete_client(client_id, now.ms, state.revocation_expiry(now))
-        .await?
-        .ok_or_else(|| Error::not_found("no such client"))?;
-    let ended = records.len();
-    let event = AuditEvent::new(now.ms, "oauth_client_deleted")
-        .by(auth)
-        .client(client)
-        .meta(serde_json::json!({"client_id": client_id, "sessions_ended": ended}));
-    state.sessions_ended(records, event).await;
-    Ok(ended)
 }
