@@ -295,8 +295,8 @@ pub struct UpdateClientArgs {
 pub struct ClientDescription {
     #[arg(long)]
     pub name: String,
-    /// Exact redirect URI (repeat for more).
-    #[arg(long = "redirect-uri", required = true)]
+    /// Exact redirect URI (repeat for more; the authorization_code grant needs one).
+    #[arg(long = "redirect-uri")]
     pub redirect_uri: Vec<String>,
     #[arg(long = "post-logout-redirect-uri")]
     pub post_logout_redirect_uri: Vec<String>,

@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// session as token reuse. 0 is strict rotation.
     #[arg(long, env = "ISSUER_REFRESH_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=60))]
     pub refresh_grace_secs: i64,
+    /// Device authorization grant (RFC 8628): the seconds a device waits
+    /// between polls at first (each `slow_down` adds 5).
+    #[arg(long, env = "ISSUER_DEVICE_POLL_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(i64).range(1..=60))]
+    pub device_poll_interval: i64,
     /// Team memberships an access token carries at most. A user in more
     /// teams gets `teams_overflow: true` and no list (never a silently cut
     /// one); sidecars then refuse team-scoped routes to that token.

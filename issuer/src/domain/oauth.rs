@@ -36,8 +36,6 @@ pub fn valid_challenge(c: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Whether `verifier` is the one `challenge` (S256) was made from. Both
-/// sides are public once presented, so a plain comparison is enough.
 /// The subject of a client's own tokens (`client_credentials`): not a
 /// user's id, so no user's rules or revocations apply to it, and one
 /// `user_before` revocation of it ends every token the client holds.
@@ -48,6 +46,49 @@ pub fn client_subject(client_id: &str) -> String {
 /// The token exchange grant (RFC 8693): a service trades a user's token
 /// for one to call another service for that user.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// The device authorization grant (RFC 8628): a device without a browser
+/// (a CLI over SSH) is signed in from another screen.
+pub const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// User codes: consonants only (RFC 8628 §6.1: no vowels, so no words; no
+/// look-alikes), 8 of them: 20^8, about 34 bits, against an attacker held
+/// to a few guesses a minute by the rate limit, for the code's 10 minutes.
+const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+pub const USER_CODE_LEN: usize = 8;
+
+/// A user code from random bytes, uniformly: bytes of 240 and over (the
+/// remainder of 256 by 20) are skipped. `None` if too few were left.
+pub fn user_code(random: &[u8]) -> Option<String> {
+    let n = USER_CODE_ALPHABET.len();
+    let code: String = random
+        .iter()
+        .filter(|b| usize::from(**b) < 256 - 256 % n)
+        .take(USER_CODE_LEN)
+        .map(|b| char::from(USER_CODE_ALPHABET[usize::from(*b) % n]))
+        .collect();
+    (code.len() == USER_CODE_LEN).then_some(code)
+}
+
+/// A user code as typed (any case, with dashes or spaces) in its stored
+/// form, if it could be one.
+pub fn normalize_user_code(typed: &str) -> Option<String> {
+    let code: String = typed
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    (code.len() == USER_CODE_LEN && code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)))
+        .then_some(code)
+}
+
+/// A user code as shown: `BCDF-GHJK`.
+pub fn display_user_code(code: &str) -> String {
+    match (code.get(..4), code.get(4..)) {
+        (Some(a), Some(b)) => format!("{a}-{b}"),
+        _ => code.to_string(),
+    }
+}
 
 /// Scopes about a person (OpenID Connect's, and staying signed in): a
 /// service, as itself or acting for a user, is given none of them.
@@ -63,6 +104,8 @@ pub fn consent_covers(consented: Option<&str>, scope: &str) -> bool {
     })
 }
 
+/// Whether `verifier` is the one `challenge` (S256) was made from. Both
+/// sides are public once presented, so a plain comparison is enough.
 pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     valid_verifier(verifier)
         && b64url_encode(digest(&SHA256, verifier.as_bytes()).as_ref()) == challenge
@@ -165,6 +208,26 @@ fn mint_typed<C: Serialize>(key: &SigningKey, typ: &str, claims: &C) -> anyhow::
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn user_codes_are_uniform_consonants_and_typed_loosely() {
+        let code = super::user_code(&[0, 19, 20, 239, 240, 255, 1, 2, 3, 4]).expect("code");
+        // 240 and 255 are skipped; 20 and 239 wrap to B and Z.
+        assert_eq!(code, "BZBZCDFG");
+        assert_eq!(super::user_code(&[250; 32]), None);
+        assert_eq!(
+            super::normalize_user_code("bzbz-cdfg").as_deref(),
+            Some("BZBZCDFG")
+        );
+        assert_eq!(
+            super::normalize_user_code(" BZBZ CDFG ").as_deref(),
+            Some("BZBZCDFG")
+        );
+        for bad in ["BZBZ-CDFA", "BZBZCDF", "BZBZCDFGH", "", "BZBZ_CDFG"] {
+            assert_eq!(super::normalize_user_code(bad), None, "{bad}");
+        }
+        assert_eq!(super::display_user_code("BZBZCDFG"), "BZBZ-CDFG");
+    }
+
     use super::*;
 
     #[test]

@@ -26,11 +26,15 @@ pub fn new_refresh_token() -> anyhow::Result<String> {
 }
 
 pub fn random_b64(len: usize) -> anyhow::Result<String> {
+    Ok(b64url_encode(&random_bytes(len)?))
+}
+
+pub fn random_bytes(len: usize) -> anyhow::Result<Vec<u8>> {
     let mut bytes = vec![0u8; len];
     SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| anyhow::anyhow!("no randomness"))?;
-    Ok(b64url_encode(&bytes))
+    Ok(bytes)
 }
 
 /// SHA-256 suffices: the input is 256 random bits, not a guessable password.

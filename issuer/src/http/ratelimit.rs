@@ -32,6 +32,7 @@ pub fn classify(settings: &ServeArgs, method: &Method, path: &str) -> Option<(&'
         | "/auth/ui/resume"
         | "/auth/ui/logout"
         | "/auth/oauth2/token"
+        | "/auth/oauth2/device_authorization"
         | "/auth/oauth2/revoke"
         | "/auth/oauth2/introspect" => ("refresh", settings.rate_limit_refresh),
         "/auth/password"
@@ -45,6 +46,9 @@ pub fn classify(settings: &ServeArgs, method: &Method, path: &str) -> Option<(&'
         | "/auth/ui/mfa"
         | "/auth/ui/mfa/enrol"
         | "/auth/ui/mfa/totp/confirm"
+        // A user code is short: entering one is held back like a factor.
+        | "/auth/ui/device"
+        | "/auth/ui/device/answer"
         | "/auth/ui/passkeys/login/finish" => ("mfa", settings.rate_limit_mfa),
         p if p.starts_with("/auth/passkeys/login/") => ("mfa", settings.rate_limit_mfa),
         _ => ("other", settings.rate_limit_other),

@@ -33,12 +33,24 @@ pub fn allowed_return_to(state: &AppState, raw: &str) -> ApiResult<String> {
 
 /// Where the hosted pages may go after a sign-in: as [`allowed_return_to`],
 /// and also the authorization endpoint's own continuation (a relative
-/// `/auth/ui/authorize?…`, which only the pages can follow).
+/// `/auth/ui/authorize?…`, which only the pages can follow) and the device
+/// verification page (`/auth/ui/device?user_code=…`).
 pub fn allowed_page_return_to(state: &AppState, raw: &str) -> ApiResult<String> {
     if let Some(query) = raw.strip_prefix(crate::service::oauth::authorize::AUTHORIZE_PATH) {
         if query.starts_with('?')
             && !query.contains(['#', '\\'])
             && !query.chars().any(char::is_control)
+        {
+            return Ok(raw.to_string());
+        }
+    }
+    // The device verification page, with a user code or without.
+    if let Some(rest) = raw.strip_prefix(crate::service::oauth::device::DEVICE_PATH) {
+        let code = rest.strip_prefix("?user_code=");
+        if rest.is_empty()
+            || code.is_some_and(|c| {
+                c.len() <= 16 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
         {
             return Ok(raw.to_string());
         }

@@ -655,7 +655,8 @@ impl Store {
             .bind(before)
             .execute(&self.writer)
             .await?;
-        Ok(done.rows_affected() + ids.rows_affected())
+        let devices = self.prune_device_codes(before).await?;
+        Ok(done.rows_affected() + ids.rows_affected() + devices)
     }
 
     // ---- private_key_jwt ----

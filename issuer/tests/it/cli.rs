@@ -492,6 +492,42 @@ fn oauth_clients_from_the_command_line() {
     assert!(err.contains("access_token_ttl: 60 to 86400"), "{err}");
     let (code, _, err) = kiosk("300");
     assert_eq!(code, Some(0), "{err}");
+    // Clients that sign nobody in through a browser need no redirect URI:
+    // a CLI (the device code) and a service acting for users, as the
+    // guide registers them.
+    let (code, added, err) = run(&[
+        "clients",
+        "add",
+        "devmentor-cli",
+        "--name",
+        "DevMentor CLI",
+        "--public",
+        "--first-party",
+        "--grant-type",
+        "urn:ietf:params:oauth:grant-type:device_code",
+        "--grant-type",
+        "refresh_token",
+        "--scope",
+        "openid",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(added.contains("devmentor-cli  public"), "{added}");
+    let (code, _, err) = run(&[
+        "clients",
+        "add",
+        "ai-gateway",
+        "--name",
+        "AI gateway",
+        "--grant-type",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+        "--scope",
+        "memory:read",
+        "--audience",
+        "https://memory.devmentor.local",
+        "--subject-client",
+        "devmentor-auth",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
     // Changed in place: the whole description, checked the same way.
     let update = |ttl: &str| {
         run(&[

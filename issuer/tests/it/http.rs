@@ -947,6 +947,7 @@ async fn well_known_and_operational_endpoints(backend: Backend) {
         "userinfo_endpoint",
         "revocation_endpoint",
         "introspection_endpoint",
+        "device_authorization_endpoint",
         "end_session_endpoint",
         "backchannel_logout_supported",
         "backchannel_logout_session_supported",
@@ -986,6 +987,11 @@ async fn well_known_and_operational_endpoints(backend: Backend) {
         ("userinfo_endpoint", "GET", StatusCode::UNAUTHORIZED),
         ("revocation_endpoint", "POST", StatusCode::BAD_REQUEST),
         ("introspection_endpoint", "POST", StatusCode::BAD_REQUEST),
+        (
+            "device_authorization_endpoint",
+            "POST",
+            StatusCode::BAD_REQUEST,
+        ),
         ("end_session_endpoint", "GET", StatusCode::OK),
     ] {
         let url = config[key]

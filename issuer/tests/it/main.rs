@@ -7,6 +7,7 @@ mod backchannel;
 mod cli;
 mod client_keys;
 mod client_policy;
+mod device;
 mod feed;
 mod github;
 mod http;

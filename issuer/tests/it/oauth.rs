@@ -30,10 +30,10 @@ on_both_backends!(
 pub(crate) const REDIRECT: &str = "https://app.test/cb";
 
 /// The issuer's public URL (`https://issuer.test`) sent to the test server.
-type HttpFuture =
+pub(crate) type HttpFuture =
     Pin<Box<dyn Future<Output = Result<openidconnect::HttpResponse, std::io::Error>> + Send>>;
 
-fn transport(real: String) -> impl Fn(openidconnect::HttpRequest) -> HttpFuture {
+pub(crate) fn transport(real: String) -> impl Fn(openidconnect::HttpRequest) -> HttpFuture {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -18,6 +18,7 @@ use crate::service::admin::{require_admin, Admin};
 use crate::service::oauth::client_auth::Credentials;
 use crate::service::oauth::clients::{self, ClientView, NewClient, Registered};
 use crate::service::oauth::consent::{self, Connected};
+use crate::service::oauth::device;
 use crate::service::oauth::introspect::{self, Introspection};
 use crate::service::oauth::token::{self, TokenRequest, TokenResponse};
 use crate::AppState;
@@ -42,6 +43,8 @@ pub struct TokenForm {
     pub audience: Option<String>,
     /// Token exchange: `urn:ietf:params:oauth:token-type:access_token`, if given.
     pub requested_token_type: Option<String>,
+    /// The device authorization grant (RFC 8628): the device's code.
+    pub device_code: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
@@ -58,6 +61,21 @@ pub enum GrantType {
     client_credentials,
     #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
     token_exchange,
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
+    device_code,
+}
+
+/// The device authorization request (RFC 8628 §3.1).
+#[derive(utoipa::ToSchema)]
+pub struct DeviceForm {
+    pub client_id: Option<String>,
+    /// By spaces; left out: every scope the client may ask for.
+    pub scope: Option<String>,
+    /// RFC 8707: the resource the tokens are to be for (one).
+    pub resource: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
 }
 
 /// The revocation and introspection form (RFC 7009 §2.1, RFC 7662 §2.1).
@@ -189,6 +207,7 @@ pub async fn token(
             "actor_token_type",
             "audience",
             "requested_token_type",
+            "device_code",
             CLIENT_FIELDS[0],
             CLIENT_FIELDS[1],
             CLIENT_FIELDS[2],
@@ -209,12 +228,60 @@ pub async fn token(
             actor_token: f.remove("actor_token"),
             audience: f.remove("audience"),
             requested_token_type: f.remove("requested_token_type"),
+            device_code: f.remove("device_code"),
         };
         token::token(&state, &client, creds, req).await
     }
     .await;
     match result {
         Ok(tokens) => no_store(Json(tokens).into_response()),
+        Err(e) => oauth_error(e),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/auth/oauth2/device_authorization",
+    operation_id = "oauth_device_authorization",
+    tag = "oauth",
+    summary = "Device authorization (RFC 8628)",
+    description = "A device without a browser (a CLI) asks for a device code and a user code; its user enters the code at `verification_uri`, signs in and approves, while the device polls the token endpoint with `grant_type=urn:ietf:params:oauth:grant-type:device_code`. The client must be registered for that grant; public clients send `client_id` alone.",
+    request_body(content = DeviceForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The codes", body = device::DeviceAuthorization),
+        (status = 400, description = "`invalid_request`, `unauthorized_client`, `invalid_scope`, `invalid_target`", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`", body = OAuthErrorBody),
+    ),
+)]
+pub async fn device_authorization(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let result = async {
+        let known = [
+            "scope",
+            "resource",
+            CLIENT_FIELDS[0],
+            CLIENT_FIELDS[1],
+            CLIENT_FIELDS[2],
+            CLIENT_FIELDS[3],
+        ];
+        let mut f = form(&headers, &body, &known)?;
+        let creds = credentials(&headers, &mut f)?;
+        device::authorize(
+            &state,
+            &client,
+            &creds,
+            f.get("scope").map(String::as_str),
+            f.get("resource").map(String::as_str),
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(codes) => no_store(Json(codes).into_response()),
         Err(e) => oauth_error(e),
     }
 }

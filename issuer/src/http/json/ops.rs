@@ -59,6 +59,7 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
         "userinfo_endpoint": format!("{base}/auth/oauth2/userinfo"),
         "revocation_endpoint": format!("{base}/auth/oauth2/revoke"),
         "introspection_endpoint": format!("{base}/auth/oauth2/introspect"),
+        "device_authorization_endpoint": format!("{base}/auth/oauth2/device_authorization"),
         "end_session_endpoint": format!("{base}/auth/ui/logout/end"),
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
@@ -73,7 +74,8 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
             "authorization_code",
             "refresh_token",
             "client_credentials",
-            crate::domain::oauth::TOKEN_EXCHANGE
+            crate::domain::oauth::TOKEN_EXCHANGE,
+            crate::domain::oauth::DEVICE_CODE
         ],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],

@@ -119,7 +119,7 @@ async fn answer(
 }
 
 /// What a scope lets an application do, in words.
-fn describe(scope: &str) -> String {
+pub(super) fn describe(scope: &str) -> String {
     match scope {
         "openid" => "Know who you are".into(),
         "profile" => "See your name and picture".into(),

@@ -570,14 +570,18 @@ fn marker_aad(purpose: &str, client_id: &str, code_challenge: &str) -> String {
 }
 
 fn seal_marker(state: &AppState, client_id: &str, code_challenge: &str, at: i64) -> Result<String> {
-    let aad = marker_aad("marker", client_id, code_challenge);
-    let sealed = state.keys.seal(&aad, at.to_string().as_bytes())?;
+    seal_time(state, &marker_aad("marker", client_id, code_challenge), at)
+}
+
+/// A time sealed for one purpose (`aad`): a form's token, a marker.
+pub(super) fn seal_time(state: &AppState, aad: &str, at: i64) -> Result<String> {
+    let sealed = state.keys.seal(aad, at.to_string().as_bytes())?;
     Ok(auth_types::jws::b64url_encode(&sealed))
 }
 
 /// The time a sealed marker holds, if it is the issuer's, for this client
 /// and challenge, and not older than [`MARKER_TTL_SECS`].
-fn open_sealed_time(state: &AppState, aad: &str, sealed: &str) -> Option<i64> {
+pub(super) fn open_sealed_time(state: &AppState, aad: &str, sealed: &str) -> Option<i64> {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(sealed)
@@ -614,11 +618,7 @@ fn consent_aad(valid: &Valid, auth: &Authenticated) -> String {
 /// the PKCE challenge and the scope shown, good for [`MARKER_TTL_SECS`].
 /// A form not rendered for this session (posted by any other page) fails.
 pub fn consent_token(state: &AppState, valid: &Valid, auth: &Authenticated) -> Result<String> {
-    let now = state.now().secs();
-    let sealed = state
-        .keys
-        .seal(&consent_aad(valid, auth), now.to_string().as_bytes())?;
-    Ok(auth_types::jws::b64url_encode(&sealed))
+    seal_time(state, &consent_aad(valid, auth), state.now().secs())
 }
 
 fn open_consent_token(state: &AppState, valid: &Valid, auth: &Authenticated, token: &str) -> bool {

@@ -1,9 +1,10 @@
 //! The issuer as an OAuth 2.1 authorization server and OpenID Provider:
-//! the client registry (`clients.rs`), client authentication
+//! the client registry (`clients/`), client authentication
 //! (`client_auth.rs`, with `private_key_jwt` in `assertion.rs`), the authorization endpoint's rules
 //! (`authorize.rs`) and the token endpoint's grants with the ID token and
 //! `userinfo` (`token.rs`), token exchange for services acting for a user
-//! (`exchange.rs`). Every token still comes from `grant/`
+//! (`exchange.rs`), the device authorization grant and its verification
+//! page's rules (`device.rs`). Every token still comes from `grant/`
 //! (`start_client_session`, `continue_session`, `client_credentials`,
 //! `delegated`), through its one gate.
 
@@ -13,6 +14,7 @@ pub mod backchannel;
 pub mod client_auth;
 pub mod clients;
 pub mod consent;
+pub mod device;
 pub mod exchange;
 pub mod introspect;
 pub mod logout;

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::clock::Now;
 use crate::domain::oauth::{
-    at_hash, mint_id_token, pkce_matches, redirect_matches, PERSONAL_SCOPES, TOKEN_EXCHANGE,
+    at_hash, mint_id_token, pkce_matches, redirect_matches, DEVICE_CODE, PERSONAL_SCOPES,
+    TOKEN_EXCHANGE,
 };
 use crate::domain::tokens::{new_id, refresh_token_hash};
 use crate::service::context::{Authenticated, Client};
@@ -33,6 +34,8 @@ pub struct TokenRequest {
     pub actor_token: Option<String>,
     pub audience: Option<String>,
     pub requested_token_type: Option<String>,
+    /// The device authorization grant (RFC 8628).
+    pub device_code: Option<String>,
 }
 
 /// RFC 6749 §5.1, with OIDC's `id_token`.
@@ -73,12 +76,17 @@ pub async fn token(
         .ok_or_else(|| Error::bad_request("invalid_request", "grant_type is missing"))?;
     if !matches!(
         grant_type,
-        "authorization_code" | "refresh_token" | "client_credentials" | TOKEN_EXCHANGE
+        "authorization_code"
+            | "refresh_token"
+            | "client_credentials"
+            | TOKEN_EXCHANGE
+            | DEVICE_CODE
     ) {
         return Err(Error::bad_request(
             "unsupported_grant_type",
-            "grant_type: authorization_code, refresh_token, client_credentials or \
-             urn:ietf:params:oauth:grant-type:token-exchange",
+            "grant_type: authorization_code, refresh_token, client_credentials, \
+             urn:ietf:params:oauth:grant-type:token-exchange or \
+             urn:ietf:params:oauth:grant-type:device_code",
         ));
     }
     let oauth_client = client_auth::authenticate(state, &creds).await?;
@@ -97,6 +105,7 @@ pub async fn token(
         "authorization_code" => exchange_code(state, client, &oauth_client, &req).await,
         "client_credentials" => service_token(state, client, &oauth_client, &req).await,
         TOKEN_EXCHANGE => on_behalf(state, client, &oauth_client, &req).await,
+        DEVICE_CODE => device_token(state, client, &oauth_client, &req).await,
         _ => refresh(state, client, &oauth_client, &req).await,
     }
 }
@@ -285,7 +294,7 @@ async fn exchange_code(
         .user_by_id(&found.user_id)
         .await?
         .ok_or_else(|| invalid_grant("the code is invalid or has expired"))?;
-    let tokens = grant::start_client_session(
+    let tokens = open_session(
         state,
         client,
         &user,
@@ -323,29 +332,6 @@ async fn exchange_code(
             .await;
         return Err(invalid_grant("the code was already used"));
     }
-    // An admin narrowed the client while this session was being opened
-    // (the update's scan may have missed it): it ends before any token
-    // leaves, under the update's lock.
-    if let Some(record) = state
-        .store
-        .end_if_client_narrowed(
-            &session_id,
-            super::clients::exceeds,
-            now.ms,
-            state.revocation_expiry(now),
-        )
-        .await?
-    {
-        let event = AuditEvent::new(now.ms, "oauth_client_narrowed")
-            .user(&user)
-            .client(client)
-            .session(&session_id)
-            .outcome(Outcome::Denied, "client_narrowed");
-        state.sessions_ended(vec![record], event).await;
-        return Err(invalid_grant(
-            "this client may no longer ask for what the code grants",
-        ));
-    }
     let scope = found.scope.clone();
     let session = Issued {
         session_id: &session_id,
@@ -354,6 +340,101 @@ async fn exchange_code(
         nonce: found.nonce.as_deref(),
     };
     respond(state, oauth_client, &user, session, &scope, tokens, now).await
+}
+
+/// A client's session, through the one grant path; an admin who narrowed
+/// the client while it was being opened (the update's scan may have
+/// missed it) ends it before any token leaves, under the update's lock.
+async fn open_session(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    g: ClientGrant<'_>,
+    now: Now,
+) -> Result<Tokens> {
+    let tokens = grant::start_client_session(state, client, user, g, now).await?;
+    if let Some(record) = state
+        .store
+        .end_if_client_narrowed(
+            g.session_id,
+            super::clients::exceeds,
+            now.ms,
+            state.revocation_expiry(now),
+        )
+        .await?
+    {
+        let event = AuditEvent::new(now.ms, "oauth_client_narrowed")
+            .user(user)
+            .client(client)
+            .session(g.session_id)
+            .outcome(Outcome::Denied, "client_narrowed");
+        state.sessions_ended(vec![record], event).await;
+        return Err(invalid_grant(
+            "this client may no longer ask for what was granted",
+        ));
+    }
+    Ok(tokens)
+}
+
+/// The device authorization grant (RFC 8628 §3.4): the device's poll; once
+/// its user approved, a session of the client's, as an authorization
+/// code's exchange opens one.
+async fn device_token(
+    state: &AppState,
+    client: &Client,
+    oauth_client: &OAuthClient,
+    req: &TokenRequest,
+) -> Result<TokenResponse> {
+    let approved = super::device::poll(state, &oauth_client.id, req.device_code.as_deref()).await?;
+    if super::clients::exceeds(
+        oauth_client,
+        Some(&approved.scope),
+        approved.resource.as_deref(),
+    ) {
+        return Err(invalid_grant(
+            "this client may no longer ask for what was granted",
+        ));
+    }
+    let user = state
+        .store
+        .user_by_id(&approved.user_id)
+        .await?
+        .ok_or_else(|| invalid_grant("the device code is invalid or was already used"))?;
+    let now = state.now();
+    let session_id = new_id();
+    let tokens = open_session(
+        state,
+        client,
+        &user,
+        ClientGrant {
+            session_id: &session_id,
+            client_id: &oauth_client.id,
+            scope: &approved.scope,
+            amr: &approved.amr,
+            auth_time: approved.auth_time,
+            resource: approved.resource.as_deref(),
+            access_ttl: oauth_client.access_token_ttl,
+            session_ttl: oauth_client.refresh_token_ttl,
+        },
+        now,
+    )
+    .await?;
+    let session = Issued {
+        session_id: &session_id,
+        amr: &approved.amr,
+        auth_time: approved.auth_time,
+        nonce: None,
+    };
+    respond(
+        state,
+        oauth_client,
+        &user,
+        session,
+        &approved.scope,
+        tokens,
+        now,
+    )
+    .await
 }
 
 async fn refresh(
