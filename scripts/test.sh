@@ -38,12 +38,14 @@ ensure_build_deps
 step "cargo fmt --check" cargo fmt --all -- --check
 step "rust-version" bash -c 'cargo metadata --format-version 1 --locked | python3 scripts/check-rust-version.py'
 # The layering (docs/design/architecture.md): no two files reach each other.
-step "no import loops between files" python3 scripts/import-loops.py issuer/src sidecar/src sidecar-core/src authz-module/src
+step "no import loops between files" python3 scripts/import-loops.py issuer/src sidecar/src sidecar-core/src authz-module/src devmentor-cli/src
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # Benchmarks must keep compiling; the dev profile shares the test build.
 step "benches build" cargo build --workspace --benches --locked
 # The Envoy module (a cdylib: not built by the test build).
 step "authz module build" cargo build -p authz-module --locked
+# The devmentor CLI, which the e2e tests run as a process.
+step "devmentor CLI build" cargo build -p devmentor-cli --locked
 
 # A missing service is fatal (die), never a skip.
 ensure_promtool

@@ -64,8 +64,29 @@ pub fn test_args(database_url: &str, dir: &Path) -> ServeArgs {
 }
 
 pub async fn start(args: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Result<RunningIssuer> {
+    start_on(args, clock, false).await
+}
+
+/// As [`start`], with the issuer URL its own address (`http://127.0.0.1:…`),
+/// for clients that must reach what discovery names: a CLI run as a
+/// process.
+pub async fn start_at_own_url(
+    args: ServeArgs,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<RunningIssuer> {
+    start_on(args, clock, true).await
+}
+
+async fn start_on(
+    mut args: ServeArgs,
+    clock: Arc<dyn Clock>,
+    own_url: bool,
+) -> anyhow::Result<RunningIssuer> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    if own_url {
+        args.issuer_url = format!("http://{addr}");
+    }
     let issuer = crate::build(args, clock).await?;
     let state = issuer.state.clone();
     let (stop, stopped) = oneshot::channel::<()>();

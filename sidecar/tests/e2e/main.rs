@@ -1,6 +1,7 @@
 //! End-to-end: requests through a real Envoy, authorised by the real sidecar
 //! against the real issuer.
 
+mod cli;
 mod direct;
 mod edge;
 mod forward;

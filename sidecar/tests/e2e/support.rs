@@ -600,6 +600,17 @@ impl Stack {
         tweak_issuer: impl FnOnce(&mut ServeArgs),
         tweak_sidecar: impl FnOnce(&mut Settings),
     ) -> Option<Stack> {
+        Self::start_full(postgres, false, tweak_issuer, tweak_sidecar).await
+    }
+
+    /// With `own_url`, the issuer's URL (its `iss`, and what discovery
+    /// names) is its own loopback address, for a client run as a process.
+    pub async fn start_full(
+        postgres: bool,
+        own_url: bool,
+        tweak_issuer: impl FnOnce(&mut ServeArgs),
+        tweak_sidecar: impl FnOnce(&mut Settings),
+    ) -> Option<Stack> {
         let envoy_bin = envoy_bin()?;
         let db = tempfile::tempdir().expect("tempdir");
         let url = if postgres {
@@ -612,8 +623,15 @@ impl Stack {
         };
         let mut args = testing::test_args(&url, db.path());
         tweak_issuer(&mut args);
-        let issuer = start_issuer(args).await;
+        let issuer = if own_url {
+            testing::start_at_own_url(args, Arc::new(SystemClock))
+                .await
+                .expect("issuer starts")
+        } else {
+            start_issuer(args).await
+        };
         let mut settings = sidecar_settings(&issuer.base_url);
+        settings.expected_issuer = Some(issuer.state.settings.issuer_url.clone());
         tweak_sidecar(&mut settings);
         let sidecar = start_sidecar(settings, 0).await;
         let ai = echo_upstream("ai-gateway").await;

@@ -1,0 +1,222 @@
+//! The issuer as the CLI talks to it: discovery, the device authorization
+//! grant and refreshes by the `oauth2` crate, revocation (RFC 7009) and
+//! `userinfo` by plain requests.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use oauth2::basic::BasicClient;
+use oauth2::{
+    ClientId, DeviceAuthorizationUrl, EndpointNotSet, EndpointSet, RefreshToken, Scope,
+    StandardDeviceAuthorizationResponse, TokenResponse, TokenUrl,
+};
+use serde::Deserialize;
+
+use crate::credentials::Credentials;
+
+/// The discovery document's fields the CLI uses.
+#[derive(Debug, Deserialize)]
+pub struct Provider {
+    pub issuer: String,
+    pub token_endpoint: String,
+    pub device_authorization_endpoint: Option<String>,
+    pub revocation_endpoint: Option<String>,
+    pub userinfo_endpoint: Option<String>,
+}
+
+type Client = BasicClient<EndpointNotSet, EndpointSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+pub fn http() -> Result<reqwest::Client> {
+    // Redirects are not followed: a token request answered by a redirect
+    // would carry the code or the refresh token elsewhere.
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// The provider at `issuer`, which must name itself `issuer` (a document
+/// served for another issuer is refused: a mix-up).
+pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Provider> {
+    let issuer = issuer.trim_end_matches('/');
+    let url = format!("{issuer}/.well-known/openid-configuration");
+    let r = http
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("reaching {url}"))?;
+    if !r.status().is_success() {
+        bail!("{url}: {}", r.status());
+    }
+    let provider: Provider = r
+        .json()
+        .await
+        .with_context(|| format!("{url}: not discovery metadata"))?;
+    if provider.issuer.trim_end_matches('/') != issuer {
+        bail!(
+            "{url} names the issuer {:?}, not {issuer:?}: refusing to sign in there",
+            provider.issuer
+        );
+    }
+    Ok(provider)
+}
+
+fn client(provider: &Provider, client_id: &str) -> Result<Client> {
+    let device = provider
+        .device_authorization_endpoint
+        .as_deref()
+        .context("the issuer offers no device authorization endpoint")?;
+    Ok(BasicClient::new(ClientId::new(client_id.to_string()))
+        .set_token_uri(TokenUrl::new(provider.token_endpoint.clone())?)
+        .set_device_authorization_url(DeviceAuthorizationUrl::new(device.to_string())?))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn credentials<T: TokenResponse>(
+    issuer: &str,
+    client_id: &str,
+    answer: &T,
+    old_refresh: Option<String>,
+) -> Credentials {
+    let expires_in = answer.expires_in().map_or(300, |d| d.as_secs());
+    Credentials {
+        issuer: issuer.trim_end_matches('/').to_string(),
+        client_id: client_id.to_string(),
+        access_token: answer.access_token().secret().clone(),
+        expires_at: now().saturating_add(i64::try_from(expires_in).unwrap_or(300)),
+        // A refresh answered without a new one keeps the one it used.
+        refresh_token: answer
+            .refresh_token()
+            .map(|r| r.secret().clone())
+            .or(old_refresh),
+        scope: answer
+            .scopes()
+            .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
+    }
+}
+
+/// The device flow: the codes, `show` tells the user where to go, then
+/// the polls (the crate keeps the interval and obeys `slow_down`).
+pub async fn device_login(
+    http: &reqwest::Client,
+    provider: &Provider,
+    client_id: &str,
+    scopes: &[String],
+    show: impl FnOnce(&StandardDeviceAuthorizationResponse),
+) -> Result<Credentials> {
+    let client = client(provider, client_id)?;
+    let details: StandardDeviceAuthorizationResponse = client
+        .exchange_device_code()
+        .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())))
+        .request_async(http)
+        .await
+        .map_err(|e| anyhow::anyhow!("device authorization: {}", describe(&e)))?;
+    show(&details);
+    let answer = client
+        .exchange_device_access_token(&details)
+        .request_async(http, tokio::time::sleep, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("signing in: {}", describe(&e)))?;
+    Ok(credentials(&provider.issuer, client_id, &answer, None))
+}
+
+/// A new access token from the refresh token (rotated: the new one is kept).
+pub async fn refresh(
+    http: &reqwest::Client,
+    provider: &Provider,
+    creds: &Credentials,
+) -> Result<Credentials> {
+    let Some(refresh) = &creds.refresh_token else {
+        bail!("the access token has expired and there is no refresh token: run `devmentor login`");
+    };
+    let client = client(provider, &creds.client_id)?;
+    let answer = client
+        .exchange_refresh_token(&RefreshToken::new(refresh.clone()))
+        .request_async(http)
+        .await
+        .map_err(|e| anyhow::anyhow!("refreshing: {} (run `devmentor login`)", describe(&e)))?;
+    Ok(credentials(
+        &creds.issuer,
+        &creds.client_id,
+        &answer,
+        Some(refresh.clone()),
+    ))
+}
+
+/// Whether the access token still has `margin` seconds to live.
+pub fn fresh(creds: &Credentials, margin: i64) -> bool {
+    creds.expires_at > now().saturating_add(margin)
+}
+
+/// RFC 7009: the refresh token (the session with it), else the access
+/// token. The `oauth2` crate refuses revocation URLs that are not https;
+/// the issuer on loopback in development is http, so this is by hand.
+pub async fn revoke(
+    http: &reqwest::Client,
+    provider: &Provider,
+    creds: &Credentials,
+) -> Result<()> {
+    let url = provider
+        .revocation_endpoint
+        .as_deref()
+        .context("the issuer offers no revocation endpoint")?;
+    let (token, hint) = match &creds.refresh_token {
+        Some(r) => (r.as_str(), "refresh_token"),
+        None => (creds.access_token.as_str(), "access_token"),
+    };
+    let r = http
+        .post(url)
+        .form(&[
+            ("token", token),
+            ("token_type_hint", hint),
+            ("client_id", creds.client_id.as_str()),
+        ])
+        .send()
+        .await
+        .with_context(|| format!("reaching {url}"))?;
+    if !r.status().is_success() {
+        bail!("revocation: {}", r.status());
+    }
+    Ok(())
+}
+
+/// OpenID Connect `userinfo` for the access token.
+pub async fn userinfo(
+    http: &reqwest::Client,
+    provider: &Provider,
+    access: &str,
+) -> Result<serde_json::Value> {
+    let url = provider
+        .userinfo_endpoint
+        .as_deref()
+        .context("the issuer offers no userinfo endpoint")?;
+    let r = http
+        .get(url)
+        .bearer_auth(access)
+        .send()
+        .await
+        .with_context(|| format!("reaching {url}"))?;
+    if !r.status().is_success() {
+        bail!("userinfo: {} (was the openid scope asked for?)", r.status());
+    }
+    Ok(r.json().await?)
+}
+
+/// An error of the `oauth2` crate with the issuer's error code and
+/// description, where there is one.
+fn describe<RE, T>(e: &oauth2::RequestTokenError<RE, T>) -> String
+where
+    RE: std::error::Error + 'static,
+    T: oauth2::ErrorResponse + 'static,
+{
+    match e {
+        oauth2::RequestTokenError::ServerResponse(r) => r.to_string(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,201 @@
+//! The `devmentor` CLI, run as a process as a developer runs it: it signs
+//! in by device code (the test approves on the verification page through
+//! Envoy, as the user would in a browser), keeps its credentials in a file
+//! only the user can read, hands out a token that the edge takes on a
+//! route naming its scope, refreshes it, and logging out refuses it at the
+//! edge.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use issuer::service::oauth::clients::NewClient;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::support::*;
+
+const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// The route whose rule names `scopes: [notes:read]` (envoy/policy.yaml).
+const NOTES: &str = "/memory/notes/1";
+
+/// `target/debug/devmentor`, built by `cargo build -p devmentor-cli`
+/// (`scripts/test.sh` builds it before the tests); missing is a failure.
+fn devmentor() -> PathBuf {
+    if let Some(p) = std::env::var_os("DM_TEST_DEVMENTOR") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("devmentor");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p devmentor-cli` first",
+        bin.display()
+    );
+    bin
+}
+
+async fn run(creds: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(devmentor())
+        .args(args)
+        .env("DEVMENTOR_CREDENTIALS", creds)
+        .output()
+        .await
+        .expect("devmentor runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The verification page through Envoy: the code entered, then approved.
+async fn approve(stack: &Stack, cookies: &str, code: &str) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = http
+        .post(stack.url("/auth/ui/device"))
+        .header("cookie", cookies)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("user_code", code)])
+        .send()
+        .await
+        .expect("enter code");
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("page");
+    assert!(page.contains("DevMentor CLI"), "{page}");
+    let at = page.find("name=\"answer_token\" value=\"").expect("token") + 27;
+    let token = page[at..].split('"').next().expect("token");
+    let r = http
+        .post(stack.url("/auth/ui/device/answer"))
+        .header("cookie", cookies)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[
+            ("user_code", code),
+            ("answer_token", token),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_signs_in_by_device_code_through_envoy() {
+    let bin = devmentor();
+    let Some(stack) = Stack::start_full(false, true, |a| a.device_poll_interval = 1, |_| {}).await
+    else {
+        return;
+    };
+    let state = &stack.issuer().state;
+    let new = NewClient {
+        client_id: "devmentor-cli".into(),
+        name: "DevMentor CLI".into(),
+        kind: "public".into(),
+        grant_types: Some(vec![DEVICE.into(), "refresh_token".into()]),
+        scopes: vec!["openid".into(), "email".into(), "notes:read".into()],
+        first_party: true,
+        ..Default::default()
+    };
+    let (client, _) =
+        issuer::service::oauth::clients::check(&new, state.now().secs()).expect("client");
+    assert!(state
+        .store
+        .create_client(&client, "test")
+        .await
+        .expect("db"));
+    issuer::service::keys::id_token_key(state)
+        .await
+        .expect("id-token key");
+    let email = unique_email("cli");
+    stack.login(&email).await;
+    let cookies = stack.page_cookies(&email).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let creds = dir.path().join("devmentor").join("credentials.json");
+
+    // Login: the CLI prints the page and the code, and waits; the user
+    // approves in a browser; the CLI is signed in.
+    let mut login = tokio::process::Command::new(&bin)
+        .args([
+            "login",
+            "--issuer",
+            &stack.issuer().base_url,
+            "--client-id",
+            "devmentor-cli",
+        ])
+        .env("DEVMENTOR_CREDENTIALS", &creds)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("devmentor login");
+    let mut lines = BufReader::new(login.stderr.take().expect("stderr")).lines();
+    let mut printed = Vec::new();
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            printed.push(line.clone());
+            if let Some(code) = line.strip_prefix("and enter the code: ") {
+                return code.to_string();
+            }
+        }
+        panic!("no code printed: {printed:?}");
+    })
+    .await
+    .expect("the code within 10 s");
+    approve(&stack, &cookies, &code).await;
+    let status = tokio::time::timeout(Duration::from_secs(20), login.wait())
+        .await
+        .expect("login finishes once approved")
+        .expect("exit status");
+    assert!(status.success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode(&creds), 0o600, "the credentials are the user's alone");
+        assert_eq!(mode(creds.parent().expect("dir")), 0o700);
+    }
+
+    // A token for scripts: the edge takes it on the notes rule (an app's
+    // token with notes:read), and nowhere it is not named.
+    let (ok, out, err) = run(&creds, &["token"]).await;
+    assert!(ok, "{err}");
+    let token = out.trim().to_string();
+    assert_eq!(stack.get(NOTES, Some(&token)).await.status(), 200);
+    assert_eq!(stack.get("/ai/chat", Some(&token)).await.status(), 403);
+    let (ok, out, err) = run(&creds, &["whoami"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("email: {email}")), "{out}");
+
+    // About to expire: `token` refreshes (and keeps the rotated refresh
+    // token); the new token works at the edge too.
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&creds).expect("read")).expect("json");
+    saved["expires_at"] = serde_json::json!(0);
+    std::fs::write(&creds, saved.to_string()).expect("write");
+    let (ok, out, err) = run(&creds, &["token"]).await;
+    assert!(ok, "{err}");
+    let renewed = out.trim().to_string();
+    assert_ne!(renewed, token);
+    assert_eq!(stack.get(NOTES, Some(&renewed)).await.status(), 200);
+
+    // Logout revokes the session: the edge refuses its token within the
+    // revocation lag, and the file is gone.
+    let (ok, _, err) = run(&creds, &["logout"]).await;
+    assert!(ok, "{err}");
+    assert!(!creds.exists());
+    let lag = wait_until(Duration::from_secs(2), || async {
+        stack.get(NOTES, Some(&renewed)).await.status() == 401
+    })
+    .await
+    .expect("the signed-out CLI's token refused at the edge");
+    eprintln!("devmentor logout → its token denied at the edge after {lag:?}");
+    let (ok, _, err) = run(&creds, &["token"]).await;
+    assert!(!ok && err.contains("not signed in"), "{err}");
+}
