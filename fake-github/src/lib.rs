@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod browser;
+pub mod kube;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

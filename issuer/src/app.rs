@@ -129,7 +129,11 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
         .map(|e| telemetry::Tracing::new(e, settings.trace_sample_ratio, "devmentor-issuer"))
         .transpose()?
         .map(Arc::new);
+    let workload = Arc::new(crate::service::oauth::workload::WorkloadTrust::load(
+        settings.workload_trust.as_deref(),
+    )?);
     let state = AppState {
+        workload,
         tracing,
         webauthn,
         mailer: mailer.clone(),

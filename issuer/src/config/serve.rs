@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// between polls at first (each `slow_down` adds 5).
     #[arg(long, env = "ISSUER_DEVICE_POLL_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(i64).range(1..=60))]
     pub device_poll_interval: i64,
+    /// Workload identity: the clusters whose service-account tokens are
+    /// taken as JWT bearer grants (RFC 7523), and how their accounts map
+    /// to clients (a YAML file; docs/oauth.md). None: no workload is trusted.
+    #[arg(long, env = "ISSUER_WORKLOAD_TRUST", value_name = "FILE")]
+    pub workload_trust: Option<std::path::PathBuf>,
     /// Team memberships an access token carries at most. A user in more
     /// teams gets `teams_overflow: true` and no list (never a silently cut
     /// one); sidecars then refuse team-scoped routes to that token.

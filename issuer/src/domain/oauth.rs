@@ -51,6 +51,10 @@ pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchang
 /// (a CLI over SSH) is signed in from another screen.
 pub const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
+/// The JWT bearer grant (RFC 7523 §2.1): here, a workload's token from a
+/// trusted cluster (workload identity).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
 /// User codes: consonants only (RFC 8628 §6.1: no vowels, so no words; no
 /// look-alikes), 8 of them: 20^8, about 34 bits, against an attacker held
 /// to a few guesses a minute by the rate limit, for the code's 10 minutes.

@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::revocations::{insert_revocation, NewRevocation};
 use super::sessions::{revoke_one_session, revoke_sessions_where, Which};
 use super::*;
-use crate::domain::oauth::TOKEN_EXCHANGE;
+use crate::domain::oauth::{JWT_BEARER, TOKEN_EXCHANGE};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthClient {
@@ -285,12 +285,15 @@ impl Store {
         // what it still may have).
         let lost = |old: &[String], new: &[String]| old.iter().any(|x| !new.contains(x));
         let grant_lost = |g: &str| before.may_use(g) && !c.may_use(g);
-        let acts = before.may_use("client_credentials") || before.may_use(TOKEN_EXCHANGE);
+        let acts = before.may_use("client_credentials")
+            || before.may_use(TOKEN_EXCHANGE)
+            || before.may_use(JWT_BEARER);
         let own_tokens_narrowed = acts
             && (lost(&before.scopes, &c.scopes)
                 || lost(&before.audiences, &c.audiences)
                 || lost(&before.subject_clients, &c.subject_clients)
                 || grant_lost("client_credentials")
+                || grant_lost(JWT_BEARER)
                 || grant_lost(TOKEN_EXCHANGE));
         let updated = sqlx::query(
             "UPDATE oauth_clients SET name = $2, redirect_uris = $3, post_logout_uris = $4, \

@@ -30,3 +30,4 @@ mod teams;
 mod tls;
 mod token_exchange;
 mod users;
+mod workload;

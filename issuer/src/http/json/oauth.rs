@@ -45,6 +45,9 @@ pub struct TokenForm {
     pub requested_token_type: Option<String>,
     /// The device authorization grant (RFC 8628): the device's code.
     pub device_code: Option<String>,
+    /// The JWT bearer grant (RFC 7523): a workload's service-account token
+    /// from a trusted cluster.
+    pub assertion: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
@@ -63,6 +66,8 @@ pub enum GrantType {
     token_exchange,
     #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
     device_code,
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
+    jwt_bearer,
 }
 
 /// The device authorization request (RFC 8628 §3.1).
@@ -178,7 +183,7 @@ fn no_store(mut response: Response) -> Response {
     operation_id = "oauth_token",
     tag = "oauth",
     summary = "Token endpoint",
-    description = "`authorization_code` (with the PKCE `code_verifier`), `refresh_token`, `client_credentials` (a service as itself) and token exchange (RFC 8693: a service acting for the user whose `subject_token` it holds, for one `resource` or `audience` it is registered for). Confidential clients authenticate with `client_secret_basic`, `client_secret_post` or `private_key_jwt` (RFC 7523); public clients send `client_id` alone.",
+    description = "`authorization_code` (with the PKCE `code_verifier`), `refresh_token`, `client_credentials` (a service as itself) and token exchange (RFC 8693: a service acting for the user whose `subject_token` it holds, for one `resource` or `audience` it is registered for), the device code (RFC 8628) and the JWT bearer grant (RFC 7523: a workload's service-account token from a trusted cluster, for the client its account maps to). Confidential clients authenticate with `client_secret_basic`, `client_secret_post` or `private_key_jwt` (RFC 7523); public clients send `client_id` alone.",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Tokens", body = TokenResponse),
@@ -208,6 +213,7 @@ pub async fn token(
             "audience",
             "requested_token_type",
             "device_code",
+            "assertion",
             CLIENT_FIELDS[0],
             CLIENT_FIELDS[1],
             CLIENT_FIELDS[2],
@@ -229,6 +235,7 @@ pub async fn token(
             audience: f.remove("audience"),
             requested_token_type: f.remove("requested_token_type"),
             device_code: f.remove("device_code"),
+            assertion: f.remove("assertion"),
         };
         token::token(&state, &client, creds, req).await
     }

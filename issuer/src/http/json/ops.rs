@@ -75,7 +75,8 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
             "refresh_token",
             "client_credentials",
             crate::domain::oauth::TOKEN_EXCHANGE,
-            crate::domain::oauth::DEVICE_CODE
+            crate::domain::oauth::DEVICE_CODE,
+            crate::domain::oauth::JWT_BEARER
         ],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],

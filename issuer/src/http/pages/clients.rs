@@ -4,7 +4,7 @@
 
 use super::admin::encode_segment;
 use super::*;
-use crate::domain::oauth::TOKEN_EXCHANGE;
+use crate::domain::oauth::{DEVICE_CODE, JWT_BEARER, TOKEN_EXCHANGE};
 use crate::service::oauth::clients::{self as registry, ClientView, NewClient};
 
 const TITLE: &str = "Applications";
@@ -113,6 +113,7 @@ fn client_form(existing: Option<&ClientView>, own_client: &str) -> Markup {
         grant("client_credentials", false),
         grant(TOKEN_EXCHANGE, false),
     );
+    let (device, workload) = (grant(DEVICE_CODE, false), grant(JWT_BEARER, false));
     let ttl = |v: Option<i64>| v.map(|t| t.to_string()).unwrap_or_default();
     html! {
         form method="post" action=(action) {
@@ -143,6 +144,8 @@ fn client_form(existing: Option<&ClientView>, own_client: &str) -> Markup {
             label { input type="checkbox" name="refresh" value="on" class="short" checked[refresh]; " May stay signed in (the refresh_token grant)" }
             label { input type="checkbox" name="service" value="on" class="short" checked[service]; " Acts as itself, a service (the client_credentials grant; confidential only)" }
             label { input type="checkbox" name="on_behalf" value="on" class="short" checked[on_behalf]; " Calls the resources below for the users who call it (token exchange; confidential only)" }
+            label { input type="checkbox" name="device" value="on" class="short" checked[device]; " Signs people in on another screen: a CLI or a TV (the device code)" }
+            label { input type="checkbox" name="workload" value="on" class="short" checked[workload]; " Runs in a trusted cluster and proves itself with its service-account token (workload identity)" }
             details open[existing.is_some()] {
                 summary { "More" }
                 label for="post_logout_redirect_uris" { "Post-logout redirect URIs, one per line" }
@@ -197,6 +200,10 @@ pub struct ClientForm {
     service: Option<String>,
     #[serde(default)]
     on_behalf: Option<String>,
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    workload: Option<String>,
     #[serde(default)]
     backchannel_logout_uri: String,
     #[serde(default)]
@@ -256,6 +263,8 @@ impl ClientForm {
             (&self.refresh, "refresh_token"),
             (&self.service, "client_credentials"),
             (&self.on_behalf, TOKEN_EXCHANGE),
+            (&self.device, DEVICE_CODE),
+            (&self.workload, JWT_BEARER),
         ]
         .into_iter()
         .filter(|(on, _)| on.is_some())

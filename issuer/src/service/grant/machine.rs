@@ -15,13 +15,16 @@ use crate::AppState;
 
 /// A service's token (`client_credentials`): the client acting as itself,
 /// with the scope and resource it asked for (already checked against its
-/// registration). No session and no refresh token: it asks again.
+/// registration). No session and no refresh token: it asks again. `via`:
+/// how it proved itself when not by its own credentials (a workload's
+/// cluster token), for the audit.
 pub async fn client_credentials(
     state: &AppState,
     client: &Client,
     oauth_client: &OAuthClient,
     scope: &str,
     resource: Option<&str>,
+    via: Option<serde_json::Value>,
     now: Now,
 ) -> ApiResult<Tokens> {
     let settings = &state.settings;
@@ -58,7 +61,11 @@ pub async fn client_credentials(
     };
     let keys = state.keys.snapshot();
     let access_token = mint_access_token(&keys.signing, &claims).map_err(ApiError::internal)?;
-    state.metrics.login("client_credentials");
+    state.metrics.login(if via.is_some() {
+        "workload"
+    } else {
+        "client_credentials"
+    });
     state
         .audit(
             AuditEvent::new(now.ms, "client_credentials_grant")
@@ -67,6 +74,7 @@ pub async fn client_credentials(
                     "client_id": oauth_client.id,
                     "scope": scope,
                     "resource": resource,
+                    "workload": via,
                 })),
         )
         .await;

@@ -9,7 +9,7 @@ use crate::service::error::{Error, Result};
 use crate::service::oauth::client_auth::{self, Credentials};
 use auth_types::{AccessClaims, RevocationKind};
 
-use crate::domain::oauth::{client_subject, TOKEN_EXCHANGE};
+use crate::domain::oauth::{client_subject, JWT_BEARER, TOKEN_EXCHANGE};
 use crate::service::state::REVOCATION_LEEWAY_SECS;
 use crate::store::{AuditEvent, NewRevocation, Session};
 use crate::AppState;
@@ -47,7 +47,7 @@ async fn service_token(state: &AppState, token: &str) -> Result<Option<AccessCla
         .store
         .client(&claims.client_id)
         .await?
-        .is_some_and(|c| c.may_use("client_credentials"));
+        .is_some_and(|c| c.may_use("client_credentials") || c.may_use(JWT_BEARER));
     let cut = state.store.revoked_before(&claims.sub, now).await?;
     if !allowed
         || cut.is_some_and(|c| claims.iat < c)

@@ -4,7 +4,8 @@
 //! (`authorize.rs`) and the token endpoint's grants with the ID token and
 //! `userinfo` (`token.rs`), token exchange for services acting for a user
 //! (`exchange.rs`), the device authorization grant and its verification
-//! page's rules (`device.rs`). Every token still comes from `grant/`
+//! page's rules (`device.rs`), workload identity: a cluster's service
+//! account token as a JWT bearer grant (`workload.rs`). Every token still comes from `grant/`
 //! (`start_client_session`, `continue_session`, `client_credentials`,
 //! `delegated`), through its one gate.
 
@@ -19,3 +20,4 @@ pub mod exchange;
 pub mod introspect;
 pub mod logout;
 pub mod token;
+pub mod workload;

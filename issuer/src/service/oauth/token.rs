@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::clock::Now;
 use crate::domain::oauth::{
-    at_hash, mint_id_token, pkce_matches, redirect_matches, DEVICE_CODE, PERSONAL_SCOPES,
-    TOKEN_EXCHANGE,
+    at_hash, mint_id_token, pkce_matches, redirect_matches, DEVICE_CODE, JWT_BEARER,
+    PERSONAL_SCOPES, TOKEN_EXCHANGE,
 };
 use crate::domain::tokens::{new_id, refresh_token_hash};
 use crate::service::context::{Authenticated, Client};
@@ -36,6 +36,8 @@ pub struct TokenRequest {
     pub requested_token_type: Option<String>,
     /// The device authorization grant (RFC 8628).
     pub device_code: Option<String>,
+    /// The JWT bearer grant (RFC 7523): a workload's cluster token.
+    pub assertion: Option<String>,
 }
 
 /// RFC 6749 §5.1, with OIDC's `id_token`.
@@ -81,13 +83,19 @@ pub async fn token(
             | "client_credentials"
             | TOKEN_EXCHANGE
             | DEVICE_CODE
+            | JWT_BEARER
     ) {
         return Err(Error::bad_request(
             "unsupported_grant_type",
             "grant_type: authorization_code, refresh_token, client_credentials, \
-             urn:ietf:params:oauth:grant-type:token-exchange or \
-             urn:ietf:params:oauth:grant-type:device_code",
+             urn:ietf:params:oauth:grant-type:token-exchange, \
+             urn:ietf:params:oauth:grant-type:device_code or \
+             urn:ietf:params:oauth:grant-type:jwt-bearer",
         ));
+    }
+    if grant_type == JWT_BEARER {
+        // The assertion names the client; credentials, if any, must agree.
+        return workload_token(state, client, &creds, &req).await;
     }
     let oauth_client = client_auth::authenticate(state, &creds).await?;
     if !oauth_client.may_use(grant_type) {
@@ -103,7 +111,7 @@ pub async fn token(
     }
     match grant_type {
         "authorization_code" => exchange_code(state, client, &oauth_client, &req).await,
-        "client_credentials" => service_token(state, client, &oauth_client, &req).await,
+        "client_credentials" => service_token(state, client, &oauth_client, &req, None).await,
         TOKEN_EXCHANGE => on_behalf(state, client, &oauth_client, &req).await,
         DEVICE_CODE => device_token(state, client, &oauth_client, &req).await,
         _ => refresh(state, client, &oauth_client, &req).await,
@@ -138,13 +146,59 @@ async fn on_behalf(
     })
 }
 
+/// Workload identity: a cluster's service-account token (RFC 7523 JWT
+/// bearer) for the client its account is mapped to, which then gets what
+/// `client_credentials` gives it.
+async fn workload_token(
+    state: &AppState,
+    client: &Client,
+    creds: &Credentials,
+    req: &TokenRequest,
+) -> Result<TokenResponse> {
+    let assertion = req
+        .assertion
+        .as_deref()
+        .ok_or_else(|| Error::bad_request("invalid_request", "assertion is missing"))?;
+    let now = state.now();
+    let workload = state
+        .workload
+        .verify(assertion, &state.settings.issuer_url, now.secs())
+        .await?;
+    let oauth_client = state
+        .store
+        .client(&workload.client_id)
+        .await?
+        .filter(|c| c.may_use(JWT_BEARER))
+        .ok_or_else(|| {
+            invalid_grant("the service account's client is not registered for this grant")
+        })?;
+    let presented = creds.basic.is_some()
+        || creds.client_id.is_some()
+        || creds.client_secret.is_some()
+        || creds.assertion.is_some();
+    if presented && client_auth::authenticate(state, creds).await?.id != oauth_client.id {
+        return Err(Error::invalid_client(
+            "the client authenticated is not the one the assertion's service account maps to",
+        ));
+    }
+    let via = serde_json::json!({
+        "cluster": workload.cluster,
+        "namespace": workload.namespace,
+        "service_account": workload.service_account,
+        "pod": workload.pod,
+    });
+    service_token(state, client, &oauth_client, req, Some(via)).await
+}
+
 /// `client_credentials` (RFC 6749 §4.4): the scopes asked for (by default
-/// every route scope the client has) and at most one resource.
+/// every route scope the client has) and at most one resource. `via`: how
+/// the client proved itself, when not by its own credentials (audited).
 async fn service_token(
     state: &AppState,
     client: &Client,
     oauth_client: &OAuthClient,
     req: &TokenRequest,
+    via: Option<serde_json::Value>,
 ) -> Result<TokenResponse> {
     let granted: Vec<&str> = oauth_client
         .scopes
@@ -183,6 +237,7 @@ async fn service_token(
         oauth_client,
         &scope,
         req.resource.as_deref(),
+        via,
         state.now(),
     )
     .await?;

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::super::assertion;
 use super::view::{auth_method, ClientView};
 use crate::domain::oauth::{
-    registrable_redirect, valid_resource, valid_scope_name, DEVICE_CODE, KNOWN_SCOPES,
+    registrable_redirect, valid_resource, valid_scope_name, DEVICE_CODE, JWT_BEARER, KNOWN_SCOPES,
     TOKEN_EXCHANGE,
 };
 use crate::domain::tokens::{random_b64, refresh_token_hash};
@@ -73,7 +73,9 @@ pub struct NewClient {
     /// service), and `urn:ietf:params:oauth:grant-type:token-exchange` (a
     /// confidential client acting for the users who call it, towards its
     /// `audiences`: RFC 8693), and `urn:ietf:params:oauth:grant-type:device_code`
-    /// (people sign in on another screen: a CLI; RFC 8628); the first two when left out of a registration, as they
+    /// (people sign in on another screen: a CLI; RFC 8628), and
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer` (a workload proves itself
+    /// with its cluster's token, `--workload-trust`; RFC 7523); the first two when left out of a registration, as they
     /// were when left out of an update. Without `refresh_token` it is never
     /// given a refresh token.
     #[serde(default)]
@@ -110,12 +112,13 @@ fn present<'de, D: serde::Deserializer<'de>>(
 pub const DEFAULT_GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
 /// `client_credentials`: a confidential client acting as itself (a
 /// service); token exchange: one acting for users (RFC 8693).
-const KNOWN_GRANT_TYPES: [&str; 5] = [
+const KNOWN_GRANT_TYPES: [&str; 6] = [
     "authorization_code",
     "refresh_token",
     "client_credentials",
     TOKEN_EXCHANGE,
     DEVICE_CODE,
+    JWT_BEARER,
 ];
 const ACCESS_TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=86_400;
 const REFRESH_TTL_RANGE: std::ops::RangeInclusive<i64> = 300..=31_536_000;
@@ -391,7 +394,7 @@ fn check_grant_types(asked: Option<&[String]>, scopes: &[String]) -> Result<Vec<
         if !KNOWN_GRANT_TYPES.contains(&g.as_str()) {
             return Err(invalid(format!(
                 "grant_types: {g:?} is not one of authorization_code, refresh_token, \
-                 client_credentials, {TOKEN_EXCHANGE}, {DEVICE_CODE}"
+                 client_credentials, {TOKEN_EXCHANGE}, {DEVICE_CODE}, {JWT_BEARER}"
             )));
         }
         if !grants.contains(g) {
@@ -400,10 +403,11 @@ fn check_grant_types(asked: Option<&[String]>, scopes: &[String]) -> Result<Vec<
     }
     let has = |g: &str| grants.iter().any(|x| x == g);
     let signs_people_in = has("authorization_code") || has(DEVICE_CODE);
-    if !signs_people_in && !has("client_credentials") && !has(TOKEN_EXCHANGE) {
+    let service = has("client_credentials") || has(TOKEN_EXCHANGE) || has(JWT_BEARER);
+    if !signs_people_in && !service {
         return Err(invalid(
-            "grant_types: authorization_code, the device code, client_credentials or token \
-             exchange, at least one",
+            "grant_types: authorization_code, the device code, client_credentials, token \
+             exchange or the JWT bearer grant, at least one",
         ));
     }
     if has("refresh_token") && !signs_people_in {
