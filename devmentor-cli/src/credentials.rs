@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// What `login` leaves for `token`, `whoami` and `logout`.
@@ -36,7 +36,16 @@ pub fn default_path() -> Result<PathBuf> {
     Ok(config.join("devmentor").join("credentials.json"))
 }
 
+/// The credentials, if any; a file others may read or write is refused
+/// (as ssh refuses its keys): it may not be the user's.
 pub fn load(path: &Path) -> Result<Option<Credentials>> {
+    if let Some(mode) = group_or_world(path) {
+        bail!(
+            "{}: permissions {mode:o} are too open (others may read or write it): \
+             chmod 600 it, or sign in again",
+            path.display()
+        );
+    }
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
@@ -53,7 +62,15 @@ pub fn save(path: &Path, creds: &Credentials) -> Result<()> {
         .parent()
         .context("the credentials path has no directory")?;
     create_private_dir(dir)?;
-    let tmp = path.with_extension("json.tmp");
+    if let Some(mode) = group_or_world(dir).filter(|m| m & 0o022 != 0) {
+        bail!(
+            "{}: permissions {mode:o} let others write there: refusing to keep credentials in it",
+            dir.display()
+        );
+    }
+    // One temporary file per process: two runs refreshing at once do not
+    // write over each other's.
+    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
     let text = serde_json::to_vec_pretty(creds)?;
     {
         use std::io::Write;
@@ -72,6 +89,19 @@ pub fn remove(path: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// The permission bits others have on `path`, when any (unix).
+#[cfg(unix)]
+fn group_or_world(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn group_or_world(_: &Path) -> Option<u32> {
+    None
 }
 
 #[cfg(unix)]

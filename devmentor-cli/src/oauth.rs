@@ -35,10 +35,30 @@ pub fn http() -> Result<reqwest::Client> {
         .build()?)
 }
 
+/// https, or http on loopback only (a refresh token is not sent in clear).
+fn safe_origin(url: &str) -> Result<String> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("{url:?}: not a URL"))?;
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => bail!("{url}: https only (http on loopback)"),
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
+
 /// The provider at `issuer`, which must name itself `issuer` (a document
-/// served for another issuer is refused: a mix-up).
+/// served for another issuer is refused: a mix-up), with every endpoint
+/// on the issuer's own origin.
 pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Provider> {
     let issuer = issuer.trim_end_matches('/');
+    let origin = safe_origin(issuer)?;
     let url = format!("{issuer}/.well-known/openid-configuration");
     let r = http
         .get(&url)
@@ -57,6 +77,17 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Provider> 
             "{url} names the issuer {:?}, not {issuer:?}: refusing to sign in there",
             provider.issuer
         );
+    }
+    let endpoints = [
+        Some(&provider.token_endpoint),
+        provider.device_authorization_endpoint.as_ref(),
+        provider.revocation_endpoint.as_ref(),
+        provider.userinfo_endpoint.as_ref(),
+    ];
+    for endpoint in endpoints.into_iter().flatten() {
+        if safe_origin(endpoint)? != origin {
+            bail!("{url}: {endpoint} is not on the issuer's origin {origin}: refusing");
+        }
     }
     Ok(provider)
 }

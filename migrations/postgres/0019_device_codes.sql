@@ -16,6 +16,11 @@ CREATE TABLE device_codes (
     status TEXT NOT NULL DEFAULT 'pending',
     user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
     amr TEXT,
-    auth_time BIGINT
+    auth_time BIGINT,
+    -- The browser session that approved: the device's session is opened
+    -- only while it lives (signing out everywhere ends pending approvals).
+    approved_by_session TEXT,
+    -- Where the device asked from, shown to the user who answers.
+    requested_ip TEXT
 );
 CREATE INDEX device_codes_expiry ON device_codes(expires_at);

@@ -78,6 +78,11 @@ pub async fn clients(command: &ClientsCommand) -> anyhow::Result<()> {
                 jwks,
                 ..described(&args.client_id, &args.description)
             };
+            // The issuer's own sign-in's id (as the admin API refuses it).
+            let own = std::env::var("ISSUER_CLIENT_ID").unwrap_or_else(|_| "devmentor-auth".into());
+            if new.client_id == own {
+                anyhow::bail!("client_id: the issuer's own ({own}); choose another");
+            }
             let (client, secret) = check(&new, now_ms().div_euclid(1000)).map_err(api_error)?;
             let store = admin_store(&args.db).await?;
             if !store.create_client(&client, "cli").await? {

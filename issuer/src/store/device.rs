@@ -17,6 +17,7 @@ pub struct NewDeviceCode<'a> {
     pub created_at_ms: i64,
     pub expires_at: i64,
     pub poll_interval: i64,
+    pub requested_ip: Option<&'a str>,
 }
 
 /// A pending request, as the verification page shows it.
@@ -26,6 +27,17 @@ pub struct PendingDevice {
     pub scope: String,
     pub resource: Option<String>,
     pub expires_at: i64,
+    pub created_at: i64,
+    pub requested_ip: Option<String>,
+}
+
+/// Who approves a request: the user, as signed in in this browser session.
+#[derive(Debug, Clone, Copy)]
+pub struct Approval<'a> {
+    pub user_id: &'a str,
+    pub session_id: &'a str,
+    pub amr: &'a str,
+    pub auth_time: i64,
 }
 
 /// What the user approved: what the device's session is opened with.
@@ -37,6 +49,8 @@ pub struct ApprovedDevice {
     pub resource: Option<String>,
     pub amr: String,
     pub auth_time: i64,
+    /// The browser session that approved.
+    pub approved_by_session: String,
 }
 
 /// What a device's poll found (RFC 8628 §3.5).
@@ -62,6 +76,8 @@ fn pending_from_row(row: &AnyRow) -> sqlx::Result<PendingDevice> {
         scope: row.try_get("scope")?,
         resource: row.try_get("resource")?,
         expires_at: row.try_get("expires_at")?,
+        created_at: row.try_get("created_at")?,
+        requested_ip: row.try_get("requested_ip")?,
     })
 }
 
@@ -71,8 +87,8 @@ impl Store {
     pub async fn create_device_code(&self, d: &NewDeviceCode<'_>) -> sqlx::Result<bool> {
         let done = sqlx::query(
             "INSERT INTO device_codes (device_code_hash, user_code_hash, client_id, scope, \
-             resource, created_at, expires_at, poll_interval, polled_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+             resource, created_at, expires_at, poll_interval, polled_at_ms, requested_ip) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
         )
         .bind(d.device_code_hash)
         .bind(d.user_code_hash)
@@ -85,6 +101,7 @@ impl Store {
         // The first poll may come at once (clients do: RFC 8628 asks the
         // interval between polls).
         .bind(d.created_at_ms - d.poll_interval * 1000)
+        .bind(d.requested_ip)
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -97,7 +114,8 @@ impl Store {
         now: i64,
     ) -> sqlx::Result<Option<PendingDevice>> {
         let row = sqlx::query(
-            "SELECT client_id, scope, resource, expires_at FROM device_codes \
+            "SELECT client_id, scope, resource, expires_at, created_at, requested_ip \
+             FROM device_codes \
              WHERE user_code_hash = $1 AND status = 'pending' AND expires_at > $2",
         )
         .bind(user_code_hash)
@@ -112,23 +130,24 @@ impl Store {
     pub async fn decide_device(
         &self,
         user_code_hash: &str,
-        approved: Option<(&str, &str, i64)>,
+        approved: Option<Approval<'_>>,
         now: i64,
     ) -> sqlx::Result<bool> {
-        let (status, user_id, amr, auth_time) = match approved {
-            Some((user_id, amr, auth_time)) => {
-                ("approved", Some(user_id), Some(amr), Some(auth_time))
-            }
-            None => ("denied", None, None, None),
+        let status = if approved.is_some() {
+            "approved"
+        } else {
+            "denied"
         };
         let done = sqlx::query(
-            "UPDATE device_codes SET status = $1, user_id = $2, amr = $3, auth_time = $4 \
-             WHERE user_code_hash = $5 AND status = 'pending' AND expires_at > $6",
+            "UPDATE device_codes SET status = $1, user_id = $2, amr = $3, auth_time = $4, \
+             approved_by_session = $5 \
+             WHERE user_code_hash = $6 AND status = 'pending' AND expires_at > $7",
         )
         .bind(status)
-        .bind(user_id)
-        .bind(amr)
-        .bind(auth_time)
+        .bind(approved.map(|a| a.user_id))
+        .bind(approved.map(|a| a.amr))
+        .bind(approved.map(|a| a.auth_time))
+        .bind(approved.map(|a| a.session_id))
         .bind(user_code_hash)
         .bind(now)
         .execute(&self.writer)
@@ -194,7 +213,7 @@ impl Store {
         let won = sqlx::query(
             "UPDATE device_codes SET status = 'used' WHERE device_code_hash = $1 \
              AND status = 'approved' \
-             RETURNING client_id, user_id, scope, resource, amr, auth_time",
+             RETURNING client_id, user_id, scope, resource, amr, auth_time, approved_by_session",
         )
         .bind(device_code_hash)
         .fetch_optional(&self.writer)
@@ -209,6 +228,7 @@ impl Store {
             resource: row.try_get("resource")?,
             amr: row.try_get("amr")?,
             auth_time: row.try_get("auth_time")?,
+            approved_by_session: row.try_get("approved_by_session")?,
         }))
     }
 

@@ -29,7 +29,7 @@ mod users;
 pub use crate::domain::clock::{civil_date, rfc3339_ms};
 pub use audit::{AuditEvent, AuditFilter, AuditRecord, DailyCount, Outcome};
 pub use backchannel::LogoutDelivery;
-pub use device::{ApprovedDevice, NewDeviceCode, PendingDevice, Poll, SLOW_DOWN_SECS};
+pub use device::{Approval, ApprovedDevice, NewDeviceCode, PendingDevice, Poll, SLOW_DOWN_SECS};
 pub use identities::{Identity, LinkError, Unlink};
 pub use keys::StoredKey;
 pub use login_failures::{delay_ms, FREE_FAILURES, MAX_DELAY_MS};

@@ -269,6 +269,34 @@ async fn a_cli_signs_in_by_device_code(backend: Backend) {
         (StatusCode::BAD_REQUEST, "invalid_grant")
     );
 
+    // Approved from a browser session that then ends (signed out here, or
+    // everywhere, or by a password change): the approval ends with it.
+    let fresh_code = device_authorization(&t, &[("client_id", "cli")]).await;
+    let orphan: Value = fresh_code.json().await.expect("json");
+    let other_tab = page_sign_in(&t, &email).await;
+    let code = orphan["user_code"].as_str().expect("code");
+    let (_, page) = enter_code(&t, &other_tab, code).await;
+    let (status, _) = answer(&t, &other_tab, code, &answer_token(&page), "allow").await;
+    assert_eq!(status, StatusCode::OK);
+    let r = no_redirects()
+        .post(t.url("/auth/ui/logout"))
+        .header("cookie", &other_tab)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .expect("logout");
+    assert!(
+        r.status().is_redirection() || r.status().is_success(),
+        "{}",
+        r.status()
+    );
+    let (status, v) = poll(&t, "cli", orphan["device_code"].as_str().expect("dc")).await;
+    assert_eq!(
+        (status, v["error"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid_grant")),
+        "{v}"
+    );
+
     // Denied: the device hears access_denied. Expired: expired_token.
     let fresh = |scope: &'static str| {
         let t = &t;

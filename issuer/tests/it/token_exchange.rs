@@ -96,6 +96,9 @@ async fn services_act_for_users(backend: Backend) {
             gateway("sc-gw", json!({"subject_clients": ["Not An Id"]})),
             "subject_clients",
         ),
+        // The issuer's own sign-in's id: its holder could introspect users'
+        // own tokens and pass for them here.
+        (gateway(FIRST_PARTY, json!({})), "the issuer's own"),
     ] {
         let (status, code, message) =
             error_code(t.post_auth("/admin/clients", &admin, Some(body)).await).await;

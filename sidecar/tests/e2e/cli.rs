@@ -185,6 +185,20 @@ async fn the_cli_signs_in_by_device_code_through_envoy() {
     assert_ne!(renewed, token);
     assert_eq!(stack.get(NOTES, Some(&renewed)).await.status(), 200);
 
+    // A credentials file others can read is refused, as ssh refuses keys.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |mode| std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(mode));
+        set(0o644).expect("chmod");
+        let (ok, _, err) = run(&creds, &["token"]).await;
+        assert!(!ok && err.contains("too open"), "{err}");
+        set(0o600).expect("chmod");
+    }
+    // An issuer in clear text elsewhere than on loopback is refused.
+    let (ok, _, err) = run(&creds, &["login", "--issuer", "http://auth.example.com"]).await;
+    assert!(!ok && err.contains("https only"), "{err}");
+
     // Logout revokes the session: the edge refuses its token within the
     // revocation lag, and the file is gone.
     let (ok, _, err) = run(&creds, &["logout"]).await;

@@ -49,10 +49,17 @@ pub async fn device(
     headers: HeaderMap,
     Query(q): Query<DeviceQuery>,
 ) -> Response {
-    // Only a code that could be one comes back through the sign-in.
+    // From a link on another site the code is not filled in: a code sent
+    // by someone else is how this grant is phished (RFC 8628 §5.4), so the
+    // user types the one their own device shows. Only a code that could be
+    // one comes back through the sign-in.
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site");
     let code = q
         .user_code
         .as_deref()
+        .filter(|_| !cross_site)
         .and_then(normalize_user_code)
         .map(|c| crate::domain::oauth::display_user_code(&c));
     let here = match &code {
@@ -62,9 +69,6 @@ pub async fn device(
     if page_auth(&state, &headers).await.is_err() {
         // From a link on another site the browser withheld the SameSite=
         // Strict cookies: go on once from our own page, which sends them.
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .is_some_and(|v| v.as_bytes() == b"cross-site");
         if cross_site {
             return landing(TITLE, "Continuing.", &here);
         }
@@ -90,13 +94,14 @@ pub struct DeviceCodeForm {
     ))]
 pub async fn device_code(
     State(state): State<AppState>,
+    client: Client,
     headers: HeaderMap,
     Form(form): Form<DeviceCodeForm>,
 ) -> Response {
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
-    let req = match device::lookup(&state, &auth, &form.user_code).await {
+    let req = match device::lookup(&state, &client, &auth, &form.user_code).await {
         Ok(req) => req,
         Err(e) if e.code == "invalid_user_code" => {
             return code_form(Some(form.user_code.trim()), Some(&e.message))
@@ -110,6 +115,9 @@ pub async fn device_code(
                 strong { (auth.user.email) } " and to:" }
             ul { @for s in &req.scope { li { (super::oauth::describe(s)) } } }
             @if let Some(r) = &req.resource { p { "Its tokens are for " code { (r) } "." } }
+            p { "Asked " (crate::store::rfc3339_ms(req.requested_at * 1000))
+                @if let Some(ip) = &req.requested_ip { " from " code #requested-ip { (ip) } }
+                "." }
             p { "Code " strong #user-code { (req.user_code) } ". Approve only if you started this yourself, on a device in front of you, and it shows this code. "
                 "If someone sent you this code, deny." }
             form method="post" action={ (DEVICE_PATH) "/answer" } {

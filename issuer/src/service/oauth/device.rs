@@ -12,7 +12,7 @@ use crate::domain::oauth::{display_user_code, normalize_user_code, user_code, DE
 use crate::domain::tokens::{random_b64, random_bytes, refresh_token_hash};
 use crate::service::context::{Authenticated, Client};
 use crate::service::error::{Error, Result};
-use crate::store::{ApprovedDevice, AuditEvent, NewDeviceCode, Outcome, Poll};
+use crate::store::{Approval, ApprovedDevice, AuditEvent, NewDeviceCode, Outcome, Poll};
 use crate::AppState;
 
 /// The verification page (RFC 8628 §3.3).
@@ -101,6 +101,7 @@ pub async fn authorize(
                 created_at_ms: now.ms,
                 expires_at: now.secs() + DEVICE_CODE_TTL_SECS,
                 poll_interval: state.settings.device_poll_interval,
+                requested_ip: client.ip.as_deref(),
             })
             .await?;
         if !created {
@@ -135,6 +136,10 @@ pub struct DeviceRequest {
     pub client_name: String,
     pub scope: Vec<String>,
     pub resource: Option<String>,
+    /// Where and when the device asked (Unix seconds): the user can tell
+    /// a request of theirs from one an attacker relayed.
+    pub requested_ip: Option<String>,
+    pub requested_at: i64,
     /// The answer form's token: for this browser session and this code.
     pub token: String,
 }
@@ -156,15 +161,34 @@ fn answer_aad(auth: &Authenticated, code: &str) -> String {
 }
 
 /// The pending request a typed user code names, for the signed-in user to
-/// answer. Guessing codes is held back by the rate limit of the page.
-pub async fn lookup(state: &AppState, auth: &Authenticated, typed: &str) -> Result<DeviceRequest> {
-    let code = normalize_user_code(typed).ok_or_else(unknown_code)?;
+/// answer. Guessing codes is held back by the rate limit of the page; each
+/// miss is audited (without what was typed).
+pub async fn lookup(
+    state: &AppState,
+    client: &Client,
+    auth: &Authenticated,
+    typed: &str,
+) -> Result<DeviceRequest> {
     let now = state.now();
-    let pending = state
-        .store
-        .pending_device(&refresh_token_hash(&code), now.secs())
-        .await?
-        .ok_or_else(unknown_code)?;
+    let pending = match normalize_user_code(typed) {
+        Some(code) => state
+            .store
+            .pending_device(&refresh_token_hash(&code), now.secs())
+            .await?
+            .map(|p| (code, p)),
+        None => None,
+    };
+    let Some((code, pending)) = pending else {
+        state
+            .audit(
+                AuditEvent::new(now.ms, "device_code_miss")
+                    .by(auth)
+                    .client(client)
+                    .outcome(Outcome::Failure, "invalid_user_code"),
+            )
+            .await;
+        return Err(unknown_code());
+    };
     let oauth_client = state
         .store
         .client(&pending.client_id)
@@ -177,6 +201,8 @@ pub async fn lookup(state: &AppState, auth: &Authenticated, typed: &str) -> Resu
         client_name: oauth_client.name,
         scope: pending.scope.split(' ').map(str::to_string).collect(),
         resource: pending.resource,
+        requested_ip: pending.requested_ip,
+        requested_at: pending.created_at,
     })
 }
 
@@ -205,11 +231,12 @@ pub async fn answer(
         .pending_device(&hash, now.secs())
         .await?
         .ok_or_else(unknown_code)?;
-    let approved = allow.then_some((
-        auth.user.id.as_str(),
-        auth.session.amr.as_str(),
-        auth.session.auth_time,
-    ));
+    let approved = allow.then_some(Approval {
+        user_id: &auth.user.id,
+        session_id: &auth.session.id,
+        amr: &auth.session.amr,
+        auth_time: auth.session.auth_time,
+    });
     if !state
         .store
         .decide_device(&hash, approved, now.secs())
@@ -267,7 +294,23 @@ pub async fn poll(
         .poll_device(&refresh_token_hash(device_code), client_id, now.ms)
         .await?;
     let (code, message) = match polled {
-        Poll::Approved(approved) => return Ok(approved),
+        // Only while the browser session that approved lives: signing out
+        // everywhere, a password change or an admin's action in between
+        // ends the approval too.
+        Poll::Approved(approved) => {
+            let live = state
+                .store
+                .session(&approved.approved_by_session)
+                .await?
+                .is_some_and(|s| s.user_id == approved.user_id && s.is_live(now.secs()));
+            if live {
+                return Ok(approved);
+            }
+            (
+                "invalid_grant",
+                "the approval ended with the session that gave it: start again",
+            )
+        }
         Poll::Pending => ("authorization_pending", "the user has not answered yet"),
         Poll::SlowDown => (
             "slow_down",

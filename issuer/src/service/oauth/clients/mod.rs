@@ -29,6 +29,15 @@ pub async fn register(
 ) -> Result<Registered> {
     let auth = admin.recent(state).await?;
     let now = state.now();
+    // The issuer's own sign-in carries this id: a client holding it could
+    // introspect users' own tokens and pass for them in token exchange.
+    if new.client_id == state.settings.client_id {
+        return Err(Error::new(
+            Kind::Unprocessable,
+            "invalid_client_metadata",
+            "client_id: the issuer's own (--client-id); choose another",
+        ));
+    }
     let (record, secret) = check(new, now.secs())?;
     crate::service::keys::id_token_key(state).await?;
     if !state.store.create_client(&record, &auth.user.id).await? {
