@@ -2,8 +2,10 @@
 //! own refresh, on one in-process issuer with production hashing: an
 //! authorization code exchanged (PKCE, client_secret_basic, an RS256 ID
 //! token), a refresh token grant (rotation), `/auth/login` and
-//! `/auth/refresh`, each closed-loop with the same concurrency for the same
-//! time, one after the other. Prints one JSON line per operation.
+//! `/auth/refresh`, and the machine grants: `client_credentials` (a service
+//! as itself) and token exchange (RFC 8693: a service for a user), each
+//! closed-loop with the same concurrency for the same time, one after the
+//! other. Prints one JSON line per operation.
 //!
 //! usage: oauth-bench [--database-url URL] [--concurrency N] [--seconds S]
 #![forbid(unsafe_code)]
@@ -261,6 +263,83 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
+    // Services: a confidential client as itself, and acting for the user
+    // whose first-party token it holds.
+    let (svc, svc_secret) = issuer::service::oauth::clients::check(
+        &issuer::service::oauth::clients::NewClient {
+            client_id: "svc".into(),
+            name: "Service".into(),
+            kind: "confidential".into(),
+            grant_types: Some(vec![
+                "client_credentials".into(),
+                "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+            ]),
+            scopes: vec!["memory:read".into()],
+            audiences: vec!["https://memory.bench".into()],
+            subject_clients: vec![state.settings.client_id.clone()],
+            ..Default::default()
+        },
+        0,
+    )
+    .map_err(|e| anyhow::anyhow!("client: {e:?}"))?;
+    anyhow::ensure!(state.store.create_client(&svc, "bench").await?);
+    let svc_secret = svc_secret.ok_or_else(|| anyhow::anyhow!("no secret"))?;
+    let r = http
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 200, "login: {}", r.status());
+    let user_token = r.json::<Value>().await?["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let machine = |form: Vec<(&'static str, String)>| {
+        let (h, u, s) = (http.clone(), base.clone(), svc_secret.clone());
+        move |()| {
+            let (h, u, s, form) = (h.clone(), u.clone(), s.clone(), form.clone());
+            async move {
+                let r = h
+                    .post(format!("{u}/auth/oauth2/token"))
+                    .basic_auth("svc", Some(&s))
+                    .form(&form)
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status() == 200, "token endpoint: {}", r.status());
+                Ok(((), true))
+            }
+        }
+    };
+    closed_loop(
+        kind,
+        "client_credentials grant (client_secret_basic)",
+        n,
+        secs,
+        vec![(); n],
+        machine(vec![("grant_type", "client_credentials".into())]),
+    )
+    .await?;
+    closed_loop(
+        kind,
+        "token exchange (a service for a user, RFC 8693)",
+        n,
+        secs,
+        vec![(); n],
+        machine(vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+            ),
+            ("subject_token", user_token),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token".into(),
+            ),
+            ("resource", "https://memory.bench".into()),
+        ]),
+    )
+    .await?;
+
     let mut chains = Vec::new();
     for _ in 0..n {
         chains.push(refresh_of(&bench.exchange(&bench.code().await?).await?));

@@ -98,6 +98,25 @@ pub fn display_user_code(code: &str) -> String {
 /// service, as itself or acting for a user, is given none of them.
 pub const PERSONAL_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
+/// The scopes a request gets: those it asked for (by spaces, repeats
+/// dropped), each of which must be `grantable`; all of `grantable` when it
+/// asked for none. `Err` names the first scope it may not have.
+pub fn pick_scopes(asked: Option<&str>, grantable: &[&str]) -> Result<Vec<String>, String> {
+    let Some(asked) = asked else {
+        return Ok(grantable.iter().map(|s| s.to_string()).collect());
+    };
+    let mut scope: Vec<String> = Vec::new();
+    for s in asked.split(' ').filter(|s| !s.is_empty()) {
+        if !grantable.contains(&s) {
+            return Err(s.to_string());
+        }
+        if !scope.iter().any(|k| k == s) {
+            scope.push(s.to_string());
+        }
+    }
+    Ok(scope)
+}
+
 /// Whether a user's consent (the scopes they allowed a client, by spaces)
 /// covers every scope in `scope`.
 pub fn consent_covers(consented: Option<&str>, scope: &str) -> bool {

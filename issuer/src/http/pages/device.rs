@@ -10,6 +10,7 @@ use crate::service::oauth::device::{self, DEVICE_PATH};
 const TITLE: &str = "Sign in on a device";
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeviceQuery {
     /// The code the device shows (from `verification_uri_complete`).
     user_code: Option<String>,

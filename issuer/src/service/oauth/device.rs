@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::authorize::{open_sealed_time, seal_time};
 use super::client_auth::{self, Credentials};
-use crate::domain::oauth::{display_user_code, normalize_user_code, user_code, DEVICE_CODE};
+use crate::domain::oauth::{
+    display_user_code, normalize_user_code, pick_scopes, user_code, DEVICE_CODE,
+};
 use crate::domain::tokens::{random_b64, random_bytes, refresh_token_hash};
 use crate::service::context::{Authenticated, Client};
 use crate::service::error::{Error, Result};
@@ -55,23 +57,9 @@ pub async fn authorize(
             "this client is not registered for the device_code grant",
         ));
     }
-    let scope = match scope {
-        None => oauth_client.scopes.clone(),
-        Some(asked) => {
-            let mut scope: Vec<String> = Vec::new();
-            for s in asked.split(' ').filter(|s| !s.is_empty()) {
-                if !oauth_client.scopes.iter().any(|k| k == s) {
-                    return Err(invalid_scope(format!(
-                        "{s}: not a scope this client may ask for"
-                    )));
-                }
-                if !scope.iter().any(|k| k == s) {
-                    scope.push(s.to_string());
-                }
-            }
-            scope
-        }
-    };
+    let grantable: Vec<&str> = oauth_client.scopes.iter().map(String::as_str).collect();
+    let scope = pick_scopes(scope, &grantable)
+        .map_err(|s| invalid_scope(format!("{s}: not a scope this client may ask for")))?;
     if scope.is_empty() {
         return Err(invalid_scope("no scope to ask for".into()));
     }

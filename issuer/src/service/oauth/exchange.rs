@@ -8,7 +8,7 @@
 //! `may_act`, kept on the actor rather than in every user's token).
 
 use crate::domain::clock::Now;
-use crate::domain::oauth::{PERSONAL_SCOPES, TOKEN_EXCHANGE};
+use crate::domain::oauth::{pick_scopes, PERSONAL_SCOPES, TOKEN_EXCHANGE};
 use crate::service::context::{verify_token, Authenticated, Client};
 use crate::service::error::{Error, Kind, Result};
 use crate::service::grant::{self, OnBehalf, Tokens};
@@ -180,24 +180,12 @@ fn narrowed_scope(
         .map(String::as_str)
         .filter(|s| !PERSONAL_SCOPES.contains(s) && held(s))
         .collect();
-    let scope: Vec<&str> = match asked {
-        None => grantable,
-        Some(asked) => {
-            let mut scope: Vec<&str> = Vec::new();
-            for s in asked.split(' ').filter(|s| !s.is_empty()) {
-                if !grantable.contains(&s) {
-                    return Err(Error::bad_request(
-                        "invalid_scope",
-                        format!("{s}: not a scope this client may ask for on this user's behalf"),
-                    ));
-                }
-                if !scope.contains(&s) {
-                    scope.push(s);
-                }
-            }
-            scope
-        }
-    };
+    let scope = pick_scopes(asked, &grantable).map_err(|s| {
+        Error::bad_request(
+            "invalid_scope",
+            format!("{s}: not a scope this client may ask for on this user's behalf"),
+        )
+    })?;
     if scope.is_empty() {
         return Err(Error::bad_request(
             "invalid_scope",

@@ -1,69 +1,28 @@
-//! The token endpoint's grants (authorization code with PKCE, refresh
-//! token), the ID token, and `userinfo`.
-
-use serde::{Deserialize, Serialize};
+//! The token endpoint: which grant, then the grants that open a session
+//! of a client (authorization code with PKCE, device code, refresh); the
+//! services' grants in `machine.rs`, the ID token and `userinfo` in
+//! `id_token.rs`.
 
 use crate::domain::clock::Now;
 use crate::domain::oauth::{
-    at_hash, mint_id_token, pkce_matches, redirect_matches, DEVICE_CODE, JWT_BEARER,
-    PERSONAL_SCOPES, TOKEN_EXCHANGE,
+    pkce_matches, redirect_matches, DEVICE_CODE, JWT_BEARER, TOKEN_EXCHANGE,
 };
 use crate::domain::tokens::{new_id, refresh_token_hash};
-use crate::service::context::{Authenticated, Client};
+use crate::service::context::Client;
 use crate::service::error::{Error, Result};
 use crate::service::grant::{self, ClientGrant, Delivery, Tokens};
 use crate::service::oauth::client_auth::{self, Credentials};
-use crate::service::oauth::exchange::{ExchangeRequest, ACCESS_TOKEN_TYPE};
 use crate::store::{AuditEvent, OAuthClient, Outcome, Redeemed, User};
 use crate::AppState;
+use id_token::{respond, Issued};
+use types::{invalid_grant, invalid_target};
 
-/// The token endpoint's form.
-#[derive(Debug, Default, Deserialize)]
-pub struct TokenRequest {
-    pub grant_type: Option<String>,
-    pub code: Option<String>,
-    pub redirect_uri: Option<String>,
-    pub code_verifier: Option<String>,
-    pub refresh_token: Option<String>,
-    pub scope: Option<String>,
-    /// RFC 8707.
-    pub resource: Option<String>,
-    /// Token exchange (RFC 8693).
-    pub subject_token: Option<String>,
-    pub subject_token_type: Option<String>,
-    pub actor_token: Option<String>,
-    pub audience: Option<String>,
-    pub requested_token_type: Option<String>,
-    /// The device authorization grant (RFC 8628).
-    pub device_code: Option<String>,
-    /// The JWT bearer grant (RFC 7523): a workload's cluster token.
-    pub assertion: Option<String>,
-}
+mod id_token;
+mod machine;
+mod types;
 
-/// RFC 6749 §5.1, with OIDC's `id_token`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = OAuthTokenResponse)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-    pub scope: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
-    /// Token exchange (RFC 8693 §2.2.1): what `access_token` holds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issued_token_type: Option<&'static str>,
-}
-
-fn invalid_grant(message: &str) -> Error {
-    Error::bad_request("invalid_grant", message)
-}
-
-fn invalid_target(message: &str) -> Error {
-    Error::bad_request("invalid_target", message)
-}
+pub use id_token::{userinfo, Profile};
+pub use types::{TokenRequest, TokenResponse};
 
 /// Answers a token request.
 pub async fn token(
@@ -95,7 +54,7 @@ pub async fn token(
     }
     if grant_type == JWT_BEARER {
         // The assertion names the client; credentials, if any, must agree.
-        return workload_token(state, client, &creds, &req).await;
+        return machine::workload_token(state, client, &creds, &req).await;
     }
     let oauth_client = client_auth::authenticate(state, &creds).await?;
     if !oauth_client.may_use(grant_type) {
@@ -111,145 +70,13 @@ pub async fn token(
     }
     match grant_type {
         "authorization_code" => exchange_code(state, client, &oauth_client, &req).await,
-        "client_credentials" => service_token(state, client, &oauth_client, &req, None).await,
-        TOKEN_EXCHANGE => on_behalf(state, client, &oauth_client, &req).await,
+        "client_credentials" => {
+            machine::service_token(state, client, &oauth_client, &req, None).await
+        }
+        TOKEN_EXCHANGE => machine::on_behalf(state, client, &oauth_client, &req).await,
         DEVICE_CODE => device_token(state, client, &oauth_client, &req).await,
         _ => refresh(state, client, &oauth_client, &req).await,
     }
-}
-
-/// Token exchange (RFC 8693): the answer to `exchange.rs`'s grant.
-async fn on_behalf(
-    state: &AppState,
-    client: &Client,
-    actor: &OAuthClient,
-    req: &TokenRequest,
-) -> Result<TokenResponse> {
-    let asked = ExchangeRequest {
-        subject_token: req.subject_token.as_deref(),
-        subject_token_type: req.subject_token_type.as_deref(),
-        actor_token: req.actor_token.as_deref(),
-        requested_token_type: req.requested_token_type.as_deref(),
-        resource: req.resource.as_deref(),
-        audience: req.audience.as_deref(),
-        scope: req.scope.as_deref(),
-    };
-    let (tokens, scope) = super::exchange::exchange(state, client, actor, asked).await?;
-    Ok(TokenResponse {
-        access_token: tokens.access_token,
-        token_type: "Bearer",
-        expires_in: tokens.expires_in,
-        refresh_token: None,
-        scope,
-        id_token: None,
-        issued_token_type: Some(ACCESS_TOKEN_TYPE),
-    })
-}
-
-/// Workload identity: a cluster's service-account token (RFC 7523 JWT
-/// bearer) for the client its account is mapped to, which then gets what
-/// `client_credentials` gives it.
-async fn workload_token(
-    state: &AppState,
-    client: &Client,
-    creds: &Credentials,
-    req: &TokenRequest,
-) -> Result<TokenResponse> {
-    let assertion = req
-        .assertion
-        .as_deref()
-        .ok_or_else(|| Error::bad_request("invalid_request", "assertion is missing"))?;
-    let now = state.now();
-    let workload = state
-        .workload
-        .verify(assertion, &state.settings.issuer_url, now.secs())
-        .await?;
-    let oauth_client = state
-        .store
-        .client(&workload.client_id)
-        .await?
-        .filter(|c| c.may_use(JWT_BEARER))
-        .ok_or_else(|| {
-            invalid_grant("the service account's client is not registered for this grant")
-        })?;
-    let presented = creds.basic.is_some()
-        || creds.client_id.is_some()
-        || creds.client_secret.is_some()
-        || creds.assertion.is_some();
-    if presented && client_auth::authenticate(state, creds).await?.id != oauth_client.id {
-        return Err(Error::invalid_client(
-            "the client authenticated is not the one the assertion's service account maps to",
-        ));
-    }
-    let via = serde_json::json!({
-        "cluster": workload.cluster,
-        "namespace": workload.namespace,
-        "service_account": workload.service_account,
-        "pod": workload.pod,
-    });
-    service_token(state, client, &oauth_client, req, Some(via)).await
-}
-
-/// `client_credentials` (RFC 6749 §4.4): the scopes asked for (by default
-/// every route scope the client has) and at most one resource. `via`: how
-/// the client proved itself, when not by its own credentials (audited).
-async fn service_token(
-    state: &AppState,
-    client: &Client,
-    oauth_client: &OAuthClient,
-    req: &TokenRequest,
-    via: Option<serde_json::Value>,
-) -> Result<TokenResponse> {
-    let granted: Vec<&str> = oauth_client
-        .scopes
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !PERSONAL_SCOPES.contains(s))
-        .collect();
-    let scope = match req.scope.as_deref() {
-        None => granted.join(" "),
-        Some(asked) => {
-            let mut scope: Vec<&str> = Vec::new();
-            for s in asked.split(' ').filter(|s| !s.is_empty()) {
-                if !granted.contains(&s) {
-                    return Err(Error::bad_request(
-                        "invalid_scope",
-                        format!("{s}: not a scope this client may ask for as itself"),
-                    ));
-                }
-                if !scope.contains(&s) {
-                    scope.push(s);
-                }
-            }
-            scope.join(" ")
-        }
-    };
-    if let Some(r) = req.resource.as_deref() {
-        if !oauth_client.audiences.iter().any(|a| a == r) {
-            return Err(invalid_target(
-                "resource: not a resource this client may ask for",
-            ));
-        }
-    }
-    let tokens = grant::client_credentials(
-        state,
-        client,
-        oauth_client,
-        &scope,
-        req.resource.as_deref(),
-        via,
-        state.now(),
-    )
-    .await?;
-    Ok(TokenResponse {
-        access_token: tokens.access_token,
-        token_type: "Bearer",
-        expires_in: tokens.expires_in,
-        refresh_token: None,
-        scope,
-        id_token: None,
-        issued_token_type: None,
-    })
 }
 
 async fn exchange_code(
@@ -339,7 +166,7 @@ async fn exchange_code(
     };
     // A code issued before an admin narrowed the client grants no more
     // than the client may now ask for.
-    if super::clients::exceeds(oauth_client, Some(&found.scope), resource) {
+    if crate::service::oauth::clients::exceeds(oauth_client, Some(&found.scope), resource) {
         return Err(invalid_grant(
             "this client may no longer ask for what the code grants",
         ));
@@ -412,7 +239,7 @@ async fn open_session(
         .store
         .end_if_client_narrowed(
             g.session_id,
-            super::clients::exceeds,
+            crate::service::oauth::clients::exceeds,
             now.ms,
             state.revocation_expiry(now),
         )
@@ -440,8 +267,10 @@ async fn device_token(
     oauth_client: &OAuthClient,
     req: &TokenRequest,
 ) -> Result<TokenResponse> {
-    let approved = super::device::poll(state, &oauth_client.id, req.device_code.as_deref()).await?;
-    if super::clients::exceeds(
+    let approved =
+        crate::service::oauth::device::poll(state, &oauth_client.id, req.device_code.as_deref())
+            .await?;
+    if crate::service::oauth::clients::exceeds(
         oauth_client,
         Some(&approved.scope),
         approved.resource.as_deref(),
@@ -513,7 +342,11 @@ async fn refresh(
         .as_ref()
         .filter(|s| s.client_id.as_deref() == Some(oauth_client.id.as_str()))
     {
-        if super::clients::exceeds(oauth_client, s.scope.as_deref(), s.resource.as_deref()) {
+        if crate::service::oauth::clients::exceeds(
+            oauth_client,
+            s.scope.as_deref(),
+            s.resource.as_deref(),
+        ) {
             return Err(invalid_grant(
                 "this client may no longer ask for what this grant holds",
             ));
@@ -577,149 +410,4 @@ async fn refresh(
         state.now(),
     )
     .await
-}
-
-/// What the ID token tells of the session.
-#[derive(Clone, Copy)]
-struct Issued<'a> {
-    session_id: &'a str,
-    amr: &'a str,
-    auth_time: i64,
-    nonce: Option<&'a str>,
-}
-
-async fn respond(
-    state: &AppState,
-    oauth_client: &OAuthClient,
-    user: &User,
-    issued: Issued<'_>,
-    scope: &str,
-    tokens: Tokens,
-    now: Now,
-) -> Result<TokenResponse> {
-    let id_token = if has_scope(scope, "openid") {
-        Some(
-            id_token(
-                state,
-                oauth_client,
-                user,
-                issued,
-                scope,
-                (&tokens.access_token, tokens.expires_in),
-                now,
-            )
-            .await?,
-        )
-    } else {
-        None
-    };
-    Ok(TokenResponse {
-        access_token: tokens.access_token,
-        token_type: "Bearer",
-        expires_in: tokens.expires_in,
-        // A third-party application stays signed in only if allowed to
-        // (`offline_access`, which its consent page names), and a client
-        // registered without the refresh grant never holds a refresh token.
-        refresh_token: tokens
-            .refresh
-            .filter(|_| oauth_client.may_use("refresh_token"))
-            .filter(|_| oauth_client.first_party || has_scope(scope, "offline_access"))
-            .map(|r| r.token),
-        scope: scope.to_string(),
-        id_token,
-        issued_token_type: None,
-    })
-}
-
-fn has_scope(scope: &str, wanted: &str) -> bool {
-    scope.split(' ').any(|s| s == wanted)
-}
-
-#[derive(Serialize)]
-struct IdClaims<'a> {
-    iss: &'a str,
-    sub: &'a str,
-    aud: &'a str,
-    exp: i64,
-    iat: i64,
-    auth_time: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    nonce: Option<&'a str>,
-    acr: &'a str,
-    amr: Vec<&'a str>,
-    sid: &'a str,
-    at_hash: String,
-    #[serde(flatten)]
-    profile: Profile<'a>,
-}
-
-/// The claims `profile` and `email` scopes release (ID token, userinfo).
-#[derive(Serialize, Default)]
-pub struct Profile<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email_verified: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    picture: Option<&'a str>,
-}
-
-fn profile<'a>(user: &'a User, scope: &str) -> Profile<'a> {
-    let mut p = Profile::default();
-    if has_scope(scope, "email") {
-        p.email = Some(&user.email);
-        p.email_verified = Some(user.email_verified_at.is_some());
-    }
-    if has_scope(scope, "profile") {
-        p.name = user.name.as_deref();
-        p.picture = user.avatar_url.as_deref();
-    }
-    p
-}
-
-async fn id_token(
-    state: &AppState,
-    oauth_client: &OAuthClient,
-    user: &User,
-    issued: Issued<'_>,
-    scope: &str,
-    (access_token, lifetime): (&str, i64),
-    now: Now,
-) -> Result<String> {
-    let key = crate::service::keys::id_token_key(state).await?;
-    let claims = IdClaims {
-        iss: &state.settings.issuer_url,
-        sub: &user.id,
-        aud: &oauth_client.id,
-        // No longer than the access token it comes with (the client's
-        // lifetime, when it set a shorter one).
-        exp: now.secs() + lifetime,
-        iat: now.secs(),
-        auth_time: issued.auth_time,
-        nonce: issued.nonce,
-        acr: crate::domain::mfa::acr_of(issued.amr),
-        amr: issued.amr.split_whitespace().collect(),
-        sid: issued.session_id,
-        at_hash: at_hash(key.alg, access_token),
-        profile: profile(user, scope),
-    };
-    Ok(mint_id_token(&key, &claims)?)
-}
-
-/// `userinfo` (OIDC Core §5.3): the subject and what the token's scope
-/// releases. Needs `openid`.
-pub fn userinfo(auth: &Authenticated) -> Result<serde_json::Value> {
-    let scope = auth.session.scope.as_deref().unwrap_or("");
-    if !has_scope(scope, "openid") {
-        let mut e = Error::forbidden("the token's scope lacks openid");
-        e.code = "insufficient_scope";
-        return Err(e);
-    }
-    let mut body = serde_json::to_value(profile(&auth.user, scope)).map_err(Error::internal)?;
-    if let Some(map) = body.as_object_mut() {
-        map.insert("sub".into(), auth.user.id.clone().into());
-    }
-    Ok(body)
 }
