@@ -30,7 +30,7 @@ ensure_build_deps
 log "building release binaries"
 module=${DEMO_AUTHZ:-sidecar}
 [[ $module == sidecar || $module == module ]] || die "DEMO_AUTHZ: sidecar or module"
-cargo build --release --locked -p issuer -p sidecar -p fake-github -p authz-module
+cargo build --release --locked -p issuer -p sidecar -p fake-github -p authz-module -p devmentor-cli
 ensure_tools_venv
 mkdir -p data/sidecar data/logs
 
@@ -260,6 +260,80 @@ done
 echo
 show curl -i -X POST localhost:8080/auth/login -H 'content-type: application/json' \
   -d "{\"email\":\"$email\",\"password\":\"not the password\"}"
+
+printf '\n\033[1m--- Machines: a CI job as itself, the AI gateway for a user, a CLI by device code ---\033[0m\n'
+db=sqlite://data/issuer.db
+for c in ci-deployer ai-gateway devmentor-cli; do
+  ./target/release/issuer clients delete "$c" --database-url "$db" >/dev/null 2>&1 || true
+done
+step "issuer clients add ci-deployer --grant-type client_credentials --scope notes:read (a CI job's service account)"
+ci_secret=$(./target/release/issuer clients add ci-deployer --name "CI deployer" --database-url "$db" \
+  --grant-type client_credentials --scope notes:read | sed -n 's/^client_secret: //p')
+step "curl -u ci-deployer:\$SECRET -d grant_type=client_credentials localhost:8080/auth/oauth2/token"
+svc=$(curl -s -u "ci-deployer:$ci_secret" -d grant_type=client_credentials localhost:8080/auth/oauth2/token | json_field access_token)
+echo "service token: ${svc:0:40}… (sub client:ci-deployer)"
+show curl localhost:8080/memory/notes/today -H "authorization: Bearer $svc"
+show curl localhost:8080/ai/chat -H "authorization: Bearer $svc"
+
+step "issuer clients add ai-gateway --grant-type …token-exchange --scope memory:read --audience https://memory.devmentor.local --subject-client devmentor-auth"
+gw_secret=$(./target/release/issuer clients add ai-gateway --name "AI gateway" --database-url "$db" \
+  --grant-type urn:ietf:params:oauth:grant-type:token-exchange --scope memory:read \
+  --audience https://memory.devmentor.local --subject-client devmentor-auth | sed -n 's/^client_secret: //p')
+user_email="gateway-user-$(date +%s)@example.com"
+curl -s -o /dev/null -X POST localhost:8080/auth/register -H 'content-type: application/json' \
+  -d "{\"email\":\"$user_email\",\"password\":\"$password\"}"
+token=$(curl -s -X POST localhost:8080/auth/login -H 'content-type: application/json' \
+  -d "{\"email\":\"$user_email\",\"password\":\"$password\"}" | json_field access_token)
+step "curl -u ai-gateway:\$SECRET localhost:8080/auth/oauth2/token -d grant_type=…token-exchange -d subject_token=\$TOKEN -d resource=https://memory.devmentor.local"
+obo=$(curl -s -u "ai-gateway:$gw_secret" localhost:8080/auth/oauth2/token \
+  -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange --data-urlencode "subject_token=$token" \
+  -d subject_token_type=urn:ietf:params:oauth:token-type:access_token \
+  -d resource=https://memory.devmentor.local | json_field access_token)
+echo "the gateway's token for the user: ${obo:0:40}… (sub the user, act ai-gateway)"
+show curl localhost:8080/memory/recall/today -H "authorization: Bearer $obo"
+echo "(the user's own token is not for the memory service's recall route: the audience differs)"
+show curl localhost:8080/memory/recall/today -H "authorization: Bearer $token"
+show curl -X POST localhost:8080/auth/logout -H "authorization: Bearer $token"
+sleep 0.2
+echo "(the user signed out: what the gateway got for them is refused too)"
+show curl localhost:8080/memory/recall/today -H "authorization: Bearer $obo"
+token=""
+
+step "issuer clients add devmentor-cli --public --first-party --grant-type …device_code --grant-type refresh_token"
+./target/release/issuer clients add devmentor-cli --name "DevMentor CLI" --public --first-party --database-url "$db" \
+  --grant-type urn:ietf:params:oauth:grant-type:device_code --grant-type refresh_token \
+  --scope openid --scope email --scope notes:read >/dev/null
+creds=data/devmentor-credentials.json
+rm -f "$creds"
+step "devmentor login --issuer http://localhost:8080 (over SSH too: no browser needs to reach this machine)"
+DEVMENTOR_CREDENTIALS=$creds ./target/release/devmentor login --issuer http://localhost:8080 \
+  --client-id devmentor-cli 2>data/logs/devmentor-login.log &
+cli_pid=$!
+for _ in $(seq 50); do grep -q 'enter the code' data/logs/devmentor-login.log && break; sleep 0.1; done
+cat data/logs/devmentor-login.log
+user_code=$(sed -n 's/^and enter the code: //p' data/logs/devmentor-login.log)
+echo "(the user opens the page in any browser, signs in and approves; this script does it with curl)"
+cli_jar=$(mktemp)
+curl -s -o /dev/null -c "$cli_jar" -X POST localhost:8080/auth/ui/login -H 'sec-fetch-site: same-origin' \
+  --data-urlencode "email=$user_email" --data-urlencode "password=$password"
+answer_token=$(curl -s -b "$cli_jar" -X POST localhost:8080/auth/ui/device -H 'sec-fetch-site: same-origin' \
+  --data-urlencode "user_code=$user_code" | sed -n 's/.*name="answer_token" value="\([^"]*\)".*/\1/p')
+curl -s -b "$cli_jar" -X POST localhost:8080/auth/ui/device/answer -H 'sec-fetch-site: same-origin' \
+  --data-urlencode "user_code=$user_code" --data-urlencode "answer_token=$answer_token" -d decision=allow \
+  | grep -o 'Approved[^<]*'
+rm -f "$cli_jar"
+wait "$cli_pid"
+tail -1 data/logs/devmentor-login.log
+step "devmentor whoami"
+DEVMENTOR_CREDENTIALS=$creds ./target/release/devmentor whoami
+step 'curl localhost:8080/memory/notes/today -H "authorization: Bearer $(devmentor token)"'
+curl -s -w '\n→ HTTP %{http_code}\n' localhost:8080/memory/notes/today \
+  -H "authorization: Bearer $(DEVMENTOR_CREDENTIALS=$creds ./target/release/devmentor token)"
+step "devmentor logout"
+cli_token=$(DEVMENTOR_CREDENTIALS=$creds ./target/release/devmentor token)
+DEVMENTOR_CREDENTIALS=$creds ./target/release/devmentor logout
+sleep 0.2
+show curl localhost:8080/memory/notes/today -H "authorization: Bearer $cli_token"
 
 if [[ $module == sidecar ]]; then
   printf '\n\033[1m--- An app behind Envoy'"'"'s OAuth2 filter, the issuer as its OpenID Provider ---\033[0m\n'

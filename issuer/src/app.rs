@@ -133,6 +133,7 @@ pub async fn build(mut settings: ServeArgs, clock: Arc<dyn Clock>) -> anyhow::Re
         settings.workload_trust.as_deref(),
     )?);
     let state = AppState {
+        usage: Arc::default(),
         workload,
         tracing,
         webauthn,

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// to clients (a YAML file; docs/oauth.md). None: no workload is trusted.
     #[arg(long, env = "ISSUER_WORKLOAD_TRUST", value_name = "FILE")]
     pub workload_trust: Option<std::path::PathBuf>,
+    /// How often services' counted uses (last used, uses per day) are
+    /// written, in seconds (and at shutdown).
+    #[arg(long, env = "ISSUER_USAGE_FLUSH_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub usage_flush_secs: u64,
     /// Team memberships an access token carries at most. A user in more
     /// teams gets `teams_overflow: true` and no list (never a silently cut
     /// one); sidecars then refuse team-scoped routes to that token.

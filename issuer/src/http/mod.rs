@@ -96,7 +96,11 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(json::oauth::revoke))
         .routes(routes!(json::oauth::introspect))
         .routes(routes!(json::oauth::list, json::oauth::create))
-        .routes(routes!(json::oauth::delete, json::oauth::update))
+        .routes(routes!(
+            json::oauth::get,
+            json::oauth::delete,
+            json::oauth::update
+        ))
         .routes(routes!(json::oauth::rotate_secret))
         .routes(routes!(json::oauth::set_keys))
         .routes(routes!(json::oauth::apps))

@@ -7,6 +7,7 @@ mod keys;
 mod outbox;
 mod prune;
 mod refusals;
+mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -90,6 +91,11 @@ impl Jobs {
         tasks.spawn(refusals::audit_refusals_every(
             state.clone(),
             Duration::from_millis(settings.audit_refusals_ms),
+            stop_of(),
+        ));
+        tasks.spawn(usage::flush_every(
+            state.clone(),
+            Duration::from_secs(settings.usage_flush_secs),
             stop_of(),
         ));
         Jobs { stop, tasks }

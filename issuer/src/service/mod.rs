@@ -33,6 +33,7 @@ pub mod signin;
 pub mod state;
 pub mod teams;
 pub mod tickets;
+pub mod usage;
 pub mod users;
 
 pub use error::Error;

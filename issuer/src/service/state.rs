@@ -41,6 +41,8 @@ pub struct AppState {
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
     /// `None` unless an OTLP endpoint is configured.
     pub tracing: Option<Arc<telemetry::Tracing>>,
+    /// Services' uses of their grants, not yet written.
+    pub usage: Arc<crate::service::usage::ClientUsage>,
     /// The clusters whose workloads may sign in with their own tokens.
     pub workload: Arc<crate::service::oauth::workload::WorkloadTrust>,
     /// Wakes the back-channel logout job when sessions end here.

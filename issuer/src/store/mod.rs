@@ -24,6 +24,7 @@ mod passkeys;
 mod revocations;
 mod sessions;
 mod teams;
+mod usage;
 mod users;
 
 pub use crate::domain::clock::{civil_date, rfc3339_ms};
@@ -40,6 +41,7 @@ pub use passkeys::{Ceremony, StoredPasskey, MAX_CEREMONIES_PER_CLIENT, MAX_PASSK
 pub use revocations::NewRevocation;
 pub use sessions::{NewSession, OAuthBinding, RefreshLookup, Rotation, Session, Successor, Which};
 pub use teams::{CreateTeam, Membership, MembershipChange, PermissionMap, Team, TEAM_ROLES};
+pub use usage::UsageDelta;
 pub use users::{
     Changed, CreateUserError, DeleteUser, ProfileChange, User, UserChange, UserTotals,
 };

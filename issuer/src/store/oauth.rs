@@ -34,6 +34,8 @@ pub struct OAuthClient {
     pub subject_clients: Vec<String>,
     /// Resources it serves: it may introspect tokens for them.
     pub serves: Vec<String>,
+    /// When it last used a service grant (Unix seconds), as last written.
+    pub last_used_at: Option<i64>,
     /// The grants it may use at the token endpoint.
     pub grant_types: Vec<String>,
     /// Its access tokens' lifetime in seconds (`None`: the issuer's).
@@ -126,7 +128,7 @@ pub enum Redeemed {
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, previous_secret_hash, previous_expires_at, \
      redirect_uris, post_logout_uris, scopes, first_party, created_at, jwks, backchannel_logout_uri, audiences, \
-     grant_types, access_token_ttl, refresh_token_ttl, version, subject_clients, serves";
+     grant_types, access_token_ttl, refresh_token_ttl, version, subject_clients, serves, last_used_at";
 
 fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
     let list = |name: &str| -> sqlx::Result<Vec<String>> {
@@ -150,6 +152,7 @@ fn client_from_row(row: &AnyRow) -> sqlx::Result<OAuthClient> {
         audiences: list("audiences")?,
         subject_clients: list("subject_clients")?,
         serves: list("serves")?,
+        last_used_at: row.try_get("last_used_at")?,
         grant_types: list("grant_types")?,
         access_token_ttl: row.try_get("access_token_ttl")?,
         refresh_token_ttl: row.try_get("refresh_token_ttl")?,

@@ -42,6 +42,15 @@ fn own_token_revocations(records: &[auth_types::RevocationRecord], id: &str) -> 
         .count()
 }
 
+/// A client as the admin API shows it.
+async fn client_view(t: &TestIssuer, admin: &str, id: &str) -> Value {
+    t.get_auth(&format!("/admin/clients/{id}"), admin)
+        .await
+        .json()
+        .await
+        .expect("json")
+}
+
 async fn services_get_tokens_of_their_own(backend: Backend) {
     let Some(t) = start(backend).await else {
         return;
@@ -97,6 +106,34 @@ async fn services_get_tokens_of_their_own(backend: Backend) {
         "{v}"
     );
     let access = v["access_token"].as_str().expect("access").to_string();
+    // Each use is counted in memory and written in batches, not per
+    // request: nothing is written until the flush (the job's, every
+    // --usage-flush-secs, and at shutdown), then the day's count and the
+    // time of the last use.
+    let before = client_view(&t, &admin, "batch").await;
+    assert_eq!(before["uses_by_day"], json!([]), "{before}");
+    assert!(before.get("last_used_at").is_none(), "{before}");
+    assert_eq!(
+        issuer::service::usage::flush(&t.server.state)
+            .await
+            .expect("flush"),
+        1
+    );
+    let after = client_view(&t, &admin, "batch").await;
+    assert_eq!(after["uses_by_day"][0]["uses"], 1, "{after}");
+    assert!(after["last_used_at"].as_i64().is_some(), "{after}");
+    assert!(service_token(&t, "batch", &secret, &[])
+        .await
+        .status()
+        .is_success());
+    issuer::service::usage::flush(&t.server.state)
+        .await
+        .expect("flush");
+    assert_eq!(
+        client_view(&t, &admin, "batch").await["uses_by_day"][0]["uses"],
+        2,
+        "added to, not replaced"
+    );
     let claims = t.verify(&access).await;
     assert_eq!(claims.sub, "client:batch");
     assert_eq!(claims.client_id, "batch");

@@ -442,6 +442,28 @@ pub async fn list(State(state): State<AppState>, admin: Admin) -> ApiResult<Json
 }
 
 #[utoipa::path(
+    get,
+    path = "/admin/clients/{client_id}",
+    operation_id = "clients_get",
+    tag = "oauth",
+    summary = "One OAuth client",
+    description = "Its description (never its secret), when it last used a service grant, and its uses per day (the last 30 days with any), as last written (every `--usage-flush-secs`).",
+    params(("client_id" = String, Path, description = "The client")),
+    responses(
+        (status = 200, description = "The client", body = ClientView),
+        (status = 404, description = "No such client", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("admin" = [])),
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(client_id): Path<String>,
+) -> ApiResult<Json<ClientView>> {
+    Ok(Json(clients::get(&state, &admin, &client_id).await?))
+}
+
+#[utoipa::path(
     delete,
     path = "/admin/clients/{client_id}",
     operation_id = "clients_delete",

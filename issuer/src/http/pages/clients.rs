@@ -422,6 +422,10 @@ pub async fn admin_client(
             &format!("Application {}", c.client_id),
             html! {
                 nav { a href=(LIST) { "Applications" } a href="/auth/ui/admin" { "Users" } }
+                @if let Some(at) = c.last_used_at {
+                    p #usage { "Last used a service grant " (crate::store::rfc3339_ms(at * 1000)) "; uses over its last 30 active days: "
+                        (c.uses_by_day.iter().flatten().map(|d| d.uses).sum::<i64>()) "." }
+                }
                 (client_form(Some(&c), &state.settings.client_id))
             },
         ),

@@ -61,6 +61,7 @@ pub async fn client_credentials(
     };
     let keys = state.keys.snapshot();
     let access_token = mint_access_token(&keys.signing, &claims).map_err(ApiError::internal)?;
+    state.usage.record(&oauth_client.id, now);
     state.metrics.login(if via.is_some() {
         "workload"
     } else {
@@ -175,6 +176,7 @@ pub async fn delegated(
     };
     let keys = state.keys.snapshot();
     let access_token = mint_access_token(&keys.signing, &claims).map_err(ApiError::internal)?;
+    state.usage.record(&actor.id, now);
     state.metrics.login("token_exchange");
     state
         .audit(

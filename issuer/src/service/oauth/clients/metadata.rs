@@ -162,6 +162,7 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
         audiences: Vec::new(),
         subject_clients: Vec::new(),
         serves: Vec::new(),
+        last_used_at: None,
         grant_types: Vec::new(),
         access_token_ttl: None,
         refresh_token_ttl: None,

@@ -7,7 +7,7 @@ mod view;
 use serde::Serialize;
 
 pub use metadata::{check, check_update, client_changed, NewClient, DEFAULT_GRANT_TYPES};
-pub use view::{ClientView, Registered};
+pub use view::{ClientView, DayUses, Registered};
 
 use super::assertion;
 use crate::domain::tokens::{random_b64, refresh_token_hash};
@@ -80,13 +80,22 @@ pub async fn list(state: &AppState, _admin: &Admin) -> Result<Vec<ClientView>> {
         .collect())
 }
 
+/// One client, with its uses per day (as last written).
 pub async fn get(state: &AppState, _admin: &Admin, client_id: &str) -> Result<ClientView> {
-    state
+    let found = state
         .store
         .client(client_id)
         .await?
-        .map(|c| ClientView::from(&c))
-        .ok_or_else(|| Error::not_found("no such client"))
+        .ok_or_else(|| Error::not_found("no such client"))?;
+    let uses = state.store.client_usage(client_id, 30).await?;
+    Ok(ClientView {
+        uses_by_day: Some(
+            uses.into_iter()
+                .map(|(day, uses)| DayUses { day, uses })
+                .collect(),
+        ),
+        ..ClientView::from(&found)
+    })
 }
 
 /// A new secret, answered once; the old one works for

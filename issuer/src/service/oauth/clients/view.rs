@@ -27,6 +27,15 @@ pub struct ClientView {
     pub audiences: Vec<String>,
     pub subject_clients: Vec<String>,
     pub serves: Vec<String>,
+    /// When it last used a service grant (`client_credentials`, workload
+    /// identity, token exchange), Unix seconds; written every
+    /// `--usage-flush-secs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<i64>,
+    /// Uses per UTC day, newest first, the last 30 days with any (one
+    /// client's view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uses_by_day: Option<Vec<DayUses>>,
     pub grant_types: Vec<String>,
     /// Seconds; absent: the issuer's.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,12 +67,22 @@ impl From<&OAuthClient> for ClientView {
             audiences: c.audiences.clone(),
             subject_clients: c.subject_clients.clone(),
             serves: c.serves.clone(),
+            last_used_at: c.last_used_at,
+            uses_by_day: None,
             grant_types: c.grant_types.clone(),
             access_token_ttl: c.access_token_ttl,
             refresh_token_ttl: c.refresh_token_ttl,
             version: c.version,
         }
     }
+}
+
+/// A day's uses of a service's grants.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DayUses {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    pub uses: i64,
 }
 
 /// A registered client, with its secret shown this once (confidential).
