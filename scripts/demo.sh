@@ -136,6 +136,8 @@ step() {
   local line="$*"
   [ -n "$token" ] && line=${line//$token/\$TOKEN}
   [ -n "$admin" ] && line=${line//$admin/\$ADMIN}
+  # Any other bearer token (a service's, the gateway's, the CLI's): short.
+  line=$(printf '%s' "$line" | sed -E 's/(Bearer )(eyJ[A-Za-z0-9_-]{8})[A-Za-z0-9._-]+/\1\2…/g')
   printf '\n\033[1m$ %s\033[0m\n' "$line"
 }
 show() { step "$*"; "$@" -s -w '\n→ HTTP %{http_code}\n'; }
@@ -252,15 +254,6 @@ printf '%s' "$token" | python3 -c 'import base64,json,sys; p=sys.stdin.read().sp
 show curl localhost:8080/memory/vault/keys -H "authorization: Bearer $token"
 
 printf '\n\033[1m--- Abuse protection: sign-ins per client IP (demo: 15 a minute) and growing per-account delays after 5 failures ---\033[0m\n'
-step "for i in 1..8: curl -X POST localhost:8080/auth/login (wrong password)"
-for _ in $(seq 8); do
-  printf '%s ' "$(curl -s -o /dev/null -w '%{http_code}' -X POST localhost:8080/auth/login \
-    -H 'content-type: application/json' -d "{\"email\":\"$email\",\"password\":\"not the password\"}")"
-done
-echo
-show curl -i -X POST localhost:8080/auth/login -H 'content-type: application/json' \
-  -d "{\"email\":\"$email\",\"password\":\"not the password\"}"
-
 printf '\n\033[1m--- Machines: a CI job as itself, the AI gateway for a user, a CLI by device code ---\033[0m\n'
 db=sqlite://data/issuer.db
 for c in ci-deployer ai-gateway devmentor-cli; do
@@ -334,6 +327,15 @@ cli_token=$(DEVMENTOR_CREDENTIALS=$creds ./target/release/devmentor token)
 DEVMENTOR_CREDENTIALS=$creds ./target/release/devmentor logout
 sleep 0.2
 show curl localhost:8080/memory/notes/today -H "authorization: Bearer $cli_token"
+
+step "for i in 1..8: curl -X POST localhost:8080/auth/login (wrong password)"
+for _ in $(seq 8); do
+  printf '%s ' "$(curl -s -o /dev/null -w '%{http_code}' -X POST localhost:8080/auth/login \
+    -H 'content-type: application/json' -d "{\"email\":\"$email\",\"password\":\"not the password\"}")"
+done
+echo
+show curl -i -X POST localhost:8080/auth/login -H 'content-type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"not the password\"}"
 
 if [[ $module == sidecar ]]; then
   printf '\n\033[1m--- An app behind Envoy'"'"'s OAuth2 filter, the issuer as its OpenID Provider ---\033[0m\n'

@@ -20,6 +20,12 @@ class Echo(BaseHTTPRequestHandler):
                 "x-user-id": self.headers.get("x-user-id"),
                 "x-user-roles": self.headers.get("x-user-roles"),
                 "x-session-id": self.headers.get("x-session-id"),
+                # Present only for an app's or a service's token.
+                **{
+                    h: self.headers.get(h)
+                    for h in ("x-client-id", "x-actor-id")
+                    if self.headers.get(h)
+                },
             }
         ).encode()
         self.send_response(200)
