@@ -297,6 +297,18 @@ async fn a_cli_signs_in_by_device_code(backend: Backend) {
         "{v}"
     );
 
+    // Guessing codes is held back per account too (10 per 10 minutes),
+    // whatever addresses the guesses come from.
+    let guesser = unique_email("device-guesser");
+    t.register(&guesser, PASSWORD).await;
+    let guesser = page_sign_in(&t, &guesser).await;
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        statuses.push(enter_code(&t, &guesser, "BCDF-GHJK").await.0);
+    }
+    assert_eq!(statuses[..10], [StatusCode::BAD_REQUEST; 10]);
+    assert_eq!(statuses[10], StatusCode::TOO_MANY_REQUESTS);
+
     // Denied: the device hears access_denied. Expired: expired_token.
     let fresh = |scope: &'static str| {
         let t = &t;

@@ -91,6 +91,7 @@ pub struct DeviceCodeForm {
     responses(
         (status = 200, description = "The question: approve or deny", content_type = "text/html", body = String),
         (status = 400, description = "Not a code that waits for an answer", content_type = "text/html", body = String),
+        (status = 429, description = "Too many codes entered by this account (10 per 10 minutes)", content_type = "text/html", body = String),
         (status = 303, description = "Not signed in: to the sign-in page"),
     ))]
 pub async fn device_code(

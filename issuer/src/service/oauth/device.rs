@@ -11,14 +11,20 @@ use super::client_auth::{self, Credentials};
 use crate::domain::oauth::{
     display_user_code, normalize_user_code, pick_scopes, user_code, DEVICE_CODE,
 };
+use crate::domain::ratelimit::Rate;
 use crate::domain::tokens::{random_b64, random_bytes, refresh_token_hash};
 use crate::service::context::{Authenticated, Client};
-use crate::service::error::{Error, Result};
+use crate::service::error::{Error, Kind, Result};
 use crate::store::{Approval, ApprovedDevice, AuditEvent, NewDeviceCode, Outcome, Poll};
 use crate::AppState;
 
 /// The verification page (RFC 8628 §3.3).
 pub const DEVICE_PATH: &str = "/auth/ui/device";
+/// Codes one account may enter: 10 per 10 minutes.
+const LOOKUPS: Rate = Rate {
+    limit: 10,
+    period_ms: 600_000,
+};
 /// How long a device's request waits for its user.
 const DEVICE_CODE_TTL_SECS: i64 = 600;
 
@@ -158,6 +164,21 @@ pub async fn lookup(
     typed: &str,
 ) -> Result<DeviceRequest> {
     let now = state.now();
+    // Per account too, not only per IP (the page's class): an account used
+    // from many addresses still tries few codes.
+    let verdict = state
+        .limiter
+        .check(&format!("device-code:{}", auth.user.id), LOOKUPS, now.ms)
+        .await;
+    if !verdict.allowed {
+        let mut e = Error::new(
+            Kind::TooMany,
+            "too_many_codes",
+            "too many codes entered: wait a few minutes, then enter the one your device shows",
+        );
+        e.retry_after = Some(u64::try_from((verdict.reset_ms + 999) / 1000).unwrap_or(60));
+        return Err(e);
+    }
     let pending = match normalize_user_code(typed) {
         Some(code) => state
             .store
