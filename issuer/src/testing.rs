@@ -51,6 +51,7 @@ pub fn test_args(database_url: &str, dir: &Path) -> ServeArgs {
         &mut args.rate_limit_password,
         &mut args.rate_limit_other,
         &mut args.rate_limit_mfa,
+        &mut args.rate_limit_device,
     ] {
         *rate = crate::domain::ratelimit::RateSetting(None);
     }

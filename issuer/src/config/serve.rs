@@ -97,6 +97,12 @@ pub struct ServeArgs {
     /// `/auth/mfa/step-up`, `/auth/mfa/enrol*`, `/auth/passkeys/login/*`).
     #[arg(long, env = "ISSUER_RATE_LIMIT_MFA", default_value = "100/900")]
     pub rate_limit_mfa: RateSetting,
+    /// A device's polls at the token endpoint (the device code grant), per
+    /// client IP: a device polls every 5 s or more for up to 10 minutes, and
+    /// each code's own pace is kept by `slow_down`. 720/600 lets six devices
+    /// behind one address sign in at once.
+    #[arg(long, env = "ISSUER_RATE_LIMIT_DEVICE", default_value = "720/600")]
+    pub rate_limit_device: RateSetting,
     /// Requests per client IP to every other `/auth/*` route.
     #[arg(long, env = "ISSUER_RATE_LIMIT_OTHER", default_value = "100/900")]
     pub rate_limit_other: RateSetting,

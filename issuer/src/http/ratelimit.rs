@@ -73,11 +73,35 @@ fn headers(response: &mut Response, rate: Rate, verdict: Verdict) {
     }
 }
 
+/// A device's poll (RFC 8628): the token endpoint with the device code
+/// grant. Its pace is the device code's own (`slow_down`, per code, in the
+/// store), and a whole login's polls would exceed the token endpoint's
+/// budget, so it counts in a class of its own (`--rate-limit-device`).
+fn device_poll(path: &str, body: &[u8]) -> bool {
+    path == "/auth/oauth2/token"
+        && oauth2::url::form_urlencoded::parse(body)
+            .any(|(k, v)| k == "grant_type" && v == crate::domain::oauth::DEVICE_CODE)
+}
+
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some((class, rate)) = classify(&state.settings, request.method(), request.uri().path())
     else {
         return next.run(request).await;
     };
+    // The body is already buffered (and bounded) here.
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let (class, rate) = if device_poll(parts.uri.path(), &bytes) {
+        match state.settings.rate_limit_device.0 {
+            Some(rate) => ("device", rate),
+            None => return next.run(Request::from_parts(parts, bytes.into())).await,
+        }
+    } else {
+        (class, rate)
+    };
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
     // A person at a page gets a page; the pages' script and clients, JSON.
     let page = request.uri().path().starts_with("/auth/ui/")
         && request

@@ -373,3 +373,99 @@ async fn ipv6_clients_are_limited_per_network_and_ceremonies_per_client() {
     assert!(!live(ids[0].clone()).await, "the oldest was dropped");
     assert!(live(ids[ids.len() - 1].clone()).await, "the newest is kept");
 }
+
+/// A device's polls count in a class of their own: a whole device login
+/// (a poll every 5 s for up to 10 minutes) does not use up the token
+/// endpoint's budget, nor does that budget stop the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_polls_have_a_budget_of_their_own() {
+    let Some(t) = start_with(Backend::Sqlite, Arc::new(SystemClock), |a| {
+        a.trusted_proxy_hops = 1;
+        a.rate_limit_refresh = "3/60".parse::<RateSetting>().expect("rate");
+        a.rate_limit_device = "6/60".parse::<RateSetting>().expect("rate");
+    })
+    .await
+    else {
+        return;
+    };
+    let admin = make_admin(&t).await;
+    let r = t
+        .post_auth(
+            "/admin/clients",
+            &admin,
+            Some(
+                json!({"client_id": "cli", "name": "CLI", "type": "public", "redirect_uris": [],
+                        "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"],
+                        "scopes": ["openid"]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let ip = fresh_ip();
+    let post = |form: Vec<(&'static str, String)>| {
+        let (url, ip) = (t.url("/auth/oauth2/token"), ip.clone());
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("x-forwarded-for", ip)
+                .form(&form)
+                .send()
+                .await
+                .expect("token")
+        }
+    };
+    let codes: Value = reqwest::Client::new()
+        .post(t.url("/auth/oauth2/device_authorization"))
+        .header("x-forwarded-for", &ip)
+        .form(&[("client_id", "cli")])
+        .send()
+        .await
+        .expect("codes")
+        .json()
+        .await
+        .expect("json");
+    let device_code = codes["device_code"].as_str().expect("code").to_string();
+    // Six polls (pending, then slow_down: the code's own pace), none 429,
+    // though the token endpoint's class allows three.
+    for i in 0..6 {
+        let r = post(vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:device_code".into(),
+            ),
+            ("device_code", device_code.clone()),
+            ("client_id", "cli".into()),
+        ])
+        .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "poll {i}");
+        assert_eq!(r.headers()["ratelimit-policy"], "6;w=60");
+    }
+    // The seventh is over the device class.
+    let r = post(vec![
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:device_code".into(),
+        ),
+        ("device_code", device_code.clone()),
+        ("client_id", "cli".into()),
+    ])
+    .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The token endpoint's budget was spent only by the codes' request:
+    // other grants from the same address still have two.
+    for _ in 0..2 {
+        let r = post(vec![
+            ("grant_type", "refresh_token".into()),
+            ("refresh_token", "x".into()),
+        ])
+        .await;
+        assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()["ratelimit-policy"], "3;w=60");
+    }
+    let r = post(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", "x".into()),
+    ])
+    .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
