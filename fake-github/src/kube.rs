@@ -8,6 +8,7 @@
 //! pod). Signed with ES256 (a cluster may use RS256 or ES256).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::routing::get;
@@ -25,6 +26,7 @@ pub struct FakeCluster {
     key: Arc<EcdsaKeyPair>,
     kid: String,
     rng: SystemRandom,
+    fetches: Arc<AtomicU64>,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -67,8 +69,16 @@ impl FakeCluster {
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["ES256"],
         });
+        let fetches = Arc::new(AtomicU64::new(0));
+        let counted = fetches.clone();
         let router = Router::new()
-            .route("/openid/v1/jwks", get(move || async move { Json(jwks) }))
+            .route(
+                "/openid/v1/jwks",
+                get(move || async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    Json(jwks)
+                }),
+            )
             .route(
                 "/.well-known/openid-configuration",
                 get(move || async move { Json(discovery) }),
@@ -82,7 +92,13 @@ impl FakeCluster {
             key,
             kid,
             rng,
+            fetches,
         })
+    }
+
+    /// How many times its keys were fetched.
+    pub fn jwks_fetches(&self) -> u64 {
+        self.fetches.load(Ordering::SeqCst)
     }
 
     pub fn jwks_uri(&self) -> String {

@@ -24,8 +24,29 @@ use crate::AppState;
 const DRAIN_LIMIT: usize = 1024 * 1024;
 
 pub async fn buffer_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = usize::try_from(state.settings.max_body_bytes).unwrap_or(16 * 1024);
     let (parts, body) = request.into_parts();
+    let buffer = match read_bounded(&state, body).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused,
+    };
+    let form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if holds_nul(&buffer, form) {
+        return ApiError::bad_request("invalid_request", "the request body holds a NUL character")
+            .into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(buffer)))
+        .await
+}
+
+/// A body read in full, up to `--max-body-bytes` and within
+/// `--client-timeout-secs`; else the answer for it (413 after draining,
+/// 408, 400), which closes the connection where bytes were left unread.
+pub async fn read_bounded(state: &AppState, body: Body) -> Result<Bytes, Response> {
+    let limit = usize::try_from(state.settings.max_body_bytes).unwrap_or(16 * 1024);
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(state.settings.client_timeout_secs);
     let mut stream = body.into_data_stream();
@@ -53,14 +74,14 @@ pub async fn buffer_body(State(state): State<AppState>, request: Request, next: 
                         "payload_too_large",
                         format!("request body is larger than {limit} bytes"),
                     );
-                    return closing(refused.into_response(), !drained);
+                    return Err(closing(refused.into_response(), !drained));
                 }
                 buffer.extend_from_slice(&chunk);
             }
             Ok(Some(Err(_))) => {
                 let bad =
                     ApiError::bad_request("invalid_request", "request body could not be read");
-                return closing(bad.into_response(), true);
+                return Err(closing(bad.into_response(), true));
             }
             Err(_) => {
                 let slow = ApiError::new(
@@ -68,21 +89,11 @@ pub async fn buffer_body(State(state): State<AppState>, request: Request, next: 
                     "request_timeout",
                     "request body did not arrive in time",
                 );
-                return closing(slow.into_response(), true);
+                return Err(closing(slow.into_response(), true));
             }
         }
     }
-    let form = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if holds_nul(&buffer, form) {
-        return ApiError::bad_request("invalid_request", "the request body holds a NUL character")
-            .into_response();
-    }
-    next.run(Request::from_parts(parts, Body::from(Bytes::from(buffer))))
-        .await
+    Ok(Bytes::from(buffer))
 }
 
 /// A NUL in a body, raw, as JSON's `\u0000` or (in a form) `%00`. No field

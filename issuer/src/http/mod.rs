@@ -171,15 +171,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        // The limiter sees the buffered body: a device's polls at the token
-        // endpoint are told apart by their grant type (their own class).
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            ratelimit::limit,
-        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::buffer_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -88,20 +88,35 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     else {
         return next.run(request).await;
     };
-    // The body is already buffered (and bounded) here.
+    // At the token endpoint only, the form is read (bounded, with the
+    // client's deadline) to tell a device's polls apart; every other route
+    // is limited before its body is read.
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    let (class, rate) = if device_poll(parts.uri.path(), &bytes) {
-        match state.settings.rate_limit_device.0 {
-            Some(rate) => ("device", rate),
-            None => return next.run(Request::from_parts(parts, bytes.into())).await,
-        }
-    } else {
-        (class, rate)
+    if parts.uri.path() != "/auth/oauth2/token" {
+        return limited(state, Request::from_parts(parts, body), next, class, rate).await;
+    }
+    // Read as the body buffer reads it (same bound, deadline and answers);
+    // the buffer then finds it whole.
+    let bytes = match super::limits::read_bounded(&state, body).await {
+        Ok(bytes) => bytes,
+        Err(refused) => return refused,
+    };
+    let (class, rate) = match state.settings.rate_limit_device.0 {
+        Some(device) if device_poll(parts.uri.path(), &bytes) => ("device", device),
+        _ => (class, rate),
     };
     let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    limited(state, request, next, class, rate).await
+}
+
+/// Counts `request` against `class` for its client's address.
+async fn limited(
+    state: AppState,
+    request: Request,
+    next: Next,
+    class: &'static str,
+    rate: Rate,
+) -> Response {
     // A person at a page gets a page; the pages' script and clients, JSON.
     let page = request.uri().path().starts_with("/auth/ui/")
         && request

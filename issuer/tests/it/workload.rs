@@ -50,6 +50,7 @@ async fn pods_sign_in_with_their_cluster_tokens(backend: Backend) {
     let fetched = FakeCluster::start().await.expect("cluster");
     let pinned = FakeCluster::start().await.expect("cluster");
     let stranger = FakeCluster::start().await.expect("cluster");
+    let burst = FakeCluster::start().await.expect("cluster");
     let dir = tempfile::tempdir().expect("tempdir");
     let jwks = dir.path().join("pinned.jwks.json");
     std::fs::write(&jwks, pinned.jwks().to_string()).expect("write");
@@ -59,11 +60,14 @@ async fn pods_sign_in_with_their_cluster_tokens(backend: Backend) {
         format!(
             "clusters:\n\
              - name: fetched\n  issuer: {}\n  jwks_uri: {}\n  accounts:\n    ci/deployer: ci-deployer\n    ai/ai-gateway: ai-gateway\n    ci/unregistered: nobody\n\
-             - name: pinned\n  issuer: {}\n  jwks_file: {}\n  audience: {PINNED_AUDIENCE}\n  accounts:\n    ci/deployer: ci-deployer\n",
+             - name: pinned\n  issuer: {}\n  jwks_file: {}\n  audience: {PINNED_AUDIENCE}\n  accounts:\n    ci/deployer: ci-deployer\n\
+             - name: burst\n  issuer: {}\n  jwks_uri: {}\n  accounts:\n    ci/deployer: ci-deployer\n",
             fetched.issuer,
             fetched.jwks_uri(),
             pinned.issuer,
-            jwks.display()
+            jwks.display(),
+            burst.issuer,
+            burst.jwks_uri()
         ),
     )
     .expect("write");
@@ -133,6 +137,71 @@ async fn pods_sign_in_with_their_cluster_tokens(backend: Backend) {
     assert_eq!(workload["namespace"], "ci", "{audit}");
     assert_eq!(workload["service_account"], "deployer");
     assert_eq!(workload["pod"], "deploy-7f9c");
+
+    // Keys are fetched one fetch at a time: ten pods at once (or ten
+    // made-up tokens) make one fetch, and tokens naming an unknown key
+    // make no more within 30 s.
+    let mut pods = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let (url, assertion) = (
+            t.url("/auth/oauth2/token"),
+            burst.token(DEPLOYER, issuer::testing::TEST_ISSUER_URL, 600),
+        );
+        pods.spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .form(&[
+                    ("grant_type", JWT_BEARER),
+                    ("assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .expect("token")
+                .status()
+        });
+    }
+    while let Some(status) = pods.join_next().await {
+        assert_eq!(status.expect("task"), StatusCode::OK);
+    }
+    assert_eq!(burst.jwks_fetches(), 1, "ten at once, one fetch");
+    for _ in 0..5 {
+        let mut c = stranger.claims(DEPLOYER, issuer::testing::TEST_ISSUER_URL, now(), 600);
+        c["iss"] = json!(burst.issuer);
+        let (status, _) = grant(
+            &t,
+            &[
+                ("grant_type", JWT_BEARER),
+                ("assertion", &stranger.sign(&c)),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(
+        burst.jwks_fetches(),
+        1,
+        "unknown keys: no fetch per request"
+    );
+
+    // A trust file that would take every pod's API token (its audience is
+    // the cluster's own issuer), or fetch keys over plain http, is refused.
+    for (bad, says) in [
+        (
+            format!("clusters:\n- name: x\n  issuer: {0}\n  jwks_uri: {1}\n  audience: {0}\n  accounts: {{}}\n", fetched.issuer, fetched.jwks_uri()),
+            "not the cluster's issuer",
+        ),
+        (
+            "clusters:\n- name: x\n  issuer: https://k.example\n  jwks_uri: http://k.example/openid/v1/jwks\n  accounts: {}\n".to_string(),
+            "https",
+        ),
+    ] {
+        let file = dir.path().join("bad.yaml");
+        std::fs::write(&file, bad).expect("write");
+        let e = issuer::service::oauth::workload::WorkloadTrust::load(Some(&file))
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains(says), "{e}");
+    }
 
     // The refusals: each an invalid_grant naming the problem.
     let at = now();

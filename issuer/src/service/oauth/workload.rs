@@ -12,7 +12,7 @@ use std::time::Duration;
 use auth_types::jws::{peek_claims, verify_assertion, VerifyingKeySet};
 use auth_types::{Audience, JwkSet};
 use serde::Deserialize;
-use tokio::sync::RwLock;
+use tokio::sync::Mutex;
 
 use crate::service::error::{Error, Kind, Result};
 
@@ -20,8 +20,15 @@ use crate::service::error::{Error, Kind, Result};
 const LEEWAY_SECS: i64 = 30;
 /// A fetched key set is used this long before it is fetched again.
 const KEYS_FRESH_SECS: i64 = 300;
-/// An unknown `kid` fetches again, at most this often (a key rotation).
+/// Fetches are tried at most this often: an unknown `kid` (a key
+/// rotation), or keys gone stale, fetch again no sooner after the last try,
+/// whether it worked or not.
 const REFETCH_SECS: i64 = 30;
+/// While the cluster cannot be reached, keys fetched this long ago still
+/// verify; older ones do not (a key the cluster rotated out must end).
+const MAX_STALE_SECS: i64 = 3600;
+/// A cluster's key set is small: more is refused.
+const MAX_JWKS_BYTES: usize = 64 * 1024;
 
 /// The file's form.
 #[derive(Debug, Deserialize)]
@@ -38,6 +45,9 @@ struct ClusterFile {
     issuer: String,
     jwks_file: Option<std::path::PathBuf>,
     jwks_uri: Option<String>,
+    /// CA certificates (PEM) for `jwks_uri`, beside the system's: an
+    /// in-cluster API server's.
+    ca_file: Option<std::path::PathBuf>,
     /// The `aud` its tokens must carry (the projected volume's `audience`);
     /// left out: this issuer's URL.
     audience: Option<String>,
@@ -56,9 +66,18 @@ enum Keys {
     Fixed(VerifyingKeySet),
     Fetched {
         uri: String,
-        /// When last fetched (Unix seconds), and what.
-        cache: RwLock<Option<(i64, VerifyingKeySet)>>,
+        http: reqwest::Client,
+        /// Held across a fetch: one fetch at a time per cluster.
+        cache: Mutex<Fetched>,
     },
+}
+
+#[derive(Default)]
+struct Fetched {
+    /// When last fetched (Unix seconds), and what.
+    keys: Option<(i64, VerifyingKeySet)>,
+    /// When a fetch was last tried.
+    tried_at: Option<i64>,
 }
 
 struct Cluster {
@@ -74,7 +93,6 @@ struct Cluster {
 #[derive(Default)]
 pub struct WorkloadTrust {
     clusters: Vec<Cluster>,
-    http: Option<reqwest::Client>,
 }
 
 /// Who a verified token stands for.
@@ -143,6 +161,14 @@ impl WorkloadTrust {
             if clusters.iter().any(|k: &Cluster| k.issuer == c.issuer) {
                 return Err(bad("another cluster has this issuer"));
             }
+            // The API server's own audience is its issuer: every pod's
+            // API token would pass.
+            if c.audience.as_deref() == Some(c.issuer.as_str()) {
+                return Err(bad(
+                    "audience: not the cluster's issuer (every API token carries it); \
+                     a projected token's own audience, such as this issuer's URL",
+                ));
+            }
             if !(60..=86_400).contains(&c.max_token_lifetime) {
                 return Err(bad("max_token_lifetime: 60 to 86400 seconds"));
             }
@@ -163,13 +189,29 @@ impl WorkloadTrust {
                     let (keys, _) = VerifyingKeySet::from_jwks(&set);
                     Keys::Fixed(keys)
                 }
-                (None, Some(uri)) if uri.starts_with("https://") || uri.starts_with("http://") => {
+                (None, Some(uri)) => {
+                    if !secure_url(uri) {
+                        return Err(bad("jwks_uri: https (http only on loopback)"));
+                    }
+                    let mut http = reqwest::Client::builder()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .timeout(Duration::from_secs(5));
+                    if let Some(ca) = &c.ca_file {
+                        let pem = std::fs::read(ca)
+                            .map_err(|e| bad(&format!("ca_file {}: {e}", ca.display())))?;
+                        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                            .map_err(|e| bad(&format!("ca_file: {e}")))?
+                        {
+                            http = http.add_root_certificate(cert);
+                        }
+                    }
                     Keys::Fetched {
                         uri: uri.clone(),
-                        cache: RwLock::new(None),
+                        http: http.build()?,
+                        cache: Mutex::new(Fetched::default()),
                     }
                 }
-                _ => return Err(bad("one of jwks_file or jwks_uri (an http(s) URL)")),
+                _ => return Err(bad("one of jwks_file or jwks_uri")),
             };
             clusters.push(Cluster {
                 name: c.name,
@@ -180,14 +222,7 @@ impl WorkloadTrust {
                 keys,
             });
         }
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        Ok(WorkloadTrust {
-            clusters,
-            http: Some(http),
-        })
+        Ok(WorkloadTrust { clusters })
     }
 
     /// Verifies a cluster's token (RFC 7523 §3): a trusted `iss`, its
@@ -223,7 +258,8 @@ impl WorkloadTrust {
         if claims.iat > now + LEEWAY_SECS || claims.nbf.is_some_and(|t| t > now + LEEWAY_SECS) {
             return Err(invalid_grant("assertion: not valid yet"));
         }
-        if exp - claims.iat > cluster.max_lifetime {
+        let lifetime = exp.checked_sub(claims.iat);
+        if claims.iat <= 0 || lifetime.is_none_or(|l| l > cluster.max_lifetime) {
             return Err(invalid_grant(format!(
                 "assertion: good for longer than {} s (ask for a shorter expirationSeconds)",
                 cluster.max_lifetime
@@ -261,51 +297,76 @@ impl WorkloadTrust {
 
     async fn verified(&self, cluster: &Cluster, assertion: &str, now: i64) -> Result<Claims> {
         let bad_signature = |e: auth_types::jws::JwsError| invalid_grant(format!("assertion: {e}"));
-        let (uri, cache) = match &cluster.keys {
+        let (uri, http, cache) = match &cluster.keys {
             Keys::Fixed(keys) => return verify_assertion(assertion, keys).map_err(bad_signature),
-            Keys::Fetched { uri, cache } => (uri, cache),
+            Keys::Fetched { uri, http, cache } => (uri, http, cache),
         };
-        let fetched_at = cache.read().await.as_ref().map(|(at, _)| *at);
-        if fetched_at.is_some_and(|at| now - at < KEYS_FRESH_SECS) {
-            if let Some((_, keys)) = cache.read().await.as_ref() {
-                match verify_assertion(assertion, keys) {
-                    Ok(claims) => return Ok(claims),
-                    // Perhaps a new key: fetched again below, not too often.
-                    Err(auth_types::jws::JwsError::UnknownKid(_))
-                        if fetched_at.is_some_and(|at| now - at >= REFETCH_SECS) => {}
-                    Err(e) => return Err(bad_signature(e)),
+        // One fetch at a time, and one try per REFETCH_SECS whatever its
+        // outcome: tokens naming unknown keys (anyone can send one) cannot
+        // make a fetch per request.
+        let mut cache = cache.lock().await;
+        let fresh = |c: &Fetched| {
+            c.keys
+                .as_ref()
+                .is_some_and(|(at, _)| now - at < KEYS_FRESH_SECS)
+        };
+        let may_try = cache.tried_at.is_none_or(|at| now - at >= REFETCH_SECS);
+        let unknown_kid = cache.keys.as_ref().is_some_and(|(_, keys)| {
+            matches!(
+                verify_assertion::<serde_json::Value>(assertion, keys),
+                Err(auth_types::jws::JwsError::UnknownKid(_))
+            )
+        });
+        if may_try && (!fresh(&cache) || unknown_kid) {
+            cache.tried_at = Some(now);
+            match fetch(http, uri).await {
+                Ok(keys) => cache.keys = Some((now, keys)),
+                Err(e) => {
+                    tracing::warn!(cluster = %cluster.name, error = %e, "cluster keys not fetched");
                 }
             }
         }
-        match self.fetch(uri).await {
-            Ok(keys) => {
-                let claims = verify_assertion(assertion, &keys).map_err(bad_signature);
-                *cache.write().await = Some((now, keys));
-                claims
+        match &cache.keys {
+            // While the cluster cannot be reached, the keys fetched last
+            // verify for a while; a key it rotated out does not live on.
+            Some((at, keys)) if now - at <= MAX_STALE_SECS => {
+                verify_assertion(assertion, keys).map_err(bad_signature)
             }
-            // The cluster unreachable: the keys we had still verify (its
-            // tokens are short), none is a refusal to retry later.
-            Err(e) => {
-                tracing::warn!(cluster = %cluster.name, error = %e, "cluster keys not fetched");
-                match cache.read().await.as_ref() {
-                    Some((_, keys)) => verify_assertion(assertion, keys).map_err(bad_signature),
-                    None => Err(Error::new(
-                        Kind::Unavailable,
-                        "temporarily_unavailable",
-                        "the cluster's keys cannot be fetched now: try again",
-                    )),
-                }
-            }
+            _ => Err(Error::new(
+                Kind::Unavailable,
+                "temporarily_unavailable",
+                "the cluster's keys cannot be fetched now: try again",
+            )),
         }
     }
+}
 
-    async fn fetch(&self, uri: &str) -> anyhow::Result<VerifyingKeySet> {
-        let http = self
-            .http
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("no client"))?;
-        let r = http.get(uri).send().await?.error_for_status()?;
-        let set: JwkSet = r.json().await?;
-        Ok(VerifyingKeySet::from_jwks(&set).0)
+/// https, or http on loopback only (keys over plain http could be swapped).
+fn secure_url(uri: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(uri) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    url.scheme() == "https" || (url.scheme() == "http" && loopback)
+}
+
+/// The cluster's key set, read up to [`MAX_JWKS_BYTES`].
+async fn fetch(http: &reqwest::Client, uri: &str) -> anyhow::Result<VerifyingKeySet> {
+    let mut r = http.get(uri).send().await?.error_for_status()?;
+    let mut body = Vec::new();
+    while let Some(chunk) = r.chunk().await? {
+        body.extend_from_slice(&chunk);
+        anyhow::ensure!(
+            body.len() <= MAX_JWKS_BYTES,
+            "a key set over {MAX_JWKS_BYTES} bytes"
+        );
     }
+    let set: JwkSet = serde_json::from_slice(&body)?;
+    Ok(VerifyingKeySet::from_jwks(&set).0)
 }
