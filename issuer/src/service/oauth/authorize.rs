@@ -439,23 +439,14 @@ pub async fn consented(
             valid.state.as_deref(),
         ));
     }
-    // What was allowed before stays allowed.
-    let before = state
-        .store
-        .consent(&auth.user.id, &valid.client.id)
-        .await?
-        .unwrap_or_default();
-    let mut all: Vec<&str> = before.split(' ').filter(|s| !s.is_empty()).collect();
-    for s in &valid.scope {
-        if !all.contains(&s.as_str()) {
-            all.push(s);
-        }
-    }
-    let scope = all.join(" ");
-    state
-        .store
-        .grant_consent(&auth.user.id, &valid.client.id, &scope, now.secs())
-        .await?;
+    let scope = super::consent::remember(
+        state,
+        &auth.user.id,
+        &valid.client.id,
+        valid.scope.iter().map(String::as_str),
+        now.secs(),
+    )
+    .await?;
     state
         .audit(
             AuditEvent::new(now.ms, "oauth_consent")

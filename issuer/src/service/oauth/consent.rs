@@ -63,3 +63,31 @@ pub async fn disconnect(
     state.sessions_ended(records, event).await;
     Ok(ended)
 }
+
+/// Adds `scope` to what the user allowed `client_id` (what was allowed
+/// before stays allowed); the whole allowed scope.
+pub async fn remember<'a>(
+    state: &AppState,
+    user_id: &str,
+    client_id: &str,
+    scope: impl IntoIterator<Item = &'a str>,
+    now_secs: i64,
+) -> Result<String> {
+    let before = state
+        .store
+        .consent(user_id, client_id)
+        .await?
+        .unwrap_or_default();
+    let mut all: Vec<&str> = before.split(' ').filter(|s| !s.is_empty()).collect();
+    for s in scope {
+        if !all.contains(&s) {
+            all.push(s);
+        }
+    }
+    let scope = all.join(" ");
+    state
+        .store
+        .grant_consent(user_id, client_id, &scope, now_secs)
+        .await?;
+    Ok(scope)
+}

@@ -254,26 +254,14 @@ pub async fn answer(
         return Err(unknown_code());
     }
     if allow {
-        let before = state
-            .store
-            .consent(&auth.user.id, &pending.client_id)
-            .await?
-            .unwrap_or_default();
-        let mut all: Vec<&str> = before.split(' ').filter(|s| !s.is_empty()).collect();
-        for s in pending.scope.split(' ') {
-            if !all.contains(&s) {
-                all.push(s);
-            }
-        }
-        state
-            .store
-            .grant_consent(
-                &auth.user.id,
-                &pending.client_id,
-                &all.join(" "),
-                now.secs(),
-            )
-            .await?;
+        super::consent::remember(
+            state,
+            &auth.user.id,
+            &pending.client_id,
+            pending.scope.split(' '),
+            now.secs(),
+        )
+        .await?;
     }
     let event = AuditEvent::new(now.ms, "device_authorization_answered")
         .by(auth)

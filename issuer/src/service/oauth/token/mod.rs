@@ -164,18 +164,18 @@ async fn exchange_code(
         }
         (asked, granted) => granted.or(asked),
     };
-    // A code issued before an admin narrowed the client grants no more
-    // than the client may now ask for.
-    if crate::service::oauth::clients::exceeds(oauth_client, Some(&found.scope), resource) {
-        return Err(invalid_grant(
-            "this client may no longer ask for what the code grants",
-        ));
-    }
-    let user = state
-        .store
-        .user_by_id(&found.user_id)
-        .await?
-        .ok_or_else(|| invalid_grant("the code is invalid or has expired"))?;
+    let grant = Granted {
+        user_id: &found.user_id,
+        scope: &found.scope,
+        resource,
+    };
+    let user = grantee(
+        state,
+        oauth_client,
+        grant,
+        "the code is invalid or has expired",
+    )
+    .await?;
     let tokens = open_session(
         state,
         client,
@@ -224,6 +224,35 @@ async fn exchange_code(
     respond(state, oauth_client, &user, session, &scope, tokens, now).await
 }
 
+/// What a code or a device's approval grants, before its session opens.
+#[derive(Clone, Copy)]
+struct Granted<'a> {
+    user_id: &'a str,
+    scope: &'a str,
+    resource: Option<&'a str>,
+}
+
+/// The user a grant is for, while the client may still ask for what it
+/// grants: one issued before an admin narrowed the client grants no more
+/// than the client may now ask for. `gone`: what a deleted user's grant is.
+async fn grantee(
+    state: &AppState,
+    oauth_client: &OAuthClient,
+    grant: Granted<'_>,
+    gone: &str,
+) -> Result<User> {
+    if crate::service::oauth::clients::exceeds(oauth_client, Some(grant.scope), grant.resource) {
+        return Err(invalid_grant(
+            "this client may no longer ask for what was granted",
+        ));
+    }
+    state
+        .store
+        .user_by_id(grant.user_id)
+        .await?
+        .ok_or_else(|| invalid_grant(gone))
+}
+
 /// A client's session, through the one grant path; an admin who narrowed
 /// the client while it was being opened (the update's scan may have
 /// missed it) ends it before any token leaves, under the update's lock.
@@ -270,20 +299,13 @@ async fn device_token(
     let approved =
         crate::service::oauth::device::poll(state, &oauth_client.id, req.device_code.as_deref())
             .await?;
-    if crate::service::oauth::clients::exceeds(
-        oauth_client,
-        Some(&approved.scope),
-        approved.resource.as_deref(),
-    ) {
-        return Err(invalid_grant(
-            "this client may no longer ask for what was granted",
-        ));
-    }
-    let user = state
-        .store
-        .user_by_id(&approved.user_id)
-        .await?
-        .ok_or_else(|| invalid_grant("the device code is invalid or was already used"))?;
+    let grant = Granted {
+        user_id: &approved.user_id,
+        scope: &approved.scope,
+        resource: approved.resource.as_deref(),
+    };
+    let gone = "the device code is invalid or was already used";
+    let user = grantee(state, oauth_client, grant, gone).await?;
     let now = state.now();
     let session_id = new_id();
     let tokens = open_session(
