@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// A session ends this many seconds after login, however active.
     #[arg(long, env = "ISSUER_SESSION_MAX_LIFETIME", default_value_t = 30 * 86_400, value_parser = clap::value_parser!(i64).range(60..=365 * 86_400))]
     pub session_max_lifetime: i64,
+    /// A personal access token lives at most this many days (the user
+    /// picks up to this; 30 if they pick none).
+    #[arg(long, env = "ISSUER_PAT_MAX_LIFETIME_DAYS", default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=366))]
+    pub pat_max_lifetime_days: i64,
     /// Refresh grace window in seconds: presenting the refresh token that was
     /// just rotated again within this time (two tabs racing, a retry after a
     /// lost response) returns the same successor instead of ending the

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod mfa;
 pub mod oauth;
 pub mod password;
+pub mod pat;
 pub mod ratelimit;
 pub mod rotation;
 pub mod tokens;

@@ -27,6 +27,7 @@ a 429 `Retry-After`.",
     tags(
         (name = "auth", description = "Accounts and password sign-in"),
         (name = "sessions", description = "Refresh rotation and sessions"),
+        (name = "tokens", description = "Personal access tokens"),
         (name = "email", description = "Verification and password reset"),
         (name = "mfa", description = "TOTP, recovery codes, step-up"),
         (name = "passkeys", description = "WebAuthn"),

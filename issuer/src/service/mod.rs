@@ -23,6 +23,7 @@ pub mod mfa;
 pub mod oauth;
 pub mod passkeys;
 pub mod password_check;
+pub mod pats;
 pub mod profile;
 pub mod recovery;
 pub mod redirects;

@@ -248,6 +248,8 @@ pub async fn list(state: &AppState, auth: &Authenticated) -> ApiResult<Vec<Sessi
     let sessions = state.store.live_sessions(&auth.user.id, now).await?;
     let views: Vec<SessionView> = sessions
         .into_iter()
+        // Personal access tokens are listed as such (`pats::list`).
+        .filter(|s| s.client_id.as_deref() != Some(crate::domain::pat::CLIENT_ID))
         .map(|s| SessionView {
             current: s.id == auth.session.id,
             expires_at: s.idle_expires_at.min(s.absolute_expires_at),

@@ -110,28 +110,7 @@ impl Store {
 
     pub async fn create_session(&self, s: &NewSession<'_>) -> sqlx::Result<()> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, \
-             absolute_expires_at, ip, user_agent, amr, opened_by, client_id, scope, auth_time, \
-             resource, access_ttl) \
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(s.id)
-        .bind(s.user_id)
-        .bind(s.now)
-        .bind(s.idle_expires_at)
-        .bind(s.absolute_expires_at)
-        .bind(s.ip.map(str::to_string))
-        .bind(s.user_agent.map(str::to_string))
-        .bind(s.amr)
-        .bind(s.opened_by.map(str::to_string))
-        .bind(s.oauth.map(|o| o.client_id.to_string()))
-        .bind(s.oauth.map(|o| o.scope.to_string()))
-        .bind(s.oauth.map(|o| o.auth_time))
-        .bind(s.oauth.and_then(|o| o.resource.map(str::to_string)))
-        .bind(s.oauth.and_then(|o| o.access_ttl))
-        .execute(&mut *tx)
-        .await?;
+        insert_session(&mut tx, s).await?;
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
         )
@@ -521,4 +500,35 @@ pub(super) fn session_from_row(row: &AnyRow) -> sqlx::Result<Session> {
         resource: row.try_get("resource")?,
         access_ttl: row.try_get("access_ttl")?,
     })
+}
+
+/// The session's row alone (its refresh token, if it has one, is the
+/// caller's to add in the same transaction).
+pub(super) async fn insert_session(
+    tx: &mut Transaction<'_, Any>,
+    s: &NewSession<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, \
+         absolute_expires_at, ip, user_agent, amr, opened_by, client_id, scope, auth_time, \
+         resource, access_ttl) \
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(s.id)
+    .bind(s.user_id)
+    .bind(s.now)
+    .bind(s.idle_expires_at)
+    .bind(s.absolute_expires_at)
+    .bind(s.ip.map(str::to_string))
+    .bind(s.user_agent.map(str::to_string))
+    .bind(s.amr)
+    .bind(s.opened_by.map(str::to_string))
+    .bind(s.oauth.map(|o| o.client_id.to_string()))
+    .bind(s.oauth.map(|o| o.scope.to_string()))
+    .bind(s.oauth.map(|o| o.auth_time))
+    .bind(s.oauth.and_then(|o| o.resource.map(str::to_string)))
+    .bind(s.oauth.and_then(|o| o.access_ttl))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

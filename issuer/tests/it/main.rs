@@ -20,6 +20,7 @@ mod mfa;
 mod oauth;
 mod openapi;
 mod passkeys;
+mod pats;
 mod ratelimit;
 mod resources;
 mod review;

@@ -497,6 +497,7 @@ async fn standard_clients_and_attacks_through_envoy(postgres: bool) {
 
     service_through_envoy(&stack).await;
     on_behalf_through_envoy(&stack).await;
+    crate::pats::pat_through_envoy(&stack).await;
 }
 
 /// A service (`client_credentials`) through Envoy: its token reaches the

@@ -11,6 +11,7 @@ mod module;
 mod oauth;
 mod observability;
 mod pages;
+mod pats;
 mod quota;
 mod rotation;
 mod stepup;

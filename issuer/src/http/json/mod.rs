@@ -11,6 +11,7 @@ pub mod mfa;
 pub mod oauth;
 pub mod ops;
 pub mod passkeys;
+pub mod pats;
 pub mod profile;
 pub mod roles;
 pub mod sessions;

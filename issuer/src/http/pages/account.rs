@@ -35,6 +35,9 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
     let apps = crate::service::oauth::consent::connected(&state, &auth)
         .await
         .unwrap_or_default();
+    let tokens = crate::service::pats::list(&state, &auth)
+        .await
+        .unwrap_or_default();
     page(
         "Your account",
         html! {
@@ -142,6 +145,7 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Respo
                     }
                 }
             }
+            (super::tokens::section(&tokens, state.settings.pat_max_lifetime_days))
             h2 { "Two-factor authentication" }
             @if totp {
                 p id="totp-status" { "An authenticator app is set up." }

@@ -37,6 +37,7 @@ mod mfa;
 mod oauth;
 mod passkeys;
 mod signin;
+mod tokens;
 
 pub use account::*;
 pub use admin::*;
@@ -47,6 +48,7 @@ pub use mfa::*;
 pub use oauth::*;
 pub use passkeys::*;
 pub use signin::*;
+pub use tokens::*;
 
 /// `__Secure-` with `Path=/auth/ui`, not `__Host-` (which forces `Path=/`):
 /// behind one proxy the applications share the pages' origin, and this

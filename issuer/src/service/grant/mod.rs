@@ -53,6 +53,8 @@ enum Grant<'a> {
         outcome: &'static str,
         delivery: Delivery,
     },
+    /// A personal access token's session, exchanged for an access token.
+    Personal { session: &'a Session },
 }
 
 /// What an authorization code grants: a session of the client's own.
@@ -122,6 +124,24 @@ pub async fn start_session_by_passkey(
         opened_by: Some(cred_id),
     };
     grant(state, client, user, start, now).await
+}
+
+/// An access token for a personal access token's session, through the
+/// same gate as a refresh. No refresh token: the script exchanges its
+/// personal access token again.
+pub async fn personal(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    session: &Session,
+    now: Now,
+) -> ApiResult<Tokens> {
+    match grant(state, client, user, Grant::Personal { session }, now).await? {
+        SignIn::Tokens(tokens) => Ok(tokens),
+        _ => Err(ApiError::internal(
+            "a personal access token was answered with a challenge",
+        )),
+    }
 }
 
 /// Tokens for a session that goes on, with the refresh token that now
@@ -194,6 +214,10 @@ async fn grant(
                 state.metrics.refresh("disabled");
                 ApiError::unauthorized("invalid_grant", "refresh token is invalid")
             }
+            Grant::Personal { .. } => {
+                state.metrics.login("disabled");
+                ApiError::bad_request("invalid_grant", "the account is disabled")
+            }
         });
     }
     if let Grant::Client(g) = &grant {
@@ -205,7 +229,7 @@ async fn grant(
             ));
         }
     }
-    if let Grant::Continue { session, .. } = &grant {
+    if let Grant::Continue { session, .. } | Grant::Personal { session } = &grant {
         // The same gate as a sign-in: a session that began with one factor
         // gets nothing once the user holds a role that needs two (granting
         // such a role also ends these sessions; this covers any left).
@@ -372,6 +396,38 @@ async fn grant(
             )
             .await
             .map(SignIn::Tokens)
+        }
+        Grant::Personal { session } => {
+            // Never past the personal access token's own end.
+            let mut bound = Bound::of(session);
+            let left = session.absolute_expires_at - now.secs();
+            bound.access_ttl = Some(bound.access_ttl(&state.settings).min(left).max(1));
+            let access_token = access_token(
+                state,
+                user,
+                &session.id,
+                &session.amr,
+                session.auth_time,
+                bound,
+                now,
+            )
+            .await?;
+            state.metrics.login("personal_token");
+            state
+                .audit(
+                    AuditEvent::new(now.ms, "personal_token_used")
+                        .user(user)
+                        .client(client)
+                        .session(&session.id)
+                        .meta(serde_json::json!({"scope": session.scope})),
+                )
+                .await;
+            Ok(SignIn::Tokens(Tokens {
+                access_token,
+                expires_in: bound.access_ttl(&state.settings),
+                session_id: session.id.clone(),
+                refresh: None,
+            }))
         }
     }
 }

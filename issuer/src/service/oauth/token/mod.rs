@@ -19,6 +19,7 @@ use types::{invalid_grant, invalid_target};
 
 mod id_token;
 mod machine;
+mod personal;
 mod types;
 
 pub use id_token::{userinfo, Profile};
@@ -51,6 +52,12 @@ pub async fn token(
              urn:ietf:params:oauth:grant-type:device_code or \
              urn:ietf:params:oauth:grant-type:jwt-bearer",
         ));
+    }
+    if grant_type == TOKEN_EXCHANGE
+        && req.subject_token_type.as_deref() == Some(crate::domain::pat::TOKEN_TYPE)
+    {
+        // The personal access token is the credential; no client.
+        return personal::exchange(state, client, &creds, &req).await;
     }
     if grant_type == JWT_BEARER {
         // The assertion names the client; credentials, if any, must agree.
