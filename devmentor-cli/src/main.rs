@@ -7,6 +7,7 @@
 //! curl -H "Authorization: Bearer $(devmentor token)" https://mesh.example/memory/notes/
 //! devmentor whoami
 //! devmentor logout                                  # revokes the session
+//! DEVMENTOR_PAT=dmp_… devmentor pat-token            # CI: a personal access token's access token
 //! ```
 
 mod credentials;
@@ -59,6 +60,21 @@ enum Command {
     Whoami,
     /// End the session at the issuer (RFC 7009) and forget it here.
     Logout,
+    /// Print an access token for the personal access token in
+    /// `DEVMENTOR_PAT` (CI, scripts): nothing is stored. From the
+    /// environment only: arguments show in `ps`.
+    PatToken {
+        /// The issuer's URL (its `iss`).
+        #[arg(
+            long,
+            env = "DEVMENTOR_ISSUER",
+            default_value = "http://localhost:3002"
+        )]
+        issuer: String,
+        /// Fewer scopes than the personal access token holds (repeat).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -79,6 +95,16 @@ async fn run(cli: Cli) -> Result<()> {
         None => credentials::default_path()?,
     };
     let http = oauth::http()?;
+    if let Command::PatToken { issuer, scopes } = &cli.command {
+        let pat = std::env::var("DEVMENTOR_PAT")
+            .context("DEVMENTOR_PAT is not set (a personal access token, dmp_…)")?;
+        let provider = oauth::discover(&http, issuer).await?;
+        println!(
+            "{}",
+            oauth::exchange_pat(&http, &provider, &pat, scopes).await?
+        );
+        return Ok(());
+    }
     if let Command::Login {
         issuer,
         client_id,
@@ -140,7 +166,7 @@ async fn run(cli: Cli) -> Result<()> {
             revoked.context("the session may still be live at the issuer")?;
             eprintln!("Signed out.");
         }
-        Command::Login { .. } => {}
+        Command::Login { .. } | Command::PatToken { .. } => {}
     }
     Ok(())
 }

@@ -217,6 +217,57 @@ pub async fn revoke(
     Ok(())
 }
 
+/// A personal access token exchanged for an access token (RFC 8693 with
+/// the issuer's token type; the personal access token is the credential).
+pub async fn exchange_pat(
+    http: &reqwest::Client,
+    provider: &Provider,
+    pat: &str,
+    scopes: &[String],
+) -> Result<String> {
+    let scope = scopes.join(" ");
+    let mut form = vec![
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        ("subject_token", pat.trim()),
+        (
+            "subject_token_type",
+            "urn:devmentor:params:oauth:token-type:personal_access_token",
+        ),
+    ];
+    if !scope.is_empty() {
+        form.push(("scope", &scope));
+    }
+    let url = &provider.token_endpoint;
+    let r = http
+        .post(url)
+        .form(&form)
+        .send()
+        .await
+        .with_context(|| format!("reaching {url}"))?;
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let field = |k: &str| {
+            body.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        bail!(
+            "the personal access token was refused: {} {}",
+            field("error"),
+            field("error_description")
+        );
+    }
+    body.get("access_token")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .context("the answer carries no access_token")
+}
+
 /// OpenID Connect `userinfo` for the access token.
 pub async fn userinfo(
     http: &reqwest::Client,

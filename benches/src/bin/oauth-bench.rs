@@ -3,7 +3,8 @@
 //! authorization code exchanged (PKCE, client_secret_basic, an RS256 ID
 //! token), a refresh token grant (rotation), `/auth/login` and
 //! `/auth/refresh`, and the machine grants: `client_credentials` (a service
-//! as itself) and token exchange (RFC 8693: a service for a user), each
+//! as itself), token exchange (RFC 8693: a service for a user) and a
+//! personal access token's exchange (a script, no client), each
 //! closed-loop with the same concurrency for the same time, one after the
 //! other. Prints one JSON line per operation.
 //!
@@ -290,6 +291,7 @@ async fn main() -> anyhow::Result<()> {
         .send()
         .await?;
     anyhow::ensure!(r.status() == 200, "login: {}", r.status());
+    // Fresh: a personal access token needs a recent sign-in.
     let user_token = r.json::<Value>().await?["access_token"]
         .as_str()
         .unwrap_or_default()
@@ -330,13 +332,56 @@ async fn main() -> anyhow::Result<()> {
                 "grant_type",
                 "urn:ietf:params:oauth:grant-type:token-exchange".into(),
             ),
-            ("subject_token", user_token),
+            ("subject_token", user_token.clone()),
             (
                 "subject_token_type",
                 "urn:ietf:params:oauth:token-type:access_token".into(),
             ),
             ("resource", "https://memory.bench".into()),
         ]),
+    )
+    .await?;
+    // A script's personal access token for an access token (no client).
+    let r = http
+        .post(format!("{base}/auth/tokens"))
+        .bearer_auth(&user_token)
+        .json(&json!({"name": "bench", "scope": "notes:read"}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 201, "personal access token: {}", r.status());
+    let pat = r.json::<Value>().await?["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (h, u) = (http.clone(), base.clone());
+    closed_loop(
+        kind,
+        "personal access token exchange (RFC 8693, no client)",
+        n,
+        secs,
+        vec![(); n],
+        move |()| {
+            let (h, u, pat) = (h.clone(), u.clone(), pat.clone());
+            async move {
+                let r = h
+                    .post(format!("{u}/auth/oauth2/token"))
+                    .form(&[
+                        (
+                            "grant_type",
+                            "urn:ietf:params:oauth:grant-type:token-exchange",
+                        ),
+                        ("subject_token", pat.as_str()),
+                        (
+                            "subject_token_type",
+                            "urn:devmentor:params:oauth:token-type:personal_access_token",
+                        ),
+                    ])
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status() == 200, "pat exchange: {}", r.status());
+                Ok(((), true))
+            }
+        },
     )
     .await?;
 

@@ -212,4 +212,40 @@ async fn the_cli_signs_in_by_device_code_through_envoy() {
     eprintln!("devmentor logout → its token denied at the edge after {lag:?}");
     let (ok, _, err) = run(&creds, &["token"]).await;
     assert!(!ok && err.contains("not signed in"), "{err}");
+
+    // CI: a personal access token from the environment, for an access
+    // token the edge takes; a wrong one is refused with the reason.
+    let session = crate::support::token(&stack.login_again(&email).await);
+    let r = stack
+        .http
+        .post(stack.url("/auth/tokens"))
+        .bearer_auth(&session)
+        .json(&serde_json::json!({"name": "ci", "scope": "notes:read"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    let pat = r.json::<serde_json::Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let pat_token = |pat: String| {
+        let bin = bin.clone();
+        let issuer = stack.issuer().base_url.clone();
+        async move {
+            let out = tokio::process::Command::new(bin)
+                .args(["pat-token", "--issuer", &issuer])
+                .env("DEVMENTOR_PAT", pat)
+                .output()
+                .await
+                .expect("devmentor runs");
+            let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+            (out.status.success(), text(out.stdout), text(out.stderr))
+        }
+    };
+    let (ok, out, err) = pat_token(pat.clone()).await;
+    assert!(ok, "{err}");
+    assert_eq!(stack.get(NOTES, Some(out.trim())).await.status(), 200);
+    let (ok, _, err) = pat_token(format!("{}x", &pat[..pat.len() - 1])).await;
+    assert!(!ok && err.contains("invalid_grant"), "{err}");
 }
