@@ -74,6 +74,17 @@ pub struct AccessClaims {
     /// by exchanging a user's token, absent when the subject acts itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
+    /// The key the token is bound to (RFC 9449 DPoP): only a request
+    /// with a proof signed by it may use the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// RFC 7800 `cnf`, as DPoP uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The JWK SHA-256 thumbprint (RFC 7638).
+    pub jkt: String,
 }
 
 /// The acting party of a delegated token: an OAuth client (a service).
@@ -188,6 +199,7 @@ mod tests {
             auth_time: None,
             scope: None,
             act: None,
+            cnf: None,
         }
     }
 

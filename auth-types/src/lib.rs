@@ -5,12 +5,14 @@
 #![forbid(unsafe_code)]
 
 pub mod claims;
+pub mod dpop;
 pub mod jwk;
 pub mod jws;
 pub mod revocation;
 
 pub use claims::{
-    team_role_rank, AccessClaims, Actor, Audience, ClaimError, Expectations, TEAM_ROLES,
+    team_role_rank, AccessClaims, Actor, Audience, ClaimError, Confirmation, Expectations,
+    TEAM_ROLES,
 };
 pub use jwk::{Jwk, JwkSet, SigningAlg};
 pub use jws::{JwsError, VerifiedToken, VerifyingKey, VerifyingKeySet};

@@ -47,6 +47,7 @@ fn claims() -> AccessClaims {
         auth_time: None,
         scope: None,
         act: None,
+        cnf: None,
     }
 }
 

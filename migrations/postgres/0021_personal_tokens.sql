@@ -3,7 +3,7 @@
 -- it reaches the edge as any session's end does. Here only what a session
 -- lacks: the name the user gave it, the token's hash, its last exchange.
 CREATE TABLE personal_tokens (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
     user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     name TEXT NOT NULL,
     token_hash TEXT NOT NULL UNIQUE,

@@ -494,6 +494,7 @@ rules:
             auth_time: None,
             scope: None,
             act: None,
+            cnf: None,
         }
     }
 

@@ -119,6 +119,7 @@ mod tests {
             auth_time: None,
             scope: None,
             act: None,
+            cnf: None,
         }
     }
 

@@ -223,6 +223,7 @@ async fn mint(
             auth_time: None,
             scope: None,
             act: None,
+            cnf: None,
         };
         writeln!(
             file,

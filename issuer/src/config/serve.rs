@@ -36,6 +36,15 @@ pub struct ServeArgs {
     /// picks up to this; 30 if they pick none).
     #[arg(long, env = "ISSUER_PAT_MAX_LIFETIME_DAYS", default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=366))]
     pub pat_max_lifetime_days: i64,
+    /// The scopes a personal access token may hold (comma-separated; the
+    /// edge's rules give them meaning).
+    #[arg(
+        long,
+        env = "ISSUER_PAT_SCOPES",
+        value_delimiter = ',',
+        default_value = "notes:read,memory:read"
+    )]
+    pub pat_scopes: Vec<String>,
     /// Refresh grace window in seconds: presenting the refresh token that was
     /// just rotated again within this time (two tabs racing, a retry after a
     /// lost response) returns the same successor instead of ending the

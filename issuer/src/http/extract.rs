@@ -146,6 +146,7 @@ impl FromRequestParts<AppState> for Client {
             trace_id,
             browser,
             replaces,
+            dpop_jkt: None,
         })
     }
 }

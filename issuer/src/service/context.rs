@@ -24,6 +24,9 @@ pub struct Client {
     /// sign-in from it replaces (ends) that session. A hash, so no secret
     /// sits in a value that may be debug-printed.
     pub replaces: Option<String>,
+    /// The DPoP key (RFC 9449 thumbprint) the request proved it holds, at
+    /// the token endpoint: the tokens it gets are bound to it.
+    pub dpop_jkt: Option<String>,
 }
 
 impl crate::store::AuditEvent {
@@ -98,6 +101,14 @@ pub async fn verify_token(state: &AppState, token: &str, now: Now) -> Result<Aut
         return Err(Error::unauthorized(
             "invalid_token",
             "a token a service got for a user is for that service alone",
+        ));
+    }
+    // A stolen copy must be useless without the key: the issuer's own
+    // endpoints take no proof (yet), so they take no bound token.
+    if auth.claims.cnf.is_some() {
+        return Err(Error::unauthorized(
+            "invalid_token",
+            "a DPoP-bound token is used with its proof, at the edge",
         ));
     }
     Ok(auth)

@@ -315,6 +315,22 @@ pub mod templates {
         }
     }
 
+    pub fn personal_token_created(to: &str, name: &str, scope: &str) -> Mail {
+        let subject = "A personal access token was created".to_string();
+        let p = vec![
+            format!("A personal access token named \"{name}\" (scope: {scope}) was created on your DevMentor account."),
+            "If this was not you, revoke it on your account page, reset your password at once and contact your administrator."
+                .to_string(),
+        ];
+        Mail {
+            kind: "personal_token_created",
+            to: to.to_string(),
+            html: html(&subject, &p, None),
+            text: text(&p, None),
+            subject,
+        }
+    }
+
     pub fn new_device(to: &str, user_agent: Option<&str>, ip: Option<&str>, when: &str) -> Mail {
         let subject = "New sign-in to your account".to_string();
         let p = vec![

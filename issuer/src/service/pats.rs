@@ -63,7 +63,7 @@ pub async fn create(
     if name.is_empty() || name.chars().count() > MAX_NAME {
         return Err(invalid(format!("name: 1 to {MAX_NAME} characters")));
     }
-    let scope = scope(&asked.scope).map_err(invalid)?;
+    let scope = scope(&asked.scope, &state.settings.pat_scopes).map_err(invalid)?;
     let max_days = state.settings.pat_max_lifetime_days;
     let days = asked.expires_in_days.unwrap_or(DEFAULT_DAYS.min(max_days));
     if !(1..=max_days).contains(&days) {
@@ -104,11 +104,20 @@ pub async fn create(
             auth_time: auth.session.auth_time,
             resource: None,
             access_ttl: None,
+            dpop_jkt: None,
         }),
     };
+    // The passkey that opened the creating session, if one did, opens this
+    // one too: removing that passkey ends the token with the session.
     let created = state
         .store
-        .create_personal_token(&session, name, &refresh_token_hash(&token), MAX_LIVE)
+        .create_personal_token(
+            &session,
+            &auth.session.id,
+            name,
+            &refresh_token_hash(&token),
+            MAX_LIVE,
+        )
         .await?;
     if !created {
         return Err(Error::new(
@@ -127,6 +136,13 @@ pub async fn create(
                 })),
         )
         .await;
+    // Told by mail: a token made by someone who got into the account (an
+    // XSS, a stolen sign-in) is found out by its owner.
+    let mail =
+        crate::service::mail::templates::personal_token_created(&auth.user.email, name, &scope);
+    if let Err(e) = crate::service::mail::send(state, mail).await {
+        tracing::error!(error = %e, "personal access token notice not queued");
+    }
     let view = PersonalTokenView {
         id,
         name: name.to_string(),
@@ -186,14 +202,17 @@ pub async fn revoke(
     Ok(())
 }
 
-/// The scope asked for: named scopes only (the edge's rules give them
-/// meaning), none of the sign-in scopes, repeats dropped, at least one.
-fn scope(asked: &str) -> std::result::Result<String, String> {
+/// The scope asked for: scopes the operator offers (`--pat-scopes`) only,
+/// none of the sign-in scopes, repeats dropped, at least one. (Users would
+/// otherwise name scopes no admin ever gave anyone, which a service that
+/// reads scopes itself might honour.)
+fn scope(asked: &str, offered: &[String]) -> std::result::Result<String, String> {
     let mut scopes: Vec<&str> = Vec::new();
     for s in asked.split_whitespace() {
-        if PERSONAL_SCOPES.contains(&s) || !valid_scope_name(s) {
+        if PERSONAL_SCOPES.contains(&s) || !valid_scope_name(s) || !offered.iter().any(|o| o == s) {
             return Err(format!(
-                "scope: {s:?} may not be given to a personal access token"
+                "scope: {s:?} is not offered for personal access tokens (offered: {})",
+                offered.join(" ")
             ));
         }
         if !scopes.contains(&s) {
@@ -211,10 +230,12 @@ fn scope(asked: &str) -> std::result::Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::scope;
-
     #[test]
-    fn scopes_are_named_and_bounded() {
+    fn scopes_are_offered_and_bounded() {
+        let offered: Vec<String> = ["notes:read", "memory:read", "openid"]
+            .map(String::from)
+            .to_vec();
+        let scope = |s| super::scope(s, &offered);
         assert_eq!(
             scope("notes:read  notes:read memory:read").unwrap(),
             "notes:read memory:read"
@@ -223,5 +244,6 @@ mod tests {
         assert!(scope("openid").is_err());
         assert!(scope("email notes:read").is_err());
         assert!(scope("Notes").is_err());
+        assert!(scope("billing:refund").is_err());
     }
 }

@@ -24,11 +24,14 @@ impl Store {
     pub async fn create_personal_token(
         &self,
         session: &NewSession<'_>,
+        created_in: &str,
         name: &str,
         token_hash: &str,
         max_live: i64,
     ) -> sqlx::Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        // Serialised (PostgreSQL's advisory lock): two creations at once
+        // cannot both pass the count.
+        let mut tx = self.begin_revoking().await?;
         let live: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM personal_tokens p JOIN sessions s ON s.id = p.id \
              WHERE p.user_id = $1 AND s.revoked_at IS NULL AND s.absolute_expires_at > $2",
@@ -43,6 +46,14 @@ impl Store {
             return Ok(false);
         }
         insert_session(&mut tx, session).await?;
+        sqlx::query(
+            "UPDATE sessions SET opened_by = (SELECT opened_by FROM sessions WHERE id = $2) \
+             WHERE id = $1",
+        )
+        .bind(session.id)
+        .bind(created_in)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO personal_tokens (id, user_id, name, token_hash, created_at) \
              VALUES ($1, $2, $3, $4, $5)",

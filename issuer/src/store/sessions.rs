@@ -32,6 +32,8 @@ pub struct Session {
     pub resource: Option<String>,
     /// Its access tokens' lifetime when its client set one (seconds).
     pub access_ttl: Option<i64>,
+    /// The DPoP key (RFC 9449 thumbprint) it is bound to, if any.
+    pub dpop_jkt: Option<String>,
 }
 
 impl Session {
@@ -66,6 +68,8 @@ pub struct OAuthBinding<'a> {
     pub resource: Option<&'a str>,
     /// The client's access-token lifetime, kept for the session's refreshes.
     pub access_ttl: Option<i64>,
+    /// The DPoP key the client proved it holds (RFC 9449), if it did.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,7 +107,7 @@ pub(super) const SESSION_COLUMNS: &str =
     "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, \
      s.absolute_expires_at, s.revoked_at, s.ip, s.user_agent, s.amr, \
      COALESCE(s.auth_time, s.created_at) AS auth_time, s.client_id, s.scope, s.resource, \
-     s.access_ttl";
+     s.access_ttl, s.dpop_jkt";
 
 impl Store {
     // ---- sessions and refresh tokens ----
@@ -499,6 +503,7 @@ pub(super) fn session_from_row(row: &AnyRow) -> sqlx::Result<Session> {
         scope: row.try_get("scope")?,
         resource: row.try_get("resource")?,
         access_ttl: row.try_get("access_ttl")?,
+        dpop_jkt: row.try_get("dpop_jkt")?,
     })
 }
 
@@ -511,8 +516,8 @@ pub(super) async fn insert_session(
     sqlx::query(
         "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, \
          absolute_expires_at, ip, user_agent, amr, opened_by, client_id, scope, auth_time, \
-         resource, access_ttl) \
-         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         resource, access_ttl, dpop_jkt) \
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(s.id)
     .bind(s.user_id)
@@ -528,6 +533,7 @@ pub(super) async fn insert_session(
     .bind(s.oauth.map(|o| o.auth_time))
     .bind(s.oauth.and_then(|o| o.resource.map(str::to_string)))
     .bind(s.oauth.and_then(|o| o.access_ttl))
+    .bind(s.oauth.and_then(|o| o.dpop_jkt.map(str::to_string)))
     .execute(&mut **tx)
     .await?;
     Ok(())

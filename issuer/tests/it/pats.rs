@@ -117,13 +117,20 @@ async fn personal_tokens_live_and_end(backend: Backend) {
     assert_eq!(claims.client_id, "personal-access-token");
     assert_eq!(claims.scope.as_deref(), Some("notes:read memory:read"));
     assert!(claims.email.is_none());
+    // A bearer secret claims no factor and no time of sign-in: the edge's
+    // `mfa` and `max_auth_age` rules refuse it.
+    assert_eq!(claims.amr, ["pat"]);
+    assert_eq!(claims.auth_time, None);
     let r = exchange(&t, &pat, &[("scope", "notes:read")]).await;
     let narrowed = r.json::<Value>().await.expect("json");
     assert_eq!(narrowed["scope"], "notes:read");
-    assert_eq!(
-        oauth_error(exchange(&t, &pat, &[("scope", "notes:write")]).await).await,
-        (StatusCode::BAD_REQUEST, "invalid_scope".into())
-    );
+    for asked in ["notes:write", "", " "] {
+        assert_eq!(
+            oauth_error(exchange(&t, &pat, &[("scope", asked)]).await).await,
+            (StatusCode::BAD_REQUEST, "invalid_scope".into()),
+            "{asked:?}"
+        );
+    }
     // Its use is noted.
     assert!(list(&t, &me.access).await[0]["last_used_at"].is_i64());
 
@@ -277,6 +284,11 @@ async fn personal_tokens_refuse_bad_asks(backend: Backend) {
         (json!({"name": "x", "scope": "openid"}), "openid"),
         (json!({"name": "x", "scope": "email notes:read"}), "email"),
         (json!({"name": "x", "scope": "Notes"}), "Notes"),
+        // Only what the operator offers (--pat-scopes).
+        (
+            json!({"name": "x", "scope": "billing:refund"}),
+            "not offered",
+        ),
         (
             json!({"name": "x", "scope": "notes:read", "expires_in_days": 8}),
             "1 to 7",

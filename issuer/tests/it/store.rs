@@ -311,6 +311,7 @@ async fn a_session_opened_across_a_narrowing_update_ends(backend: Backend) {
                     auth_time: 200,
                     resource: None,
                     access_ttl: None,
+                    dpop_jkt: None,
                 }),
             })
             .await

@@ -180,6 +180,7 @@ async fn allow_deny_and_identity_headers_through_envoy(front: Front) {
         auth_time: None,
         scope: None,
         act: None,
+        cnf: None,
     };
     let signing = stack.issuer().state.keys.snapshot().signing.clone();
     let expired_token =

@@ -62,6 +62,7 @@ pub fn claims(sub: &str, ttl: i64) -> AccessClaims {
         auth_time: None,
         scope: None,
         act: None,
+        cnf: None,
     }
 }
 

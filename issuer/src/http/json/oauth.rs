@@ -170,6 +170,23 @@ fn credentials(
     })
 }
 
+/// The `DPoP` header (RFC 9449 §4.3: exactly one), if sent.
+fn dpop_header(headers: &HeaderMap) -> Result<Option<String>, crate::service::error::Error> {
+    let mut all = headers.get_all("dpop").iter();
+    let (Some(first), None) = (all.next(), all.next()) else {
+        return match headers.contains_key("dpop") {
+            true => Err(crate::service::oauth::dpop::invalid_proof(
+                "one DPoP header at most",
+            )),
+            false => Ok(None),
+        };
+    };
+    first
+        .to_str()
+        .map(|v| Some(v.to_string()))
+        .map_err(|_| crate::service::oauth::dpop::invalid_proof("the DPoP header is not text"))
+}
+
 fn no_store(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -236,6 +253,7 @@ pub async fn token(
             requested_token_type: f.remove("requested_token_type"),
             device_code: f.remove("device_code"),
             assertion: f.remove("assertion"),
+            dpop: dpop_header(&headers)?,
         };
         token::token(&state, &client, creds, req).await
     }

@@ -81,6 +81,7 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
+        "dpop_signing_alg_values_supported": auth_types::dpop::ALGS,
         "scopes_supported": crate::domain::oauth::KNOWN_SCOPES,
         "prompt_values_supported": ["none", "login", "consent"],
         "acr_values_supported": [crate::domain::mfa::ACR_ONE_FACTOR, crate::domain::mfa::ACR_TWO_FACTORS],

@@ -60,6 +60,23 @@ pub async fn token_create(
     let Ok(auth) = page_auth(&state, &headers).await else {
         return to_login();
     };
+    // The answer holds the secret: only a navigation (the user's own form
+    // submission) gets it, never a script's fetch on this origin, which
+    // could read the page.
+    if headers
+        .get("sec-fetch-mode")
+        .is_some_and(|m| m.as_bytes() != b"navigate")
+    {
+        return error_page(
+            "Token not created",
+            ApiError::new(
+                crate::service::error::Kind::Forbidden,
+                "navigation_required",
+                "create tokens with the form on the account page",
+            ),
+        )
+        .await;
+    }
     let asked = NewPersonalToken {
         name: form.name,
         scope: form.scope,

@@ -2,7 +2,7 @@
 //! and a service acting for a user (token exchange, RFC 8693). Neither
 //! opens a session or gives a refresh token: the service asks again.
 
-use auth_types::{AccessClaims, Actor, Audience};
+use auth_types::{AccessClaims, Actor, Audience, Confirmation};
 
 use super::{has_second_factor, role_needs_second_factor, Bound, Tokens};
 use crate::domain::clock::Now;
@@ -33,6 +33,7 @@ pub async fn client_credentials(
         scope: Some(scope),
         resource,
         access_ttl: oauth_client.access_token_ttl,
+        jkt: client.dpop_jkt.as_deref(),
     };
     let ttl = bound.access_ttl(settings);
     let claims = AccessClaims {
@@ -58,6 +59,9 @@ pub async fn client_credentials(
         email: None,
         scope: Some(scope.to_string()),
         act: None,
+        cnf: bound.jkt.map(|jkt| Confirmation {
+            jkt: jkt.to_string(),
+        }),
     };
     let keys = state.keys.snapshot();
     let access_token = mint_access_token(&keys.signing, &claims).map_err(ApiError::internal)?;
@@ -144,6 +148,7 @@ pub async fn delegated(
         scope: Some(asked.scope),
         resource: Some(asked.resource),
         access_ttl: actor.access_token_ttl,
+        jkt: client.dpop_jkt.as_deref(),
     };
     let from = &subject.claims;
     let exp = (now.secs() + bound.access_ttl(&state.settings)).min(from.exp);
@@ -172,6 +177,9 @@ pub async fn delegated(
         act: Some(Actor {
             sub: client_subject(&actor.id),
             client_id: actor.id.clone(),
+        }),
+        cnf: bound.jkt.map(|jkt| Confirmation {
+            jkt: jkt.to_string(),
         }),
     };
     let keys = state.keys.snapshot();

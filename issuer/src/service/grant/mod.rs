@@ -6,7 +6,7 @@
 //! of a sign-in, live in one place. The outcome is typed ([`SignIn`],
 //! [`Tokens`]); `http::tokens` writes it as an answer, a page as cookies.
 
-use auth_types::{AccessClaims, Audience};
+use auth_types::{AccessClaims, Audience, Confirmation};
 
 use crate::config::ServeArgs;
 use crate::domain::clock::Now;
@@ -337,6 +337,7 @@ async fn grant(
                         auth_time: g.auth_time,
                         resource: g.resource,
                         access_ttl: g.access_ttl,
+                        dpop_jkt: client.dpop_jkt.as_deref(),
                     }),
                 })
                 .await?;
@@ -361,6 +362,7 @@ async fn grant(
                 scope: Some(g.scope),
                 resource: g.resource,
                 access_ttl: g.access_ttl,
+                jkt: client.dpop_jkt.as_deref(),
             };
             tokens(
                 state,
@@ -400,18 +402,14 @@ async fn grant(
         Grant::Personal { session } => {
             // Never past the personal access token's own end.
             let mut bound = Bound::of(session);
+            bound.jkt = client.dpop_jkt.as_deref();
             let left = session.absolute_expires_at - now.secs();
             bound.access_ttl = Some(bound.access_ttl(&state.settings).min(left).max(1));
-            let access_token = access_token(
-                state,
-                user,
-                &session.id,
-                &session.amr,
-                session.auth_time,
-                bound,
-                now,
-            )
-            .await?;
+            // A bearer secret, not a sign-in: no factor and no time of
+            // authentication to claim at the edge (`mfa`, `max_auth_age`
+            // rules refuse it). The gate above read the creating sign-in's.
+            let access_token =
+                access_token(state, user, &session.id, "pat", None, bound, now).await?;
             state.metrics.login("personal_token");
             state
                 .audit(
@@ -571,7 +569,7 @@ pub async fn step_up(
         user,
         &session.id,
         amr,
-        now.secs(),
+        Some(now.secs()),
         Bound::of(session),
         now,
     )
@@ -597,7 +595,8 @@ async fn tokens(
     now: Now,
 ) -> ApiResult<Tokens> {
     let settings = &state.settings;
-    let access_token = access_token(state, user, session_id, amr, auth_time, bound, now).await?;
+    let access_token =
+        access_token(state, user, session_id, amr, Some(auth_time), bound, now).await?;
     Ok(Tokens {
         access_token,
         expires_in: bound.access_ttl(settings),
@@ -620,6 +619,8 @@ struct Bound<'a> {
     resource: Option<&'a str>,
     /// The client's access-token lifetime, if it set one.
     access_ttl: Option<i64>,
+    /// The DPoP key the tokens are bound to (`cnf.jkt`), if any.
+    jkt: Option<&'a str>,
 }
 
 impl<'a> Bound<'a> {
@@ -628,6 +629,7 @@ impl<'a> Bound<'a> {
         scope: None,
         resource: None,
         access_ttl: None,
+        jkt: None,
     };
 
     fn of(session: &'a Session) -> Self {
@@ -636,6 +638,7 @@ impl<'a> Bound<'a> {
             scope: session.scope.as_deref(),
             resource: session.resource.as_deref(),
             access_ttl: session.access_ttl,
+            jkt: session.dpop_jkt.as_deref(),
         }
     }
 
@@ -651,7 +654,7 @@ async fn access_token(
     user: &User,
     session_id: &str,
     amr: &str,
-    auth_time: i64,
+    auth_time: Option<i64>,
     bound: Bound<'_>,
     now: Now,
 ) -> ApiResult<String> {
@@ -683,7 +686,7 @@ async fn access_token(
                 .scope
                 .is_none_or(|s| s.split(' ').any(|w| w == "email")),
         acr: Some(crate::domain::mfa::acr_of(amr).to_string()),
-        auth_time: Some(auth_time),
+        auth_time,
         jti: new_id(),
         sid: session_id.to_string(),
         client_id: bound
@@ -699,6 +702,9 @@ async fn access_token(
             .then(|| user.email.clone()),
         scope: bound.scope.map(str::to_string),
         act: None,
+        cnf: bound.jkt.map(|jkt| Confirmation {
+            jkt: jkt.to_string(),
+        }),
     };
     let keys = state.keys.snapshot();
     mint_access_token(&keys.signing, &claims).map_err(ApiError::internal)

@@ -220,6 +220,10 @@ pub struct Introspection {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub act: Option<auth_types::Actor>,
+    /// The key a DPoP-bound token is bound to (RFC 9449 §6.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub cnf: Option<auth_types::Confirmation>,
 }
 
 /// RFC 7662: whether the token is live, and what it stands for. Only
@@ -250,7 +254,7 @@ pub async fn introspect(
             active: true,
             scope: auth.claims.scope.clone(),
             client_id: Some(auth.claims.client_id.clone()),
-            token_type: Some("Bearer"),
+            token_type: Some(token_type(&auth.claims)),
             exp: Some(auth.claims.exp),
             iat: Some(auth.claims.iat),
             sub: Some(auth.claims.sub.clone()),
@@ -258,12 +262,13 @@ pub async fn introspect(
             sid: Some(auth.claims.sid.clone()),
             aud: Some(auth.claims.aud.clone()),
             act: auth.claims.act.clone(),
+            cnf: auth.claims.cnf.clone(),
         },
         Found::Service(claims) if may_see(&claims) => Introspection {
             active: true,
             scope: claims.scope.clone(),
             client_id: Some(claims.client_id.clone()),
-            token_type: Some("Bearer"),
+            token_type: Some(token_type(&claims)),
             exp: Some(claims.exp),
             iat: Some(claims.iat),
             sub: Some(claims.sub.clone()),
@@ -271,6 +276,7 @@ pub async fn introspect(
             sid: None,
             aud: Some(claims.aud.clone()),
             act: None,
+            cnf: claims.cnf.clone(),
         },
         // A refresh token is its client's alone.
         Found::Refresh(s)
@@ -292,8 +298,18 @@ pub async fn introspect(
                 sid: Some(s.id.clone()),
                 aud: None,
                 act: None,
+                cnf: None,
             }
         }
         _ => Introspection::default(),
     })
+}
+
+/// `DPoP` for a token bound to a key (RFC 9449 §6.2), else `Bearer`.
+fn token_type(claims: &AccessClaims) -> &'static str {
+    if claims.cnf.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    }
 }

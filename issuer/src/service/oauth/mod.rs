@@ -16,6 +16,7 @@ pub mod client_auth;
 pub mod clients;
 pub mod consent;
 pub mod device;
+pub mod dpop;
 pub mod exchange;
 pub mod introspect;
 pub mod logout;

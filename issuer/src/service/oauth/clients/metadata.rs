@@ -141,6 +141,13 @@ pub fn check(new: &NewClient, now: i64) -> Result<(OAuthClient, Option<String>)>
             "client_id: 3 to 64 lower-case letters, digits and '-'",
         ));
     }
+    // Personal access tokens' sessions carry this one: its holder could
+    // introspect and revoke their tokens.
+    if new.client_id == crate::domain::pat::CLIENT_ID {
+        return Err(invalid(
+            "client_id: reserved for personal access tokens; choose another",
+        ));
+    }
     let confidential = match new.kind.as_str() {
         "confidential" => true,
         "public" => false,

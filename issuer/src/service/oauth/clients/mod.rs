@@ -38,14 +38,7 @@ pub async fn register(
             "client_id: the issuer's own (--client-id); choose another",
         ));
     }
-    // Personal access tokens' sessions carry this one.
-    if new.client_id == crate::domain::pat::CLIENT_ID {
-        return Err(Error::new(
-            Kind::Unprocessable,
-            "invalid_client_metadata",
-            "client_id: reserved for personal access tokens; choose another",
-        ));
-    }
+
     let (record, secret) = check(new, now.secs())?;
     crate::service::keys::id_token_key(state).await?;
     if !state.store.create_client(&record, &auth.user.id).await? {

@@ -25,8 +25,23 @@ mod types;
 pub use id_token::{userinfo, Profile};
 pub use types::{TokenRequest, TokenResponse};
 
-/// Answers a token request.
+/// Answers a token request; with a DPoP proof, with tokens bound to its
+/// key (RFC 9449).
 pub async fn token(
+    state: &AppState,
+    client: &Client,
+    creds: Credentials,
+    req: TokenRequest,
+) -> Result<TokenResponse> {
+    let client = crate::service::oauth::dpop::prove(state, client, req.dpop.as_deref()).await?;
+    let mut answer = grant_of(state, &client, creds, req).await?;
+    if client.dpop_jkt.is_some() {
+        answer.token_type = "DPoP";
+    }
+    Ok(answer)
+}
+
+async fn grant_of(
     state: &AppState,
     client: &Client,
     creds: Credentials,
@@ -378,6 +393,15 @@ async fn refresh(
         ) {
             return Err(invalid_grant(
                 "this client may no longer ask for what this grant holds",
+            ));
+        }
+    }
+    // RFC 9449 §5: a session bound to a key refreshes only with a proof
+    // signed by it (checked before the token rotates).
+    if let Some(bound) = session.as_ref().and_then(|s| s.dpop_jkt.as_deref()) {
+        if client.dpop_jkt.as_deref() != Some(bound) {
+            return Err(crate::service::oauth::dpop::invalid_proof(
+                "this refresh token is bound to a DPoP key: send a proof signed with it",
             ));
         }
     }

@@ -13,6 +13,7 @@ use crate::service::error::{Error, Result};
 use crate::service::grant;
 use crate::service::oauth::client_auth::Credentials;
 use crate::service::oauth::exchange::ACCESS_TOKEN_TYPE;
+use crate::store::{AuditEvent, Outcome};
 use crate::AppState;
 
 pub(super) async fn exchange(
@@ -55,22 +56,38 @@ pub(super) async fn exchange(
         return Err(invalid_grant("not a personal access token"));
     }
     let now = state.now();
-    let session = state
+    let found = state
         .store
         .personal_token_session(&refresh_token_hash(presented))
         .await?
-        .filter(|s| s.client_id.as_deref() == Some(CLIENT_ID) && s.is_live(now.secs()))
-        .ok_or_else(|| invalid_grant("the personal access token is revoked or has expired"))?;
-    let user = state
-        .store
-        .user_by_id(&session.user_id)
-        .await?
-        .ok_or_else(|| invalid_grant("the personal access token is revoked or has expired"))?;
+        .filter(|s| s.client_id.as_deref() == Some(CLIENT_ID));
+    let user = match &found {
+        Some(s) if s.is_live(now.secs()) => state.store.user_by_id(&s.user_id).await?,
+        _ => None,
+    };
+    let (Some(session), Some(user)) = (found.clone(), user) else {
+        // A revoked or expired one tried is worth knowing (a leak being
+        // used); its id, never the token.
+        if let Some(s) = &found {
+            let event = AuditEvent::new(now.ms, "personal_token_refused")
+                .actor(&s.user_id)
+                .client(client)
+                .session(&s.id)
+                .outcome(Outcome::Denied, "revoked_or_expired");
+            state.audit(event).await;
+        }
+        return Err(invalid_grant(
+            "the personal access token is revoked or has expired",
+        ));
+    };
     let held = session.scope.clone().unwrap_or_default();
     let grantable: Vec<&str> = held.split(' ').collect();
     let scope = pick_scopes(req.scope.as_deref(), &grantable)
         .map_err(|s| Error::bad_request("invalid_scope", format!("scope: {s:?} is not held")))?
         .join(" ");
+    if scope.is_empty() {
+        return Err(Error::bad_request("invalid_scope", "scope: at least one"));
+    }
     let mut narrowed = session.clone();
     narrowed.scope = Some(scope.clone());
     let tokens = grant::personal(state, client, &user, &narrowed, now).await?;

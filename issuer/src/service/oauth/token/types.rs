@@ -26,6 +26,9 @@ pub struct TokenRequest {
     pub device_code: Option<String>,
     /// The JWT bearer grant (RFC 7523): a workload's cluster token.
     pub assertion: Option<String>,
+    /// The `DPoP` header's proof (RFC 9449), not a form field.
+    #[serde(skip)]
+    pub dpop: Option<String>,
 }
 
 /// RFC 6749 §5.1, with OIDC's `id_token`.
