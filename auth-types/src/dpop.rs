@@ -157,10 +157,7 @@ pub fn access_token_hash(token: &str) -> String {
 
 /// RFC 7638: SHA-256 of the key's required members, in order, no spaces.
 pub fn thumbprint(jwk: &Jwk) -> Option<String> {
-    let q = |s: &Option<String>| {
-        s.as_deref()
-            .and_then(|v| serde_json::to_string(v).ok())
-    };
+    let q = |s: &Option<String>| s.as_deref().and_then(|v| serde_json::to_string(v).ok());
     let canonical = match jwk.kty.as_str() {
         "EC" => format!(
             r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#,

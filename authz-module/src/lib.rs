@@ -34,7 +34,7 @@ use sidecar_core::edge::{answer, Answer, ProxyRequest};
 const METADATA_NAMESPACE: &str = "envoy.filters.http.ext_authz";
 /// The headers a decision reads (credential, cookie rule, routing); only
 /// these are copied out of Envoy.
-const READ: [&str; 8] = [
+const READ: [&str; 9] = [
     ":method",
     ":scheme",
     ":authority",
@@ -43,6 +43,7 @@ const READ: [&str; 8] = [
     "cookie",
     "origin",
     "sec-fetch-site",
+    "dpop",
 ];
 /// A parked request waits at most this long (the sidecar's ext_authz
 /// timeout in envoy/front-proxy.yaml.tmpl), then fails closed.

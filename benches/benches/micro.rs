@@ -220,13 +220,69 @@ fn benches(c: &mut Criterion) {
         path: "/ai/chat",
         ..request
     };
-    let first = runtime.block_on(authz.check(req, Some(&token), now_ms));
+    let bearer = sidecar::authz::Credential {
+        token: Some(&token),
+        ..Default::default()
+    };
+    let first = runtime.block_on(authz.check(req, bearer, now_ms));
     assert!(
         matches!(first, sidecar::decision::Decision::Allow { .. }),
         "{first:?}"
     );
     c.bench_function("sidecar-check/cache-hit", |b| {
-        b.iter(|| black_box(runtime.block_on(authz.check(black_box(req), Some(&token), now_ms))))
+        b.iter(|| black_box(runtime.block_on(authz.check(black_box(req), bearer, now_ms))))
+    });
+    // The same with a DPoP-bound token (RFC 9449) and a fresh proof each
+    // time (made outside the timing, as the client makes it): the proof's
+    // checks (its ES256 signature, method, URL, age, ath) and the replay
+    // cache's insert are what DPoP adds at the edge.
+    let client_key = key(SigningAlg::ES256);
+    let mut bound = live.clone();
+    bound.cnf = Some(auth_types::Confirmation {
+        jkt: issuer::testing::dpop_jkt(&client_key),
+    });
+    let bound_token = mint_access_token(&signer, &bound).expect("mint");
+    let url = "http://mesh.local/ai/chat";
+    let mut n = 0u64;
+    let mut proof = || {
+        n += 1;
+        issuer::testing::dpop_proof(
+            &client_key,
+            "GET",
+            url,
+            Some(&bound_token),
+            now_ms / 1000,
+            &format!("jti-{n}"),
+        )
+    };
+    fn dpop<'a>(token: &'a str, proof: &'a str, url: &'a str) -> sidecar::authz::Credential<'a> {
+        sidecar::authz::Credential {
+            token: Some(token),
+            dpop: sidecar::dpop::Presented {
+                scheme: true,
+                proof: Some(proof),
+            },
+            url,
+        }
+    }
+    let p = proof();
+    let first_bound = runtime.block_on(authz.check(req, dpop(&bound_token, &p, url), now_ms));
+    assert!(
+        matches!(first_bound, sidecar::decision::Decision::Allow { .. }),
+        "{first_bound:?}"
+    );
+    c.bench_function("sidecar-check/cache-hit-dpop", |b| {
+        b.iter_batched(
+            &mut proof,
+            |p| {
+                black_box(runtime.block_on(authz.check(
+                    black_box(req),
+                    dpop(&bound_token, &p, url),
+                    now_ms,
+                )))
+            },
+            criterion::BatchSize::SmallInput,
+        )
     });
     // What an allow's answer costs (identity headers, and the `cookie`
     // header rewritten without the issuer's cookies): no cookies, an

@@ -132,3 +132,39 @@ pub async fn fresh_postgres_database(admin_url: &str) -> anyhow::Result<String> 
     let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
     Ok(format!("{base}/{name}"))
 }
+
+/// A DPoP proof (RFC 9449) signed by `key`, for tests and benchmarks: the
+/// header's `jwk` is the key's public half; `ath` when a token is given.
+pub fn dpop_proof(
+    key: &crate::domain::keys::SigningKey,
+    method: &str,
+    url: &str,
+    access_token: Option<&str>,
+    iat: i64,
+    jti: &str,
+) -> String {
+    use auth_types::jws::b64url_encode;
+    let mut jwk = serde_json::to_value(key.public_jwk()).unwrap_or_default();
+    if let Some(members) = jwk.as_object_mut() {
+        for m in ["kid", "alg", "use"] {
+            members.remove(m);
+        }
+    }
+    let header = serde_json::json!({"typ": "dpop+jwt", "alg": key.alg.as_str(), "jwk": jwk});
+    let mut claims = serde_json::json!({"jti": jti, "htm": method, "htu": url, "iat": iat});
+    if let Some(token) = access_token {
+        claims["ath"] = auth_types::dpop::access_token_hash(token).into();
+    }
+    let input = format!(
+        "{}.{}",
+        b64url_encode(header.to_string().as_bytes()),
+        b64url_encode(claims.to_string().as_bytes())
+    );
+    let sig = key.sign(input.as_bytes()).unwrap_or_default();
+    format!("{input}.{}", b64url_encode(&sig))
+}
+
+/// The RFC 7638 thumbprint of `key` (what `cnf.jkt` holds).
+pub fn dpop_jkt(key: &crate::domain::keys::SigningKey) -> String {
+    auth_types::dpop::thumbprint(&key.public_jwk()).unwrap_or_default()
+}

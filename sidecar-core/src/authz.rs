@@ -79,6 +79,27 @@ pub struct Authorizer {
     permissions_fetching: AtomicBool,
     tokens: Cache<[u8; 32], CachedToken>,
     quotas: crate::quota::Quotas,
+    /// DPoP proofs' `jti`s seen (RFC 9449 §11.1).
+    dpop_seen: crate::dpop::ReplayCache,
+}
+
+/// What a request carries for the decision: its token, and for DPoP the
+/// scheme, the proof and its URL (`scheme://host/path`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credential<'a> {
+    pub token: Option<&'a str>,
+    pub dpop: crate::dpop::Presented<'a>,
+    pub url: &'a str,
+}
+
+impl<'a> Credential<'a> {
+    /// A token under the Bearer scheme, no proof.
+    pub fn bearer(token: &'a str) -> Self {
+        Credential {
+            token: Some(token),
+            ..Default::default()
+        }
+    }
 }
 
 impl Authorizer {
@@ -136,6 +157,8 @@ impl Authorizer {
             permissions_fetching: AtomicBool::new(false),
             tokens,
             quotas: Default::default(),
+            // A minute of proofs at ~1,600 a second.
+            dpop_seen: crate::dpop::ReplayCache::new(100_000),
         })
     }
 
@@ -149,9 +172,10 @@ impl Authorizer {
     pub async fn check(
         &self,
         request: RequestAttrs<'_>,
-        token: Option<&str>,
+        credential: Credential<'_>,
         now_ms: i64,
     ) -> Decision {
+        let token = credential.token;
         let started = Instant::now();
         let decision = if self.is_stale(now_ms) {
             Decision::deny(None, DenyReason::StaleState)
@@ -160,9 +184,9 @@ impl Authorizer {
             // Route once. Only verify when the rule needs a token; verification
             // may await a JWKS refetch, so it happens before the pure decision.
             let route = policy.route(request.host, request.method, request.path);
-            let quota = match &route {
-                crate::policy::Route::Matched(m) => m.rule.quota,
-                _ => None,
+            let (quota, dpop_required) = match &route {
+                crate::policy::Route::Matched(m) => (m.rule.quota, m.rule.dpop),
+                _ => (None, false),
             };
             let needs_token = matches!(&route, crate::policy::Route::Matched(m)
                 if m.rule.requirement != crate::policy::Requirement::Public);
@@ -181,6 +205,16 @@ impl Authorizer {
                 now_ms.div_euclid(1000),
             );
             drop(revocations);
+            let decision = crate::dpop::enforce(
+                decision,
+                credential.dpop,
+                dpop_required,
+                token,
+                request.method,
+                credential.url,
+                &self.dpop_seen,
+                now_ms.div_euclid(1000),
+            );
             match quota {
                 Some(quota) => self.spend_quota(decision, quota, now_ms),
                 None => decision,

@@ -74,6 +74,11 @@ pub enum DenyReason {
     /// The token acts for a user by a service the rule does not name (or
     /// the rule needs such a token and it is not one).
     ActorNotAllowed,
+    /// A DPoP-bound token without a valid, fresh, unreplayed proof by its
+    /// key for this request (or an unbound one under the DPoP scheme).
+    InvalidDpopProof,
+    /// The rule takes only DPoP-bound tokens (`dpop: required`).
+    DpopRequired,
 }
 
 impl DenyReason {
@@ -106,6 +111,8 @@ impl DenyReason {
             DenyReason::InsufficientScope => "insufficient_scope",
             DenyReason::ClientNotAllowed => "client_not_allowed",
             DenyReason::ActorNotAllowed => "actor_not_allowed",
+            DenyReason::InvalidDpopProof => "invalid_dpop_proof",
+            DenyReason::DpopRequired => "dpop_required",
         }
     }
 
@@ -403,6 +410,15 @@ pub fn render_denial(
             c
         }),
         401 if reason == DenyReason::MissingToken => Some("Bearer".to_string()),
+        // RFC 9449 §7.1: the DPoP scheme's challenge, with the algorithms.
+        401 if reason == DenyReason::InvalidDpopProof => Some(format!(
+            "DPoP error=\"invalid_dpop_proof\", algs=\"{}\"",
+            auth_types::dpop::ALGS.join(" ")
+        )),
+        401 if reason == DenyReason::DpopRequired => Some(format!(
+            "DPoP algs=\"{}\"",
+            auth_types::dpop::ALGS.join(" ")
+        )),
         401 => Some(format!(
             "Bearer error=\"invalid_token\", error_description=\"{}\"",
             reason.code()

@@ -42,7 +42,21 @@ pub async fn decide(authz: &Authorizer, request: &ProxyRequest<'_>, now_ms: i64)
             host: request.host,
             path: request.path,
         };
-        authz.check(attrs, token, now_ms).await
+        let scheme = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.split_once(' '))
+            .is_some_and(|(s, _)| s.eq_ignore_ascii_case("dpop"));
+        let url = crate::dpop::request_url(request.scheme, request.host, request.path);
+        let credential = crate::authz::Credential {
+            token,
+            dpop: crate::dpop::Presented {
+                scheme,
+                proof: request.headers.get("dpop").map(String::as_str),
+            },
+            url: &url,
+        };
+        authz.check(attrs, credential, now_ms).await
     }
 }
 
@@ -61,7 +75,10 @@ pub fn bearer_token<'a>(
     let from_header = match headers.get("authorization") {
         Some(value) => {
             let (scheme, token) = value.split_once(' ')?;
-            let ok = scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty();
+            // DPoP (RFC 9449) carries a token as Bearer does; its proof is
+            // checked once the token says it is bound.
+            let ok = (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop"))
+                && !token.trim().is_empty();
             Some(if ok { token.trim() } else { AMBIGUOUS })
         }
         None => None,

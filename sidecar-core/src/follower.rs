@@ -333,7 +333,7 @@ mod tests {
                     host: "h",
                     path: "/x",
                 },
-                None,
+                Default::default(),
                 now_ms(),
             )
             .await;

@@ -9,6 +9,7 @@ pub mod authz;
 pub mod config;
 pub mod csrf;
 pub mod decision;
+pub mod dpop;
 pub mod edge;
 pub mod follower;
 pub mod metrics;

@@ -120,6 +120,9 @@ pub struct Rule {
     /// service in it got for a user (`[]`: none); `None` none either, but
     /// takes any other token.
     pub actors: Option<Vec<String>>,
+    /// `dpop: required`: only DPoP-bound tokens (RFC 9449), each with its
+    /// proof; a bound token needs its proof on every rule anyway.
+    pub dpop: bool,
 }
 
 /// `limit` requests per `period_secs`, per user (GCRA: a burst of `limit`,
@@ -233,6 +236,8 @@ struct RawRule {
     audiences: Vec<String>,
     #[serde(default)]
     actors: Option<Vec<String>>,
+    #[serde(default)]
+    dpop: Option<String>,
 }
 
 const METHODS: [&str; 9] = [
@@ -515,10 +520,19 @@ fn build_rule(index: usize, mut r: RawRule) -> Result<Rule, String> {
             return Err(format!("actors: {c:?} is not a client_id"));
         }
     }
+    let dpop = match r.dpop.as_deref() {
+        None => false,
+        Some("required") => true,
+        Some(other) => return Err(format!("dpop: required is the one value, not {other:?}")),
+    };
+    if dpop && requirement == Requirement::Public {
+        return Err("dpop needs a token (not allow: public)".into());
+    }
     if r.max_auth_age.is_some_and(|a| a == 0 || a > 31_536_000) {
         return Err("max_auth_age: 1 to 31536000 seconds".into());
     }
     Ok(Rule {
+        dpop,
         scopes: r.scopes,
         clients: r.clients,
         audiences: r.audiences,

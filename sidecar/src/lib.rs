@@ -12,7 +12,7 @@ pub mod grpc;
 
 // The core's modules under their old names, for the front ends and tests.
 pub use sidecar_core::{
-    authz, config, csrf, decision, edge, follower, metrics, path, policy, quota, revocations,
+    authz, config, csrf, decision, dpop, edge, follower, metrics, path, policy, quota, revocations,
 };
 
 use std::future::Future;

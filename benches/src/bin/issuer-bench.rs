@@ -788,7 +788,14 @@ async fn admin_change_lag(count: usize) -> anyhow::Result<()> {
             };
             matches!(
                 authz
-                    .check(request, Some(&token), sidecar::authz::now_ms())
+                    .check(
+                        request,
+                        sidecar::authz::Credential {
+                            token: Some(&token),
+                            ..Default::default()
+                        },
+                        sidecar::authz::now_ms()
+                    )
                     .await,
                 Decision::Allow { .. }
             )

@@ -8,6 +8,7 @@ mod cli;
 mod client_keys;
 mod client_policy;
 mod device;
+mod dpop;
 mod feed;
 mod github;
 mod http;

@@ -147,7 +147,7 @@ async fn restarts_from_saved_keys_and_revocations_while_the_issuer_is_down() {
                 host: "h",
                 path: "/ai/x",
             },
-            Some(&keep),
+            sidecar::authz::Credential::bearer(&keep),
             sidecar::authz::now_ms(),
         )
         .await;

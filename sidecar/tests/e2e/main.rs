@@ -3,6 +3,7 @@
 
 mod cli;
 mod direct;
+mod dpop;
 mod edge;
 mod forward;
 mod github;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use issuer::domain::clock::SystemClock;
 use issuer::testing;
 use serde_json::{json, Value};
+use sidecar::authz::Credential;
 use sidecar::decision::{Decision, DenyReason, RequestAttrs};
 
 use crate::support::*;
@@ -61,7 +62,7 @@ async fn an_issuer_without_its_database_cannot_keep_a_sidecar_fresh() {
         denied(
             &sidecar
                 .authz()
-                .check(attrs("/ai/x"), Some(&access), now())
+                .check(attrs("/ai/x"), Credential::bearer(&access), now())
                 .await
         ),
         None
@@ -78,7 +79,7 @@ async fn an_issuer_without_its_database_cannot_keep_a_sidecar_fresh() {
         denied(
             &sidecar
                 .authz()
-                .check(attrs("/ai/x"), Some(&access), now())
+                .check(attrs("/ai/x"), Credential::bearer(&access), now())
                 .await,
         ) == Some(DenyReason::StaleState)
     })
@@ -117,7 +118,7 @@ async fn a_key_revoked_on_one_replica_is_refused_by_a_sidecar_following_another(
         denied(
             &sidecar
                 .authz()
-                .check(attrs("/ai/x"), Some(&access), now())
+                .check(attrs("/ai/x"), Credential::bearer(&access), now())
                 .await
         ),
         None
@@ -160,7 +161,7 @@ async fn a_key_revoked_on_one_replica_is_refused_by_a_sidecar_following_another(
         denied(
             &sidecar
                 .authz()
-                .check(attrs("/ai/x"), Some(&access), now())
+                .check(attrs("/ai/x"), Credential::bearer(&access), now())
                 .await,
         ) == Some(DenyReason::UnknownKey)
     })
@@ -315,7 +316,11 @@ async fn the_sidecar_follows_an_https_issuer_it_trusts_and_no_other() {
             let access = token(&r.json().await.expect("json"));
             let d = sidecar
                 .authz()
-                .check(attrs("/ai/x"), Some(&access), sidecar::authz::now_ms())
+                .check(
+                    attrs("/ai/x"),
+                    Credential::bearer(&access),
+                    sidecar::authz::now_ms(),
+                )
                 .await;
             assert_eq!(denied(&d), None);
         }
