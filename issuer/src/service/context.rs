@@ -77,9 +77,10 @@ pub async fn authenticate(state: &AppState, token: &str, now: Now) -> Result<Aut
 pub async fn authenticate_client_token(
     state: &AppState,
     token: &str,
+    proven: Option<&str>,
     now: Now,
 ) -> Result<Authenticated> {
-    let auth = verify_token(state, token, now).await?;
+    let auth = verify_token_proven(state, token, proven, now).await?;
     if auth.session.client_id.is_none() {
         return Err(Error::unauthorized(
             "invalid_token",
@@ -93,6 +94,18 @@ pub async fn authenticate_client_token(
 /// own, in which the user acts (not a service for them: a delegated token
 /// is for the service it was made for, never for the issuer's API).
 pub async fn verify_token(state: &AppState, token: &str, now: Now) -> Result<Authenticated> {
+    verify_token_proven(state, token, None, now).await
+}
+
+/// [`verify_token`], with the DPoP key the request proved it holds (RFC
+/// 9449), if it sent a proof: a bound token needs its key's proof; an
+/// unbound one is not taken under the DPoP scheme.
+pub async fn verify_token_proven(
+    state: &AppState,
+    token: &str,
+    proven: Option<&str>,
+    now: Now,
+) -> Result<Authenticated> {
     let auth = verify_token_any_audience(state, token, now).await?;
     if !auth.claims.aud.contains(&state.settings.audience) {
         return Err(Error::unauthorized("invalid_token", "wrong audience"));
@@ -103,12 +116,11 @@ pub async fn verify_token(state: &AppState, token: &str, now: Now) -> Result<Aut
             "a token a service got for a user is for that service alone",
         ));
     }
-    // A stolen copy must be useless without the key: the issuer's own
-    // endpoints take no proof (yet), so they take no bound token.
-    if auth.claims.cnf.is_some() {
+    // A stolen copy must be useless without the key.
+    if auth.claims.cnf.as_ref().map(|c| c.jkt.as_str()) != proven {
         return Err(Error::unauthorized(
             "invalid_token",
-            "a DPoP-bound token is used with its proof, at the edge",
+            "a DPoP-bound token goes with a proof by its key (and only it does)",
         ));
     }
     Ok(auth)

@@ -151,9 +151,11 @@ async fn tokens_bind_to_the_proven_key(backend: Backend) {
             parts.next().expect("s")
         )
     };
-    let mut tampered = proof(&key, "tampered-1");
-    tampered.pop();
-    tampered.push(if tampered.ends_with('A') { 'B' } else { 'A' });
+    // One character inside the signature changed (never a no-op).
+    let mut tampered = proof(&key, "tampered-1").into_bytes();
+    let at = tampered.iter().rposition(|b| *b == b'.').expect("dot") + 10;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("utf8");
     let replayed = proof(&key, "code-1");
     for (label, dpop) in [
         (
@@ -232,10 +234,28 @@ async fn tokens_bind_to_the_proven_key(backend: Backend) {
         .cnf
         .is_none());
 
-    // The issuer's own endpoints take no bound token (no proof is checked
-    // there): userinfo refuses it.
+    // userinfo: the bound token as Bearer is refused; under the DPoP
+    // scheme with a proof for this request it answers, once per proof.
     let r = t.get_auth("/auth/oauth2/userinfo", &access).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let userinfo_url = format!("{TEST_ISSUER_URL}/auth/oauth2/userinfo");
+    let p = dpop_proof(&key, "GET", &userinfo_url, Some(&access), now(), "ui-1");
+    let ask = |p: String| {
+        t.http
+            .get(t.url("/auth/oauth2/userinfo"))
+            .header("authorization", format!("DPoP {access}"))
+            .header("dpop", p)
+            .send()
+    };
+    let r = ask(p.clone()).await.expect("userinfo");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(ask(p).await.expect("userinfo").status().is_client_error());
+    let theirs = dpop_proof(&other, "GET", &userinfo_url, Some(&access), now(), "ui-2");
+    assert!(ask(theirs)
+        .await
+        .expect("userinfo")
+        .status()
+        .is_client_error());
 
     // Discovery names the algorithms.
     let meta = t.get_json("/.well-known/openid-configuration").await;

@@ -170,6 +170,27 @@ fn credentials(
     })
 }
 
+/// `Authorization: DPoP <token>` and its proof, if the request uses the
+/// DPoP scheme.
+fn dpop_credential(
+    parts: &axum::http::request::Parts,
+) -> Result<Option<(&str, String)>, crate::service::error::Error> {
+    let Some((scheme, token)) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+    else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("dpop") {
+        return Ok(None);
+    }
+    let proof = dpop_header(&parts.headers)?
+        .ok_or_else(|| crate::service::oauth::dpop::invalid_proof("no DPoP proof"))?;
+    Ok(Some((token.trim(), proof)))
+}
+
 /// The `DPoP` header (RFC 9449 §4.3: exactly one), if sent.
 fn dpop_header(headers: &HeaderMap) -> Result<Option<String>, crate::service::error::Error> {
     let mut all = headers.get_all("dpop").iter();
@@ -406,9 +427,26 @@ pub async fn introspect(
 pub async fn userinfo(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     let (parts, _) = request.into_parts();
     let result = async {
-        let bearer = crate::http::extract::bearer_token(&parts)?;
-        let auth =
-            crate::service::context::authenticate_client_token(&state, bearer, state.now()).await?;
+        let (token, proven) = match dpop_credential(&parts)? {
+            // RFC 9449 §7: a bound token under the DPoP scheme, with a
+            // proof for this request.
+            Some((token, proof)) => {
+                let method = parts.method.as_str();
+                let path = "/auth/oauth2/userinfo";
+                let jkt =
+                    crate::service::oauth::dpop::check(&state, &proof, method, path, Some(token))
+                        .await?;
+                (token, Some(jkt))
+            }
+            None => (crate::http::extract::bearer_token(&parts)?, None),
+        };
+        let auth = crate::service::context::authenticate_client_token(
+            &state,
+            token,
+            proven.as_deref(),
+            state.now(),
+        )
+        .await?;
         token::userinfo(&auth)
     }
     .await;

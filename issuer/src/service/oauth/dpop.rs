@@ -20,15 +20,32 @@ pub async fn prove(state: &AppState, client: &Client, proof: Option<&str>) -> Re
     let Some(proof) = proof else {
         return Ok(client.clone());
     };
+    let jkt = check(state, proof, "POST", "/auth/oauth2/token", None).await?;
+    let mut proved = client.clone();
+    proved.dpop_jkt = Some(jkt);
+    Ok(proved)
+}
+
+/// A proof for a request to the issuer's `path` (with `method`, for the
+/// access token if one is presented), taken once: its key's thumbprint.
+pub async fn check(
+    state: &AppState,
+    proof: &str,
+    method: &str,
+    path: &str,
+    access_token: Option<&str>,
+) -> Result<String> {
     let now = state.now().secs();
-    let url = format!("{}/auth/oauth2/token", state.settings.issuer_url);
+    let url = format!("{}{path}", state.settings.issuer_url);
     let expected = Expected {
-        method: "POST",
+        method,
         url: &url,
-        access_token: None,
+        access_token,
         now,
     };
     let proof = dpop::verify(proof, &expected).map_err(|e| invalid_proof(e.to_string()))?;
+    // Beside private_key_jwt's assertion ids, under a prefix no client id
+    // can take (client ids have no ':').
     let key = format!("dpop:{}", proof.jkt);
     let expires_at = now + MAX_AGE_SECS + MAX_SKEW_SECS;
     if !state
@@ -38,7 +55,5 @@ pub async fn prove(state: &AppState, client: &Client, proof: Option<&str>) -> Re
     {
         return Err(invalid_proof("this proof was used before (its jti)"));
     }
-    let mut proved = client.clone();
-    proved.dpop_jkt = Some(proof.jkt);
-    Ok(proved)
+    Ok(proof.jkt)
 }
