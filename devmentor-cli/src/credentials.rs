@@ -18,6 +18,10 @@ pub struct Credentials {
     pub refresh_token: Option<String>,
     #[serde(default)]
     pub scope: String,
+    /// The DPoP key the tokens are bound to (`login --dpop`): PKCS#8,
+    /// base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<String>,
 }
 
 /// `$DEVMENTOR_CREDENTIALS`, else `$XDG_CONFIG_HOME/devmentor/credentials.json`,

@@ -8,9 +8,12 @@
 //! devmentor whoami
 //! devmentor logout                                  # revokes the session
 //! DEVMENTOR_PAT=dmp_… devmentor pat-token            # CI: a personal access token's access token
+//! devmentor login --dpop                            # tokens bound to a key kept here (RFC 9449)
+//! curl -H "Authorization: DPoP $(devmentor token)" -H "DPoP: $(devmentor proof GET $URL)" "$URL"
 //! ```
 
 mod credentials;
+mod dpop;
 mod oauth;
 
 use std::path::PathBuf;
@@ -53,9 +56,22 @@ enum Command {
         /// Also print the URL as a QR code, for a phone.
         #[arg(long)]
         qr: bool,
+        /// Bind the tokens to a key kept with the credentials (DPoP, RFC
+        /// 9449): requests then need `devmentor proof` beside the token.
+        #[arg(long)]
+        dpop: bool,
     },
     /// Print a valid access token (refreshed when it is about to expire).
     Token,
+    /// A DPoP proof for one request with the token (after `login --dpop`):
+    /// `-H "Authorization: DPoP $(devmentor token)" -H "DPoP: $(devmentor
+    /// proof GET URL)"`.
+    Proof {
+        /// The request's method (GET, POST, ...).
+        method: String,
+        /// The request's URL.
+        url: String,
+    },
     /// Who the token is for (OpenID Connect userinfo).
     Whoami,
     /// End the session at the issuer (RFC 7009) and forget it here.
@@ -110,10 +126,12 @@ async fn run(cli: Cli) -> Result<()> {
         client_id,
         scopes,
         qr,
+        dpop,
     } = &cli.command
     {
         let provider = oauth::discover(&http, issuer).await?;
-        let creds = oauth::device_login(&http, &provider, client_id, scopes, |d| {
+        let key = if *dpop { Some(dpop::new_key()?) } else { None };
+        let creds = oauth::device_login(&http, &provider, client_id, scopes, key, |d| {
             let complete = d.verification_uri_complete().map(|u| u.secret().clone());
             eprintln!("To sign in, open {}", d.verification_uri().as_str());
             eprintln!("and enter the code: {}", d.user_code().secret());
@@ -146,7 +164,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Whoami => {
             let creds = current(&http, &provider, &path, creds).await?;
-            let info = oauth::userinfo(&http, &provider, &creds.access_token).await?;
+            let info = oauth::userinfo(&http, &provider, &creds).await?;
             let field = |k: &str| info.get(k).and_then(|v| v.as_str()).map(str::to_string);
             println!("sub: {}", field("sub").unwrap_or_default());
             if let Some(email) = field("email") {
@@ -157,6 +175,18 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!("client: {}", creds.client_id);
             println!("scope: {}", creds.scope);
+        }
+        Command::Proof { method, url } => {
+            let creds = current(&http, &provider, &path, creds).await?;
+            let key = creds
+                .dpop_key
+                .as_deref()
+                .context("these credentials are not DPoP-bound: sign in with `login --dpop`")?;
+            let method = method.to_ascii_uppercase();
+            println!(
+                "{}",
+                dpop::proof(key, &method, &url, Some(&creds.access_token))?
+            );
         }
         Command::Logout => {
             // Forgotten here whatever the issuer says; a failed revocation

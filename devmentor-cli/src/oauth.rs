@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use oauth2::basic::BasicClient;
 use oauth2::{
-    ClientId, DeviceAuthorizationUrl, EndpointNotSet, EndpointSet, RefreshToken, Scope,
-    StandardDeviceAuthorizationResponse, TokenResponse, TokenUrl,
+    AsyncHttpClient, ClientId, DeviceAuthorizationUrl, EndpointNotSet, EndpointSet,
+    HttpClientError, HttpRequest, RefreshToken, Scope, StandardDeviceAuthorizationResponse,
+    TokenResponse, TokenUrl,
 };
 use serde::Deserialize;
 
@@ -102,6 +103,35 @@ fn client(provider: &Provider, client_id: &str) -> Result<Client> {
         .set_device_authorization_url(DeviceAuthorizationUrl::new(device.to_string())?))
 }
 
+/// `http` with a fresh DPoP proof on every request when `key` is given
+/// (the device code's polls and refreshes): the token endpoint then binds
+/// the tokens to the key, and a bound refresh token needs it.
+fn with_proof<'a>(
+    http: &'a reqwest::Client,
+    key: Option<&'a str>,
+) -> impl Fn(HttpRequest) -> <reqwest::Client as AsyncHttpClient<'a>>::Future + 'a {
+    move |mut req: HttpRequest| {
+        if let Some(key) = key {
+            let proof =
+                crate::dpop::proof(key, req.method().as_str(), &req.uri().to_string(), None)
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| {
+                        oauth2::http::HeaderValue::from_str(&p).map_err(|e| e.to_string())
+                    });
+            match proof {
+                Ok(value) => {
+                    req.headers_mut().insert("dpop", value);
+                }
+                Err(e) => {
+                    return Box::pin(async move { Err(HttpClientError::Other(e)) })
+                        as <reqwest::Client as AsyncHttpClient<'a>>::Future;
+                }
+            }
+        }
+        http.call(req)
+    }
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -129,6 +159,7 @@ fn credentials<T: TokenResponse>(
             .scopes()
             .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "))
             .unwrap_or_default(),
+        dpop_key: None,
     }
 }
 
@@ -139,6 +170,7 @@ pub async fn device_login(
     provider: &Provider,
     client_id: &str,
     scopes: &[String],
+    dpop_key: Option<String>,
     show: impl FnOnce(&StandardDeviceAuthorizationResponse),
 ) -> Result<Credentials> {
     let client = client(provider, client_id)?;
@@ -151,10 +183,16 @@ pub async fn device_login(
     show(&details);
     let answer = client
         .exchange_device_access_token(&details)
-        .request_async(http, tokio::time::sleep, None)
+        .request_async(
+            &with_proof(http, dpop_key.as_deref()),
+            tokio::time::sleep,
+            None,
+        )
         .await
         .map_err(|e| anyhow::anyhow!("signing in: {}", describe(&e)))?;
-    Ok(credentials(&provider.issuer, client_id, &answer, None))
+    let mut creds = credentials(&provider.issuer, client_id, &answer, None);
+    creds.dpop_key = dpop_key;
+    Ok(creds)
 }
 
 /// A new access token from the refresh token (rotated: the new one is kept).
@@ -169,15 +207,17 @@ pub async fn refresh(
     let client = client(provider, &creds.client_id)?;
     let answer = client
         .exchange_refresh_token(&RefreshToken::new(refresh.clone()))
-        .request_async(http)
+        .request_async(&with_proof(http, creds.dpop_key.as_deref()))
         .await
         .map_err(|e| anyhow::anyhow!("refreshing: {} (run `devmentor login`)", describe(&e)))?;
-    Ok(credentials(
+    let mut renewed = credentials(
         &creds.issuer,
         &creds.client_id,
         &answer,
         Some(refresh.clone()),
-    ))
+    );
+    renewed.dpop_key = creds.dpop_key.clone();
+    Ok(renewed)
 }
 
 /// Whether the access token still has `margin` seconds to live.
@@ -272,15 +312,21 @@ pub async fn exchange_pat(
 pub async fn userinfo(
     http: &reqwest::Client,
     provider: &Provider,
-    access: &str,
+    creds: &Credentials,
 ) -> Result<serde_json::Value> {
     let url = provider
         .userinfo_endpoint
         .as_deref()
         .context("the issuer offers no userinfo endpoint")?;
-    let r = http
-        .get(url)
-        .bearer_auth(access)
+    let access = &creds.access_token;
+    let req = match &creds.dpop_key {
+        Some(key) => http
+            .get(url)
+            .header("authorization", format!("DPoP {access}"))
+            .header("dpop", crate::dpop::proof(key, "GET", url, Some(access))?),
+        None => http.get(url).bearer_auth(access),
+    };
+    let r = req
         .send()
         .await
         .with_context(|| format!("reaching {url}"))?;

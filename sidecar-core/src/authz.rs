@@ -191,7 +191,21 @@ impl Authorizer {
             let needs_token = matches!(&route, crate::policy::Route::Matched(m)
                 if m.rule.requirement != crate::policy::Requirement::Public);
             let input = match token {
-                Some(t) if needs_token => self.verify(t, now_ms).await,
+                Some(t) if needs_token => match self.verify(t, now_ms).await {
+                    TokenInput::Verified(claims) => match crate::dpop::check_bound(
+                        &claims,
+                        credential.dpop,
+                        t,
+                        request.method,
+                        credential.url,
+                        &self.dpop_seen,
+                        now_ms.div_euclid(1000),
+                    ) {
+                        Ok(()) => TokenInput::Verified(claims),
+                        Err(reason) => TokenInput::Invalid(reason),
+                    },
+                    other => other,
+                },
                 _ => TokenInput::Missing,
             };
             let revocations = self.read_revocations();
@@ -205,16 +219,7 @@ impl Authorizer {
                 now_ms.div_euclid(1000),
             );
             drop(revocations);
-            let decision = crate::dpop::enforce(
-                decision,
-                credential.dpop,
-                dpop_required,
-                token,
-                request.method,
-                credential.url,
-                &self.dpop_seen,
-                now_ms.div_euclid(1000),
-            );
+            let decision = crate::dpop::enforce(decision, credential.dpop, dpop_required);
             match quota {
                 Some(quota) => self.spend_quota(decision, quota, now_ms),
                 None => decision,

@@ -27,53 +27,110 @@ pub struct Presented<'a> {
     pub proof: Option<&'a str>,
 }
 
-/// Proof `jti`s seen, until their proofs expire. Bounded: when full of
-/// live entries, proofs are refused (fail closed) rather than unchecked.
+/// Proof `jti`s seen, until their proofs expire. Bounded overall and per
+/// key: when full, proofs are refused (fail closed) rather than unchecked;
+/// one key (one client) cannot fill it for the others.
 pub struct ReplayCache {
-    seen: Mutex<HashMap<[u8; 32], i64>>,
+    inner: Mutex<Seen>,
     capacity: usize,
+}
+
+/// Live proofs at most per key (about 15 a second for a proof's minute).
+pub const PER_KEY: u32 = 1_000;
+
+#[derive(Default)]
+struct Seen {
+    ids: std::collections::HashSet<[u8; 32]>,
+    /// In the order seen, so expiry pops from the front (no scan).
+    order: std::collections::VecDeque<(i64, [u8; 32], [u8; 32])>,
+    per_key: HashMap<[u8; 32], u32>,
+}
+
+fn sha256(s: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, s.as_bytes()).as_ref());
+    out
 }
 
 impl ReplayCache {
     pub fn new(capacity: usize) -> Self {
         ReplayCache {
-            seen: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Seen::default()),
             capacity,
         }
     }
 
     /// `true` the first time this key and `jti` are seen.
     fn first_use(&self, jkt: &str, jti: &str, now: i64) -> bool {
-        let mut id = [0u8; 32];
-        let d = digest(&SHA256, format!("{jkt}.{jti}").as_bytes());
-        id.copy_from_slice(d.as_ref());
-        let Ok(mut seen) = self.seen.lock() else {
+        let (key, id) = (sha256(jkt), sha256(&format!("{jkt}.{jti}")));
+        let Ok(mut seen) = self.inner.lock() else {
             return false;
         };
-        if seen.len() >= self.capacity {
-            seen.retain(|_, expires| *expires > now);
-            if seen.len() >= self.capacity {
-                return false;
+        let seen = &mut *seen;
+        while let Some((expires, old_id, old_key)) = seen.order.front().copied() {
+            if expires > now {
+                break;
+            }
+            seen.order.pop_front();
+            seen.ids.remove(&old_id);
+            if let Some(n) = seen.per_key.get_mut(&old_key) {
+                *n -= 1;
+                if *n == 0 {
+                    seen.per_key.remove(&old_key);
+                }
             }
         }
-        let expires = now + MAX_AGE_SECS + MAX_SKEW_SECS;
-        seen.insert(id, expires).is_none_or(|old| old <= now)
+        if seen.ids.contains(&id)
+            || seen.ids.len() >= self.capacity
+            || seen.per_key.get(&key).is_some_and(|n| *n >= PER_KEY)
+        {
+            return false;
+        }
+        // Kept one second past the last second a proof is still fresh in.
+        let expires = now + MAX_AGE_SECS + MAX_SKEW_SECS + 1;
+        seen.ids.insert(id);
+        seen.order.push_back((expires, id, key));
+        *seen.per_key.entry(key).or_insert(0) += 1;
+        true
     }
 }
 
-/// An allowed decision, checked for DPoP: `token` is the raw access token,
-/// `url` the request's (`scheme://host/path`).
+/// Before the policy: a token bound to a key (`cnf.jkt`) is taken only
+/// under the DPoP scheme with a valid, fresh, unseen proof by that key for
+/// this request; else it is as good as an invalid token (so a stolen copy
+/// cannot even learn which routes it would pass).
 #[allow(clippy::too_many_arguments)]
-pub fn enforce(
-    decision: Decision,
+pub fn check_bound(
+    claims: &AccessClaims,
     presented: Presented<'_>,
-    required: bool,
-    token: Option<&str>,
+    token: &str,
     method: &str,
     url: &str,
     cache: &ReplayCache,
     now: i64,
-) -> Decision {
+) -> Result<(), DenyReason> {
+    let Some(jkt) = bound_key(claims) else {
+        return Ok(());
+    };
+    let (true, Some(proof)) = (presented.scheme, presented.proof) else {
+        return Err(DenyReason::InvalidDpopProof);
+    };
+    let expected = Expected {
+        method,
+        url,
+        access_token: Some(token),
+        now,
+    };
+    match dpop::verify(proof, &expected) {
+        Ok(p) if p.jkt == jkt && cache.first_use(&p.jkt, &p.jti, now) => Ok(()),
+        _ => Err(DenyReason::InvalidDpopProof),
+    }
+}
+
+/// After the policy, for an allowed unbound token: not under the DPoP
+/// scheme (a confused client or a probe), and not on a `dpop: required`
+/// rule.
+pub fn enforce(decision: Decision, presented: Presented<'_>, required: bool) -> Decision {
     let Decision::Allow {
         rule,
         identity: Some(claims),
@@ -81,34 +138,13 @@ pub fn enforce(
     else {
         return decision;
     };
-    let refuse = |reason| Decision::deny(Some(rule.clone()), reason);
-    match bound_key(&claims) {
-        Some(jkt) => {
-            // The bound token under the Bearer scheme is a downgrade.
-            let (true, Some(proof), Some(token)) = (presented.scheme, presented.proof, token)
-            else {
-                return refuse(DenyReason::InvalidDpopProof);
-            };
-            let expected = Expected {
-                method,
-                url,
-                access_token: Some(token),
-                now,
-            };
-            match dpop::verify(proof, &expected) {
-                Ok(p) if p.jkt == jkt => {
-                    if !cache.first_use(&p.jkt, &p.jti, now) {
-                        return refuse(DenyReason::InvalidDpopProof);
-                    }
-                }
-                _ => return refuse(DenyReason::InvalidDpopProof),
-            }
+    if bound_key(&claims).is_none() {
+        if presented.scheme {
+            return Decision::deny(Some(rule), DenyReason::InvalidDpopProof);
         }
-        // An unbound token sent as if bound is a confused client or a
-        // probe: refused, so the scheme always means a checked proof.
-        None if presented.scheme => return refuse(DenyReason::InvalidDpopProof),
-        None if required => return refuse(DenyReason::DpopRequired),
-        None => {}
+        if required {
+            return Decision::deny(Some(rule), DenyReason::DpopRequired);
+        }
     }
     Decision::Allow {
         rule,
@@ -140,8 +176,21 @@ mod tests {
         assert!(cache.first_use("k2", "a", 100));
         // Full of live entries: refused, not forgotten.
         assert!(!cache.first_use("k", "b", 100));
+        // Still there in the last second its proof could be fresh.
+        let last = 100 + MAX_AGE_SECS + MAX_SKEW_SECS;
+        assert!(!cache.first_use("k", "a", last));
         // Once they expire there is room again.
-        assert!(cache.first_use("k", "b", 100 + MAX_AGE_SECS + MAX_SKEW_SECS + 1));
+        assert!(cache.first_use("k", "b", last + 1));
+    }
+
+    #[test]
+    fn one_key_cannot_fill_the_cache_for_the_others() {
+        let cache = ReplayCache::new(10 * PER_KEY as usize);
+        for i in 0..PER_KEY {
+            assert!(cache.first_use("greedy", &i.to_string(), 100));
+        }
+        assert!(!cache.first_use("greedy", "one-more", 100));
+        assert!(cache.first_use("honest", "a", 100));
     }
 
     #[test]

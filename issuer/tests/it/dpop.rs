@@ -233,6 +233,19 @@ async fn tokens_bind_to_the_proven_key(backend: Backend) {
         .await
         .cnf
         .is_none());
+    // That session is not bound; a refresh with a proof binds the access
+    // token it gets (and says so), never answering DPoP for a Bearer token.
+    let unbound_refresh = v["refresh_token"].as_str().expect("rt").to_string();
+    let r = send(
+        refresh_form(&unbound_refresh),
+        Some(proof(&other, "upgrade-1")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["token_type"], "DPoP");
+    let upgraded = t.verify(v["access_token"].as_str().expect("at")).await;
+    assert_eq!(upgraded.cnf.map(|c| c.jkt), Some(dpop_jkt(&other)));
 
     // userinfo: the bound token as Bearer is refused; under the DPoP
     // scheme with a proof for this request it answers, once per proof.

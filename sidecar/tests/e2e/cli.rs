@@ -121,39 +121,7 @@ async fn the_cli_signs_in_by_device_code_through_envoy() {
 
     // Login: the CLI prints the page and the code, and waits; the user
     // approves in a browser; the CLI is signed in.
-    let mut login = tokio::process::Command::new(&bin)
-        .args([
-            "login",
-            "--issuer",
-            &stack.issuer().base_url,
-            "--client-id",
-            "devmentor-cli",
-        ])
-        .env("DEVMENTOR_CREDENTIALS", &creds)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("devmentor login");
-    let mut lines = BufReader::new(login.stderr.take().expect("stderr")).lines();
-    let mut printed = Vec::new();
-    let code = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.expect("read") {
-            printed.push(line.clone());
-            if let Some(code) = line.strip_prefix("and enter the code: ") {
-                return code.to_string();
-            }
-        }
-        panic!("no code printed: {printed:?}");
-    })
-    .await
-    .expect("the code within 10 s");
-    approve(&stack, &cookies, &code).await;
-    let status = tokio::time::timeout(Duration::from_secs(20), login.wait())
-        .await
-        .expect("login finishes once approved")
-        .expect("exit status");
-    assert!(status.success());
+    sign_in(&stack, &bin, &cookies, &creds, &[]).await;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -248,4 +216,107 @@ async fn the_cli_signs_in_by_device_code_through_envoy() {
     assert_eq!(stack.get(NOTES, Some(out.trim())).await.status(), 200);
     let (ok, _, err) = pat_token(format!("{}x", &pat[..pat.len() - 1])).await;
     assert!(!ok && err.contains("invalid_grant"), "{err}");
+
+    // DPoP: `login --dpop` binds the tokens to a key kept with the
+    // credentials. The token alone (a leaked copy) is refused at the edge;
+    // with `devmentor proof` for the request it passes, once per proof,
+    // and on the rule that requires DPoP. whoami and refreshes prove the
+    // key too.
+    let bound_creds = dir.path().join("dpop").join("credentials.json");
+    sign_in(&stack, &bin, &cookies, &bound_creds, &["--dpop"]).await;
+    let (ok, out, err) = run(&bound_creds, &["token"]).await;
+    assert!(ok, "{err}");
+    let bound = out.trim().to_string();
+    assert_eq!(stack.get(NOTES, Some(&bound)).await.status(), 401);
+    let through = |path: &'static str, token: String| {
+        let (stack, creds) = (&stack, bound_creds.clone());
+        async move {
+            let url = stack.url(path);
+            let (ok, proof, err) = run(&creds, &["proof", "GET", &url]).await;
+            assert!(ok, "{err}");
+            let proof = proof.trim().to_string();
+            let send = || {
+                stack
+                    .http
+                    .get(&url)
+                    .header("authorization", format!("DPoP {token}"))
+                    .header("dpop", &proof)
+                    .send()
+            };
+            let first = send().await.expect("request").status().as_u16();
+            let again = send().await.expect("request").status().as_u16();
+            (first, again)
+        }
+    };
+    assert_eq!(through(NOTES, bound.clone()).await, (200, 401));
+    assert_eq!(
+        through("/memory/notes/private/1", bound.clone()).await,
+        (200, 401)
+    );
+    let (ok, out, err) = run(&bound_creds, &["whoami"]).await;
+    assert!(ok && out.contains(&format!("email: {email}")), "{out}{err}");
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&bound_creds).expect("read")).expect("json");
+    saved["expires_at"] = serde_json::json!(0);
+    std::fs::write(&bound_creds, saved.to_string()).expect("write");
+    let (ok, out, err) = run(&bound_creds, &["token"]).await;
+    assert!(ok, "{err}");
+    let renewed = out.trim().to_string();
+    assert_ne!(renewed, bound);
+    assert_eq!(through(NOTES, renewed).await, (200, 401));
+    // Without the key, the refresh token is refused: copied out of the
+    // file, it is no use elsewhere.
+    let refresh = saved["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    let r = stack
+        .http
+        .post(stack.url("/auth/oauth2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("client_id", "devmentor-cli"),
+        ])
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(r.status(), 400);
+    let (ok, _, err) = run(&creds, &["proof", "GET", "http://x/"]).await;
+    assert!(!ok, "{err}");
+}
+
+/// `devmentor login` (with `extra` flags), approved on the page as the
+/// user would; waits for the CLI to finish signed in.
+async fn sign_in(stack: &Stack, bin: &Path, cookies: &str, creds: &Path, extra: &[&str]) {
+    let issuer = stack.issuer().base_url.clone();
+    let mut args = vec!["login", "--issuer", &issuer, "--client-id", "devmentor-cli"];
+    args.extend_from_slice(extra);
+    let mut login = tokio::process::Command::new(bin)
+        .args(&args)
+        .env("DEVMENTOR_CREDENTIALS", creds)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("devmentor login");
+    let mut lines = BufReader::new(login.stderr.take().expect("stderr")).lines();
+    let mut printed = Vec::new();
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            printed.push(line.clone());
+            if let Some(code) = line.strip_prefix("and enter the code: ") {
+                return code.to_string();
+            }
+        }
+        panic!("no code printed: {printed:?}");
+    })
+    .await
+    .expect("the code within 10 s");
+    approve(stack, cookies, &code).await;
+    let status = tokio::time::timeout(Duration::from_secs(20), login.wait())
+        .await
+        .expect("login finishes once approved")
+        .expect("exit status");
+    assert!(status.success());
 }

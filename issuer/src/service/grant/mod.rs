@@ -385,6 +385,10 @@ async fn grant(
             delivery,
         } => {
             state.metrics.refresh(outcome);
+            // RFC 9449 §5: a proof at the refresh binds the new access
+            // token (a bound session's key was checked to be the same).
+            let mut bound = Bound::of(session);
+            bound.jkt = bound.jkt.or(client.dpop_jkt.as_deref());
             tokens(
                 state,
                 delivery,
@@ -393,7 +397,7 @@ async fn grant(
                 &session.amr,
                 session.auth_time,
                 refresh_token,
-                Bound::of(session),
+                bound,
                 now,
             )
             .await

@@ -298,7 +298,10 @@ pub async fn introspect(
                 sid: Some(s.id.clone()),
                 aud: None,
                 act: None,
-                cnf: None,
+                cnf: s
+                    .dpop_jkt
+                    .clone()
+                    .map(|jkt| auth_types::Confirmation { jkt }),
             }
         }
         _ => Introspection::default(),
