@@ -328,6 +328,22 @@ DEVMENTOR_CREDENTIALS=$creds ./target/release/devmentor logout
 sleep 0.2
 show curl localhost:8080/memory/notes/today -H "authorization: Bearer $cli_token"
 
+step "a personal access token for a script: POST /auth/tokens (needs a fresh sign-in; shown once)"
+token=$(curl -s -X POST localhost:8080/auth/login -H 'content-type: application/json' \
+  -d "{\"email\":\"$user_email\",\"password\":\"$password\"}" | json_field access_token)
+created=$(curl -s -X POST localhost:8080/auth/tokens -H "authorization: Bearer $token" \
+  -H 'content-type: application/json' -d '{"name":"demo script","scope":"notes:read","expires_in_days":7}')
+pat=$(printf '%s' "$created" | json_field token)
+pat_id=$(printf '%s' "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["personal_token"]["id"])')
+echo "personal access token: ${pat:0:8}… (dmp_ + 30 random + a CRC-32 checksum secret scanners can check)"
+step 'DEVMENTOR_PAT=dmp_… devmentor pat-token (exchanged for a short access token carrying its own session)'
+pat_access=$(DEVMENTOR_PAT=$pat ./target/release/devmentor pat-token --issuer http://localhost:8080)
+show curl localhost:8080/memory/notes/today -H "authorization: Bearer $pat_access"
+show curl -X DELETE "localhost:8080/auth/tokens/$pat_id" -H "authorization: Bearer $token"
+sleep 0.2
+echo "(revoked: the access token it gave is refused at the edge too)"
+show curl localhost:8080/memory/notes/today -H "authorization: Bearer $pat_access"
+
 step "for i in 1..8: curl -X POST localhost:8080/auth/login (wrong password)"
 for _ in $(seq 8); do
   printf '%s ' "$(curl -s -o /dev/null -w '%{http_code}' -X POST localhost:8080/auth/login \
