@@ -240,6 +240,19 @@ def main():
             page.get_by_role("button", name="Rename passkey").click()
             expect(page.locator("#passkeys li input")).to_have_value("Laptop key")
 
+            # A personal access token from the form (the browser's own
+            # navigation gets the secret), shown once; then revoked.
+            page.get_by_label("Token name").fill("ci deploy")
+            page.get_by_label("Scopes (separated by spaces)").fill("notes:read")
+            page.get_by_role("button", name="Create token").click()
+            shown = page.locator("#new-token").inner_text()
+            assert shown.startswith("dmp_") and len(shown) == 40, shown
+            page.get_by_role("link", name="Back to your account").click()
+            expect(page.locator("#tokens li")).to_have_count(1)
+            assert shown not in page.content(), "the token is shown only once"
+            page.get_by_role("button", name="Revoke token ci deploy").click()
+            expect(page.locator("#tokens li")).to_have_count(0)
+
             # Link GitHub (the password first), through the fake GitHub's
             # account picker and back; then unlink it.
             public_url_is_envoy(a)

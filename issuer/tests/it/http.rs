@@ -956,6 +956,7 @@ async fn well_known_and_operational_endpoints(backend: Backend) {
         "introspection_endpoint_auth_methods_supported",
         "introspection_endpoint_auth_signing_alg_values_supported",
         "token_endpoint_auth_signing_alg_values_supported",
+        "dpop_signing_alg_values_supported",
         "jwks_uri",
         "response_types_supported",
         "response_modes_supported",

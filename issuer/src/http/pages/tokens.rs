@@ -29,7 +29,7 @@ pub(super) fn section(tokens: &[PersonalTokenView], max_days: i64) -> Markup {
             }
         }
         form method="post" action="/auth/ui/tokens" {
-            label for="token_name" { "Name" }
+            label for="token_name" { "Token name" }
             input id="token_name" name="name" maxlength="64" required;
             label for="token_scope" { "Scopes (separated by spaces)" }
             input id="token_scope" name="scope" placeholder="notes:read" required;
