@@ -73,6 +73,12 @@ pub struct Settings {
     /// Also accept the token from this cookie.
     #[arg(long, env = "SIDECAR_TOKEN_COOKIE")]
     pub token_cookie: Option<String>,
+    /// The origin clients address (`https://mesh.example`): DPoP proofs'
+    /// `htu` must name it, whatever scheme and Host the proxy saw (behind
+    /// a TLS-terminating load balancer; and no proof made for another
+    /// host passes). Unset: the request's own scheme and Host.
+    #[arg(long, env = "SIDECAR_PUBLIC_ORIGIN", value_parser = parse_http_url)]
+    pub public_origin: Option<String>,
     #[arg(long, env = "SIDECAR_USER_ID_HEADER", default_value = "x-user-id")]
     pub user_id_header: String,
     #[arg(long, env = "SIDECAR_ROLES_HEADER", default_value = "x-user-roles")]

@@ -156,6 +156,13 @@ fn bound_key(claims: &AccessClaims) -> Option<&str> {
     claims.cnf.as_ref().map(|c| c.jkt.as_str())
 }
 
+/// `origin/path` (the query cut): the request at the configured public
+/// origin.
+pub fn request_url_at(origin: &str, path: &str) -> String {
+    let path = path.split('?').next().unwrap_or_default();
+    format!("{origin}{path}")
+}
+
 /// `scheme://host/path` of a request as the proxy saw it (the query cut).
 pub fn request_url(scheme: &str, host: &str, path: &str) -> String {
     let scheme = if scheme.is_empty() { "http" } else { scheme };

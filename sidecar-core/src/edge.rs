@@ -47,7 +47,10 @@ pub async fn decide(authz: &Authorizer, request: &ProxyRequest<'_>, now_ms: i64)
             .get("authorization")
             .and_then(|v| v.split_once(' '))
             .is_some_and(|(s, _)| s.eq_ignore_ascii_case("dpop"));
-        let url = crate::dpop::request_url(request.scheme, request.host, request.path);
+        let url = match &authz.settings.public_origin {
+            Some(origin) => crate::dpop::request_url_at(origin, request.path),
+            None => crate::dpop::request_url(request.scheme, request.host, request.path),
+        };
         let credential = crate::authz::Credential {
             token,
             dpop: crate::dpop::Presented {

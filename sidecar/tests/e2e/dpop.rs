@@ -227,3 +227,80 @@ fn key_other() -> SigningKey {
 }
 
 crate::both_fronts!(a_stolen_bound_token_is_useless_at_the_edge);
+
+/// With `--public-origin`, proofs name the origin clients address (behind
+/// a TLS-terminating load balancer the proxy sees plain http and another
+/// Host): a proof for it passes; one for the address the proxy saw, or
+/// for another host, does not.
+async fn proofs_name_the_public_origin_when_one_is_set(front: Front) {
+    const ORIGIN: &str = "https://mesh.example";
+    let Some(stack) =
+        Stack::start_front(front, |_| {}, |s| s.public_origin = Some(ORIGIN.into())).await
+    else {
+        return;
+    };
+    let session = token(&stack.login(&unique_email("origin")).await);
+    let r = stack
+        .http
+        .post(stack.url("/auth/tokens"))
+        .bearer_auth(&session)
+        .json(&json!({"name": "cli", "scope": "notes:read"}))
+        .send()
+        .await
+        .expect("create");
+    let pat = r.json::<Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let key = key();
+    let token_url = format!(
+        "{}/auth/oauth2/token",
+        stack.issuer().state.settings.issuer_url
+    );
+    let r = stack
+        .http
+        .post(stack.url("/auth/oauth2/token"))
+        .header(
+            "dpop",
+            dpop_proof(&key, "POST", &token_url, None, now(), "t-1"),
+        )
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", pat.as_str()),
+            (
+                "subject_token_type",
+                "urn:devmentor:params:oauth:token-type:personal_access_token",
+            ),
+        ])
+        .send()
+        .await
+        .expect("exchange");
+    let bound = token(&r.json::<Value>().await.expect("json"));
+    let scheme = format!("DPoP {bound}");
+    let at = |url: String, jti: &str| dpop_proof(&key, "GET", &url, Some(&bound), now(), jti);
+    let (status, _, _) = get(
+        &stack,
+        PRIVATE,
+        &scheme,
+        Some(&at(format!("{ORIGIN}{PRIVATE}"), "o-1")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for (label, url) in [
+        ("the address the proxy saw", stack.url(PRIVATE)),
+        ("another host", format!("https://other.example{PRIVATE}")),
+        ("plain http", format!("http://mesh.example{PRIVATE}")),
+    ] {
+        let (status, _, body) = get(&stack, PRIVATE, &scheme, Some(&at(url, label))).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_dpop_proof")),
+            "{label}"
+        );
+    }
+}
+
+crate::both_fronts!(proofs_name_the_public_origin_when_one_is_set);

@@ -87,6 +87,9 @@ pub fn module_args(s: &Settings) -> Vec<String> {
     if let Some(c) = &s.token_cookie {
         kv("token-cookie", c.clone());
     }
+    if let Some(o) = &s.public_origin {
+        kv("public-origin", o.clone());
+    }
     if let Some(t) = &s.feed_token {
         kv("feed-token", t.clone());
     }
