@@ -255,18 +255,24 @@ fn benches(c: &mut Criterion) {
             &format!("jti-{n}"),
         )
     };
-    fn dpop<'a>(token: &'a str, proof: &'a str, url: &'a str) -> sidecar::authz::Credential<'a> {
+    // The request as the edge sees it (`url` above).
+    fn dpop<'a>(token: &'a str, proof: &'a str) -> sidecar::authz::Credential<'a> {
         sidecar::authz::Credential {
             token: Some(token),
             dpop: sidecar::dpop::Presented {
                 scheme: true,
                 proof: Some(proof),
             },
-            url,
+            target: sidecar::dpop::Target {
+                origin: None,
+                scheme: "http",
+                host: "mesh.local",
+                path: "/ai/chat",
+            },
         }
     }
     let p = proof();
-    let first_bound = runtime.block_on(authz.check(req, dpop(&bound_token, &p, url), now_ms));
+    let first_bound = runtime.block_on(authz.check(req, dpop(&bound_token, &p), now_ms));
     assert!(
         matches!(first_bound, sidecar::decision::Decision::Allow { .. }),
         "{first_bound:?}"
@@ -277,7 +283,7 @@ fn benches(c: &mut Criterion) {
             |p| {
                 black_box(runtime.block_on(authz.check(
                     black_box(req),
-                    dpop(&bound_token, &p, url),
+                    dpop(&bound_token, &p),
                     now_ms,
                 )))
             },

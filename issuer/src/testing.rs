@@ -164,6 +164,21 @@ pub fn dpop_proof(
     format!("{input}.{}", b64url_encode(&sig))
 }
 
+/// A client's DPoP key (a fresh one each call), for tests.
+pub fn dpop_key(alg: auth_types::SigningAlg) -> crate::domain::keys::SigningKey {
+    let pkcs8 = crate::domain::keys::generate_pkcs8(alg).unwrap_or_default();
+    match crate::domain::keys::SigningKey::from_pkcs8("client", alg, &pkcs8) {
+        Ok(key) => key,
+        Err(e) => panic!("a {alg} key: {e}"),
+    }
+}
+
+/// Now, in Unix seconds, by the system clock (a proof's `iat`).
+pub fn unix_now() -> i64 {
+    use crate::domain::clock::Clock;
+    crate::domain::clock::SystemClock.now_ms().div_euclid(1000)
+}
+
 /// The RFC 7638 thumbprint of `key` (what `cnf.jkt` holds).
 pub fn dpop_jkt(key: &crate::domain::keys::SigningKey) -> String {
     auth_types::dpop::thumbprint(&key.public_jwk()).unwrap_or_default()

@@ -84,12 +84,12 @@ pub struct Authorizer {
 }
 
 /// What a request carries for the decision: its token, and for DPoP the
-/// scheme, the proof and its URL (`scheme://host/path`).
+/// scheme, the proof and where the request went.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Credential<'a> {
     pub token: Option<&'a str>,
     pub dpop: crate::dpop::Presented<'a>,
-    pub url: &'a str,
+    pub target: crate::dpop::Target<'a>,
 }
 
 impl<'a> Credential<'a> {
@@ -197,7 +197,7 @@ impl Authorizer {
                         credential.dpop,
                         t,
                         request.method,
-                        credential.url,
+                        credential.target,
                         &self.dpop_seen,
                         now_ms.div_euclid(1000),
                     ) {

@@ -99,13 +99,12 @@ impl ReplayCache {
 /// under the DPoP scheme with a valid, fresh, unseen proof by that key for
 /// this request; else it is as good as an invalid token (so a stolen copy
 /// cannot even learn which routes it would pass).
-#[allow(clippy::too_many_arguments)]
 pub fn check_bound(
     claims: &AccessClaims,
     presented: Presented<'_>,
     token: &str,
     method: &str,
-    url: &str,
+    target: Target<'_>,
     cache: &ReplayCache,
     now: i64,
 ) -> Result<(), DenyReason> {
@@ -115,9 +114,10 @@ pub fn check_bound(
     let (true, Some(proof)) = (presented.scheme, presented.proof) else {
         return Err(DenyReason::InvalidDpopProof);
     };
+    let url = target.url();
     let expected = Expected {
         method,
-        url,
+        url: &url,
         access_token: Some(token),
         now,
     };
@@ -156,6 +156,26 @@ fn bound_key(claims: &AccessClaims) -> Option<&str> {
     claims.cnf.as_ref().map(|c| c.jkt.as_str())
 }
 
+/// Where a request went, for a proof's `htu`: the URL is only built when
+/// a proof is checked (not on every request).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Target<'a> {
+    /// The configured public origin (`--public-origin`), if any.
+    pub origin: Option<&'a str>,
+    pub scheme: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+}
+
+impl Target<'_> {
+    pub fn url(&self) -> String {
+        match self.origin {
+            Some(origin) => request_url_at(origin, self.path),
+            None => request_url(self.scheme, self.host, self.path),
+        }
+    }
+}
+
 /// `origin/path` (the query cut): the request at the configured public
 /// origin.
 pub fn request_url_at(origin: &str, path: &str) -> String {
@@ -166,8 +186,7 @@ pub fn request_url_at(origin: &str, path: &str) -> String {
 /// `scheme://host/path` of a request as the proxy saw it (the query cut).
 pub fn request_url(scheme: &str, host: &str, path: &str) -> String {
     let scheme = if scheme.is_empty() { "http" } else { scheme };
-    let path = path.split('?').next().unwrap_or_default();
-    format!("{scheme}://{host}{path}")
+    request_url_at(&format!("{scheme}://{host}"), path)
 }
 
 #[cfg(test)]

@@ -47,17 +47,18 @@ pub async fn decide(authz: &Authorizer, request: &ProxyRequest<'_>, now_ms: i64)
             .get("authorization")
             .and_then(|v| v.split_once(' '))
             .is_some_and(|(s, _)| s.eq_ignore_ascii_case("dpop"));
-        let url = match &authz.settings.public_origin {
-            Some(origin) => crate::dpop::request_url_at(origin, request.path),
-            None => crate::dpop::request_url(request.scheme, request.host, request.path),
-        };
         let credential = crate::authz::Credential {
             token,
             dpop: crate::dpop::Presented {
                 scheme,
                 proof: request.headers.get("dpop").map(String::as_str),
             },
-            url: &url,
+            target: crate::dpop::Target {
+                origin: authz.settings.public_origin.as_deref(),
+                scheme: request.scheme,
+                host: request.host,
+                path: request.path,
+            },
         };
         authz.check(attrs, credential, now_ms).await
     }

@@ -7,8 +7,8 @@
 //! endpoints refuse a bound token; introspection reports its key. On
 //! SQLite and PostgreSQL.
 
-use issuer::domain::keys::{generate_pkcs8, SigningKey};
-use issuer::testing::{dpop_jkt, dpop_proof, TEST_ISSUER_URL};
+use issuer::domain::keys::SigningKey;
+use issuer::testing::{dpop_jkt, dpop_key, dpop_proof, unix_now, TEST_ISSUER_URL};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -19,23 +19,15 @@ use crate::support::*;
 on_both_backends!(tokens_bind_to_the_proven_key);
 
 fn client_key() -> SigningKey {
-    let alg = auth_types::SigningAlg::ES256;
-    SigningKey::from_pkcs8("client", alg, &generate_pkcs8(alg).expect("gen")).expect("key")
+    dpop_key(auth_types::SigningAlg::ES256)
 }
 
 fn token_url() -> String {
     format!("{TEST_ISSUER_URL}/auth/oauth2/token")
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs() as i64
-}
-
 fn proof(key: &SigningKey, jti: &str) -> String {
-    dpop_proof(key, "POST", &token_url(), None, now(), jti)
+    dpop_proof(key, "POST", &token_url(), None, unix_now(), jti)
 }
 
 async fn token(t: &TestIssuer, form: &[(&str, &str)], dpop: &[&str]) -> reqwest::Response {
@@ -165,13 +157,20 @@ async fn tokens_bind_to_the_proven_key(backend: Backend) {
                 "POST",
                 "https://issuer.test/other",
                 None,
-                now(),
+                unix_now(),
                 "u-1",
             )],
         ),
         (
             "another method",
-            vec![dpop_proof(&key, "GET", &token_url(), None, now(), "m-1")],
+            vec![dpop_proof(
+                &key,
+                "GET",
+                &token_url(),
+                None,
+                unix_now(),
+                "m-1",
+            )],
         ),
         (
             "too old",
@@ -180,7 +179,7 @@ async fn tokens_bind_to_the_proven_key(backend: Backend) {
                 "POST",
                 &token_url(),
                 None,
-                now() - 120,
+                unix_now() - 120,
                 "o-1",
             )],
         ),
@@ -191,7 +190,7 @@ async fn tokens_bind_to_the_proven_key(backend: Backend) {
                 "POST",
                 &token_url(),
                 None,
-                now() + 60,
+                unix_now() + 60,
                 "f-1",
             )],
         ),
@@ -202,7 +201,7 @@ async fn tokens_bind_to_the_proven_key(backend: Backend) {
                 "POST",
                 &token_url(),
                 Some("x"),
-                now(),
+                unix_now(),
                 "a-1",
             )],
         ),
@@ -252,7 +251,14 @@ async fn tokens_bind_to_the_proven_key(backend: Backend) {
     let r = t.get_auth("/auth/oauth2/userinfo", &access).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let userinfo_url = format!("{TEST_ISSUER_URL}/auth/oauth2/userinfo");
-    let p = dpop_proof(&key, "GET", &userinfo_url, Some(&access), now(), "ui-1");
+    let p = dpop_proof(
+        &key,
+        "GET",
+        &userinfo_url,
+        Some(&access),
+        unix_now(),
+        "ui-1",
+    );
     let ask = |p: String| {
         t.http
             .get(t.url("/auth/oauth2/userinfo"))
@@ -263,7 +269,14 @@ async fn tokens_bind_to_the_proven_key(backend: Backend) {
     let r = ask(p.clone()).await.expect("userinfo");
     assert_eq!(r.status(), StatusCode::OK);
     assert!(ask(p).await.expect("userinfo").status().is_client_error());
-    let theirs = dpop_proof(&other, "GET", &userinfo_url, Some(&access), now(), "ui-2");
+    let theirs = dpop_proof(
+        &other,
+        "GET",
+        &userinfo_url,
+        Some(&access),
+        unix_now(),
+        "ui-2",
+    );
     assert!(ask(theirs)
         .await
         .expect("userinfo")

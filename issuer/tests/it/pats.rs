@@ -26,6 +26,14 @@ async fn create(t: &TestIssuer, access: &str, body: Value) -> reqwest::Response 
     t.post_auth("/auth/tokens", access, Some(body)).await
 }
 
+/// A new token's secret (the creation must succeed).
+async fn new_pat(t: &TestIssuer, access: &str, body: Value) -> String {
+    let r = create(t, access, body).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.expect("json");
+    v["token"].as_str().expect("token").to_string()
+}
+
 async fn exchange(t: &TestIssuer, pat: &str, extra: &[(&str, &str)]) -> reqwest::Response {
     let mut form = vec![
         ("grant_type", EXCHANGE),
@@ -196,16 +204,12 @@ async fn personal_tokens_live_and_end(backend: Backend) {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // Expiry: a token past its days is refused and no longer listed.
-    let r = create(
+    let short = new_pat(
         &t,
         &me.access,
         json!({"name": "short", "scope": "notes:read", "expires_in_days": 1}),
     )
     .await;
-    let short = r.json::<Value>().await.expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_string();
     assert_eq!(exchange(&t, &short, &[]).await.status(), StatusCode::OK);
     clock.advance_secs(86_400 + 1);
     assert_eq!(
@@ -216,16 +220,12 @@ async fn personal_tokens_live_and_end(backend: Backend) {
     // A password change ends every token of the account (an intruder's
     // token dies with the reset).
     let fresh = t.login(&email, PASSWORD).await;
-    let r = create(
+    let kept = new_pat(
         &t,
         &fresh.access,
         json!({"name": "kept?", "scope": "notes:read"}),
     )
     .await;
-    let kept = r.json::<Value>().await.expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_string();
     let r = t
         .post_auth(
             "/auth/password",
@@ -242,18 +242,12 @@ async fn personal_tokens_live_and_end(backend: Backend) {
     // A disabled user's tokens give nothing.
     let admin = make_admin(&t).await;
     let other = t.login(&other_email, PASSWORD).await;
-    let other_pat = create(
+    let other_pat = new_pat(
         &t,
         &other.access,
         json!({"name": "o", "scope": "notes:read"}),
     )
-    .await
-    .json::<Value>()
-    .await
-    .expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_string();
+    .await;
     let other_id = t.verify(&other.access).await.sub;
     let r = t
         .http

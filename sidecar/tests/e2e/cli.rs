@@ -184,16 +184,12 @@ async fn the_cli_signs_in_by_device_code_through_envoy() {
     // CI: a personal access token from the environment, for an access
     // token the edge takes; a wrong one is refused with the reason.
     let session = crate::support::token(&stack.login_again(&email).await);
-    let r = stack
-        .http
-        .post(stack.url("/auth/tokens"))
-        .bearer_auth(&session)
-        .json(&serde_json::json!({"name": "ci", "scope": "notes:read"}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), 201);
-    let pat = r.json::<serde_json::Value>().await.expect("json")["token"]
+    let pat = stack
+        .personal_token(
+            &session,
+            serde_json::json!({"name": "ci", "scope": "notes:read"}),
+        )
+        .await["token"]
         .as_str()
         .expect("token")
         .to_string();

@@ -5,8 +5,8 @@
 //! refused (401 with a DPoP challenge); a `dpop: required` rule refuses an
 //! unbound token.
 
-use issuer::domain::keys::{generate_pkcs8, SigningKey};
-use issuer::testing::dpop_proof;
+use issuer::domain::keys::SigningKey;
+use issuer::testing::{dpop_key, dpop_proof, unix_now};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -17,15 +17,7 @@ const PRIVATE: &str = "/memory/notes/private/1";
 const NOTES: &str = "/memory/notes/1";
 
 fn key() -> SigningKey {
-    let alg = auth_types::SigningAlg::ES256;
-    SigningKey::from_pkcs8("client", alg, &generate_pkcs8(alg).expect("gen")).expect("key")
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs() as i64
+    dpop_key(auth_types::SigningAlg::ES256)
 }
 
 async fn get(stack: &Stack, path: &str, auth: &str, proof: Option<&str>) -> (u16, String, Value) {
@@ -53,39 +45,16 @@ async fn a_stolen_bound_token_is_useless_at_the_edge(front: Front) {
     };
     // A personal access token exchanged with a proof: a bound token.
     let session = token(&stack.login(&unique_email("dpop")).await);
-    let r = stack
-        .http
-        .post(stack.url("/auth/tokens"))
-        .bearer_auth(&session)
-        .json(&json!({"name": "cli", "scope": "notes:read"}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), 201);
-    let pat = r.json::<Value>().await.expect("json")["token"]
+    let pat = stack
+        .personal_token(&session, json!({"name": "cli", "scope": "notes:read"}))
+        .await["token"]
         .as_str()
         .expect("token")
         .to_string();
     let exchange = |proof: Option<String>| {
         let (stack, pat) = (&stack, pat.clone());
         async move {
-            let mut req = stack.http.post(stack.url("/auth/oauth2/token")).form(&[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange",
-                ),
-                ("subject_token", pat.as_str()),
-                (
-                    "subject_token_type",
-                    "urn:devmentor:params:oauth:token-type:personal_access_token",
-                ),
-            ]);
-            if let Some(p) = proof {
-                req = req.header("dpop", p);
-            }
-            let r = req.send().await.expect("exchange");
-            assert_eq!(r.status(), 200);
-            let v: Value = r.json().await.expect("json");
+            let v = stack.exchange_pat(&pat, proof).await;
             (
                 token(&v),
                 v["token_type"].as_str().unwrap_or_default().to_string(),
@@ -102,7 +71,7 @@ async fn a_stolen_bound_token_is_useless_at_the_edge(front: Front) {
         "POST",
         &token_url,
         None,
-        now(),
+        unix_now(),
         "t-1",
     )))
     .await;
@@ -111,8 +80,9 @@ async fn a_stolen_bound_token_is_useless_at_the_edge(front: Front) {
     assert_eq!(kind, "Bearer");
 
     let scheme = format!("DPoP {bound}");
-    let proof =
-        |path: &str, jti: &str| dpop_proof(&key, "GET", &stack.url(path), Some(&bound), now(), jti);
+    let proof = |path: &str, jti: &str| {
+        dpop_proof(&key, "GET", &stack.url(path), Some(&bound), unix_now(), jti)
+    };
     // With its proof: through, on the rule that requires DPoP and on one
     // that does not.
     let first = proof(PRIVATE, "p-1");
@@ -146,7 +116,7 @@ async fn a_stolen_bound_token_is_useless_at_the_edge(front: Front) {
                 "POST",
                 &stack.url(PRIVATE),
                 Some(&bound),
-                now(),
+                unix_now(),
                 "p-5",
             )),
         ),
@@ -158,7 +128,7 @@ async fn a_stolen_bound_token_is_useless_at_the_edge(front: Front) {
                 "GET",
                 &stack.url(PRIVATE),
                 Some(&bound),
-                now(),
+                unix_now(),
                 "p-6",
             )),
         ),
@@ -170,7 +140,7 @@ async fn a_stolen_bound_token_is_useless_at_the_edge(front: Front) {
                 "GET",
                 &stack.url(PRIVATE),
                 Some(&unbound),
-                now(),
+                unix_now(),
                 "p-7",
             )),
         ),
@@ -182,7 +152,7 @@ async fn a_stolen_bound_token_is_useless_at_the_edge(front: Front) {
                 "GET",
                 &stack.url(PRIVATE),
                 Some(&bound),
-                now() - 300,
+                unix_now() - 300,
                 "p-8",
             )),
         ),
@@ -213,7 +183,7 @@ async fn a_stolen_bound_token_is_useless_at_the_edge(front: Front) {
             "GET",
             &stack.url(NOTES),
             Some(&unbound),
-            now(),
+            unix_now(),
             "p-9",
         )),
     )
@@ -222,8 +192,7 @@ async fn a_stolen_bound_token_is_useless_at_the_edge(front: Front) {
 }
 
 fn key_other() -> SigningKey {
-    let alg = auth_types::SigningAlg::EdDSA;
-    SigningKey::from_pkcs8("other", alg, &generate_pkcs8(alg).expect("gen")).expect("key")
+    dpop_key(auth_types::SigningAlg::EdDSA)
 }
 
 crate::both_fronts!(a_stolen_bound_token_is_useless_at_the_edge);
@@ -240,15 +209,9 @@ async fn proofs_name_the_public_origin_when_one_is_set(front: Front) {
         return;
     };
     let session = token(&stack.login(&unique_email("origin")).await);
-    let r = stack
-        .http
-        .post(stack.url("/auth/tokens"))
-        .bearer_auth(&session)
-        .json(&json!({"name": "cli", "scope": "notes:read"}))
-        .send()
-        .await
-        .expect("create");
-    let pat = r.json::<Value>().await.expect("json")["token"]
+    let pat = stack
+        .personal_token(&session, json!({"name": "cli", "scope": "notes:read"}))
+        .await["token"]
         .as_str()
         .expect("token")
         .to_string();
@@ -257,30 +220,10 @@ async fn proofs_name_the_public_origin_when_one_is_set(front: Front) {
         "{}/auth/oauth2/token",
         stack.issuer().state.settings.issuer_url
     );
-    let r = stack
-        .http
-        .post(stack.url("/auth/oauth2/token"))
-        .header(
-            "dpop",
-            dpop_proof(&key, "POST", &token_url, None, now(), "t-1"),
-        )
-        .form(&[
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:token-exchange",
-            ),
-            ("subject_token", pat.as_str()),
-            (
-                "subject_token_type",
-                "urn:devmentor:params:oauth:token-type:personal_access_token",
-            ),
-        ])
-        .send()
-        .await
-        .expect("exchange");
-    let bound = token(&r.json::<Value>().await.expect("json"));
+    let proof = dpop_proof(&key, "POST", &token_url, None, unix_now(), "t-1");
+    let bound = token(&stack.exchange_pat(&pat, Some(proof)).await);
     let scheme = format!("DPoP {bound}");
-    let at = |url: String, jti: &str| dpop_proof(&key, "GET", &url, Some(&bound), now(), jti);
+    let at = |url: String, jti: &str| dpop_proof(&key, "GET", &url, Some(&bound), unix_now(), jti);
     let (status, _, _) = get(
         &stack,
         PRIVATE,

@@ -22,40 +22,18 @@ pub async fn pat_through_envoy(stack: &Stack) {
         .json()
         .await
         .expect("json");
-    let r = stack
-        .http
-        .post(stack.url("/auth/tokens"))
-        .bearer_auth(&session)
-        .json(&json!({"name": "ci", "scope": "notes:read", "expires_in_days": 7}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.expect("json");
+    let v = stack
+        .personal_token(
+            &session,
+            json!({"name": "ci", "scope": "notes:read", "expires_in_days": 7}),
+        )
+        .await;
     let pat = v["token"].as_str().expect("token").to_string();
     let id = v["personal_token"]["id"].as_str().expect("id").to_string();
     // The personal access token itself is no bearer token at the edge.
     assert_eq!(stack.get(NOTES, Some(&pat)).await.status(), 401);
 
-    let r = stack
-        .http
-        .post(stack.url("/auth/oauth2/token"))
-        .form(&[
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:token-exchange",
-            ),
-            ("subject_token", pat.as_str()),
-            (
-                "subject_token_type",
-                "urn:devmentor:params:oauth:token-type:personal_access_token",
-            ),
-        ])
-        .send()
-        .await
-        .expect("exchange");
-    assert_eq!(r.status(), 200);
-    let access = token(&r.json::<Value>().await.expect("json"));
+    let access = token(&stack.exchange_pat(&pat, None).await);
     let r = stack.get(NOTES, Some(&access)).await;
     assert_eq!(r.status(), 200);
     let seen: Value = r.json().await.expect("json");

@@ -721,6 +721,44 @@ impl Stack {
         }
         req.send().await.expect("request through envoy")
     }
+
+    /// A personal access token made through Envoy with `session` (a fresh
+    /// sign-in's token); `body`: the request (name, scope, days). Answers
+    /// the whole reply (`token`, `personal_token`).
+    pub async fn personal_token(&self, session: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(self.url("/auth/tokens"))
+            .bearer_auth(session)
+            .json(&body)
+            .send()
+            .await
+            .expect("create a personal access token");
+        assert_eq!(r.status(), 201);
+        r.json().await.expect("json")
+    }
+
+    /// `pat` exchanged at the token endpoint through Envoy (RFC 8693, the
+    /// issuer's token type), with a DPoP proof if given; the reply, 200.
+    pub async fn exchange_pat(&self, pat: &str, proof: Option<String>) -> Value {
+        let mut req = self.http.post(self.url("/auth/oauth2/token")).form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", pat),
+            (
+                "subject_token_type",
+                "urn:devmentor:params:oauth:token-type:personal_access_token",
+            ),
+        ]);
+        if let Some(p) = proof {
+            req = req.header("dpop", p);
+        }
+        let r = req.send().await.expect("exchange");
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("json")
+    }
 }
 
 pub async fn start_issuer(args: ServeArgs) -> RunningIssuer {
